@@ -40,6 +40,9 @@ lint: ## gofmt check, go vet, staticcheck (pinned in hack/tools/lint)
 		if [[ -n "$$out" ]]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
 	@echo "go vet"; $(GO) vet ./...
 	@echo "staticcheck"; $(GO) tool -modfile=hack/tools/lint/go.mod staticcheck ./...
+	@echo "generated files up to date"; $(MAKE) --no-print-directory generate >/dev/null; \
+		if ! git diff --quiet -- api deploy/crds || [[ -n "$$(git ls-files --others --exclude-standard api deploy/crds)" ]]; then \
+			echo "api/ or deploy/crds changed after 'make generate': commit the regenerated files"; git status --short api deploy/crds; exit 1; fi
 
 .PHONY: run
 run: build ## the all-in-one: simulated cloud and node VMs, real Kubernetes API
@@ -56,3 +59,8 @@ clean:
 .PHONY: help
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+.PHONY: generate
+generate: ## regenerate deepcopy code and CRD YAML from api/ (controller-tools v0.23.0)
+	$(GO) tool -modfile=hack/tools/codegen/go.mod controller-gen object paths=./api/... \
+		crd:allowDangerousTypes=false paths=./api/... output:crd:artifacts:config=deploy/crds

@@ -1,0 +1,200 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Driver says how an interface is backed in OpenStack and plugged on the node.
+// +kubebuilder:validation:Enum=nested-vlan;nested-macvlan;nested-dpdk
+type Driver string
+
+const (
+	// DriverNestedVLAN: a Neutron trunk subport, a VLAN sub-interface of the
+	// VM's NIC in the pod.
+	DriverNestedVLAN Driver = "nested-vlan"
+	// DriverNestedMACVLAN: an allowed-address-pair on the VM's port, a MACVLAN
+	// of the VM's NIC in the pod.
+	DriverNestedMACVLAN Driver = "nested-macvlan"
+	// DriverNestedDPDK: a Neutron port hot-attached to the VM by Nova, whose
+	// PCI device is bound to a DPDK driver for the pod.
+	DriverNestedDPDK Driver = "nested-dpdk"
+)
+
+// Valid reports whether d is one of the known drivers.
+func (d Driver) Valid() bool {
+	switch d {
+	case DriverNestedVLAN, DriverNestedMACVLAN, DriverNestedDPDK:
+		return true
+	}
+	return false
+}
+
+// DPDK kernel drivers a nested-dpdk device can be bound to.
+const (
+	DPDKDriverUIOPCIGeneric = "uio_pci_generic"
+	DPDKDriverVFIOPCI       = "vfio-pci"
+)
+
+// InterfaceState is where one interface is in its life.
+// +kubebuilder:validation:Enum=Pending;Active;Plugged;Failed;Releasing
+type InterfaceState string
+
+const (
+	// StatePending: the controller is creating the cloud resources.
+	StatePending InterfaceState = "Pending"
+	// StateActive: the cloud resources exist and are ACTIVE; the daemon may plug it.
+	StateActive InterfaceState = "Active"
+	// StatePlugged: the daemon has put it in the pod (or bound the device).
+	StatePlugged InterfaceState = "Plugged"
+	// StateFailed: it could not be made; Message says why.
+	StateFailed InterfaceState = "Failed"
+	// StateReleasing: the pod is going and its cloud resources are being released.
+	StateReleasing InterfaceState = "Releasing"
+)
+
+// KuryrPodSpec is what the controller worked out the pod needs.
+type KuryrPodSpec struct {
+	// PodUID is the UID of the pod this record is for. A pod recreated with
+	// the same name gets a new UID and so a new record.
+	PodUID types.UID `json:"podUID"`
+	// NodeName is the node the pod is scheduled to.
+	NodeName string `json:"nodeName"`
+	// Interfaces the pod asked for, in the order the CNI reports them.
+	// +listType=map
+	// +listMapKey=ifName
+	Interfaces []InterfaceRequest `json:"interfaces,omitempty"`
+}
+
+// InterfaceRequest is one interface a pod needs.
+type InterfaceRequest struct {
+	// IfName is the interface name in the pod (eth0, net1, or as requested).
+	IfName string `json:"ifName"`
+	// Network is the NetworkAttachmentDefinition, namespace/name; empty for the
+	// default (primary) interface.
+	// +optional
+	Network string `json:"network,omitempty"`
+	Driver  Driver `json:"driver"`
+	// SubnetID is the Neutron subnet the port is created in.
+	SubnetID string `json:"subnetID"`
+	// +optional
+	SecurityGroups []string `json:"securityGroups,omitempty"`
+	// DPDKDriver is the kernel driver a nested-dpdk device is bound to.
+	// +optional
+	DPDKDriver string `json:"dpdkDriver,omitempty"`
+	// MAC requested by the pod, if any.
+	// +optional
+	MAC string `json:"mac,omitempty"`
+	// IPs requested by the pod, if any.
+	// +optional
+	IPs []string `json:"ips,omitempty"`
+	// DefaultRoute: this interface carries the pod's default route.
+	// +optional
+	DefaultRoute bool `json:"defaultRoute,omitempty"`
+}
+
+// KuryrPodStatus is what exists for the pod, in the cloud and on the node.
+type KuryrPodStatus struct {
+	// ObservedGeneration is the spec generation this status is for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Summary is a one-line view for kubectl, e.g. "2/3 ready".
+	// +optional
+	Summary string `json:"summary,omitempty"`
+	// +listType=map
+	// +listMapKey=ifName
+	// +optional
+	Interfaces []InterfaceStatus `json:"interfaces,omitempty"`
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// InterfaceStatus is one interface as it exists.
+type InterfaceStatus struct {
+	IfName string `json:"ifName"`
+	Driver Driver `json:"driver"`
+	// +optional
+	Network string `json:"network,omitempty"`
+	// PortID is the Neutron port backing the interface.
+	// +optional
+	PortID string `json:"portID,omitempty"`
+	// +optional
+	MAC string `json:"mac,omitempty"`
+	// IPs in CIDR form, e.g. 10.0.0.5/24.
+	// +optional
+	IPs []string `json:"ips,omitempty"`
+	// +optional
+	MTU int `json:"mtu,omitempty"`
+	// +optional
+	Gateway string `json:"gateway,omitempty"`
+	// +optional
+	Routes []Route `json:"routes,omitempty"`
+	// +optional
+	DNS *DNS `json:"dns,omitempty"`
+	// VLANID is the segmentation ID of a nested-vlan subport on the node's trunk.
+	// +optional
+	VLANID int `json:"vlanID,omitempty"`
+	// PCIAddress of a nested-dpdk device in the node VM (filled in by the daemon).
+	// +optional
+	PCIAddress string `json:"pciAddress,omitempty"`
+	// OriginalDriver the nested-dpdk device had before binding (daemon).
+	// +optional
+	OriginalDriver string `json:"originalDriver,omitempty"`
+	// BoundDriver the nested-dpdk device is bound to now (daemon).
+	// +optional
+	BoundDriver string `json:"boundDriver,omitempty"`
+	State       InterfaceState `json:"state"`
+	// Message says why the interface is in its state, when it is not Active or Plugged.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// Route is a route of an interface.
+type Route struct {
+	// Dst in CIDR form.
+	Dst string `json:"dst"`
+	// +optional
+	Gateway string `json:"gateway,omitempty"`
+}
+
+// DNS settings from the Neutron subnet.
+type DNS struct {
+	// +optional
+	Nameservers []string `json:"nameservers,omitempty"`
+	// +optional
+	Domain string `json:"domain,omitempty"`
+	// +optional
+	Search []string `json:"search,omitempty"`
+}
+
+// KuryrPod records the network interfaces kuryr-dpdk made for one pod. It
+// has the pod's name and namespace, an owner reference to the pod, the node
+// label and a finalizer that is removed once the cloud resources are released.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=kp,categories=kuryr
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.nodeName`
+// +kubebuilder:printcolumn:name="Interfaces",type=string,JSONPath=`.status.summary`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type KuryrPod struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec KuryrPodSpec `json:"spec,omitempty"`
+	// +optional
+	Status KuryrPodStatus `json:"status,omitempty"`
+}
+
+// KuryrPodList is a list of KuryrPods.
+//
+// +kubebuilder:object:root=true
+type KuryrPodList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []KuryrPod `json:"items"`
+}

@@ -1,0 +1,35 @@
+package v1alpha1
+
+// Names shared by the controller, the daemon and the operator's tools.
+const (
+	// Finalizer is set on pods and KuryrPods while cloud resources exist.
+	Finalizer = "kuryr-dpdk.io/release"
+	// NodeLabel on a KuryrPod names the node it is for, so that each daemon
+	// watches only its own node's resources.
+	NodeLabel = "kuryr-dpdk.io/node"
+	// PodUIDLabel on a KuryrPod carries the UID of the pod it is for.
+	PodUIDLabel = "kuryr-dpdk.io/pod-uid"
+
+	// NetworksAnnotation is the Network Plumbing WG request for extra networks.
+	NetworksAnnotation = "k8s.v1.cni.cncf.io/networks"
+	// NetworkStatusAnnotation is the Network Plumbing WG report of a pod's networks.
+	NetworkStatusAnnotation = "k8s.v1.cni.cncf.io/network-status"
+	// KuryrConfigAnnotation is kuryr-kubernetes' way of saying what backs a
+	// NetworkAttachmentDefinition: {"subnetId": ..., "driverType": ...}.
+	KuryrConfigAnnotation = "openstack.org/kuryr-config"
+
+	// CNIType is the "type" of a CNI network config handled by kuryr-dpdk.
+	CNIType = "kuryr-cni"
+)
+
+// Condition types of a KuryrPod.
+const (
+	// ConditionReady: every interface is ready for the pod (Active in the
+	// cloud, and plugged once the daemon has done its part).
+	ConditionReady = "Ready"
+	// ConditionCloudReady: every interface's cloud resources exist and are ACTIVE.
+	ConditionCloudReady = "CloudReady"
+	// ConditionSpecValid: the pod's network request could be understood.
+	// False with reason InvalidSpec is terminal until the pod or NAD changes.
+	ConditionSpecValid = "SpecValid"
+)
