@@ -144,7 +144,7 @@ type InterfaceStatus struct {
 	OriginalDriver string `json:"originalDriver,omitempty"`
 	// BoundDriver the nested-dpdk device is bound to now (daemon).
 	// +optional
-	BoundDriver string `json:"boundDriver,omitempty"`
+	BoundDriver string         `json:"boundDriver,omitempty"`
 	State       InterfaceState `json:"state"`
 	// Message says why the interface is in its state, when it is not Active or Plugged.
 	// +optional
