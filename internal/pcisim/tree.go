@@ -339,7 +339,6 @@ func (s *Sim) addNetdevLocked(d *device) error {
 	for _, l := range []struct{ target, link string }{
 		{"bus/virtio/drivers/virtio_net", filepath.Join(vrel, "driver")},
 		{"bus/virtio", filepath.Join(vrel, "subsystem")},
-		{vrel, filepath.Join(nrel, "device")},
 		{"class/net", filepath.Join(nrel, "subsystem")},
 		{vrel, filepath.Join("bus", "virtio", "devices", "virtio"+strconv.Itoa(n))},
 		{nrel, filepath.Join("class", "net", d.ifname)},
@@ -347,6 +346,10 @@ func (s *Sim) addNetdevLocked(d *device) error {
 		if err := s.symlink(l.target, l.link); err != nil {
 			return err
 		}
+	}
+	// The kernel writes this link to an ancestor the long way round.
+	if err := os.Symlink("../../../virtio"+strconv.Itoa(n), s.sys(nrel, "device")); err != nil {
+		return fmt.Errorf("pcisim: %w", err)
 	}
 	s.notify(NetdevEvent{Addr: d.addr, IfName: d.ifname, MAC: d.mac, Appeared: true})
 	return nil
