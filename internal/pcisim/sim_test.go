@@ -186,6 +186,7 @@ func TestProbeToMissingDriverLeavesUnbound(t *testing.T) {
 	}
 	dev := s.sys("bus", "pci", "devices", addr)
 	write(t, s.sys("bus", "pci", "drivers", DriverVirtioPCI, "unbind"), addr)
+	eventually(t, "unbind", func() bool { return s.Driver(addr) == "" })
 	write(t, filepath.Join(dev, "driver_override"), DriverUIO)
 	write(t, s.sys("bus", "pci", "drivers_probe"), addr)
 	// Events are handled in order: once a later unbind of another device is
