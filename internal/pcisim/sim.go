@@ -163,13 +163,23 @@ func New(root string, opts ...Option) (*Sim, error) {
 }
 
 // Start is New followed by Run in a goroutine, for tests: the simulator
-// stops when ctx ends or Close is called.
+// stops when ctx ends or Close is called; an error of Run is recorded
+// (Errors).
 func Start(ctx context.Context, root string, opts ...Option) (*Sim, error) {
 	s, err := New(root, opts...)
 	if err != nil {
 		return nil, err
 	}
-	go func() { _ = s.Run(ctx) }()
+	if err := s.markRunning(); err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := s.run(ctx); err != nil {
+			s.mu.Lock()
+			s.recordErr(err)
+			s.mu.Unlock()
+		}
+	}()
 	return s, nil
 }
 
@@ -178,13 +188,23 @@ func (s *Sim) Root() string { return s.root }
 
 // Run reacts to writes until ctx ends or Close is called.
 func (s *Sim) Run(ctx context.Context) error {
+	if err := s.markRunning(); err != nil {
+		return err
+	}
+	return s.run(ctx)
+}
+
+func (s *Sim) markRunning() error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.running || s.closed {
-		s.mu.Unlock()
 		return errors.New("pcisim: Run called twice or after Close")
 	}
 	s.running = true
-	s.mu.Unlock()
+	return nil
+}
+
+func (s *Sim) run(ctx context.Context) error {
 	defer close(s.runDone)
 	stop := context.AfterFunc(ctx, func() { _ = s.closeInotify() })
 	defer stop()
