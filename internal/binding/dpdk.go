@@ -258,6 +258,41 @@ func (d *DPDK) Detach(ctx context.Context, containerID, ifName string) error {
 	return nil
 }
 
+// Check verifies, for CNI CHECK, that the attachment is as ADD left it: a
+// checkpoint, the device present and bound to the target driver, and its
+// device-info file naming it.
+func (d *DPDK) Check(ctx context.Context, containerID, ifName string) error {
+	key := checkpoint.Key{ContainerID: containerID, IfName: ifName}
+	if err := checkpoint.ValidateKey(key); err != nil {
+		return err
+	}
+	defer d.locks.lock(key)()
+	rec, err := d.store.Get(containerID, ifName)
+	if err != nil {
+		return fmt.Errorf("dpdk check %s: %w", key, err)
+	}
+	if !d.sys.Exists(rec.PCIAddress) {
+		return fmt.Errorf("dpdk check %s: PCI device %s is gone", key, rec.PCIAddress)
+	}
+	got, err := d.sys.Driver(rec.PCIAddress)
+	if err != nil {
+		return fmt.Errorf("dpdk check %s: %w", key, err)
+	}
+	if got != rec.TargetDriver {
+		return fmt.Errorf("dpdk check %s: PCI device %s is bound to %q, want %s", key, rec.PCIAddress, got, rec.TargetDriver)
+	}
+	if rec.DeviceInfoFile != "" {
+		di, err := ReadDeviceInfo(rec.DeviceInfoFile)
+		if err != nil {
+			return fmt.Errorf("dpdk check %s: %w", key, err)
+		}
+		if di.PCI == nil || di.PCI.PCIAddress != rec.PCIAddress {
+			return fmt.Errorf("dpdk check %s: device-info %s does not name PCI device %s", key, rec.DeviceInfoFile, rec.PCIAddress)
+		}
+	}
+	return nil
+}
+
 // restore rebinds the device to its original driver and waits for its
 // netdev. A device that is gone (hot-unplugged) needs nothing.
 func (d *DPDK) restore(ctx context.Context, rec checkpoint.Record) error {

@@ -128,6 +128,10 @@ func TestDPDKAttachLateDeviceAndDetach(t *testing.T) {
 		t.Errorf("device-info = %s", b)
 	}
 
+	if err := d.Check(ctx, dpdkCID, "net1"); err != nil {
+		t.Errorf("CHECK after ADD: %v", err)
+	}
+
 	if err := d.Detach(ctx, dpdkCID, "net1"); err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +139,30 @@ func TestDPDKAttachLateDeviceAndDetach(t *testing.T) {
 	e.requireNoCheckpoint()
 	if _, err := os.Stat(devInfo); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("device-info file left: %v", err)
+	}
+	if err := d.Check(ctx, dpdkCID, "net1"); !errors.Is(err, checkpoint.ErrNotFound) {
+		t.Errorf("CHECK after DEL = %v, want ErrNotFound", err)
+	}
+}
+
+func TestDPDKCheckSeesDriftedDevice(t *testing.T) {
+	t.Parallel()
+	e := newDPDKEnv(t)
+	ctx := testCtx(t)
+	if err := e.sim.AddVirtioNet(dpdkAddr, dpdkMAC); err != nil {
+		t.Fatal(err)
+	}
+	d := e.daemon(time.Second)
+	if _, err := d.Attach(ctx, DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: dpdkMAC}); err != nil {
+		t.Fatal(err)
+	}
+	// Someone gives the device back to the kernel behind our back.
+	if err := pci.New(e.root, pci.WithPollInterval(2*time.Millisecond)).Bind(ctx, dpdkAddr, pci.DriverVirtioPCI); err != nil {
+		t.Fatal(err)
+	}
+	err := d.Check(ctx, dpdkCID, "net1")
+	if err == nil || !strings.Contains(err.Error(), `bound to "virtio-pci", want uio_pci_generic`) {
+		t.Errorf("CHECK = %v, want a driver mismatch", err)
 	}
 }
 

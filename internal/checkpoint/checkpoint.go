@@ -17,6 +17,11 @@ import (
 	"time"
 )
 
+// DefaultDir is where the daemon keeps its records on a node (persistent, so
+// that they survive a daemon restart; after a node reboot the records still
+// let DEL clean up).
+const DefaultDir = "/var/lib/kuryr-dpdk/checkpoints"
+
 // ErrNotFound means there is no record for the key.
 var ErrNotFound = errors.New("no checkpoint record")
 

@@ -113,20 +113,50 @@ type IOMMUInfo struct {
 	AccessPlatformKnown bool
 }
 
+// IOMMUGroups is the number of IOMMU groups the kernel has: 0 when the VM
+// has no (virtual) IOMMU or it is off.
+func (s *SysFS) IOMMUGroups() (int, error) {
+	groups, err := os.ReadDir(s.path("kernel", "iommu_groups"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("list IOMMU groups: %w", err)
+	}
+	return len(groups), nil
+}
+
+// NoIOMMUMode reports vfio's enable_unsafe_noiommu_mode; false when the
+// vfio module is not loaded or has no such parameter (Debian's kernels).
+func (s *SysFS) NoIOMMUMode() bool {
+	v, err := readTrim(s.path("module", "vfio", "parameters", "enable_unsafe_noiommu_mode"))
+	return err == nil && (v == "Y" || v == "1")
+}
+
+// Drivers lists the PCI drivers registered with the kernel.
+func (s *SysFS) Drivers() ([]string, error) {
+	entries, err := os.ReadDir(s.path("bus", "pci", "drivers"))
+	if err != nil {
+		return nil, fmt.Errorf("list PCI drivers: %w", err)
+	}
+	out := make([]string, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out, nil
+}
+
 // IOMMU reads the IOMMU facts for one device.
 func (s *SysFS) IOMMU(addr string) (IOMMUInfo, error) {
 	var info IOMMUInfo
-	groups, err := os.ReadDir(s.path("kernel", "iommu_groups"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return info, fmt.Errorf("list IOMMU groups: %w", err)
+	var err error
+	if !ValidAddress(addr) {
+		return info, fmt.Errorf("invalid PCI address %q", addr)
 	}
-	info.Groups = len(groups)
+	if info.Groups, err = s.IOMMUGroups(); err != nil {
+		return info, err
+	}
 	if info.Group, err = s.iommuGroup(addr); err != nil {
 		return info, err
 	}
-	if v, err := readTrim(s.path("module", "vfio", "parameters", "enable_unsafe_noiommu_mode")); err == nil {
-		info.NoIOMMUMode = v == "Y" || v == "1"
-	}
+	info.NoIOMMUMode = s.NoIOMMUMode()
 	feats, _ := filepath.Glob(s.devicePath(addr, "virtio*", "features"))
 	if len(feats) > 0 {
 		if v, err := readTrim(feats[0]); err == nil && len(v) > virtioFAccessPlatform {

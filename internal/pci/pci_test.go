@@ -201,6 +201,23 @@ func TestBindVFIOWithoutIOMMU(t *testing.T) {
 	}
 }
 
+func TestBindVFIONoIOMMUMode(t *testing.T) {
+	t.Parallel()
+	sim, s := newSim(t, pcisim.WithNoIOMMUMode())
+	if err := sim.AddVirtioNet(addr1, mac1); err != nil {
+		t.Fatal(err)
+	}
+	if !s.NoIOMMUMode() {
+		t.Fatal("NoIOMMUMode = false")
+	}
+	if err := s.Bind(ctxTimeout(t, 5*time.Second), addr1, pci.DriverVFIO); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := s.Driver(addr1); d != pci.DriverVFIO {
+		t.Errorf("Driver = %q, want vfio-pci", d)
+	}
+}
+
 func TestBindVFIOWithIOMMU(t *testing.T) {
 	t.Parallel()
 	sim, s := newSim(t, pcisim.WithIOMMU())
@@ -211,8 +228,12 @@ func TestBindVFIOWithIOMMU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Groups != 1 || info.Group != "0" || !info.AccessPlatformKnown || !info.AccessPlatform {
+	if info.Groups != 1 || info.Group != "0" || !info.AccessPlatformKnown || !info.AccessPlatform || info.NoIOMMUMode {
 		t.Errorf("IOMMU info = %+v", info)
+	}
+	drivers, err := s.Drivers()
+	if err != nil || strings.Join(drivers, ",") != "uio_pci_generic,vfio-pci,virtio-pci" {
+		t.Errorf("Drivers = %v, %v", drivers, err)
 	}
 	if err := s.Bind(ctxTimeout(t, 5*time.Second), addr1, pci.DriverVFIO); err != nil {
 		t.Fatal(err)

@@ -71,6 +71,11 @@ func WithDrivers(names ...string) Option {
 // virtio devices report VIRTIO_F_ACCESS_PLATFORM (iommu_platform=on).
 func WithIOMMU() Option { return func(s *Sim) { s.iommu = true } }
 
+// WithNoIOMMUMode turns on vfio's enable_unsafe_noiommu_mode
+// (/sys/module/vfio/parameters): vfio-pci then takes devices in no IOMMU
+// group, as a kernel built with CONFIG_VFIO_NOIOMMU does.
+func WithNoIOMMUMode() Option { return func(s *Sim) { s.noIOMMU = true } }
+
 // WithProbeFailure makes the driver's probe refuse every device, as a
 // driver does that fails to initialise one ("probe failed with error -22"):
 // the device stays unbound.
@@ -92,6 +97,7 @@ type Sim struct {
 	iommu          bool
 	hook           func(NetdevEvent) error
 	failProbe      []string
+	noIOMMU        bool
 
 	mu        sync.Mutex
 	devices   map[string]*device

@@ -32,6 +32,15 @@ func (s *Sim) layoutBus() error {
 			return err
 		}
 	}
+	if s.noIOMMU {
+		params := s.sys("module", "vfio", "parameters")
+		if err := os.MkdirAll(params, 0o755); err != nil {
+			return fmt.Errorf("pcisim: %w", err)
+		}
+		if err := writeFile(filepath.Join(params, "enable_unsafe_noiommu_mode"), "Y\n"); err != nil {
+			return err
+		}
+	}
 	return s.ino.watch(s.sys("bus", "pci"), s.watches, "")
 }
 
@@ -238,7 +247,7 @@ func (s *Sim) probeOK(d *device, drv *driver) bool {
 	if slices.Contains(s.failProbe, drv.name) {
 		return false
 	}
-	return drv.name != DriverVFIO || d.group >= 0
+	return drv.name != DriverVFIO || d.group >= 0 || s.noIOMMU
 }
 
 // attachDriverLocked is driver_attach: a new driver or new ID takes the
