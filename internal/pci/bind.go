@@ -146,6 +146,11 @@ func (s *SysFS) writeAndWait(ctx context.Context, path, value string, done func(
 	ctx, cancel := context.WithTimeout(ctx, s.bindTimeout)
 	defer cancel()
 	if err := writeAttr(path, value); err != nil {
+		// The kernel refuses, say, an unbind of a device that another
+		// writer unbound a moment ago: what counts is the state.
+		if ok, derr := done(); derr == nil && ok {
+			return nil
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
