@@ -1,0 +1,368 @@
+package binding
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
+)
+
+// DPDKSysfs is what the DPDK driver needs from the PCI sysfs.
+type DPDKSysfs interface {
+	// WaitForMAC waits until a PCI device has a netdev with the MAC.
+	WaitForMAC(ctx context.Context, mac string) (string, error)
+	// Exists reports whether the PCI device is present.
+	Exists(addr string) bool
+	// Driver is the device's current driver, "" when unbound.
+	Driver(addr string) (string, error)
+	// CheckDriver says, without changing anything, whether the device can
+	// be bound to the driver.
+	CheckDriver(addr, driver string) error
+	// Bind binds the device to the driver and waits until it is bound.
+	Bind(ctx context.Context, addr, driver string) error
+	// Unbind leaves the device bound to no driver.
+	Unbind(ctx context.Context, addr string) error
+	// WaitForNetdev waits until the device has a netdev with the MAC.
+	WaitForNetdev(ctx context.Context, addr, mac string) (string, error)
+}
+
+var _ DPDKSysfs = (*pci.SysFS)(nil)
+
+// DPDKCheckpoints is where the DPDK driver keeps its per-attachment records.
+type DPDKCheckpoints interface {
+	Get(containerID, ifName string) (checkpoint.Record, error)
+	Put(r checkpoint.Record) error
+	Delete(containerID, ifName string) error
+	List() ([]checkpoint.Record, error)
+}
+
+var _ DPDKCheckpoints = (*checkpoint.Store)(nil)
+
+// DPDKOptions tunes the DPDK driver; zero values take the defaults.
+type DPDKOptions struct {
+	// DefaultDriver is the driver used when a request names none
+	// (uio_pci_generic).
+	DefaultDriver string
+	// DeviceTimeout bounds the wait for the hot-plugged device to appear
+	// and, on Detach, for its netdev to come back (10 s).
+	DeviceTimeout time.Duration
+}
+
+// DPDKRequest asks for one data-plane device.
+type DPDKRequest struct {
+	ContainerID string
+	IfName      string
+	// MAC is the Neutron port's MAC: how the hot-plugged device is found.
+	MAC string
+	// TargetDriver is uio_pci_generic or vfio-pci; "" for the default.
+	TargetDriver string
+	// DeviceInfoFile, when set, is where the NPWG device-info file for the
+	// device is written (and removed again on Detach).
+	DeviceInfoFile string
+}
+
+// DPDKResult says which device the pod got.
+type DPDKResult struct {
+	PCIAddress     string
+	OriginalDriver string
+	BoundDriver    string
+}
+
+// DPDK binds hot-plugged virtio-net devices to a DPDK driver for pods and
+// gives them back to their kernel driver. Everything Detach needs is in the
+// checkpoint, so a new DPDK value (after a daemon restart) can undo what an
+// old one did.
+type DPDK struct {
+	sys   DPDKSysfs
+	store DPDKCheckpoints
+	opts  DPDKOptions
+	locks dpdkKeyLocks
+}
+
+// NewDPDK returns the DPDK driver.
+func NewDPDK(sys DPDKSysfs, store DPDKCheckpoints, opts DPDKOptions) *DPDK {
+	if opts.DefaultDriver == "" {
+		opts.DefaultDriver = pci.DriverUIO
+	}
+	if opts.DeviceTimeout <= 0 {
+		opts.DeviceTimeout = 10 * time.Second
+	}
+	return &DPDK{sys: sys, store: store, opts: opts}
+}
+
+// Attach finds the device by MAC (waiting for it to appear), records the
+// checkpoint, binds the device to the target driver and verifies it. A
+// retried Attach for the same container and interface finds the device
+// through its checkpoint (its netdev and MAC are gone once unbound) and
+// succeeds when it is already bound. On failure it gives the device back to
+// its original driver.
+func (d *DPDK) Attach(ctx context.Context, req DPDKRequest) (DPDKResult, error) {
+	log := logr.FromContextOrDiscard(ctx).WithValues("container", req.ContainerID, "ifname", req.IfName)
+	key := checkpoint.Key{ContainerID: req.ContainerID, IfName: req.IfName}
+	if err := checkpoint.ValidateKey(key); err != nil {
+		return DPDKResult{}, err
+	}
+	mac, err := pci.NormalizeMAC(req.MAC)
+	if err != nil {
+		return DPDKResult{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+	}
+	target := req.TargetDriver
+	if target == "" {
+		target = d.opts.DefaultDriver
+	}
+	defer d.locks.lock(key)()
+
+	rec, err := d.store.Get(req.ContainerID, req.IfName)
+	switch {
+	case err == nil:
+		if !strings.EqualFold(rec.MAC, mac) {
+			return DPDKResult{}, fmt.Errorf("dpdk attach %s with MAC %s: the checkpoint holds MAC %s (device %s); DEL it first",
+				key, mac, rec.MAC, rec.PCIAddress)
+		}
+		if !d.sys.Exists(rec.PCIAddress) {
+			return DPDKResult{}, fmt.Errorf("dpdk attach %s: PCI device %s of MAC %s is gone (detached from the VM?)",
+				key, rec.PCIAddress, mac)
+		}
+		log.V(1).Info("retried attach, device from checkpoint", "pci", rec.PCIAddress)
+		if rec.TargetDriver != target || (req.DeviceInfoFile != "" && rec.DeviceInfoFile != req.DeviceInfoFile) {
+			rec.TargetDriver = target
+			if req.DeviceInfoFile != "" {
+				rec.DeviceInfoFile = req.DeviceInfoFile
+			}
+			if err := d.store.Put(rec); err != nil {
+				return DPDKResult{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+			}
+		}
+	case errors.Is(err, checkpoint.ErrNotFound):
+		if rec, err = d.newRecord(ctx, key, mac, target, req.DeviceInfoFile); err != nil {
+			return DPDKResult{}, err
+		}
+	default:
+		return DPDKResult{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+	}
+
+	start := time.Now()
+	if err := d.sys.Bind(ctx, rec.PCIAddress, target); err != nil {
+		return DPDKResult{}, d.rollback(ctx, rec, fmt.Errorf("dpdk attach %s: %w", key, err))
+	}
+	if got, err := d.sys.Driver(rec.PCIAddress); err != nil || got != target {
+		err = errors.Join(err, fmt.Errorf("PCI device %s is bound to %q, not %s", rec.PCIAddress, got, target))
+		return DPDKResult{}, d.rollback(ctx, rec, fmt.Errorf("dpdk attach %s: %w", key, err))
+	}
+	if req.DeviceInfoFile != "" {
+		if err := WriteDeviceInfo(req.DeviceInfoFile, rec.PCIAddress); err != nil {
+			return DPDKResult{}, d.rollback(ctx, rec, fmt.Errorf("dpdk attach %s: %w", key, err))
+		}
+	}
+	log.V(1).Info("bound DPDK device", "pci", rec.PCIAddress, "from", rec.OriginalDriver, "to", target,
+		"bindTime", time.Since(start))
+	return DPDKResult{PCIAddress: rec.PCIAddress, OriginalDriver: rec.OriginalDriver, BoundDriver: target}, nil
+}
+
+// newRecord waits for the device, checks the target driver can take it and
+// writes the checkpoint, before anything on the device changes.
+func (d *DPDK) newRecord(ctx context.Context, key checkpoint.Key, mac, target, devInfo string) (checkpoint.Record, error) {
+	wctx, cancel := context.WithTimeout(ctx, d.opts.DeviceTimeout)
+	defer cancel()
+	addr, err := d.sys.WaitForMAC(wctx, mac)
+	if err != nil {
+		return checkpoint.Record{}, fmt.Errorf("dpdk attach %s: %w%s", key, err, d.holder(mac))
+	}
+	orig, err := d.sys.Driver(addr)
+	if err != nil {
+		return checkpoint.Record{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+	}
+	if err := d.sys.CheckDriver(addr, target); err != nil {
+		return checkpoint.Record{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+	}
+	rec := checkpoint.Record{
+		ContainerID:    key.ContainerID,
+		IfName:         key.IfName,
+		Kind:           checkpoint.KindDPDK,
+		MAC:            mac,
+		PCIAddress:     addr,
+		OriginalDriver: orig,
+		TargetDriver:   target,
+		DeviceInfoFile: devInfo,
+	}
+	if err := d.store.Put(rec); err != nil {
+		return checkpoint.Record{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+	}
+	return rec, nil
+}
+
+// holder names another attachment whose checkpoint holds the MAC, which
+// explains a device that cannot be found by it.
+func (d *DPDK) holder(mac string) string {
+	recs, _ := d.store.List()
+	for _, r := range recs {
+		if r.Kind == checkpoint.KindDPDK && strings.EqualFold(r.MAC, mac) {
+			return fmt.Sprintf(" (the checkpoint of %s holds this MAC on PCI device %s, bound to %s)",
+				r.Key(), r.PCIAddress, r.TargetDriver)
+		}
+	}
+	return ""
+}
+
+// rollback gives the device back after a failed Attach and drops the
+// checkpoint when that worked; otherwise the checkpoint stays for DEL.
+func (d *DPDK) rollback(ctx context.Context, rec checkpoint.Record, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opts.DeviceTimeout)
+	defer cancel()
+	if err := d.restore(ctx, rec); err != nil {
+		return fmt.Errorf("%w (rollback failed, the checkpoint stays for DEL: %w)", cause, err)
+	}
+	if err := d.store.Delete(rec.ContainerID, rec.IfName); err != nil {
+		return fmt.Errorf("%w (rollback: %w)", cause, err)
+	}
+	return cause
+}
+
+// Detach gives the device of the attachment back to its original driver,
+// waits until its netdev with the MAC is back, removes the device-info file
+// and the checkpoint. It uses only the checkpoint, and with none there is
+// nothing to do.
+func (d *DPDK) Detach(ctx context.Context, containerID, ifName string) error {
+	key := checkpoint.Key{ContainerID: containerID, IfName: ifName}
+	if err := checkpoint.ValidateKey(key); err != nil {
+		return err
+	}
+	defer d.locks.lock(key)()
+	rec, err := d.store.Get(containerID, ifName)
+	if errors.Is(err, checkpoint.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("dpdk detach %s: %w", key, err)
+	}
+	if err := d.restore(ctx, rec); err != nil {
+		return fmt.Errorf("dpdk detach %s: %w", key, err)
+	}
+	if rec.DeviceInfoFile != "" {
+		if err := RemoveDeviceInfo(rec.DeviceInfoFile); err != nil {
+			return fmt.Errorf("dpdk detach %s: %w", key, err)
+		}
+	}
+	if err := d.store.Delete(containerID, ifName); err != nil {
+		return fmt.Errorf("dpdk detach %s: %w", key, err)
+	}
+	logr.FromContextOrDiscard(ctx).V(1).Info("gave DPDK device back", "container", containerID, "ifname", ifName,
+		"pci", rec.PCIAddress, "driver", rec.OriginalDriver)
+	return nil
+}
+
+// Check verifies, for CNI CHECK, that the attachment is as ADD left it: a
+// checkpoint, the device present and bound to the target driver, and its
+// device-info file naming it.
+func (d *DPDK) Check(ctx context.Context, containerID, ifName string) error {
+	key := checkpoint.Key{ContainerID: containerID, IfName: ifName}
+	if err := checkpoint.ValidateKey(key); err != nil {
+		return err
+	}
+	defer d.locks.lock(key)()
+	rec, err := d.store.Get(containerID, ifName)
+	if err != nil {
+		return fmt.Errorf("dpdk check %s: %w", key, err)
+	}
+	if !d.sys.Exists(rec.PCIAddress) {
+		return fmt.Errorf("dpdk check %s: PCI device %s is gone", key, rec.PCIAddress)
+	}
+	got, err := d.sys.Driver(rec.PCIAddress)
+	if err != nil {
+		return fmt.Errorf("dpdk check %s: %w", key, err)
+	}
+	if got != rec.TargetDriver {
+		return fmt.Errorf("dpdk check %s: PCI device %s is bound to %q, want %s", key, rec.PCIAddress, got, rec.TargetDriver)
+	}
+	if rec.DeviceInfoFile != "" {
+		di, err := ReadDeviceInfo(rec.DeviceInfoFile)
+		if err != nil {
+			return fmt.Errorf("dpdk check %s: %w", key, err)
+		}
+		if di.PCI == nil || di.PCI.PCIAddress != rec.PCIAddress {
+			return fmt.Errorf("dpdk check %s: device-info %s does not name PCI device %s", key, rec.DeviceInfoFile, rec.PCIAddress)
+		}
+	}
+	return nil
+}
+
+// restore rebinds the device to its original driver and waits for its
+// netdev. A device that is gone (hot-unplugged) needs nothing.
+func (d *DPDK) restore(ctx context.Context, rec checkpoint.Record) error {
+	if !d.sys.Exists(rec.PCIAddress) {
+		return nil
+	}
+	if rec.OriginalDriver == "" {
+		return d.sys.Unbind(ctx, rec.PCIAddress)
+	}
+	if err := d.sys.Bind(ctx, rec.PCIAddress, rec.OriginalDriver); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, d.opts.DeviceTimeout)
+	defer cancel()
+	if _, err := d.sys.WaitForNetdev(wctx, rec.PCIAddress, rec.MAC); err != nil {
+		return err
+	}
+	return nil
+}
+
+// GC detaches every DPDK attachment keep does not want (CNI GC's list of
+// valid attachments, or the pods the node still runs) and says how many it
+// released. Unreadable records are reported and left alone.
+func (d *DPDK) GC(ctx context.Context, keep func(checkpoint.Key) bool) (int, error) {
+	recs, listErr := d.store.List()
+	n := 0
+	var errs []error
+	for _, r := range recs {
+		if r.Kind != checkpoint.KindDPDK || keep(r.Key()) {
+			continue
+		}
+		if err := d.Detach(ctx, r.ContainerID, r.IfName); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(append(errs, listErr)...)
+}
+
+// dpdkKeyLocks serialises Attach and Detach of one attachment.
+type dpdkKeyLocks struct {
+	mu    sync.Mutex
+	locks map[checkpoint.Key]*dpdkKeyLock
+}
+
+type dpdkKeyLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (l *dpdkKeyLocks) lock(k checkpoint.Key) (unlock func()) {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = map[checkpoint.Key]*dpdkKeyLock{}
+	}
+	kl := l.locks[k]
+	if kl == nil {
+		kl = &dpdkKeyLock{}
+		l.locks[k] = kl
+	}
+	kl.refs++
+	l.mu.Unlock()
+	kl.mu.Lock()
+	return func() {
+		kl.mu.Unlock()
+		l.mu.Lock()
+		if kl.refs--; kl.refs == 0 {
+			delete(l.locks, k)
+		}
+		l.mu.Unlock()
+	}
+}

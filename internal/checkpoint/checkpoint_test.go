@@ -1,0 +1,222 @@
+package checkpoint
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func dpdkRecord(id, ifname string) Record {
+	return Record{
+		ContainerID:    id,
+		IfName:         ifname,
+		Kind:           KindDPDK,
+		MAC:            "fa:16:3e:00:00:01",
+		PCIAddress:     "0000:00:05.0",
+		OriginalDriver: "virtio-pci",
+		TargetDriver:   "uio_pci_generic",
+	}
+}
+
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := New(filepath.Join(t.TempDir(), "checkpoints"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func sameRecord(a, b Record) bool {
+	if !a.Created.Equal(b.Created) {
+		return false
+	}
+	a.Created, b.Created = time.Time{}, time.Time{}
+	return reflect.DeepEqual(a, b)
+}
+
+func TestPutGetDelete(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	r := dpdkRecord("c0ffee", "net1")
+	r.Extra = map[string]string{"portID": "p-1"}
+	if err := s.Put(r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get("c0ffee", "net1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != SchemaVersion || got.Created.IsZero() {
+		t.Errorf("Put did not set version and time: %+v", got)
+	}
+	r.Version, r.Created = got.Version, got.Created
+	if !sameRecord(got, r) {
+		t.Errorf("Get = %+v, want %+v", got, r)
+	}
+	fi, err := os.Stat(filepath.Join(s.Dir(), "c0ffee@net1.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("record mode %v, want 0600", fi.Mode().Perm())
+	}
+	if err := s.Delete("c0ffee", "net1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("c0ffee", "net1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after Delete: %v, want ErrNotFound", err)
+	}
+	if err := s.Delete("c0ffee", "net1"); err != nil {
+		t.Errorf("second Delete: %v", err)
+	}
+	entries, _ := os.ReadDir(s.Dir())
+	if len(entries) != 0 {
+		t.Errorf("left in directory: %v", entries)
+	}
+}
+
+func TestKeysDoNotCollide(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	a, b := dpdkRecord("a_b", "c"), dpdkRecord("a", "b_c")
+	b.PCIAddress = "0000:00:06.0"
+	for _, r := range []Record{a, b} {
+		if err := s.Put(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := s.Get("a_b", "c"); got.PCIAddress != a.PCIAddress {
+		t.Errorf("a_b/c = %+v", got)
+	}
+	if got, _ := s.Get("a", "b_c"); got.PCIAddress != b.PCIAddress {
+		t.Errorf("a/b_c = %+v", got)
+	}
+}
+
+func TestInvalidKeysRefused(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	for _, k := range []Key{
+		{"", "net1"}, {"../etc", "net1"}, {"a@b", "net1"}, {"-x", "net1"},
+		{"abc", ""}, {"abc", "a/b"}, {"abc", ".."}, {"abc", "a b"}, {"abc", "sixteen-chars-xx"},
+	} {
+		r := dpdkRecord(k.ContainerID, k.IfName)
+		if err := s.Put(r); err == nil {
+			t.Errorf("Put(%q) accepted", k)
+		}
+		if _, err := s.Get(k.ContainerID, k.IfName); err == nil || errors.Is(err, ErrNotFound) {
+			t.Errorf("Get(%q) = %v, want a validation error", k, err)
+		}
+	}
+	if err := s.Put(Record{ContainerID: "abc", IfName: "net1", Kind: KindDPDK}); err == nil {
+		t.Error("dpdk record without MAC and PCI address accepted")
+	}
+}
+
+func TestListStaleAndCorrupt(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	for _, id := range []string{"c2", "c1", "c3"} {
+		if err := s.Put(dpdkRecord(id, "net1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir(), "bad@net1.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A valid record under the wrong file name is not trusted either.
+	moved, _ := Marshal(func() Record { r := dpdkRecord("c9", "net1"); r.Version = 1; return r }())
+	if err := os.WriteFile(filepath.Join(s.Dir(), "other@net1.json"), moved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.List()
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "bad@net1.json") || !strings.Contains(err.Error(), "other@net1.json") {
+		t.Errorf("List error = %v, want ErrCorrupt naming both bad files", err)
+	}
+	var ids []string
+	for _, r := range recs {
+		ids = append(ids, r.ContainerID)
+	}
+	if fmt.Sprint(ids) != "[c1 c2 c3]" {
+		t.Errorf("List = %v, want [c1 c2 c3]", ids)
+	}
+	stale, _ := s.Stale(func(r Record) bool { return r.ContainerID == "c2" })
+	if len(stale) != 2 || stale[0].ContainerID != "c1" || stale[1].ContainerID != "c3" {
+		t.Errorf("Stale = %+v", stale)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(), "bad@net1.json")); err != nil {
+		t.Errorf("corrupt record was removed: %v", err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	data := `{"version": 2, "containerID": "c1", "ifName": "net1", "kind": "dpdk", "future": true}`
+	if err := os.WriteFile(filepath.Join(s.Dir(), "c1@net1.json"), []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("c1", "net1"); !errors.Is(err, ErrNewerSchema) {
+		t.Errorf("Get = %v, want ErrNewerSchema", err)
+	}
+}
+
+func TestRemoveTemp(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	old := filepath.Join(s.Dir(), tmpPrefix+"1")
+	fresh := filepath.Join(s.Dir(), tmpPrefix+"2")
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.RemoveTemp(time.Minute)
+	if err != nil || n != 1 {
+		t.Fatalf("RemoveTemp = %d, %v; want 1", n, err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Error("fresh temp file removed")
+	}
+	if recs, err := s.List(); err != nil || len(recs) != 0 {
+		t.Errorf("List sees temp files: %v %v", recs, err)
+	}
+}
+
+func TestConcurrentPuts(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() {
+			for j := range 5 {
+				r := dpdkRecord(fmt.Sprintf("c%d", i), "net1")
+				r.Extra = map[string]string{"n": fmt.Sprint(j)}
+				if err := s.Put(r); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	recs, err := s.List()
+	if err != nil || len(recs) != 32 {
+		t.Fatalf("List = %d records, %v; want 32", len(recs), err)
+	}
+	for _, r := range recs {
+		if r.Extra["n"] != "4" {
+			t.Errorf("%s: last write lost: %v", r.Key(), r.Extra)
+		}
+	}
+}

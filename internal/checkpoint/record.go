@@ -1,0 +1,166 @@
+package checkpoint
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// SchemaVersion is the version of the record format this code writes. A
+// record with a higher version was written by a newer daemon and is refused
+// rather than misread.
+const SchemaVersion = 1
+
+// Kinds of attachment a record can describe.
+const (
+	KindDPDK    = "dpdk"
+	KindVLAN    = "vlan"
+	KindMACVLAN = "macvlan"
+)
+
+var (
+	// ErrCorrupt means a record could not be parsed or failed validation.
+	ErrCorrupt = errors.New("corrupt checkpoint record")
+	// ErrNewerSchema means a record was written with a schema version this
+	// code does not know.
+	ErrNewerSchema = errors.New("checkpoint record from a newer schema version")
+)
+
+// Record is what the node side remembers about one attachment (one container
+// ID and interface name) so that DEL can undo ADD after anything, a daemon
+// restart included.
+type Record struct {
+	Version     int    `json:"version"`
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifName"`
+	Kind        string `json:"kind"`
+	MAC         string `json:"mac,omitempty"`
+
+	// DPDK: the device and the driver to give it back to.
+	PCIAddress     string `json:"pciAddress,omitempty"`
+	OriginalDriver string `json:"originalDriver,omitempty"`
+	TargetDriver   string `json:"targetDriver,omitempty"`
+	DeviceInfoFile string `json:"deviceInfoFile,omitempty"`
+
+	// NetNS is the pod's network namespace path, for kinds that move a
+	// netdev into it.
+	NetNS string `json:"netns,omitempty"`
+	// Extra holds kind-specific facts that have no field of their own.
+	Extra map[string]string `json:"extra,omitempty"`
+
+	Created time.Time `json:"created"`
+}
+
+// Key identifies a record.
+type Key struct {
+	ContainerID string
+	IfName      string
+}
+
+func (k Key) String() string { return k.ContainerID + "/" + k.IfName }
+
+// Key returns the record's key.
+func (r Record) Key() Key { return Key{ContainerID: r.ContainerID, IfName: r.IfName} }
+
+// containerIDRE is the CNI spec's rule for container IDs.
+var containerIDRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
+
+var pciAddrRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$`)
+
+// ValidateKey checks a container ID and interface name the way the CNI spec
+// and libcni do: container IDs are alphanumeric plus "_.-", starting
+// alphanumeric; interface names are 1–15 bytes without "/", ":" or
+// whitespace and not "." or "..".
+func ValidateKey(k Key) error {
+	if len(k.ContainerID) > 256 || !containerIDRE.MatchString(k.ContainerID) {
+		return fmt.Errorf("invalid container ID %q", k.ContainerID)
+	}
+	n := k.IfName
+	if n == "" || len(n) > 15 || n == "." || n == ".." || strings.ContainsAny(n, "/:\x00") ||
+		strings.IndexFunc(n, isSpace) >= 0 {
+		return fmt.Errorf("invalid interface name %q for container %s", n, k.ContainerID)
+	}
+	return nil
+}
+
+func isSpace(r rune) bool { return r == ' ' || (r >= '\t' && r <= '\r') || r == 0x85 || r == 0xa0 }
+
+// Validate checks a record before it is written or after it is read.
+func (r Record) Validate() error {
+	if r.Version < 1 {
+		return fmt.Errorf("schema version %d", r.Version)
+	}
+	if r.Version > SchemaVersion {
+		return fmt.Errorf("%w: version %d, this daemon knows %d", ErrNewerSchema, r.Version, SchemaVersion)
+	}
+	if err := ValidateKey(r.Key()); err != nil {
+		return err
+	}
+	if r.Kind == "" {
+		return fmt.Errorf("record %s has no kind", r.Key())
+	}
+	if r.MAC != "" {
+		if _, err := net.ParseMAC(r.MAC); err != nil {
+			return fmt.Errorf("record %s: MAC %q: %w", r.Key(), r.MAC, err)
+		}
+	}
+	if r.PCIAddress != "" && !pciAddrRE.MatchString(r.PCIAddress) {
+		return fmt.Errorf("record %s: invalid PCI address %q", r.Key(), r.PCIAddress)
+	}
+	if r.Kind == KindDPDK && (r.PCIAddress == "" || r.MAC == "") {
+		return fmt.Errorf("record %s: a dpdk record needs a MAC and a PCI address", r.Key())
+	}
+	for _, d := range []string{r.OriginalDriver, r.TargetDriver} {
+		if strings.ContainsAny(d, "/\x00") || d == "." || d == ".." {
+			return fmt.Errorf("record %s: invalid driver name %q", r.Key(), d)
+		}
+	}
+	return nil
+}
+
+// Parse decodes and validates a record. Unknown fields are refused within
+// a known schema version; a newer version is refused with ErrNewerSchema.
+func Parse(data []byte) (Record, error) {
+	var head struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return Record{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if head.Version > SchemaVersion {
+		return Record{}, fmt.Errorf("%w: version %d, this daemon knows %d", ErrNewerSchema, head.Version, SchemaVersion)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var r Record
+	if err := dec.Decode(&r); err != nil {
+		return Record{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if dec.More() {
+		return Record{}, fmt.Errorf("%w: trailing data after the record", ErrCorrupt)
+	}
+	if len(r.Extra) == 0 {
+		r.Extra = nil
+	}
+	if err := r.Validate(); err != nil {
+		return Record{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return r, nil
+}
+
+// Marshal encodes a valid record.
+func Marshal(r Record) ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode record %s: %w", r.Key(), err)
+	}
+	return append(b, '\n'), nil
+}
