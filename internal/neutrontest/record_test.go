@@ -43,6 +43,7 @@ type request struct {
 type api struct {
 	t         *testing.T
 	base      string // ends in /v2.0
+	prefix    string // of the testdata file names
 	exchanges []exchange
 }
 
@@ -92,7 +93,7 @@ func (a *api) do(name, method, path string, hdr map[string]string, body any, wan
 	}
 	sort.Strings(headers)
 	a.exchanges = append(a.exchanges, exchange{
-		Name:    fmt.Sprintf("%02d-%s", len(a.exchanges)+1, name),
+		Name:    fmt.Sprintf("%s%02d-%s", a.prefix, len(a.exchanges)+1, name),
 		Request: request{Method: method, Path: "/v2.0" + path, Headers: hdr, Body: body},
 		Status:  resp.StatusCode,
 		Headers: headers,
