@@ -30,6 +30,9 @@ type exchange struct {
 	Status  int      `json:"status"`
 	Headers []string `json:"response_headers"`
 	Body    any      `json:"body"` // decoded JSON, a string if not JSON, nil if empty
+	// RawBody is the body as sent when it is not a JSON object (e.g. the
+	// literal null that PUT /ports/{id}/tags/{tag} answers, or nothing).
+	RawBody *string `json:"raw_body,omitempty"`
 }
 
 type request struct {
@@ -92,13 +95,18 @@ func (a *api) do(name, method, path string, hdr map[string]string, body any, wan
 		headers = append(headers, k+": "+resp.Header.Get(k))
 	}
 	sort.Strings(headers)
-	a.exchanges = append(a.exchanges, exchange{
+	ex := exchange{
 		Name:    fmt.Sprintf("%s%02d-%s", a.prefix, len(a.exchanges)+1, name),
 		Request: request{Method: method, Path: "/v2.0" + path, Headers: hdr, Body: body},
 		Status:  resp.StatusCode,
 		Headers: headers,
 		Body:    decoded,
-	})
+	}
+	if _, isObject := decoded.(map[string]any); !isObject {
+		s := string(raw)
+		ex.RawBody = &s
+	}
+	a.exchanges = append(a.exchanges, ex)
 	if resp.StatusCode != want {
 		a.t.Fatalf("%s: %s %s: status %d, want %d; body: %s", name, method, path, resp.StatusCode, want, raw)
 	}
@@ -135,10 +143,20 @@ func (a *api) finish() {
 		if rec.Status != ex.Status {
 			a.t.Errorf("%s: status %d, recorded %d", ex.Name, ex.Status, rec.Status)
 		}
+		if (rec.RawBody == nil) != (ex.RawBody == nil) || rec.RawBody != nil && *rec.RawBody != *ex.RawBody && rec.Body == nil {
+			a.t.Errorf("%s: raw body %s, recorded %s", ex.Name, quoted(ex.RawBody), quoted(rec.RawBody))
+		}
 		if d := shapeDiff("body", shape(rec.Body), shape(ex.Body)); d != "" {
 			a.t.Errorf("%s: response shape differs from %s: %s", ex.Name, file, d)
 		}
 	}
+}
+
+func quoted(s *string) string {
+	if s == nil {
+		return "(a JSON object)"
+	}
+	return fmt.Sprintf("%q", *s)
 }
 
 // shape reduces a decoded JSON value to its structure: objects keep their
