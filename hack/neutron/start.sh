@@ -4,11 +4,12 @@
 # agent) and the trunk service plugin. Prints the endpoint URL as the last
 # line of stdout once GET /v2.0/networks answers; progress goes to stderr.
 #
-#   hack/neutron/start.sh [-p PORT] [-d STATE_DIR]
+#   hack/neutron/start.sh [-p PORT] [-d STATE_DIR] [-t TIMEOUT_SECONDS]
 #
 # PORT defaults to $KURYR_NEUTRON_PORT or 9696. STATE_DIR (config, sqlite DB,
 # log, pid file) defaults to $KURYR_NEUTRON_STATE or /tmp/kuryr-neutron-PORT;
-# it must not exist or be empty. hack/neutron/stop.sh -d STATE_DIR undoes it.
+# it must not exist or be empty. TIMEOUT ($KURYR_NEUTRON_START_TIMEOUT, 120)
+# bounds the wait for the API. hack/neutron/stop.sh -d STATE_DIR undoes it.
 #
 # The sqlite schema is built once per installed neutron version (from the
 # models, then `neutron-db-manage stamp heads`: `upgrade` fails on sqlite) and
@@ -41,6 +42,12 @@ if [[ -d $state ]] && [[ -n $(ls -A "$state") ]]; then
 	log "state dir $state is not empty (a server already running there? hack/neutron/stop.sh -d $state)"
 	exit 1
 fi
+url="http://127.0.0.1:$port"
+if curl -s -o /dev/null --max-time 2 "$url/"; then
+	log "something already answers on $url; pick another port (-p)"
+	exit 1
+fi
+
 mkdir -p "$state/lock"
 state=$(cd "$state" && pwd)
 
@@ -126,7 +133,6 @@ setsid neutron-server "${conf[@]}" --log-file "$state/neutron-server.log" \
 	</dev/null >"$state/neutron-server.out" 2>&1 &
 echo $! >"$state/neutron-server.pid"
 pid=$!
-url="http://127.0.0.1:$port"
 log "neutron-server pid $pid on $url, log $state/neutron-server.log"
 
 deadline=$((SECONDS + timeout))
