@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Starts Debian's neutron-server standalone on 127.0.0.1 for contract tests:
+# noauth, sqlite, fake:// messaging, ml2 (openvswitch mechanism driver, no
+# agent) and the trunk service plugin. Prints the endpoint URL as the last
+# line of stdout once GET /v2.0/networks answers; progress goes to stderr.
+#
+#   hack/neutron/start.sh [-p PORT] [-d STATE_DIR] [-t TIMEOUT_SECONDS]
+#
+# PORT defaults to $KURYR_NEUTRON_PORT or 9696. STATE_DIR (config, sqlite DB,
+# log, pid file) defaults to $KURYR_NEUTRON_STATE or /tmp/kuryr-neutron-PORT;
+# it must not exist or be empty. TIMEOUT ($KURYR_NEUTRON_START_TIMEOUT, 120)
+# bounds the wait for the API. hack/neutron/stop.sh -d STATE_DIR undoes it.
+#
+# The sqlite schema is built once per installed neutron version (from the
+# models, then `neutron-db-manage stamp heads`: `upgrade` fails on sqlite) and
+# cached under $KURYR_CACHE/neutron (default /var/cache/kuryr-dpdk/neutron);
+# later starts copy the cached file.
+set -euo pipefail
+
+port=${KURYR_NEUTRON_PORT:-9696}
+state=${KURYR_NEUTRON_STATE:-}
+timeout=${KURYR_NEUTRON_START_TIMEOUT:-120}
+while getopts "p:d:t:" opt; do
+	case $opt in
+	p) port=$OPTARG ;;
+	d) state=$OPTARG ;;
+	t) timeout=$OPTARG ;;
+	*) echo "usage: $0 [-p PORT] [-d STATE_DIR] [-t TIMEOUT_SECONDS]" >&2; exit 2 ;;
+	esac
+done
+state=${state:-/tmp/kuryr-neutron-$port}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+py=/usr/bin/python3 # Debian's python: neutron lives in its dist-packages
+
+log() { echo "neutron/start: $*" >&2; }
+
+if ! command -v neutron-server >/dev/null || ! command -v sqlite3 >/dev/null; then
+	log "neutron-server is not installed; run hack/neutron/install.sh (as root)"
+	exit 3
+fi
+if [[ -d $state ]] && [[ -n $(ls -A "$state") ]]; then
+	log "state dir $state is not empty (a server already running there? hack/neutron/stop.sh -d $state)"
+	exit 1
+fi
+url="http://127.0.0.1:$port"
+if curl -s -o /dev/null --max-time 2 "$url/"; then
+	log "something already answers on $url; pick another port (-p)"
+	exit 1
+fi
+
+mkdir -p "$state/lock"
+state=$(cd "$state" && pwd)
+
+version=$(dpkg-query -W -f='${Version}' python3-neutron)
+cache=${KURYR_CACHE:-}
+if [[ -z $cache ]]; then
+	if [[ -w /var/cache ]]; then cache=/var/cache/kuryr-dpdk; else cache=$HOME/.cache/kuryr-dpdk; fi
+fi
+schema=$cache/neutron/schema-${version//[^A-Za-z0-9.+-]/_}.sqlite
+
+# Configuration. api_workers/rpc_workers = 0 keep everything in one process
+# (one sqlite writer); nova notifications are off (there is no Nova).
+cat >"$state/neutron.conf" <<EOF
+[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = $port
+auth_strategy = noauth
+core_plugin = ml2
+service_plugins = trunk
+transport_url = fake://
+state_path = $state
+api_paste_config = /etc/neutron/api-paste.ini
+api_workers = 0
+rpc_workers = 0
+rpc_state_report_workers = 0
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
+allow_overlapping_ips = true
+debug = false
+use_stderr = false
+
+[database]
+connection = sqlite:///$state/neutron.sqlite
+
+[oslo_concurrency]
+lock_path = $state/lock
+
+[oslo_policy]
+policy_dirs = /etc/neutron/policy.d
+EOF
+cat >"$state/ml2_conf.ini" <<EOF
+[ml2]
+type_drivers = flat,vlan,vxlan
+tenant_network_types = vxlan
+mechanism_drivers = openvswitch
+extension_drivers = port_security,tag_ports_during_bulk_creation
+
+[ml2_type_flat]
+flat_networks = *
+
+[ml2_type_vlan]
+network_vlan_ranges = physnet1:100:199
+
+[ml2_type_vxlan]
+vni_ranges = 1:10000
+
+[securitygroup]
+enable_security_group = true
+EOF
+conf=(--config-file "$state/neutron.conf" --config-file "$state/ml2_conf.ini")
+
+t0=$SECONDS
+if [[ ! -s $schema ]]; then
+	log "building the sqlite schema for neutron $version (cached at $schema)"
+	mkdir -p "$(dirname "$schema")"
+	tmp=$(mktemp "$schema.XXXXXX")
+	rm -f "$tmp"
+	"$py" "$here/create_schema.py" "sqlite:///$tmp"
+	neutron-db-manage --config-file "$state/neutron.conf" \
+		--database-connection "sqlite:///$tmp" stamp heads >"$state/db-manage.log" 2>&1 || {
+		log "neutron-db-manage stamp heads failed:"
+		cat "$state/db-manage.log" >&2
+		rm -f "$tmp"
+		exit 1
+	}
+	mv "$tmp" "$schema" # atomic: an interrupted build is never taken for a cached one
+	log "schema built in $((SECONDS - t0))s"
+fi
+cp "$schema" "$state/neutron.sqlite"
+
+t1=$SECONDS
+setsid neutron-server "${conf[@]}" --log-file "$state/neutron-server.log" \
+	</dev/null >"$state/neutron-server.out" 2>&1 &
+echo $! >"$state/neutron-server.pid"
+pid=$!
+log "neutron-server pid $pid on $url, log $state/neutron-server.log"
+
+deadline=$((SECONDS + timeout))
+until code=$(curl -s -o /dev/null -w '%{http_code}' "$url/v2.0/networks") && [[ $code == 200 ]]; do
+	if ! kill -0 "$pid" 2>/dev/null; then
+		log "neutron-server exited before answering; last log lines:"
+		tail -n 30 "$state/neutron-server.log" "$state/neutron-server.out" >&2 || true
+		exit 1
+	fi
+	if ((SECONDS >= deadline)); then
+		log "no answer from $url/v2.0/networks after ${timeout}s (last status ${code:-none}); stopping it"
+		tail -n 30 "$state/neutron-server.log" >&2 || true
+		"$here/stop.sh" -d "$state" || true
+		exit 1
+	fi
+	sleep 0.2
+done
+log "ready in $((SECONDS - t1))s"
+echo "$url"
