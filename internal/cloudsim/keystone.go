@@ -32,7 +32,7 @@ func (c *Cloud) novaVersions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"versions": []map[string]any{{
 		"id": "v2.1", "status": "CURRENT", "version": "2.96", "min_version": "2.1",
 		"updated": "2013-07-23T11:33:21Z",
-		"links": []map[string]string{{"rel": "self", "href": c.NovaURL() + "/"}},
+		"links":   []map[string]string{{"rel": "self", "href": c.NovaURL() + "/"}},
 	}}})
 }
 

@@ -89,7 +89,7 @@ func subnetJSON(s *Subnet) map[string]any {
 		"id": s.ID, "name": s.Name, "network_id": s.NetworkID, "project_id": s.ProjectID,
 		"tenant_id": s.ProjectID, "cidr": s.CIDR.String(), "ip_version": v, "gateway_ip": gw,
 		"allocation_pools": []map[string]string{{"start": s.PoolStart.String(), "end": s.PoolEnd.String()}},
-		"enable_dhcp": s.EnableDHCP, "dns_nameservers": []string{}, "host_routes": []any{},
+		"enable_dhcp":      s.EnableDHCP, "dns_nameservers": []string{}, "host_routes": []any{},
 		"description": "", "tags": nonNil(s.Tags), "revision_number": s.RevisionNumber,
 		"ipv6_address_mode": nil, "ipv6_ra_mode": nil, "subnetpool_id": nil, "service_types": []string{},
 		"segment_id": nil, "created_at": timeString(s.CreatedAt), "updated_at": timeString(s.UpdatedAt),

@@ -16,7 +16,7 @@ func (c *Cloud) trunkJSON(t *Trunk) map[string]any {
 		"project_id": t.ProjectID, "tenant_id": t.ProjectID, "admin_state_up": t.AdminStateUp,
 		"status": status, "sub_ports": nonNil(t.Subports), "tags": nonNil(t.Tags),
 		"revision_number": t.RevisionNumber,
-		"created_at": timeString(t.CreatedAt), "updated_at": timeString(t.UpdatedAt),
+		"created_at":      timeString(t.CreatedAt), "updated_at": timeString(t.UpdatedAt),
 	}
 }
 

@@ -32,9 +32,7 @@ const DefaultRequestTimeout = 30 * time.Second
 //     credential fields below;
 //  3. Cloud set (or OS_CLOUD): that entry of clouds.yaml (CloudsFile, or
 //     OS_CLIENT_CONFIG_FILE, or the usual locations);
-//  4. otherwise the OS_* environment variables (OS_AUTH_URL, OS_USERNAME,
-//     OS_PASSWORD, OS_PROJECT_NAME, OS_USER_DOMAIN_NAME, ...,
-//     OS_APPLICATION_CREDENTIAL_ID/_NAME/_SECRET).
+//  4. otherwise the OS_* environment variables, read by ConfigFromEnv.
 type Config struct {
 	// Noauth mode.
 	NeutronURL string // e.g. http://127.0.0.1:9696 (without /v2.0)
@@ -45,9 +43,11 @@ type Config struct {
 	AuthURL             string
 	Username            string
 	UserDomainName      string
+	UserDomainID        string
 	Password            string
 	ProjectName         string
 	ProjectDomainName   string
+	ProjectDomainID     string
 	AppCredentialID     string
 	AppCredentialName   string
 	AppCredentialSecret string
@@ -111,21 +111,59 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	return &Client{network: network, compute: compute, timeout: timeout}, nil
 }
 
+// ConfigFromEnv reads the OS_* variables of an openrc file: OS_AUTH_URL,
+// OS_USERNAME, OS_PASSWORD, OS_USER_DOMAIN_NAME (_ID), OS_PROJECT_NAME
+// (_ID), OS_PROJECT_DOMAIN_NAME (_ID), OS_DOMAIN_NAME (_ID) for both,
+// OS_APPLICATION_CREDENTIAL_ID (_NAME, _SECRET), OS_REGION_NAME, OS_CLOUD.
+func ConfigFromEnv() Config {
+	first := func(keys ...string) string {
+		for _, k := range keys {
+			if v := os.Getenv(k); v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	return Config{
+		AuthURL: first("OS_AUTH_URL"), Username: first("OS_USERNAME"), Password: first("OS_PASSWORD"),
+		UserDomainName:  first("OS_USER_DOMAIN_NAME", "OS_DOMAIN_NAME"),
+		UserDomainID:    first("OS_USER_DOMAIN_ID", "OS_DOMAIN_ID"),
+		ProjectName:     first("OS_PROJECT_NAME", "OS_TENANT_NAME"),
+		ProjectID:       first("OS_PROJECT_ID", "OS_TENANT_ID"),
+		ProjectDomainID: first("OS_PROJECT_DOMAIN_ID", "OS_DOMAIN_ID"), ProjectDomainName: first("OS_PROJECT_DOMAIN_NAME", "OS_DOMAIN_NAME"),
+		AppCredentialID: first("OS_APPLICATION_CREDENTIAL_ID"), AppCredentialName: first("OS_APPLICATION_CREDENTIAL_NAME"),
+		AppCredentialSecret: first("OS_APPLICATION_CREDENTIAL_SECRET"),
+		Region:              first("OS_REGION_NAME"), Cloud: first("OS_CLOUD"),
+	}
+}
+
+func explicitAuth(cfg Config) (gophercloud.AuthOptions, error) {
+	ao := gophercloud.AuthOptions{
+		IdentityEndpoint: cfg.AuthURL, Username: cfg.Username, Password: cfg.Password,
+		DomainName: cfg.UserDomainName, DomainID: cfg.UserDomainID, ApplicationCredentialID: cfg.AppCredentialID,
+		ApplicationCredentialName: cfg.AppCredentialName, ApplicationCredentialSecret: cfg.AppCredentialSecret,
+	}
+	if cfg.AppCredentialSecret != "" {
+		// An application credential is scoped already.
+		return ao, nil
+	}
+	if cfg.Username == "" || cfg.Password == "" {
+		return ao, fmt.Errorf("keystone at %s: need a username and password or an application credential: %w", cfg.AuthURL, ErrTerminal)
+	}
+	switch {
+	case cfg.ProjectID != "":
+		ao.Scope = &gophercloud.AuthScope{ProjectID: cfg.ProjectID}
+	case cfg.ProjectName != "":
+		ao.Scope = &gophercloud.AuthScope{ProjectName: cfg.ProjectName, DomainName: cfg.ProjectDomainName, DomainID: cfg.ProjectDomainID}
+	}
+	return ao, nil
+}
+
 func authOptions(cfg Config) (gophercloud.AuthOptions, gophercloud.EndpointOpts, error) {
 	eo := gophercloud.EndpointOpts{Region: cfg.Region}
 	if cfg.AuthURL != "" {
-		ao := gophercloud.AuthOptions{
-			IdentityEndpoint: cfg.AuthURL, Username: cfg.Username, Password: cfg.Password,
-			DomainName: cfg.UserDomainName, ApplicationCredentialID: cfg.AppCredentialID,
-			ApplicationCredentialName: cfg.AppCredentialName, ApplicationCredentialSecret: cfg.AppCredentialSecret,
-		}
-		if cfg.AppCredentialSecret == "" && cfg.ProjectName != "" {
-			ao.Scope = &gophercloud.AuthScope{ProjectName: cfg.ProjectName, DomainName: cfg.ProjectDomainName}
-		}
-		if cfg.AppCredentialSecret == "" && cfg.ProjectID != "" {
-			ao.Scope = &gophercloud.AuthScope{ProjectID: cfg.ProjectID}
-		}
-		return ao, eo, nil
+		ao, err := explicitAuth(cfg)
+		return ao, eo, err
 	}
 	cloud := cfg.Cloud
 	if cloud == "" {
@@ -145,14 +183,15 @@ func authOptions(cfg Config) (gophercloud.AuthOptions, gophercloud.EndpointOpts,
 		}
 		return ao, ceo, nil
 	}
-	ao, err := gcos.AuthOptionsFromEnv()
-	if err != nil {
-		return ao, eo, fmt.Errorf("read OS_* environment variables: %w", errors.Join(ErrTerminal, err))
+	env := ConfigFromEnv()
+	if env.AuthURL == "" {
+		return gophercloud.AuthOptions{}, eo, fmt.Errorf("no cloud configured (no noauth Neutron URL, auth URL, clouds.yaml entry or OS_AUTH_URL): %w", ErrTerminal)
 	}
 	if eo.Region == "" {
-		eo.Region = os.Getenv("OS_REGION_NAME")
+		eo.Region = env.Region
 	}
-	return ao, eo, nil
+	ao, err := explicitAuth(env)
+	return ao, eo, err
 }
 
 // newNoAuth builds service clients by hand on a provider without a token,

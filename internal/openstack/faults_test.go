@@ -1,0 +1,115 @@
+package openstack
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
+)
+
+// faultyCloud is a simulated cloud where Neutron calls fail with fault f,
+// and a Client on it.
+func faultyCloud(t *testing.T, f cloudsim.Fault) (*cloudsim.Cloud, *Client, cloudsim.Network) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sim := cloudsim.New(cloudsim.Options{Seed: 42})
+	if err := sim.Start(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	n, _, err := sim.SeedNetwork("pods", "10.10.0.0/16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := sim.Credentials()
+	c, err := New(ctx, Config{AuthURL: sim.AuthURL(), Username: cr.UserName, Password: cr.Password,
+		UserDomainName: cr.DomainName, ProjectName: cr.ProjectName, ProjectDomainName: cr.DomainName,
+		RequestTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.SetFault("neutron.ports.*", f)
+	return sim, c, n
+}
+
+var loopBackoff = Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Factor: 2, Attempts: 25}
+
+// createIdempotent looks the port up by its tag before creating it, so a
+// create whose answer was lost is not repeated.
+func createIdempotent(ctx context.Context, c *Client, spec PortSpec) (Port, error) {
+	var p Port
+	err := Retry(ctx, loopBackoff, func(ctx context.Context) error {
+		found, err := c.ListPorts(ctx, PortFilter{Tags: spec.Tags})
+		if err != nil {
+			return err
+		}
+		if len(found) > 0 {
+			p = found[0]
+			return nil
+		}
+		p, err = c.CreatePort(ctx, spec)
+		return err
+	})
+	return p, err
+}
+
+// TestFaultInjectionLoop: with 30 % of port calls failing with 5xx, both
+// before the cloud acts and after it (a lost answer), a create-then-delete
+// loop through Retry leaves no port behind.
+func TestFaultInjectionLoop(t *testing.T) {
+	t.Parallel()
+	for name, f := range map[string]cloudsim.Fault{
+		"500 before acting": {Rate: 0.3, Status: 500},
+		"503 after acting":  {Rate: 0.3, Status: 503, After: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			sim, c, n := faultyCloud(t, f)
+			ctx := context.Background()
+			for i := range 40 {
+				p, err := createIdempotent(ctx, c, PortSpec{NetworkID: n.ID, Tags: []string{fmt.Sprint("loop-", i)}})
+				if err != nil {
+					t.Fatalf("create %d: %v", i, err)
+				}
+				if err := Retry(ctx, loopBackoff, func(ctx context.Context) error { return c.DeletePort(ctx, p.ID) }); err != nil {
+					t.Fatalf("delete %d: %v", i, err)
+				}
+			}
+			if left := sim.Ports(); len(left) != 0 {
+				t.Errorf("%d ports left in the cloud", len(left))
+			}
+			if sim.FaultCount("neutron.ports.create") == 0 || sim.FaultCount("neutron.ports.delete") == 0 {
+				t.Errorf("no fault was injected: %v", sim.Counts())
+			}
+		})
+	}
+}
+
+// TestFaultInjectionNaiveLeaks shows what the loop above guards against:
+// retrying a create whose answer was lost, without looking up first,
+// leaks ports. (If this stops leaking, the fault injection is broken.)
+func TestFaultInjectionNaiveLeaks(t *testing.T) {
+	t.Parallel()
+	sim, c, n := faultyCloud(t, cloudsim.Fault{Rate: 0.3, Status: 503, After: true})
+	ctx := context.Background()
+	for range 40 {
+		var p Port
+		err := Retry(ctx, loopBackoff, func(ctx context.Context) error {
+			var err error
+			p, err = c.CreatePort(ctx, PortSpec{NetworkID: n.ID})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Retry(ctx, loopBackoff, func(ctx context.Context) error { return c.DeletePort(ctx, p.ID) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(sim.Ports()) == 0 {
+		t.Error("no port leaked although creates were answered 503 after acting")
+	}
+}
