@@ -189,8 +189,8 @@ func TestParseErrorBody(t *testing.T) {
 	t.Parallel()
 	for body, want := range map[string][2]string{
 		`{"NeutronError": {"type": "DuplicateSubPort", "message": "in use", "detail": ""}}`: {"DuplicateSubPort", "in use"},
-		`{"itemNotFound": {"code": 404, "message": "Instance x could not be found."}}`:       {"itemNotFound", "Instance x could not be found."},
-		`{"error": {"code": 401, "message": "auth needed", "title": "Unauthorized"}}`:         {"Unauthorized", "auth needed"},
+		`{"itemNotFound": {"code": 404, "message": "Instance x could not be found."}}`:      {"itemNotFound", "Instance x could not be found."},
+		`{"error": {"code": 401, "message": "auth needed", "title": "Unauthorized"}}`:       {"Unauthorized", "auth needed"},
 		`not json`: {"", "not json"},
 	} {
 		typ, msg := parseErrorBody([]byte(body))
