@@ -122,6 +122,7 @@ func New(opts Options) *Cloud {
 	c.routeKeystone()
 	c.routeNeutron()
 	c.routeNova()
+	c.routeControl()
 	return c
 }
 

@@ -8,16 +8,47 @@ import (
 // SeedNetwork creates a network with one subnet of cidr (gateway on the
 // first address) in the cloud's project, as an operator would beforehand.
 func (c *Cloud) SeedNetwork(name, cidr string) (Network, Subnet, error) {
-	sub, e := makeSubnet("", name+"-subnet", cidr, nil, nil)
+	return c.SeedNetworkSpec(NetworkSpec{Name: name, CIDR: cidr})
+}
+
+// NetworkSpec describes a network with one subnet to seed.
+type NetworkSpec struct {
+	Name string `json:"name"`
+	CIDR string `json:"cidr"`
+	// ID and SubnetID are generated when empty.
+	ID       string `json:"id,omitempty"`
+	SubnetID string `json:"subnetID,omitempty"`
+	MTU      int    `json:"mtu,omitempty"`
+}
+
+// SeedNetworkSpec creates the network and subnet spec describes.
+func (c *Cloud) SeedNetworkSpec(spec NetworkSpec) (Network, Subnet, error) {
+	name := spec.Name
+	sub, e := makeSubnet("", name+"-subnet", spec.CIDR, nil, nil)
 	if e != nil {
 		return Network{}, Subnet{}, fmt.Errorf("seed network %s: %w", name, e)
 	}
+	if spec.SubnetID != "" {
+		sub.ID = spec.SubnetID
+	}
+	if spec.ID == "" {
+		spec.ID = newID()
+	}
+	if spec.MTU == 0 {
+		spec.MTU = 1450
+	}
 	now := nowUTC()
-	n := &Network{ID: newID(), Name: name, ProjectID: c.creds.ProjectID, MTU: 1450, RevisionNumber: 1,
+	n := &Network{ID: spec.ID, Name: name, ProjectID: c.creds.ProjectID, MTU: spec.MTU, RevisionNumber: 1,
 		CreatedAt: now, UpdatedAt: now, Subnets: []string{sub.ID}}
 	sub.NetworkID, sub.ProjectID, sub.EnableDHCP = n.ID, c.creds.ProjectID, true
 	c.st.mu.Lock()
 	defer c.st.mu.Unlock()
+	if _, ok := c.st.networks[n.ID]; ok {
+		return Network{}, Subnet{}, fmt.Errorf("seed network %s: network %s exists", name, n.ID)
+	}
+	if _, ok := c.st.subnets[sub.ID]; ok {
+		return Network{}, Subnet{}, fmt.Errorf("seed network %s: subnet %s exists", name, sub.ID)
+	}
 	c.st.networks[n.ID] = n
 	c.st.subnets[sub.ID] = sub
 	return *n, subnetCopy(sub), nil
