@@ -65,6 +65,9 @@ type Options struct {
 	Faults  map[string]Fault
 	// Seed makes latency and faults reproducible when non-zero.
 	Seed uint64
+	// NoTagsOnCreate rejects "tags" in port create bodies (400), as a
+	// Neutron without the tag-ports-during-bulk-creation extension does.
+	NoTagsOnCreate bool `json:"noTagsOnCreate,omitempty"`
 }
 
 // ServerHook lets a simulated VM learn that Nova attached or detached one of
@@ -77,9 +80,10 @@ type ServerHook interface {
 
 // Cloud is a simulated OpenStack cloud.
 type Cloud struct {
-	creds  Credentials
-	noAuth bool
-	st     *store
+	creds          Credentials
+	noAuth         bool
+	noTagsOnCreate bool
+	st             *store
 
 	knobs   sync.Mutex
 	latency map[string]Latency
@@ -108,7 +112,7 @@ func New(opts Options) *Cloud {
 		creds = *opts.Credentials
 	}
 	c := &Cloud{
-		creds: creds, noAuth: opts.NoAuth, st: newStore(),
+		creds: creds, noAuth: opts.NoAuth, noTagsOnCreate: opts.NoTagsOnCreate, st: newStore(),
 		latency: map[string]Latency{}, faults: map[string]Fault{}, rng: newRNG(opts.Seed),
 		counts: map[string]int64{}, faulted: map[string]int64{}, hooks: map[string]ServerHook{},
 		mux: http.NewServeMux(), closing: make(chan struct{}),

@@ -92,6 +92,9 @@ func (c *Cloud) createPorts(w http.ResponseWriter, r *http.Request) *apiError {
 		if e := unrecognized(obj, portCreateKeys); e != nil {
 			return e
 		}
+		if _, ok := obj["tags"]; ok && c.noTagsOnCreate {
+			return badRequest("Unrecognized attribute(s) 'tags'")
+		}
 		p, e := c.projectFor(r, obj)
 		if e != nil {
 			return e

@@ -83,6 +83,11 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.HTTPClient != nil {
 		hc = *cfg.HTTPClient
 	}
+	if hc.Timeout == 0 {
+		// Also bounds the requests gophercloud makes without a deadline
+		// (endpoint version discovery).
+		hc.Timeout = timeout
+	}
 	if cfg.NeutronURL != "" {
 		return newNoAuth(cfg, hc, timeout)
 	}

@@ -73,7 +73,7 @@ func field(m map[string]any, key, sub string) string {
 
 func newFixture(t *testing.T, tg contractTarget, cidr string) fixture {
 	t.Helper()
-	f := fixture{tag: "kuryr-contract-" + strings.ReplaceAll(t.Name(), "/", "-") + fmt.Sprint(time.Now().UnixNano()),
+	f := fixture{tag: "kuryr-contract-" + strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()) + fmt.Sprint("-", time.Now().UnixNano()),
 		cidr: netip.MustParsePrefix(cidr)}
 	with := func(m map[string]any) map[string]any {
 		if tg.project != "" {
@@ -355,6 +355,10 @@ func runContract(t *testing.T, tg contractTarget) {
 		}
 		_, err = c.AttachInterface(ctx, serverID, p.ID)
 		wantClass(t, err, ErrConflict, 409, "")
+		if ps, err := c.ListPorts(ctx, PortFilter{DeviceID: serverID, DeviceOwner: "compute:nova"}); err != nil ||
+			!slices.ContainsFunc(ps, func(q Port) bool { return q.ID == p.ID }) {
+			t.Errorf("ListPorts by device = %d ports, %v", len(ps), err)
+		}
 		ifs, err := c.ListInterfaces(ctx, serverID)
 		if err != nil || !slices.ContainsFunc(ifs, func(i Interface) bool { return i.PortID == p.ID }) {
 			t.Fatalf("ListInterfaces = %+v, %v", ifs, err)

@@ -113,3 +113,38 @@ func TestFaultInjectionNaiveLeaks(t *testing.T) {
 		t.Error("no port leaked although creates were answered 503 after acting")
 	}
 }
+
+// TestTagsWithoutTagOnCreate: against a Neutron that refuses tags in create
+// bodies, ports still end up tagged (create, then tag).
+func TestTagsWithoutTagOnCreate(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sim := cloudsim.New(cloudsim.Options{NoAuth: true, NoTagsOnCreate: true})
+	if err := sim.Start(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	n, _, err := sim.SeedNetwork("pods", "10.10.0.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(ctx, Config{NeutronURL: sim.NeutronURL(), ProjectID: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.CreatePort(ctx, PortSpec{NetworkID: n.ID, Tags: []string{"a", "b"}})
+	if err != nil || len(p.Tags) != 2 {
+		t.Fatalf("CreatePort = %+v, %v", p, err)
+	}
+	ps, err := c.CreatePorts(ctx, []PortSpec{{NetworkID: n.ID, Tags: []string{"c"}}, {NetworkID: n.ID, Tags: []string{"c"}}})
+	if err != nil || len(ps) != 2 {
+		t.Fatalf("CreatePorts = %+v, %v", ps, err)
+	}
+	if got, err := c.ListPorts(ctx, PortFilter{TagsAny: []string{"a", "c"}}); err != nil || len(got) != 3 {
+		t.Errorf("tagged ports: %d, %v", len(got), err)
+	}
+	if sim.Count("neutron.ports.tags.replace") != 3 || len(sim.Ports()) != 3 {
+		t.Errorf("counts %v, %d ports", sim.Counts(), len(sim.Ports()))
+	}
+}

@@ -2,6 +2,7 @@ package openstack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -48,9 +49,15 @@ func (c *Client) CreatePort(ctx context.Context, s PortSpec) (Port, error) {
 	var out struct {
 		Port *Port `json:"port"`
 	}
-	err := ports.Create(rctx, c.network, portCreateBody(c.portBody(s))).Result.ExtractInto(&out)
+	body := c.portBody(s)
+	err := classify(op, ports.Create(rctx, c.network, portCreateBody(body)).Result.ExtractInto(&out))
+	if rejectedTags(err) {
+		// A Neutron without tag-on-create: create, then tag.
+		delete(body, "tags")
+		err = classify(op, ports.Create(rctx, c.network, portCreateBody(body)).Result.ExtractInto(&out))
+	}
 	if err != nil {
-		return Port{}, classify(op, err)
+		return Port{}, err
 	}
 	if out.Port == nil || out.Port.ID == "" {
 		return Port{}, malformed(op, "no port in the answer")
@@ -73,10 +80,20 @@ func (c *Client) CreatePorts(ctx context.Context, specs []PortSpec) ([]Port, err
 	var out struct {
 		Ports []Port `json:"ports"`
 	}
-	_, err := c.network.Post(rctx, c.network.ServiceURL("ports"), map[string]any{"ports": bodies}, &out,
-		&gophercloud.RequestOpts{OkCodes: []int{201}})
+	post := func() error {
+		_, err := c.network.Post(rctx, c.network.ServiceURL("ports"), map[string]any{"ports": bodies}, &out,
+			&gophercloud.RequestOpts{OkCodes: []int{201}})
+		return classify(op, err)
+	}
+	err := post()
+	if rejectedTags(err) {
+		for _, b := range bodies {
+			delete(b, "tags")
+		}
+		err = post()
+	}
 	if err != nil {
-		return nil, classify(op, err)
+		return nil, err
 	}
 	if len(out.Ports) != len(specs) {
 		return nil, malformed(op, fmt.Sprintf("%d ports in the answer", len(out.Ports)))
@@ -89,6 +106,13 @@ func (c *Client) CreatePorts(ctx context.Context, specs []PortSpec) ([]Port, err
 		out.Ports[i] = p
 	}
 	return out.Ports, nil
+}
+
+// rejectedTags tells a 400 about the tags attribute (a Neutron that does
+// not take tags in create bodies).
+func rejectedTags(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == 400 && strings.Contains(e.Message, "tags")
 }
 
 // ensureTags adds the tags a cloud without tag-on-create left out.
