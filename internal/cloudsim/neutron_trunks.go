@@ -62,11 +62,8 @@ func (c *Cloud) createTrunk(w http.ResponseWriter, r *http.Request) *apiError {
 	if _, ok := c.st.ports[t.PortID]; !ok {
 		return portNotFound(t.PortID)
 	}
-	if o := c.st.trunkOfParent(t.PortID); o != nil {
-		return errf(409, "TrunkPortInUse", "Port %s is in use by another trunk.", t.PortID)
-	}
-	if o := c.st.trunkOfSubport(t.PortID); o != nil {
-		return errf(409, "ParentPortInUse", "Port %s is currently in use and is not eligible for use as a parent port.", t.PortID)
+	if e := c.checkTrunkable(t.PortID); e != nil {
+		return e
 	}
 	if e := c.validateSubports(t, subs); e != nil {
 		return e
@@ -157,26 +154,30 @@ func (c *Cloud) validateSubports(t *Trunk, subs []Subport) *apiError {
 	ports := map[string]bool{}
 	for _, sp := range subs {
 		if sp.PortID == "" {
-			return badRequest("Invalid input for operation: port_id is required for a subport.")
+			return invalidInput("Invalid input for operation: port_id is required for a subport.")
 		}
-		if sp.SegmentationType != "vlan" && sp.SegmentationType != "inherit" {
-			return badRequest("Invalid input for operation: segmentation_type %q is not supported.", sp.SegmentationType)
+		if sp.PortID == t.PortID {
+			return parentPortInUse(sp.PortID)
 		}
-		if sp.SegmentationType == "vlan" && (sp.SegmentationID < 1 || sp.SegmentationID > 4094) {
-			return badRequest("Invalid input for operation: segmentation_id %d is not in the range 1 to 4094.", sp.SegmentationID)
+		if sp.SegmentationType != "vlan" {
+			return invalidInput("Unknown segmentation_type '%s'", sp.SegmentationType)
 		}
-		if _, ok := c.st.ports[sp.PortID]; !ok {
+		if sp.SegmentationID < 1 || sp.SegmentationID > 4094 {
+			return invalidInput("Segmentation ID '%d' is not in range", sp.SegmentationID)
+		}
+		p, ok := c.st.ports[sp.PortID]
+		if !ok {
 			return portNotFound(sp.PortID)
 		}
-		if sp.PortID == t.PortID || c.st.trunkOfParent(sp.PortID) != nil {
-			return errf(409, "PortInUseAsTrunkParent", "Port %s is currently a parent port for trunk %s.", sp.PortID, t.ID)
+		if e := c.checkTrunkable(sp.PortID); e != nil {
+			return e
 		}
-		if o := c.st.trunkOfSubport(sp.PortID); o != nil || ports[sp.PortID] {
-			tid := t.ID
-			if o != nil {
-				tid = o.ID
-			}
-			return errf(409, "PortInUseAsSubPort", "Port %s is currently a subport for trunk %s.", sp.PortID, tid)
+		if ports[sp.PortID] {
+			return errf(409, "TrunkPortInUse", "Port %s is in use by another trunk.", sp.PortID)
+		}
+		if p.DeviceID != "" {
+			return errf(409, "PortInUse", "Unable to complete operation on port %s for network %s. Port already has an attached device %s.",
+				p.ID, p.NetworkID, p.DeviceID)
 		}
 		if seen[sp.SegmentationID] {
 			return errf(409, "DuplicateSubPort", "segmentation_type %s and segmentation_id %d already in use on trunk %s.",
@@ -184,6 +185,27 @@ func (c *Cloud) validateSubports(t *Trunk, subs []Subport) *apiError {
 		}
 		seen[sp.SegmentationID] = true
 		ports[sp.PortID] = true
+	}
+	return nil
+}
+
+func invalidInput(format string, args ...any) *apiError {
+	return errf(400, "InvalidInput", "Invalid input for operation: "+format+".", args...)
+}
+
+func parentPortInUse(id string) *apiError {
+	return errf(409, "ParentPortInUse", "Port %s is currently in use and is not eligible for use as a parent port.", id)
+}
+
+// checkTrunkable applies Neutron's TrunkPortValidator: a port that is a
+// subport is TrunkPortInUse, one that is a trunk parent ParentPortInUse.
+// Callers hold c.st.mu.
+func (c *Cloud) checkTrunkable(portID string) *apiError {
+	if c.st.trunkOfSubport(portID) != nil {
+		return errf(409, "TrunkPortInUse", "Port %s is in use by another trunk.", portID)
+	}
+	if c.st.trunkOfParent(portID) != nil {
+		return parentPortInUse(portID)
 	}
 	return nil
 }

@@ -119,6 +119,23 @@ func wantClass(t *testing.T, err, class error, status int, typ string) {
 	}
 }
 
+// eventually retries check for up to 10 s, for what Neutron does in the
+// background.
+func eventually(t *testing.T, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // runContract is the behaviour kuryr-dpdk relies on, checked against tg.
 func runContract(t *testing.T, tg contractTarget) {
 	ctx := context.Background()
@@ -289,10 +306,19 @@ func runContract(t *testing.T, tg contractTarget) {
 				t.Errorf("trunk_details subport %+v without MAC", sp)
 			}
 		}
-		sp, err := c.GetPort(ctx, subs[0].ID)
-		if err != nil || sp.DeviceOwner != "trunk:subport" || sp.DeviceID != trunkID {
-			t.Errorf("subport port = owner %q device %q, %v", sp.DeviceOwner, sp.DeviceID, err)
-		}
+		// Neutron sets the subports' device fields in the background, after
+		// add_subports has answered.
+		eventually(t, func() error {
+			sp, err := c.GetPort(ctx, subs[0].ID)
+			if err != nil || sp.DeviceOwner != "trunk:subport" || sp.DeviceID != trunkID {
+				return fmt.Errorf("subport port = owner %q device %q, %v", sp.DeviceOwner, sp.DeviceID, err)
+			}
+			return nil
+		})
+		_, err = c.AddSubports(ctx, trunkID, []Subport{{PortID: subs[0].ID, SegmentationID: 103}})
+		wantClass(t, err, ErrConflict, 409, "TrunkPortInUse")
+		_, err = c.AddSubports(ctx, trunkID, []Subport{{PortID: parent.ID, SegmentationID: 104}})
+		wantClass(t, err, ErrConflict, 409, "ParentPortInUse")
 		list, err := c.ListSubports(ctx, trunkID)
 		if err != nil || len(list) != 2 {
 			t.Fatalf("ListSubports = %+v, %v", list, err)
