@@ -65,6 +65,10 @@ type Options struct {
 	Faults  map[string]Fault
 	// Seed makes latency and faults reproducible when non-zero.
 	Seed uint64
+	// BindDelay is how long a port stays DOWN after it is bound (Nova
+	// attach, binding:host_id, subport of a bound trunk) before it turns
+	// ACTIVE, as a real L2 agent takes; 0 is at once.
+	BindDelay time.Duration `json:"bindDelay,omitempty"`
 	// NoTagsOnCreate rejects "tags" in port create bodies (400), as a
 	// Neutron without the tag-ports-during-bulk-creation extension does.
 	NoTagsOnCreate bool `json:"noTagsOnCreate,omitempty"`
@@ -83,6 +87,7 @@ type Cloud struct {
 	creds          Credentials
 	noAuth         bool
 	noTagsOnCreate bool
+	bindDelay      time.Duration
 	st             *store
 
 	knobs   sync.Mutex
@@ -112,7 +117,7 @@ func New(opts Options) *Cloud {
 		creds = *opts.Credentials
 	}
 	c := &Cloud{
-		creds: creds, noAuth: opts.NoAuth, noTagsOnCreate: opts.NoTagsOnCreate, st: newStore(),
+		creds: creds, noAuth: opts.NoAuth, noTagsOnCreate: opts.NoTagsOnCreate, bindDelay: opts.BindDelay, st: newStore(),
 		latency: map[string]Latency{}, faults: map[string]Fault{}, rng: newRNG(opts.Seed),
 		counts: map[string]int64{}, faulted: map[string]int64{}, hooks: map[string]ServerHook{},
 		mux: http.NewServeMux(), closing: make(chan struct{}),

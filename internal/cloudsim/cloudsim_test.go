@@ -378,3 +378,31 @@ func TestFaultLookup(t *testing.T) {
 		}
 	}
 }
+
+// TestBindDelay: with BindDelay a bound port is DOWN first, then ACTIVE.
+func TestBindDelay(t *testing.T) {
+	t.Parallel()
+	h := start(t, Options{BindDelay: 50 * time.Millisecond})
+	n, s := h.seed()
+	srv, err := h.c.SeedServer(ServerSpec{Name: "vm", SubnetID: s.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := h.port(n.ID, "")["id"].(string)
+	st, out := h.do("POST", "/compute/v2.1/servers/"+srv.Server.ID+"/os-interface",
+		fmt.Sprintf(`{"interfaceAttachment": {"port_id": %q}}`, id))
+	if st != 200 || out["interfaceAttachment"].(map[string]any)["port_state"] != "DOWN" {
+		t.Fatalf("attach with a bind delay: %d %v", st, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p, _ := h.c.Port(id)
+		if p.Status == "ACTIVE" && p.HostID == "compute-vm" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("port still %s after the bind delay", p.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

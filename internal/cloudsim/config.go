@@ -16,13 +16,15 @@ type Config struct {
 	Listen string `json:"listen,omitempty"`
 	// AdvertiseURL is the base URL the Keystone catalog gives out; the
 	// listener's address when empty.
-	AdvertiseURL string             `json:"advertiseURL,omitempty"`
-	NoAuth       bool               `json:"noAuth,omitempty"`
-	Credentials  *Credentials       `json:"credentials,omitempty"`
-	Seed         uint64             `json:"seed,omitempty"`
-	Latency      map[string]Latency `json:"latency,omitempty"`
-	Faults       map[string]Fault   `json:"faults,omitempty"`
-	Networks     []NetworkSpec      `json:"networks,omitempty"`
+	AdvertiseURL string `json:"advertiseURL,omitempty"`
+	NoAuth       bool   `json:"noAuth,omitempty"`
+	// BindDelay: ports stay DOWN this long after binding (see Options).
+	BindDelay   Duration           `json:"bindDelay,omitempty"`
+	Credentials *Credentials       `json:"credentials,omitempty"`
+	Seed        uint64             `json:"seed,omitempty"`
+	Latency     map[string]Latency `json:"latency,omitempty"`
+	Faults      map[string]Fault   `json:"faults,omitempty"`
+	Networks    []NetworkSpec      `json:"networks,omitempty"`
 	// SecurityGroups are names of groups to create.
 	SecurityGroups []string       `json:"securityGroups,omitempty"`
 	Servers        []ServerConfig `json:"servers,omitempty"`
@@ -49,7 +51,21 @@ func LoadConfig(path string) (Config, error) {
 
 // Options returns the cloud options of cfg.
 func (cfg Config) Options() Options {
-	return Options{Credentials: cfg.Credentials, NoAuth: cfg.NoAuth, Latency: cfg.Latency, Faults: cfg.Faults, Seed: cfg.Seed}
+	return Options{Credentials: cfg.Credentials, NoAuth: cfg.NoAuth, Latency: cfg.Latency, Faults: cfg.Faults,
+		Seed: cfg.Seed, BindDelay: time.Duration(cfg.BindDelay)}
+}
+
+// Duration is a time.Duration written as a string ("300ms") in config files.
+type Duration time.Duration
+
+// UnmarshalJSON reads "300ms" (or nanoseconds).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var v time.Duration
+	if err := durationJSON(b, &v); err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // Seeded lists what ApplySeeds made.
@@ -136,12 +152,15 @@ func durationJSON(raw json.RawMessage, d *time.Duration) error {
 // UnmarshalJSON reads durations as strings ("50ms").
 func (l *Latency) UnmarshalJSON(b []byte) error {
 	var raw struct {
-		Fixed, Jitter json.RawMessage
+		Fixed, Jitter, Exp json.RawMessage
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return err
 	}
 	if err := durationJSON(raw.Fixed, &l.Fixed); err != nil {
+		return err
+	}
+	if err := durationJSON(raw.Exp, &l.Exp); err != nil {
 		return err
 	}
 	return durationJSON(raw.Jitter, &l.Jitter)

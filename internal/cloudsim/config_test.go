@@ -15,7 +15,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Latency["nova.interfaces.attach"].Fixed != 20*time.Millisecond || cfg.Latency["neutron.*"].Jitter != 3*time.Millisecond {
+	if cfg.Latency["nova.interfaces.attach"].Exp != 10*time.Millisecond || cfg.Latency["neutron.*"].Jitter != 3*time.Millisecond {
 		t.Errorf("latency %+v", cfg.Latency)
 	}
 	c := New(cfg.Options())

@@ -8,11 +8,13 @@ import (
 	"time"
 )
 
-// Latency delays every request of an operation by Fixed plus a uniformly
-// distributed extra in [0, Jitter).
+// Latency delays every request of an operation by Fixed, plus a uniformly
+// distributed extra in [0, Jitter), plus an exponentially distributed extra
+// of mean Exp (a long tail, as real clouds have).
 type Latency struct {
 	Fixed  time.Duration `json:"fixed,omitempty"`
 	Jitter time.Duration `json:"jitter,omitempty"`
+	Exp    time.Duration `json:"exp,omitempty"`
 }
 
 // Fault makes a fraction of the requests of an operation fail.
@@ -84,6 +86,9 @@ func (c *Cloud) decide(op string) (time.Duration, *Fault) {
 		d = l.Fixed
 		if l.Jitter > 0 {
 			d += time.Duration(c.rng.Int64N(int64(l.Jitter)))
+		}
+		if l.Exp > 0 {
+			d += time.Duration(c.rng.ExpFloat64() * float64(l.Exp))
 		}
 	}
 	if f, ok := lookup(c.faults, op); ok && c.rng.Float64() < f.Rate {

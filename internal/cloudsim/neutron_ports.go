@@ -188,7 +188,7 @@ func (c *Cloud) newPort(project string, obj map[string]json.RawMessage) (*Port, 
 		}
 	}
 	if p.HostID != "" {
-		p.Status = "ACTIVE"
+		c.setBinding(p, p.HostID)
 	}
 	return p, nil
 }
@@ -355,10 +355,7 @@ func (c *Cloud) updatePort(w http.ResponseWriter, r *http.Request) *apiError {
 		if t := c.st.trunkOfParent(p.ID); t != nil {
 			c.bindSubports(t, next.HostID)
 		}
-	}
-	next.Status = "DOWN"
-	if next.HostID != "" {
-		next.Status = "ACTIVE"
+		c.setBinding(&next, next.HostID)
 	}
 	touch(&next.RevisionNumber, &next.UpdatedAt)
 	*p = next

@@ -25,11 +25,7 @@ func (c *Cloud) trunkJSON(t *Trunk) map[string]any {
 func (c *Cloud) bindSubports(t *Trunk, host string) {
 	for _, sp := range t.Subports {
 		if p, ok := c.st.ports[sp.PortID]; ok {
-			p.HostID = host
-			p.Status = "DOWN"
-			if host != "" {
-				p.Status = "ACTIVE"
-			}
+			c.setBinding(p, host)
 			touch(&p.RevisionNumber, &p.UpdatedAt)
 		}
 	}
@@ -218,10 +214,8 @@ func (c *Cloud) attachSubports(t *Trunk, subs []Subport) {
 	}
 	for _, sp := range subs {
 		p := c.st.ports[sp.PortID]
-		p.DeviceOwner, p.DeviceID, p.HostID = "trunk:subport", t.ID, host
-		if host != "" {
-			p.Status = "ACTIVE"
-		}
+		p.DeviceOwner, p.DeviceID = "trunk:subport", t.ID
+		c.setBinding(p, host)
 		touch(&p.RevisionNumber, &p.UpdatedAt)
 		t.Subports = append(t.Subports, sp)
 	}

@@ -110,7 +110,8 @@ func (c *Cloud) attachInterface(w http.ResponseWriter, r *http.Request) *apiErro
 		c.st.mu.Unlock()
 		return errf(409, "", "Port %s is still in use.", portID)
 	}
-	p.DeviceID, p.DeviceOwner, p.HostID, p.Status = s.ID, "compute:nova", s.Host, "ACTIVE"
+	p.DeviceID, p.DeviceOwner = s.ID, "compute:nova"
+	c.setBinding(p, s.Host)
 	touch(&p.RevisionNumber, &p.UpdatedAt)
 	snapshot := p.clone()
 	out := interfaceJSON(p, s.ID)

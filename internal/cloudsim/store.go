@@ -277,3 +277,26 @@ func touch(rev *int, updated *time.Time) {
 	*rev++
 	*updated = nowUTC()
 }
+
+// setBinding binds p to host ("" unbinds): DOWN, then ACTIVE at once or
+// after the cloud's BindDelay if p is still bound to host then. Callers
+// hold c.st.mu.
+func (c *Cloud) setBinding(p *Port, host string) {
+	p.HostID, p.Status = host, "DOWN"
+	if host == "" {
+		return
+	}
+	if c.bindDelay <= 0 {
+		p.Status = "ACTIVE"
+		return
+	}
+	id := p.ID
+	time.AfterFunc(c.bindDelay, func() {
+		c.st.mu.Lock()
+		defer c.st.mu.Unlock()
+		if q, ok := c.st.ports[id]; ok && q.HostID == host && q.Status == "DOWN" {
+			q.Status = "ACTIVE"
+			touch(&q.RevisionNumber, &q.UpdatedAt)
+		}
+	})
+}
