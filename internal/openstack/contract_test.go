@@ -34,8 +34,8 @@ type contractTarget struct {
 	seedServer func(t *testing.T, subnetID string) string
 }
 
-// setup creates a network, a subnet and a security group through raw
-// Neutron calls and removes them when the test ends.
+// fixture is a network, a subnet and a security group made through raw
+// Neutron calls by newFixture, and removed when the test ends.
 type fixture struct {
 	netID, subnetID, sgID string
 	cidr                  netip.Prefix

@@ -148,3 +148,47 @@ func TestTagsWithoutTagOnCreate(t *testing.T) {
 		t.Errorf("counts %v, %d ports", sim.Counts(), len(sim.Ports()))
 	}
 }
+
+// TestConcurrentPorts: parallel creates get distinct addresses and MACs,
+// and the cloud counts every call.
+func TestConcurrentPorts(t *testing.T) {
+	t.Parallel()
+	sim, c, n := faultyCloud(t, cloudsim.Fault{})
+	ctx := context.Background()
+	const workers, each = 8, 10
+	type result struct {
+		ports []Port
+		err   error
+	}
+	results := make(chan result, workers)
+	for w := range workers {
+		go func() {
+			var r result
+			for i := range each {
+				p, err := c.CreatePort(ctx, PortSpec{NetworkID: n.ID, Tags: []string{fmt.Sprint("w", w, "-", i)}})
+				if err != nil {
+					r.err = err
+					break
+				}
+				r.ports = append(r.ports, p)
+			}
+			results <- r
+		}()
+	}
+	macs, ips := map[string]bool{}, map[string]bool{}
+	for range workers {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		for _, p := range r.ports {
+			macs[p.MACAddress], ips[p.FixedIPs[0].IPAddress] = true, true
+		}
+	}
+	if len(macs) != workers*each || len(ips) != workers*each {
+		t.Errorf("%d MACs and %d IPs for %d ports", len(macs), len(ips), workers*each)
+	}
+	if got := sim.Count("neutron.ports.create"); got != workers*each {
+		t.Errorf("counted %d creates, want %d", got, workers*each)
+	}
+}
