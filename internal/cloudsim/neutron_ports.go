@@ -1,0 +1,383 @@
+package cloudsim
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// portJSON renders p as Neutron does. Callers hold c.st.mu.
+func (c *Cloud) portJSON(p *Port) map[string]any {
+	vif := "unbound"
+	if p.HostID != "" {
+		vif = "ovs"
+	}
+	m := map[string]any{
+		"id": p.ID, "name": p.Name, "description": p.Description, "network_id": p.NetworkID,
+		"project_id": p.ProjectID, "tenant_id": p.ProjectID, "mac_address": p.MACAddress,
+		"admin_state_up": p.AdminStateUp, "status": p.Status, "device_id": p.DeviceID,
+		"device_owner": p.DeviceOwner, "fixed_ips": nonNil(p.FixedIPs),
+		"security_groups": nonNil(p.SecurityGroups), "allowed_address_pairs": nonNil(p.AllowedAddressPairs),
+		"tags": nonNil(p.Tags), "revision_number": p.RevisionNumber,
+		"created_at": timeString(p.CreatedAt), "updated_at": timeString(p.UpdatedAt),
+		"binding:host_id": p.HostID, "binding:vif_type": vif, "binding:vnic_type": p.VNICType,
+		"binding:profile": map[string]any{}, "binding:vif_details": map[string]any{},
+		"port_security_enabled": true, "propagate_uplink_status": false, "extra_dhcp_opts": []any{},
+		"dns_name": "", "dns_assignment": []any{}, "qos_policy_id": nil, "qos_network_policy_id": nil,
+		"resource_request": nil, "ip_allocation": "immediate",
+	}
+	if t := c.st.trunkOfParent(p.ID); t != nil {
+		subs := []map[string]any{}
+		for _, sp := range t.Subports {
+			mac := ""
+			if sp2, ok := c.st.ports[sp.PortID]; ok {
+				mac = sp2.MACAddress
+			}
+			subs = append(subs, map[string]any{"segmentation_id": sp.SegmentationID,
+				"segmentation_type": sp.SegmentationType, "port_id": sp.PortID, "mac_address": mac})
+		}
+		m["trunk_details"] = map[string]any{"trunk_id": t.ID, "sub_ports": subs}
+	}
+	return m
+}
+
+// portCreateKeys are the attributes a port create request may carry.
+var portCreateKeys = map[string]bool{
+	"network_id": true, "name": true, "description": true, "admin_state_up": true, "mac_address": true,
+	"fixed_ips": true, "device_id": true, "device_owner": true, "project_id": true, "tenant_id": true,
+	"security_groups": true, "allowed_address_pairs": true, "binding:host_id": true,
+	"binding:vnic_type": true, "binding:profile": true, "tags": true, "port_security_enabled": true,
+	"propagate_uplink_status": true, "dns_name": true, "extra_dhcp_opts": true,
+}
+
+func unrecognized(obj map[string]json.RawMessage, allowed map[string]bool) *apiError {
+	var bad []string
+	for k := range obj {
+		if !allowed[k] {
+			bad = append(bad, k)
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return badRequest("Unrecognized attribute(s) '%s'", strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+// createPorts answers POST /v2.0/ports, one port ({"port": ...}) or a
+// bulk ({"ports": [...]}), which is all or nothing.
+func (c *Cloud) createPorts(w http.ResponseWriter, r *http.Request) *apiError {
+	body, e := readBody(r)
+	if e != nil {
+		return e
+	}
+	var objs []map[string]json.RawMessage
+	_, bulk := body["ports"]
+	if bulk {
+		if _, e := member(body, "ports", &objs, true); e != nil {
+			return e
+		}
+	} else {
+		var one map[string]json.RawMessage
+		if _, e := member(body, "port", &one, true); e != nil || one == nil {
+			return badRequest("Resource body required")
+		}
+		objs = append(objs, one)
+	}
+	projects := make([]string, len(objs))
+	for i, obj := range objs {
+		if e := unrecognized(obj, portCreateKeys); e != nil {
+			return e
+		}
+		p, e := c.projectFor(r, obj)
+		if e != nil {
+			return e
+		}
+		projects[i] = p
+	}
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	var made []*Port
+	for i, obj := range objs {
+		p, e := c.newPort(projects[i], obj)
+		if e != nil {
+			for _, m := range made {
+				c.st.releasePort(m)
+			}
+			return e
+		}
+		made = append(made, p)
+	}
+	if !bulk {
+		writeJSON(w, http.StatusCreated, map[string]any{"port": c.portJSON(made[0])})
+		return nil
+	}
+	out := make([]map[string]any, 0, len(made))
+	for _, p := range made {
+		out = append(out, c.portJSON(p))
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"ports": out})
+	return nil
+}
+
+// newPort validates obj, allocates addresses and stores the port. Callers
+// hold c.st.mu.
+func (c *Cloud) newPort(project string, obj map[string]json.RawMessage) (*Port, *apiError) {
+	now := nowUTC()
+	p := &Port{ID: newID(), ProjectID: project, Status: "DOWN", AdminStateUp: true, VNICType: "normal",
+		RevisionNumber: 1, CreatedAt: now, UpdatedAt: now}
+	var fixed []struct {
+		SubnetID  string `json:"subnet_id"`
+		IPAddress string `json:"ip_address"`
+	}
+	var sgs *[]string
+	for _, m := range []struct {
+		k   string
+		v   any
+		req bool
+	}{{"network_id", &p.NetworkID, true}, {"name", &p.Name, false}, {"description", &p.Description, false},
+		{"admin_state_up", &p.AdminStateUp, false}, {"mac_address", &p.MACAddress, false},
+		{"fixed_ips", &fixed, false}, {"device_id", &p.DeviceID, false}, {"device_owner", &p.DeviceOwner, false},
+		{"security_groups", &sgs, false}, {"allowed_address_pairs", &p.AllowedAddressPairs, false},
+		{"binding:host_id", &p.HostID, false}, {"binding:vnic_type", &p.VNICType, false}, {"tags", &p.Tags, false}} {
+		if _, e := member(obj, m.k, m.v, m.req); e != nil {
+			return nil, e
+		}
+	}
+	n, ok := c.st.networks[p.NetworkID]
+	if !ok {
+		return nil, errf(404, "NetworkNotFound", "Network %s could not be found.", p.NetworkID)
+	}
+	if sgs == nil {
+		p.SecurityGroups = []string{c.st.defaultSecurityGroup(project)}
+	} else {
+		if e := c.checkSecurityGroups(*sgs); e != nil {
+			return nil, e
+		}
+		p.SecurityGroups = *sgs
+	}
+	if p.MACAddress != "" {
+		if c.st.macs[p.MACAddress] {
+			return nil, errf(409, "MacAddressInUse", "Unable to complete operation for network %s. The mac address %s is in use.", p.NetworkID, p.MACAddress)
+		}
+		c.st.macs[p.MACAddress] = true
+	} else {
+		p.MACAddress = c.st.newMAC()
+	}
+	p.AllowedAddressPairs = fillPairs(p.AllowedAddressPairs, p.MACAddress)
+	if fixed == nil {
+		for _, sid := range n.Subnets {
+			fixed = append(fixed, struct {
+				SubnetID  string `json:"subnet_id"`
+				IPAddress string `json:"ip_address"`
+			}{SubnetID: sid})
+		}
+	}
+	c.st.ports[p.ID] = p // so that releasePort can undo a partial allocation
+	c.st.portOrder = append(c.st.portOrder, p.ID)
+	for _, f := range fixed {
+		if e := c.allocateIP(p, n, f.SubnetID, f.IPAddress); e != nil {
+			c.st.releasePort(p)
+			return nil, e
+		}
+	}
+	if p.HostID != "" {
+		p.Status = "ACTIVE"
+	}
+	return p, nil
+}
+
+// allocateIP gives p an address on subnetID (the one asked for, if any).
+// Callers hold c.st.mu.
+func (c *Cloud) allocateIP(p *Port, n *Network, subnetID, ip string) *apiError {
+	var sub *Subnet
+	if subnetID == "" && ip != "" {
+		a, err := netip.ParseAddr(ip)
+		if err != nil {
+			return badRequest("Invalid input for fixed_ips. Reason: '%s' is not a valid IP address.", ip)
+		}
+		for _, sid := range n.Subnets {
+			if s := c.st.subnets[sid]; s.contains(a) {
+				sub = s
+			}
+		}
+		if sub == nil {
+			return badRequest("IP address %s is not a valid IP for any of the subnets on the specified network.", ip)
+		}
+	} else {
+		s, ok := c.st.subnets[subnetID]
+		if !ok {
+			return errf(404, "SubnetNotFound", "Subnet %s could not be found.", subnetID)
+		}
+		if s.NetworkID != n.ID {
+			return badRequest("Failed to create port on network %s, because fixed_ips included invalid subnet %s.", n.ID, subnetID)
+		}
+		sub = s
+	}
+	if ip == "" {
+		a, ok := sub.allocate(p.ID)
+		if !ok {
+			return errf(409, "IpAddressGenerationFailure", "No more IP addresses available on network %s.", n.ID)
+		}
+		p.FixedIPs = append(p.FixedIPs, FixedIP{SubnetID: sub.ID, IPAddress: a.String()})
+		return nil
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !sub.contains(a) {
+		return badRequest("IP address %s is not a valid IP for the specified subnet.", ip)
+	}
+	if _, taken := sub.used[a]; taken || a == sub.GatewayIP {
+		return errf(409, "IpAddressAlreadyAllocated", "IP address %s already allocated in subnet %s", ip, sub.ID)
+	}
+	sub.used[a] = p.ID
+	p.FixedIPs = append(p.FixedIPs, FixedIP{SubnetID: sub.ID, IPAddress: a.String()})
+	return nil
+}
+
+// checkSecurityGroups makes sure every group exists. Callers hold c.st.mu.
+func (c *Cloud) checkSecurityGroups(ids []string) *apiError {
+	for _, id := range ids {
+		if _, ok := c.st.sgs[id]; !ok {
+			return errf(404, "SecurityGroupNotFound", "Security group %s does not exist", id)
+		}
+	}
+	return nil
+}
+
+// fillPairs gives pairs without a MAC the port's MAC, as Neutron does.
+func fillPairs(pairs []AddressPair, mac string) []AddressPair {
+	out := make([]AddressPair, 0, len(pairs))
+	for _, ap := range pairs {
+		if ap.MACAddress == "" {
+			ap.MACAddress = mac
+		}
+		out = append(out, ap)
+	}
+	return out
+}
+
+func (c *Cloud) getPort(w http.ResponseWriter, r *http.Request) *apiError {
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	p, ok := c.st.ports[r.PathValue("id")]
+	if !ok {
+		return portNotFound(r.PathValue("id"))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"port": c.portJSON(p)})
+	return nil
+}
+
+func portNotFound(id string) *apiError {
+	return errf(404, "PortNotFound", "Port %s could not be found.", id)
+}
+
+// portUpdateKeys are the attributes a port update may change.
+var portUpdateKeys = map[string]bool{
+	"name": true, "description": true, "admin_state_up": true, "security_groups": true,
+	"allowed_address_pairs": true, "device_id": true, "device_owner": true, "binding:host_id": true,
+	"binding:vnic_type": true, "binding:profile": true, "port_security_enabled": true,
+}
+
+// readOnlyPortKeys may not be changed by an update.
+var readOnlyPortKeys = map[string]bool{
+	"id": true, "network_id": true, "project_id": true, "tenant_id": true, "status": true,
+	"revision_number": true, "created_at": true, "updated_at": true,
+}
+
+// checkIfMatch enforces "If-Match: revision_number=N" against rev.
+func checkIfMatch(r *http.Request, rev int) *apiError {
+	h := r.Header.Get("If-Match")
+	if h == "" {
+		return nil
+	}
+	v, ok := strings.CutPrefix(h, "revision_number=")
+	n, err := strconv.Atoi(v)
+	if !ok || err != nil {
+		return badRequest("Invalid If-Match header %q: expected revision_number=<number>", h)
+	}
+	if n != rev {
+		return errf(412, "RevisionNumberConstraintFailed", "Constrained to %d, but current revision is %d", n, rev)
+	}
+	return nil
+}
+
+func (c *Cloud) updatePort(w http.ResponseWriter, r *http.Request) *apiError {
+	obj, e := resourceBody(r, "port")
+	if e != nil {
+		return e
+	}
+	for k := range obj {
+		if readOnlyPortKeys[k] {
+			return badRequest("Cannot update read-only attribute %s", k)
+		}
+	}
+	if e := unrecognized(obj, portUpdateKeys); e != nil {
+		return e
+	}
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	p, ok := c.st.ports[r.PathValue("id")]
+	if !ok {
+		return portNotFound(r.PathValue("id"))
+	}
+	if e := checkIfMatch(r, p.RevisionNumber); e != nil {
+		return e
+	}
+	next := p.clone()
+	var sgs []string
+	var pairs []AddressPair
+	for _, m := range []struct {
+		k string
+		v any
+	}{{"name", &next.Name}, {"description", &next.Description}, {"admin_state_up", &next.AdminStateUp},
+		{"device_id", &next.DeviceID}, {"device_owner", &next.DeviceOwner}, {"binding:host_id", &next.HostID},
+		{"binding:vnic_type", &next.VNICType}, {"security_groups", &sgs}, {"allowed_address_pairs", &pairs}} {
+		if _, e := member(obj, m.k, m.v, false); e != nil {
+			return e
+		}
+	}
+	if _, ok := obj["security_groups"]; ok {
+		if e := c.checkSecurityGroups(sgs); e != nil {
+			return e
+		}
+		next.SecurityGroups = nonNil(sgs)
+	}
+	if _, ok := obj["allowed_address_pairs"]; ok {
+		next.AllowedAddressPairs = fillPairs(pairs, p.MACAddress)
+	}
+	if next.HostID != p.HostID {
+		if t := c.st.trunkOfParent(p.ID); t != nil {
+			c.bindSubports(t, next.HostID)
+		}
+	}
+	next.Status = "DOWN"
+	if next.HostID != "" {
+		next.Status = "ACTIVE"
+	}
+	touch(&next.RevisionNumber, &next.UpdatedAt)
+	*p = next
+	writeJSON(w, http.StatusOK, map[string]any{"port": c.portJSON(p)})
+	return nil
+}
+
+func (c *Cloud) deletePort(w http.ResponseWriter, r *http.Request) *apiError {
+	id := r.PathValue("id")
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	p, ok := c.st.ports[id]
+	if !ok {
+		return portNotFound(id)
+	}
+	if t := c.st.trunkOfParent(id); t != nil {
+		return errf(409, "PortInUseAsTrunkParent", "Port %s is currently a parent port for trunk %s.", id, t.ID)
+	}
+	if t := c.st.trunkOfSubport(id); t != nil {
+		return errf(409, "PortInUseAsSubPort", "Port %s is currently a subport for trunk %s.", id, t.ID)
+	}
+	c.st.releasePort(p)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,296 @@
+package cloudsim
+
+import (
+	"net/http"
+	"sort"
+)
+
+// trunkJSON renders t as Neutron does. Callers hold c.st.mu.
+func (c *Cloud) trunkJSON(t *Trunk) map[string]any {
+	status := "DOWN"
+	if p, ok := c.st.ports[t.PortID]; ok && p.HostID != "" {
+		status = "ACTIVE"
+	}
+	return map[string]any{
+		"id": t.ID, "name": t.Name, "description": t.Description, "port_id": t.PortID,
+		"project_id": t.ProjectID, "tenant_id": t.ProjectID, "admin_state_up": t.AdminStateUp,
+		"status": status, "sub_ports": nonNil(t.Subports), "tags": nonNil(t.Tags),
+		"revision_number": t.RevisionNumber,
+		"created_at": timeString(t.CreatedAt), "updated_at": timeString(t.UpdatedAt),
+	}
+}
+
+// bindSubports gives t's subports the host of its parent, as the trunk
+// service plugin does when the parent is bound. Callers hold c.st.mu.
+func (c *Cloud) bindSubports(t *Trunk, host string) {
+	for _, sp := range t.Subports {
+		if p, ok := c.st.ports[sp.PortID]; ok {
+			p.HostID = host
+			p.Status = "DOWN"
+			if host != "" {
+				p.Status = "ACTIVE"
+			}
+			touch(&p.RevisionNumber, &p.UpdatedAt)
+		}
+	}
+}
+
+func (c *Cloud) createTrunk(w http.ResponseWriter, r *http.Request) *apiError {
+	obj, e := resourceBody(r, "trunk")
+	if e != nil {
+		return e
+	}
+	project, e := c.projectFor(r, obj)
+	if e != nil {
+		return e
+	}
+	now := nowUTC()
+	t := &Trunk{ID: newID(), ProjectID: project, AdminStateUp: true, RevisionNumber: 1, CreatedAt: now, UpdatedAt: now}
+	var subs []Subport
+	for _, m := range []struct {
+		k   string
+		v   any
+		req bool
+	}{{"port_id", &t.PortID, true}, {"name", &t.Name, false}, {"description", &t.Description, false},
+		{"admin_state_up", &t.AdminStateUp, false}, {"sub_ports", &subs, false}} {
+		if _, e := member(obj, m.k, m.v, m.req); e != nil {
+			return e
+		}
+	}
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	if _, ok := c.st.ports[t.PortID]; !ok {
+		return portNotFound(t.PortID)
+	}
+	if o := c.st.trunkOfParent(t.PortID); o != nil {
+		return errf(409, "TrunkPortInUse", "Port %s is in use by another trunk.", t.PortID)
+	}
+	if o := c.st.trunkOfSubport(t.PortID); o != nil {
+		return errf(409, "ParentPortInUse", "Port %s is currently in use and is not eligible for use as a parent port.", t.PortID)
+	}
+	if e := c.validateSubports(t, subs); e != nil {
+		return e
+	}
+	c.st.trunks[t.ID] = t
+	c.attachSubports(t, subs)
+	writeJSON(w, http.StatusCreated, map[string]any{"trunk": c.trunkJSON(t)})
+	return nil
+}
+
+func (c *Cloud) trunkByID(id string) (*Trunk, *apiError) {
+	t, ok := c.st.trunks[id]
+	if !ok {
+		return nil, errf(404, "TrunkNotFound", "Trunk %s could not be found.", id)
+	}
+	return t, nil
+}
+
+func (c *Cloud) getTrunk(w http.ResponseWriter, r *http.Request) *apiError {
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	t, e := c.trunkByID(r.PathValue("id"))
+	if e != nil {
+		return e
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"trunk": c.trunkJSON(t)})
+	return nil
+}
+
+func (c *Cloud) listTrunks(w http.ResponseWriter, r *http.Request) *apiError {
+	q := r.URL.Query()
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	out := []map[string]any{}
+	for _, t := range c.st.trunks {
+		if v := q.Get("port_id"); v != "" && t.PortID != v {
+			continue
+		}
+		if v := q.Get("name"); v != "" && t.Name != v {
+			continue
+		}
+		if !tagsMatch(q, t.Tags) {
+			continue
+		}
+		out = append(out, c.trunkJSON(t))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i]["id"].(string) < out[j]["id"].(string) })
+	writeJSON(w, http.StatusOK, map[string]any{"trunks": out})
+	return nil
+}
+
+func (c *Cloud) deleteTrunk(w http.ResponseWriter, r *http.Request) *apiError {
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	t, e := c.trunkByID(r.PathValue("id"))
+	if e != nil {
+		return e
+	}
+	if p, ok := c.st.ports[t.PortID]; ok && p.HostID != "" {
+		return errf(409, "TrunkInUse", "Trunk %s is currently in use.", t.ID)
+	}
+	c.detachSubports(t, t.Subports)
+	delete(c.st.trunks, t.ID)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// subportsBody reads {"sub_ports": [...]}.
+func subportsBody(r *http.Request) ([]Subport, *apiError) {
+	body, e := readBody(r)
+	if e != nil {
+		return nil, e
+	}
+	var subs []Subport
+	if _, e := member(body, "sub_ports", &subs, true); e != nil {
+		return nil, e
+	}
+	return subs, nil
+}
+
+// validateSubports checks subs for adding to t: ports exist and are free,
+// VLAN IDs are valid and unique on the trunk. Callers hold c.st.mu.
+func (c *Cloud) validateSubports(t *Trunk, subs []Subport) *apiError {
+	seen := map[int]bool{}
+	for _, sp := range t.Subports {
+		seen[sp.SegmentationID] = true
+	}
+	ports := map[string]bool{}
+	for _, sp := range subs {
+		if sp.PortID == "" {
+			return badRequest("Invalid input for operation: port_id is required for a subport.")
+		}
+		if sp.SegmentationType != "vlan" && sp.SegmentationType != "inherit" {
+			return badRequest("Invalid input for operation: segmentation_type %q is not supported.", sp.SegmentationType)
+		}
+		if sp.SegmentationType == "vlan" && (sp.SegmentationID < 1 || sp.SegmentationID > 4094) {
+			return badRequest("Invalid input for operation: segmentation_id %d is not in the range 1 to 4094.", sp.SegmentationID)
+		}
+		if _, ok := c.st.ports[sp.PortID]; !ok {
+			return portNotFound(sp.PortID)
+		}
+		if sp.PortID == t.PortID || c.st.trunkOfParent(sp.PortID) != nil {
+			return errf(409, "PortInUseAsTrunkParent", "Port %s is currently a parent port for trunk %s.", sp.PortID, t.ID)
+		}
+		if o := c.st.trunkOfSubport(sp.PortID); o != nil || ports[sp.PortID] {
+			tid := t.ID
+			if o != nil {
+				tid = o.ID
+			}
+			return errf(409, "PortInUseAsSubPort", "Port %s is currently a subport for trunk %s.", sp.PortID, tid)
+		}
+		if seen[sp.SegmentationID] {
+			return errf(409, "DuplicateSubPort", "segmentation_type %s and segmentation_id %d already in use on trunk %s.",
+				sp.SegmentationType, sp.SegmentationID, t.ID)
+		}
+		seen[sp.SegmentationID] = true
+		ports[sp.PortID] = true
+	}
+	return nil
+}
+
+// attachSubports adds validated subs to t. Callers hold c.st.mu.
+func (c *Cloud) attachSubports(t *Trunk, subs []Subport) {
+	host := ""
+	if p, ok := c.st.ports[t.PortID]; ok {
+		host = p.HostID
+	}
+	for _, sp := range subs {
+		p := c.st.ports[sp.PortID]
+		p.DeviceOwner, p.DeviceID, p.HostID = "trunk:subport", t.ID, host
+		if host != "" {
+			p.Status = "ACTIVE"
+		}
+		touch(&p.RevisionNumber, &p.UpdatedAt)
+		t.Subports = append(t.Subports, sp)
+	}
+}
+
+// detachSubports removes subs from t and unbinds their ports. Callers hold
+// c.st.mu.
+func (c *Cloud) detachSubports(t *Trunk, subs []Subport) {
+	drop := map[string]bool{}
+	for _, sp := range subs {
+		drop[sp.PortID] = true
+		if p, ok := c.st.ports[sp.PortID]; ok {
+			p.DeviceOwner, p.DeviceID, p.HostID, p.Status = "", "", "", "DOWN"
+			touch(&p.RevisionNumber, &p.UpdatedAt)
+		}
+	}
+	kept := []Subport{}
+	for _, sp := range t.Subports {
+		if !drop[sp.PortID] {
+			kept = append(kept, sp)
+		}
+	}
+	t.Subports = kept
+}
+
+// addSubports answers PUT /v2.0/trunks/{id}/add_subports with the trunk
+// (not wrapped in "trunk", as Neutron does).
+func (c *Cloud) addSubports(w http.ResponseWriter, r *http.Request) *apiError {
+	subs, e := subportsBody(r)
+	if e != nil {
+		return e
+	}
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	t, e := c.trunkByID(r.PathValue("id"))
+	if e != nil {
+		return e
+	}
+	if e := c.validateSubports(t, subs); e != nil {
+		return e
+	}
+	c.attachSubports(t, subs)
+	touch(&t.RevisionNumber, &t.UpdatedAt)
+	writeJSON(w, http.StatusOK, c.trunkJSON(t))
+	return nil
+}
+
+// removeSubports answers PUT /v2.0/trunks/{id}/remove_subports; a port
+// that is not a subport of the trunk is 404 SubPortNotFound.
+func (c *Cloud) removeSubports(w http.ResponseWriter, r *http.Request) *apiError {
+	body, e := readBody(r)
+	if e != nil {
+		return e
+	}
+	var subs []struct {
+		PortID string `json:"port_id"`
+	}
+	if _, e := member(body, "sub_ports", &subs, true); e != nil {
+		return e
+	}
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	t, e := c.trunkByID(r.PathValue("id"))
+	if e != nil {
+		return e
+	}
+	var drop []Subport
+	for _, s := range subs {
+		found := false
+		for _, sp := range t.Subports {
+			if sp.PortID == s.PortID {
+				drop, found = append(drop, sp), true
+			}
+		}
+		if !found {
+			return errf(404, "SubPortNotFound", "SubPort %s cannot be found on trunk %s.", s.PortID, t.ID)
+		}
+	}
+	c.detachSubports(t, drop)
+	touch(&t.RevisionNumber, &t.UpdatedAt)
+	writeJSON(w, http.StatusOK, c.trunkJSON(t))
+	return nil
+}
+
+func (c *Cloud) getSubports(w http.ResponseWriter, r *http.Request) *apiError {
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	t, e := c.trunkByID(r.PathValue("id"))
+	if e != nil {
+		return e
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sub_ports": nonNil(t.Subports)})
+	return nil
+}

@@ -1,0 +1,188 @@
+// Package openstack is kuryr-dpdk's OpenStack layer: the Neutron and Nova
+// calls the controller makes, on gophercloud v2, behind small interfaces
+// sized to each caller, with every error classified (ErrNotFound,
+// ErrConflict, ErrTransient, ErrTerminal), a timeout and a context on every
+// request, and a bounded retry helper.
+package openstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	gcos "github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+)
+
+// DefaultRequestTimeout bounds each request when Config.RequestTimeout is 0.
+const DefaultRequestTimeout = 30 * time.Second
+
+// Config says how to reach the cloud. Exactly one way to authenticate is
+// used, the first that applies:
+//
+//  1. NeutronURL set: no authentication ("noauth", as a standalone
+//     neutron-server runs); ProjectID is sent in create bodies;
+//  2. AuthURL set: Keystone v3 with the password or application
+//     credential fields below;
+//  3. Cloud set (or OS_CLOUD): that entry of clouds.yaml (CloudsFile, or
+//     OS_CLIENT_CONFIG_FILE, or the usual locations);
+//  4. otherwise the OS_* environment variables (OS_AUTH_URL, OS_USERNAME,
+//     OS_PASSWORD, OS_PROJECT_NAME, OS_USER_DOMAIN_NAME, ...,
+//     OS_APPLICATION_CREDENTIAL_ID/_NAME/_SECRET).
+type Config struct {
+	// Noauth mode.
+	NeutronURL string // e.g. http://127.0.0.1:9696 (without /v2.0)
+	NovaURL    string // e.g. http://127.0.0.1:8774/v2.1
+	ProjectID  string
+
+	// Keystone v3.
+	AuthURL             string
+	Username            string
+	UserDomainName      string
+	Password            string
+	ProjectName         string
+	ProjectDomainName   string
+	AppCredentialID     string
+	AppCredentialName   string
+	AppCredentialSecret string
+
+	// clouds.yaml.
+	Cloud      string
+	CloudsFile string
+
+	Region string
+	// RequestTimeout bounds every request; DefaultRequestTimeout when 0.
+	RequestTimeout time.Duration
+	// HTTPClient is used when set.
+	HTTPClient *http.Client
+}
+
+// Client talks to Neutron and Nova. It implements every interface of this
+// package; give each caller only the interface it needs.
+type Client struct {
+	network *gophercloud.ServiceClient
+	compute *gophercloud.ServiceClient
+	// project is sent in create bodies in noauth mode.
+	project string
+	timeout time.Duration
+}
+
+// New authenticates (unless noauth) and returns a Client.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	timeout := cfg.RequestTimeout
+	if timeout <= 0 {
+		timeout = DefaultRequestTimeout
+	}
+	hc := http.Client{}
+	if cfg.HTTPClient != nil {
+		hc = *cfg.HTTPClient
+	}
+	if cfg.NeutronURL != "" {
+		return newNoAuth(cfg, hc, timeout)
+	}
+	ao, eo, err := authOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ao.AllowReauth = true
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pc, err := config.NewProviderClient(actx, ao, config.WithHTTPClient(hc))
+	if err != nil {
+		return nil, classify("authenticate to "+ao.IdentityEndpoint, err)
+	}
+	if cfg.Region != "" {
+		eo.Region = cfg.Region
+	}
+	network, err := gcos.NewNetworkV2(pc, eo)
+	if err != nil {
+		return nil, classify("find the network endpoint", err)
+	}
+	compute, err := gcos.NewComputeV2(pc, eo)
+	if err != nil {
+		return nil, classify("find the compute endpoint", err)
+	}
+	return &Client{network: network, compute: compute, timeout: timeout}, nil
+}
+
+func authOptions(cfg Config) (gophercloud.AuthOptions, gophercloud.EndpointOpts, error) {
+	eo := gophercloud.EndpointOpts{Region: cfg.Region}
+	if cfg.AuthURL != "" {
+		ao := gophercloud.AuthOptions{
+			IdentityEndpoint: cfg.AuthURL, Username: cfg.Username, Password: cfg.Password,
+			DomainName: cfg.UserDomainName, ApplicationCredentialID: cfg.AppCredentialID,
+			ApplicationCredentialName: cfg.AppCredentialName, ApplicationCredentialSecret: cfg.AppCredentialSecret,
+		}
+		if cfg.AppCredentialSecret == "" && cfg.ProjectName != "" {
+			ao.Scope = &gophercloud.AuthScope{ProjectName: cfg.ProjectName, DomainName: cfg.ProjectDomainName}
+		}
+		if cfg.AppCredentialSecret == "" && cfg.ProjectID != "" {
+			ao.Scope = &gophercloud.AuthScope{ProjectID: cfg.ProjectID}
+		}
+		return ao, eo, nil
+	}
+	cloud := cfg.Cloud
+	if cloud == "" {
+		cloud = os.Getenv("OS_CLOUD")
+	}
+	if cloud != "" {
+		opts := []clouds.ParseOption{clouds.WithCloudName(cloud)}
+		if cfg.CloudsFile != "" {
+			opts = append(opts, clouds.WithLocations(cfg.CloudsFile))
+		}
+		ao, ceo, _, err := clouds.Parse(opts...)
+		if err != nil {
+			return ao, ceo, fmt.Errorf("read cloud %q from clouds.yaml: %w", cloud, errors.Join(ErrTerminal, err))
+		}
+		if cfg.Region != "" {
+			ceo.Region = cfg.Region
+		}
+		return ao, ceo, nil
+	}
+	ao, err := gcos.AuthOptionsFromEnv()
+	if err != nil {
+		return ao, eo, fmt.Errorf("read OS_* environment variables: %w", errors.Join(ErrTerminal, err))
+	}
+	if eo.Region == "" {
+		eo.Region = os.Getenv("OS_REGION_NAME")
+	}
+	return ao, eo, nil
+}
+
+// newNoAuth builds service clients by hand on a provider without a token,
+// for a Neutron (and Nova) running with auth_strategy = noauth.
+func newNoAuth(cfg Config, hc http.Client, timeout time.Duration) (*Client, error) {
+	if cfg.ProjectID == "" {
+		return nil, fmt.Errorf("noauth mode for %s needs a project ID: %w", cfg.NeutronURL, ErrTerminal)
+	}
+	pc := &gophercloud.ProviderClient{HTTPClient: hc}
+	slash := func(u string) string { return strings.TrimSuffix(u, "/") + "/" }
+	network := &gophercloud.ServiceClient{ProviderClient: pc, Endpoint: slash(cfg.NeutronURL), Type: "network"}
+	network.ResourceBase = network.Endpoint + "v2.0/"
+	c := &Client{network: network, project: cfg.ProjectID, timeout: timeout}
+	if cfg.NovaURL != "" {
+		// Nova's noauth2 middleware takes "user:project" as the token.
+		c.compute = &gophercloud.ServiceClient{ProviderClient: pc, Endpoint: slash(cfg.NovaURL), Type: "compute",
+			MoreHeaders: map[string]string{"X-Auth-Token": "kuryr:" + cfg.ProjectID}}
+	}
+	return c, nil
+}
+
+// requestCtx bounds one request.
+func (c *Client) requestCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+// needCompute fails calls to Nova when no Nova endpoint is configured.
+func (c *Client) needCompute(op string) error {
+	if c.compute == nil {
+		return &Error{Op: op, class: ErrTerminal, Message: "no Nova endpoint configured"}
+	}
+	return nil
+}

@@ -1,0 +1,456 @@
+package openstack
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
+)
+
+// contractTarget is a cloud the contract suite runs against: the simulated
+// cloud, or a real Neutron.
+type contractTarget struct {
+	client *Client
+	// project goes in the bodies of setup calls (noauth needs it).
+	project string
+	// bindActivates: setting binding:host_id makes a port ACTIVE. True in
+	// the simulation (which stands in for an L2 agent); a real Neutron
+	// without agents leaves ports DOWN.
+	bindActivates bool
+	// seedServer makes a Nova server with a parent port on subnetID and
+	// returns its ID. Nil skips the Nova cases: there is no real Nova here,
+	// so Nova cases run against the simulation only.
+	seedServer func(t *testing.T, subnetID string) string
+}
+
+// setup creates a network, a subnet and a security group through raw
+// Neutron calls and removes them when the test ends.
+type fixture struct {
+	netID, subnetID, sgID string
+	cidr                  netip.Prefix
+	tag                   string // unique to this run, on every port made
+}
+
+func rawCall(t *testing.T, tg contractTarget, method, path string, body any, ok ...int) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opts := &gophercloud.RequestOpts{JSONBody: body, OkCodes: ok, KeepResponseBody: true}
+	resp, err := tg.client.network.Request(ctx, method, tg.client.network.ServiceURL(path), opts)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	var out map[string]any
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+	return out
+}
+
+func field(m map[string]any, key, sub string) string {
+	o, _ := m[key].(map[string]any)
+	s, _ := o[sub].(string)
+	return s
+}
+
+func newFixture(t *testing.T, tg contractTarget, cidr string) fixture {
+	t.Helper()
+	f := fixture{tag: "kuryr-contract-" + strings.ReplaceAll(t.Name(), "/", "-") + fmt.Sprint(time.Now().UnixNano()),
+		cidr: netip.MustParsePrefix(cidr)}
+	with := func(m map[string]any) map[string]any {
+		if tg.project != "" {
+			m["project_id"] = tg.project
+		}
+		return m
+	}
+	n := rawCall(t, tg, "POST", "networks", map[string]any{"network": with(map[string]any{"name": "contract"})}, 201)
+	f.netID = field(n, "network", "id")
+	t.Cleanup(func() { rawCall(t, tg, "DELETE", "networks/"+f.netID, nil, 204) })
+	s := rawCall(t, tg, "POST", "subnets", map[string]any{"subnet": with(map[string]any{
+		"network_id": f.netID, "cidr": cidr, "ip_version": 4, "name": "contract"})}, 201)
+	f.subnetID = field(s, "subnet", "id")
+	g := rawCall(t, tg, "POST", "security-groups", map[string]any{"security_group": with(map[string]any{"name": "contract"})}, 201)
+	f.sgID = field(g, "security_group", "id")
+	t.Cleanup(func() { rawCall(t, tg, "DELETE", "security-groups/"+f.sgID, nil, 204) })
+	return f
+}
+
+// deleteAfter deletes a port made by the test when it ends.
+func deleteAfter(t *testing.T, tg contractTarget, id string) {
+	t.Cleanup(func() {
+		if err := tg.client.DeletePort(context.Background(), id); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+}
+
+func wantClass(t *testing.T, err, class error, status int, typ string) {
+	t.Helper()
+	if !errors.Is(err, class) {
+		t.Fatalf("error %v: want class %v", err, class)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error %v is not *Error", err)
+	}
+	if status != 0 && e.Status != status {
+		t.Errorf("status %d, want %d (%v)", e.Status, status, err)
+	}
+	if typ != "" && e.Type != typ {
+		t.Errorf("type %q, want %q (%v)", e.Type, typ, err)
+	}
+}
+
+// runContract is the behaviour kuryr-dpdk relies on, checked against tg.
+func runContract(t *testing.T, tg contractTarget) {
+	ctx := context.Background()
+	c := tg.client
+
+	t.Run("networks", func(t *testing.T) {
+		f := newFixture(t, tg, "10.91.0.0/24")
+		n, err := c.GetNetwork(ctx, f.netID)
+		if err != nil || n.ID != f.netID || n.MTU == 0 || !slices.Contains(n.Subnets, f.subnetID) {
+			t.Fatalf("GetNetwork = %+v, %v", n, err)
+		}
+		s, err := c.GetSubnet(ctx, f.subnetID)
+		if err != nil || s.CIDR != "10.91.0.0/24" || s.GatewayIP != "10.91.0.1" || s.NetworkID != f.netID {
+			t.Fatalf("GetSubnet = %+v, %v", s, err)
+		}
+		_, err = c.GetSubnet(ctx, "00000000-0000-4000-8000-000000000000")
+		wantClass(t, err, ErrNotFound, 404, "SubnetNotFound")
+		_, err = c.GetNetwork(ctx, "00000000-0000-4000-8000-000000000000")
+		wantClass(t, err, ErrNotFound, 404, "NetworkNotFound")
+	})
+
+	t.Run("port lifecycle", func(t *testing.T) {
+		f := newFixture(t, tg, "10.92.0.0/24")
+		p, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, Name: "pod-a",
+			SecurityGroups: []string{f.sgID}, DeviceOwner: "compute:kuryr", Tags: []string{f.tag, "pod-uid-a"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleteAfter(t, tg, p.ID)
+		if p.Status != PortStatusDown || !strings.HasPrefix(p.MACAddress, "fa:16:3e:") || p.RevisionNumber < 1 ||
+			p.DeviceOwner != "compute:kuryr" || !slices.Equal(p.SecurityGroups, []string{f.sgID}) {
+			t.Errorf("created port %+v", p)
+		}
+		if len(p.FixedIPs) != 1 || p.FixedIPs[0].SubnetID != f.subnetID ||
+			!f.cidr.Contains(netip.MustParseAddr(p.FixedIPs[0].IPAddress)) {
+			t.Errorf("fixed IPs %+v not in %s", p.FixedIPs, f.cidr)
+		}
+		if !slices.Contains(p.Tags, f.tag) || !slices.Contains(p.Tags, "pod-uid-a") {
+			t.Errorf("tags %v", p.Tags)
+		}
+		got, err := c.GetPort(ctx, p.ID)
+		if err != nil || got.ID != p.ID || got.MACAddress != p.MACAddress {
+			t.Fatalf("GetPort = %+v, %v", got, err)
+		}
+		for name, flt := range map[string]PortFilter{
+			"tags":     {Tags: []string{f.tag, "pod-uid-a"}},
+			"tags-any": {TagsAny: []string{f.tag, "no-such-tag"}},
+			"fixed ip": {FixedIP: p.FixedIPs[0].IPAddress, NetworkID: f.netID},
+			"owner":    {DeviceOwner: "compute:kuryr", NetworkID: f.netID},
+		} {
+			ps, err := c.ListPorts(ctx, flt)
+			if err != nil || len(ps) != 1 || ps[0].ID != p.ID {
+				t.Errorf("ListPorts by %s = %d ports, %v", name, len(ps), err)
+			}
+		}
+		if ps, err := c.ListPorts(ctx, PortFilter{Tags: []string{f.tag, "no-such-tag"}}); err != nil || len(ps) != 0 {
+			t.Errorf("ListPorts with a missing tag = %d ports, %v", len(ps), err)
+		}
+
+		up, err := c.UpdatePortSecurityGroups(ctx, p.ID, []string{})
+		if err != nil || len(up.SecurityGroups) != 0 || up.RevisionNumber <= got.RevisionNumber {
+			t.Fatalf("UpdatePortSecurityGroups = %+v, %v (revision was %d)", up, err, got.RevisionNumber)
+		}
+		pairs := []AddressPair{{IPAddress: "10.92.0.200"}}
+		ap, err := c.UpdateAllowedAddressPairs(ctx, p.ID, pairs, up.RevisionNumber)
+		if err != nil || len(ap.AllowedAddressPairs) != 1 || ap.AllowedAddressPairs[0].MACAddress != p.MACAddress ||
+			ap.RevisionNumber <= up.RevisionNumber {
+			t.Fatalf("UpdateAllowedAddressPairs = %+v, %v", ap, err)
+		}
+		_, err = c.UpdateAllowedAddressPairs(ctx, p.ID, nil, up.RevisionNumber) // stale revision
+		wantClass(t, err, ErrConflict, 412, "")
+		mod, err := c.ModifyAllowedAddressPairs(ctx, p.ID, DefaultBackoff, func(ps []AddressPair) []AddressPair {
+			return append(ps, AddressPair{IPAddress: "10.92.0.201"})
+		})
+		if err != nil || len(mod.AllowedAddressPairs) != 2 {
+			t.Fatalf("ModifyAllowedAddressPairs = %+v, %v", mod.AllowedAddressPairs, err)
+		}
+
+		if err := c.DeletePort(ctx, p.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.DeletePort(ctx, p.ID); err != nil {
+			t.Errorf("deleting a deleted port: %v", err)
+		}
+		_, err = c.GetPort(ctx, p.ID)
+		wantClass(t, err, ErrNotFound, 404, "PortNotFound")
+	})
+
+	t.Run("bulk create", func(t *testing.T) {
+		f := newFixture(t, tg, "10.93.0.0/24")
+		var specs []PortSpec
+		for i := range 3 {
+			specs = append(specs, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, Name: fmt.Sprint("bulk-", i),
+				Tags: []string{f.tag}})
+		}
+		ps, err := c.CreatePorts(ctx, specs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, p := range ps {
+			deleteAfter(t, tg, p.ID)
+			seen[p.MACAddress], seen[p.FixedIPs[0].IPAddress] = true, true
+		}
+		if len(ps) != 3 || len(seen) != 6 {
+			t.Errorf("bulk made %d ports with %d distinct MACs and IPs", len(ps), len(seen))
+		}
+		listed, err := c.ListPorts(ctx, PortFilter{Tags: []string{f.tag}})
+		if err != nil || len(listed) != 3 {
+			t.Errorf("ListPorts = %d, %v", len(listed), err)
+		}
+	})
+
+	t.Run("bad input", func(t *testing.T) {
+		f := newFixture(t, tg, "10.94.0.0/24")
+		_, err := c.CreatePort(ctx, PortSpec{NetworkID: "00000000-0000-4000-8000-000000000000"})
+		wantClass(t, err, ErrNotFound, 404, "NetworkNotFound")
+		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, IPAddress: "not-an-ip"})
+		wantClass(t, err, ErrTerminal, 400, "")
+		p, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, IPAddress: "10.94.0.50", Tags: []string{f.tag}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleteAfter(t, tg, p.ID)
+		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, IPAddress: "10.94.0.50"})
+		wantClass(t, err, ErrConflict, 409, "IpAddressAlreadyAllocated")
+	})
+
+	t.Run("trunk subports", func(t *testing.T) {
+		f := newFixture(t, tg, "10.95.0.0/24")
+		parent, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, Name: "vm-parent", Tags: []string{f.tag}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleteAfter(t, tg, parent.ID)
+		body := map[string]any{"port_id": parent.ID, "name": "contract-trunk"}
+		if tg.project != "" {
+			body["project_id"] = tg.project
+		}
+		trunkID := field(rawCall(t, tg, "POST", "trunks", map[string]any{"trunk": body}, 201), "trunk", "id")
+		t.Cleanup(func() { rawCall(t, tg, "DELETE", "trunks/"+trunkID, nil, 204) })
+
+		subs, err := c.CreatePorts(ctx, []PortSpec{{NetworkID: f.netID, Tags: []string{f.tag}}, {NetworkID: f.netID, Tags: []string{f.tag}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range subs {
+			deleteAfter(t, tg, s.ID)
+		}
+		tr, err := c.AddSubports(ctx, trunkID, []Subport{{PortID: subs[0].ID, SegmentationID: 101}})
+		if err != nil || len(tr.Subports) != 1 || tr.Subports[0].SegmentationID != 101 || tr.Subports[0].SegmentationType != "vlan" {
+			t.Fatalf("AddSubports = %+v, %v", tr, err)
+		}
+		_, err = c.AddSubports(ctx, trunkID, []Subport{{PortID: subs[1].ID, SegmentationID: 101}})
+		wantClass(t, err, ErrConflict, 409, "DuplicateSubPort")
+		if _, err := c.AddSubports(ctx, trunkID, []Subport{{PortID: subs[1].ID, SegmentationID: 102}}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.AddSubports(ctx, trunkID, []Subport{{PortID: subs[1].ID, SegmentationID: 5000}})
+		wantClass(t, err, ErrTerminal, 400, "")
+
+		pp, err := c.GetPort(ctx, parent.ID)
+		if err != nil || pp.TrunkDetails == nil || pp.TrunkDetails.TrunkID != trunkID || len(pp.TrunkDetails.Subports) != 2 {
+			t.Fatalf("parent port trunk_details = %+v, %v", pp.TrunkDetails, err)
+		}
+		for _, sp := range pp.TrunkDetails.Subports {
+			if sp.MACAddress == "" {
+				t.Errorf("trunk_details subport %+v without MAC", sp)
+			}
+		}
+		sp, err := c.GetPort(ctx, subs[0].ID)
+		if err != nil || sp.DeviceOwner != "trunk:subport" || sp.DeviceID != trunkID {
+			t.Errorf("subport port = owner %q device %q, %v", sp.DeviceOwner, sp.DeviceID, err)
+		}
+		list, err := c.ListSubports(ctx, trunkID)
+		if err != nil || len(list) != 2 {
+			t.Fatalf("ListSubports = %+v, %v", list, err)
+		}
+		tr, err = c.RemoveSubports(ctx, trunkID, []string{subs[0].ID, subs[1].ID})
+		if err != nil || len(tr.Subports) != 0 {
+			t.Fatalf("RemoveSubports = %+v, %v", tr, err)
+		}
+		if _, err := c.RemoveSubports(ctx, trunkID, []string{subs[0].ID}); err != nil {
+			t.Errorf("removing a removed subport: %v", err)
+		}
+		_, err = c.GetTrunk(ctx, "00000000-0000-4000-8000-000000000000")
+		wantClass(t, err, ErrNotFound, 404, "TrunkNotFound")
+	})
+
+	t.Run("binding", func(t *testing.T) {
+		f := newFixture(t, tg, "10.96.0.0/24")
+		p, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, Tags: []string{f.tag}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleteAfter(t, tg, p.ID)
+		rawCall(t, tg, "PUT", "ports/"+p.ID, map[string]any{"port": map[string]any{"binding:host_id": "node-1"}}, 200)
+		got, err := c.GetPort(ctx, p.ID)
+		if err != nil || got.HostID != "node-1" || got.RevisionNumber <= p.RevisionNumber {
+			t.Fatalf("bound port = %+v, %v", got, err)
+		}
+		if tg.bindActivates && got.Status != PortStatusActive {
+			t.Errorf("bound port status %s, want ACTIVE", got.Status)
+		}
+		rawCall(t, tg, "PUT", "ports/"+p.ID+"/tags/extra-tag", nil, 201)
+		if ps, err := c.ListPorts(ctx, PortFilter{Tags: []string{f.tag, "extra-tag"}}); err != nil || len(ps) != 1 {
+			t.Errorf("ListPorts after PUT tag = %d, %v", len(ps), err)
+		}
+	})
+
+	t.Run("nova interfaces", func(t *testing.T) {
+		if tg.seedServer == nil {
+			t.Skip("Nova cases run against the simulated cloud only (no real Nova here)")
+		}
+		f := newFixture(t, tg, "10.97.0.0/24")
+		serverID := tg.seedServer(t, f.subnetID)
+		s, err := c.GetServer(ctx, serverID)
+		if err != nil || s.ID != serverID || s.Status != "ACTIVE" || s.Host == "" {
+			t.Fatalf("GetServer = %+v, %v", s, err)
+		}
+		p, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, Tags: []string{f.tag}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleteAfter(t, tg, p.ID)
+		ifc, err := c.AttachInterface(ctx, serverID, p.ID)
+		if err != nil || ifc.PortID != p.ID || ifc.MAC != p.MACAddress || ifc.NetworkID != f.netID || len(ifc.FixedIPs) != 1 {
+			t.Fatalf("AttachInterface = %+v, %v", ifc, err)
+		}
+		bound, err := c.GetPort(ctx, p.ID)
+		if err != nil || bound.DeviceID != serverID || bound.DeviceOwner != "compute:nova" || bound.HostID != s.Host ||
+			bound.Status != PortStatusActive {
+			t.Fatalf("attached port = %+v, %v", bound, err)
+		}
+		_, err = c.AttachInterface(ctx, serverID, p.ID)
+		wantClass(t, err, ErrConflict, 409, "")
+		ifs, err := c.ListInterfaces(ctx, serverID)
+		if err != nil || !slices.ContainsFunc(ifs, func(i Interface) bool { return i.PortID == p.ID }) {
+			t.Fatalf("ListInterfaces = %+v, %v", ifs, err)
+		}
+		if got, err := c.GetInterface(ctx, serverID, p.ID); err != nil || got.PortState != PortStatusActive {
+			t.Fatalf("GetInterface = %+v, %v", got, err)
+		}
+		if err := c.DetachInterface(ctx, serverID, p.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.DetachInterface(ctx, serverID, p.ID); err != nil {
+			t.Errorf("detaching a detached port: %v", err)
+		}
+		_, err = c.GetInterface(ctx, serverID, p.ID)
+		wantClass(t, err, ErrNotFound, 404, "itemNotFound")
+		if un, err := c.GetPort(ctx, p.ID); err != nil || un.DeviceID != "" || un.HostID != "" {
+			t.Errorf("detached port = %+v, %v", un, err)
+		}
+		_, err = c.GetServer(ctx, "00000000-0000-4000-8000-000000000000")
+		wantClass(t, err, ErrNotFound, 404, "itemNotFound")
+	})
+}
+
+// simTarget starts a simulated cloud and a Client on it, through Keystone
+// (password) or, with noAuth, the noauth mode.
+func simTarget(t *testing.T, noAuth bool) (contractTarget, *cloudsim.Cloud) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sim := cloudsim.New(cloudsim.Options{NoAuth: noAuth})
+	if err := sim.Start(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	cr := sim.Credentials()
+	cfg := Config{AuthURL: sim.AuthURL(), Username: cr.UserName, Password: cr.Password,
+		UserDomainName: cr.DomainName, ProjectName: cr.ProjectName, ProjectDomainName: cr.DomainName}
+	project := ""
+	if noAuth {
+		project = "kuryr-noauth-project"
+		cfg = Config{NeutronURL: sim.NeutronURL(), NovaURL: sim.NovaURL(), ProjectID: project}
+	}
+	c, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return contractTarget{client: c, project: project, bindActivates: true,
+		seedServer: func(t *testing.T, subnetID string) string {
+			s, err := sim.SeedServer(cloudsim.ServerSpec{Name: "node-1", SubnetID: subnetID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := sim.DeleteServer(s.Server.ID); err != nil {
+					t.Error(err)
+				}
+			})
+			return s.Server.ID
+		}}, sim
+}
+
+func TestContractCloudsim(t *testing.T) {
+	t.Parallel()
+	tg, sim := simTarget(t, false)
+	runContract(t, tg)
+	if sim.Count("keystone.tokens.create") != 1 {
+		t.Errorf("authenticated %d times, want once", sim.Count("keystone.tokens.create"))
+	}
+}
+
+func TestContractCloudsimNoAuth(t *testing.T) {
+	t.Parallel()
+	tg, _ := simTarget(t, true)
+	runContract(t, tg)
+}
+
+// TestContractNeutron runs the suite against a real neutron-server in
+// noauth mode at KURYR_NEUTRON_URL (project KURYR_NEUTRON_PROJECT_ID,
+// default kuryr-test). Without the URL it skips, unless KURYR_TEST_NEUTRON=1
+// demands it.
+func TestContractNeutron(t *testing.T) {
+	url := os.Getenv("KURYR_NEUTRON_URL")
+	if url == "" {
+		msg := "SKIPPED: no real Neutron: set KURYR_NEUTRON_URL (e.g. http://127.0.0.1:9696, noauth) to run the contract suite against it"
+		if os.Getenv("KURYR_TEST_NEUTRON") == "1" {
+			t.Fatal(msg + " (KURYR_TEST_NEUTRON=1 forbids skipping)")
+		}
+		t.Skip(msg)
+	}
+	project := os.Getenv("KURYR_NEUTRON_PROJECT_ID")
+	if project == "" {
+		project = "kuryr-test"
+	}
+	c, err := New(context.Background(), Config{NeutronURL: url, ProjectID: project})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runContract(t, contractTarget{client: c, project: project})
+}

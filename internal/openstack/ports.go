@@ -1,0 +1,240 @@
+package openstack
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/attributestags"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+)
+
+// portBody builds the create body of one port.
+func (c *Client) portBody(s PortSpec) map[string]any {
+	b := map[string]any{"network_id": s.NetworkID}
+	if s.SubnetID != "" || s.IPAddress != "" {
+		b["fixed_ips"] = []FixedIP{{SubnetID: s.SubnetID, IPAddress: s.IPAddress}}
+	}
+	for k, v := range map[string]string{"name": s.Name, "device_owner": s.DeviceOwner,
+		"device_id": s.DeviceID, "mac_address": s.MACAddress, "project_id": c.project} {
+		if v != "" {
+			b[k] = v
+		}
+	}
+	if s.SecurityGroups != nil {
+		b["security_groups"] = s.SecurityGroups
+	}
+	if len(s.Tags) > 0 {
+		b["tags"] = s.Tags
+	}
+	return b
+}
+
+type portCreateBody map[string]any
+
+func (b portCreateBody) ToPortCreateMap() (map[string]any, error) {
+	return map[string]any{"port": map[string]any(b)}, nil
+}
+
+// CreatePort creates one port. Tags are sent in the create body and, if
+// the cloud ignored them, added afterwards.
+func (c *Client) CreatePort(ctx context.Context, s PortSpec) (Port, error) {
+	op := "create port on network " + s.NetworkID
+	rctx, cancel := c.requestCtx(ctx)
+	defer cancel()
+	var out struct {
+		Port *Port `json:"port"`
+	}
+	err := ports.Create(rctx, c.network, portCreateBody(c.portBody(s))).Result.ExtractInto(&out)
+	if err != nil {
+		return Port{}, classify(op, err)
+	}
+	if out.Port == nil || out.Port.ID == "" {
+		return Port{}, malformed(op, "no port in the answer")
+	}
+	return c.ensureTags(ctx, *out.Port, s.Tags)
+}
+
+// CreatePorts creates ports in one bulk request (all or none).
+func (c *Client) CreatePorts(ctx context.Context, specs []PortSpec) ([]Port, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	op := fmt.Sprintf("create %d ports on network %s", len(specs), specs[0].NetworkID)
+	bodies := make([]map[string]any, 0, len(specs))
+	for _, s := range specs {
+		bodies = append(bodies, c.portBody(s))
+	}
+	rctx, cancel := c.requestCtx(ctx)
+	defer cancel()
+	var out struct {
+		Ports []Port `json:"ports"`
+	}
+	_, err := c.network.Post(rctx, c.network.ServiceURL("ports"), map[string]any{"ports": bodies}, &out,
+		&gophercloud.RequestOpts{OkCodes: []int{201}})
+	if err != nil {
+		return nil, classify(op, err)
+	}
+	if len(out.Ports) != len(specs) {
+		return nil, malformed(op, fmt.Sprintf("%d ports in the answer", len(out.Ports)))
+	}
+	for i := range out.Ports {
+		p, err := c.ensureTags(ctx, out.Ports[i], specs[i].Tags)
+		if err != nil {
+			return out.Ports, err
+		}
+		out.Ports[i] = p
+	}
+	return out.Ports, nil
+}
+
+// ensureTags adds the tags a cloud without tag-on-create left out.
+func (c *Client) ensureTags(ctx context.Context, p Port, tags []string) (Port, error) {
+	missing := false
+	for _, t := range tags {
+		if !slices.Contains(p.Tags, t) {
+			missing = true
+		}
+	}
+	if !missing {
+		return p, nil
+	}
+	rctx, cancel := c.requestCtx(ctx)
+	defer cancel()
+	all := append(slices.Clone(p.Tags), tags...)
+	slices.Sort(all)
+	got, err := attributestags.ReplaceAll(rctx, c.network, "ports", p.ID,
+		attributestags.ReplaceAllOpts{Tags: slices.Compact(all)}).Extract()
+	if err != nil {
+		return p, classify("tag port "+p.ID, err)
+	}
+	p.Tags = got
+	p.RevisionNumber++
+	return p, nil
+}
+
+// GetPort returns port id.
+func (c *Client) GetPort(ctx context.Context, id string) (Port, error) {
+	op := "get port " + id
+	rctx, cancel := c.requestCtx(ctx)
+	defer cancel()
+	var out struct {
+		Port *Port `json:"port"`
+	}
+	if err := ports.Get(rctx, c.network, id).Result.ExtractInto(&out); err != nil {
+		return Port{}, classify(op, err)
+	}
+	if out.Port == nil || out.Port.ID == "" {
+		return Port{}, malformed(op, "no port in the answer")
+	}
+	return *out.Port, nil
+}
+
+type portQuery PortFilter
+
+func (f portQuery) ToPortListQuery() (string, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"network_id": f.NetworkID, "device_id": f.DeviceID,
+		"device_owner": f.DeviceOwner, "name": f.Name, "tags": strings.Join(f.Tags, ","),
+		"tags-any": strings.Join(f.TagsAny, ",")} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.FixedIP != "" {
+		q.Add("fixed_ips", "ip_address="+f.FixedIP)
+	}
+	if f.SubnetID != "" {
+		q.Add("fixed_ips", "subnet_id="+f.SubnetID)
+	}
+	if len(q) == 0 {
+		return "", nil
+	}
+	return "?" + q.Encode(), nil
+}
+
+// ListPorts returns the ports that match f (all pages).
+func (c *Client) ListPorts(ctx context.Context, f PortFilter) ([]Port, error) {
+	op := fmt.Sprintf("list ports %+v", f)
+	rctx, cancel := c.requestCtx(ctx)
+	defer cancel()
+	pages, err := ports.List(c.network, portQuery(f)).AllPages(rctx)
+	if err != nil {
+		return nil, classify(op, err)
+	}
+	var out []Port
+	if err := ports.ExtractPortsInto(pages, &out); err != nil {
+		return nil, classify(op, err)
+	}
+	return out, nil
+}
+
+// UpdatePortSecurityGroups sets the security groups of port id.
+func (c *Client) UpdatePortSecurityGroups(ctx context.Context, id string, groups []string) (Port, error) {
+	if groups == nil {
+		groups = []string{}
+	}
+	return c.updatePort(ctx, "update security groups of port "+id, id,
+		ports.UpdateOpts{SecurityGroups: &groups})
+}
+
+// UpdateAllowedAddressPairs replaces the allowed address pairs of port id
+// if its revision is still revision (If-Match); otherwise it fails with
+// ErrConflict (HTTP 412). A negative revision skips the check.
+func (c *Client) UpdateAllowedAddressPairs(ctx context.Context, id string, pairs []AddressPair, revision int) (Port, error) {
+	ps := make([]ports.AddressPair, 0, len(pairs))
+	for _, p := range pairs {
+		ps = append(ps, ports.AddressPair{IPAddress: p.IPAddress, MACAddress: p.MACAddress})
+	}
+	opts := ports.UpdateOpts{AllowedAddressPairs: &ps}
+	if revision >= 0 {
+		opts.RevisionNumber = &revision
+	}
+	return c.updatePort(ctx, fmt.Sprintf("update allowed address pairs of port %s at revision %d", id, revision), id, opts)
+}
+
+// ModifyAllowedAddressPairs reads port id, applies change to its pairs and
+// writes them back with the revision check, retrying with b on conflicts
+// (someone else changed the port) and transient errors.
+func (c *Client) ModifyAllowedAddressPairs(ctx context.Context, id string, b Backoff,
+	change func([]AddressPair) []AddressPair) (Port, error) {
+	var out Port
+	err := Retry(ctx, b, func(ctx context.Context) error {
+		p, err := c.GetPort(ctx, id)
+		if err != nil {
+			return err
+		}
+		out, err = c.UpdateAllowedAddressPairs(ctx, id, change(slices.Clone(p.AllowedAddressPairs)), p.RevisionNumber)
+		return err
+	}, RetryOnConflict())
+	return out, err
+}
+
+func (c *Client) updatePort(ctx context.Context, op, id string, opts ports.UpdateOpts) (Port, error) {
+	rctx, cancel := c.requestCtx(ctx)
+	defer cancel()
+	var out struct {
+		Port *Port `json:"port"`
+	}
+	if err := ports.Update(rctx, c.network, id, opts).Result.ExtractInto(&out); err != nil {
+		return Port{}, classify(op, err)
+	}
+	if out.Port == nil || out.Port.ID == "" {
+		return Port{}, malformed(op, "no port in the answer")
+	}
+	return *out.Port, nil
+}
+
+// DeletePort deletes port id; a port already gone is a success.
+func (c *Client) DeletePort(ctx context.Context, id string) error {
+	rctx, cancel := c.requestCtx(ctx)
+	defer cancel()
+	err := classify("delete port "+id, ports.Delete(rctx, c.network, id).ExtractErr())
+	if isNotFound(err) {
+		return nil
+	}
+	return err
+}
