@@ -36,6 +36,10 @@ const (
 	// tagPrefixParent marks a nested-macvlan port with the VM port whose
 	// allowed address pairs carry it.
 	tagPrefixParent = "kuryr-parent="
+	// tagPrefixTrunk marks a nested-vlan port with the trunk it is (to be) a
+	// subport of. Neutron itself marks subports only once an agent binds
+	// them (device_owner trunk:subport), so the tag is what release trusts.
+	tagPrefixTrunk = "kuryr-trunk="
 )
 
 // DeviceOwnerKuryr marks nested-vlan and nested-macvlan ports (kuryr's convention).

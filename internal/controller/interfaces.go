@@ -70,6 +70,9 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 	switch req.Driver {
 	case v1alpha1.DriverNestedVLAN:
 		spec.DeviceOwner = DeviceOwnerKuryr
+		if node.TrunkID != "" {
+			spec.Tags = append(spec.Tags, tagPrefixTrunk+node.TrunkID)
+		}
 	case v1alpha1.DriverNestedMACVLAN:
 		spec.DeviceOwner = DeviceOwnerKuryr
 		spec.Tags = append(spec.Tags, tagPrefixParent+node.ParentPortID)

@@ -287,3 +287,8 @@ func (f *fixture) events(object string) []string {
 	}
 	return out
 }
+
+func openstackPortSpec(networkID, subnetID, cluster, uid string) openstack.PortSpec {
+	return openstack.PortSpec{NetworkID: networkID, SubnetID: subnetID, Name: "leftover",
+		Tags: []string{clusterTag(cluster), tagPrefixPod + uid, tagPrefixIfName + "net9"}}
+}

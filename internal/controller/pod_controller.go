@@ -37,6 +37,7 @@ type PodReconciler struct {
 
 // NewPodReconciler builds the reconciler. reg may be nil (no metrics).
 func NewPodReconciler(c client.Client, cloud Cloud, rec recorder.EventRecorder, opts Options, reg prometheus.Registerer) *PodReconciler {
+	cloud = retryingCloud{cloud}
 	return &PodReconciler{
 		client: c, cloud: cloud, recorder: rec, opts: opts,
 		nodes: newNodes(cloud, opts.WorkerSubnetIDs), nets: newNetCache(cloud),

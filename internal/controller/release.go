@@ -45,8 +45,8 @@ func (r *PodReconciler) releasePod(ctx context.Context, uid types.UID) error {
 // success, so it can be repeated after any failure.
 func (r *PodReconciler) releasePort(ctx context.Context, p openstack.Port) error {
 	switch {
-	case p.DeviceOwner == "trunk:subport" && p.DeviceID != "":
-		if err := r.nodes.removeSubport(ctx, p.DeviceID, p.ID); err != nil {
+	case tagValue(p.Tags, tagPrefixTrunk) != "":
+		if err := r.nodes.removeSubport(ctx, tagValue(p.Tags, tagPrefixTrunk), p.ID); err != nil {
 			return err
 		}
 	case tagValue(p.Tags, tagPrefixParent) != "":
