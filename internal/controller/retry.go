@@ -66,7 +66,9 @@ func (c retryingCloud) GetServer(ctx context.Context, id string) (openstack.Serv
 }
 
 func (c retryingCloud) GetInterface(ctx context.Context, serverID, portID string) (openstack.Interface, error) {
-	return retry1(ctx, func(ctx context.Context) (openstack.Interface, error) { return c.Cloud.GetInterface(ctx, serverID, portID) })
+	return retry1(ctx, func(ctx context.Context) (openstack.Interface, error) {
+		return c.Cloud.GetInterface(ctx, serverID, portID)
+	})
 }
 
 func (c retryingCloud) DetachInterface(ctx context.Context, serverID, portID string) error {
