@@ -1,0 +1,294 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, &env, testenv.Options{CRDDirectoryPaths: []string{"../../deploy/crds", "../../deploy/third-party"}}))
+}
+
+var scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, nadv1.AddToScheme} {
+		if err := add(s); err != nil {
+			panic(err)
+		}
+	}
+	return s
+}()
+
+var seq atomic.Int64
+
+// fixture is one test's world: its own namespace, cluster ID, simulated
+// cloud and nodes, on the shared API server.
+type fixture struct {
+	t         *testing.T
+	ctx       context.Context
+	c         client.Client
+	sim       *cloudsim.Cloud
+	cloud     *openstack.Client
+	ns        string
+	clusterID string
+	opts      Options
+	podSubnet string
+	mgmtNet   cloudsim.Subnet
+	dpNet     cloudsim.Subnet
+	sg        string
+	servers   map[string]cloudsim.SeededServer // by node name
+	calls     atomic.Int64                     // OpenStack requests made by the controller
+}
+
+func newFixture(t *testing.T, nodes int) *fixture {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	n := seq.Add(1)
+	f := &fixture{t: t, ctx: ctx, ns: fmt.Sprintf("t%d", n), clusterID: fmt.Sprintf("cluster-%d", n), servers: map[string]cloudsim.SeededServer{}}
+
+	f.sim = cloudsim.New(cloudsim.Options{Seed: uint64(n)})
+	if err := f.sim.Start(ctx, "127.0.0.1:0"); err != nil {
+		t.Fatalf("start simulated cloud: %v", err)
+	}
+	t.Cleanup(f.sim.Close)
+	_, workers, err := f.sim.SeedNetwork("workers", "10.0.0.0/24")
+	must(t, err)
+	_, pods, err := f.sim.SeedNetwork("pods", "10.1.0.0/16")
+	must(t, err)
+	_, f.mgmtNet, err = f.sim.SeedNetwork("mgmt", "10.2.0.0/24")
+	must(t, err)
+	_, f.dpNet, err = f.sim.SeedNetwork("dataplane", "10.3.0.0/24")
+	must(t, err)
+	f.podSubnet = pods.ID
+	f.sg = f.sim.SeedSecurityGroup("pods").ID
+
+	creds := f.sim.Credentials()
+	hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		f.calls.Add(1)
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	f.cloud, err = openstack.New(ctx, openstack.Config{AuthURL: f.sim.AuthURL(), Username: creds.UserName, Password: creds.Password,
+		UserDomainName: creds.DomainName, ProjectName: creds.ProjectName, ProjectDomainName: creds.DomainName,
+		RequestTimeout: 5 * time.Second, HTTPClient: hc})
+	must(t, err)
+
+	f.c, err = client.New(env.Config, client.Options{Scheme: scheme})
+	must(t, err)
+	must(t, f.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.ns}}))
+	for i := 0; i < nodes; i++ {
+		name := fmt.Sprintf("%s-node-%d", f.ns, i)
+		srv, err := f.sim.SeedServer(cloudsim.ServerSpec{Name: name, SubnetID: workers.ID, Trunk: true})
+		must(t, err)
+		f.servers[name] = srv
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.NodeSpec{ProviderID: "openstack:///" + srv.Server.ID}}
+		must(t, f.c.Create(ctx, node))
+		node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: srv.ParentPort.FixedIPs[0].IPAddress}}
+		must(t, f.c.Status().Update(ctx, node))
+	}
+	f.opts = Defaults()
+	f.opts.ClusterID = f.clusterID
+	f.opts.Primary = true
+	f.opts.PodSubnetID = pods.ID
+	f.opts.PodSecurityGroups = []string{f.sg}
+	f.opts.WorkerSubnetIDs = []string{workers.ID}
+	f.opts.GCPeriod = Duration{time.Hour}
+	f.opts.ActiveTimeout = Duration{30 * time.Second}
+	return f
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startController runs a controller (manager, reconciler, GC) until the
+// returned stop is called or the test ends.
+func (f *fixture) startController() (stop func()) {
+	f.t.Helper()
+	skip := true
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: &skip},
+	})
+	must(f.t, err)
+	r := NewPodReconciler(mgr.GetClient(), f.cloud, mgr.GetEventRecorder("kuryr-controller"), f.opts, nil)
+	must(f.t, r.SetupWithManager(mgr))
+	must(f.t, mgr.Add(NewGarbageCollector(r)))
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	var once atomic.Bool
+	stop = func() {
+		if once.Swap(true) {
+			return
+		}
+		cancel()
+		if err := <-done; err != nil {
+			f.t.Errorf("controller stopped with: %v", err)
+		}
+	}
+	f.t.Cleanup(stop)
+	return stop
+}
+
+func (f *fixture) createNAD(name, config string, annotations map[string]string) {
+	f.t.Helper()
+	must(f.t, f.c.Create(f.ctx, &nadv1.NetworkAttachmentDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.ns, Annotations: annotations},
+		Spec:       nadv1.NetworkAttachmentDefinitionSpec{Config: config},
+	}))
+}
+
+func (f *fixture) standardNADs() {
+	f.createNAD("mgmt", fmt.Sprintf(`{"cniVersion":"1.0.0","name":"mgmt","type":"kuryr-cni","driver":"nested-vlan","subnetId":%q,"securityGroups":[%q]}`, f.mgmtNet.ID, f.sg), nil)
+	f.createNAD("dataplane", fmt.Sprintf(`{"cniVersion":"1.0.0","name":"dataplane","type":"kuryr-cni","driver":"nested-dpdk","subnetId":%q}`, f.dpNet.ID), nil)
+}
+
+func (f *fixture) createPod(name, node, networks string) *corev1.Pod {
+	f.t.Helper()
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.ns},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "vnf", Image: "vnf:1"}}},
+	}
+	if networks != "" {
+		p.Annotations = map[string]string{v1alpha1.NetworksAnnotation: networks}
+	}
+	must(f.t, f.c.Create(f.ctx, p))
+	return p
+}
+
+// deletePod deletes a pod as the kubelet finally does (grace period 0); the
+// object stays until the controller has released it and dropped its finalizer.
+func (f *fixture) deletePod(name string) {
+	f.t.Helper()
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.ns}}
+	if err := f.c.Delete(f.ctx, p, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
+		f.t.Fatalf("delete pod %s: %v", name, err)
+	}
+}
+
+func (f *fixture) eventually(timeout time.Duration, what string, cond func() (bool, string)) {
+	f.t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(50 * time.Millisecond)
+	}
+	f.t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, what, last)
+}
+
+func (f *fixture) kuryrPod(name string) (*v1alpha1.KuryrPod, error) {
+	kp := &v1alpha1.KuryrPod{}
+	err := f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: name}, kp)
+	return kp, err
+}
+
+func (f *fixture) waitReady(name string) *v1alpha1.KuryrPod {
+	f.t.Helper()
+	var kp *v1alpha1.KuryrPod
+	f.eventually(20*time.Second, "KuryrPod "+name+" Ready", func() (bool, string) {
+		var err error
+		kp, err = f.kuryrPod(name)
+		if err != nil {
+			return false, err.Error()
+		}
+		return meta.IsStatusConditionTrue(kp.Status.Conditions, v1alpha1.ConditionReady), fmt.Sprintf("%+v", kp.Status)
+	})
+	return kp
+}
+
+func (f *fixture) waitGone(name string) {
+	f.t.Helper()
+	f.eventually(20*time.Second, "pod and KuryrPod "+name+" gone", func() (bool, string) {
+		_, kerr := f.kuryrPod(name)
+		perr := f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: name}, &corev1.Pod{})
+		return apierrors.IsNotFound(kerr) && apierrors.IsNotFound(perr), fmt.Sprintf("KuryrPod: %v, pod: %v", kerr, perr)
+	})
+}
+
+// ourPorts are the ports in the cloud tagged with this test's cluster ID.
+func (f *fixture) ourPorts() []cloudsim.Port {
+	var out []cloudsim.Port
+	for _, p := range f.sim.Ports() {
+		if slices.Contains(p.Tags, clusterTag(f.clusterID)) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// leftovers describes any port, subport or attachment of ours in the cloud.
+func (f *fixture) leftovers() string {
+	var b strings.Builder
+	for _, p := range f.ourPorts() {
+		fmt.Fprintf(&b, "port %s (%s, device %s %s); ", p.ID, p.Name, p.DeviceOwner, p.DeviceID)
+	}
+	for _, srv := range f.servers {
+		subs, _ := f.sim.Subports(srv.TrunkID)
+		for _, s := range subs {
+			fmt.Fprintf(&b, "subport %s vlan %d on %s; ", s.PortID, s.SegmentationID, srv.Server.Name)
+		}
+	}
+	for _, p := range f.sim.Ports() {
+		for _, srv := range f.servers {
+			if p.DeviceID == srv.Server.ID && p.ID != srv.ParentPort.ID {
+				fmt.Fprintf(&b, "attachment %s on %s; ", p.ID, srv.Server.Name)
+			}
+		}
+	}
+	return b.String()
+}
+
+func (f *fixture) events(object string) []string {
+	var list corev1.EventList
+	must(f.t, f.c.List(f.ctx, &list, client.InNamespace(f.ns)))
+	var out []string
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name == object {
+			out = append(out, e.Reason+": "+e.Message)
+		}
+	}
+	return out
+}
+
+func openstackPortSpec(networkID, subnetID, cluster, uid string) openstack.PortSpec {
+	return openstack.PortSpec{NetworkID: networkID, SubnetID: subnetID, Name: "leftover",
+		Tags: []string{clusterTag(cluster), tagPrefixPod + uid, tagPrefixIfName + "net9"}}
+}

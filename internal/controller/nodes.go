@@ -1,0 +1,281 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
+)
+
+// nodeInfo is what the controller knows of a node VM in the cloud.
+type nodeInfo struct {
+	Name         string
+	ServerID     string
+	ParentPortID string
+	ParentMAC    string
+	ParentIPs    []string
+	// TrunkID is empty when the VM's port is not a trunk parent.
+	TrunkID string
+}
+
+// errNodeNotReady says the node cannot be resolved yet (no providerID and no
+// InternalIP): worth trying again later, not a storm.
+var errNodeNotReady = errors.New("node not ready for networking")
+
+// nodes resolves Kubernetes nodes to their Nova server, parent port and trunk,
+// and hands out VLAN IDs per trunk. Both are cached: Neutron is the truth and
+// every cache is rebuilt from it after a restart or a conflict.
+type nodes struct {
+	cloud         Cloud
+	workerSubnets []string
+
+	mu     sync.Mutex
+	byName map[string]nodeInfo
+	trunks map[string]*trunkVLANs
+}
+
+func newNodes(c Cloud, workerSubnets []string) *nodes {
+	return &nodes{cloud: c, workerSubnets: workerSubnets, byName: map[string]nodeInfo{}, trunks: map[string]*trunkVLANs{}}
+}
+
+// serverIDFromProviderID accepts openstack:///<id> and openstack://<region>/<id>.
+func serverIDFromProviderID(p string) string {
+	rest, ok := strings.CutPrefix(p, "openstack://")
+	if !ok {
+		return ""
+	}
+	if i := strings.LastIndex(rest, "/"); i >= 0 {
+		rest = rest[i+1:]
+	}
+	return rest
+}
+
+func internalIP(n *corev1.Node) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
+}
+
+// resolve returns node's cloud facts, from the cache when known.
+func (ns *nodes) resolve(ctx context.Context, node *corev1.Node) (nodeInfo, error) {
+	ns.mu.Lock()
+	info, ok := ns.byName[node.Name]
+	ns.mu.Unlock()
+	if ok {
+		return info, nil
+	}
+	info, err := ns.lookup(ctx, node)
+	if err != nil {
+		return nodeInfo{}, err
+	}
+	ns.mu.Lock()
+	ns.byName[node.Name] = info
+	ns.mu.Unlock()
+	return info, nil
+}
+
+// forget drops a node from the cache, e.g. after the cloud said its trunk or
+// server is gone.
+func (ns *nodes) forget(name string) {
+	ns.mu.Lock()
+	delete(ns.byName, name)
+	ns.mu.Unlock()
+}
+
+func (ns *nodes) lookup(ctx context.Context, node *corev1.Node) (nodeInfo, error) {
+	ip := internalIP(node)
+	var parent openstack.Port
+	if server := serverIDFromProviderID(node.Spec.ProviderID); server != "" {
+		ports, err := ns.cloud.ListPorts(ctx, openstack.PortFilter{DeviceID: server})
+		if err != nil {
+			return nodeInfo{}, fmt.Errorf("list ports of server %s (node %s): %w", server, node.Name, err)
+		}
+		p, ok := ns.pickParent(ports, ip)
+		if !ok {
+			return nodeInfo{}, fmt.Errorf("node %s: server %s has no port in the worker subnets %v matching InternalIP %q: %w",
+				node.Name, server, ns.workerSubnets, ip, errNodeNotReady)
+		}
+		parent = p
+	} else {
+		if ip == "" {
+			return nodeInfo{}, fmt.Errorf("node %s has neither providerID openstack:///<server-id> nor an InternalIP: %w", node.Name, errNodeNotReady)
+		}
+		p, err := ns.portByIP(ctx, ip)
+		if err != nil {
+			return nodeInfo{}, fmt.Errorf("node %s: %w", node.Name, err)
+		}
+		parent = p
+	}
+	info := nodeInfo{Name: node.Name, ServerID: parent.DeviceID, ParentPortID: parent.ID, ParentMAC: parent.MACAddress}
+	for _, f := range parent.FixedIPs {
+		info.ParentIPs = append(info.ParentIPs, f.IPAddress)
+	}
+	if parent.TrunkDetails != nil {
+		info.TrunkID = parent.TrunkDetails.TrunkID
+	}
+	return info, nil
+}
+
+// pickParent chooses the VM's own port among a server's ports: the trunk
+// parent, else the one holding the node's InternalIP, else the only one in
+// the worker subnets.
+func (ns *nodes) pickParent(ports []openstack.Port, ip string) (openstack.Port, bool) {
+	for _, p := range ports {
+		if p.TrunkDetails != nil && p.TrunkDetails.TrunkID != "" {
+			return p, true
+		}
+	}
+	for _, p := range ports {
+		for _, f := range p.FixedIPs {
+			if ip != "" && f.IPAddress == ip {
+				return p, true
+			}
+		}
+	}
+	var inWorker []openstack.Port
+	for _, p := range ports {
+		for _, f := range p.FixedIPs {
+			if slices.Contains(ns.workerSubnets, f.SubnetID) {
+				inWorker = append(inWorker, p)
+				break
+			}
+		}
+	}
+	if len(inWorker) == 1 {
+		return inWorker[0], true
+	}
+	if len(ns.workerSubnets) == 0 && len(ports) == 1 {
+		return ports[0], true
+	}
+	return openstack.Port{}, false
+}
+
+func (ns *nodes) portByIP(ctx context.Context, ip string) (openstack.Port, error) {
+	subnets := ns.workerSubnets
+	if len(subnets) == 0 {
+		subnets = []string{""}
+	}
+	for _, s := range subnets {
+		ports, err := ns.cloud.ListPorts(ctx, openstack.PortFilter{FixedIP: ip, SubnetID: s})
+		if err != nil {
+			return openstack.Port{}, fmt.Errorf("find the port with IP %s: %w", ip, err)
+		}
+		for _, p := range ports {
+			if p.DeviceID != "" {
+				return p, nil
+			}
+		}
+	}
+	return openstack.Port{}, fmt.Errorf("no VM port holds InternalIP %s in worker subnets %v: %w", ip, ns.workerSubnets, errNodeNotReady)
+}
+
+// trunkVLANs is the set of VLAN IDs in use on one trunk.
+type trunkVLANs struct {
+	mu     sync.Mutex
+	loaded bool
+	byPort map[string]int
+	used   map[int]bool
+}
+
+func (ns *nodes) trunk(id string) *trunkVLANs {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	t, ok := ns.trunks[id]
+	if !ok {
+		t = &trunkVLANs{}
+		ns.trunks[id] = t
+	}
+	return t
+}
+
+// load reads the trunk's subports from Neutron. t.mu must be held.
+func (ns *nodes) load(ctx context.Context, trunkID string, t *trunkVLANs) error {
+	subs, err := ns.cloud.ListSubports(ctx, trunkID)
+	if err != nil {
+		return fmt.Errorf("list subports of trunk %s: %w", trunkID, err)
+	}
+	t.byPort, t.used = map[string]int{}, map[int]bool{}
+	for _, s := range subs {
+		t.byPort[s.PortID] = s.SegmentationID
+		t.used[s.SegmentationID] = true
+	}
+	t.loaded = true
+	return nil
+}
+
+const maxVLANAttempts = 6
+
+// addSubport makes portID a subport of trunkID with a VLAN ID free on that
+// trunk (never a global set) and returns the ID. A port that already is a
+// subport keeps its ID. On 409 (someone took the ID) it reloads and picks again.
+func (ns *nodes) addSubport(ctx context.Context, trunkID, portID string) (int, error) {
+	t := ns.trunk(trunkID)
+	var lastErr error
+	for attempt := 0; attempt < maxVLANAttempts; attempt++ {
+		t.mu.Lock()
+		if !t.loaded || attempt > 0 {
+			if err := ns.load(ctx, trunkID, t); err != nil {
+				t.mu.Unlock()
+				return 0, err
+			}
+		}
+		if vid, ok := t.byPort[portID]; ok {
+			t.mu.Unlock()
+			return vid, nil
+		}
+		vid := 0
+		for v := 1; v <= 4094; v++ {
+			if !t.used[v] {
+				vid = v
+				break
+			}
+		}
+		if vid == 0 {
+			t.mu.Unlock()
+			return 0, fmt.Errorf("trunk %s has no free VLAN ID", trunkID)
+		}
+		// Reserve it, and call Neutron without the lock so that pods on the
+		// same node are wired in parallel.
+		t.used[vid], t.byPort[portID] = true, vid
+		t.mu.Unlock()
+
+		_, err := ns.cloud.AddSubports(ctx, trunkID, []openstack.Subport{{PortID: portID, SegmentationType: "vlan", SegmentationID: vid}})
+		if err == nil {
+			return vid, nil
+		}
+		t.mu.Lock()
+		delete(t.used, vid)
+		delete(t.byPort, portID)
+		t.mu.Unlock()
+		if !errors.Is(err, openstack.ErrConflict) {
+			return 0, fmt.Errorf("add port %s to trunk %s as VLAN %d: %w", portID, trunkID, vid, err)
+		}
+		lastErr = err
+	}
+	return 0, fmt.Errorf("add port %s to trunk %s: VLAN ID still taken after %d attempts: %w", portID, trunkID, maxVLANAttempts, lastErr)
+}
+
+// removeSubport takes portID off trunkID; a subport already gone is fine.
+func (ns *nodes) removeSubport(ctx context.Context, trunkID, portID string) error {
+	_, err := ns.cloud.RemoveSubports(ctx, trunkID, []string{portID})
+	if err != nil && !errors.Is(err, openstack.ErrNotFound) {
+		return fmt.Errorf("remove port %s from trunk %s: %w", portID, trunkID, err)
+	}
+	t := ns.trunk(trunkID)
+	t.mu.Lock()
+	if vid, ok := t.byPort[portID]; ok {
+		delete(t.used, vid)
+		delete(t.byPort, portID)
+	}
+	t.mu.Unlock()
+	return nil
+}

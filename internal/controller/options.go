@@ -1,0 +1,169 @@
+// Package controller is kuryr-controller's logic: for each pod scheduled on
+// a nested node it works out the interfaces the pod needs, creates them in
+// OpenStack (trunk subports, allowed address pairs, Nova interface
+// attachments), records them in a KuryrPod, releases them when the pod goes,
+// and garbage-collects what a crash left behind.
+package controller
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+)
+
+// Options configure the controller. They come from a YAML config file
+// (--config) and flags; flags given on the command line win.
+type Options struct {
+	// ClusterID tags every port this controller makes, so that the garbage
+	// collector only ever touches its own.
+	ClusterID string `json:"clusterID"`
+	// Primary: kuryr-dpdk is the cluster's primary CNI; every pod gets eth0.
+	Primary bool `json:"primary"`
+	// DefaultDriver is the node's default driver (nested-vlan or nested-macvlan)
+	// for eth0 and for NADs that name no driver.
+	DefaultDriver v1alpha1.Driver `json:"defaultDriver"`
+	// PodSubnetID is the Neutron subnet of eth0 (primary mode).
+	PodSubnetID string `json:"podSubnetID"`
+	// PodSecurityGroups are used when a network names none.
+	PodSecurityGroups []string `json:"podSecurityGroups"`
+	// WorkerSubnetIDs are the subnets of the node VMs' own ports, used to
+	// find a node's port from its InternalIP when it has no providerID.
+	WorkerSubnetIDs []string `json:"workerSubnetIDs"`
+	// DefaultDPDKDriver: uio_pci_generic or vfio-pci.
+	DefaultDPDKDriver string `json:"defaultDPDKDriver"`
+	// AllowCrossNamespaceNetworks lets pods use NADs of other namespaces.
+	AllowCrossNamespaceNetworks bool `json:"allowCrossNamespaceNetworks"`
+
+	// ActiveTimeout bounds the wait for an interface to become ACTIVE.
+	ActiveTimeout Duration `json:"activeTimeout"`
+	// GCPeriod is how often ports of vanished pods are looked for.
+	GCPeriod Duration `json:"gcPeriod"`
+	// ReleaseGrace bounds how long a deleted pod's interfaces wait for the
+	// daemon to unplug them before they are released anyway.
+	ReleaseGrace Duration `json:"releaseGrace"`
+	// Workers is the number of pods handled at once.
+	Workers int `json:"workers"`
+}
+
+// Duration is a time.Duration written as "30s" in the config file.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON reads "30s" or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like 30s or 2m", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes "30s".
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
+
+// Defaults returns the options an operator gets without configuration.
+func Defaults() Options {
+	return Options{
+		ClusterID:         "kuryr-dpdk",
+		DefaultDriver:     v1alpha1.DriverNestedVLAN,
+		DefaultDPDKDriver: v1alpha1.DPDKDriverUIOPCIGeneric,
+		ActiveTimeout:     Duration{3 * time.Minute},
+		GCPeriod:          Duration{5 * time.Minute},
+		ReleaseGrace:      Duration{2 * time.Minute},
+		Workers:           16,
+	}
+}
+
+// LoadFile reads a YAML config file over o. Unknown fields are errors that
+// name the field.
+func (o *Options) LoadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config file: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(b, o); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// AddFlags registers the options as flags on fs, with o's values as defaults.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.ClusterID, "cluster-id", o.ClusterID, "tag put on every port this controller creates; the garbage collector touches only ports with it")
+	fs.BoolVar(&o.Primary, "primary", o.Primary, "kuryr-dpdk is the cluster's primary CNI: every pod gets eth0 from the default driver")
+	fs.Func("default-driver", "driver of eth0 and of NADs that name none: nested-vlan or nested-macvlan (default "+string(o.DefaultDriver)+")", func(s string) error {
+		o.DefaultDriver = v1alpha1.Driver(s)
+		return nil
+	})
+	fs.StringVar(&o.PodSubnetID, "pod-subnet-id", o.PodSubnetID, "Neutron subnet of eth0 (primary mode)")
+	fs.Func("pod-security-groups", "comma-separated security groups for networks that name none", func(s string) error {
+		o.PodSecurityGroups = splitList(s)
+		return nil
+	})
+	fs.Func("worker-subnet-ids", "comma-separated subnets of the node VMs' ports (parent lookup by InternalIP)", func(s string) error {
+		o.WorkerSubnetIDs = splitList(s)
+		return nil
+	})
+	fs.StringVar(&o.DefaultDPDKDriver, "default-dpdk-driver", o.DefaultDPDKDriver, "uio_pci_generic or vfio-pci")
+	fs.BoolVar(&o.AllowCrossNamespaceNetworks, "allow-cross-namespace-networks", o.AllowCrossNamespaceNetworks, "let pods use NetworkAttachmentDefinitions of other namespaces")
+	fs.DurationVar(&o.ActiveTimeout.Duration, "active-timeout", o.ActiveTimeout.Duration, "how long an interface may take to become ACTIVE before it is failed")
+	fs.DurationVar(&o.GCPeriod.Duration, "gc-period", o.GCPeriod.Duration, "how often ports of vanished pods are released")
+	fs.DurationVar(&o.ReleaseGrace.Duration, "release-grace", o.ReleaseGrace.Duration, "how long a deleted pod's interfaces wait for the daemon to unplug them")
+	fs.IntVar(&o.Workers, "workers", o.Workers, "pods handled at once")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Validate checks every option and returns all problems at once, each
+// naming its field.
+func (o *Options) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if o.ClusterID == "" || strings.ContainsAny(o.ClusterID, ", /") {
+		bad("clusterID", "%q must be non-empty without commas, spaces or slashes (it goes into Neutron tags)", o.ClusterID)
+	}
+	switch o.DefaultDriver {
+	case v1alpha1.DriverNestedVLAN, v1alpha1.DriverNestedMACVLAN:
+	default:
+		bad("defaultDriver", "%q must be nested-vlan or nested-macvlan", o.DefaultDriver)
+	}
+	if o.Primary && o.PodSubnetID == "" {
+		bad("podSubnetID", "required in primary mode (the subnet of every pod's eth0)")
+	}
+	switch o.DefaultDPDKDriver {
+	case v1alpha1.DPDKDriverUIOPCIGeneric, v1alpha1.DPDKDriverVFIOPCI:
+	default:
+		bad("defaultDPDKDriver", "%q must be uio_pci_generic or vfio-pci", o.DefaultDPDKDriver)
+	}
+	if o.ActiveTimeout.Duration <= 0 {
+		bad("activeTimeout", "%s must be positive", o.ActiveTimeout)
+	}
+	if o.GCPeriod.Duration < time.Second {
+		bad("gcPeriod", "%s must be at least 1s", o.GCPeriod)
+	}
+	if o.ReleaseGrace.Duration < 0 {
+		bad("releaseGrace", "%s must not be negative", o.ReleaseGrace)
+	}
+	if o.Workers < 1 || o.Workers > 1000 {
+		bad("workers", "%d must be within 1..1000", o.Workers)
+	}
+	return errors.Join(errs...)
+}

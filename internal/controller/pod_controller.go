@@ -1,0 +1,245 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/networks"
+)
+
+// PodReconciler gives pods their interfaces. One reconcile handles one pod
+// (and its KuryrPod, which has the same name): it plans, creates and wires
+// the cloud resources, records them, and releases them when the pod goes.
+type PodReconciler struct {
+	client   client.Client
+	cloud    Cloud
+	recorder recorder.EventRecorder
+	opts     Options
+	nodes    *nodes
+	nets     *netCache
+	metrics  *metrics
+	now      func() time.Time
+}
+
+// NewPodReconciler builds the reconciler. reg may be nil (no metrics).
+func NewPodReconciler(c client.Client, cloud Cloud, rec recorder.EventRecorder, opts Options, reg prometheus.Registerer) *PodReconciler {
+	cloud = retryingCloud{cloud}
+	return &PodReconciler{
+		client: c, cloud: cloud, recorder: rec, opts: opts,
+		nodes: newNodes(cloud, opts.WorkerSubnetIDs), nets: newNetCache(cloud),
+		metrics: newMetrics(reg), now: time.Now,
+	}
+}
+
+// wants says whether the controller handles pod at all.
+func (r *PodReconciler) wants(pod *corev1.Pod) bool {
+	if pod.Spec.NodeName == "" || pod.Spec.HostNetwork {
+		return false
+	}
+	if r.opts.Primary {
+		return true
+	}
+	return pod.Annotations[v1alpha1.NetworksAnnotation] != ""
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var pod *corev1.Pod
+	p := &corev1.Pod{}
+	if err := r.client.Get(ctx, req.NamespacedName, p); err == nil {
+		pod = p
+	} else if !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("get pod %s: %w", req, err)
+	}
+	var kp *v1alpha1.KuryrPod
+	k := &v1alpha1.KuryrPod{}
+	if err := r.client.Get(ctx, req.NamespacedName, k); err == nil {
+		kp = k
+	} else if !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("get KuryrPod %s: %w", req, err)
+	}
+
+	switch {
+	case pod == nil && kp == nil:
+		return ctrl.Result{}, nil
+	case pod == nil:
+		// Gone, force-deleted included: nothing waits for an unplug any more.
+		return r.release(ctx, nil, kp)
+	case kp != nil && kp.Spec.PodUID != pod.UID:
+		// The name now belongs to a new pod: release the old one's first.
+		if res, err := r.release(ctx, nil, kp); err != nil || !res.IsZero() {
+			return res, err
+		}
+		return ctrl.Result{Requeue: true}, nil
+	case pod.DeletionTimestamp != nil:
+		if kp == nil && !controllerutil.ContainsFinalizer(pod, v1alpha1.Finalizer) {
+			return ctrl.Result{}, nil
+		}
+		return r.release(ctx, pod, kp)
+	case !r.wants(pod):
+		return ctrl.Result{}, nil
+	}
+	return r.ensure(ctx, pod, kp)
+}
+
+// ensure brings a live pod's interfaces to ACTIVE.
+func (r *PodReconciler) ensure(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(pod, v1alpha1.Finalizer) {
+		patch := client.MergeFrom(pod.DeepCopy())
+		controllerutil.AddFinalizer(pod, v1alpha1.Finalizer)
+		if err := r.client.Patch(ctx, pod, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer to pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+	}
+	if kp == nil || specInvalid(kp) {
+		var res ctrl.Result
+		var err error
+		kp, res, err = r.plan(ctx, pod, kp)
+		if kp == nil || err != nil || !res.IsZero() {
+			return res, err
+		}
+	}
+	if failed(kp) {
+		// Rolled back after a terminal error: wait for the pod to be recreated.
+		return ctrl.Result{}, nil
+	}
+	return r.wireAll(ctx, pod, kp)
+}
+
+// plan works out the pod's interfaces and creates (or fixes) its KuryrPod.
+// A request that cannot be understood is recorded as SpecValid=False with an
+// Event and is not retried until the pod or a NAD changes.
+func (r *PodReconciler) plan(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod) (*v1alpha1.KuryrPod, ctrl.Result, error) {
+	reqs, planErr := networks.Plan(ctx, pod, r.getNAD, networks.Defaults{
+		Primary: r.opts.Primary, Driver: r.opts.DefaultDriver, SubnetID: r.opts.PodSubnetID,
+		SecurityGroups: r.opts.PodSecurityGroups, DPDKDriver: r.opts.DefaultDPDKDriver,
+		AllowCrossNamespace: r.opts.AllowCrossNamespaceNetworks,
+	})
+	userError := networks.IsSpecError(planErr) || errors.Is(planErr, networks.ErrNADNotFound)
+	if planErr != nil && !userError {
+		return nil, ctrl.Result{}, planErr
+	}
+	if kp == nil {
+		kp = newKuryrPod(pod)
+		if planErr == nil {
+			kp.Spec.Interfaces = reqs
+		}
+		if err := r.client.Create(ctx, kp); err != nil {
+			return nil, ctrl.Result{}, fmt.Errorf("create KuryrPod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+	} else if planErr == nil {
+		kp.Spec.Interfaces = reqs
+		if err := r.client.Update(ctx, kp); err != nil {
+			return nil, ctrl.Result{}, fmt.Errorf("update KuryrPod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+	}
+	if planErr != nil {
+		reason := "InvalidNetworkRequest"
+		if errors.Is(planErr, networks.ErrNADNotFound) {
+			reason = "NetworkNotFound"
+		}
+		r.recorder.Eventf(pod, kp, corev1.EventTypeWarning, reason, "PlanInterfaces", "%s", planErr.Error())
+		st := kp.Status.DeepCopy()
+		setCondition(st, v1alpha1.ConditionSpecValid, false, reason, planErr.Error(), kp.Generation)
+		setCondition(st, v1alpha1.ConditionReady, false, reason, "the pod's network request is not valid: see SpecValid", kp.Generation)
+		st.Summary = reason
+		return nil, ctrl.Result{}, r.writeStatus(ctx, kp, st)
+	}
+	return kp, ctrl.Result{}, nil
+}
+
+func (r *PodReconciler) getNAD(ctx context.Context, namespace, name string) (networks.NAD, error) {
+	var nad nadv1.NetworkAttachmentDefinition
+	if err := r.client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &nad); err != nil {
+		if apierrors.IsNotFound(err) {
+			return networks.NAD{}, fmt.Errorf("NetworkAttachmentDefinition %s/%s does not exist: %w", namespace, name, networks.ErrNADNotFound)
+		}
+		return networks.NAD{}, err
+	}
+	return networks.NAD{Annotations: nad.Annotations, Config: nad.Spec.Config}, nil
+}
+
+// release frees the pod's cloud resources and lets the pod and its
+// KuryrPod go. pod is nil when it no longer exists (or is another pod now).
+func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	if pod != nil && kp != nil {
+		if wait := r.unplugWait(pod, kp); wait > 0 {
+			// The daemon still has interfaces in the pod: its DEL will
+			// update the KuryrPod and wake us up; the wait is the bound.
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
+	}
+	uid := types.UID("")
+	switch {
+	case kp != nil:
+		uid = kp.Spec.PodUID
+	case pod != nil:
+		uid = pod.UID
+	}
+	if uid != "" {
+		if err := r.releasePod(ctx, uid); err != nil {
+			if errors.Is(err, errDetachPending) {
+				logger.V(1).Info("waiting for Nova to detach", "pod", uid, "reason", err.Error())
+				return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil
+			}
+			return ctrl.Result{}, err
+		}
+	}
+	if kp != nil {
+		if controllerutil.ContainsFinalizer(kp, v1alpha1.Finalizer) {
+			patch := client.MergeFrom(kp.DeepCopy())
+			controllerutil.RemoveFinalizer(kp, v1alpha1.Finalizer)
+			if err := r.client.Patch(ctx, kp, patch); err != nil && !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, fmt.Errorf("remove finalizer of KuryrPod %s/%s: %w", kp.Namespace, kp.Name, err)
+			}
+		}
+		if kp.DeletionTimestamp == nil {
+			if err := r.client.Delete(ctx, kp, client.Preconditions{UID: &kp.UID}); err != nil && !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, fmt.Errorf("delete KuryrPod %s/%s: %w", kp.Namespace, kp.Name, err)
+			}
+		}
+	}
+	if pod != nil && controllerutil.ContainsFinalizer(pod, v1alpha1.Finalizer) {
+		patch := client.MergeFrom(pod.DeepCopy())
+		controllerutil.RemoveFinalizer(pod, v1alpha1.Finalizer)
+		if err := r.client.Patch(ctx, pod, patch); err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("remove finalizer of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+	}
+	logger.V(1).Info("released pod's interfaces", "pod", uid)
+	return ctrl.Result{}, nil
+}
+
+// unplugWait is how long to wait for the daemon to unplug a deleted pod's
+// interfaces before releasing them anyway (0: release now).
+func (r *PodReconciler) unplugWait(pod *corev1.Pod, kp *v1alpha1.KuryrPod) time.Duration {
+	plugged := false
+	for _, s := range kp.Status.Interfaces {
+		if s.State == v1alpha1.StatePlugged {
+			plugged = true
+		}
+	}
+	if !plugged || pod.DeletionTimestamp == nil {
+		return 0
+	}
+	deadline := pod.DeletionTimestamp.Add(r.opts.ReleaseGrace.Duration)
+	if wait := deadline.Sub(r.now()); wait > 0 {
+		return wait
+	}
+	return 0
+}

@@ -1,0 +1,80 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+)
+
+// SetupWithManager registers the pod controller: pods (those on a node, not
+// host-network), their KuryrPods, and NADs (a NAD created or fixed wakes the
+// pods of its namespace that wait for it).
+func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	scheduled := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		p, ok := o.(*corev1.Pod)
+		return ok && p.Spec.NodeName != "" && !p.Spec.HostNetwork
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("kuryr-pod").
+		For(&corev1.Pod{}, builder.WithPredicates(scheduled)).
+		Watches(&v1alpha1.KuryrPod{}, handler.EnqueueRequestsFromMapFunc(sameName)).
+		Watches(&nadv1.NetworkAttachmentDefinition{}, handler.EnqueueRequestsFromMapFunc(r.podsWaitingForNAD)).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: r.opts.Workers,
+			// Backoff per pod on errors: fast at first, never above 30 s,
+			// so a pod recovers soon after the cloud does.
+			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
+		}).
+		Complete(r)
+}
+
+// sameName maps a KuryrPod to its pod (they share name and namespace); it
+// also covers a KuryrPod whose pod is gone.
+func sameName(_ context.Context, o client.Object) []reconcile.Request {
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}}}
+}
+
+// podsWaitingForNAD maps a NAD to the pods whose KuryrPod is waiting on a
+// network request that could not be planned, in the NAD's namespace (or
+// all namespaces when cross-namespace references are allowed).
+func (r *PodReconciler) podsWaitingForNAD(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.KuryrPodList
+	var opts []client.ListOption
+	if !r.opts.AllowCrossNamespaceNetworks {
+		opts = append(opts, client.InNamespace(o.GetNamespace()))
+	}
+	if err := r.client.List(ctx, &list, opts...); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		kp := &list.Items[i]
+		if specInvalid(kp) && strings.Contains(conditionMessage(kp, v1alpha1.ConditionSpecValid), o.GetName()) {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: kp.Namespace, Name: kp.Name}})
+		}
+	}
+	return out
+}
+
+func conditionMessage(kp *v1alpha1.KuryrPod, typ string) string {
+	for _, c := range kp.Status.Conditions {
+		if c.Type == typ {
+			return c.Message
+		}
+	}
+	return ""
+}
