@@ -69,6 +69,12 @@ type Options struct {
 	// attach, binding:host_id, subport of a bound trunk) before it turns
 	// ACTIVE, as a real L2 agent takes; 0 is at once.
 	BindDelay time.Duration `json:"bindDelay,omitempty"`
+	// NoAgent serves a bare Neutron with no L2 agent, like the standalone
+	// neutron-server of the contract tests: binding a port leaves it DOWN,
+	// and trunk subports keep their device fields (an agent is what marks
+	// them trunk:subport and binds them). Without it the simulation stands
+	// in for a deployed cloud, agent included.
+	NoAgent bool `json:"noAgent,omitempty"`
 	// NoTagsOnCreate rejects "tags" in port create bodies (400), as a
 	// Neutron without the tag-ports-during-bulk-creation extension does.
 	NoTagsOnCreate bool `json:"noTagsOnCreate,omitempty"`
@@ -88,6 +94,7 @@ type Cloud struct {
 	noAuth         bool
 	noTagsOnCreate bool
 	bindDelay      time.Duration
+	noAgent        bool
 	st             *store
 
 	knobs   sync.Mutex
@@ -117,7 +124,7 @@ func New(opts Options) *Cloud {
 		creds = *opts.Credentials
 	}
 	c := &Cloud{
-		creds: creds, noAuth: opts.NoAuth, noTagsOnCreate: opts.NoTagsOnCreate, bindDelay: opts.BindDelay, st: newStore(),
+		creds: creds, noAuth: opts.NoAuth, noTagsOnCreate: opts.NoTagsOnCreate, bindDelay: opts.BindDelay, noAgent: opts.NoAgent, st: newStore(),
 		latency: map[string]Latency{}, faults: map[string]Fault{}, rng: newRNG(opts.Seed),
 		counts: map[string]int64{}, faulted: map[string]int64{}, hooks: map[string]ServerHook{},
 		mux: http.NewServeMux(), closing: make(chan struct{}),

@@ -213,11 +213,14 @@ func (c *Cloud) attachSubports(t *Trunk, subs []Subport) {
 		host = p.HostID
 	}
 	for _, sp := range subs {
+		t.Subports = append(t.Subports, sp)
+		if c.noAgent {
+			continue // only an agent binds subports
+		}
 		p := c.st.ports[sp.PortID]
 		p.DeviceOwner, p.DeviceID = "trunk:subport", t.ID
 		c.setBinding(p, host)
 		touch(&p.RevisionNumber, &p.UpdatedAt)
-		t.Subports = append(t.Subports, sp)
 	}
 }
 
@@ -227,7 +230,7 @@ func (c *Cloud) detachSubports(t *Trunk, subs []Subport) {
 	drop := map[string]bool{}
 	for _, sp := range subs {
 		drop[sp.PortID] = true
-		if p, ok := c.st.ports[sp.PortID]; ok {
+		if p, ok := c.st.ports[sp.PortID]; ok && !c.noAgent {
 			p.DeviceOwner, p.DeviceID, p.HostID, p.Status = "", "", "", "DOWN"
 			touch(&p.RevisionNumber, &p.UpdatedAt)
 		}

@@ -111,7 +111,10 @@ func (c *Cloud) attachInterface(w http.ResponseWriter, r *http.Request) *apiErro
 		return errf(409, "", "Port %s is still in use.", portID)
 	}
 	p.DeviceID, p.DeviceOwner = s.ID, "compute:nova"
-	c.setBinding(p, s.Host)
+	// Nova finishes an attach only once the VIF is plugged (Neutron's
+	// network-vif-plugged event), so the simulated Nova plugs it even in
+	// NoAgent mode.
+	c.bind(p, s.Host, true)
 	touch(&p.RevisionNumber, &p.UpdatedAt)
 	snapshot := p.clone()
 	out := interfaceJSON(p, s.ID)

@@ -281,9 +281,13 @@ func touch(rev *int, updated *time.Time) {
 // setBinding binds p to host ("" unbinds): DOWN, then ACTIVE at once or
 // after the cloud's BindDelay if p is still bound to host then. Callers
 // hold c.st.mu.
-func (c *Cloud) setBinding(p *Port, host string) {
+func (c *Cloud) setBinding(p *Port, host string) { c.bind(p, host, !c.noAgent) }
+
+// bind sets p's host; when agent, the port turns ACTIVE (after BindDelay) as
+// an L2 agent wiring it makes it.
+func (c *Cloud) bind(p *Port, host string, agent bool) {
 	p.HostID, p.Status = host, "DOWN"
-	if host == "" {
+	if host == "" || !agent {
 		return
 	}
 	if c.bindDelay <= 0 {
