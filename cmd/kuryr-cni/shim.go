@@ -150,7 +150,7 @@ func (s *shim) del(args *skel.CmdArgs) error {
 	_, err = s.send(c, req, false)
 	var ue *cniapi.UnreachableError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(s.stderr, "kuryr-cni: DEL of container %s ifname %s: %v; reporting success, the daemon reclaims the attachment from its checkpoint when it starts\n",
+		fmt.Fprintf(s.stderr, "kuryr-cni: DEL of container %s ifname %s: %v; reporting success (the attachment is left to the daemon's checkpoint reconcile and CNI GC)\n",
 			args.ContainerID, args.IfName, ue)
 		return nil
 	}

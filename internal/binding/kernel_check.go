@@ -10,6 +10,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // kernelAttempts bounds retries of netlink dumps the kernel interrupted.
@@ -84,7 +85,11 @@ func (k kernelKind) check(ctx context.Context, req KernelRequest) error {
 			return fmt.Errorf("%s check: %s in %s lacks route %v via %v", k.name, req.IfName, req.Netns, r.Dst, r.GW)
 		}
 	}
-	defaults := slices.ContainsFunc(routes, func(r netlink.Route) bool { return kernelIsDefault(r.Dst) })
+	// A default route learnt from a router advertisement (an IPv6 SLAAC
+	// subnet) is the network's doing, not ours: it does not count.
+	defaults := slices.ContainsFunc(routes, func(r netlink.Route) bool {
+		return kernelIsDefault(r.Dst) && r.Protocol != unix.RTPROT_RA
+	})
 	switch {
 	case req.DefaultRoute && !defaults:
 		return fmt.Errorf("%s check: %s in %s has no default route via %s", k.name, req.IfName, req.Netns, req.Gateway)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netnstest"
 )
@@ -213,6 +214,31 @@ func TestMACVLANDefaultRouteOnlyWhenAsked(t *testing.T) {
 	}
 	if err := d.Check(ctx, req); err != nil {
 		t.Fatalf("Check: %v", err)
+	}
+	// A default route someone else adds makes Check fail, unless a router
+	// advertisement put it there (proto ra).
+	for _, tc := range []struct {
+		proto  netlink.RouteProtocol
+		passes bool
+	}{{unix.RTPROT_RA, true}, {unix.RTPROT_STATIC, false}} {
+		route := &netlink.Route{Dst: kernelCIDR(t, "0.0.0.0/0"), Gw: net.ParseIP("10.9.0.1"), Protocol: tc.proto}
+		err := e.pod.Do(func(ns.NetNS) error {
+			l, err := netlink.LinkByName("net1")
+			if err != nil {
+				return err
+			}
+			route.LinkIndex = l.Attrs().Index
+			return netlink.RouteAdd(route)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Check(ctx, req); (err == nil) != tc.passes {
+			t.Errorf("Check with a default route of protocol %d: %v", tc.proto, err)
+		}
+		if err := e.pod.Do(func(ns.NetNS) error { return netlink.RouteDel(route) }); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The MAC the kernel gave it is kept when none is asked for.
 	if res, err := d.Attach(ctx, KernelRequest{Netns: e.pod.Path(), Parent: "ens3", ParentNetns: e.node.Path(), IfName: "net2"}); err != nil || len(res.MAC) != 6 {
