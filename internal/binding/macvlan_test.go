@@ -1,0 +1,352 @@
+package binding
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netnstest"
+)
+
+// kernelEnv is a node namespace with a parent NIC and an empty pod
+// namespace, both removed when the test ends.
+type kernelEnv struct {
+	node, pod ns.NetNS
+}
+
+func kernelNewEnv(t *testing.T) kernelEnv {
+	t.Helper()
+	node := netnstest.NewNS(t)
+	netnstest.AddParent(t, node, "ens3", 1500)
+	return kernelEnv{node: node, pod: netnstest.NewNS(t)}
+}
+
+// kernelPodReq is the management interface of a pod: eth0 with IPv4 and
+// IPv6 addresses, one extra route, the default route.
+func kernelPodReq(t *testing.T, e kernelEnv) KernelRequest {
+	mac, _ := net.ParseMAC("fa:16:3e:11:22:33")
+	return KernelRequest{
+		Netns: e.pod.Path(), Parent: "ens3", ParentNetns: e.node.Path(),
+		IfName: "eth0", MAC: mac, MTU: 1400,
+		IPs:     []*net.IPNet{kernelCIDR(t, "10.0.0.5/24"), kernelCIDR(t, "fd00:10::5/64")},
+		Gateway: net.ParseIP("10.0.0.1"),
+		Routes: []KernelRoute{
+			{Dst: kernelCIDR(t, "192.168.0.0/16"), GW: net.ParseIP("10.0.0.254")},
+			{Dst: kernelCIDR(t, "fd00:20::/64"), GW: net.ParseIP("fd00:10::1")},
+		},
+		DefaultRoute: true,
+	}
+}
+
+// kernelLinks lists the link names in n.
+func kernelLinks(t *testing.T, n ns.NetNS) []string {
+	t.Helper()
+	h, err := kernelHandleAt(n.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range links {
+		names = append(names, l.Attrs().Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// kernelRoutes lists "dst via gw" of the routes on ifName in n.
+func kernelRoutes(t *testing.T, n ns.NetNS, ifName string) []string {
+	t.Helper()
+	h, err := kernelHandleAt(n.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(ifName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := h.RouteList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range rs {
+		dst := "default"
+		if !kernelIsDefault(r.Dst) {
+			dst = r.Dst.String()
+		}
+		if r.Gw != nil {
+			dst += " via " + r.Gw.String()
+		}
+		out = append(out, dst)
+	}
+	return out
+}
+
+func TestMACVLANLifecycle(t *testing.T) {
+	t.Parallel()
+	e := kernelNewEnv(t)
+	d := NewMACVLAN()
+	ctx := context.Background()
+	req := kernelPodReq(t, e)
+
+	res, err := d.Attach(ctx, req)
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	if res.IfName != "eth0" || res.MAC.String() != "fa:16:3e:11:22:33" || res.MTU != 1400 || res.Sandbox != e.pod.Path() {
+		t.Fatalf("Attach result = %+v", res)
+	}
+	if got := kernelLinks(t, e.pod); !slices.Equal(got, []string{"eth0", "lo"}) {
+		t.Fatalf("pod links = %v", got)
+	}
+	if got := kernelLinks(t, e.node); !slices.Equal(got, []string{"ens3", "ens3p", "lo"}) {
+		t.Fatalf("node links after Attach = %v (temporary link left behind?)", got)
+	}
+	routes := kernelRoutes(t, e.pod, "eth0")
+	for _, want := range []string{"default via 10.0.0.1", "192.168.0.0/16 via 10.0.0.254", "fd00:20::/64 via fd00:10::1", "10.0.0.0/24"} {
+		if !slices.Contains(routes, want) {
+			t.Errorf("pod routes %v lack %q", routes, want)
+		}
+	}
+	h, err := kernelHandleAt(e.pod.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := link.(*netlink.Macvlan); !ok || m.Mode != netlink.MACVLAN_MODE_BRIDGE || link.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatalf("eth0 = %T %+v, want an up bridge-mode macvlan", link, link.Attrs())
+	}
+
+	if err := d.Check(ctx, req); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	for name, edit := range map[string]func(r *KernelRequest){
+		"other MAC":      func(r *KernelRequest) { r.MAC, _ = net.ParseMAC("fa:16:3e:00:00:00") },
+		"other MTU":      func(r *KernelRequest) { r.MTU = 1300 },
+		"missing IP":     func(r *KernelRequest) { r.IPs = append(r.IPs, kernelCIDR(t, "10.0.0.6/24")) },
+		"missing route":  func(r *KernelRequest) { r.Routes = append(r.Routes, KernelRoute{Dst: kernelCIDR(t, "172.16.0.0/12")}) },
+		"no default":     func(r *KernelRequest) { r.DefaultRoute = false },
+		"other name":     func(r *KernelRequest) { r.IfName = "net9" },
+		"VLAN, not ours": nil,
+	} {
+		r := req
+		r.IPs, r.Routes = slices.Clone(req.IPs), slices.Clone(req.Routes)
+		var err error
+		if edit == nil {
+			err = NewVLAN().Check(ctx, KernelRequest{Netns: r.Netns, IfName: "eth0", VLANID: 100})
+		} else {
+			edit(&r)
+			err = d.Check(ctx, r)
+		}
+		if err == nil {
+			t.Errorf("Check with %s passed", name)
+		}
+	}
+
+	if err := d.Detach(ctx, req.Netns, "eth0"); err != nil {
+		t.Fatalf("Detach: %v", err)
+	}
+	if got := kernelLinks(t, e.pod); !slices.Equal(got, []string{"lo"}) {
+		t.Fatalf("pod links after Detach = %v", got)
+	}
+	if err := d.Detach(ctx, req.Netns, "eth0"); err != nil {
+		t.Fatalf("second Detach: %v", err)
+	}
+	if err := d.Check(ctx, req); err == nil {
+		t.Fatal("Check after Detach passed")
+	}
+	// The runtime removed the namespace before DEL: still a success.
+	if err := d.Detach(ctx, filepath.Join(t.TempDir(), "gone"), "eth0"); err != nil {
+		t.Fatalf("Detach with the netns gone: %v", err)
+	}
+	if err := d.Detach(ctx, "", "eth0"); err != nil {
+		t.Fatalf("Detach with no netns: %v", err)
+	}
+	// The parent is untouched.
+	if got := kernelLinks(t, e.node); !slices.Equal(got, []string{"ens3", "ens3p", "lo"}) {
+		t.Fatalf("node links after Detach = %v", got)
+	}
+}
+
+// TestMACVLANDefaultRouteOnlyWhenAsked: an extra interface given the
+// subnet's routes, a default one among them, gets no default route.
+func TestMACVLANDefaultRouteOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	e := kernelNewEnv(t)
+	d := NewMACVLAN()
+	ctx := context.Background()
+	req := KernelRequest{
+		Netns: e.pod.Path(), Parent: "ens3", ParentNetns: e.node.Path(), IfName: "net1",
+		IPs:     []*net.IPNet{kernelCIDR(t, "10.9.0.5/24")},
+		Gateway: net.ParseIP("10.9.0.1"),
+		Routes: []KernelRoute{
+			{Dst: kernelCIDR(t, "0.0.0.0/0"), GW: net.ParseIP("10.9.0.1")},
+			{Dst: kernelCIDR(t, "10.10.0.0/16"), GW: net.ParseIP("10.9.0.1")},
+		},
+	}
+	if _, err := d.Attach(ctx, req); err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	routes := kernelRoutes(t, e.pod, "net1")
+	if slices.ContainsFunc(routes, func(r string) bool { return strings.HasPrefix(r, "default") }) {
+		t.Fatalf("net1 got a default route it was not asked for: %v", routes)
+	}
+	if !slices.Contains(routes, "10.10.0.0/16 via 10.9.0.1") {
+		t.Fatalf("net1 routes %v lack the subnet's route", routes)
+	}
+	if err := d.Check(ctx, req); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	// A default route someone else adds makes Check fail, unless a router
+	// advertisement put it there (proto ra).
+	for _, tc := range []struct {
+		proto  netlink.RouteProtocol
+		passes bool
+	}{{unix.RTPROT_RA, true}, {unix.RTPROT_STATIC, false}} {
+		route := &netlink.Route{Dst: kernelCIDR(t, "0.0.0.0/0"), Gw: net.ParseIP("10.9.0.1"), Protocol: tc.proto}
+		err := e.pod.Do(func(ns.NetNS) error {
+			l, err := netlink.LinkByName("net1")
+			if err != nil {
+				return err
+			}
+			route.LinkIndex = l.Attrs().Index
+			return netlink.RouteAdd(route)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Check(ctx, req); (err == nil) != tc.passes {
+			t.Errorf("Check with a default route of protocol %d: %v", tc.proto, err)
+		}
+		if err := e.pod.Do(func(ns.NetNS) error { return netlink.RouteDel(route) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The MAC the kernel gave it is kept when none is asked for.
+	if res, err := d.Attach(ctx, KernelRequest{Netns: e.pod.Path(), Parent: "ens3", ParentNetns: e.node.Path(), IfName: "net2"}); err != nil || len(res.MAC) != 6 {
+		t.Fatalf("Attach without MAC: %+v, %v", res, err)
+	}
+}
+
+// TestMACVLANRollback: a failing step leaves neither a temporary link on
+// the node nor a half-made interface in the pod.
+func TestMACVLANRollback(t *testing.T) {
+	t.Parallel()
+	e := kernelNewEnv(t)
+	d := NewMACVLAN()
+	ctx := context.Background()
+	base := kernelPodReq(t, e)
+	// Each case fails at a different step; the first two after the link
+	// was made, moved and renamed, so the rollback has work to do.
+	for _, tc := range []struct {
+		name, step string
+		edit       func(r *KernelRequest)
+	}{
+		{"conflicting IP", "add address 10.0.0.5/24", func(r *KernelRequest) { r.IPs = append(r.IPs, kernelCIDR(t, "10.0.0.5/24")) }},
+		{"unreachable gateway", "add route 172.16.0.0/12 via 192.0.2.1", func(r *KernelRequest) {
+			r.Routes = append(r.Routes, KernelRoute{Dst: kernelCIDR(t, "172.16.0.0/12"), GW: net.ParseIP("192.0.2.1")})
+		}},
+		{"MTU above parent's", "create link on parent ens3", func(r *KernelRequest) { r.MTU = 9000 }},
+		{"missing parent", "parent link ens9", func(r *KernelRequest) { r.Parent = "ens9" }},
+	} {
+		r := base
+		r.IPs, r.Routes = slices.Clone(base.IPs), slices.Clone(base.Routes)
+		tc.edit(&r)
+		_, err := d.Attach(ctx, r)
+		if err == nil || !strings.Contains(err.Error(), tc.step) {
+			t.Errorf("%s: Attach error %v, want one at step %q", tc.name, err, tc.step)
+		}
+		if got := kernelLinks(t, e.pod); !slices.Equal(got, []string{"lo"}) {
+			t.Errorf("%s: pod links after failed Attach = %v", tc.name, got)
+		}
+		if got := kernelLinks(t, e.node); !slices.Equal(got, []string{"ens3", "ens3p", "lo"}) {
+			t.Errorf("%s: node links after failed Attach = %v", tc.name, got)
+		}
+	}
+
+	// A name already taken in the pod: refused, the existing link kept.
+	if _, err := d.Attach(ctx, base); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.Attach(ctx, base)
+	if err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("second Attach of eth0: %v", err)
+	}
+	if err := d.Check(ctx, base); err != nil {
+		t.Fatalf("the first eth0 was harmed: %v", err)
+	}
+	if got := kernelLinks(t, e.node); !slices.Equal(got, []string{"ens3", "ens3p", "lo"}) {
+		t.Fatalf("node links = %v", got)
+	}
+}
+
+// TestMACVLANParentInCurrentNamespace: ParentNetns "" is the caller's own
+// namespace, as for the daemon in the node's host namespace.
+func TestMACVLANParentInCurrentNamespace(t *testing.T) {
+	t.Parallel()
+	e := kernelNewEnv(t)
+	req := kernelPodReq(t, e)
+	req.ParentNetns = ""
+	err := e.node.Do(func(ns.NetNS) error {
+		_, err := NewMACVLAN().Attach(context.Background(), req)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Attach from inside the node namespace: %v", err)
+	}
+	if err := NewMACVLAN().Check(context.Background(), req); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+}
+
+func TestKernelParent(t *testing.T) {
+	t.Parallel()
+	e := kernelNewEnv(t)
+	err := e.node.Do(func(ns.NetNS) error {
+		l, err := netlink.LinkByName("ens3")
+		if err != nil {
+			return err
+		}
+		return netlink.AddrAdd(l, &netlink.Addr{IPNet: kernelCIDR(t, "10.1.0.10/24")})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := KernelParent(e.node.Path(), "", net.ParseIP("10.1.0.10")); err != nil || got != "ens3" {
+		t.Fatalf("KernelParent by IP = %q, %v", got, err)
+	}
+	if got, err := KernelParent(e.node.Path(), "ens3p", net.ParseIP("10.1.0.10")); err != nil || got != "ens3p" {
+		t.Fatalf("KernelParent override = %q, %v", got, err)
+	}
+	if _, err := KernelParent(e.node.Path(), "ens9", nil); err == nil {
+		t.Fatal("KernelParent accepted a missing override")
+	}
+	if _, err := KernelParent(e.node.Path(), "", net.ParseIP("10.1.0.11")); err == nil || !strings.Contains(err.Error(), "10.1.0.11") {
+		t.Fatalf("KernelParent with an IP nobody holds: %v", err)
+	}
+	if _, err := KernelParent(e.node.Path(), "", nil); err == nil {
+		t.Fatal("KernelParent with neither override nor IP")
+	}
+	var nsErr ns.NSPathNotExistErr
+	if _, err := KernelParent(filepath.Join(t.TempDir(), "none"), "", net.ParseIP("10.1.0.10")); !errors.As(err, &nsErr) {
+		t.Fatalf("KernelParent in a missing netns: %v", err)
+	}
+}
