@@ -6,7 +6,7 @@ SHELL := /usr/bin/env bash
 BIN      ?= bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/kuryr-dpdk/kuryr-dpdk/internal/version.Version=$(VERSION)
-BINARIES := kuryr-controller kuryr-daemon kuryr-cni kuryrctl
+BINARIES := kuryr-controller kuryr-daemon kuryr-cni kuryrctl kuryr-cloudsim
 GO       ?= go
 
 .PHONY: build

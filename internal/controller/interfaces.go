@@ -98,6 +98,10 @@ func (r *PodReconciler) wire(ctx context.Context, node nodeInfo, req v1alpha1.In
 		}
 		vid, err := r.nodes.addSubport(ctx, node.TrunkID, p.ID)
 		if err != nil {
+			if errors.Is(err, openstack.ErrNotFound) {
+				// The trunk is gone (node VM rebuilt?): look the node up again.
+				r.nodes.forget(node.Name)
+			}
 			return w, err
 		}
 		w.vlanID = vid

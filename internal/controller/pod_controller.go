@@ -84,7 +84,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 		if res, err := r.release(ctx, nil, kp); err != nil || !res.IsZero() {
 			return res, err
 		}
-		return ctrl.Result{Requeue: true}, nil
+		return ctrl.Result{RequeueAfter: 10 * time.Millisecond}, nil
 	case pod.DeletionTimestamp != nil:
 		if kp == nil && !controllerutil.ContainsFinalizer(pod, v1alpha1.Finalizer) {
 			return ctrl.Result{}, nil

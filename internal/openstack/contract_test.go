@@ -115,23 +115,6 @@ func wantClass(t *testing.T, err, class error, status int, typ string) {
 	}
 }
 
-// eventually retries check for up to 10 s, for what Neutron does in the
-// background.
-func eventually(t *testing.T, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // runContract is the behaviour kuryr-dpdk relies on, checked against tg.
 func runContract(t *testing.T, tg contractTarget) {
 	ctx := context.Background()
