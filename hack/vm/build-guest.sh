@@ -58,15 +58,17 @@ kpkg=$(apt-cache show --no-all-versions linux-image-cloud-amd64 | sed -n 's/^Dep
 [[ -n "$kpkg" ]] || die "cannot resolve linux-image-cloud-amd64 to a kernel package"
 
 # DPDK: dpdk-dev holds dpdk-testpmd; its Depends name the libraries it links.
+# iproute2 brings a full ip(8) (busybox's cannot add vlan or macvlan links).
 dpdk_deps=$(apt-cache show --no-all-versions dpdk-dev | sed -n 's/^Depends: //p' | tr ',' '\n' |
 	sed 's/|.*//; s/(.*)//; s/ //g' | grep -vxE 'libdpdk-dev|python3')
 # shellcheck disable=SC2086
 pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-	--no-replaces --no-enhances $dpdk_deps librte-net-virtio23 librte-mempool-ring23 |
+	--no-replaces --no-enhances $dpdk_deps librte-net-virtio23 librte-mempool-ring23 iproute2 |
 	grep -E '^[a-z0-9]' | grep -vxE 'libdpdk-dev|python3.*|rdma-core' |
 	grep -vE "$SKIP_PKGS" | sort -u)
 pkgs="$kpkg
 dpdk-dev
+iproute2
 $pkgs"
 
 # shellcheck disable=SC2086
@@ -165,7 +167,7 @@ for m in "${BOOT_MODULES[@]}"; do
 done
 echo "$kver" >"$work/kernel-release"
 
-log "dpdk-testpmd and its shared libraries"
+log "dpdk-testpmd, iproute2's ip and their shared libraries"
 pmddir=$(cd "$P" && compgen -G "usr/lib/x86_64-linux-gnu/dpdk/pmds-*" | head -n1) || die "no DPDK plugin directory in the unpacked packages"
 libdirs=("$P/lib/x86_64-linux-gnu" "$P/usr/lib/x86_64-linux-gnu")
 declare -A copied=()
@@ -202,6 +204,12 @@ resolve_elf() { # resolve_elf REL: copy the file and, recursively, the libraries
 	done
 }
 resolve_elf usr/bin/dpdk-testpmd
+# glibc dlopens libgcc_s for pthread_cancel (testpmd's exit path).
+resolve_elf "$(cd "$P" && compgen -G "lib/x86_64-linux-gnu/libgcc_s.so.1" || compgen -G "usr/lib/x86_64-linux-gnu/libgcc_s.so.1")"
+# iproute2's ip replaces busybox's, which cannot create links (vlan, macvlan).
+rm -f "$R/bin/ip" "$R/sbin/ip"
+resolve_elf bin/ip
+ln -s /bin/ip "$R/sbin/ip"
 mkdir -p "$R/$pmddir"
 for d in "${PMDS[@]}"; do
 	lib=$(cd "$P" && compgen -G "usr/lib/x86_64-linux-gnu/$d.so.*" | head -n1) || die "no $d in the unpacked DPDK packages"

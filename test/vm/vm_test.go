@@ -165,4 +165,3 @@ func fakeAPIServer(t *testing.T) string {
 	}()
 	return ln.Addr().String()
 }
-
