@@ -115,6 +115,8 @@ cp /bin/busybox "$R/bin/busybox"
 for a in $("$R/bin/busybox" --list); do
 	[[ -e "$R/bin/$a" ]] || ln -s busybox "$R/bin/$a"
 done
+# The kernel's request_module() runs /sbin/modprobe.
+ln -s /bin/busybox "$R/sbin/modprobe"
 
 log "kernel and modules"
 kver=${kpkg#linux-image-}

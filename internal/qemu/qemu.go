@@ -188,7 +188,7 @@ func (vm *VM) args(initrd string) []string {
 	}
 	if o.VIOMMU {
 		// Must come before the devices it translates for.
-		a = append(a, "-device", "intel-iommu,intremap=off,device-iotlb=on")
+		a = append(a, "-device", "intel-iommu,intremap=on,device-iotlb=on")
 		kargs = append(kargs, "intel_iommu=on", "iommu=pt")
 	}
 	a = append(a,

@@ -66,7 +66,7 @@ func hotplugBindRun(t *testing.T, vm *qemu.VM, driver string) {
 	out := sh(ctx, t, vm, fmt.Sprintf(`
 echo 128 > /proc/sys/vm/nr_hugepages
 grep -q hugetlbfs /proc/mounts || mount -t hugetlbfs hugetlbfs /dev/hugepages
-timeout -s INT 10 dpdk-testpmd -l 0-1 -n 1 -a %s --file-prefix=kt -- \
+timeout -s INT 10 dpdk-testpmd -l 0-1 -n 1 -a %[1]s --file-prefix=kt -- \
 	--forward-mode=txonly --stats-period 2 --nb-cores=1 --total-num-mbufs=8192 >/tmp/testpmd.log 2>&1
 rc=$?
 cat /tmp/testpmd.log
@@ -123,6 +123,9 @@ func bind(ctx context.Context, t *testing.T, vm *qemu.VM, pci, driver string) ti
 set -e
 dev=/sys/bus/pci/devices/%[1]s
 [ %[3]s = virtio_pci ] || modprobe %[3]s
+# vfio_pci names vfio_iommu_type1 only as a soft dependency, which busybox's
+# modprobe ignores: without it DPDK finds "no supported IOMMU extensions".
+[ %[3]s != vfio_pci ] || modprobe vfio_iommu_type1
 if [ -e $dev/driver ]; then echo %[1]s > $dev/driver/unbind; fi
 echo %[2]s > $dev/driver_override
 echo %[1]s > /sys/bus/pci/drivers_probe
