@@ -1,9 +1,11 @@
 package qemu
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"sort"
 	"strings"
@@ -117,4 +119,37 @@ func (c *countWriter) align4() error {
 		return err
 	}
 	return nil
+}
+
+// HostFile reads the host file hostPath into a CPIOFile named name (for
+// instance a static kuryr-daemon binary for the extra initramfs), keeping
+// its permission bits.
+func HostFile(name, hostPath string) (CPIOFile, error) {
+	st, err := os.Stat(hostPath)
+	if err != nil {
+		return CPIOFile{}, fmt.Errorf("cpio entry %s: %w", name, err)
+	}
+	b, err := os.ReadFile(hostPath)
+	if err != nil {
+		return CPIOFile{}, fmt.Errorf("cpio entry %s: %w", name, err)
+	}
+	return CPIOFile{Name: name, Mode: st.Mode().Perm(), Data: b}, nil
+}
+
+// WriteCPIOFile writes files as a newc archive to path (see WriteCPIO).
+func WriteCPIOFile(path string, files []CPIOFile) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("write initramfs %s: %w", path, err)
+	}
+	w := bufio.NewWriter(f)
+	if err := WriteCPIO(w, files); err != nil {
+		f.Close()
+		return fmt.Errorf("write initramfs %s: %w", path, err)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("write initramfs %s: %w", path, err)
+	}
+	return f.Close()
 }

@@ -133,6 +133,7 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 	}
 	defer stderr.Close()
 	vm.cmd.Stdout, vm.cmd.Stderr = stderr, stderr
+	setDeathSignal(vm.cmd) // QEMU must not outlive a killed test binary
 	if err := vm.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start vm: %s: %w", opts.Binary, err)
 	}
@@ -248,9 +249,8 @@ func (vm *VM) diagnostics() string {
 	return fmt.Sprintf("qemu log: %q; console tail: %q", tail(filepath.Join(vm.dir, "qemu.log"), 2000), vm.Console(3000))
 }
 
-// Exec runs cmd in the guest and returns its stdout and exit code. Stderr is
-// appended to the error when the command fails to run at all; use
-// Agent.Run for it otherwise.
+// Exec runs cmd in the guest and returns its stdout and exit code; a
+// non-zero exit code is not an error. Agent.Run also returns stderr.
 func (vm *VM) Exec(ctx context.Context, cmd string) (string, int, error) {
 	res, err := vm.Agent.Run(ctx, cmd)
 	return res.Stdout, res.ExitCode, err
