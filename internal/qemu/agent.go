@@ -55,9 +55,15 @@ func (a *Agent) Run(ctx context.Context, script string) (Result, error) {
 	a.seq++
 	id := fmt.Sprintf("%s-%d", a.tag, a.seq)
 
-	stop := context.AfterFunc(ctx, func() { _ = a.conn.SetDeadline(time.Now()) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = a.conn.SetDeadline(time.Now())
+		close(fired)
+	})
 	defer func() {
-		stop()
+		if !stop() {
+			<-fired // the deadline must be set before it is cleared
+		}
 		_ = a.conn.SetDeadline(time.Time{})
 	}()
 
