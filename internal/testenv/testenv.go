@@ -10,7 +10,9 @@ package testenv
 import (
 	"errors"
 	"fmt"
+	"go/build"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -124,4 +126,25 @@ func Main(m *testing.M, env **Env, opts Options) int {
 		fmt.Fprintf(os.Stderr, "warning: stopping the test control plane: %v\n", err)
 	}
 	return code
+}
+
+// GoBuild builds the main package pkg (a path relative to the calling
+// test's directory, e.g. "../../cmd/kuryr-cni") into dir and returns the
+// binary's path: tests that run a binary as a runtime would use it.
+func GoBuild(dir, pkg string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(build.Default.GOROOT, "bin", "go")
+	}
+	abs, err := filepath.Abs(pkg)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, filepath.Base(abs))
+	cmd := exec.Command(goBin, "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return out, nil
 }
