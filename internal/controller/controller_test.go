@@ -87,6 +87,11 @@ func TestMultiVIFPodLifecycle(t *testing.T) {
 	if !slices.ContainsFunc(got["eth0"].Routes, func(r v1alpha1.Route) bool { return r.Dst == "0.0.0.0/0" }) {
 		t.Errorf("eth0 routes %+v lack the default route", got["eth0"].Routes)
 	}
+	var kn v1alpha1.KuryrNode
+	must(t, f.c.Get(f.ctx, types.NamespacedName{Name: node}, &kn))
+	if kn.Status.ServerID != srv.Server.ID || kn.Status.TrunkID != srv.TrunkID || kn.Status.ParentPortID != srv.ParentPort.ID || kn.Status.ParentMAC != srv.ParentPort.MACAddress {
+		t.Errorf("KuryrNode %s status %+v, want server %s, trunk %s, parent %s", node, kn.Status, srv.Server.ID, srv.TrunkID, srv.ParentPort.ID)
+	}
 	var p corev1.Pod
 	must(t, f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: "vnf"}, &p))
 	if !slices.Contains(p.Finalizers, v1alpha1.Finalizer) {

@@ -90,7 +90,10 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 	if err := r.client.Get(ctx, types.NamespacedName{Name: pod.Spec.NodeName}, &node); err != nil {
 		return ctrl.Result{}, fmt.Errorf("get node %s of pod %s/%s: %w", pod.Spec.NodeName, pod.Namespace, pod.Name, err)
 	}
-	info, err := r.nodes.resolve(ctx, &node)
+	info, fresh, err := r.nodes.resolve(ctx, &node)
+	if err == nil && fresh {
+		err = r.recordNode(ctx, &node, info)
+	}
 	if err != nil {
 		if errors.Is(err, errNodeNotReady) || isTerminal(err) {
 			setCondition(st, v1alpha1.ConditionReady, false, reasonNodeNotReady, err.Error(), kp.Generation)
