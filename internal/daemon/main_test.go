@@ -137,8 +137,13 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// startDaemon runs a daemon for the node until the returned stop is called.
+// startDaemon runs a daemon for the node (primary mode) until the returned
+// stop is called.
 func (n *node) startDaemon(timeout time.Duration) (stop func()) {
+	return n.startDaemonMode(timeout, true)
+}
+
+func (n *node) startDaemonMode(timeout time.Duration, primary bool) (stop func()) {
 	n.t.Helper()
 	skip := true
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
@@ -150,7 +155,7 @@ func (n *node) startDaemon(timeout time.Duration) (stop func()) {
 	opts := Defaults()
 	opts.NodeName, opts.Socket, opts.SysfsRoot = n.name, n.socket, n.sim.Root()
 	opts.CheckpointDir, opts.DevInfoRoot, opts.NodeNetns = n.ckptDir, n.dir, n.nodeNS.Path()
-	opts.Primary, opts.InterfacesTimeout, opts.DeviceTimeout = true, timeout, timeout
+	opts.Primary, opts.InterfacesTimeout, opts.DeviceTimeout = primary, timeout, timeout
 	must(n.t, opts.Validate())
 	d, err := New(opts, mgr.GetClient(), mgr.GetAPIReader(), nil, ctrl.Log)
 	must(n.t, err)
