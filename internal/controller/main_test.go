@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -133,12 +134,22 @@ func must(t *testing.T, err error) {
 // returned stop is called or the test ends.
 func (f *fixture) startController() (stop func()) {
 	f.t.Helper()
+	return f.startControllerAs(env.Config, false)
+}
+
+// startControllerAs runs a controller with the given identity, optionally
+// with leader election (a Lease in kuryr-dpdk, as deployed).
+func (f *fixture) startControllerAs(cfg *rest.Config, leaderElect bool) (stop func()) {
+	f.t.Helper()
 	skip := true
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: &skip},
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		Controller:              config.Controller{SkipNameValidation: &skip},
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "kuryr-controller-" + f.ns,
+		LeaderElectionNamespace: "kuryr-dpdk",
 	})
 	must(f.t, err)
 	r := NewPodReconciler(mgr.GetClient(), f.cloud, mgr.GetEventRecorder("kuryr-controller"), f.opts, nil)

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -144,9 +145,13 @@ func (n *node) startDaemon(timeout time.Duration) (stop func()) {
 }
 
 func (n *node) startDaemonMode(timeout time.Duration, primary bool) (stop func()) {
+	return n.startDaemonAs(env.Config, timeout, primary)
+}
+
+func (n *node) startDaemonAs(cfg *rest.Config, timeout time.Duration, primary bool) (stop func()) {
 	n.t.Helper()
 	skip := true
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme, Cache: CacheOptions(n.name),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		Controller: config.Controller{SkipNameValidation: &skip},

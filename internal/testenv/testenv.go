@@ -148,3 +148,22 @@ func GoBuild(dir, pkg string) (string, error) {
 	}
 	return out, nil
 }
+
+// AddUser returns a client configuration that authenticates as user name
+// with groups (a client certificate the API server trusts). With the name
+// "system:serviceaccount:<ns>:<sa>" RBAC treats it as that ServiceAccount,
+// which lets tests run code with the permissions the manifests grant.
+func (e *Env) AddUser(name string, groups ...string) (*rest.Config, error) {
+	u, err := e.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("add user %s: %w", name, err)
+	}
+	return u.Config(), nil
+}
+
+// ServiceAccountConfig returns a client configuration acting as the
+// ServiceAccount namespace/name.
+func (e *Env) ServiceAccountConfig(namespace, name string) (*rest.Config, error) {
+	return e.AddUser("system:serviceaccount:"+namespace+":"+name,
+		"system:serviceaccounts", "system:serviceaccounts:"+namespace, "system:authenticated")
+}
