@@ -26,16 +26,16 @@ func TestMultusDelegate(t *testing.T) {
 
 	// The NAD's spec.config, as Multus passes it (with the capability it
 	// declares for device-info).
-	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"dataplane","type":"kuryr-cni","daemonSocket":%q,
-		"driver":"nested-dpdk","subnetId":"6a2d7ffc-1c87-4d4b-9d2f-4b0f4a39d2e1","capabilities":{"CNIDeviceInfoFile":true}}`, n.socket)
-	nc, err := libcni.ConfFromBytes([]byte(conf))
+	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"dataplane","plugins":[{"type":"kuryr-cni","daemonSocket":%q,
+		"driver":"nested-dpdk","subnetId":"6a2d7ffc-1c87-4d4b-9d2f-4b0f4a39d2e1","capabilities":{"CNIDeviceInfoFile":true}}]}`, n.socket)
+	nc, err := libcni.NetworkConfFromBytes([]byte(conf))
 	must(t, err)
 	devInfo := filepath.Join(n.dir, "multus", "dataplane-net1.json")
 	rt := n.rt()
 	rt.IfName = "net1"
 	rt.CapabilityArgs = map[string]any{"CNIDeviceInfoFile": devInfo}
 
-	r, err := n.cni.AddNetwork(n.ctx, nc, rt)
+	r, err := n.cni.AddNetworkList(n.ctx, nc, rt)
 	if err != nil {
 		t.Fatalf("delegate ADD of net1: %v", err)
 	}
@@ -58,7 +58,7 @@ func TestMultusDelegate(t *testing.T) {
 		t.Fatalf("eth0 became %s though no call asked for it", st.State)
 	}
 	// Multus' DEL for net1 gives the device back and removes its device-info.
-	must(t, n.cni.DelNetwork(n.ctx, nc, rt))
+	must(t, n.cni.DelNetworkList(n.ctx, nc, rt))
 	if drv := n.sim.Driver(dpdkPCI); drv != "virtio-pci" {
 		t.Fatalf("device bound to %q after DEL", drv)
 	}
@@ -68,6 +68,6 @@ func TestMultusDelegate(t *testing.T) {
 
 	// A call for an interface the pod does not have says so (bad config).
 	rt.IfName = "net7"
-	_, err = n.cni.AddNetwork(n.ctx, nc, rt)
+	_, err = n.cni.AddNetworkList(n.ctx, nc, rt)
 	cniCode(t, "ADD of an interface the pod lacks", err, 7)
 }
