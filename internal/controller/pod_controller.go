@@ -199,6 +199,7 @@ func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		uid = pod.UID
 	}
 	if uid != "" {
+		r.metrics.setWaiting(uid, false)
 		if err := r.releasePod(ctx, uid); err != nil {
 			if errors.Is(err, errDetachPending) {
 				logger.V(1).Info("waiting for Nova to detach", "pod", uid, "reason", err.Error())
