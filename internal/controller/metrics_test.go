@@ -26,7 +26,7 @@ func TestPodsWaitingGaugeCountsPodsNotReconciles(t *testing.T) {
 func TestOperationName(t *testing.T) {
 	t.Parallel()
 	for path, want := range map[string]string{
-		"/v2.0/ports/6a2d7ffc-1c87-4d4b-9d2f-4b0f4a39d2e1":                    "GET /v2.0/ports/{id}",
+		"/v2.0/ports/6a2d7ffc-1c87-4d4b-9d2f-4b0f4a39d2e1":                       "GET /v2.0/ports/{id}",
 		"/network/v2.0/trunks/6a2d7ffc-1c87-4d4b-9d2f-4b0f4a39d2e1/add_subports": "GET /network/v2.0/trunks/{id}/add_subports",
 		"/v2.0/ports/6a2d7ffc-1c87-4d4b-9d2f-4b0f4a39d2e1/tags/kuryr-pod=abc":    "GET /v2.0/ports/{id}/tags/{tag}",
 		"/compute/v2.1/servers/srv-1234567/os-interface/6a2d7ffc-1c87-4d4b-9d2f": "GET /compute/v2.1/servers/srv-1234567/os-interface/{id}",
