@@ -24,10 +24,11 @@ fi
 log() { printf '[build-guest %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# Kernel modules the node VM needs (with their dependencies from modules.dep).
+# Kernel modules the node VM needs (with their dependencies from modules.dep);
+# veth is for the binding tests run in the guest (a stand-in parent NIC).
 # Those built into the kernel are skipped; any other missing one is an error.
 MODULES=(virtio_pci virtio_net virtio_console uio uio_pci_generic vfio vfio_pci
-	vfio_iommu_type1 8021q macvlan)
+	vfio_iommu_type1 8021q macvlan veth)
 # Loaded by /init at boot (the rest are loaded by whoever needs them).
 BOOT_MODULES=(virtio_pci virtio_net virtio_console)
 # DPDK drivers put in the EAL plugin directory (loaded by every DPDK app).

@@ -167,3 +167,18 @@ func (e *Env) ServiceAccountConfig(namespace, name string) (*rest.Config, error)
 	return e.AddUser("system:serviceaccount:"+namespace+":"+name,
 		"system:serviceaccounts", "system:serviceaccounts:"+namespace, "system:authenticated")
 }
+
+// GoTestBuild compiles the tests of package pkg into a static binary at out
+// (go test -c), for running them somewhere else, such as in the node VM.
+func GoTestBuild(out, pkg string) error {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(build.Default.GOROOT, "bin", "go")
+	}
+	cmd := exec.Command(goBin, "test", "-c", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go test -c %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
