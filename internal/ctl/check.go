@@ -81,6 +81,8 @@ func Check(root string) Report {
 	groups, _ := sys.IOMMUGroups()
 	vfio := sys.DriverLoaded(pci.DriverVFIO)
 	switch {
+	case groups > 0 && vfio && !moduleLoaded(root, "vfio_iommu_type1"):
+		r.add(Warn, "vfio-pci", "loaded with %d IOMMU groups, but vfio_iommu_type1 is not: modprobe vfio_iommu_type1 (DPDK finds no IOMMU support without it)", groups)
 	case groups > 0 && vfio:
 		r.add(OK, "vfio-pci", "loaded, %d IOMMU groups (a virtual IOMMU is present)", groups)
 	case groups > 0:
@@ -129,6 +131,13 @@ func netdevs(d pci.Device) string {
 		return ""
 	}
 	return ", netdev " + strings.Join(names, ", ")
+}
+
+// moduleLoaded reports whether a kernel module (or built-in driver) shows
+// in <root>/sys/module.
+func moduleLoaded(root, name string) bool {
+	_, err := os.Stat(filepath.Join(root, "sys", "module", name))
+	return err == nil
 }
 
 // hugepages returns the MiB of hugepages reserved, from
