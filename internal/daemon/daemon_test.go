@@ -103,7 +103,7 @@ func TestAddCheckDelThroughLibcni(t *testing.T) {
 	}
 	// The pod's network-status lists both, the DPDK one with device-info.
 	var pod corev1.Pod
-	must(t, n.c.Get(n.ctx, types.NamespacedName{Namespace: "default", Name: "vnf"}, &pod))
+	must(t, n.c.Get(n.ctx, types.NamespacedName{Namespace: "default", Name: n.podName("vnf")}, &pod))
 	var ns []nadv1.NetworkStatus
 	must(t, json.Unmarshal([]byte(pod.Annotations[v1alpha1.NetworkStatusAnnotation]), &ns))
 	if len(ns) != 2 || ns[0].Name != "kuryr" || !ns[0].Default || ns[0].Interface != "eth0" || ns[1].Name != "default/dataplane" ||

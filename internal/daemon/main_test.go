@@ -189,6 +189,7 @@ func (n *node) startDaemonAs(cfg *rest.Config, timeout time.Duration, primary bo
 // it: eth0 (MACVLAN, default route) and net1 (DPDK), in the given state.
 func (n *node) createPod(name string, state v1alpha1.InterfaceState) (*corev1.Pod, *v1alpha1.KuryrPod) {
 	n.t.Helper()
+	name = n.podName(name)
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 		Spec: corev1.PodSpec{NodeName: n.name, Containers: []corev1.Container{{Name: "c", Image: "x"}}}}
 	must(n.t, n.c.Create(n.ctx, p))
@@ -222,10 +223,13 @@ func (n *node) rt() *libcni.RuntimeConf {
 	}
 }
 
+// podName makes a test's pod name unique on the shared API server.
+func (n *node) podName(name string) string { return name + "-" + n.name }
+
 func (n *node) kuryrPod(name string) *v1alpha1.KuryrPod {
 	n.t.Helper()
 	var kp v1alpha1.KuryrPod
-	must(n.t, n.c.Get(n.ctx, types.NamespacedName{Namespace: "default", Name: name}, &kp))
+	must(n.t, n.c.Get(n.ctx, types.NamespacedName{Namespace: "default", Name: n.podName(name)}, &kp))
 	return &kp
 }
 
