@@ -193,6 +193,7 @@ func (c *simCloud) dataplanePorts() []cloudsim.Port {
 type attachEvent struct {
 	port        cloudsim.Port
 	called      time.Time // Nova's attach reached the hypervisor
+	released    time.Time // the test let it go on (see vmHook.gate)
 	deviceAdded time.Time // QMP device_add returned
 	err         error
 }
@@ -200,7 +201,10 @@ type attachEvent struct {
 // vmHook is the simulated Nova's view of the QEMU VM: attach and detach go
 // to the Nova stand-in's QEMU hot-plugger, as libvirt's would.
 type vmHook struct {
-	hp       *novastandin.QEMUHotplug
+	hp *novastandin.QEMUHotplug
+	// gate, when set, holds attaches until it is closed, so that a guest
+	// watcher started meanwhile sees the device appear.
+	gate     chan struct{}
 	attached chan attachEvent
 	detached chan cloudsim.Port
 }
@@ -209,6 +213,14 @@ var _ cloudsim.ServerHook = (*vmHook)(nil)
 
 func (h *vmHook) Attached(ctx context.Context, serverID string, p cloudsim.Port) error {
 	ev := attachEvent{port: p, called: time.Now()}
+	if h.gate != nil {
+		select {
+		case <-h.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	ev.released = time.Now()
 	ev.err = h.hp.Plug(ctx, serverID, novastandin.Device{PortID: p.ID, MAC: p.MACAddress})
 	ev.deviceAdded = time.Now()
 	select {
@@ -284,7 +296,7 @@ func guestFiles(t *testing.T, binDir, node string, kubeconfig []byte) string {
 # Starts kuryr-daemon in the background (again, after a kill).
 mkdir -p /var/lib/kuryr-dpdk /var/log
 /usr/bin/kuryr-daemon --node-name=%s --kubeconfig=/etc/kuryr/kubeconfig --primary=false \
-	--metrics-bind-address=0 --health-probe-bind-address=0 --device-timeout=60s -v=2 \
+	--metrics-bind-address=127.0.0.1:9090 --health-probe-bind-address=0 --device-timeout=60s -v=2 \
 	</dev/null >>/var/log/kuryr-daemon.log 2>&1 &
 echo $! >/run/kuryr-daemon.pid
 `, node)

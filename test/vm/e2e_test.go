@@ -31,13 +31,13 @@ import (
 // pod's namespace and the host counts them; DEL gives the netdev back; the
 // pod's deletion unplugs the device and leaves no port in the cloud.
 func TestEndToEndUIO(t *testing.T) {
-	endToEnd(t, false, v1alpha1.DPDKDriverUIOPCIGeneric)
+	endToEnd(t, false, v1alpha1.DPDKDriverUIOPCIGeneric, false)
 }
 
 // TestEndToEndVFIOWithVIOMMU is the same with a virtual IOMMU in the VM and
 // the network asking for vfio-pci.
 func TestEndToEndVFIOWithVIOMMU(t *testing.T) {
-	endToEnd(t, true, v1alpha1.DPDKDriverVFIOPCI)
+	endToEnd(t, true, v1alpha1.DPDKDriverVFIOPCI, true)
 }
 
 var e2eSeq atomic.Int64
@@ -56,7 +56,7 @@ type e2e struct {
 	driver string
 }
 
-func endToEnd(t *testing.T, viommu bool, driver string) {
+func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 	g := requireGuest(t)
 	env := requireAPIServer(t)
 	binDir := nodeBinaries(t)
@@ -72,7 +72,7 @@ func endToEnd(t *testing.T, viommu bool, driver string) {
 		t.Fatal(err)
 	}
 	hp := &novastandin.QEMUHotplug{Match: isTxonlyFrame}
-	hook := &vmHook{hp: hp, attached: make(chan attachEvent, 4), detached: make(chan cloudsim.Port, 4)}
+	hook := &vmHook{hp: hp, gate: make(chan struct{}), attached: make(chan attachEvent, 4), detached: make(chan cloudsim.Port, 4)}
 	e.vm = startVM(t, qemu.Options{
 		Kernel: g.Kernel, Initrd: g.Initrd, ExtraInitrd: []string{guestFiles(t, binDir, node, kubeconfig)}, VIOMMU: viommu,
 		Mgmt: &qemu.Mgmt{GuestFwd: []qemu.GuestFwd{{Guest: guestAPIAddr, Host: apiHost}}},
@@ -110,13 +110,25 @@ func endToEnd(t *testing.T, viommu bool, driver string) {
 	e.waitDaemonReady()
 	e.sh("/bin/ip netns add pod1")
 
-	// The pod: the controller creates the port and Nova attaches it.
+	// The pod's creation makes the controller create the port and Nova
+	// attach it; meanwhile the runtime's ADD starts in the guest (it waits
+	// for the pod's interfaces, event-driven), and a guest-side watcher
+	// notes when the device appears and when it is bound.
+	clock := e.guestClock()
+	netdevs := e.sh("echo /sys/class/net/*")
+	containerID := fmt.Sprintf("e2e%dc0ffee", n)
 	created := time.Now()
 	e.pod = &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "vnf", Namespace: e.ns, Annotations: map[string]string{v1alpha1.NetworksAnnotation: "dataplane"}},
 		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "vnf", Image: "vnf:1"}}},
 	}
 	e.must(e.c.Create(ctx, e.pod))
+	done := make(chan watchResult, 1)
+	go func() { done <- e.addAndWatch(containerID, killMidAdd, netdevs) }()
+	// The guest shell is running within tens of milliseconds; Nova's
+	// attach waits for it (the wait is not part of any timing below).
+	time.Sleep(500 * time.Millisecond)
+	close(hook.gate)
 	var ev attachEvent
 	select {
 	case ev = <-hook.attached:
@@ -127,30 +139,52 @@ func endToEnd(t *testing.T, viommu bool, driver string) {
 		t.Fatalf("hot-plug of port %s: %v", ev.port.ID, ev.err)
 	}
 	mac := ev.port.MACAddress
-	ifname := waitForMAC(ctx, t, e.vm, mac)
-	visible := time.Now()
-	pci := strings.TrimSpace(e.sh(fmt.Sprintf("basename $(dirname $(readlink -f /sys/class/net/%s/device))", ifname)))
+	w := <-done
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	pci := w.pci
+	if !strings.EqualFold(w.mac, mac) {
+		t.Fatalf("the new netdev in the guest has MAC %s, the port %s", w.mac, mac)
+	}
+	if w.firstLook {
+		t.Log("note: the device was there at the watcher's first look: its visible time is an upper bound")
+	}
 	nic, _ := hp.NIC(ev.port.ID)
-	t.Logf("port %s (MAC %s) hot-plugged on %s: netdev %s, pci %s", ev.port.ID, mac, nic.RootPort, ifname, pci)
+	t.Logf("port %s (MAC %s) hot-plugged on %s: pci %s", ev.port.ID, mac, nic.RootPort, pci)
 	if viommu {
 		if out := e.sh(fmt.Sprintf("ls /sys/bus/pci/devices/%s/iommu_group/devices", pci)); !strings.Contains(out, pci) {
 			t.Fatalf("device %s has no IOMMU group: %q", pci, out)
 		}
 	}
-
-	// Daemon restart between the device's appearance and the bind.
-	e.restartDaemon()
-
-	containerID := fmt.Sprintf("e2e%dc0ffee", n)
-	addStart := time.Now()
-	result := e.cni("ADD", containerID, nil)
-	bound := time.Now()
+	result := w.addOut
+	if killMidAdd {
+		t.Logf("daemon killed %v after the device appeared (device then on %q); the ADD answered exit code %d: %s",
+			clock(w.killed).Sub(clock(w.visible)).Round(time.Millisecond), w.driverAtKill, w.addRC, strings.TrimSpace(w.addOut))
+		if w.addRC != 0 {
+			// What containerd does after a failed ADD: DEL, then a new
+			// sandbox (a new container ID) and ADD again.
+			e.waitDaemonReady()
+			e.cni("DEL", containerID, nil)
+			containerID += "2"
+			result = e.cni("ADD", containerID, nil)
+		}
+	} else {
+		if w.addRC != 0 {
+			t.Fatalf("CNI ADD: exit code %d: %s", w.addRC, w.addOut)
+		}
+		t.Logf("timing (%s): pod created → Nova attach reached the VM %v (then held until the guest watcher ran); QMP netdev_add+device_add %v; device_add returned → device seen in the guest %v; seen → bound to %s %v; bound → CNI ADD returned %v; pod created → ADD returned, minus the hold %v",
+			driver, ev.called.Sub(created).Round(time.Millisecond), ev.deviceAdded.Sub(ev.released).Round(time.Millisecond),
+			clock(w.visible).Sub(ev.deviceAdded).Round(time.Millisecond), driver, clock(w.bound).Sub(clock(w.visible)).Round(time.Millisecond),
+			clock(w.added).Sub(clock(w.bound)).Round(time.Millisecond), clock(w.added).Sub(created).Round(time.Millisecond)-ev.released.Sub(ev.called).Round(time.Millisecond))
+		t.Logf("daemon's own phase metrics (seconds, sum over this ADD):\n%s", e.daemonPhases())
+	}
 	if !strings.Contains(result, pci) {
 		t.Errorf("ADD result does not name the PCI address %s: %s", pci, result)
 	}
 	e.wantDriver(pci, driver)
-	if out := e.sh("ls /sys/class/net"); strings.Contains(out, ifname+"\n") {
-		t.Errorf("netdev %s still there after the bind to %s", ifname, driver)
+	if out := e.sh("ls /sys/bus/pci/devices/" + pci + "/net 2>/dev/null; true"); strings.TrimSpace(out) != "" {
+		t.Errorf("device %s still has a netdev (%s) after the bind to %s", pci, out, driver)
 	}
 	if out := e.sh("cat " + devInfoFile(e.ns, containerID)); !strings.Contains(out, pci) {
 		t.Errorf("device-info file does not name %s: %s", pci, out)
@@ -160,10 +194,6 @@ func endToEnd(t *testing.T, viommu bool, driver string) {
 	})
 	t.Logf("KuryrPod %s/%s net1: state %s, port %s, pci %s, original driver %s, bound driver %s",
 		e.ns, e.pod.Name, st.State, st.PortID, st.PCIAddress, st.OriginalDriver, st.BoundDriver)
-
-	t.Logf("timing (%s): pod created → Nova attach reached the VM %v; device_add %v; device_add returned → netdev with the port's MAC seen in the guest %v (agent round trip included); CNI ADD (daemon: find by MAC, checkpoint, bind %s, report) %v",
-		driver, ev.called.Sub(created).Round(time.Millisecond), ev.deviceAdded.Sub(ev.called).Round(time.Millisecond),
-		visible.Sub(ev.deviceAdded).Round(time.Millisecond), driver, bound.Sub(addStart).Round(time.Millisecond))
 
 	// DPDK in the pod's namespace; the host counts what it sends.
 	before := nic.Matched()
@@ -292,6 +322,19 @@ func devInfoFile(ns, containerID string) string {
 // 0, and returns its stdout.
 func (e *e2e) cni(command, containerID string, prevResult any) string {
 	e.t.Helper()
+	res, err := e.vm.Agent.Run(e.ctx, e.cniScript(command, containerID, prevResult))
+	if err != nil {
+		e.t.Fatalf("CNI %s: %v", command, err)
+	}
+	if res.ExitCode != 0 {
+		e.t.Fatalf("CNI %s: exit code %d\nstdout: %s\nstderr: %s", command, res.ExitCode, res.Stdout, res.Stderr)
+	}
+	return res.Stdout
+}
+
+// cniScript is the guest shell that runs one CNI command; its output is
+// the shim's.
+func (e *e2e) cniScript(command, containerID string, prevResult any) string {
 	conf := map[string]any{}
 	for k, v := range e.conf {
 		conf[k] = v
@@ -304,18 +347,11 @@ func (e *e2e) cni(command, containerID string, prevResult any) string {
 	e.must(err)
 	args := fmt.Sprintf("IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=%s",
 		e.ns, e.pod.Name, containerID, e.pod.UID)
-	res, err := e.vm.Agent.Run(e.ctx, fmt.Sprintf(`cat >/tmp/cni.json <<'EOF'
-%s
+	return fmt.Sprintf(`cat >/tmp/cni-%[2]s.json <<'EOF'
+%[1]s
 EOF
-CNI_COMMAND=%s CNI_CONTAINERID=%s CNI_NETNS=%s CNI_IFNAME=net1 CNI_PATH=/opt/cni/bin CNI_ARGS='%s' \
-	/opt/cni/bin/kuryr-cni </tmp/cni.json`, b, command, containerID, podNetns, args))
-	if err != nil {
-		e.t.Fatalf("CNI %s: %v", command, err)
-	}
-	if res.ExitCode != 0 {
-		e.t.Fatalf("CNI %s: exit code %d\nstdout: %s\nstderr: %s", command, res.ExitCode, res.Stdout, res.Stderr)
-	}
-	return res.Stdout
+CNI_COMMAND=%[2]s CNI_CONTAINERID=%[3]s CNI_NETNS=%[4]s CNI_IFNAME=net1 CNI_PATH=/opt/cni/bin CNI_ARGS='%[5]s' \
+	/opt/cni/bin/kuryr-cni </tmp/cni-%[2]s.json`, b, command, containerID, podNetns, args)
 }
 
 // waitDaemonReady waits until the daemon answers CNI STATUS (its informers
