@@ -10,14 +10,15 @@ import (
 // watchResult is what addAndWatch saw in the guest; times are guest
 // uptimes in seconds (10 ms resolution).
 type watchResult struct {
-	pci, mac              string
-	firstLook             bool
-	visible, bound, added float64
-	killed                float64
-	driverAtKill          string
-	addRC                 int
-	addOut                string
-	err                   error
+	pci, mac        string
+	firstLook       bool
+	visible, netdev float64
+	bound, added    float64
+	killed          float64
+	driverAtKill    string
+	addRC           int
+	addOut          string
+	err             error
 }
 
 // addAndWatch runs, in one guest script, the runtime's CNI ADD in the
@@ -46,26 +47,31 @@ before=" %[1]s "
 ) >/tmp/add.out 2>/tmp/add.err; echo "$? $(up)" >/tmp/add.rc; } &
 addpid=$!
 i=0
-new=
+pci=
 while :; do
-	for d in /sys/class/net/*; do
-		case "$before" in *" $d "*) ;; *) new=$d ;; esac
+	for d in /sys/bus/pci/devices/*; do
+		case "$before" in *" $d "*) ;; *) pci=${d##*/} ;; esac
 	done
-	[ -n "$new" ] && break
-	i=$((i+1)); [ $i -lt 6000 ] || { echo "no new netdev in 60 s" >&2; exit 1; }
+	[ -n "$pci" ] && break
+	i=$((i+1)); [ $i -lt 6000 ] || { echo "no new PCI device in 60 s" >&2; exit 1; }
 	sleep 0.01
 done
-t=$(up)
-# The netdev's device is the virtio device; its parent is the PCI device.
-pci=$(basename "$(dirname "$(readlink -f $new/device)")")
-echo "visible $t $i $(cat $new/address) $pci"
+echo "visible $(up) $i $pci"
+# The virtio-net netdev follows; the daemon may take it away at once.
+dev=/sys/bus/pci/devices/$pci
+i=0
+until [ -n "$(ls $dev/virtio*/net 2>/dev/null)" ] || [ "$(basename "$(readlink $dev/driver)")" = %[4]s ]; do
+	i=$((i+1)); [ $i -lt 6000 ] || { echo "no netdev on $pci in 60 s" >&2; exit 1; }
+	sleep 0.01
+done
+echo "netdev $(up) $(cat $dev/virtio*/net/*/address 2>/dev/null)"
 i=0
 %[3]s
 wait $addpid
 read rc t </tmp/add.rc
 echo "added $t $rc"
 echo "@@out"
-cat /tmp/add.out /tmp/add.err`, strings.TrimSpace(before), e.cniScript("ADD", containerID, nil), after)
+cat /tmp/add.out /tmp/add.err`, strings.TrimSpace(before), e.cniScript("ADD", containerID, nil), after, e.driver)
 	res, err := e.vm.Agent.Run(e.ctx, script)
 	if err != nil {
 		return watchResult{err: fmt.Errorf("guest ADD and watcher: %w", err)}
@@ -80,8 +86,13 @@ cat /tmp/add.out /tmp/add.err`, strings.TrimSpace(before), e.cniScript("ADD", co
 	for _, line := range strings.Split(head, "\n") {
 		f := strings.Fields(line)
 		switch {
-		case len(f) == 5 && f[0] == "visible":
-			w.visible, w.firstLook, w.mac, w.pci = num(f[1]), f[2] == "0", f[3], f[4]
+		case len(f) == 4 && f[0] == "visible":
+			w.visible, w.firstLook, w.pci = num(f[1]), f[2] == "0", f[3]
+		case len(f) >= 2 && f[0] == "netdev":
+			w.netdev = num(f[1])
+			if len(f) == 3 {
+				w.mac = f[2]
+			}
 		case len(f) == 2 && f[0] == "bound":
 			w.bound = num(f[1])
 		case len(f) >= 2 && f[0] == "killed":

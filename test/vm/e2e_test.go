@@ -115,7 +115,7 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 	// for the pod's interfaces, event-driven), and a guest-side watcher
 	// notes when the device appears and when it is bound.
 	clock := e.guestClock()
-	netdevs := e.sh("echo /sys/class/net/*")
+	pciDevices := e.sh("echo /sys/bus/pci/devices/*")
 	containerID := fmt.Sprintf("e2e%dc0ffee", n)
 	created := time.Now()
 	e.pod = &corev1.Pod{
@@ -124,7 +124,7 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 	}
 	e.must(e.c.Create(ctx, e.pod))
 	done := make(chan watchResult, 1)
-	go func() { done <- e.addAndWatch(containerID, killMidAdd, netdevs) }()
+	go func() { done <- e.addAndWatch(containerID, killMidAdd, pciDevices) }()
 	// The guest shell is running within tens of milliseconds; Nova's
 	// attach waits for it (the wait is not part of any timing below).
 	time.Sleep(500 * time.Millisecond)
@@ -144,7 +144,10 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 		t.Fatal(w.err)
 	}
 	pci := w.pci
-	if !strings.EqualFold(w.mac, mac) {
+	switch {
+	case w.mac == "":
+		t.Log("the daemon unbound the netdev before the watcher could read its MAC")
+	case !strings.EqualFold(w.mac, mac):
 		t.Fatalf("the new netdev in the guest has MAC %s, the port %s", w.mac, mac)
 	}
 	if w.firstLook {
@@ -173,9 +176,10 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 		if w.addRC != 0 {
 			t.Fatalf("CNI ADD: exit code %d: %s", w.addRC, w.addOut)
 		}
-		t.Logf("timing (%s): pod created → Nova attach reached the VM %v (then held until the guest watcher ran); QMP netdev_add+device_add %v; device_add returned → device seen in the guest %v; seen → bound to %s %v; bound → CNI ADD returned %v; pod created → ADD returned, minus the hold %v",
+		t.Logf("timing (%s): pod created → Nova attach reached the VM %v (then held until the guest watcher ran); QMP netdev_add+device_add %v; device_add returned → PCI device in the guest's sysfs %v → virtio-net netdev %v → bound to %s %v; bound → CNI ADD returned %v; pod created → ADD returned, minus the hold %v",
 			driver, ev.called.Sub(created).Round(time.Millisecond), ev.deviceAdded.Sub(ev.released).Round(time.Millisecond),
-			clock(w.visible).Sub(ev.deviceAdded).Round(time.Millisecond), driver, clock(w.bound).Sub(clock(w.visible)).Round(time.Millisecond),
+			clock(w.visible).Sub(ev.deviceAdded).Round(time.Millisecond), clock(w.netdev).Sub(clock(w.visible)).Round(time.Millisecond),
+			driver, clock(w.bound).Sub(clock(w.netdev)).Round(time.Millisecond),
 			clock(w.added).Sub(clock(w.bound)).Round(time.Millisecond), clock(w.added).Sub(created).Round(time.Millisecond)-ev.released.Sub(ev.called).Round(time.Millisecond))
 		t.Logf("daemon's own phase metrics (seconds, sum over this ADD):\n%s", e.daemonPhases())
 	}
