@@ -35,7 +35,9 @@ func TestEndToEndUIO(t *testing.T) {
 }
 
 // TestEndToEndVFIOWithVIOMMU is the same with a virtual IOMMU in the VM and
-// the network asking for vfio-pci.
+// the network asking for vfio-pci, and the daemon killed in the middle of
+// the first ADD (as soon as the device appears): the runtime's DEL and new
+// ADD converge.
 func TestEndToEndVFIOWithVIOMMU(t *testing.T) {
 	endToEnd(t, true, v1alpha1.DPDKDriverVFIOPCI, true)
 }
