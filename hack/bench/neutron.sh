@@ -8,7 +8,8 @@
 #
 # Environment: KURYR_BENCH_COUNTS (default 1,10,50), KURYR_NEUTRON_API_WORKERS
 # (default 2), KURYR_BENCH_PORT (Neutron's port, default 19797; MariaDB takes
-# port+10000), KURYR_BENCH_OUT (default results/<UTC timestamp>-neutron).
+# port+10000), KURYR_BENCH_OUT (default results/<UTC timestamp>-neutron),
+# KURYR_BENCH_CONTROLLER_ARGS (extra kuryr-controller flags, e.g. "--workers 4").
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -41,5 +42,5 @@ log "4/5 neutron-server on MariaDB ($workers API workers) on 127.0.0.1:$port"
 url=$(KURYR_NEUTRON_API_WORKERS=$workers hack/neutron/start-mariadb.sh -p "$port" -d "$state" | tail -n1)
 log "5/5 benchmark: N = $counts, results in $out"
 bin/bench-neutron --neutron-url "$url" --neutron-state "$state" --counts "$counts" --out "$out" \
-	--controller bin/kuryr-controller
+	--controller bin/kuryr-controller --controller-args "${KURYR_BENCH_CONTROLLER_ARGS:-}"
 cp "$state/neutron-server.log" "$out/neutron-server.log"

@@ -183,7 +183,7 @@ func TestWriteMarkdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"| N=1 | 1 | 400 ms | 400 ms | 400 ms | 400 ms | 1.00 | 1.00 | 30.0 / 32.0 MiB |",
+	for _, want := range []string{"| N=1 | 1 | 400 ms | 400 ms | 400 ms | 400 ms | 1.00 | 1.00 | 30.0 / 32.0 MiB (0.0 MiB) |",
 		"| `POST /v2.0/ports` | 1.00 (300 ms) | 1.00 (500 ms, 2 non-2xx) |", "| N=1 | 30 ms / 30 ms | 350 ms | 400 ms | 75% | 1 |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)

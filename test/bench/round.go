@@ -3,6 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,8 +70,13 @@ type Result struct {
 	// Metrics is the controller's kuryr_openstack_requests_total delta in
 	// the window, by operation (non-2xx codes in the name).
 	Metrics map[string]float64
-	// Controller memory at the end of the round (Peak: since its start).
-	Memory Memory
+	// Controller memory at the end of the round (Peak: since its start),
+	// and its Go heap in use then (go_memstats_heap_inuse_bytes).
+	Memory    Memory
+	HeapInuse float64
+	// LoadAvg is /proc/loadavg at the start and at the end of the window
+	// (the machine is shared: other work competes for the CPUs).
+	LoadAvg [2]string
 	// CPU seconds each process group used in the window.
 	CPU map[string]float64
 	// Release: deleting the pods until every port is gone in Neutron.
@@ -136,6 +144,7 @@ func (e *Env) Run(ctx context.Context, name, ns string, n int) (Result, error) {
 		return res, err
 	}
 	cpu0 := e.cpu()
+	res.LoadAvg[0] = loadAvg(e.ProcRoot)
 
 	var mu sync.Mutex
 	created := map[string]time.Time{}
@@ -219,6 +228,7 @@ func (e *Env) Run(ctx context.Context, name, ns string, n int) (Result, error) {
 	// Ready KuryrPod must cost no further call).
 	time.Sleep(time.Second)
 	cpu1 := e.cpu()
+	res.LoadAvg[1] = loadAvg(e.ProcRoot)
 	res.CPU = map[string]float64{}
 	for k, v := range cpu1 {
 		res.CPU[k] = v - cpu0[k]
@@ -238,6 +248,9 @@ func (e *Env) Run(ctx context.Context, name, ns string, n int) (Result, error) {
 	}
 	if res.Memory, err = ReadMemory(e.ProcRoot, e.ControllerPID); err != nil {
 		return res, err
+	}
+	if heap, err := ScrapeCounter(ctx, e.MetricsURL, "go_memstats_heap_inuse_bytes"); err == nil {
+		res.HeapInuse = heap[""]
 	}
 	return res, e.release(ctx, &res, ns)
 }
@@ -286,4 +299,17 @@ func (e *Env) release(ctx context.Context, res *Result, ns string) error {
 	res.ReleaseRequests = len(reqs) - 1 // minus the harness's own CountPorts
 	e.Log("%s: released in %s (%d Neutron requests)", res.Name, res.ReleaseWall.Round(time.Millisecond), res.ReleaseRequests)
 	return nil
+}
+
+// loadAvg returns the first three fields of /proc/loadavg.
+func loadAvg(procRoot string) string {
+	b, err := os.ReadFile(filepath.Join(procRoot, "loadavg"))
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
