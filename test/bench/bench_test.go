@@ -134,7 +134,7 @@ func TestReadMemory(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	status := "Name:\tkuryr-controller\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\n"
+	status := "Name:\tkuryr-controller\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\nRssAnon:\t   8192 kB\nRssFile:\t   12288 kB\n"
 	if err := os.WriteFile(filepath.Join(dir, "status"), []byte(status), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestReadMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Peak != 40<<20 || m.RSS != 20<<20 {
+	if m.Peak != 40<<20 || m.RSS != 20<<20 || m.Anon != 8<<20 || m.File != 12<<20 {
 		t.Errorf("memory = %+v", m)
 	}
 	if _, err := ReadMemory(root, 43); err == nil {
@@ -183,7 +183,7 @@ func TestWriteMarkdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"| N=1 | 1 | 400 ms | 400 ms | 400 ms | 400 ms | 1.00 | 1.00 | 30.0 / 32.0 MiB (0.0 MiB) |",
+	for _, want := range []string{"| N=1 | 1 | 400 ms | 400 ms | 400 ms | 400 ms | 1.00 | 1.00 | 30.0 / 32.0 MiB (0.0 + 0.0; 0.0 MiB) |",
 		"| `POST /v2.0/ports` | 1.00 (300 ms) | 1.00 (500 ms, 2 non-2xx) |", "| N=1 | 30 ms / 30 ms | 350 ms | 400 ms | 75% | 1 |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)

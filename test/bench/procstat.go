@@ -13,6 +13,9 @@ import (
 type Memory struct {
 	// RSS is VmRSS now; Peak is VmHWM (the high-water mark), in bytes.
 	RSS, Peak int64
+	// Anon and File split RSS into anonymous memory (heap, stacks) and
+	// file-backed pages (the binary's code and data).
+	Anon, File int64
 }
 
 // ReadMemory reads VmRSS and VmHWM of pid under procRoot (normally /proc).
@@ -25,8 +28,18 @@ func ReadMemory(procRoot string, pid int) (Memory, error) {
 	var m Memory
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
+		k, v, _ := strings.Cut(sc.Text(), ":")
+		var dst *int64
+		switch k {
+		case "VmRSS":
+			dst = &m.RSS
+		case "VmHWM":
+			dst = &m.Peak
+		case "RssAnon":
+			dst = &m.Anon
+		case "RssFile":
+			dst = &m.File
+		default:
 			continue
 		}
 		fields := strings.Fields(v) // "12345 kB"
@@ -37,11 +50,7 @@ func ReadMemory(procRoot string, pid int) (Memory, error) {
 		if err != nil {
 			return Memory{}, fmt.Errorf("pid %d: %s is %q: %w", pid, k, v, err)
 		}
-		if k == "VmRSS" {
-			m.RSS = kb * 1024
-		} else {
-			m.Peak = kb * 1024
-		}
+		*dst = kb * 1024
 	}
 	if err := sc.Err(); err != nil {
 		return Memory{}, fmt.Errorf("memory of pid %d: %w", pid, err)

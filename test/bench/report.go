@@ -50,13 +50,13 @@ func (r Result) NeutronBusy() time.Duration {
 // WriteMarkdown writes the result tables.
 func WriteMarkdown(w io.Writer, results []Result) error {
 	var b strings.Builder
-	b.WriteString("| round | N | p50 | p90 | max | wall | Neutron req/pod (log) | req/pod (controller metrics) | controller RSS now / peak (Go heap in use) | load avg start → end |\n")
+	b.WriteString("| round | N | p50 | p90 | max | wall | Neutron req/pod (log) | req/pod (controller metrics) | controller RSS now / peak (anon + file; Go heap in use) | load avg start → end |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.2f | %.2f | %.1f / %.1f MiB (%.1f MiB) | %s → %s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.2f | %.2f | %.1f / %.1f MiB (%.1f + %.1f; %.1f MiB) | %s → %s |\n",
 			r.Name, r.N, ms(Percentile(r.Latency, 50)), ms(Percentile(r.Latency, 90)), ms(Percentile(r.Latency, 100)),
 			ms(r.Wall), float64(r.RequestCount())/float64(r.N), r.MetricRequests()/float64(r.N), mib(r.Memory.RSS), mib(r.Memory.Peak),
-			r.HeapInuse/(1<<20), r.LoadAvg[0], r.LoadAvg[1])
+			mib(r.Memory.Anon), mib(r.Memory.File), r.HeapInuse/(1<<20), r.LoadAvg[0], r.LoadAvg[1])
 	}
 
 	b.WriteString("\nNeutron requests per pod by kind (from neutron-server's log; in brackets the mean server time per request):\n\n")
