@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/xml"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -216,10 +217,10 @@ func TestWriteSVG(t *testing.T) {
 	}
 }
 
-func TestNiceCeil(t *testing.T) {
-	for v, want := range map[float64]float64{0.3: 1, 1: 1, 7: 10, 120: 200, 18133: 20000, 4999: 5000} {
-		if got := niceCeil(v); got != want {
-			t.Errorf("niceCeil(%v) = %v, want %v", v, got, want)
+func TestDecadeFloor(t *testing.T) {
+	for v, want := range map[float64]float64{0.3: 0.1, 1: 1, 7: 1, 120: 100, 18133: 10000, 500: 100} {
+		if got := decadeFloor(v); math.Abs(got-want) > 1e-9 {
+			t.Errorf("decadeFloor(%v) = %v, want %v", v, got, want)
 		}
 	}
 }

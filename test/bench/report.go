@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -129,8 +130,9 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 	return err
 }
 
-// WriteSVG draws latency p50/p90/max per round as grouped bars, with the
-// N=1 goal as a line and Neutron requests per pod under each group.
+// WriteSVG draws latency p50/p90/max per round as grouped bars on a log
+// scale, with the N=1 goal as a line and wall time and Neutron requests
+// per pod under each group.
 func WriteSVG(w io.Writer, title string, results []Result) error {
 	const (
 		width, height = 720, 380
@@ -145,21 +147,29 @@ func WriteSVG(w io.Writer, title string, results []Result) error {
 		p     float64
 		color string
 	}{{"p50", 50, "#4c78a8"}, {"p90", 90, "#f58518"}, {"max", 100, "#e45756"}}
-	maxV := GoalLatencyN1
+	// A log scale: N=1 (sub-second) and N=50 (tens of seconds) on one chart.
+	lo, hi := float64(GoalLatencyN1)/float64(time.Millisecond), float64(GoalLatencyN1)/float64(time.Millisecond)
 	for _, r := range results {
-		maxV = max(maxV, Percentile(r.Latency, 100))
+		for _, s := range series {
+			v := float64(Percentile(r.Latency, s.p)) / float64(time.Millisecond)
+			if v > 0 {
+				lo, hi = min(lo, v), max(hi, v)
+			}
+		}
 	}
-	scale := niceCeil(float64(maxV) / float64(time.Millisecond))
-	y := func(msv float64) float64 { return float64(top) + float64(plotH)*(1-msv/scale) }
+	lo, hi = decadeFloor(lo), decadeFloor(hi)*10
+	y := func(msv float64) float64 {
+		msv = max(msv, lo)
+		return float64(top) + float64(plotH)*(1-math.Log10(msv/lo)/math.Log10(hi/lo))
+	}
 
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
 	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="15" font-weight="bold">%s</text>`+"\n", left, xmlEscape(title))
-	for i := 0; i <= 5; i++ {
-		v := scale * float64(i) / 5
+	for v := lo; v <= hi*1.001; v *= 10 {
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", left, width-right, y(v), y(v))
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%.0f ms</text>`+"\n", left-6, y(v)+4, v)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, y(v)+4, axisLabel(v))
 	}
 	goal := float64(GoalLatencyN1) / float64(time.Millisecond)
 	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#54a24b" stroke-dasharray="6 4"/>`+"\n", left, width-right, y(goal), y(goal))
@@ -190,21 +200,17 @@ func WriteSVG(w io.Writer, title string, results []Result) error {
 	return err
 }
 
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten.
-func niceCeil(v float64) float64 {
-	if v <= 0 {
-		return 1
+// axisLabel writes a millisecond value as "100 ms" or "10 s".
+func axisLabel(msv float64) string {
+	if msv < 1000 {
+		return fmt.Sprintf("%g ms", msv)
 	}
-	p := 1.0
-	for p*10 <= v {
-		p *= 10
-	}
-	for _, m := range []float64{1, 2, 5, 10} {
-		if m*p >= v {
-			return m * p
-		}
-	}
-	return 10 * p
+	return fmt.Sprintf("%g s", msv/1000)
+}
+
+// decadeFloor returns the power of ten at or below v (v > 0).
+func decadeFloor(v float64) float64 {
+	return math.Pow(10, math.Floor(math.Log10(v)))
 }
 
 func xmlEscape(s string) string {

@@ -67,7 +67,15 @@ func run() int {
 	flag.DurationVar(&c.agentPeriod, "agent-period", 200*time.Millisecond, "period of the L2 agent stand-in")
 	flag.IntVar(&c.parallel, "parallel", 50, "pods created at once")
 	flag.StringVar(&c.extraArgs, "controller-args", "", "extra controller flags, space-separated")
+	render := flag.String("render", "", "only redraw DIR/latency.svg from DIR/results.json of an earlier run")
 	flag.Parse()
+	if *render != "" {
+		if err := redraw(*render); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-neutron:", err)
+			return 1
+		}
+		return 0
+	}
 	if c.neutronURL == "" || c.neutronState == "" {
 		fmt.Fprintln(os.Stderr, "bench-neutron: --neutron-url and --neutron-state are required")
 		return 2
@@ -298,7 +306,7 @@ func writeResults(c config, results []bench.Result, topo bench.Topology, args []
 	if err != nil {
 		return err
 	}
-	werr := bench.WriteSVG(svg, "kuryr-controller, nested-vlan, real Neutron on MariaDB", results)
+	werr := bench.WriteSVG(svg, chartTitle, results)
 	if err := errors.Join(werr, svg.Close()); err != nil {
 		return err
 	}
@@ -316,4 +324,23 @@ func writeResults(c config, results []bench.Result, topo bench.Topology, args []
 	fmt.Print(md.String())
 	logf("results in %s (results.md, latency.svg, results.json, controller.log)", c.out)
 	return nil
+}
+
+const chartTitle = "kuryr-controller, nested-vlan, real Neutron on MariaDB"
+
+// redraw rewrites dir/latency.svg from dir/results.json.
+func redraw(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var saved struct{ Results []bench.Result }
+	if err := json.Unmarshal(b, &saved); err != nil {
+		return fmt.Errorf("%s/results.json: %w", dir, err)
+	}
+	svg, err := os.Create(filepath.Join(dir, "latency.svg"))
+	if err != nil {
+		return err
+	}
+	return errors.Join(bench.WriteSVG(svg, chartTitle, saved.Results), svg.Close())
 }
