@@ -224,3 +224,30 @@ func TestCompletedPodReleasesItsInterfaces(t *testing.T) {
 		t.Fatalf("a completed pod got interfaces again: %v %s", err, f.leftovers())
 	}
 }
+
+// TestCloudCallsPerPod: once a node's facts are cached, a nested-vlan pod
+// costs the cloud its port, its subport and the poll that sees it ACTIVE;
+// a second poll may come when a scheduled poll runs on an informer cache
+// that has not yet seen the status the first one wrote.
+func TestCloudCallsPerPod(t *testing.T) {
+	f := newFixture(t, 1)
+	f.startController()
+	node := f.ns + "-node-0"
+	f.createPod("warm", node, "")
+	f.waitReady("warm")
+	before := f.sim.Counts()
+	f.createPod("counted", node, "")
+	f.waitReady("counted")
+	after := f.sim.Counts()
+	total, calls := int64(0), []string{}
+	for op, n := range after {
+		if d := n - before[op]; d > 0 {
+			total += d
+			calls = append(calls, fmt.Sprintf("%s=%d", op, d))
+		}
+	}
+	t.Logf("cloud calls for one nested-vlan pod: %d %v", total, calls)
+	if total > 4 {
+		t.Fatalf("%d cloud calls for one pod (%v), want at most 4", total, calls)
+	}
+}

@@ -84,6 +84,7 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 		return openstack.Port{}, cloudTerminal(err, fmt.Sprintf("create port for interface %s on subnet %s", req.IfName, req.SubnetID))
 	}
 	r.metrics.portsCreated.WithLabelValues(string(req.Driver)).Inc()
+	r.created.put(pod.UID, req.IfName, p.ID)
 	return p, nil
 }
 
@@ -104,13 +105,10 @@ func (r *PodReconciler) wire(ctx context.Context, node nodeInfo, req v1alpha1.In
 			}
 			return w, err
 		}
+		// The port is as fresh as this reconcile's read (or creation): a
+		// port just made a subport is not ACTIVE yet, and the next poll
+		// reads it again.
 		w.vlanID = vid
-		if p.Status != openstack.PortStatusActive {
-			if p, err = r.cloud.GetPort(ctx, p.ID); err != nil {
-				return w, fmt.Errorf("read port %s: %w", p.ID, err)
-			}
-			w.port = p
-		}
 		w.active = p.Status == openstack.PortStatusActive
 	case v1alpha1.DriverNestedMACVLAN:
 		// A MACVLAN port is never bound, so it never turns ACTIVE: it is
@@ -138,14 +136,7 @@ func (r *PodReconciler) wire(ctx context.Context, node nodeInfo, req v1alpha1.In
 				return w, nil
 			}
 		}
-		if p.Status != openstack.PortStatusActive {
-			fresh, err := r.cloud.GetPort(ctx, p.ID)
-			if err != nil {
-				return w, fmt.Errorf("read port %s: %w", p.ID, err)
-			}
-			w.port = fresh
-		}
-		w.active = w.port.Status == openstack.PortStatusActive && w.port.DeviceID == node.ServerID
+		w.active = p.Status == openstack.PortStatusActive && p.DeviceID == node.ServerID
 	default:
 		return w, terminal(fmt.Errorf("interface %s: unknown driver %q", req.IfName, req.Driver))
 	}

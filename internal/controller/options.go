@@ -48,7 +48,10 @@ type Options struct {
 	// ReleaseGrace bounds how long a deleted pod's interfaces wait for the
 	// daemon to unplug them before they are released anyway.
 	ReleaseGrace Duration `json:"releaseGrace"`
-	// Workers is the number of pods handled at once.
+	// Workers is the number of pods handled at once. Waits (for ACTIVE,
+	// for a detach) hold no worker; more workers mostly mean more
+	// concurrent writes to Neutron, which it serialises anyway (measured in
+	// docs/benchmarks.md).
 	Workers int `json:"workers"`
 }
 
@@ -78,7 +81,7 @@ func Defaults() Options {
 		ActiveTimeout:     Duration{3 * time.Minute},
 		GCPeriod:          Duration{5 * time.Minute},
 		ReleaseGrace:      Duration{2 * time.Minute},
-		Workers:           16,
+		Workers:           8,
 	}
 }
 

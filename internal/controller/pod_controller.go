@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -32,6 +33,7 @@ type PodReconciler struct {
 	nodes    *nodes
 	nets     *netCache
 	metrics  *metrics
+	created  createdPorts
 	now      func() time.Time
 }
 
@@ -112,7 +114,11 @@ func (r *PodReconciler) ensure(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 			return ctrl.Result{}, fmt.Errorf("add finalizer to pod %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
 	}
-	if kp == nil || specInvalid(kp) {
+	newKP := kp == nil
+	if kp == nil || !specValid(kp) {
+		// No KuryrPod yet, or its request was invalid (a NAD may have come
+		// since), or it was made but its plan never recorded (a conflict or
+		// a crash right after creation): plan (again).
 		var res ctrl.Result
 		var err error
 		kp, res, err = r.plan(ctx, pod, kp)
@@ -124,7 +130,7 @@ func (r *PodReconciler) ensure(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 		// Rolled back after a terminal error: wait for the pod to be recreated.
 		return ctrl.Result{}, nil
 	}
-	return r.wireAll(ctx, pod, kp)
+	return r.wireAll(ctx, pod, kp, newKP)
 }
 
 // plan works out the pod's interfaces and creates (or fixes) its KuryrPod.
@@ -148,7 +154,7 @@ func (r *PodReconciler) plan(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.
 		if err := r.client.Create(ctx, kp); err != nil {
 			return nil, ctrl.Result{}, fmt.Errorf("create KuryrPod %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
-	} else if planErr == nil {
+	} else if planErr == nil && !equality.Semantic.DeepEqual(kp.Spec.Interfaces, reqs) {
 		kp.Spec.Interfaces = reqs
 		if err := r.client.Update(ctx, kp); err != nil {
 			return nil, ctrl.Result{}, fmt.Errorf("update KuryrPod %s/%s: %w", pod.Namespace, pod.Name, err)

@@ -29,6 +29,7 @@ func (r *PodReconciler) podPorts(ctx context.Context, uid types.UID) ([]openstac
 // knows them (so it works whatever the KuryrPod says or lost). It returns
 // errDetachPending while Nova is still detaching a port.
 func (r *PodReconciler) releasePod(ctx context.Context, uid types.UID) error {
+	r.created.forget(uid)
 	ports, err := r.podPorts(ctx, uid)
 	if err != nil {
 		return err

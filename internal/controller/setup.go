@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -31,7 +32,7 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("kuryr-pod").
 		For(&corev1.Pod{}, builder.WithPredicates(scheduled)).
-		Watches(&v1alpha1.KuryrPod{}, handler.EnqueueRequestsFromMapFunc(sameName)).
+		Watches(&v1alpha1.KuryrPod{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(daemonChanges)).
 		Watches(&nadv1.NetworkAttachmentDefinition{}, handler.EnqueueRequestsFromMapFunc(r.podsWaitingForNAD)).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.opts.Workers,
@@ -40,6 +41,35 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
 		}).
 		Complete(r)
+}
+
+// daemonChanges lets through the KuryrPod events the controller must act
+// on: creation and deletion (also at start, for KuryrPods whose pod is
+// gone), deletion requested, and the daemon plugging or unplugging an
+// interface (a deleted pod's release waits for the unplug). The
+// controller's own status writes are left out: they would only wake the pod
+// again for nothing (its polls are scheduled).
+var daemonChanges = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*v1alpha1.KuryrPod)
+		n, ok2 := e.ObjectNew.(*v1alpha1.KuryrPod)
+		if !ok1 || !ok2 {
+			return true
+		}
+		return n.DeletionTimestamp != nil || plugged(o) != plugged(n)
+	},
+}
+
+// plugged lists which interfaces are Plugged, as a comparable string.
+func plugged(kp *v1alpha1.KuryrPod) string {
+	var b strings.Builder
+	for _, s := range kp.Status.Interfaces {
+		if s.State == v1alpha1.StatePlugged {
+			b.WriteString(s.IfName)
+			b.WriteByte(',')
+		}
+	}
+	return b.String()
 }
 
 // sameName maps a KuryrPod to its pod (they share name and namespace); it

@@ -15,7 +15,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 )
 
 func newKuryrPod(pod *corev1.Pod) *v1alpha1.KuryrPod {
@@ -31,6 +30,11 @@ func newKuryrPod(pod *corev1.Pod) *v1alpha1.KuryrPod {
 		},
 		Spec: v1alpha1.KuryrPodSpec{PodUID: pod.UID, NodeName: pod.Spec.NodeName},
 	}
+}
+
+// specValid says the controller recorded a successful plan for kp.
+func specValid(kp *v1alpha1.KuryrPod) bool {
+	return meta.IsStatusConditionTrue(kp.Status.Conditions, v1alpha1.ConditionSpecValid)
 }
 
 func specInvalid(kp *v1alpha1.KuryrPod) bool {
@@ -82,7 +86,10 @@ func (r *PodReconciler) writeStatus(ctx context.Context, kp *v1alpha1.KuryrPod, 
 
 // wireAll creates and wires each interface that is not ACTIVE yet, then
 // records the result once.
-func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod) (ctrl.Result, error) {
+//
+// newKP says the KuryrPod was made by this very reconcile: no port of the
+// pod can exist yet, so none is looked up.
+func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod, newKP bool) (ctrl.Result, error) {
 	st := kp.Status.DeepCopy()
 	setCondition(st, v1alpha1.ConditionSpecValid, true, "Planned", fmt.Sprintf("%d interfaces", len(kp.Spec.Interfaces)), kp.Generation)
 
@@ -103,7 +110,7 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		return ctrl.Result{}, err
 	}
 
-	var byIf map[string]*openstack.Port
+	lookup := portLookup{r: r, uid: pod.UID, none: newKP}
 	var out []v1alpha1.InterfaceStatus
 	var transient []error
 	var fatal error
@@ -114,21 +121,15 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 			out = append(out, *cur)
 			continue
 		}
-		if byIf == nil {
-			ports, err := r.podPorts(ctx, pod.UID)
-			if err != nil {
-				return ctrl.Result{}, err
-			}
-			byIf = map[string]*openstack.Port{}
-			for i := range ports {
-				byIf[tagValue(ports[i].Tags, tagPrefixIfName)] = &ports[i]
-			}
+		existing, err := lookup.port(ctx, req.IfName, cur)
+		if err != nil {
+			return ctrl.Result{}, err
 		}
 		entry := v1alpha1.InterfaceStatus{IfName: req.IfName, Driver: req.Driver, Network: req.Network, State: v1alpha1.StatePending}
 		if cur != nil {
 			entry = *cur
 		}
-		port, err := r.ensurePort(ctx, pod, info, req, byIf[req.IfName])
+		port, err := r.ensurePort(ctx, pod, info, req, existing)
 		if err == nil {
 			var w wiring
 			if w, err = r.wire(ctx, info, req, port); err == nil {
@@ -194,7 +195,7 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 // pollDelay paces the wait for ACTIVE: quick at first (Neutron usually
 // answers within a second), slower as the wait drags on.
 func pollDelay(elapsed time.Duration) time.Duration {
-	d := 200*time.Millisecond + elapsed/10
+	d := 100*time.Millisecond + elapsed/10
 	return min(d, 5*time.Second)
 }
 

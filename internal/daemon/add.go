@@ -98,8 +98,15 @@ func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key ty
 			why = fmt.Sprintf("the KuryrPod is for pod UID %s, not %s (an older pod of that name)", kp.Spec.PodUID, req.Args.PodUID)
 			return false, nil
 		}
-		if c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionSpecValid); c != nil && c.Status == metav1.ConditionFalse {
+		c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionSpecValid)
+		switch {
+		case c != nil && c.Status == metav1.ConditionFalse:
 			return false, cniErr(cniapi.CodeBadConfig, "pod %s asks for networks kuryr-dpdk cannot give: %s", key, c.Message)
+		case c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != kp.Generation:
+			// The controller has not recorded its plan for this KuryrPod
+			// yet: its interface list may be incomplete.
+			why = "the controller has not planned the pod's interfaces yet"
+			return false, nil
 		}
 		if c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse && c.Reason == "InterfacesFailed" {
 			return false, cniErr(cniapi.CodeInternal, "the interfaces of pod %s failed in the cloud and were rolled back: %s (recreate the pod once fixed)", key, c.Message)
@@ -107,6 +114,9 @@ func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key ty
 		var err error
 		if want, err = d.covered(req, &kp); err != nil {
 			return false, err
+		}
+		if len(want) == 0 {
+			return false, cniErr(cniapi.CodeBadConfig, "the controller planned no interface for pod %s: in primary mode kuryr-controller must run with --primary too", key)
 		}
 		for _, ir := range want {
 			st := findStatus(&kp, ir.IfName)

@@ -202,3 +202,36 @@ func TestAddErrors(t *testing.T) {
 		t.Fatalf("checkpoints left: %v", ents)
 	}
 }
+
+// TestAddWaitsForThePlan: a KuryrPod the controller has made but not yet
+// planned (no SpecValid condition: its interface list may be empty) is not
+// taken for "no interfaces": the ADD waits, then plugs what the plan says.
+func TestAddWaitsForThePlan(t *testing.T) {
+	n := newNode(t)
+	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	n.startDaemon(30 * time.Second)
+	_, kp := n.createPod("unplanned", v1alpha1.StateActive)
+	planned := kp.Status.DeepCopy()
+	kp.Status = v1alpha1.KuryrPodStatus{}
+	must(t, n.c.Status().Update(n.ctx, kp))
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("ADD answered (%v) before the controller recorded its plan", err)
+	case <-time.After(700 * time.Millisecond):
+	}
+	kp.Status = *planned
+	must(t, n.c.Status().Update(n.ctx, kp))
+	if err := <-done; err != nil {
+		t.Fatalf("ADD after the plan: %v", err)
+	}
+	if st := findStatus(n.kuryrPod("unplanned"), "net1"); st.State != v1alpha1.StatePlugged {
+		t.Fatalf("net1 %+v, want Plugged", st)
+	}
+	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
+}

@@ -201,7 +201,9 @@ func (n *node) createPod(name string, state v1alpha1.InterfaceState) (*corev1.Po
 		}},
 	}
 	must(n.t, n.c.Create(n.ctx, kp))
-	kp.Status = v1alpha1.KuryrPodStatus{Interfaces: []v1alpha1.InterfaceStatus{
+	kp.Status = v1alpha1.KuryrPodStatus{Conditions: []metav1.Condition{{
+		Type: v1alpha1.ConditionSpecValid, Status: metav1.ConditionTrue, Reason: "Planned", ObservedGeneration: kp.Generation, LastTransitionTime: metav1.Now(),
+	}}, Interfaces: []v1alpha1.InterfaceStatus{
 		{IfName: "eth0", Driver: v1alpha1.DriverNestedMACVLAN, PortID: "port-eth0", MAC: eth0MAC, IPs: []string{"10.1.0.5/16"}, MTU: 1450,
 			Gateway: "10.1.0.1", Routes: []v1alpha1.Route{{Dst: "0.0.0.0/0", Gateway: "10.1.0.1"}}, State: state},
 		{IfName: "net1", Driver: v1alpha1.DriverNestedDPDK, Network: "default/dataplane", PortID: "port-net1", MAC: dpdkMAC,

@@ -1,0 +1,111 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
+)
+
+// portLookup finds the existing port of each interface of one pod with as
+// few calls as the state allows: by its recorded ID (one GET, which is also
+// the poll for ACTIVE), else from one list of the pod's ports by tag (what
+// makes creation idempotent after a crash or a lost answer), and not at all
+// for a KuryrPod made by this very reconcile.
+type portLookup struct {
+	r    *PodReconciler
+	uid  types.UID
+	none bool
+	byIf map[string]*openstack.Port
+}
+
+func (l *portLookup) port(ctx context.Context, ifName string, cur *v1alpha1.InterfaceStatus) (*openstack.Port, error) {
+	id := ""
+	if cur != nil {
+		id = cur.PortID
+	}
+	if id == "" {
+		// Made by this process moments ago, and the informer has not
+		// brought the status that records it yet.
+		id = l.r.created.get(l.uid, ifName)
+	}
+	if id != "" {
+		p, err := l.r.cloud.GetPort(ctx, id)
+		switch {
+		case err == nil:
+			return &p, nil
+		case !errors.Is(err, openstack.ErrNotFound):
+			return nil, fmt.Errorf("read port %s of interface %s: %w", id, ifName, err)
+		}
+		// The recorded port is gone: look for another by tag, else make one.
+	} else if l.none {
+		return nil, nil
+	}
+	if l.byIf == nil {
+		if err := l.list(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return l.byIf[ifName], nil
+}
+
+// list reads the pod's ports once. Two ports for one interface (a create
+// whose answer was lost, then repeated) are one too many: the extra is
+// released at once rather than left until the pod goes.
+func (l *portLookup) list(ctx context.Context) error {
+	ports, err := l.r.podPorts(ctx, l.uid)
+	if err != nil {
+		return err
+	}
+	l.byIf = map[string]*openstack.Port{}
+	for i := range ports {
+		ifName := tagValue(ports[i].Tags, tagPrefixIfName)
+		if _, dup := l.byIf[ifName]; !dup {
+			l.byIf[ifName] = &ports[i]
+			continue
+		}
+		log.FromContext(ctx).Info("releasing a duplicate port", "pod", l.uid, "ifName", ifName, "portID", ports[i].ID)
+		if err := l.r.releasePort(ctx, ports[i]); err != nil {
+			return fmt.Errorf("release duplicate port %s of interface %s: %w", ports[i].ID, ifName, err)
+		}
+	}
+	return nil
+}
+
+// createdPorts remembers the ports this process created, per pod and
+// interface, until the pod is released: the informer cache may not show the
+// status that records them when the pod is next reconciled.
+type createdPorts struct {
+	mu sync.Mutex
+	m  map[types.UID]map[string]string
+}
+
+func (c *createdPorts) put(uid types.UID, ifName, portID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[types.UID]map[string]string{}
+	}
+	if c.m[uid] == nil {
+		c.m[uid] = map[string]string{}
+	}
+	c.m[uid][ifName] = portID
+}
+
+func (c *createdPorts) get(uid types.UID, ifName string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[uid][ifName]
+}
+
+func (c *createdPorts) forget(uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, uid)
+}
