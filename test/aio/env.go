@@ -84,11 +84,11 @@ type Env struct {
 	Client    client.Client
 	Clientset kubernetes.Interface
 
-	opts    Options
-	cp      controlPlane
-	binDir  string
-	fabric  string // path of the fabric namespace
-	created *createdTracker
+	opts             Options
+	cp               controlPlane
+	binDir           string
+	fabric           string // path of the fabric namespace
+	created          *createdTracker
 	controllerHealth string
 
 	ctx    context.Context

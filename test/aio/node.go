@@ -326,12 +326,12 @@ func (h *vmHook) Detached(_ context.Context, serverID string, port cloudsim.Port
 // its lease renewed.
 func (e *Env) registerNode(ctx context.Context, n *Node) error {
 	res := corev1.ResourceList{
-		corev1.ResourceCPU:                     resource.MustParse("8"),
-		corev1.ResourceMemory:                  resource.MustParse("16Gi"),
-		corev1.ResourceName("hugepages-2Mi"):   resource.MustParse("2Gi"),
-		corev1.ResourceName("hugepages-1Gi"):   resource.MustParse("0"),
-		corev1.ResourcePods:                    resource.MustParse("110"),
-		corev1.ResourceEphemeralStorage:        resource.MustParse("40Gi"),
+		corev1.ResourceCPU:                   resource.MustParse("8"),
+		corev1.ResourceMemory:                resource.MustParse("16Gi"),
+		corev1.ResourceName("hugepages-2Mi"): resource.MustParse("2Gi"),
+		corev1.ResourceName("hugepages-1Gi"): resource.MustParse("0"),
+		corev1.ResourcePods:                  resource.MustParse("110"),
+		corev1.ResourceEphemeralStorage:      resource.MustParse("40Gi"),
 	}
 	alloc := res.DeepCopy()
 	alloc[corev1.ResourceMemory] = resource.MustParse("13Gi") // less the hugepages and system reserve
