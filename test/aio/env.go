@@ -96,6 +96,7 @@ type Env struct {
 
 	mu       sync.Mutex
 	teardown []func() error
+	procs    []*Process
 	closed   bool
 }
 
@@ -265,8 +266,18 @@ func (e *Env) startProc(p *Process) error {
 	if err := p.start(); err != nil {
 		return err
 	}
+	e.mu.Lock()
+	e.procs = append(e.procs, p)
+	e.mu.Unlock()
 	e.defer_(func() error { return p.stop(10 * time.Second) })
 	return nil
+}
+
+// Processes are the programs the environment started.
+func (e *Env) Processes() []*Process {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]*Process(nil), e.procs...)
 }
 
 // prepareBinaries finds or builds kuryr-controller, kuryr-daemon and kuryr-cni.
@@ -278,7 +289,6 @@ func (e *Env) prepareBinaries(ctx context.Context) error {
 		for _, b := range []string{"kuryr-controller", "kuryr-daemon", "kuryr-cni"} {
 			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(e.binDir, b), "./cmd/"+b)
 			cmd.Dir = e.opts.RepoRoot
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				return fmt.Errorf("go build ./cmd/%s: %w\n%s", b, err, out)
 			}

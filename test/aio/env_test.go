@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -310,5 +311,34 @@ func TestFailedAddIsFollowedByDelAndAnEvent(t *testing.T) {
 	}
 	if p.Status.Phase == corev1.PodRunning {
 		t.Error("pod fail-me is Running although every ADD failed")
+	}
+}
+
+// A setup that fails half-way removes what it made: here kuryr-controller
+// refuses its flags after the control plane, the cloud and the nodes are up.
+func TestFailedStartLeavesNothing(t *testing.T) {
+	netnstest.RequireRoot(t)
+	id := "f" + randomHex(3)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	_, err := Start(ctx, Options{ID: id, Nodes: 1, ControllerArgs: []string{"--no-such-flag"}, Log: &log})
+	if err == nil || !strings.Contains(err.Error(), "kuryr-controller exited while starting") {
+		t.Fatalf("Start with a bad controller flag: %v, want kuryr-controller to exit while starting", err)
+	}
+	if !strings.Contains(log.String(), "node node-1") {
+		t.Fatalf("setup failed before the nodes were made; the test proves nothing:\n%s", log.String())
+	}
+	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "kuryr-aio-"+id+"-*"))
+	left, lerr := leftovers(id, "", nil)
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	if len(matches) > 0 || left != "" {
+		t.Errorf("left behind: %v %s", matches, left)
+	}
+	out, _ := exec.Command("pgrep", "-f", "kuryr-aio-"+id+"-").Output()
+	if len(out) > 0 {
+		t.Errorf("processes of environment %s still run: %s", id, out)
 	}
 }
