@@ -137,12 +137,12 @@ func (e *Env) waitDaemon(ctx context.Context, n *Node) error {
 	select {
 	case err := <-errc:
 		if err != nil {
-			return fmt.Errorf("kuryr-daemon of %s not ready: %w; see %s", n.Name, err, n.Daemon.Log)
+			return fmt.Errorf("kuryr-daemon of %s not ready: %w; its log ends:%s", n.Name, err, n.Daemon.Tail(15))
 		}
 		e.logf("kuryr-daemon of %s ready (log %s)", n.Name, n.Daemon.Log)
 		return nil
 	case <-exited:
-		return fmt.Errorf("kuryr-daemon of %s exited while starting (%v); see %s", n.Name, exitErr(), n.Daemon.Log)
+		return fmt.Errorf("kuryr-daemon of %s exited while starting (%v); its log ends:%s", n.Name, exitErr(), n.Daemon.Tail(15))
 	}
 }
 

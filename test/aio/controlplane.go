@@ -189,9 +189,9 @@ func waitHTTP(ctx context.Context, p *Process, ac *authClient, url string, bound
 		last = err
 		select {
 		case <-exited:
-			return fmt.Errorf("%s exited while starting (%v); see %s", p.Name, exitErr(), p.Log)
+			return fmt.Errorf("%s exited while starting (%v); its log ends:%s", p.Name, exitErr(), p.Tail(15))
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s after %s (%v); see %s", p.Name, url, bound, last, p.Log)
+			return fmt.Errorf("%s not ready at %s after %s (%v); its log ends:%s", p.Name, url, bound, last, p.Tail(15))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

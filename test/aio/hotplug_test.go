@@ -3,8 +3,8 @@ package aio
 import (
 	"context"
 	"errors"
-	"os"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
