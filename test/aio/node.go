@@ -57,9 +57,36 @@ type Node struct {
 	// Kubelet is the node's kubelet stand-in.
 	Kubelet *Kubelet
 
-	fabric string
-	mu     sync.Mutex
-	slots  map[string]string // Neutron port ID → PCI address
+	fabric  string
+	mu      sync.Mutex
+	slots   map[string]string // Neutron port ID → PCI address
+	history []HotplugEvent
+}
+
+// HotplugEvent is one thing that happened to a node's simulated hardware.
+type HotplugEvent struct {
+	Time time.Time
+	// Kind is "attach" and "detach" (Nova), "netdev-up" (bound to
+	// virtio-pci) and "netdev-down" (unbound, bound to a DPDK driver or
+	// removed).
+	Kind   string
+	Addr   string
+	PortID string
+	MAC    string
+}
+
+func (n *Node) record(ev HotplugEvent) {
+	ev.Time = time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.history = append(n.history, ev)
+}
+
+// History returns what happened to the node's hardware, oldest first.
+func (n *Node) History() []HotplugEvent {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]HotplugEvent(nil), n.history...)
 }
 
 // IP is the node's InternalIP (its parent port's address).
@@ -258,6 +285,11 @@ func (n *Node) addFabricVeth(fabricEnd, vmEnd string, mac net.HardwareAddr) erro
 // bound to a DPDK driver or removed, it has none.
 func (n *Node) netdevHook(ev pcisim.NetdevEvent) error {
 	fabricEnd := fmt.Sprintf("n%d-%s", n.Index, strings.ReplaceAll(ev.Addr[len(ev.Addr)-4:], ":", ""))
+	kind := "netdev-down"
+	if ev.Appeared {
+		kind = "netdev-up"
+	}
+	n.record(HotplugEvent{Kind: kind, Addr: ev.Addr, MAC: ev.MAC})
 	if ev.Appeared {
 		mac, err := net.ParseMAC(ev.MAC)
 		if err != nil {
@@ -299,6 +331,7 @@ func (h *vmHook) Attached(_ context.Context, serverID string, port cloudsim.Port
 		addr := fmt.Sprintf("0000:00:%02x.0", slot)
 		if !used[addr] {
 			n.slots[port.ID] = addr
+			n.history = append(n.history, HotplugEvent{Time: time.Now(), Kind: "attach", Addr: addr, PortID: port.ID, MAC: port.MACAddress})
 			n.PCI.AddVirtioNetAfter(hotplugDelay, addr, port.MACAddress)
 			return nil
 		}
@@ -316,6 +349,7 @@ func (h *vmHook) Detached(_ context.Context, serverID string, port cloudsim.Port
 	if !ok {
 		return nil
 	}
+	n.record(HotplugEvent{Kind: "detach", Addr: addr, PortID: port.ID, MAC: port.MACAddress})
 	if err := n.PCI.Remove(addr); err != nil {
 		return fmt.Errorf("server %s (node %s): unplug %s of port %s: %w", serverID, n.Name, addr, port.ID, err)
 	}
