@@ -36,7 +36,6 @@ type controlPlane struct {
 	URL         string
 	Kubeconfigs map[string]string // by identity name
 	Admin       *rest.Config
-	procs       []*Process
 }
 
 func (e *Env) startControlPlane(ctx context.Context) error {

@@ -2,6 +2,7 @@ package aio
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -92,11 +93,11 @@ func (e *Env) startKubelet(n *Node) error {
 	if err := os.MkdirAll(confDir, 0o755); err != nil {
 		return err
 	}
-	ext := ".conf"
-	if strings.Contains(string(conf), `"plugins"`) {
-		ext = ".conflist"
+	conf, err := asConfList(conf)
+	if err != nil {
+		return err
 	}
-	k := &Kubelet{env: e, node: n, confPath: filepath.Join(confDir, "10-kuryr"+ext),
+	k := &Kubelet{env: e, node: n, confPath: filepath.Join(confDir, "10-kuryr.conflist"),
 		sandboxes: map[string]*sandbox{}, timings: map[types.UID]*Timing{}}
 	if err := os.WriteFile(k.confPath, conf, 0o644); err != nil {
 		return err
@@ -292,17 +293,7 @@ func (k *Kubelet) runSandbox(ctx context.Context, key string, pod *corev1.Pod) e
 
 // cniCall is the configuration and runtime arguments containerd would pass.
 func (k *Kubelet) cniCall(pod *corev1.Pod, sb *sandbox) (*libcni.NetworkConfigList, *libcni.RuntimeConf, error) {
-	// As containerd: a .conf is one plugin, made a list of one.
-	var list *libcni.NetworkConfigList
-	var err error
-	if strings.HasSuffix(k.confPath, ".conflist") {
-		list, err = libcni.ConfListFromFile(k.confPath)
-	} else {
-		var conf *libcni.NetworkConfig
-		if conf, err = libcni.ConfFromFile(k.confPath); err == nil {
-			list, err = libcni.ConfListFromConf(conf)
-		}
-	}
+	list, err := libcni.ConfListFromFile(k.confPath)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load CNI config %s: %w", k.confPath, err)
 	}
@@ -319,6 +310,23 @@ func (k *Kubelet) cniCall(pod *corev1.Pod, sb *sandbox) (*libcni.NetworkConfigLi
 		CapabilityArgs: map[string]any{podAnnotationsCap: ann},
 	}
 	return list, rt, nil
+}
+
+// asConfList turns a single plugin's network configuration into a list of
+// one, as containerd does with a .conf file: name and cniVersion move up to
+// the list, the rest stays the plugin's. A list is returned as it is.
+func asConfList(conf []byte) ([]byte, error) {
+	var m map[string]any
+	if err := json.Unmarshal(conf, &m); err != nil {
+		return nil, fmt.Errorf("CNI network configuration: %w", err)
+	}
+	if _, ok := m["plugins"]; ok {
+		return conf, nil
+	}
+	list := map[string]any{"cniVersion": m["cniVersion"], "name": m["name"], "plugins": []any{m}}
+	delete(m, "name")
+	delete(m, "cniVersion")
+	return json.Marshal(list)
 }
 
 // podIPs are the addresses of eth0 in the result (all of them when no
