@@ -29,10 +29,15 @@ deps: ## install the Debian packages the tests need (root)
 # a real kube-apiserver. Root-only tests skip loudly when not root; CI runs as
 # root with KURYR_TEST_STRICT=1, where skipping them is a failure.
 .PHONY: test
-test: deps ## run every test
+test: deps ## run every test (unit, root/netns, real kube-apiserver, real Neutron, QEMU node VM)
 	@assets="$$(hack/build-kube-bins.sh | tail -n1)"; \
-	echo "go test ./... (control plane from $$assets)"; \
-	KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 -timeout 30m $(TESTFLAGS) ./...
+	guest="$$(hack/vm/build-guest.sh | tail -n1)"; \
+	echo "go test ./... (control plane from $$assets, node VM guest $$guest)"; \
+	KUBEBUILDER_ASSETS="$$assets" KURYR_VM_GUEST="$$guest" $(GO) test -count=1 -timeout 30m $(TESTFLAGS) ./...
+
+.PHONY: test-vm
+test-vm: ## only the real node VM tests (QEMU guest: hot-plug, bind, testpmd)
+	hack/vm/test.sh
 
 .PHONY: lint
 lint: ## gofmt check, go vet, staticcheck (pinned in hack/tools/lint)

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"go/build"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +17,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testenv"
 )
 
 // binDir holds the real kuryr-cni binary, built once by TestMain: the tests
@@ -36,14 +35,8 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(build.Default.GOROOT, "bin", "go")
-	}
-	cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, "kuryr-cni"), ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build kuryr-cni: %v\n%s", err, out)
+	if _, err := testenv.GoBuild(dir, "."); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	binDir = dir

@@ -1,21 +1,145 @@
-// Command kuryrctl: the operator's tool: node prerequisites check, pods' interfaces with PCI addresses and drivers, pools.
+// Command kuryrctl is the operator's tool for kuryr-dpdk: it checks a node
+// VM's prerequisites for DPDK interfaces, lists pods' interfaces with their
+// PCI addresses and drivers, and lists a node's virtio devices.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"text/tabwriter"
+	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/ctl"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/version"
 )
 
-func main() { os.Exit(run(os.Args[1:])) }
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-func run(args []string) int {
-	fs := flag.NewFlagSet("kuryrctl", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: kuryrctl [flags]\n\n%s\n\nFlags:\n", "the operator's tool: node prerequisites check, pods' interfaces with PCI addresses and drivers, pools.")
-		fs.PrintDefaults()
+const usage = `Usage: kuryrctl COMMAND [flags]
+
+The operator's tool for kuryr-dpdk.
+
+Commands:
+  check        check this node VM's prerequisites for DPDK interfaces (hugepages,
+               uio_pci_generic, vfio-pci with an IOMMU, iommu_platform on virtio devices);
+               exits 1 when DPDK interfaces cannot work here
+  interfaces   list pods' interfaces: driver, state, MAC, IPs, VLAN ID, PCI address, bound driver
+  devices      list this node VM's virtio network devices with their drivers
+  version      print the version
+
+Run 'kuryrctl COMMAND --help' for a command's flags.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
 	}
-	return version.NotYet(fs, args, os.Stderr, "the operator CLI", "a later issue")
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("kuryrctl "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	root := fs.String("sysfs-root", "/", "root of the sysfs tree to read (<root>/sys)")
+	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file")
+	namespace := fs.String("namespace", "", "only pods of this namespace")
+	node := fs.String("node", "", "only pods on this node")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	switch cmd {
+	case "check":
+		r := ctl.Check(*root)
+		r.Write(stdout)
+		if !r.OK() {
+			return 1
+		}
+		return 0
+	case "devices":
+		return devices(*root, stdout, stderr)
+	case "interfaces":
+		return interfaces(*kubeconfig, *namespace, *node, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "kuryrctl", version.Version)
+		return 0
+	}
+	fmt.Fprintf(stderr, "kuryrctl: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+func devices(root string, stdout, stderr io.Writer) int {
+	devs, err := pci.New(root).Devices()
+	if err != nil {
+		fmt.Fprintln(stderr, "kuryrctl:", err)
+		return 1
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PCI\tDRIVER\tOVERRIDE\tIOMMU GROUP\tNETDEV")
+	for _, d := range devs {
+		if !d.VirtioNet() {
+			continue
+		}
+		nd := "-"
+		if len(d.Netdevs) > 0 {
+			nd = d.Netdevs[0].Name + " " + d.Netdevs[0].MAC
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Address, or(d.Driver), or(d.DriverOverride), or(d.IOMMUGroup), nd)
+	}
+	_ = tw.Flush()
+	return 0
+}
+
+func or(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func interfaces(kubeconfig, namespace, node string, stdout, stderr io.Writer) int {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		fmt.Fprintln(stderr, "kuryrctl: kubernetes client configuration:", err)
+		return 1
+	}
+	scheme, err := cmdutil.Scheme()
+	if err != nil {
+		fmt.Fprintln(stderr, "kuryrctl:", err)
+		return 1
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		fmt.Fprintln(stderr, "kuryrctl:", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var list v1alpha1.KuryrPodList
+	opts := []client.ListOption{client.InNamespace(namespace)}
+	if node != "" {
+		opts = append(opts, client.MatchingLabels{v1alpha1.NodeLabel: node})
+	}
+	if err := c.List(ctx, &list, opts...); err != nil {
+		fmt.Fprintln(stderr, "kuryrctl: list KuryrPods:", err)
+		return 1
+	}
+	if err := ctl.WriteInterfaces(stdout, list.Items); err != nil {
+		fmt.Fprintln(stderr, "kuryrctl:", err)
+		return 1
+	}
+	return 0
 }

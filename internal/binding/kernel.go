@@ -96,7 +96,7 @@ func kernelOpen(req KernelRequest) (*kernelHandles, error) {
 		return nil, fmt.Errorf("open pod netns %s: %w", req.Netns, err)
 	}
 	h.podNS = podNS
-	if h.pod, err = netlinksafe.NewHandleAt(netns.NsHandle(int(podNS.Fd()))); err != nil {
+	if h.pod, err = netlinksafe.NewHandleAt(netns.NsHandle(int(podNS.Fd())), unix.NETLINK_ROUTE); err != nil {
 		h.close()
 		return nil, fmt.Errorf("netlink in pod netns %s: %w", req.Netns, err)
 	}
@@ -108,10 +108,12 @@ func kernelOpen(req KernelRequest) (*kernelHandles, error) {
 }
 
 // kernelHandleAt returns a netlink handle in the namespace at path, or in
-// the caller's own when path is "".
+// the caller's own when path is "". Handles speak NETLINK_ROUTE only: asking
+// for every family (xfrm, netfilter too) fails with "protocol not supported"
+// on kernels where those are modules not loaded, as in Debian's cloud kernel.
 func kernelHandleAt(path string) (netlinksafe.Handle, error) {
 	if path == "" {
-		h, err := netlinksafe.NewHandle()
+		h, err := netlinksafe.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return netlinksafe.Handle{}, fmt.Errorf("netlink in the current netns: %w", err)
 		}
@@ -122,7 +124,7 @@ func kernelHandleAt(path string) (netlinksafe.Handle, error) {
 		return netlinksafe.Handle{}, fmt.Errorf("open netns %s: %w", path, err)
 	}
 	defer func() { _ = n.Close() }()
-	h, err := netlinksafe.NewHandleAt(netns.NsHandle(int(n.Fd())))
+	h, err := netlinksafe.NewHandleAt(netns.NsHandle(int(n.Fd())), unix.NETLINK_ROUTE)
 	if err != nil {
 		return netlinksafe.Handle{}, fmt.Errorf("netlink in netns %s: %w", path, err)
 	}
@@ -336,7 +338,7 @@ func (k kernelKind) detach(ctx context.Context, netnsPath, ifName string) error 
 		return fmt.Errorf("%s detach %s: open pod netns %s: %w", k.name, ifName, netnsPath, err)
 	}
 	defer func() { _ = podNS.Close() }()
-	h, err := netlinksafe.NewHandleAt(netns.NsHandle(int(podNS.Fd())))
+	h, err := netlinksafe.NewHandleAt(netns.NsHandle(int(podNS.Fd())), unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("%s detach %s: netlink in %s: %w", k.name, ifName, netnsPath, err)
 	}

@@ -69,16 +69,22 @@ func (c *Client) WaitReady(ctx context.Context, bound time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	delay := 50 * time.Millisecond
+	var last error
 	for {
 		err := c.Healthz(ctx)
 		if err == nil {
 			return nil
 		}
+		// An attempt cut short by the bound says less than the one before
+		// it (unreachable, not ready): keep that one.
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return err
+			return last
 		case <-t.C:
 		}
 		delay = min(2*delay, time.Second)

@@ -52,7 +52,7 @@ func TestChaosFaultsAndRestarts(t *testing.T) {
 	}
 	// Every pod ends Ready or cleanly failed (rolled back, reason given).
 	outcome := map[string]int{}
-	f.eventuallyLong(3*time.Minute, "every pod Ready or failed", func() (bool, string) {
+	f.eventually(3*time.Minute, "every pod Ready or failed", func() (bool, string) {
 		outcome = map[string]int{}
 		for i := 0; i < pods; i++ {
 			kp, err := f.kuryrPod(fmt.Sprintf("p%02d", i))
@@ -90,7 +90,7 @@ func TestChaosFaultsAndRestarts(t *testing.T) {
 			restart()
 		}
 	}
-	f.eventuallyLong(3*time.Minute, "every pod gone", func() (bool, string) {
+	f.eventually(3*time.Minute, "every pod gone", func() (bool, string) {
 		var list corev1.PodList
 		if err := f.c.List(f.ctx, &list, client.InNamespace(f.ns)); err != nil {
 			return false, err.Error()
@@ -109,28 +109,13 @@ func TestChaosFaultsAndRestarts(t *testing.T) {
 	f.sim.SetFault("nova.interfaces.attach", cloudsim.Fault{})
 	stop()
 	r := NewPodReconciler(f.c, f.cloud, nil, f.opts, nil)
-	f.eventuallyLong(time.Minute, "GC to leave nothing", func() (bool, string) {
+	f.eventually(time.Minute, "GC to leave nothing", func() (bool, string) {
 		if _, err := NewGarbageCollector(r).Collect(context.Background()); err != nil {
 			return false, err.Error()
 		}
 		left := f.leftovers()
 		return left == "", left
 	})
-}
-
-func (f *fixture) eventuallyLong(timeout time.Duration, what string, cond func() (bool, string)) {
-	f.t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(250 * time.Millisecond)
-	}
-	f.t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, what, last)
 }
 
 // TestPodGoneWhileControllerDown: a pod removed behind the controller's back

@@ -87,6 +87,11 @@ func TestMultiVIFPodLifecycle(t *testing.T) {
 	if !slices.ContainsFunc(got["eth0"].Routes, func(r v1alpha1.Route) bool { return r.Dst == "0.0.0.0/0" }) {
 		t.Errorf("eth0 routes %+v lack the default route", got["eth0"].Routes)
 	}
+	var kn v1alpha1.KuryrNode
+	must(t, f.c.Get(f.ctx, types.NamespacedName{Name: node}, &kn))
+	if kn.Status.ServerID != srv.Server.ID || kn.Status.TrunkID != srv.TrunkID || kn.Status.ParentPortID != srv.ParentPort.ID || kn.Status.ParentMAC != srv.ParentPort.MACAddress {
+		t.Errorf("KuryrNode %s status %+v, want server %s, trunk %s, parent %s", node, kn.Status, srv.Server.ID, srv.TrunkID, srv.ParentPort.ID)
+	}
 	var p corev1.Pod
 	must(t, f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: "vnf"}, &p))
 	if !slices.Contains(p.Finalizers, v1alpha1.Finalizer) {
@@ -190,5 +195,32 @@ func TestBadRequestsAreReportedWithoutRetryStorm(t *testing.T) {
 	}
 	if left := f.leftovers(); left != "" {
 		t.Fatalf("after delete the cloud still holds: %s", left)
+	}
+}
+
+// TestCompletedPodReleasesItsInterfaces: a pod that has finished for good
+// (a Job's pod) gives its ports back at once, without waiting to be deleted,
+// and is not given new ones.
+func TestCompletedPodReleasesItsInterfaces(t *testing.T) {
+	f := newFixture(t, 1)
+	f.standardNADs()
+	f.startController()
+	f.createPod("job", f.ns+"-node-0", "mgmt,dataplane")
+	f.waitReady("job")
+	var p corev1.Pod
+	must(t, f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: "job"}, &p))
+	p.Status.Phase = corev1.PodSucceeded
+	must(t, f.c.Status().Update(f.ctx, &p))
+	f.eventually(20*time.Second, "completed pod released", func() (bool, string) {
+		_, err := f.kuryrPod("job")
+		var cur corev1.Pod
+		must(t, f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: "job"}, &cur))
+		return err != nil && !slices.Contains(cur.Finalizers, v1alpha1.Finalizer) && f.leftovers() == "",
+			fmt.Sprintf("KuryrPod err %v, finalizers %v, cloud %s", err, cur.Finalizers, f.leftovers())
+	})
+	// It stays released: nothing is created again for it.
+	time.Sleep(time.Second)
+	if _, err := f.kuryrPod("job"); err == nil || f.leftovers() != "" {
+		t.Fatalf("a completed pod got interfaces again: %v %s", err, f.leftovers())
 	}
 }

@@ -41,6 +41,9 @@ func (g *GarbageCollector) Start(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		n, err := g.Collect(ctx)
+		if rerr := g.r.refreshNodes(ctx); rerr != nil {
+			logger.Error(rerr, "refresh KuryrNodes")
+		}
 		if err != nil {
 			logger.Error(err, "garbage collection incomplete", "released", n)
 		} else if n > 0 {

@@ -18,7 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -26,6 +26,7 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testenv"
 )
@@ -37,11 +38,9 @@ func TestMain(m *testing.M) {
 }
 
 var scheme = func() *runtime.Scheme {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, nadv1.AddToScheme} {
-		if err := add(s); err != nil {
-			panic(err)
-		}
+	s, err := cmdutil.Scheme()
+	if err != nil {
+		panic(err)
 	}
 	return s
 }()
@@ -135,12 +134,22 @@ func must(t *testing.T, err error) {
 // returned stop is called or the test ends.
 func (f *fixture) startController() (stop func()) {
 	f.t.Helper()
+	return f.startControllerAs(env.Config, false)
+}
+
+// startControllerAs runs a controller with the given identity, optionally
+// with leader election (a Lease in kuryr-dpdk, as deployed).
+func (f *fixture) startControllerAs(cfg *rest.Config, leaderElect bool) (stop func()) {
+	f.t.Helper()
 	skip := true
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: &skip},
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		Controller:              config.Controller{SkipNameValidation: &skip},
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "kuryr-controller-" + f.ns,
+		LeaderElectionNamespace: "kuryr-dpdk",
 	})
 	must(f.t, err)
 	r := NewPodReconciler(mgr.GetClient(), f.cloud, mgr.GetEventRecorder("kuryr-controller"), f.opts, nil)
@@ -199,8 +208,15 @@ func (f *fixture) deletePod(name string) {
 	}
 }
 
+// eventually polls cond (the test side's view; the code under test is
+// event-driven) until it holds or timeout passes, then fails with what it
+// last saw. Long waits poll less often.
 func (f *fixture) eventually(timeout time.Duration, what string, cond func() (bool, string)) {
 	f.t.Helper()
+	every := 50 * time.Millisecond
+	if timeout > time.Minute {
+		every = 250 * time.Millisecond
+	}
 	deadline := time.Now().Add(timeout)
 	last := ""
 	for time.Now().Before(deadline) {
@@ -209,7 +225,7 @@ func (f *fixture) eventually(timeout time.Duration, what string, cond func() (bo
 			return
 		}
 		last = state
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(every)
 	}
 	f.t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, what, last)
 }

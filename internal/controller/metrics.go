@@ -1,6 +1,9 @@
 package controller
 
 import (
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -13,6 +16,10 @@ import (
 // metrics of the controller. Reconcile counts and durations come from
 // controller-runtime itself (controller_runtime_reconcile_*).
 type metrics struct {
+	// waiting holds the pods whose interfaces are not all ACTIVE yet; the
+	// gauge is its size.
+	waitingMu    sync.Mutex
+	waiting      map[types.UID]bool
 	portsCreated *prometheus.CounterVec
 	portsDeleted prometheus.Counter
 	attaches     prometheus.Counter
@@ -24,6 +31,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
+		waiting: map[types.UID]bool{},
 		portsCreated: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kuryr_controller_ports_created_total", Help: "Neutron ports created, by driver.",
 		}, []string{"driver"}),
@@ -51,6 +59,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.portsCreated, m.portsDeleted, m.attaches, m.detaches, m.podsWaiting, m.podReady, m.gcReleased)
 	}
 	return m
+}
+
+// setWaiting records whether pod uid waits for its interfaces.
+func (m *metrics) setWaiting(uid types.UID, waiting bool) {
+	m.waitingMu.Lock()
+	defer m.waitingMu.Unlock()
+	if waiting {
+		m.waiting[uid] = true
+	} else {
+		delete(m.waiting, uid)
+	}
+	m.podsWaiting.Set(float64(len(m.waiting)))
 }
 
 // CloudMetrics instruments the HTTP client the OpenStack layer uses: every

@@ -65,22 +65,50 @@ func internalIP(n *corev1.Node) string {
 	return ""
 }
 
-// resolve returns node's cloud facts, from the cache when known.
-func (ns *nodes) resolve(ctx context.Context, node *corev1.Node) (nodeInfo, error) {
+// resolve returns node's cloud facts, from the cache when known; fresh says
+// they were just looked up in the cloud.
+func (ns *nodes) resolve(ctx context.Context, node *corev1.Node) (info nodeInfo, fresh bool, err error) {
 	ns.mu.Lock()
 	info, ok := ns.byName[node.Name]
 	ns.mu.Unlock()
 	if ok {
-		return info, nil
+		return info, false, nil
 	}
-	info, err := ns.lookup(ctx, node)
+	info, err = ns.lookup(ctx, node)
 	if err != nil {
-		return nodeInfo{}, err
+		return nodeInfo{}, false, err
 	}
 	ns.mu.Lock()
 	ns.byName[node.Name] = info
 	ns.mu.Unlock()
-	return info, nil
+	return info, true, nil
+}
+
+// known returns every node resolved so far.
+func (ns *nodes) known() []nodeInfo {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	out := make([]nodeInfo, 0, len(ns.byName))
+	for _, n := range ns.byName {
+		out = append(out, n)
+	}
+	return out
+}
+
+// vlanIDs returns the VLAN IDs known in use on trunkID, sorted.
+func (ns *nodes) vlanIDs(trunkID string) []int {
+	if trunkID == "" {
+		return nil
+	}
+	t := ns.trunk(trunkID)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ids := make([]int, 0, len(t.used))
+	for v := range t.used {
+		ids = append(ids, v)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // forget drops a node from the cache, e.g. after the cloud said its trunk or

@@ -45,6 +45,12 @@ func NewPodReconciler(c client.Client, cloud Cloud, rec recorder.EventRecorder, 
 	}
 }
 
+// podDone says the pod has finished for good: none of its containers will
+// run again, so its interfaces can go (as for a completed Job's pod).
+func podDone(pod *corev1.Pod) bool {
+	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+}
+
 // wants says whether the controller handles pod at all.
 func (r *PodReconciler) wants(pod *corev1.Pod) bool {
 	if pod.Spec.NodeName == "" || pod.Spec.HostNetwork {
@@ -85,7 +91,8 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 			return res, err
 		}
 		return ctrl.Result{RequeueAfter: 10 * time.Millisecond}, nil
-	case pod.DeletionTimestamp != nil:
+	case pod.DeletionTimestamp != nil || podDone(pod):
+		// Going, or finished for good (its sandbox is gone): release.
 		if kp == nil && !controllerutil.ContainsFinalizer(pod, v1alpha1.Finalizer) {
 			return ctrl.Result{}, nil
 		}
@@ -192,6 +199,7 @@ func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		uid = pod.UID
 	}
 	if uid != "" {
+		r.metrics.setWaiting(uid, false)
 		if err := r.releasePod(ctx, uid); err != nil {
 			if errors.Is(err, errDetachPending) {
 				logger.V(1).Info("waiting for Nova to detach", "pod", uid, "reason", err.Error())

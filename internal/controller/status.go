@@ -90,7 +90,10 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 	if err := r.client.Get(ctx, types.NamespacedName{Name: pod.Spec.NodeName}, &node); err != nil {
 		return ctrl.Result{}, fmt.Errorf("get node %s of pod %s/%s: %w", pod.Spec.NodeName, pod.Namespace, pod.Name, err)
 	}
-	info, err := r.nodes.resolve(ctx, &node)
+	info, fresh, err := r.nodes.resolve(ctx, &node)
+	if err == nil && fresh {
+		err = r.recordNode(ctx, &node, info)
+	}
 	if err != nil {
 		if errors.Is(err, errNodeNotReady) || isTerminal(err) {
 			setCondition(st, v1alpha1.ConditionReady, false, reasonNodeNotReady, err.Error(), kp.Generation)
@@ -171,10 +174,11 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		// exponential backoff: no retry storm on a struggling cloud.
 		return ctrl.Result{}, errors.Join(transient...)
 	case pending > 0:
-		r.metrics.podsWaiting.Inc()
+		r.metrics.setWaiting(kp.Spec.PodUID, true)
 		setCondition(st, v1alpha1.ConditionReady, false, reasonPending, fmt.Sprintf("%d of %d interfaces not ACTIVE yet", pending, len(out)), kp.Generation)
 		return ctrl.Result{RequeueAfter: pollDelay(r.now().Sub(kp.CreationTimestamp.Time))}, r.writeStatus(ctx, kp, st)
 	}
+	r.metrics.setWaiting(kp.Spec.PodUID, false)
 	wasReady := meta.IsStatusConditionTrue(kp.Status.Conditions, v1alpha1.ConditionReady)
 	setCondition(st, v1alpha1.ConditionReady, true, reasonActive, fmt.Sprintf("%d interfaces ACTIVE", len(out)), kp.Generation)
 	if err := r.writeStatus(ctx, kp, st); err != nil {
@@ -212,6 +216,7 @@ func (r *PodReconciler) rollback(ctx context.Context, pod *corev1.Pod, kp *v1alp
 		}
 		s.PortID, s.VLANID = "", 0
 	}
+	r.metrics.setWaiting(kp.Spec.PodUID, false)
 	setCondition(st, v1alpha1.ConditionReady, false, reasonFailed, cause.Error(), kp.Generation)
 	st.Summary = reasonFailed
 	r.recorder.Eventf(pod, kp, corev1.EventTypeWarning, reasonFailed, "WireInterfaces", "interfaces rolled back: %s", cause.Error())

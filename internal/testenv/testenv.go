@@ -10,7 +10,9 @@ package testenv
 import (
 	"errors"
 	"fmt"
+	"go/build"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -124,4 +126,59 @@ func Main(m *testing.M, env **Env, opts Options) int {
 		fmt.Fprintf(os.Stderr, "warning: stopping the test control plane: %v\n", err)
 	}
 	return code
+}
+
+// GoBuild builds the main package pkg (a path relative to the calling
+// test's directory, e.g. "../../cmd/kuryr-cni") into dir and returns the
+// binary's path: tests that run a binary as a runtime would use it.
+func GoBuild(dir, pkg string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(build.Default.GOROOT, "bin", "go")
+	}
+	abs, err := filepath.Abs(pkg)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, filepath.Base(abs))
+	cmd := exec.Command(goBin, "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return out, nil
+}
+
+// AddUser returns a client configuration that authenticates as user name
+// with groups (a client certificate the API server trusts). With the name
+// "system:serviceaccount:<ns>:<sa>" RBAC treats it as that ServiceAccount,
+// which lets tests run code with the permissions the manifests grant.
+func (e *Env) AddUser(name string, groups ...string) (*rest.Config, error) {
+	u, err := e.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("add user %s: %w", name, err)
+	}
+	return u.Config(), nil
+}
+
+// ServiceAccountConfig returns a client configuration acting as the
+// ServiceAccount namespace/name.
+func (e *Env) ServiceAccountConfig(namespace, name string) (*rest.Config, error) {
+	return e.AddUser("system:serviceaccount:"+namespace+":"+name,
+		"system:serviceaccounts", "system:serviceaccounts:"+namespace, "system:authenticated")
+}
+
+// GoTestBuild compiles the tests of package pkg into a static binary at out
+// (go test -c), for running them somewhere else, such as in the node VM.
+func GoTestBuild(out, pkg string) error {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(build.Default.GOROOT, "bin", "go")
+	}
+	cmd := exec.Command(goBin, "test", "-c", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go test -c %s: %w\n%s", pkg, err, b)
+	}
+	return nil
 }

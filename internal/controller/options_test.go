@@ -1,0 +1,60 @@
+package controller
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestOptionsValidateNamesEveryBadField(t *testing.T) {
+	t.Parallel()
+	o := Defaults()
+	o.ClusterID, o.DefaultDriver, o.Primary, o.DefaultDPDKDriver = "a b", "nested-dpdk", true, "igb_uio"
+	o.ActiveTimeout, o.GCPeriod, o.ReleaseGrace, o.Workers = Duration{0}, Duration{time.Millisecond}, Duration{-time.Second}, 0
+	err := o.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted bad options")
+	}
+	for _, field := range []string{"clusterID", "defaultDriver", "podSubnetID", "defaultDPDKDriver", "activeTimeout", "gcPeriod", "releaseGrace", "workers"} {
+		if !strings.Contains(err.Error(), field+":") {
+			t.Errorf("error %q does not name %s", err, field)
+		}
+	}
+	d := Defaults()
+	if err := d.Validate(); err != nil {
+		t.Fatalf("defaults are invalid: %v", err)
+	}
+}
+
+func TestOptionsLoadFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	must(t, os.WriteFile(good, []byte("clusterID: prod\nprimary: true\npodSubnetID: s1\ndefaultDriver: nested-macvlan\nactiveTimeout: 45s\nworkerSubnetIDs: [w1, w2]\n"), 0o600))
+	o := Defaults()
+	must(t, o.LoadFile(good))
+	if o.ClusterID != "prod" || !o.Primary || o.DefaultDriver != "nested-macvlan" || o.ActiveTimeout.Duration != 45*time.Second || len(o.WorkerSubnetIDs) != 2 {
+		t.Fatalf("loaded %+v", o)
+	}
+	if o.GCPeriod != Defaults().GCPeriod {
+		t.Fatalf("a field the file does not set lost its default: %v", o.GCPeriod)
+	}
+	for name, body := range map[string]string{
+		"unknown field": "podSubnet: typo\n",
+		"bad duration":  "activeTimeout: soon\n",
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
+		must(t, os.WriteFile(p, []byte(body), 0o600))
+		o := Defaults()
+		err := o.LoadFile(p)
+		if err == nil {
+			t.Errorf("%s: loaded without error", name)
+			continue
+		}
+		if want := strings.SplitN(body, ":", 2)[0]; !strings.Contains(err.Error(), want) && !strings.Contains(err.Error(), "soon") {
+			t.Errorf("%s: error %q names neither the field nor the value", name, err)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pcisim"
+)
+
+func reserve(t *testing.T, root string, pages int) {
+	t.Helper()
+	d := filepath.Join(root, "sys", "kernel", "mm", "hugepages", "hugepages-2048kB")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "nr_hugepages"), []byte(strconv.Itoa(pages)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func find(r Report, what string) Finding {
+	for _, f := range r.Findings {
+		if f.What == what {
+			return f
+		}
+	}
+	return Finding{}
+}
+
+func TestCheckReadyNode(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	sim, err := pcisim.Start(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	if err := sim.AddVirtioNet("0000:01:00.0", "fa:16:3e:00:00:01"); err != nil {
+		t.Fatal(err)
+	}
+	reserve(t, root, 512)
+	r := Check(root)
+	var out bytes.Buffer
+	r.Write(&out)
+	if !r.OK() || find(r, "hugepages").Detail != "1024 MiB reserved" || find(r, "uio_pci_generic").Level != OK ||
+		find(r, "virtio 0000:01:00.0").Level != OK || find(r, "vfio-pci").Level != Warn {
+		t.Fatalf("report for a ready node without IOMMU:\n%s", out.String())
+	}
+}
+
+func TestCheckFindsWhatIsMissing(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	sim, err := pcisim.Start(context.Background(), root, pcisim.WithDrivers(pcisim.DriverVirtioPCI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	r := Check(root)
+	var out bytes.Buffer
+	r.Write(&out)
+	if r.OK() || find(r, "hugepages").Level != Fail || find(r, "DPDK driver").Level != Fail ||
+		!strings.Contains(find(r, "uio_pci_generic").Detail, "modprobe uio_pci_generic") {
+		t.Fatalf("report for a node without hugepages or DPDK drivers:\n%s", out.String())
+	}
+}
+
+func TestWriteInterfaces(t *testing.T) {
+	t.Parallel()
+	pods := []v1alpha1.KuryrPod{{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "vnf"},
+		Spec:       v1alpha1.KuryrPodSpec{NodeName: "node-1"},
+		Status: v1alpha1.KuryrPodStatus{Interfaces: []v1alpha1.InterfaceStatus{
+			{IfName: "eth0", Driver: v1alpha1.DriverNestedVLAN, State: v1alpha1.StatePlugged, MAC: "fa:16:3e:00:00:01", IPs: []string{"10.0.0.5/24"}, VLANID: 101},
+			{IfName: "net1", Driver: v1alpha1.DriverNestedDPDK, State: v1alpha1.StatePlugged, MAC: "fa:16:3e:00:00:02", PCIAddress: "0000:01:00.0", BoundDriver: "uio_pci_generic"},
+		}},
+	}}
+	var out bytes.Buffer
+	if err := WriteInterfaces(&out, pods); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[1], "101") || !strings.Contains(lines[2], "0000:01:00.0") || !strings.Contains(lines[2], "uio_pci_generic") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+}

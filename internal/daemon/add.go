@@ -1,0 +1,296 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	cnitypes "github.com/containernetworking/cni/pkg/types"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
+)
+
+// plugged is one interface as the pod got it.
+type plugged struct {
+	req    v1alpha1.InterfaceRequest
+	status v1alpha1.InterfaceStatus
+	// devInfo is the device-info file written for a DPDK device.
+	devInfo string
+}
+
+// Add implements cniapi.Handler: wait for the pod's interfaces, plug them,
+// report them.
+func (d *Daemon) Add(ctx context.Context, req *cniapi.Request) (res cnitypes.Result, err error) {
+	start := time.Now()
+	driver := "none"
+	defer func() { d.observe(cniapi.CmdAdd, driver, start, err) }()
+	if req.Args.PodNamespace == "" || req.Args.PodName == "" {
+		return nil, cniErr(cniapi.CodeBadConfig, "CNI_ARGS lacks K8S_POD_NAMESPACE or K8S_POD_NAME: kuryr-cni serves Kubernetes pods only")
+	}
+	key := types.NamespacedName{Namespace: req.Args.PodNamespace, Name: req.Args.PodName}
+
+	t := time.Now()
+	kp, want, err := d.waitInterfaces(ctx, req, key)
+	if err != nil {
+		return nil, err
+	}
+	d.metrics.phases.WithLabelValues(phaseWaitInterfaces).Observe(time.Since(t).Seconds())
+	if len(want) == 1 {
+		driver = string(want[0].Driver)
+	} else {
+		driver = "all"
+	}
+
+	var got []plugged
+	for _, ir := range want {
+		st := findStatus(kp, ir.IfName)
+		p, err := d.plug(ctx, req, ir, *st)
+		if err != nil {
+			return nil, err
+		}
+		got = append(got, p)
+	}
+
+	t = time.Now()
+	if err := d.recordPlugged(ctx, key, kp.Spec.PodUID, got); err != nil {
+		return nil, cniErr(cniapi.CodeTryAgainLater, "record the plugged interfaces of pod %s: %v", key, err)
+	}
+	if d.all(req) {
+		if err := d.writeNetworkStatus(ctx, key, req.NetConf.Name, got); err != nil {
+			return nil, cniErr(cniapi.CodeTryAgainLater, "write the network-status of pod %s: %v", key, err)
+		}
+	}
+	d.metrics.phases.WithLabelValues(phaseReport).Observe(time.Since(t).Seconds())
+	d.log.V(1).Info("plugged", "pod", key, "container", req.ContainerID, "interfaces", len(got), "took", time.Since(start))
+	return buildResult(req, got), nil
+}
+
+// waitInterfaces waits, event-driven, until the pod's KuryrPod (for this
+// very pod: its UID) has the interfaces this call covers ACTIVE in the
+// cloud. A request the controller found invalid, or a pod whose interfaces
+// failed, is answered at once with the controller's reason.
+func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key types.NamespacedName) (*v1alpha1.KuryrPod, []v1alpha1.InterfaceRequest, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.opts.InterfacesTimeout)
+	defer cancel()
+	var (
+		kp   v1alpha1.KuryrPod
+		want []v1alpha1.InterfaceRequest
+		why  = "no KuryrPod yet: is kuryr-controller running?"
+	)
+	err := d.waiters.until(ctx, key, func() (bool, error) {
+		if err := d.client.Get(ctx, key, &kp); err != nil {
+			if apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			return false, cniErr(cniapi.CodeTryAgainLater, "read KuryrPod %s: %v", key, err)
+		}
+		if req.Args.PodUID != "" && string(kp.Spec.PodUID) != req.Args.PodUID {
+			why = fmt.Sprintf("the KuryrPod is for pod UID %s, not %s (an older pod of that name)", kp.Spec.PodUID, req.Args.PodUID)
+			return false, nil
+		}
+		if c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionSpecValid); c != nil && c.Status == metav1.ConditionFalse {
+			return false, cniErr(cniapi.CodeBadConfig, "pod %s asks for networks kuryr-dpdk cannot give: %s", key, c.Message)
+		}
+		if c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse && c.Reason == "InterfacesFailed" {
+			return false, cniErr(cniapi.CodeInternal, "the interfaces of pod %s failed in the cloud and were rolled back: %s (recreate the pod once fixed)", key, c.Message)
+		}
+		var err error
+		if want, err = d.covered(req, &kp); err != nil {
+			return false, err
+		}
+		for _, ir := range want {
+			st := findStatus(&kp, ir.IfName)
+			if st == nil || (st.State != v1alpha1.StateActive && st.State != v1alpha1.StatePlugged) {
+				why = fmt.Sprintf("interface %s is not ACTIVE in the cloud yet (%s)", ir.IfName, kp.Status.Summary)
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, cniErr(cniapi.CodeTryAgainLater, "interfaces of pod %s not ready after %s: %s", key, d.opts.InterfacesTimeout, why)
+		}
+		return nil, nil, err
+	}
+	return &kp, want, nil
+}
+
+// covered returns the interfaces this call plugs: all of them for the
+// primary CNI's call, else the one named by CNI_IFNAME.
+func (d *Daemon) covered(req *cniapi.Request, kp *v1alpha1.KuryrPod) ([]v1alpha1.InterfaceRequest, error) {
+	if d.all(req) {
+		return kp.Spec.Interfaces, nil
+	}
+	for _, ir := range kp.Spec.Interfaces {
+		if ir.IfName == req.IfName {
+			return []v1alpha1.InterfaceRequest{ir}, nil
+		}
+	}
+	var names []string
+	for _, ir := range kp.Spec.Interfaces {
+		names = append(names, ir.IfName)
+	}
+	return nil, cniErr(cniapi.CodeBadConfig, "pod %s/%s has no kuryr-dpdk interface %q (it has %s); check the pod's %s annotation",
+		kp.Namespace, kp.Name, req.IfName, strings.Join(names, ", "), v1alpha1.NetworksAnnotation)
+}
+
+func findStatus(kp *v1alpha1.KuryrPod, ifName string) *v1alpha1.InterfaceStatus {
+	for i := range kp.Status.Interfaces {
+		if kp.Status.Interfaces[i].IfName == ifName {
+			return &kp.Status.Interfaces[i]
+		}
+	}
+	return nil
+}
+
+// plug puts one interface in the pod (or binds its device).
+func (d *Daemon) plug(ctx context.Context, req *cniapi.Request, ir v1alpha1.InterfaceRequest, st v1alpha1.InterfaceStatus) (plugged, error) {
+	p := plugged{req: ir, status: st}
+	switch ir.Driver {
+	case v1alpha1.DriverNestedDPDK:
+		return d.plugDPDK(ctx, req, p)
+	case v1alpha1.DriverNestedVLAN, v1alpha1.DriverNestedMACVLAN:
+		return p, d.plugKernel(ctx, req, p)
+	}
+	return p, cniErr(cniapi.CodeBadConfig, "interface %s: unknown driver %q", ir.IfName, ir.Driver)
+}
+
+func (d *Daemon) plugDPDK(ctx context.Context, req *cniapi.Request, p plugged) (plugged, error) {
+	ifName := p.req.IfName
+	// A retried ADD finds the device through its checkpoint: once bound,
+	// its netdev (and MAC) are gone, so there is nothing to wait for.
+	if _, err := d.store.Get(req.ContainerID, ifName); errors.Is(err, checkpoint.ErrNotFound) {
+		t := time.Now()
+		wctx, cancel := context.WithTimeout(ctx, d.opts.DeviceTimeout)
+		_, err := d.sys.WaitForMAC(wctx, p.status.MAC)
+		cancel()
+		if err != nil {
+			return p, cniErr(cniapi.CodeTryAgainLater, "interface %s: the device with MAC %s (port %s) has not appeared in this VM: %v", ifName, p.status.MAC, p.status.PortID, err)
+		}
+		d.metrics.phases.WithLabelValues(phaseWaitDevice).Observe(time.Since(t).Seconds())
+	}
+	p.devInfo = req.NetConf.RuntimeConfig.DeviceInfoFile
+	if p.devInfo == "" {
+		network := p.req.Network
+		if network == "" {
+			network = req.NetConf.Name
+		}
+		p.devInfo = binding.DeviceInfoPath(d.opts.DevInfoRoot, network, req.ContainerID, ifName)
+	}
+	t := time.Now()
+	res, err := d.dpdk.Attach(ctx, binding.DPDKRequest{
+		ContainerID: req.ContainerID, IfName: ifName, MAC: p.status.MAC,
+		TargetDriver: p.req.DPDKDriver, DeviceInfoFile: p.devInfo,
+	})
+	if err != nil {
+		return p, fmt.Errorf("interface %s (MAC %s): %w", ifName, p.status.MAC, err)
+	}
+	d.metrics.phases.WithLabelValues(phaseBind).Observe(time.Since(t).Seconds())
+	p.status.PCIAddress, p.status.OriginalDriver, p.status.BoundDriver = res.PCIAddress, res.OriginalDriver, res.BoundDriver
+	return p, nil
+}
+
+// kernelRequest builds the netlink request for a VLAN/MACVLAN interface.
+func (d *Daemon) kernelRequest(ctx context.Context, netns string, ir v1alpha1.InterfaceRequest, st v1alpha1.InterfaceStatus) (binding.KernelRequest, error) {
+	parent, err := d.parentLink(ctx)
+	if err != nil {
+		return binding.KernelRequest{}, cniErr(cniapi.CodeTryAgainLater, "%v", err)
+	}
+	kr := binding.KernelRequest{
+		Netns: netns, Parent: parent, ParentNetns: d.opts.NodeNetns, IfName: ir.IfName,
+		MTU: st.MTU, DefaultRoute: ir.DefaultRoute, VLANID: st.VLANID,
+		Gateway: net.ParseIP(st.Gateway),
+	}
+	if kr.MAC, err = net.ParseMAC(st.MAC); err != nil {
+		return kr, cniErr(cniapi.CodeInternal, "interface %s: the cloud gave MAC %q: %v", ir.IfName, st.MAC, err)
+	}
+	for _, c := range st.IPs {
+		ip, n, err := net.ParseCIDR(c)
+		if err != nil {
+			return kr, cniErr(cniapi.CodeInternal, "interface %s: address %q: %v", ir.IfName, c, err)
+		}
+		n.IP = ip
+		kr.IPs = append(kr.IPs, n)
+	}
+	for _, r := range st.Routes {
+		_, dst, err := net.ParseCIDR(r.Dst)
+		if err != nil {
+			return kr, cniErr(cniapi.CodeInternal, "interface %s: route %q: %v", ir.IfName, r.Dst, err)
+		}
+		kr.Routes = append(kr.Routes, binding.KernelRoute{Dst: dst, GW: net.ParseIP(r.Gateway)})
+	}
+	return kr, nil
+}
+
+func (d *Daemon) plugKernel(ctx context.Context, req *cniapi.Request, p plugged) error {
+	ir := p.req
+	kr, err := d.kernelRequest(ctx, req.Netns, ir, p.status)
+	if err != nil {
+		return err
+	}
+	drv := d.kernel[ir.Driver]
+	kind := kindMACVLAN
+	if ir.Driver == v1alpha1.DriverNestedVLAN {
+		kind = kindVLAN
+	}
+	t := time.Now()
+	if rec, err := d.store.Get(req.ContainerID, ir.IfName); err == nil {
+		// A retried ADD: keep what is there if it is right, else redo it.
+		if drv.Check(ctx, kr) == nil {
+			return nil
+		}
+		if err := drv.Detach(ctx, rec.NetNS, ir.IfName); err != nil {
+			return fmt.Errorf("interface %s: remove the previous attempt: %w", ir.IfName, err)
+		}
+	}
+	// The checkpoint comes first, so that a DEL after a crash knows what to remove.
+	rec := checkpoint.Record{ContainerID: req.ContainerID, IfName: ir.IfName, Kind: kind, MAC: p.status.MAC, NetNS: req.Netns,
+		Extra: map[string]string{"portID": p.status.PortID}}
+	if err := d.store.Put(rec); err != nil {
+		return cniErr(cniapi.CodeInternal, "write the checkpoint of %s: %v", ir.IfName, err)
+	}
+	if _, err := drv.Attach(ctx, kr); err != nil {
+		return fmt.Errorf("interface %s: %w", ir.IfName, err)
+	}
+	d.metrics.phases.WithLabelValues(phaseNetlink).Observe(time.Since(t).Seconds())
+	return nil
+}
+
+// recordPlugged marks the interfaces Plugged in the KuryrPod, with what
+// the daemon knows (PCI address, drivers).
+func (d *Daemon) recordPlugged(ctx context.Context, key types.NamespacedName, uid types.UID, got []plugged) error {
+	return d.updateStatus(ctx, key, uid, func(st *v1alpha1.KuryrPodStatus) {
+		for _, p := range got {
+			for i := range st.Interfaces {
+				s := &st.Interfaces[i]
+				if s.IfName != p.req.IfName {
+					continue
+				}
+				s.State, s.Message = v1alpha1.StatePlugged, ""
+				s.PCIAddress, s.OriginalDriver, s.BoundDriver = p.status.PCIAddress, p.status.OriginalDriver, p.status.BoundDriver
+			}
+		}
+		st.Summary = summary(st)
+	})
+}
+
+func summary(st *v1alpha1.KuryrPodStatus) string {
+	n := 0
+	for _, s := range st.Interfaces {
+		if s.State == v1alpha1.StatePlugged {
+			n++
+		}
+	}
+	return fmt.Sprintf("%d/%d plugged", n, len(st.Interfaces))
+}

@@ -1,0 +1,176 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	cnitypes "github.com/containernetworking/cni/pkg/types"
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
+)
+
+// Kinds of checkpoint records this daemon writes.
+const (
+	kindVLAN    = "vlan"
+	kindMACVLAN = "macvlan"
+)
+
+// kernelDriver is a VLAN or MACVLAN binding.
+type kernelDriver interface {
+	Attach(ctx context.Context, req binding.KernelRequest) (binding.KernelResult, error)
+	Check(ctx context.Context, req binding.KernelRequest) error
+	Detach(ctx context.Context, netns, ifName string) error
+}
+
+var (
+	_ kernelDriver   = (*binding.VLAN)(nil)
+	_ kernelDriver   = (*binding.MACVLAN)(nil)
+	_ cniapi.Handler = (*Daemon)(nil)
+)
+
+// Daemon serves the CNI for one node. It implements cniapi.Handler.
+type Daemon struct {
+	opts Options
+	// client reads from the informer cache (this node's pods and
+	// KuryrPods only) and writes to the API server.
+	client client.Client
+	// reader reads from the API server itself (the node, fresh objects
+	// for read-modify-write).
+	reader  client.Reader
+	sys     *pci.SysFS
+	store   *checkpoint.Store
+	dpdk    *binding.DPDK
+	kernel  map[v1alpha1.Driver]kernelDriver
+	waiters *waiters
+	metrics *metrics
+	synced  func() bool
+	log     logr.Logger
+
+	parentMu sync.Mutex
+	parent   string
+}
+
+// New builds a daemon. c should read from a cache restricted to this node
+// (see CacheOptions); reader reads from the API server.
+func New(opts Options, c client.Client, reader client.Reader, reg prometheus.Registerer, log logr.Logger) (*Daemon, error) {
+	store, err := checkpoint.New(opts.CheckpointDir)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint directory %s: %w", opts.CheckpointDir, err)
+	}
+	sys := pci.New(opts.SysfsRoot)
+	return &Daemon{
+		opts: opts, client: c, reader: reader, sys: sys, store: store,
+		dpdk:    binding.NewDPDK(sys, store, binding.DPDKOptions{}),
+		kernel:  map[v1alpha1.Driver]kernelDriver{v1alpha1.DriverNestedVLAN: binding.NewVLAN(), v1alpha1.DriverNestedMACVLAN: binding.NewMACVLAN()},
+		waiters: newWaiters(), metrics: newMetrics(reg), synced: func() bool { return false }, log: log,
+	}, nil
+}
+
+// Watch hooks the daemon to the informers of c: every KuryrPod change wakes
+// the ADDs waiting for it. Call it before the cache starts.
+func (d *Daemon) Watch(ctx context.Context, c cache.Cache) error {
+	inf, err := c.GetInformer(ctx, &v1alpha1.KuryrPod{})
+	if err != nil {
+		return fmt.Errorf("KuryrPod informer: %w", err)
+	}
+	wake := func(obj any) {
+		if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if o, ok := obj.(client.Object); ok {
+			d.waiters.changed(types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()})
+		}
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: wake, UpdateFunc: func(_, n any) { wake(n) }, DeleteFunc: wake,
+	}); err != nil {
+		return fmt.Errorf("watch KuryrPods: %w", err)
+	}
+	d.synced = inf.HasSynced
+	return nil
+}
+
+// Ready says whether the daemon can serve ADDs (its informers have synced).
+func (d *Daemon) Ready() error {
+	if !d.synced() {
+		return errors.New("kuryr-daemon is starting: informers not synced yet")
+	}
+	return nil
+}
+
+// CacheOptions restrict the daemon's informers to its own node: pods by
+// spec.nodeName, KuryrPods by their node label.
+func CacheOptions(node string) cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Pod{}:        {Field: fieldSelector("spec.nodeName", node)},
+		&v1alpha1.KuryrPod{}: {Label: labelSelector(v1alpha1.NodeLabel, node)},
+	}}
+}
+
+// all says whether a call covers every interface of the pod (the primary
+// CNI's eth0 call) rather than the one it names (a Multus delegate call).
+func (d *Daemon) all(req *cniapi.Request) bool {
+	return d.opts.Primary && req.NetConf != nil && req.NetConf.Driver == "" && req.NetConf.SubnetID == ""
+}
+
+// parentLink finds the VM's NIC once: the override, else the link holding
+// the node's InternalIP in the node's network namespace.
+func (d *Daemon) parentLink(ctx context.Context) (string, error) {
+	d.parentMu.Lock()
+	defer d.parentMu.Unlock()
+	if d.parent != "" {
+		return d.parent, nil
+	}
+	var nodeIP net.IP
+	if d.opts.ParentInterface == "" {
+		var node corev1.Node
+		if err := d.reader.Get(ctx, types.NamespacedName{Name: d.opts.NodeName}, &node); err != nil {
+			return "", fmt.Errorf("get node %s to find its NIC: %w", d.opts.NodeName, err)
+		}
+		for _, a := range node.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				nodeIP = net.ParseIP(a.Address)
+			}
+		}
+		if nodeIP == nil {
+			return "", fmt.Errorf("node %s has no InternalIP to find its NIC by; set --parent-interface", d.opts.NodeName)
+		}
+	}
+	name, err := binding.KernelParent(d.opts.NodeNetns, d.opts.ParentInterface, nodeIP)
+	if err != nil {
+		return "", fmt.Errorf("find the VM's NIC: %w", err)
+	}
+	d.parent = name
+	return name, nil
+}
+
+// observe records a request in the metrics.
+func (d *Daemon) observe(verb, driver string, start time.Time, err error) {
+	result := "ok"
+	if err != nil {
+		result = strconv.Itoa(int(cniapi.AsCNIError(err).Code))
+	}
+	d.metrics.requests.WithLabelValues(verb, driver, result).Inc()
+	d.metrics.duration.WithLabelValues(verb).Observe(time.Since(start).Seconds())
+}
+
+// cniErr builds a CNI error with a code and a message that says what to do.
+func cniErr(code uint, format string, args ...any) *cnitypes.Error {
+	return cnitypes.NewError(code, fmt.Sprintf(format, args...), "")
+}

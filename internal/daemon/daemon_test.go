@@ -1,0 +1,204 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	cnitypes "github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
+)
+
+func cniCode(t *testing.T, what string, err error, code uint) {
+	t.Helper()
+	var e *cnitypes.Error
+	if !errors.As(err, &e) || e.Code != code {
+		t.Fatalf("%s: error %v, want CNI code %d", what, err, code)
+	}
+}
+
+// TestAddCheckDelThroughLibcni drives the real kuryr-cni shim through libcni
+// as containerd does, against a daemon on a real API server, real network
+// namespaces and a simulated PCI bus: eth0 (MACVLAN) and a DPDK device. ADD
+// waits for the interfaces event-driven; DEL works after a daemon restart;
+// DEL again and GC are fine.
+func TestAddCheckDelThroughLibcni(t *testing.T) {
+	n := newNode(t)
+	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	stop := n.startDaemon(30 * time.Second)
+	_, kp := n.createPod("vnf", v1alpha1.StatePending)
+
+	// The ADD waits: the interfaces are still Pending in the cloud.
+	type answer struct {
+		res cnitypes.Result
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
+		done <- answer{res, err}
+	}()
+	select {
+	case a := <-done:
+		t.Fatalf("ADD returned before the interfaces were ACTIVE: %v %v", a.res, a.err)
+	case <-time.After(700 * time.Millisecond):
+	}
+	activated := time.Now()
+	for i := range kp.Status.Interfaces {
+		kp.Status.Interfaces[i].State = v1alpha1.StateActive
+	}
+	must(t, n.c.Status().Update(n.ctx, kp))
+	a := <-done
+	if a.err != nil {
+		t.Fatalf("ADD: %v", a.err)
+	}
+	t.Logf("ADD returned %s after the interfaces became ACTIVE", time.Since(activated))
+	res, err := current.NewResultFromResult(a.res)
+	must(t, err)
+
+	// The result: both interfaces, the DPDK one with its PCI address, and
+	// both sets of addresses.
+	if len(res.Interfaces) != 2 || res.Interfaces[0].Name != "eth0" || res.Interfaces[0].Mac != eth0MAC ||
+		res.Interfaces[1].Name != "net1" || res.Interfaces[1].PciID != dpdkPCI || res.Interfaces[1].Mac != dpdkMAC {
+		t.Fatalf("result interfaces %+v", res.Interfaces)
+	}
+	if len(res.IPs) != 2 || res.IPs[0].Address.String() != "10.1.0.5/16" || res.IPs[1].Address.String() != "10.3.0.7/24" || *res.IPs[1].Interface != 1 {
+		t.Fatalf("result IPs %+v", res.IPs)
+	}
+
+	// The pod namespace has eth0 with the port's MAC, address and default route.
+	mac, addrs, via := n.podLink("eth0")
+	if mac != eth0MAC || !slices.Equal(addrs, []string{"10.1.0.5/16"}) || via != "10.1.0.1" {
+		t.Fatalf("pod eth0: mac %q addrs %v default via %q", mac, addrs, via)
+	}
+	// The device is bound to uio_pci_generic, with its device-info file.
+	if drv := n.sim.Driver(dpdkPCI); drv != "uio_pci_generic" {
+		t.Fatalf("device %s bound to %q, want uio_pci_generic", dpdkPCI, drv)
+	}
+	devInfo := binding.DeviceInfoPath(n.dir, "default/dataplane", sandboxID, "net1")
+	di, err := binding.ReadDeviceInfo(devInfo)
+	if err != nil || di.Type != "pci" || di.Version != "1.1.0" || di.PCI == nil || di.PCI.PCIAddress != dpdkPCI {
+		t.Fatalf("device-info %s = %+v, %v", devInfo, di, err)
+	}
+	// The KuryrPod says Plugged, with the PCI address and drivers.
+	got := n.kuryrPod("vnf")
+	st := findStatus(got, "net1")
+	if st.State != v1alpha1.StatePlugged || st.PCIAddress != dpdkPCI || st.OriginalDriver != "virtio-pci" || st.BoundDriver != "uio_pci_generic" ||
+		findStatus(got, "eth0").State != v1alpha1.StatePlugged || got.Status.Summary != "2/2 plugged" {
+		t.Fatalf("KuryrPod status %+v", got.Status)
+	}
+	// The pod's network-status lists both, the DPDK one with device-info.
+	var pod corev1.Pod
+	must(t, n.c.Get(n.ctx, types.NamespacedName{Namespace: "default", Name: n.podName("vnf")}, &pod))
+	var ns []nadv1.NetworkStatus
+	must(t, json.Unmarshal([]byte(pod.Annotations[v1alpha1.NetworkStatusAnnotation]), &ns))
+	if len(ns) != 2 || ns[0].Name != "kuryr" || !ns[0].Default || ns[0].Interface != "eth0" || ns[1].Name != "default/dataplane" ||
+		ns[1].DeviceInfo == nil || ns[1].DeviceInfo.Pci.PciAddress != dpdkPCI || !slices.Equal(ns[1].IPs, []string{"10.3.0.7"}) {
+		t.Fatalf("network-status %s", pod.Annotations[v1alpha1.NetworkStatusAnnotation])
+	}
+
+	// CHECK passes; an ADD retried (the runtime lost the answer) succeeds too.
+	must(t, n.cni.CheckNetworkList(n.ctx, n.list, n.rt()))
+	if _, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt()); err != nil {
+		t.Fatalf("retried ADD: %v", err)
+	}
+
+	// The daemon restarts between ADD and DEL: the new one works from the
+	// checkpoints.
+	stop()
+	n.startDaemon(30 * time.Second)
+	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
+	if mac, _, _ := n.podLink("eth0"); mac != "" {
+		t.Fatalf("eth0 still in the pod after DEL")
+	}
+	if drv := n.sim.Driver(dpdkPCI); drv != "virtio-pci" {
+		t.Fatalf("device bound to %q after DEL, want virtio-pci back", drv)
+	}
+	if n.sim.Netdev(dpdkPCI) == "" {
+		t.Fatalf("device's netdev did not come back after DEL")
+	}
+	if _, err := os.Stat(devInfo); !os.IsNotExist(err) {
+		t.Fatalf("device-info %s still there after DEL: %v", devInfo, err)
+	}
+	got = n.kuryrPod("vnf")
+	for _, s := range got.Status.Interfaces {
+		if s.State != v1alpha1.StateActive || s.BoundDriver != "" {
+			t.Fatalf("after DEL interface %s is %s bound to %q; want Active, unbound (the controller may release it)", s.IfName, s.State, s.BoundDriver)
+		}
+	}
+	ents, _ := os.ReadDir(n.ckptDir)
+	if len(ents) != 0 {
+		t.Fatalf("checkpoints left after DEL: %v", ents)
+	}
+	// DEL again, with nothing left, succeeds.
+	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
+}
+
+// TestGCUnplugsWhatTheRuntimeForgot: GC with no valid attachment undoes an
+// ADD whose DEL never came.
+func TestGCUnplugsWhatTheRuntimeForgot(t *testing.T) {
+	n := newNode(t)
+	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	n.startDaemon(30 * time.Second)
+	n.createPod("gc", v1alpha1.StateActive)
+	if _, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt()); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	must(t, n.cni.GCNetworkList(n.ctx, n.list, &libcni.GCArgs{ValidAttachments: []cnitypes.GCAttachment{{ContainerID: "another", IfName: "eth0"}}}))
+	if drv := n.sim.Driver(dpdkPCI); drv != "virtio-pci" {
+		t.Fatalf("GC left the device bound to %q", drv)
+	}
+	if mac, _, _ := n.podLink("eth0"); mac != "" {
+		t.Fatalf("GC left eth0 in the pod")
+	}
+}
+
+// TestAddErrors: each failure is a CNI error with the right code and a
+// message that says what is wrong.
+func TestAddErrors(t *testing.T) {
+	n := newNode(t)
+	n.startDaemon(2 * time.Second)
+
+	// No KuryrPod at all (no controller?): try again later.
+	n.pod = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "orphan", Namespace: "default", UID: "00000000-0000-4000-8000-00000000beef"}}
+	_, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
+	cniCode(t, "ADD without a KuryrPod", err, cniapi.CodeTryAgainLater)
+
+	// The controller found the request invalid: bad config, with its reason.
+	_, kp := n.createPod("invalid", v1alpha1.StatePending)
+	meta.SetStatusCondition(&kp.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionSpecValid, Status: metav1.ConditionFalse,
+		Reason: "NetworkNotFound", Message: "NetworkAttachmentDefinition default/nope does not exist"})
+	must(t, n.c.Status().Update(n.ctx, kp))
+	_, err = n.cni.AddNetworkList(n.ctx, n.list, n.rt())
+	cniCode(t, "ADD of an invalid request", err, cniapi.CodeBadConfig)
+
+	// Interfaces ACTIVE but the DPDK device never shows up in this VM.
+	n.createPod("nodevice", v1alpha1.StateActive)
+	ctx, cancel := context.WithTimeout(n.ctx, 60*time.Second)
+	defer cancel()
+	_, err = n.cni.AddNetworkList(ctx, n.list, n.rt())
+	cniCode(t, "ADD with a device that never appears", err, cniapi.CodeTryAgainLater)
+	// The failed ADD is followed by DEL, as runtimes do; nothing is left.
+	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
+	if mac, _, _ := n.podLink("eth0"); mac != "" {
+		t.Fatalf("eth0 left in the pod after a failed ADD and its DEL")
+	}
+	ents, _ := os.ReadDir(n.ckptDir)
+	if len(ents) != 0 {
+		t.Fatalf("checkpoints left: %v", ents)
+	}
+}

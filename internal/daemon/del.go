@@ -1,0 +1,175 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
+)
+
+// records returns the checkpoints a call covers: the container's, all of
+// them for the primary CNI's call, else the one of CNI_IFNAME.
+func (d *Daemon) records(req *cniapi.Request) ([]checkpoint.Record, error) {
+	all, err := d.store.List()
+	if err != nil {
+		return nil, cniErr(cniapi.CodeInternal, "read checkpoints in %s: %v", d.opts.CheckpointDir, err)
+	}
+	var out []checkpoint.Record
+	for _, r := range all {
+		if r.ContainerID == req.ContainerID && (d.all(req) || r.IfName == req.IfName) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// unplug undoes one attachment from its checkpoint alone: it works after a
+// restart, with the pod's namespace gone, and twice.
+func (d *Daemon) unplug(ctx context.Context, r checkpoint.Record) error {
+	switch r.Kind {
+	case checkpoint.KindDPDK:
+		// Rebinds the original driver, waits for the netdev, removes the
+		// device-info file and the checkpoint.
+		if err := d.dpdk.Detach(ctx, r.ContainerID, r.IfName); err != nil {
+			return fmt.Errorf("give device %s (%s) back to %s: %w", r.PCIAddress, r.IfName, r.OriginalDriver, err)
+		}
+		return nil
+	case kindVLAN, kindMACVLAN:
+		drv := d.kernel[v1alpha1.DriverNestedMACVLAN]
+		if r.Kind == kindVLAN {
+			drv = d.kernel[v1alpha1.DriverNestedVLAN]
+		}
+		if err := drv.Detach(ctx, r.NetNS, r.IfName); err != nil {
+			return fmt.Errorf("remove %s from %s: %w", r.IfName, r.NetNS, err)
+		}
+		return d.store.Delete(r.ContainerID, r.IfName)
+	}
+	return fmt.Errorf("checkpoint %s has unknown kind %q", r.Key(), r.Kind)
+}
+
+// Del implements cniapi.Handler. Nothing to do is a success.
+func (d *Daemon) Del(ctx context.Context, req *cniapi.Request) (err error) {
+	start := time.Now()
+	defer func() { d.observe(cniapi.CmdDel, "any", start, err) }()
+	recs, err := d.records(req)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	var done []string
+	for _, r := range recs {
+		if err := d.unplug(ctx, r); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		done = append(done, r.IfName)
+	}
+	if len(done) > 0 && req.Args.PodNamespace != "" && req.Args.PodName != "" {
+		// Tell the controller the interfaces are out of the pod: it may
+		// release them in the cloud now.
+		key := types.NamespacedName{Namespace: req.Args.PodNamespace, Name: req.Args.PodName}
+		if err := d.updateStatus(ctx, key, types.UID(req.Args.PodUID), func(st *v1alpha1.KuryrPodStatus) {
+			for i := range st.Interfaces {
+				s := &st.Interfaces[i]
+				for _, n := range done {
+					if s.IfName == n && s.State == v1alpha1.StatePlugged {
+						s.State, s.BoundDriver = v1alpha1.StateActive, ""
+					}
+				}
+			}
+			st.Summary = summary(st)
+		}); err != nil {
+			errs = append(errs, fmt.Errorf("record the unplugged interfaces of pod %s: %w", key, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cniErr(cniapi.CodeTryAgainLater, "DEL of container %s: %v", req.ContainerID, err)
+	}
+	return nil
+}
+
+// Check implements cniapi.Handler: every attachment of the call is still as
+// plugged.
+func (d *Daemon) Check(ctx context.Context, req *cniapi.Request) (err error) {
+	start := time.Now()
+	defer func() { d.observe(cniapi.CmdCheck, "any", start, err) }()
+	recs, err := d.records(req)
+	if err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		return cniErr(cniapi.CodeUnknownContainer, "kuryr-daemon has no attachment of container %s interface %s", req.ContainerID, req.IfName)
+	}
+	key := types.NamespacedName{Namespace: req.Args.PodNamespace, Name: req.Args.PodName}
+	var kp v1alpha1.KuryrPod
+	if err := d.client.Get(ctx, key, &kp); err != nil {
+		return cniErr(cniapi.CodeInternal, "read KuryrPod %s: %v", key, err)
+	}
+	for _, r := range recs {
+		if r.Kind == checkpoint.KindDPDK {
+			if err := d.dpdk.Check(ctx, r.ContainerID, r.IfName); err != nil {
+				return cniErr(cniapi.CodeInternal, "CHECK %s: %v", r.IfName, err)
+			}
+			continue
+		}
+		st := findStatus(&kp, r.IfName)
+		i := -1
+		for j, ir := range kp.Spec.Interfaces {
+			if ir.IfName == r.IfName {
+				i = j
+			}
+		}
+		if st == nil || i < 0 {
+			return cniErr(cniapi.CodeInternal, "CHECK %s: the KuryrPod no longer lists it", r.IfName)
+		}
+		kr, err := d.kernelRequest(ctx, r.NetNS, kp.Spec.Interfaces[i], *st)
+		if err != nil {
+			return err
+		}
+		drv := d.kernel[kp.Spec.Interfaces[i].Driver]
+		if err := drv.Check(ctx, kr); err != nil {
+			return cniErr(cniapi.CodeInternal, "CHECK %s: %v", r.IfName, err)
+		}
+	}
+	return nil
+}
+
+// GC implements cniapi.Handler (CNI 1.1): every attachment the runtime no
+// longer lists is undone: devices rebound, links removed, records dropped.
+func (d *Daemon) GC(ctx context.Context, req *cniapi.Request) (err error) {
+	start := time.Now()
+	defer func() { d.observe(cniapi.CmdGC, "any", start, err) }()
+	keep := map[checkpoint.Key]bool{}
+	for _, a := range req.NetConf.ValidAttachments {
+		keep[checkpoint.Key{ContainerID: a.ContainerID, IfName: a.IfName}] = true
+	}
+	all, err := d.store.List()
+	if err != nil {
+		return cniErr(cniapi.CodeInternal, "read checkpoints: %v", err)
+	}
+	var errs []error
+	for _, r := range all {
+		if keep[r.Key()] || d.keptByPrimary(r, keep) {
+			continue
+		}
+		if err := d.unplug(ctx, r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cniErr(cniapi.CodeTryAgainLater, "GC: %v", err)
+	}
+	return nil
+}
+
+// keptByPrimary: in primary mode the runtime knows only eth0; every other
+// interface of a container it keeps is kept too.
+func (d *Daemon) keptByPrimary(r checkpoint.Record, keep map[checkpoint.Key]bool) bool {
+	return d.opts.Primary && keep[checkpoint.Key{ContainerID: r.ContainerID, IfName: "eth0"}]
+}

@@ -1,0 +1,167 @@
+// Package vm holds the real node VM tests: a QEMU guest (hack/vm/build-guest.sh)
+// with real PCI hot-plug, a real bind of the hot-plugged virtio-net device to
+// a DPDK driver, and dpdk-testpmd moving packets that the host counts.
+//
+// Without a built guest the tests skip loudly; with KURYR_TEST_VM=1 they fail
+// instead. See docs/node-vm.md.
+package vm
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/qemu"
+)
+
+// RequireEnv, when 1, turns a skip for lack of a built guest into a failure.
+const RequireEnv = "KURYR_TEST_VM"
+
+func requireGuest(t *testing.T) qemu.Guest {
+	t.Helper()
+	fail := func(msg string) {
+		if os.Getenv(RequireEnv) == "1" {
+			t.Fatal(msg + " (" + RequireEnv + "=1 forbids skipping)")
+		}
+		t.Log("SKIPPED: " + msg)
+		t.Skip(msg)
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		fail("qemu-system-x86_64 not found: run hack/vm/build-guest.sh (installs qemu-system-x86)")
+	}
+	g, err := qemu.FindGuest("")
+	if err != nil {
+		fail(err.Error())
+	}
+	return g
+}
+
+func startVM(t *testing.T, opts qemu.Options) *qemu.VM {
+	t.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	vm, err := qemu.Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("start vm: %v", err)
+	}
+	t.Logf("guest booted, agent answering after %v", time.Since(start).Round(time.Millisecond))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("guest console (tail):\n%s", vm.Console(6000))
+		}
+		if err := vm.Close(); err != nil {
+			t.Errorf("close vm: %v", err)
+		}
+	})
+	return vm
+}
+
+// sh runs script in the guest and fails the test unless it exits 0.
+func sh(ctx context.Context, t *testing.T, vm *qemu.VM, script string) string {
+	t.Helper()
+	res, err := vm.Agent.Run(ctx, script)
+	if err != nil {
+		t.Fatalf("guest %q: %v", script, err)
+	}
+	if res.ExitCode != 0 {
+		t.Fatalf("guest %q: exit code %d\nstdout: %s\nstderr: %s", script, res.ExitCode, res.Stdout, res.Stderr)
+	}
+	return res.Stdout
+}
+
+func TestBootExecAndExtraInitrd(t *testing.T) {
+	g := requireGuest(t)
+	extra := filepath.Join(t.TempDir(), "extra.cpio")
+	var buf bytes.Buffer
+	err := qemu.WriteCPIO(&buf, []qemu.CPIOFile{
+		{Name: "usr/local/share/kuryr/hello", Mode: 0o644, Data: []byte("from the extra initramfs\n")},
+		{Name: "etc/kuryr/init.d/10-hello", Mode: 0o755, Data: []byte("#!/bin/sh\necho hook-ran >/run/hook\n")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(extra, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	apiserver := fakeAPIServer(t)
+	vm := startVM(t, qemu.Options{
+		Kernel: g.Kernel, Initrd: g.Initrd, ExtraInitrd: []string{extra},
+		Mgmt: &qemu.Mgmt{GuestFwd: []qemu.GuestFwd{{Guest: "10.0.2.100:6443", Host: apiserver}}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	t.Logf("guest kernel %s", strings.TrimSpace(sh(ctx, t, vm, "uname -r")))
+	res, err := vm.Agent.Run(ctx, "echo out; echo err >&2; exit 3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stdout != "out\n" || res.Stderr != "err\n" || res.ExitCode != 3 {
+		t.Fatalf("exec: got %+v, want stdout out, stderr err, exit code 3", res)
+	}
+	if got := sh(ctx, t, vm, "cat /usr/local/share/kuryr/hello /run/hook"); got != "from the extra initramfs\nhook-ran\n" {
+		t.Fatalf("extra initramfs: got %q", got)
+	}
+	var rtt []time.Duration
+	for range 5 {
+		s := time.Now()
+		sh(ctx, t, vm, "true")
+		rtt = append(rtt, time.Since(s))
+	}
+	t.Logf("timing: agent round trip of `true`: %v", rtt)
+
+	// The management NIC reaches the host's loopback through guestfwd only.
+	got := sh(ctx, t, vm, "echo ping | nc 10.0.2.100 6443")
+	if got != "pong from the host\n" {
+		t.Fatalf("guestfwd to %s: got %q", apiserver, got)
+	}
+	// Without restrict=on, user networking would take the guest to any host
+	// loopback port through 10.0.2.2: with it, the unforwarded server is out
+	// of reach.
+	other := fakeAPIServer(t)
+	_, port, _ := net.SplitHostPort(other)
+	res, err = vm.Agent.Run(ctx, "echo ping | timeout 5 nc 10.0.2.2 "+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(res.Stdout, "pong") {
+		t.Fatalf("restrict=on: the guest reached %s through 10.0.2.2", other)
+	}
+}
+
+// fakeAPIServer stands in for the host's kube-apiserver: a loopback TCP
+// server answering one line per connection.
+func fakeAPIServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				b := make([]byte, 64)
+				if _, err := c.Read(b); err == nil {
+					fmt.Fprintln(c, "pong from the host")
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
