@@ -117,9 +117,10 @@ func (e *Env) startDaemon(ctx context.Context, n *Node) error {
 	args := []string{
 		"--kubeconfig=" + e.cp.Kubeconfigs["kuryr-daemon"], "--node-name=" + n.Name,
 		"--socket=" + n.Socket, "--sysfs-root=" + n.SysfsRoot,
-		"--checkpoint-dir=" + filepath.Join(n.Dir, "checkpoints"), "--devinfo-dir=" + n.DevinfoDir,
+		"--checkpoint-dir=" + filepath.Join(n.Dir, "checkpoints"), "--devinfo-root=" + n.devinfoRoot,
 		"--node-netns=" + n.NetNS, "--parent-interface=" + NodeNIC, "--primary",
 		"--metrics-bind-address=" + loopback(ports[0]), "--health-probe-bind-address=" + loopback(ports[1]),
+		"--device-timeout=10s",
 	}
 	n.Daemon = e.newProcess("kuryr-daemon-"+n.Name, filepath.Join(e.binDir, "kuryr-daemon"), args, nil)
 	if err := e.startProc(n.Daemon); err != nil {

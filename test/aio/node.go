@@ -44,8 +44,11 @@ type Node struct {
 	// NetNS is the path of the namespace holding the VM's NIC (NodeNIC).
 	NetNS string
 	// SysfsRoot is the root the simulated PCI bus lives under (SysfsRoot/sys).
-	SysfsRoot  string
-	DevinfoDir string
+	SysfsRoot string
+	// DevinfoDir is where the daemon writes NPWG device-info files (the
+	// node's /var/run/k8s.cni.cncf.io/devinfo/cni).
+	DevinfoDir  string
+	devinfoRoot string
 	// Socket is the node's kuryr-daemon CNI socket.
 	Socket string
 	// Server is the node's Nova server and its trunk parent port.
@@ -175,7 +178,8 @@ func (e *Env) startNode(ctx context.Context, i int) (*Node, error) {
 	name := fmt.Sprintf("node-%d", i)
 	n := &Node{Name: name, Index: i, Dir: filepath.Join(e.StateDir, name), fabric: e.fabric, slots: map[string]string{}}
 	n.SysfsRoot = filepath.Join(n.Dir, "root")
-	n.DevinfoDir = filepath.Join(n.Dir, "devinfo")
+	n.devinfoRoot = filepath.Join(n.Dir, "devinfo-root")
+	n.DevinfoDir = filepath.Join(n.devinfoRoot, "var/run/k8s.cni.cncf.io/devinfo/cni")
 	n.Socket = filepath.Join(n.Dir, "kuryr.sock")
 	for _, d := range []string{n.SysfsRoot, n.DevinfoDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
