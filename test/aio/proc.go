@@ -171,3 +171,25 @@ func (p *Process) Tail(n int) string {
 	}
 	return "\n    " + strings.Join(lines, "\n    ")
 }
+
+// SaveLogs copies the environment's process logs to dst (which survives
+// Close), for a look after a failure.
+func (e *Env) SaveLogs(dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(e.LogDir())
+	if err != nil {
+		return err
+	}
+	for _, ent := range entries {
+		b, err := os.ReadFile(filepath.Join(e.LogDir(), ent.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, ent.Name()), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

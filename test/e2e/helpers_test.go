@@ -33,7 +33,27 @@ func setup(t *testing.T, namespace string, timeout time.Duration) context.Contex
 	if err := env.CreateNADs(ctx, namespace); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { cleanNamespace(t, namespace) })
 	return ctx
+}
+
+// cleanNamespace deletes the pods a test left in namespace (it failed
+// half-way) and waits for them to go, so the next test starts clean.
+func cleanNamespace(t *testing.T, namespace string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pods, err := env.Clientset.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Errorf("clean up namespace %s: %v", namespace, err)
+		return
+	}
+	var names []string
+	for _, p := range pods.Items {
+		names = append(names, p.Name)
+	}
+	if len(names) > 0 {
+		deleteAndWait(t, ctx, namespace, names...)
+	}
 }
 
 // smallDPDKPod is aio.DPDKPod with requests small enough for ten a node.

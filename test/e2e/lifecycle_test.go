@@ -176,7 +176,9 @@ func TestMissingNADIsReportedWithoutARetryStorm(t *testing.T) {
 	}
 	time.Sleep(10 * time.Second)
 	if p := getPod(t, ctx, namespace, pod.Name); p.Status.Phase == corev1.PodRunning {
-		t.Fatal("pod with a missing NAD is Running")
+		kp := kuryrPod(t, ctx, namespace, pod.Name)
+		t.Errorf("pod with a missing NAD is Running with IPs %v; KuryrPod spec %+v status %+v; CNI result %v",
+			p.Status.PodIPs, kp.Spec.Interfaces, kp.Status, env.Node(p.Spec.NodeName).Kubelet.Result(namespace, pod.Name))
 	}
 	if calls := totalCalls() - before; calls > 3 {
 		t.Errorf("%d cloud calls for a pod whose network does not exist, want none or a few (a retry storm?)", calls)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -32,6 +33,12 @@ func testMain(m *testing.M) int {
 	}
 	env = e
 	code := m.Run()
+	if code != 0 {
+		dst := filepath.Join(os.TempDir(), "kuryr-e2e-logs-"+e.ID)
+		if err := e.SaveLogs(dst); err == nil {
+			fmt.Fprintf(os.Stderr, "the processes' logs are kept in %s\n", dst)
+		}
+	}
 	if err := e.Close(); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: tear down the all-in-one environment: %v\n", err)
 		return 1
