@@ -9,13 +9,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 )
+
+var crlogOnce sync.Once
 
 // Identities the control plane knows (token auth file). The scheduler and
 // the controller manager get their bootstrap RBAC users; the project's
@@ -136,6 +142,9 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	}
 
 	crds := []string{filepath.Join(e.opts.RepoRoot, "deploy", "crds"), filepath.Join(e.opts.RepoRoot, "deploy", "third-party")}
+	// envtest's CRD installer logs through controller-runtime's logger;
+	// without one set it complains on stderr.
+	crlogOnce.Do(func() { crlog.SetLogger(logr.Discard()) })
 	if _, err := envtest.InstallCRDs(e.cp.Admin, envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true}); err != nil {
 		return fmt.Errorf("install CRDs from %v: %w", crds, err)
 	}

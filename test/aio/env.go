@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -150,12 +151,20 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 			}
 		}
 	}()
+	if reaped, err := reapStale(); err != nil {
+		e.logf("warning: %v", err)
+	} else if len(reaped) > 0 {
+		e.logf("removed what killed environments %v left behind", reaped)
+	}
 	e.StateDir, err = os.MkdirTemp("", "kuryr-aio-"+e.ID+"-")
 	if err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
 	dir := e.StateDir
 	e.defer_(func() error { return os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, pidFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(e.LogDir(), 0o755); err != nil {
 		return nil, err
 	}

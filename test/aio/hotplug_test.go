@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -187,4 +191,36 @@ func readDirNames(dir string) ([]string, error) {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// What a killed environment left (a namespace, a state directory with the
+// pid of a dead process) is removed by the next Start; a live one's is not.
+func TestStaleEnvironmentIsReaped(t *testing.T) {
+	netnstest.RequireRoot(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	id := "s" + randomHex(3)
+	dir, err := os.MkdirTemp("", "kuryr-aio-"+id+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, pidFile), []byte(strconv.Itoa(dead.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nsPath, err := createNetNS("kuryr-aio-" + id + "-node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reaped, err := reapStale()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(reaped, id) || exists(dir) || exists(nsPath) {
+		t.Errorf("reaped %v; %s exists %v, %s exists %v", reaped, dir, exists(dir), nsPath, exists(nsPath))
+	}
+	if !exists(env.StateDir) || slices.Contains(reaped, env.ID) {
+		t.Errorf("the live environment %s was reaped", env.ID)
+	}
 }
