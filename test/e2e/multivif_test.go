@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -192,4 +194,53 @@ func TestDemoTable(t *testing.T) {
 		}
 	}
 	deleteAndWait(t, ctx, aio.DemoNamespace, "dpdk-app")
+}
+
+// Pods on two nodes reach each other over eth0 and over the management
+// network (the fabric joins the node VMs' NICs, as the cloud's network does).
+func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
+	const namespace = "e2e-reach"
+	ctx := setup(t, namespace, 3*time.Minute)
+	var names []string
+	for i, node := range []string{env.Nodes[0].Name, env.Nodes[1].Name} {
+		p := smallDPDKPod(namespace, fmt.Sprintf("peer-%d", i))
+		p.Annotations[v1alpha1.NetworksAnnotation] = aio.MgmtNAD
+		p.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": node}
+		names = append(names, createPod(t, ctx, p).Name)
+	}
+	waitReady(t, ctx, namespace, 2*time.Minute, names...)
+	server, client := getPod(t, ctx, namespace, names[0]), getPod(t, ctx, namespace, names[1])
+	serverNS := env.Node(server.Spec.NodeName).Kubelet.NetNS(namespace, server.Name)
+	clientNS := env.Node(client.Spec.NodeName).Kubelet.NetNS(namespace, client.Name)
+	for _, ifc := range kuryrPod(t, ctx, namespace, server.Name).Status.Interfaces {
+		ip := strings.Split(ifc.IPs[0], "/")[0]
+		var l net.Listener
+		inPodNS(t, serverNS, func() (err error) { l, err = net.Listen("tcp", net.JoinHostPort(ip, "0")); return err })
+		go func() {
+			if c, err := l.Accept(); err == nil {
+				_ = c.Close()
+			}
+		}()
+		inPodNS(t, clientNS, func() error {
+			c, err := net.DialTimeout("tcp", l.Addr().String(), 5*time.Second)
+			if err != nil {
+				return fmt.Errorf("%s of %s (%s) unreachable from %s on %s: %w", ifc.IfName, server.Spec.NodeName, ip, client.Name, client.Spec.NodeName, err)
+			}
+			return c.Close()
+		})
+		_ = l.Close()
+	}
+	deleteAndWait(t, ctx, namespace, names...)
+}
+
+func inPodNS(t *testing.T, path string, f func() error) {
+	t.Helper()
+	n, err := ns.GetNS(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Do(func(ns.NetNS) error { return f() }); err != nil {
+		t.Fatal(err)
+	}
 }
