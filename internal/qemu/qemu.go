@@ -178,7 +178,11 @@ func Start(ctx context.Context, opts Options) (*VM, error) {
 
 func (vm *VM) args(initrd string) []string {
 	o := vm.opts
-	kargs := []string{"console=ttyS0", "panic=-1", "loglevel=4"}
+	// no_timer_check: under TCG on a loaded host the kernel's check that
+	// the timer interrupt arrives through the IO-APIC can fail, and with
+	// interrupt remapping (the vIOMMU) that is a panic ("timer doesn't work
+	// through Interrupt-remapped IO-APIC").
+	kargs := []string{"console=ttyS0", "panic=-1", "loglevel=4", "no_timer_check"}
 	a := []string{
 		"-machine", "q35,accel=tcg", "-cpu", "max", "-smp", fmt.Sprint(o.CPUs), "-m", fmt.Sprint(o.MemoryMiB),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",

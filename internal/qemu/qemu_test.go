@@ -37,7 +37,7 @@ func TestArgs(t *testing.T) {
 		t.Errorf("intel-iommu must come before the other devices:\n%s", joined)
 	}
 	cmdline := args[len(args)-1]
-	for _, want := range []string{"console=ttyS0", "intel_iommu=on", "kuryr.mgmt_mac=" + MgmtMAC, "quiet"} {
+	for _, want := range []string{"console=ttyS0", "no_timer_check", "intel_iommu=on", "kuryr.mgmt_mac=" + MgmtMAC, "quiet"} {
 		if !strings.Contains(cmdline, want) {
 			t.Errorf("kernel command line %q lacks %q", cmdline, want)
 		}

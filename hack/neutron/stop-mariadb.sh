@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Stops what hack/neutron/start-mariadb.sh started (neutron-server and its
+# workers, then the private mariadbd) and removes the state dir.
+#
+#   hack/neutron/stop-mariadb.sh [-d STATE_DIR] [-k]
+#
+# STATE_DIR defaults as in start-mariadb.sh. -k keeps the state dir (logs,
+# database files) to look at after a failure.
+set -euo pipefail
+
+port=${KURYR_NEUTRON_PORT:-9696}
+state=${KURYR_NEUTRON_STATE:-}
+keep=0
+while getopts "d:k" opt; do
+	case $opt in
+	d) state=$OPTARG ;;
+	k) keep=1 ;;
+	*) echo "usage: $0 [-d STATE_DIR] [-k]" >&2; exit 2 ;;
+	esac
+done
+state=${state:-/tmp/kuryr-neutron-mariadb-$port}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+log() { echo "neutron/stop-mariadb: $*" >&2; }
+
+# neutron-server first (it holds database connections).
+"$here/stop.sh" -d "$state" -k
+
+# Then mariadbd, started under setsid: its pid is its process group.
+pidfile=$state/mariadb.pgid
+if [[ -f $pidfile ]]; then
+	pid=$(<"$pidfile")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 150); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "mariadbd pid $pid still running after 15s; SIGKILL"
+			kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
+	log "stopped mariadbd pid $pid"
+else
+	log "no mariadb pid file in $state; nothing to stop"
+fi
+if ((keep == 0)) && [[ -d $state ]]; then
+	rm -rf "$state"
+fi

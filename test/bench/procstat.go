@@ -1,0 +1,106 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Memory is a process's resident set, from /proc/PID/status.
+type Memory struct {
+	// RSS is VmRSS now; Peak is VmHWM (the high-water mark), in bytes.
+	RSS, Peak int64
+	// Anon and File split RSS into anonymous memory (heap, stacks) and
+	// file-backed pages (the binary's code and data).
+	Anon, File int64
+}
+
+// ReadMemory reads VmRSS and VmHWM of pid under procRoot (normally /proc).
+func ReadMemory(procRoot string, pid int) (Memory, error) {
+	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "status"))
+	if err != nil {
+		return Memory{}, fmt.Errorf("memory of pid %d: %w", pid, err)
+	}
+	defer func() { _ = f.Close() }()
+	var m Memory
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), ":")
+		var dst *int64
+		switch k {
+		case "VmRSS":
+			dst = &m.RSS
+		case "VmHWM":
+			dst = &m.Peak
+		case "RssAnon":
+			dst = &m.Anon
+		case "RssFile":
+			dst = &m.File
+		default:
+			continue
+		}
+		fields := strings.Fields(v) // "12345 kB"
+		if len(fields) != 2 || fields[1] != "kB" {
+			return Memory{}, fmt.Errorf("pid %d: %s is %q", pid, k, v)
+		}
+		kb, err := strconv.ParseInt(fields[0], 10, 64)
+		if err != nil {
+			return Memory{}, fmt.Errorf("pid %d: %s is %q: %w", pid, k, v, err)
+		}
+		*dst = kb * 1024
+	}
+	if err := sc.Err(); err != nil {
+		return Memory{}, fmt.Errorf("memory of pid %d: %w", pid, err)
+	}
+	return m, nil
+}
+
+// clockTicks is USER_HZ, 100 on every Linux this runs on.
+const clockTicks = 100
+
+// GroupCPU returns the CPU seconds (user + system, children that were
+// waited for included) used so far by the live processes of process group
+// pgid, and their summed RSS in bytes. A process that already exited is
+// not counted.
+func GroupCPU(procRoot string, pgid int) (cpuSeconds float64, rss int64, err error) {
+	entries, err := os.ReadDir(procRoot)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read %s: %w", procRoot, err)
+	}
+	var ticks int64
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid pgrp ...: comm may hold spaces, cut after ')'.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		// f[0]=state f[1]=ppid f[2]=pgrp ... f[11]=utime f[12]=stime f[13]=cutime f[14]=cstime f[21]=rss pages
+		if len(f) < 22 {
+			continue
+		}
+		if g, _ := strconv.Atoi(f[2]); g != pgid {
+			continue
+		}
+		for _, k := range []int{11, 12, 13, 14} {
+			v, _ := strconv.ParseInt(f[k], 10, 64)
+			ticks += v
+		}
+		if m, err := ReadMemory(procRoot, pid); err == nil {
+			rss += m.RSS
+		}
+	}
+	return float64(ticks) / clockTicks, rss, nil
+}
