@@ -53,13 +53,28 @@ lint: ## gofmt check, go vet, staticcheck (pinned in hack/tools/lint)
 		if ! git diff --quiet -- ':(glob)api/**/zz_generated*' deploy/crds || [[ -n "$$(git ls-files --others --exclude-standard ':(glob)api/**/zz_generated*' deploy/crds)" ]]; then \
 			echo "api/ or deploy/crds changed after 'make generate': commit the regenerated files"; git status --short -- ':(glob)api/**/zz_generated*' deploy/crds; exit 1; fi
 
+# make run / make demo: the all-in-one (test/aio, docs/all-in-one.md). They need root
+# (network namespaces); the check comes first so nothing is built for nothing.
+AIO_ROOT_CHECK = if [[ $$(id -u) -ne 0 ]]; then \
+	echo "make $@ needs root: it creates network namespaces (the simulated node VMs). Run: sudo make $@"; exit 1; fi
+
 .PHONY: run
-run: build ## the all-in-one: simulated cloud and node VMs, real Kubernetes API
-	@echo "make run: the all-in-one environment (simulated OpenStack, simulated node VMs, real"
-	@echo "kube-apiserver) is delivered by issue 6 and is not built yet. What exists today:"
-	@echo "  make build  -> $(addprefix $(BIN)/,$(BINARIES))"
-	@echo "  make test   -> unit, root (netns) and real kube-apiserver tests"
-	@exit 2
+run: ## the all-in-one: simulated cloud and node VMs, real Kubernetes API; Ctrl-C removes it all
+	@$(AIO_ROOT_CHECK)
+	@$(MAKE) --no-print-directory build
+	@echo "go build kuryr-aio"; $(GO) build -o $(BIN)/kuryr-aio ./test/aio/cmd/kuryr-aio
+	@echo "Kubernetes control plane (built once into the cache, then seconds)"; \
+	kb="$$(hack/build-kube-bins.sh | tail -n1)"; \
+	exec $(BIN)/kuryr-aio run --bin-dir $(BIN) --kube-bin-dir "$$kb" $(AIO_FLAGS)
+
+.PHONY: demo
+demo: ## the all-in-one demo: print the table, tear down; exit 0 only if every interface is ready
+	@$(AIO_ROOT_CHECK)
+	@$(MAKE) --no-print-directory build
+	@echo "go build kuryr-aio"; $(GO) build -o $(BIN)/kuryr-aio ./test/aio/cmd/kuryr-aio
+	@echo "Kubernetes control plane (built once into the cache, then seconds)"; \
+	kb="$$(hack/build-kube-bins.sh | tail -n1)"; \
+	exec $(BIN)/kuryr-aio demo --bin-dir $(BIN) --kube-bin-dir "$$kb" $(AIO_FLAGS)
 
 .PHONY: clean
 clean:

@@ -1,0 +1,206 @@
+package aio
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+var crlogOnce sync.Once
+
+// Identities the control plane knows (token auth file). The scheduler and
+// the controller manager get their bootstrap RBAC users; the project's
+// components and the admin are in system:masters, as in a kind cluster's
+// admin.conf (a real deployment gives them the RBAC of deploy/).
+var identities = []struct{ name, user, groups string }{
+	{"admin", "kuryr-aio-admin", "system:masters"},
+	{"kube-scheduler", "system:kube-scheduler", ""},
+	{"kube-controller-manager", "system:kube-controller-manager", ""},
+	{"kuryr-controller", "kuryr-controller", "system:masters"},
+	{"kuryr-daemon", "kuryr-daemon", "system:masters"},
+}
+
+// controlPlane is etcd, kube-apiserver, kube-scheduler and
+// kube-controller-manager, run from the binaries hack/build-kube-bins.sh
+// builds.
+type controlPlane struct {
+	URL         string
+	Kubeconfigs map[string]string // by identity name
+	Admin       *rest.Config
+}
+
+func (e *Env) startControlPlane(ctx context.Context) error {
+	dir := filepath.Join(e.StateDir, "control-plane")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	kb := e.opts.KubeBinDir
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager"} {
+		if _, err := os.Stat(filepath.Join(kb, b)); err != nil {
+			return fmt.Errorf("%s not found in %s: build it with hack/build-kube-bins.sh (make kube-bins): %w", b, kb, err)
+		}
+	}
+	p, err := writePKI(dir)
+	if err != nil {
+		return err
+	}
+	tokens := map[string]string{}
+	var tokFile strings.Builder
+	for _, id := range identities {
+		tokens[id.name] = randomHex(16)
+		fmt.Fprintf(&tokFile, "%s,%s,%s,%q\n", tokens[id.name], id.user, id.user, id.groups)
+	}
+	tokPath := filepath.Join(dir, "tokens.csv")
+	if err := os.WriteFile(tokPath, []byte(tokFile.String()), 0o600); err != nil {
+		return err
+	}
+
+	ports := make([]int, 3)
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return err
+		}
+	}
+	etcdURL := "http://" + loopback(ports[0])
+	peerURL := "http://" + loopback(ports[1])
+	e.cp.URL = "https://" + loopback(ports[2])
+
+	etcd := e.newProcess("etcd", filepath.Join(kb, "etcd"), []string{
+		"--name=aio", "--data-dir=" + filepath.Join(dir, "etcd"),
+		"--listen-client-urls=" + etcdURL, "--advertise-client-urls=" + etcdURL,
+		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=aio=" + peerURL, "--unsafe-no-fsync", "--log-level=warn",
+	}, nil)
+	if err := e.startProc(etcd); err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, etcd, nil, etcdURL+"/health", 60*time.Second); err != nil {
+		return err
+	}
+
+	api := e.newProcess("kube-apiserver", filepath.Join(kb, "kube-apiserver"), []string{
+		"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", ports[2]),
+		"--tls-cert-file=" + p.ServingCert, "--tls-private-key-file=" + p.ServingKey, "--client-ca-file=" + p.CACert,
+		"--token-auth-file=" + tokPath, "--authorization-mode=RBAC",
+		"--service-account-key-file=" + p.SAPub, "--service-account-signing-key-file=" + p.SAKey,
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
+		"--disable-admission-plugins=ServiceAccount", "--allow-privileged=true",
+		"--cert-dir=" + filepath.Join(dir, "apiserver-certs"),
+	}, nil)
+	if err := e.startProc(api); err != nil {
+		return err
+	}
+	e.cp.Kubeconfigs = map[string]string{}
+	for _, id := range identities {
+		path := filepath.Join(dir, id.name+".kubeconfig")
+		if err := writeKubeconfig(path, e.cp.URL, p.caPEM, id.name, tokens[id.name]); err != nil {
+			return err
+		}
+		e.cp.Kubeconfigs[id.name] = path
+	}
+	e.cp.Admin = &rest.Config{Host: e.cp.URL, BearerToken: tokens["admin"], TLSClientConfig: rest.TLSClientConfig{CAData: p.caPEM},
+		QPS: 200, Burst: 400}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.caPEM)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
+	hdr := http.Header{"Authorization": {"Bearer " + tokens["admin"]}}
+	if err := waitHTTP(ctx, api, &authClient{hc, hdr}, e.cp.URL+"/readyz", 90*time.Second); err != nil {
+		return err
+	}
+	e.logf("kube-apiserver ready at %s", e.cp.URL)
+
+	sched := e.newProcess("kube-scheduler", filepath.Join(kb, "kube-scheduler"), []string{
+		"--kubeconfig=" + e.cp.Kubeconfigs["kube-scheduler"], "--leader-elect=false", "--secure-port=0",
+	}, nil)
+	kcm := e.newProcess("kube-controller-manager", filepath.Join(kb, "kube-controller-manager"), []string{
+		"--kubeconfig=" + e.cp.Kubeconfigs["kube-controller-manager"], "--leader-elect=false", "--secure-port=0",
+		"--service-account-private-key-file=" + p.SAKey, "--root-ca-file=" + p.CACert,
+		"--use-service-account-credentials=true", "--cluster-name=kuryr-aio",
+		"--node-monitor-period=1s", // lifts the not-ready taint of new nodes within a second
+	}, nil)
+	for _, pr := range []*Process{sched, kcm} {
+		if err := e.startProc(pr); err != nil {
+			return err
+		}
+	}
+
+	crds := []string{filepath.Join(e.opts.RepoRoot, "deploy", "crds"), filepath.Join(e.opts.RepoRoot, "deploy", "third-party")}
+	// envtest's CRD installer logs through controller-runtime's logger;
+	// without one set it complains on stderr.
+	crlogOnce.Do(func() { crlog.SetLogger(logr.Discard()) })
+	if _, err := envtest.InstallCRDs(e.cp.Admin, envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true}); err != nil {
+		return fmt.Errorf("install CRDs from %v: %w", crds, err)
+	}
+	return nil
+}
+
+func writeKubeconfig(path, server string, ca []byte, user, token string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["kuryr-aio"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["kuryr-aio"] = &clientcmdapi.Context{Cluster: "kuryr-aio", AuthInfo: user, Namespace: "default"}
+	cfg.CurrentContext = "kuryr-aio"
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return fmt.Errorf("write kubeconfig %s: %w", path, err)
+	}
+	return nil
+}
+
+type authClient struct {
+	c   *http.Client
+	hdr http.Header
+}
+
+// waitHTTP polls url until it answers 200, the process exits, or bound
+// passes.
+func waitHTTP(ctx context.Context, p *Process, ac *authClient, url string, bound time.Duration) error {
+	if ac == nil {
+		ac = &authClient{c: &http.Client{Timeout: 2 * time.Second}}
+	}
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	exited, exitErr := p.Exited()
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		for k, v := range ac.hdr {
+			req.Header[k] = v
+		}
+		resp, err := ac.c.Do(req)
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		last = err
+		select {
+		case <-exited:
+			return fmt.Errorf("%s exited while starting (%v); its log ends:%s", p.Name, exitErr(), p.Tail(15))
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready at %s after %s (%v); its log ends:%s", p.Name, url, bound, last, p.Tail(15))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

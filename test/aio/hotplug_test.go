@@ -1,0 +1,226 @@
+package aio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netnstest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
+)
+
+// nodeLinkMAC returns the MAC of link name in the node namespace, "" when
+// there is no such link.
+func nodeLinkMAC(t *testing.T, n *Node, name string) string {
+	t.Helper()
+	var mac string
+	err := inNS(n.NetNS, func() error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			if _, ok := err.(netlink.LinkNotFoundError); ok {
+				return nil
+			}
+			return err
+		}
+		mac = l.Attrs().HardwareAddr.String()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("look for %s in %s: %v", name, n.Name, err)
+	}
+	return mac
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true,
+		func(context.Context) (bool, error) { return cond(), nil })
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// A Nova attach hot-plugs a virtio-net device into the node: sysfs entries
+// under the node's root and a netdev with the port's MAC in its namespace;
+// binding it to a DPDK driver (with the production internal/pci code) takes
+// the netdev away, rebinding brings it back, and the detach unplugs it.
+func TestNovaAttachHotPlugsADevice(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n := env.Nodes[0]
+	cloud, err := env.OpenStackClient(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := cloud.CreatePort(ctx, openstack.PortSpec{NetworkID: env.Networks.DataPlane.NetworkID,
+		SubnetID: env.Networks.DataPlane.ID, Name: "hotplug-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attachedAt := time.Now()
+	if _, err := cloud.AttachInterface(ctx, n.Server.Server.ID, port.ID); err != nil {
+		t.Fatal(err)
+	}
+	sysfs := pci.New(n.SysfsRoot)
+	addr, err := sysfs.WaitForMAC(ctx, port.MACAddress)
+	if err != nil {
+		t.Fatalf("device with MAC %s never appeared under %s: %v", port.MACAddress, n.SysfsRoot, err)
+	}
+	if delay := time.Since(attachedAt); delay < hotplugDelay {
+		t.Errorf("device appeared %s after the attach, before the simulated hot-plug delay %s", delay, hotplugDelay)
+	}
+	if addr != n.PCIAddress(port.ID) {
+		t.Errorf("device at %s, the hook recorded %s", addr, n.PCIAddress(port.ID))
+	}
+	if drv, err := sysfs.Driver(addr); err != nil || drv != pci.DriverVirtioPCI {
+		t.Errorf("new device bound to %q (%v), want %s", drv, err, pci.DriverVirtioPCI)
+	}
+	ifname := n.PCI.Netdev(addr)
+	waitFor(t, "netdev "+ifname+" in "+n.Name, func() bool { return nodeLinkMAC(t, n, ifname) == port.MACAddress })
+
+	if err := sysfs.Bind(ctx, addr, pci.DriverUIO); err != nil {
+		t.Fatalf("bind %s to %s: %v", addr, pci.DriverUIO, err)
+	}
+	waitFor(t, "netdev "+ifname+" gone after the DPDK bind", func() bool { return nodeLinkMAC(t, n, ifname) == "" })
+
+	if err := sysfs.Bind(ctx, addr, pci.DriverVirtioPCI); err != nil {
+		t.Fatalf("rebind %s to %s: %v", addr, pci.DriverVirtioPCI, err)
+	}
+	waitFor(t, "netdev back after the rebind", func() bool {
+		name := n.PCI.Netdev(addr)
+		return name != "" && nodeLinkMAC(t, n, name) == port.MACAddress
+	})
+	ifname = n.PCI.Netdev(addr)
+
+	if err := cloud.DetachInterface(ctx, n.Server.Server.ID, port.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "device gone after the detach", func() bool { return !sysfs.Exists(addr) })
+	waitFor(t, "netdev gone after the detach", func() bool { return nodeLinkMAC(t, n, ifname) == "" })
+	if n.PCIAddress(port.ID) != "" {
+		t.Errorf("node %s still records a slot for port %s", n.Name, port.ID)
+	}
+	if errs := n.PCI.Errors(); len(errs) > 0 {
+		t.Errorf("simulator errors: %v", errs)
+	}
+}
+
+// Close removes every namespace, process and directory of an environment.
+func TestCloseLeavesNothing(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := Start(ctx, Options{Nodes: 1, NoKuryr: true, BinDir: env.opts.BinDir, CNIBinDir: env.opts.CNIBinDir,
+		CNIConfig: env.opts.CNIConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.CreatePod(ctx, testPod("leak-check")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "pod leak-check running", func() bool { return e.Nodes[0].Kubelet.NetNS("default", "leak-check") != "" })
+	var pids []int
+	procs := e.Processes()
+	for _, p := range procs {
+		pids = append(pids, p.Pid())
+	}
+	if len(procs) < 4 {
+		t.Fatalf("environment tracks %d processes, want at least etcd, apiserver, scheduler, controller manager", len(procs))
+	}
+	state := e.StateDir
+	if err := e.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	left, err := leftovers(e.ID, state, pids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left != "" {
+		t.Errorf("left behind: %s", left)
+	}
+}
+
+// leftovers lists what of environment id is still there.
+func leftovers(id, state string, pids []int) (string, error) {
+	var out []string
+	entries, err := readDirNames(netnsDir)
+	if err != nil {
+		return "", err
+	}
+	for _, name := range entries {
+		if strings.HasPrefix(name, "kuryr-aio-"+id+"-") {
+			out = append(out, "netns "+name)
+		}
+	}
+	if exists(state) {
+		out = append(out, "directory "+state)
+	}
+	for _, pid := range pids {
+		if pid != 0 && exists(fmt.Sprintf("/proc/%d", pid)) {
+			out = append(out, fmt.Sprintf("process %d", pid))
+		}
+	}
+	return strings.Join(out, ", "), nil
+}
+
+func readDirNames(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// What a killed environment left (a namespace, a state directory with the
+// pid of a dead process) is removed by the next Start; a live one's is not.
+func TestStaleEnvironmentIsReaped(t *testing.T) {
+	netnstest.RequireRoot(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	id := "s" + randomHex(3)
+	dir, err := os.MkdirTemp("", "kuryr-aio-"+id+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, pidFile), []byte(strconv.Itoa(dead.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nsPath, err := createNetNS("kuryr-aio-" + id + "-node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reaped, err := reapStale()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(reaped, id) || exists(dir) || exists(nsPath) {
+		t.Errorf("reaped %v; %s exists %v, %s exists %v", reaped, dir, exists(dir), nsPath, exists(nsPath))
+	}
+	if !exists(env.StateDir) || slices.Contains(reaped, env.ID) {
+		t.Errorf("the live environment %s was reaped", env.ID)
+	}
+}

@@ -1,0 +1,430 @@
+package aio
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pcisim"
+)
+
+// NodeNIC is the name of the VM's NIC inside a node's namespace.
+const NodeNIC = "ens3"
+
+// fabricBridge joins the nodes' NICs (and hot-plugged NICs) in the fabric
+// namespace; it holds the subnets' gateway addresses.
+const fabricBridge = "fabric0"
+
+// hotplugDelay is how long after Nova's attach the device appears in the
+// VM, as measured on a real guest (0.2–0.5 s).
+const hotplugDelay = 300 * time.Millisecond
+
+// Node is one simulated node VM.
+type Node struct {
+	Name  string
+	Index int
+	// Dir holds the node's files (sysfs root, checkpoints, device-info, CNI
+	// cache and socket).
+	Dir string
+	// NetNS is the path of the namespace holding the VM's NIC (NodeNIC).
+	NetNS string
+	// SysfsRoot is the root the simulated PCI bus lives under (SysfsRoot/sys).
+	SysfsRoot string
+	// DevinfoDir is where the daemon writes NPWG device-info files (the
+	// node's /var/run/k8s.cni.cncf.io/devinfo/cni).
+	DevinfoDir  string
+	devinfoRoot string
+	// Socket is the node's kuryr-daemon CNI socket.
+	Socket string
+	// Server is the node's Nova server and its trunk parent port.
+	Server cloudsim.SeededServer
+	// PCI is the simulated PCI bus.
+	PCI *pcisim.Sim
+	// Daemon is the node's kuryr-daemon (nil with NoKuryr).
+	Daemon *Process
+	// Kubelet is the node's kubelet stand-in.
+	Kubelet *Kubelet
+
+	fabric  string
+	mu      sync.Mutex
+	slots   map[string]string // Neutron port ID → PCI address
+	history []HotplugEvent
+}
+
+// HotplugEvent is one thing that happened to a node's simulated hardware.
+type HotplugEvent struct {
+	Time time.Time
+	// Kind is "attach" and "detach" (Nova), "netdev-up" (bound to
+	// virtio-pci) and "netdev-down" (unbound, bound to a DPDK driver or
+	// removed).
+	Kind   string
+	Addr   string
+	PortID string
+	MAC    string
+}
+
+func (n *Node) record(ev HotplugEvent) {
+	ev.Time = time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.history = append(n.history, ev)
+}
+
+// History returns what happened to the node's hardware, oldest first.
+func (n *Node) History() []HotplugEvent {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]HotplugEvent(nil), n.history...)
+}
+
+// IP is the node's InternalIP (its parent port's address).
+func (n *Node) IP() string { return n.Server.ParentPort.FixedIPs[0].IPAddress }
+
+// PCIAddress returns the PCI address of the device Nova attached for port,
+// "" when none is.
+func (n *Node) PCIAddress(portID string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.slots[portID]
+}
+
+// AttachedDevices returns how many hot-plugged devices the node has.
+func (n *Node) AttachedDevices() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.slots)
+}
+
+func (e *Env) startNodes(ctx context.Context) error {
+	fabric, err := createNetNS(e.nsName("fabric"))
+	if err != nil {
+		return err
+	}
+	e.fabric = fabric
+	e.defer_(func() error { return removeNetNS(fabric) })
+	err = inNS(fabric, func() error {
+		la := netlink.NewLinkAttrs()
+		la.Name = fabricBridge
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil {
+			return fmt.Errorf("add bridge %s: %w", fabricBridge, err)
+		}
+		br, err := netlink.LinkByName(fabricBridge)
+		if err != nil {
+			return err
+		}
+		for _, s := range []cloudsim.Subnet{e.Networks.Worker, e.Networks.Pod, e.Networks.Management, e.Networks.DataPlane} {
+			addr := &netlink.Addr{IPNet: &net.IPNet{IP: s.GatewayIP.AsSlice(), Mask: net.CIDRMask(s.CIDR.Bits(), 32)}}
+			if err := netlink.AddrAdd(br, addr); err != nil {
+				return fmt.Errorf("add gateway %s to %s: %w", addr, fabricBridge, err)
+			}
+		}
+		return netlink.LinkSetUp(br)
+	})
+	if err != nil {
+		return fmt.Errorf("set up the fabric namespace %s: %w", fabric, err)
+	}
+	for i := 1; i <= e.opts.Nodes; i++ {
+		n, err := e.startNode(ctx, i)
+		if err != nil {
+			return err
+		}
+		e.Nodes = append(e.Nodes, n)
+	}
+	return e.waitSchedulable(ctx)
+}
+
+// waitSchedulable waits until the node lifecycle controller has lifted the
+// not-ready taint every new Node gets, so that pods schedule at once.
+func (e *Env) waitSchedulable(ctx context.Context) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		nodes, err := e.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		for _, n := range nodes.Items {
+			for _, t := range n.Spec.Taints {
+				if t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute {
+					last = fmt.Sprintf("node %s has taint %s:%s", n.Name, t.Key, t.Effect)
+					return false, nil
+				}
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("nodes not schedulable (is kube-controller-manager running? see %s): %s", e.LogDir(), last)
+	}
+	return nil
+}
+
+func (e *Env) startNode(ctx context.Context, i int) (*Node, error) {
+	name := fmt.Sprintf("node-%d", i)
+	n := &Node{Name: name, Index: i, Dir: filepath.Join(e.StateDir, name), fabric: e.fabric, slots: map[string]string{}}
+	n.SysfsRoot = filepath.Join(n.Dir, "root")
+	n.devinfoRoot = filepath.Join(n.Dir, "devinfo-root")
+	n.DevinfoDir = filepath.Join(n.devinfoRoot, "var/run/k8s.cni.cncf.io/devinfo/cni")
+	n.Socket = filepath.Join(n.Dir, "kuryr.sock")
+	for _, d := range []string{n.SysfsRoot, n.DevinfoDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	srv, err := e.Cloud.SeedServer(cloudsim.ServerSpec{Name: name, SubnetID: e.Networks.Worker.ID, Trunk: true})
+	if err != nil {
+		return nil, err
+	}
+	n.Server = srv
+
+	if n.NetNS, err = createNetNS(e.nsName(name)); err != nil {
+		return nil, err
+	}
+	nsPath := n.NetNS
+	e.defer_(func() error { return removeNetNS(nsPath) })
+	if err := n.plugNIC(e.Networks.Worker); err != nil {
+		return nil, err
+	}
+
+	n.PCI, err = pcisim.Start(e.ctx, n.SysfsRoot, pcisim.WithNetdevHook(n.netdevHook))
+	if err != nil {
+		return nil, fmt.Errorf("start the PCI bus of %s: %w", name, err)
+	}
+	sim := n.PCI
+	e.defer_(func() error { return sim.Close() })
+	e.Cloud.SetServerHook(srv.Server.ID, (*vmHook)(n))
+	e.defer_(func() error { e.Cloud.SetServerHook(srv.Server.ID, nil); return nil })
+
+	if err := e.registerNode(ctx, n); err != nil {
+		return nil, err
+	}
+	e.logf("node %s: netns %s, NIC %s %s %s, server %s, sysfs %s", name, n.NetNS, NodeNIC,
+		srv.ParentPort.MACAddress, n.IP(), srv.Server.ID, n.SysfsRoot)
+	return n, nil
+}
+
+// plugNIC gives the node namespace its NIC: one end of a veth pair whose
+// other end is on the fabric bridge, with the parent port's MAC and IP.
+func (n *Node) plugNIC(worker cloudsim.Subnet) error {
+	mac, err := net.ParseMAC(n.Server.ParentPort.MACAddress)
+	if err != nil {
+		return fmt.Errorf("parent port %s MAC: %w", n.Server.ParentPort.ID, err)
+	}
+	if err := n.addFabricVeth(fmt.Sprintf("node%d", n.Index), NodeNIC, mac); err != nil {
+		return err
+	}
+	return inNS(n.NetNS, func() error {
+		l, err := netlink.LinkByName(NodeNIC)
+		if err != nil {
+			return err
+		}
+		ip := &net.IPNet{IP: net.ParseIP(n.IP()), Mask: net.CIDRMask(worker.CIDR.Bits(), 32)}
+		if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: ip}); err != nil {
+			return fmt.Errorf("add %s to %s: %w", ip, NodeNIC, err)
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			return err
+		}
+		return netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: worker.GatewayIP.AsSlice()})
+	})
+}
+
+// addFabricVeth makes a veth pair: fabricEnd on the fabric bridge, vmEnd in
+// the node namespace with mac, both up.
+func (n *Node) addFabricVeth(fabricEnd, vmEnd string, mac net.HardwareAddr) error {
+	nodeNS, err := os.Open(n.NetNS)
+	if err != nil {
+		return err
+	}
+	defer nodeNS.Close()
+	err = inNS(n.fabric, func() error {
+		la := netlink.NewLinkAttrs()
+		la.Name = fabricEnd
+		veth := &netlink.Veth{LinkAttrs: la, PeerName: vmEnd, PeerHardwareAddr: mac, PeerNamespace: netlink.NsFd(int(nodeNS.Fd()))}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return fmt.Errorf("add veth %s/%s: %w", fabricEnd, vmEnd, err)
+		}
+		l, err := netlink.LinkByName(fabricEnd)
+		if err != nil {
+			return err
+		}
+		br, err := netlink.LinkByName(fabricBridge)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetMaster(l, br); err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(l)
+	})
+	if err != nil {
+		return fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	return inNS(n.NetNS, func() error {
+		l, err := netlink.LinkByName(vmEnd)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(l)
+	})
+}
+
+// netdevHook mirrors the simulated kernel's netdevs as real links in the
+// node namespace: a virtio-net device bound to virtio-pci has one; unbound,
+// bound to a DPDK driver or removed, it has none.
+func (n *Node) netdevHook(ev pcisim.NetdevEvent) error {
+	fabricEnd := fmt.Sprintf("n%d-%s", n.Index, strings.ReplaceAll(ev.Addr[len(ev.Addr)-4:], ":", ""))
+	kind := "netdev-down"
+	if ev.Appeared {
+		kind = "netdev-up"
+	}
+	n.record(HotplugEvent{Kind: kind, Addr: ev.Addr, MAC: ev.MAC})
+	if ev.Appeared {
+		mac, err := net.ParseMAC(ev.MAC)
+		if err != nil {
+			return fmt.Errorf("device %s MAC: %w", ev.Addr, err)
+		}
+		return n.addFabricVeth(fabricEnd, ev.IfName, mac)
+	}
+	return inNS(n.NetNS, func() error {
+		l, err := netlink.LinkByName(ev.IfName)
+		if err != nil {
+			if _, ok := err.(netlink.LinkNotFoundError); ok {
+				return nil
+			}
+			return err
+		}
+		return netlink.LinkDel(l)
+	})
+}
+
+// vmHook is the node VM as Nova's hypervisor sees it: an attach hot-plugs a
+// virtio-net device with the port's MAC; a detach unplugs it.
+type vmHook Node
+
+var _ cloudsim.ServerHook = (*vmHook)(nil)
+
+// Attached picks a free PCI slot and plugs the device a moment later.
+func (h *vmHook) Attached(_ context.Context, serverID string, port cloudsim.Port) error {
+	n := (*Node)(h)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.slots[port.ID]; ok {
+		return nil
+	}
+	used := map[string]bool{}
+	for _, a := range n.slots {
+		used[a] = true
+	}
+	for slot := 5; slot < 0x20; slot++ {
+		addr := fmt.Sprintf("0000:00:%02x.0", slot)
+		if !used[addr] {
+			n.slots[port.ID] = addr
+			n.history = append(n.history, HotplugEvent{Time: time.Now(), Kind: "attach", Addr: addr, PortID: port.ID, MAC: port.MACAddress})
+			n.PCI.AddVirtioNetAfter(hotplugDelay, addr, port.MACAddress)
+			return nil
+		}
+	}
+	return fmt.Errorf("server %s (node %s): no free PCI slot for port %s", serverID, n.Name, port.ID)
+}
+
+// Detached unplugs the port's device.
+func (h *vmHook) Detached(_ context.Context, serverID string, port cloudsim.Port) error {
+	n := (*Node)(h)
+	n.mu.Lock()
+	addr, ok := n.slots[port.ID]
+	delete(n.slots, port.ID)
+	n.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	n.record(HotplugEvent{Kind: "detach", Addr: addr, PortID: port.ID, MAC: port.MACAddress})
+	if err := n.PCI.Remove(addr); err != nil {
+		return fmt.Errorf("server %s (node %s): unplug %s of port %s: %w", serverID, n.Name, addr, port.ID, err)
+	}
+	return nil
+}
+
+// registerNode creates the Node object as a kubelet registers it, and keeps
+// its lease renewed.
+func (e *Env) registerNode(ctx context.Context, n *Node) error {
+	res := corev1.ResourceList{
+		corev1.ResourceCPU:                   resource.MustParse("8"),
+		corev1.ResourceMemory:                resource.MustParse("16Gi"),
+		corev1.ResourceName("hugepages-2Mi"): resource.MustParse("2Gi"),
+		corev1.ResourceName("hugepages-1Gi"): resource.MustParse("0"),
+		corev1.ResourcePods:                  resource.MustParse("110"),
+		corev1.ResourceEphemeralStorage:      resource.MustParse("40Gi"),
+	}
+	alloc := res.DeepCopy()
+	alloc[corev1.ResourceMemory] = resource.MustParse("13Gi") // less the hugepages and system reserve
+	now := metav1.Now()
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{
+			"kubernetes.io/hostname": n.Name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+			"node.kubernetes.io/instance-type": "m1.dpdk", "topology.kubernetes.io/zone": "nova",
+		}},
+		Spec: corev1.NodeSpec{ProviderID: "openstack:///" + n.Server.Server.ID},
+	}
+	status := corev1.NodeStatus{
+		Capacity: res, Allocatable: alloc,
+		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP()}, {Type: corev1.NodeHostName, Address: n.Name}},
+		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+			Message: "kubelet stand-in of kuryr-aio is posting ready status", LastHeartbeatTime: now, LastTransitionTime: now}},
+		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.37.2", OperatingSystem: "linux", Architecture: "amd64",
+			ContainerRuntimeVersion: "kuryr-aio://stand-in", OSImage: "simulated node VM"},
+	}
+	created, err := e.Clientset.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create Node %s: %w", n.Name, err)
+	}
+	created.Status = status
+	if _, err := e.Clientset.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("set status of Node %s: %w", n.Name, err)
+	}
+	go e.heartbeat(n.Name)
+	return nil
+}
+
+// heartbeat renews the node's lease every 10 s, as a kubelet does, so that
+// the node lifecycle controller keeps it Ready.
+func (e *Env) heartbeat(name string) {
+	leases := e.Clientset.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+		now := metav1.NewMicroTime(time.Now())
+		l, err := leases.Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			_, _ = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name},
+				Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(name), LeaseDurationSeconds: ptr.To(int32(40)), RenewTime: &now}},
+				metav1.CreateOptions{})
+		case err == nil:
+			l.Spec.RenewTime = &now
+			_, _ = leases.Update(ctx, l, metav1.UpdateOptions{})
+		}
+		cancel()
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package aio
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Process is one program the environment runs, its output in a log file.
+type Process struct {
+	Name string
+	// Log is the file its stdout and stderr go to.
+	Log string
+
+	bin  string
+	args []string
+	env  []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func newProcess(name, logDir, bin string, args, env []string) *Process {
+	return &Process{Name: name, Log: filepath.Join(logDir, name+".log"), bin: bin, args: args, env: env}
+}
+
+// start runs the program. It dies with the environment's process
+// (SIGKILL on parent death), so a killed `kuryr-aio` leaves no orphan.
+func (p *Process) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil && !p.exited() {
+		return fmt.Errorf("start %s: already running as pid %d", p.Name, p.cmd.Process.Pid)
+	}
+	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open log of %s: %w", p.Name, err)
+	}
+	fmt.Fprintf(logf, "=== %s %s %v\n", time.Now().Format(time.RFC3339Nano), p.bin, p.args)
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return fmt.Errorf("start %s (%s): %w", p.Name, p.bin, err)
+	}
+	done := make(chan struct{})
+	p.cmd, p.done, p.err = cmd, done, nil
+	go func() {
+		err := cmd.Wait()
+		_ = logf.Close()
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+func (p *Process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Pid is the running process's ID, 0 when it is not running.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.exited() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Exited returns a channel closed when the current run ends, and a function
+// giving its error.
+func (p *Process) Exited() (<-chan struct{}, func() error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	done := p.done
+	return done, func() error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.err
+	}
+}
+
+// stop sends SIGTERM to the process group, and SIGKILL after grace.
+func (p *Process) stop(grace time.Duration) error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	pgid := cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(grace):
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("stop %s: pid %d survived SIGKILL", p.Name, pgid)
+	}
+}
+
+// kill ends the process at once, as a crash would.
+func (p *Process) kill() error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return errors.New("kill " + p.Name + ": not started")
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("kill %s: pid %d survived SIGKILL", p.Name, cmd.Process.Pid)
+	}
+}
+
+// freePort returns a TCP port free on 127.0.0.1 at the time of the call.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// Tail returns the last n lines of the process's log, for error messages
+// (the log itself goes with the state directory).
+func (p *Process) Tail(n int) string {
+	b, err := os.ReadFile(p.Log)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "\n    " + strings.Join(lines, "\n    ")
+}
+
+// SaveLogs copies the environment's process logs to dst (which survives
+// Close), for a look after a failure.
+func (e *Env) SaveLogs(dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(e.LogDir())
+	if err != nil {
+		return err
+	}
+	for _, ent := range entries {
+		b, err := os.ReadFile(filepath.Join(e.LogDir(), ent.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, ent.Name()), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

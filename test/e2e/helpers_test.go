@@ -1,0 +1,187 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netnstest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
+)
+
+// setup makes a namespace with the two NADs for one test, and returns a
+// context bounded by timeout.
+func setup(t *testing.T, namespace string, timeout time.Duration) context.Context {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	if err := env.CreateNADs(ctx, namespace); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanNamespace(t, namespace) })
+	return ctx
+}
+
+// cleanNamespace deletes the pods a test left in namespace (it failed
+// half-way) and waits for them to go, so the next test starts clean.
+func cleanNamespace(t *testing.T, namespace string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pods, err := env.Clientset.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Errorf("clean up namespace %s: %v", namespace, err)
+		return
+	}
+	var names []string
+	for _, p := range pods.Items {
+		names = append(names, p.Name)
+	}
+	if len(names) > 0 {
+		deleteAndWait(t, ctx, namespace, names...)
+	}
+}
+
+// smallDPDKPod is aio.DPDKPod with requests small enough for ten a node.
+func smallDPDKPod(namespace, name string) *corev1.Pod {
+	p := aio.DPDKPod(namespace, name)
+	res := corev1.ResourceList{}
+	for k, v := range map[corev1.ResourceName]string{corev1.ResourceCPU: "100m", corev1.ResourceMemory: "64Mi", "hugepages-2Mi": "128Mi"} {
+		res[k] = resource.MustParse(v)
+	}
+	p.Spec.Containers[0].Resources = corev1.ResourceRequirements{Requests: res, Limits: res}
+	return p
+}
+
+func createPod(t *testing.T, ctx context.Context, pod *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	out, err := env.CreatePod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func kuryrPod(t *testing.T, ctx context.Context, namespace, name string) *v1alpha1.KuryrPod {
+	t.Helper()
+	var kp v1alpha1.KuryrPod
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &kp); err != nil {
+		t.Fatalf("KuryrPod %s/%s: %v", namespace, name, err)
+	}
+	return &kp
+}
+
+func getPod(t *testing.T, ctx context.Context, namespace, name string) *corev1.Pod {
+	t.Helper()
+	p, err := env.Clientset.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// deleteAndWait deletes pods and waits until they and their KuryrPods are
+// gone (the controller's finalizer is removed once the cloud is released).
+func deleteAndWait(t *testing.T, ctx context.Context, namespace string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if err := env.Clientset.CoreV1().Pods(namespace).Delete(ctx, n, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range names {
+		err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			_, err := env.Clientset.CoreV1().Pods(namespace).Get(ctx, n, metav1.GetOptions{})
+			if !apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			err = env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: n}, &v1alpha1.KuryrPod{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			t.Fatalf("pod %s/%s or its KuryrPod not gone: %v", namespace, n, err)
+		}
+	}
+}
+
+// leaks lists what is left in the cloud and on the nodes once no pod of
+// kuryr-dpdk exists: ports with the cluster's tag, trunk subports, allowed
+// address pairs on the VMs' ports, attached devices, pod namespaces,
+// checkpoints and device-info files.
+func leaks() []string {
+	var out []string
+	tag := "kuryr-cluster=" + env.ClusterID()
+	for _, p := range env.Cloud.Ports() {
+		if slices.Contains(p.Tags, tag) {
+			out = append(out, fmt.Sprintf("port %s (%s, %s)", p.ID, p.Name, p.Status))
+		}
+	}
+	for _, n := range env.Nodes {
+		if subs, _ := env.Cloud.Subports(n.Server.TrunkID); len(subs) > 0 {
+			out = append(out, fmt.Sprintf("%d subports on the trunk of %s", len(subs), n.Name))
+		}
+		if p, ok := env.Cloud.Port(n.Server.ParentPort.ID); ok && len(p.AllowedAddressPairs) > 0 {
+			out = append(out, fmt.Sprintf("%d allowed address pairs on the port of %s", len(p.AllowedAddressPairs), n.Name))
+		}
+		if d := n.AttachedDevices(); d > 0 {
+			out = append(out, fmt.Sprintf("%d devices attached to %s", d, n.Name))
+		}
+		for _, dir := range []string{filepath.Join(n.Dir, "checkpoints"), n.DevinfoDir} {
+			_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					out = append(out, "file "+path)
+				}
+				return nil
+			})
+		}
+	}
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "kuryr-aio-"+env.ID+"-pod-") {
+			out = append(out, "netns "+e.Name())
+		}
+	}
+	return out
+}
+
+// requireNoLeaks waits a little for releases in flight, then fails the
+// test with whatever is left.
+func requireNoLeaks(t *testing.T, ctx context.Context) {
+	t.Helper()
+	var left []string
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		left = leaks()
+		return len(left) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("left behind: %s", strings.Join(left, "; "))
+	}
+}
+
+// waitReady waits for every named pod to be ready.
+func waitReady(t *testing.T, ctx context.Context, namespace string, timeout time.Duration, names ...string) {
+	t.Helper()
+	var errs []error
+	for _, n := range names {
+		if err := env.WaitPodReady(ctx, namespace, n, timeout); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		t.Fatal(errors.Join(errs...))
+	}
+}

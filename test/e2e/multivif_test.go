@@ -1,0 +1,246 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	"github.com/vishvananda/netlink"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
+	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
+)
+
+// linkAddrs lists the links of the namespace at path with their MAC and
+// IPv4 addresses in CIDR form.
+func linkAddrs(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	n, err := ns.GetNS(path)
+	if err != nil {
+		t.Fatalf("open netns %s: %v", path, err)
+	}
+	defer n.Close()
+	out := map[string][]string{}
+	err = n.Do(func(ns.NetNS) error {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			v := []string{l.Attrs().HardwareAddr.String()}
+			addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				v = append(v, a.IPNet.String())
+			}
+			out[l.Attrs().Name] = v
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("list links in %s: %v", path, err)
+	}
+	return out
+}
+
+// A pod asking for the management network and a DPDK interface gets eth0,
+// net1 (kernel netdevs with the Neutron addresses in its namespace) and
+// dpdk0 (a hot-plugged device bound to uio_pci_generic), reported in the
+// CNI result, the device-info file and the network-status annotation.
+func TestMultiVIFPod(t *testing.T) {
+	const namespace = "e2e-multivif"
+	ctx := setup(t, namespace, 3*time.Minute)
+	pod := createPod(t, ctx, aio.DPDKPod(namespace, "multi"))
+	waitReady(t, ctx, namespace, 2*time.Minute, pod.Name)
+	pod = getPod(t, ctx, namespace, pod.Name)
+	kp := kuryrPod(t, ctx, namespace, pod.Name)
+	node := env.Node(pod.Spec.NodeName)
+	byName := map[string]v1alpha1.InterfaceStatus{}
+	for _, i := range kp.Status.Interfaces {
+		byName[i.IfName] = i
+	}
+	eth0, net1, dpdk0 := byName["eth0"], byName["net1"], byName["dpdk0"]
+	if len(byName) != 3 || eth0.Driver != env.MgmtDriver || net1.Driver != env.MgmtDriver || dpdk0.Driver != v1alpha1.DriverNestedDPDK {
+		t.Fatalf("KuryrPod interfaces %+v: want eth0 and net1 (%s) and dpdk0 (nested-dpdk)", kp.Status.Interfaces, env.MgmtDriver)
+	}
+
+	// The kernel interfaces are in the pod's namespace with their addresses.
+	links := linkAddrs(t, node.Kubelet.NetNS(namespace, pod.Name))
+	for _, want := range []v1alpha1.InterfaceStatus{eth0, net1} {
+		got, ok := links[want.IfName]
+		if !ok {
+			t.Errorf("pod namespace has no %s (links: %v)", want.IfName, links)
+			continue
+		}
+		if !strings.EqualFold(got[0], want.MAC) {
+			t.Errorf("%s MAC %s, want the Neutron port's %s", want.IfName, got[0], want.MAC)
+		}
+		for _, ip := range want.IPs {
+			if !slices.Contains(got[1:], ip) {
+				t.Errorf("%s has %v, want %s", want.IfName, got[1:], ip)
+			}
+		}
+	}
+	if _, ok := links["dpdk0"]; ok {
+		t.Errorf("pod namespace has a dpdk0 netdev; a DPDK device has none")
+	}
+	if ip := strings.Split(eth0.IPs[0], "/")[0]; pod.Status.PodIP != ip {
+		t.Errorf("pod IP %s, want eth0's %s", pod.Status.PodIP, ip)
+	}
+
+	// The DPDK device is bound to uio_pci_generic, its netdev gone.
+	addr := dpdk0.PCIAddress
+	if addr == "" || addr != node.PCIAddress(dpdk0.PortID) {
+		t.Fatalf("dpdk0 PCI address %q, the node has port %s at %q", addr, dpdk0.PortID, node.PCIAddress(dpdk0.PortID))
+	}
+	if dpdk0.BoundDriver != pci.DriverUIO || dpdk0.OriginalDriver != pci.DriverVirtioPCI {
+		t.Errorf("dpdk0 bound %q, original %q; want %s and %s", dpdk0.BoundDriver, dpdk0.OriginalDriver, pci.DriverUIO, pci.DriverVirtioPCI)
+	}
+	if drv, err := pci.New(node.SysfsRoot).Driver(addr); err != nil || drv != pci.DriverUIO {
+		t.Errorf("sysfs says %s is bound to %q (%v), want %s", addr, drv, err, pci.DriverUIO)
+	}
+	for name, v := range linkAddrs(t, node.NetNS) {
+		if strings.EqualFold(v[0], dpdk0.MAC) {
+			t.Errorf("node %s still has netdev %s with dpdk0's MAC", node.Name, name)
+		}
+	}
+
+	// The CNI result names the device.
+	res := node.Kubelet.Result(namespace, pod.Name)
+	if res == nil {
+		t.Fatal("no CNI result recorded")
+	}
+	var pciID string
+	var ifnames []string
+	for _, i := range res.Interfaces {
+		ifnames = append(ifnames, i.Name)
+		if i.Name == "dpdk0" {
+			pciID = i.PciID
+		}
+	}
+	if pciID != addr {
+		t.Errorf("CNI result interfaces %v: dpdk0 pciID %q, want %s", ifnames, pciID, addr)
+	}
+
+	// A device-info file (NPWG, type pci) for it.
+	var devinfo []string
+	_ = filepath.WalkDir(node.DevinfoDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		var di nadv1.DeviceInfo
+		if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &di) == nil && di.Pci != nil && di.Pci.PciAddress == addr {
+			if di.Type != "pci" || di.Version != "1.1.0" {
+				t.Errorf("device-info %s: type %q version %q, want pci 1.1.0", path, di.Type, di.Version)
+			}
+			devinfo = append(devinfo, path)
+		}
+		return nil
+	})
+	if len(devinfo) != 1 {
+		t.Errorf("device-info files for %s under %s: %v, want one", addr, node.DevinfoDir, devinfo)
+	}
+
+	// network-status lists all three.
+	var status []nadv1.NetworkStatus
+	if err := json.Unmarshal([]byte(pod.Annotations[v1alpha1.NetworkStatusAnnotation]), &status); err != nil {
+		t.Fatalf("network-status annotation %q: %v", pod.Annotations[v1alpha1.NetworkStatusAnnotation], err)
+	}
+	seen := map[string]nadv1.NetworkStatus{}
+	for _, s := range status {
+		seen[s.Interface] = s
+	}
+	if !seen["eth0"].Default || !slices.Contains(seen["eth0"].IPs, pod.Status.PodIP) {
+		t.Errorf("network-status eth0 %+v: want default with %s", seen["eth0"], pod.Status.PodIP)
+	}
+	if s := seen["net1"]; s.Name != namespace+"/"+aio.MgmtNAD || len(s.IPs) == 0 {
+		t.Errorf("network-status net1 %+v: want %s/%s with IPs", s, namespace, aio.MgmtNAD)
+	}
+	if s := seen["dpdk0"]; s.Name != namespace+"/"+aio.DataPlaneNAD || s.DeviceInfo == nil || s.DeviceInfo.Pci == nil || s.DeviceInfo.Pci.PciAddress != addr {
+		t.Errorf("network-status dpdk0 %+v: want %s/%s with device-info pci %s", s, namespace, aio.DataPlaneNAD, addr)
+	}
+
+	// The time to network-ready comes from recorded timestamps.
+	if tm, ok := env.Timing(pod.UID); !ok || tm.NetworkReady() <= 0 {
+		t.Errorf("no network-ready timing for the pod: %+v", tm)
+	}
+
+	deleteAndWait(t, ctx, namespace, pod.Name)
+	requireNoLeaks(t, ctx)
+}
+
+// The demo of `make run` / `make demo` prints a ready table.
+func TestDemoTable(t *testing.T) {
+	ctx := setup(t, aio.DemoNamespace, 3*time.Minute)
+	var out strings.Builder
+	if err := env.RunDemo(ctx, &out, 2*time.Minute); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	table := out.String()
+	for _, want := range []string{"dpdk0", "nested-dpdk", "uio_pci_generic", "net1", string(env.MgmtDriver), "network-ready in"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("demo table lacks %q:\n%s", want, table)
+		}
+	}
+	deleteAndWait(t, ctx, aio.DemoNamespace, "dpdk-app")
+}
+
+// Pods on two nodes reach each other over eth0 and over the management
+// network (the fabric joins the node VMs' NICs, as the cloud's network does).
+func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
+	const namespace = "e2e-reach"
+	ctx := setup(t, namespace, 3*time.Minute)
+	var names []string
+	for i, node := range []string{env.Nodes[0].Name, env.Nodes[1].Name} {
+		p := smallDPDKPod(namespace, fmt.Sprintf("peer-%d", i))
+		p.Annotations[v1alpha1.NetworksAnnotation] = aio.MgmtNAD
+		p.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": node}
+		names = append(names, createPod(t, ctx, p).Name)
+	}
+	waitReady(t, ctx, namespace, 2*time.Minute, names...)
+	server, client := getPod(t, ctx, namespace, names[0]), getPod(t, ctx, namespace, names[1])
+	serverNS := env.Node(server.Spec.NodeName).Kubelet.NetNS(namespace, server.Name)
+	clientNS := env.Node(client.Spec.NodeName).Kubelet.NetNS(namespace, client.Name)
+	for _, ifc := range kuryrPod(t, ctx, namespace, server.Name).Status.Interfaces {
+		ip := strings.Split(ifc.IPs[0], "/")[0]
+		var l net.Listener
+		inPodNS(t, serverNS, func() (err error) { l, err = net.Listen("tcp", net.JoinHostPort(ip, "0")); return err })
+		go func() {
+			if c, err := l.Accept(); err == nil {
+				_ = c.Close()
+			}
+		}()
+		inPodNS(t, clientNS, func() error {
+			c, err := net.DialTimeout("tcp", l.Addr().String(), 5*time.Second)
+			if err != nil {
+				return fmt.Errorf("%s of %s (%s) unreachable from %s on %s: %w", ifc.IfName, server.Spec.NodeName, ip, client.Name, client.Spec.NodeName, err)
+			}
+			return c.Close()
+		})
+		_ = l.Close()
+	}
+	deleteAndWait(t, ctx, namespace, names...)
+}
+
+func inPodNS(t *testing.T, path string, f func() error) {
+	t.Helper()
+	n, err := ns.GetNS(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Do(func(ns.NetNS) error { return f() }); err != nil {
+		t.Fatal(err)
+	}
+}
