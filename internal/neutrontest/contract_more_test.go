@@ -20,7 +20,10 @@ func TestRealNeutronMore(t *testing.T) {
 		map[string]any{"network": map[string]any{"name": "kuryr-more", "project_id": proj}}, http.StatusCreated)
 	netID := getStr(t, net, "network", "id")
 	a.do("subnet-create", "POST", "/subnets", nil, map[string]any{"subnet": map[string]any{
-		"network_id": netID, "cidr": "10.20.0.0/24", "ip_version": 4, "project_id": proj}}, http.StatusCreated)
+		"network_id": netID, "cidr": "10.20.0.0/24", "ip_version": 4, "project_id": proj,
+		// Neutron picks automatic addresses at random from the pool: keep the
+		// ones this test asks for by name (.50, .51, .60) outside it.
+		"allocation_pools": []any{map[string]any{"start": "10.20.0.2", "end": "10.20.0.40"}}}}, http.StatusCreated)
 	newPort := func(name string, extra map[string]any) map[string]any {
 		t.Helper()
 		body := map[string]any{"network_id": netID, "project_id": proj, "name": name}
