@@ -37,20 +37,14 @@ PMDS=(librte_bus_pci librte_bus_vdev librte_mempool_ring librte_net_virtio)
 # testpmd loads: left out to keep the download small.
 SKIP_PKGS='^(adduser|cdebconf|debconf|dpkg|install-info|init-system-helpers|lsb-base|passwd|perl.*|lib.*-perl|libperl.*|readline-common|sysvinit-utils|tar|udev|usr-is-merged|usrmerge|libpam.*|libsemanage.*|libnewt.*|libslang.*|libdebian-installer.*|libtextwrap.*|libdb5.3|libgdbm.*)$'
 
-need_host=(qemu-system-x86 busybox-static cpio binutils kmod)
-missing=()
-for p in "${need_host[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})) || ! apt-cache show --no-all-versions linux-image-cloud-amd64 >/dev/null 2>&1; then
-	[[ $(id -u) -eq 0 ]] || die "missing host packages (${missing[*]:-apt lists}); run as root"
-	export DEBIAN_FRONTEND=noninteractive
+# shellcheck source=../lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
+apt_ensure build-guest qemu-system-x86 busybox-static cpio binutils kmod || die "cannot install the host packages"
+# The guest's packages are downloaded, not installed: the lists must know them.
+if ! apt-cache show --no-all-versions linux-image-cloud-amd64 >/dev/null 2>&1; then
+	[[ $(id -u) -eq 0 ]] || die "apt lists do not know linux-image-cloud-amd64; run as root (apt-get update)"
 	log "apt-get update"
-	apt-get update -qq
-	if ((${#missing[@]})); then
-		log "apt-get install ${missing[*]}"
-		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-	fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
 fi
 
 # The kernel package the cloud meta-package points at.
