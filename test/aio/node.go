@@ -63,6 +63,7 @@ type Node struct {
 	fabric  string
 	mu      sync.Mutex
 	slots   map[string]string // Neutron port ID → PCI address
+	plug    map[string]string // Neutron port ID → "pending", "adding" or "plugged"
 	history []HotplugEvent
 }
 
@@ -176,7 +177,7 @@ func (e *Env) waitSchedulable(ctx context.Context) error {
 
 func (e *Env) startNode(ctx context.Context, i int) (*Node, error) {
 	name := fmt.Sprintf("node-%d", i)
-	n := &Node{Name: name, Index: i, Dir: filepath.Join(e.StateDir, name), fabric: e.fabric, slots: map[string]string{}}
+	n := &Node{Name: name, Index: i, Dir: filepath.Join(e.StateDir, name), fabric: e.fabric, slots: map[string]string{}, plug: map[string]string{}}
 	n.SysfsRoot = filepath.Join(n.Dir, "root")
 	n.devinfoRoot = filepath.Join(n.Dir, "devinfo-root")
 	n.DevinfoDir = filepath.Join(n.devinfoRoot, "var/run/k8s.cni.cncf.io/devinfo/cni")
@@ -336,11 +337,42 @@ func (h *vmHook) Attached(_ context.Context, serverID string, port cloudsim.Port
 		if !used[addr] {
 			n.slots[port.ID] = addr
 			n.history = append(n.history, HotplugEvent{Time: time.Now(), Kind: "attach", Addr: addr, PortID: port.ID, MAC: port.MACAddress})
-			n.PCI.AddVirtioNetAfter(hotplugDelay, addr, port.MACAddress)
+			// The device shows up a moment later, as on a real VM, unless
+			// the port was detached in between (then it never does).
+			n.plug[port.ID] = "pending"
+			portID, mac := port.ID, port.MACAddress
+			time.AfterFunc(hotplugDelay, func() { n.hotplug(portID, addr, mac) })
 			return nil
 		}
 	}
 	return fmt.Errorf("server %s (node %s): no free PCI slot for port %s", serverID, n.Name, port.ID)
+}
+
+// hotplug puts the device of an attached port on the bus, unless the port
+// was detached in the meantime. The PCI bus is called without n.mu held:
+// its netdev hook records events under n.mu.
+func (n *Node) hotplug(portID, addr, mac string) {
+	n.mu.Lock()
+	if n.slots[portID] != addr {
+		n.mu.Unlock()
+		return
+	}
+	n.plug[portID] = "adding"
+	n.mu.Unlock()
+	err := n.PCI.AddVirtioNet(addr, mac)
+	n.mu.Lock()
+	still := n.slots[portID] == addr
+	if still && err == nil {
+		n.plug[portID] = "plugged"
+	}
+	n.mu.Unlock()
+	switch {
+	case err != nil:
+		n.record(HotplugEvent{Kind: "hotplug-failed: " + err.Error(), Addr: addr, PortID: portID, MAC: mac})
+	case !still:
+		// Detached while the device was being added.
+		_ = n.PCI.Remove(addr)
+	}
 }
 
 // Detached unplugs the port's device.
@@ -348,9 +380,13 @@ func (h *vmHook) Detached(_ context.Context, serverID string, port cloudsim.Port
 	n := (*Node)(h)
 	n.mu.Lock()
 	addr, ok := n.slots[port.ID]
+	state := n.plug[port.ID]
 	delete(n.slots, port.ID)
+	delete(n.plug, port.ID)
 	n.mu.Unlock()
-	if !ok {
+	if !ok || state != "plugged" {
+		// Not attached, or detached before its device appeared: the
+		// hot-plug under way sees the slot gone and undoes itself.
 		return nil
 	}
 	n.record(HotplugEvent{Kind: "detach", Addr: addr, PortID: port.ID, MAC: port.MACAddress})
