@@ -96,55 +96,9 @@ SQL
 log "mariadb on 127.0.0.1:$dbport and $sock ready in $((SECONDS - t0))s"
 dburl="mysql+pymysql://neutron:$pass@127.0.0.1:$dbport/neutron?charset=utf8"
 
-cat >"$state/neutron.conf" <<EOF2
-[DEFAULT]
-bind_host = 127.0.0.1
-bind_port = $port
-auth_strategy = noauth
-core_plugin = ml2
-service_plugins = trunk
-transport_url = fake://
-state_path = $state
-api_paste_config = /etc/neutron/api-paste.ini
-api_workers = $workers
-rpc_workers = 0
-rpc_state_report_workers = 0
-notify_nova_on_port_status_changes = false
-notify_nova_on_port_data_changes = false
-allow_overlapping_ips = true
-debug = false
-use_stderr = false
-
-[database]
-connection = $dburl
-max_pool_size = 10
-max_overflow = 20
-
-[oslo_concurrency]
-lock_path = $state/lock
-
-[oslo_policy]
-policy_dirs = /etc/neutron/policy.d
-EOF2
-cat >"$state/ml2_conf.ini" <<EOF2
-[ml2]
-type_drivers = flat,vlan,vxlan
-tenant_network_types = vxlan
-mechanism_drivers = openvswitch
-extension_drivers = port_security,tag_ports_during_bulk_creation
-
-[ml2_type_flat]
-flat_networks = *
-
-[ml2_type_vlan]
-network_vlan_ranges = physnet1:100:199
-
-[ml2_type_vxlan]
-vni_ranges = 1:10000
-
-[securitygroup]
-enable_security_group = true
-EOF2
+# shellcheck source=conf.sh
+source "$(dirname "${BASH_SOURCE[0]}")/conf.sh"
+write_neutron_conf "$state" "$port" "$workers" "$dburl"
 conf=(--config-file "$state/neutron.conf" --config-file "$state/ml2_conf.ini")
 
 # 2. Schema: the migrations, or their cached result.

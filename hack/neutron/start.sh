@@ -58,55 +58,11 @@ if [[ -z $cache ]]; then
 fi
 schema=$cache/neutron/schema-${version//[^A-Za-z0-9.+-]/_}.sqlite
 
-# Configuration. api_workers/rpc_workers = 0 keep everything in one process
-# (one sqlite writer); nova notifications are off (there is no Nova).
-cat >"$state/neutron.conf" <<EOF
-[DEFAULT]
-bind_host = 127.0.0.1
-bind_port = $port
-auth_strategy = noauth
-core_plugin = ml2
-service_plugins = trunk
-transport_url = fake://
-state_path = $state
-api_paste_config = /etc/neutron/api-paste.ini
-api_workers = 0
-rpc_workers = 0
-rpc_state_report_workers = 0
-notify_nova_on_port_status_changes = false
-notify_nova_on_port_data_changes = false
-allow_overlapping_ips = true
-debug = false
-use_stderr = false
-
-[database]
-connection = sqlite:///$state/neutron.sqlite
-
-[oslo_concurrency]
-lock_path = $state/lock
-
-[oslo_policy]
-policy_dirs = /etc/neutron/policy.d
-EOF
-cat >"$state/ml2_conf.ini" <<EOF
-[ml2]
-type_drivers = flat,vlan,vxlan
-tenant_network_types = vxlan
-mechanism_drivers = openvswitch
-extension_drivers = port_security,tag_ports_during_bulk_creation
-
-[ml2_type_flat]
-flat_networks = *
-
-[ml2_type_vlan]
-network_vlan_ranges = physnet1:100:199
-
-[ml2_type_vxlan]
-vni_ranges = 1:10000
-
-[securitygroup]
-enable_security_group = true
-EOF
+# Configuration. api_workers = 0 keeps everything in one process (one sqlite
+# writer).
+# shellcheck source=conf.sh
+source "$(dirname "${BASH_SOURCE[0]}")/conf.sh"
+write_neutron_conf "$state" "$port" 0 "sqlite:///$state/neutron.sqlite"
 conf=(--config-file "$state/neutron.conf" --config-file "$state/ml2_conf.ini")
 
 t0=$SECONDS
