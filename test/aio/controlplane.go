@@ -18,21 +18,24 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testenv"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 var crlogOnce sync.Once
 
 // Identities the control plane knows (token auth file). The scheduler and
-// the controller manager get their bootstrap RBAC users; the project's
-// components and the admin are in system:masters, as in a kind cluster's
-// admin.conf (a real deployment gives them the RBAC of deploy/).
+// the controller manager get their bootstrap RBAC users; the admin is in
+// system:masters; kuryr-controller and kuryr-daemon are the ServiceAccounts
+// of deploy/kuryr-dpdk/rbac.yaml, with exactly the permissions it grants, so
+// the whole environment runs on the RBAC an operator deploys.
 var identities = []struct{ name, user, groups string }{
 	{"admin", "kuryr-aio-admin", "system:masters"},
 	{"kube-scheduler", "system:kube-scheduler", ""},
 	{"kube-controller-manager", "system:kube-controller-manager", ""},
-	{"kuryr-controller", "kuryr-controller", "system:masters"},
-	{"kuryr-daemon", "kuryr-daemon", "system:masters"},
+	{"kuryr-controller", "system:serviceaccount:kuryr-dpdk:kuryr-controller", "system:serviceaccounts,system:serviceaccounts:kuryr-dpdk"},
+	{"kuryr-daemon", "system:serviceaccount:kuryr-dpdk:kuryr-daemon", "system:serviceaccounts,system:serviceaccounts:kuryr-dpdk"},
 }
 
 // controlPlane is etcd, kube-apiserver, kube-scheduler and
@@ -147,6 +150,10 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	crlogOnce.Do(func() { crlog.SetLogger(logr.Discard()) })
 	if _, err := envtest.InstallCRDs(e.cp.Admin, envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true}); err != nil {
 		return fmt.Errorf("install CRDs from %v: %w", crds, err)
+	}
+	rbac := filepath.Join(e.opts.RepoRoot, "deploy", "kuryr-dpdk", "rbac.yaml")
+	if _, err := testenv.Apply(ctx, e.cp.Admin, rbac); err != nil {
+		return fmt.Errorf("apply %s: %w", rbac, err)
 	}
 	return nil
 }
