@@ -59,6 +59,9 @@ type AIOConfig struct {
 	Timeout time.Duration
 	// Parallel bounds the pod create calls in flight.
 	Parallel int
+	// SafeHotplug replaces the nodes' Nova hook with one that cannot
+	// deadlock (see safeHotplug).
+	SafeHotplug bool
 	// Log receives progress lines.
 	Log func(format string, args ...any)
 }
@@ -111,6 +114,8 @@ type AIOResult struct {
 	DaemonMax int64  // the highest VmHWM among all daemons
 	Machine   Machine
 	LoadAvg   [2]string
+	// SafeHotplug: the bench's own Nova hook was used (see safeHotplug).
+	SafeHotplug bool
 }
 
 // Interfaces each bench pod asks for.
@@ -120,7 +125,7 @@ var benchIfaces = []string{"eth0", "net1", "dpdk0"}
 // until each one's CNI ADD returned (or cfg.Timeout), measures, and closes
 // the environment whatever happens.
 func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
-	res = AIOResult{Profile: cfg.Profile.Name, N: cfg.N, Nodes: cfg.Nodes, Machine: ReadMachine("/proc")}
+	res = AIOResult{Profile: cfg.Profile.Name, N: cfg.N, Nodes: cfg.Nodes, Machine: ReadMachine("/proc"), SafeHotplug: cfg.SafeHotplug}
 	logf := cfg.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -139,6 +144,9 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	res.StartUp = time.Since(t0)
 	logf("environment %s up in %.1f s (%d nodes)", env.ID, res.StartUp.Seconds(), cfg.Nodes)
 
+	if cfg.SafeHotplug {
+		installSafeHotplug(env)
+	}
 	const ns = "kuryr-bench"
 	if err := createBenchNADs(ctx, env, ns); err != nil {
 		return res, err
