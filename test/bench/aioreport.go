@@ -76,14 +76,22 @@ func pct(ds []time.Duration) string {
 	if len(ds) == 0 {
 		return "– | – | – | –"
 	}
-	return fmt.Sprintf("%s | %s | %s | %s", ms(Percentile(ds, 50)), ms(Percentile(ds, 90)), ms(Percentile(ds, 99)), ms(Percentile(ds, 100)))
+	return fmt.Sprintf("%s | %s | %s | %s", dur(Percentile(ds, 50)), dur(Percentile(ds, 90)), dur(Percentile(ds, 99)), dur(Percentile(ds, 100)))
+}
+
+// dur writes d in ms below 10 s, else in seconds.
+func dur(d time.Duration) string {
+	if d < 10*time.Second {
+		return ms(d)
+	}
+	return fmt.Sprintf("%.1f s", d.Seconds())
 }
 
 func bound(s float64) string {
 	if math.IsInf(s, 1) {
 		return "> last bucket"
 	}
-	return "≤ " + ms(seconds(s))
+	return "≤ " + dur(seconds(s))
 }
 
 // WriteAIOMarkdown writes the summary of every run, then each run's phases.
@@ -101,7 +109,7 @@ func WriteAIOMarkdown(w io.Writer, results []AIOResult) error {
 			to = " (timed out)"
 		}
 		fmt.Fprintf(&b, "| %s | %d/%d%s | %.1f s | %s | %.2f | %s | %.1f | %.1f MiB | %.1f MiB (%.1f) | %s → %s |\n",
-			r.RunName(), r.Ready, r.N, to, r.StartUp.Seconds(), ms(r.Wall), r.PodsPerSecond(), pct(nr), r.CallsPerPod(),
+			r.RunName(), r.Ready, r.N, to, r.StartUp.Seconds(), dur(r.Wall), r.PodsPerSecond(), pct(nr), r.CallsPerPod(),
 			mib(r.Controll.Peak), mib(r.Daemon.Peak), mib(r.DaemonMax), r.LoadAvg[0], r.LoadAvg[1])
 	}
 	fmt.Fprintf(&b, "\nGoals: controller RSS ≤ %.0f MB, daemon RSS ≤ %.0f MB (VmHWM, MiB above).\n", GoalControllerMB, GoalDaemonMB)
@@ -118,10 +126,10 @@ func WriteAIOMarkdown(w io.Writer, results []AIOResult) error {
 		b.WriteString("| phase | observations | mean | p50 | p90 | p99 |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, ph := range []string{"wait_interfaces", "wait_device", "bind", "netlink", "report"} {
 			h := r.Phases[ph]
-			fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s |\n", ph, h.Count, ms(h.Mean()), bound(h.Quantile(50)), bound(h.Quantile(90)), bound(h.Quantile(99)))
+			fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s |\n", ph, h.Count, dur(h.Mean()), bound(h.Quantile(50)), bound(h.Quantile(90)), bound(h.Quantile(99)))
 		}
 		fmt.Fprintf(&b, "| whole ADD (`kuryr_daemon_cni_request_duration_seconds`) | %.0f | %s | %s | %s | %s |\n",
-			r.ADD.Count, ms(r.ADD.Mean()), bound(r.ADD.Quantile(50)), bound(r.ADD.Quantile(90)), bound(r.ADD.Quantile(99)))
+			r.ADD.Count, dur(r.ADD.Mean()), bound(r.ADD.Quantile(50)), bound(r.ADD.Quantile(90)), bound(r.ADD.Quantile(99)))
 	}
 
 	b.WriteString("\nOpenStack calls per pod by kind (cloudsim's counts over the run, Keystone included):\n\n| call |")
@@ -192,7 +200,7 @@ func WriteAIOSVG(w io.Writer, r AIOResult) error {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
 	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="15" font-weight="bold">%s</text>`+"\n", left,
-		xmlEscape(fmt.Sprintf("all-in-one, %s: %d/%d pods ready, wall %s, %.2f pods/s", r.RunName(), r.Ready, r.N, ms(r.Wall), r.PodsPerSecond())))
+		xmlEscape(fmt.Sprintf("all-in-one, %s: %d/%d pods ready, wall %s, %.2f pods/s", r.RunName(), r.Ready, r.N, dur(r.Wall), r.PodsPerSecond())))
 	for v := lo; v <= hi*1.001; v *= 10 {
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", left, width-right, y(v), y(v))
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, y(v)+4, axisLabel(v))

@@ -35,7 +35,15 @@ func run() int {
 	timeout := flag.Duration("run-timeout", 10*time.Minute, "bound on the wait for one run's pods")
 	parallel := flag.Int("parallel", 50, "pod create calls in flight")
 	safe := flag.Bool("safe-hotplug", true, "replace the nodes' Nova hook with the bench's (test/aio's can deadlock under load; see test/bench/hotplug.go)")
+	render := flag.String("render", "", "only rewrite DIR/results.md and the charts from DIR/results.json of an earlier run")
 	flag.Parse()
+	if *render != "" {
+		if err := redraw(*render); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-aio:", err)
+			return 1
+		}
+		return 0
+	}
 	if *out == "" {
 		*out = filepath.Join("results", time.Now().UTC().Format("20060102T150405Z")+"-aio")
 	}
@@ -155,4 +163,16 @@ func write(dir string, results []bench.AIOResult) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644)
+}
+
+func redraw(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var results []bench.AIOResult
+	if err := json.Unmarshal(b, &results); err != nil {
+		return fmt.Errorf("%s/results.json: %w", dir, err)
+	}
+	return write(dir, results)
 }
