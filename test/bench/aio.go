@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -116,6 +117,9 @@ type AIOResult struct {
 	LoadAvg   [2]string
 	// SafeHotplug: the bench's own Nova hook was used (see safeHotplug).
 	SafeHotplug bool
+	// The controller's Go heap in use and goroutines at the end (its
+	// /metrics, which the bench turns on).
+	ControllerHeapInuse, ControllerGoroutines float64
 }
 
 // Interfaces each bench pod asks for.
@@ -131,7 +135,12 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 		logf = func(string, ...any) {}
 	}
 	t0 := time.Now()
-	env, err := aio.Start(ctx, aio.Options{Nodes: cfg.Nodes, BinDir: cfg.BinDir, RepoRoot: cfg.RepoRoot})
+	metricsAddr, err := freeLoopback()
+	if err != nil {
+		return res, err
+	}
+	env, err := aio.Start(ctx, aio.Options{Nodes: cfg.Nodes, BinDir: cfg.BinDir, RepoRoot: cfg.RepoRoot,
+		ControllerArgs: []string{"--metrics-bind-address=" + metricsAddr}})
 	if err != nil {
 		return res, fmt.Errorf("start the all-in-one with %d nodes: %w", cfg.Nodes, err)
 	}
@@ -258,6 +267,13 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	}
 	if res.Controll, err = ReadMemory("/proc", env.Controller.Pid()); err != nil {
 		return res, err
+	}
+	murl := "http://" + metricsAddr + "/metrics"
+	if v, err := ScrapeCounter(ctx, murl, "go_memstats_heap_inuse_bytes"); err == nil {
+		res.ControllerHeapInuse = v[""]
+	}
+	if v, err := ScrapeCounter(ctx, murl, "go_goroutines"); err == nil {
+		res.ControllerGoroutines = v[""]
 	}
 	return res, nil
 }
@@ -400,6 +416,16 @@ func (t *kpTracker) get(name string) (time.Time, map[string]time.Time) {
 		a[k] = v
 	}
 	return t.first[name], a
+}
+
+// freeLoopback returns a free 127.0.0.1 port as host:port.
+func freeLoopback() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	addr := l.Addr().String()
+	return addr, l.Close()
 }
 
 // metricsURL finds a process's --metrics-bind-address in its command line.
