@@ -39,6 +39,10 @@ test: deps ## run every test (unit, root/netns, real kube-apiserver, real Neutro
 test-vm: ## only the real node VM tests (QEMU guest: hot-plug, bind, testpmd)
 	hack/vm/test.sh
 
+.PHONY: bench
+bench: ## the all-in-one bench (root): N=1,10,100 pods, zero and realistic cloud latency; KURYR_BENCH_SIZES/PROFILES; results/
+	@hack/bench/aio.sh
+
 .PHONY: bench-neutron
 bench-neutron: ## kuryr-controller against a real neutron-server on MariaDB: N=1,10,50 pods (nested-vlan), table + SVG in results/
 	@hack/bench/neutron.sh

@@ -1,0 +1,443 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
+)
+
+// Profile is a set of simulated cloud latencies, by cloudsim operation
+// pattern (see cloudsim.Cloud.SetLatency).
+type Profile struct {
+	Name    string
+	Latency map[string]cloudsim.Latency
+}
+
+// Profiles are the cloud profiles of `make bench`. "zero" measures our own
+// overhead. "realistic": Neutron port create 0.3 s + U[0,0.7 s) + Exp(0.3 s)
+// (mean 0.95 s; the real neutron-server of bench-neutron served POST
+// /v2.0/ports in 0.2–0.6 s alone and 1.1–2.9 s under 10–50 pods); Nova
+// interface attach 2 s + U[0,4 s) + Exp(1 s) (mean 5 s; an assumption from
+// public reports of os-interface attach taking seconds: Nova waits for
+// Neutron's network-vif-plugged event and libvirt's device hot-plug);
+// every other Neutron and Nova call 50 ms + U[0,100 ms) + Exp(25 ms)
+// (bench-neutron measured 18–160 ms for GETs and 157 ms+ for add_subports).
+var Profiles = map[string]Profile{
+	"zero": {Name: "zero"},
+	"realistic": {Name: "realistic", Latency: map[string]cloudsim.Latency{
+		"neutron.*":              {Fixed: 50 * time.Millisecond, Jitter: 100 * time.Millisecond, Exp: 25 * time.Millisecond},
+		"nova.*":                 {Fixed: 50 * time.Millisecond, Jitter: 100 * time.Millisecond, Exp: 25 * time.Millisecond},
+		"neutron.ports.create":   {Fixed: 300 * time.Millisecond, Jitter: 700 * time.Millisecond, Exp: 300 * time.Millisecond},
+		"nova.interfaces.attach": {Fixed: 2 * time.Second, Jitter: 4 * time.Second, Exp: time.Second},
+	}},
+}
+
+// AIOConfig is one all-in-one run: N pods over Nodes nodes under Profile.
+type AIOConfig struct {
+	N, Nodes int
+	Profile  Profile
+	// BinDir holds the project's binaries; RepoRoot the repository.
+	BinDir, RepoRoot string
+	// Timeout bounds the wait for the pods (the run is reported as it is then).
+	Timeout time.Duration
+	// Parallel bounds the pod create calls in flight.
+	Parallel int
+	// SafeHotplug replaces the nodes' Nova hook with one that cannot
+	// deadlock (see safeHotplug).
+	SafeHotplug bool
+	// Log receives progress lines.
+	Log func(format string, args ...any)
+}
+
+// PodTimes are one pod's timestamps; zero when never seen.
+type PodTimes struct {
+	Name string
+	UID  types.UID
+	Node string
+	// Created: just before the create call (client side).
+	Created time.Time
+	// KuryrPod: the first watch event of its KuryrPod.
+	KuryrPod time.Time
+	// Active: when the watch first saw each interface Active (or already
+	// Plugged), by interface name.
+	Active map[string]time.Time
+	// AddStart and AddDone bracket the successful CNI ADD (kubelet stand-in).
+	AddStart, AddDone time.Time
+	Attempts          int
+}
+
+// AllActive is when the last interface was first seen Active.
+func (p PodTimes) AllActive(want int) time.Time {
+	if len(p.Active) < want {
+		return time.Time{}
+	}
+	var last time.Time
+	for _, t := range p.Active {
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last
+}
+
+// AIOResult is one run.
+type AIOResult struct {
+	Profile   string
+	N, Nodes  int
+	StartUp   time.Duration // the environment's start
+	Wall      time.Duration // first create call → last ADD returned
+	Pods      []PodTimes
+	Ready     int // pods whose ADD returned in time
+	TimedOut  bool
+	CloudOps  map[string]int64 // cloudsim.Counts delta over the run
+	Phases    map[string]Histogram
+	ADD       Histogram // kuryr_daemon_cni_request_duration_seconds{verb="ADD"} summed over daemons
+	Controll  Memory
+	Daemon    Memory // the daemon of node-1
+	DaemonMax int64  // the highest VmHWM among all daemons
+	Machine   Machine
+	LoadAvg   [2]string
+	// SafeHotplug: the bench's own Nova hook was used (see safeHotplug).
+	SafeHotplug bool
+	// The controller's Go heap in use and goroutines at the end (its
+	// /metrics, which the bench turns on).
+	ControllerHeapInuse, ControllerGoroutines float64
+}
+
+// Interfaces each bench pod asks for.
+var benchIfaces = []string{"eth0", "net1", "dpdk0"}
+
+// RunAIO starts an all-in-one environment, creates N pods at once, waits
+// until each one's CNI ADD returned (or cfg.Timeout), measures, and closes
+// the environment whatever happens.
+func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
+	res = AIOResult{Profile: cfg.Profile.Name, N: cfg.N, Nodes: cfg.Nodes, Machine: ReadMachine("/proc"), SafeHotplug: cfg.SafeHotplug}
+	logf := cfg.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	t0 := time.Now()
+	metricsAddr, err := freeLoopback()
+	if err != nil {
+		return res, err
+	}
+	env, err := aio.Start(ctx, aio.Options{Nodes: cfg.Nodes, BinDir: cfg.BinDir, RepoRoot: cfg.RepoRoot,
+		ControllerArgs: []string{"--metrics-bind-address=" + metricsAddr}})
+	if err != nil {
+		return res, fmt.Errorf("start the all-in-one with %d nodes: %w", cfg.Nodes, err)
+	}
+	defer func() {
+		logf("closing the environment %s", env.ID)
+		if cerr := env.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close environment %s: %w", env.ID, cerr)
+		}
+	}()
+	res.StartUp = time.Since(t0)
+	logf("environment %s up in %.1f s (%d nodes)", env.ID, res.StartUp.Seconds(), cfg.Nodes)
+
+	if cfg.SafeHotplug {
+		installSafeHotplug(env)
+	}
+	const ns = "kuryr-bench"
+	if err := createBenchNADs(ctx, env, ns); err != nil {
+		return res, err
+	}
+	wc, err := watchClient(env.Kubeconfig())
+	if err != nil {
+		return res, err
+	}
+	tracker := newKPTracker()
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go tracker.run(wctx, wc, ns)
+
+	for op, l := range cfg.Profile.Latency {
+		env.Cloud.SetLatency(op, l)
+	}
+	before := env.Cloud.Counts()
+	res.LoadAvg[0] = loadAvg("/proc")
+
+	pods := make([]PodTimes, cfg.N)
+	start := time.Now()
+	if err := createPods(ctx, env, ns, pods, max(1, cfg.Parallel)); err != nil {
+		return res, err
+	}
+	logf("%d pods created in %.1f s", cfg.N, time.Since(start).Seconds())
+
+	deadline := time.Now().Add(cfg.Timeout)
+	lastLog := time.Now()
+	for {
+		ready := 0
+		for i := range pods {
+			if !pods[i].AddDone.IsZero() {
+				ready++
+				continue
+			}
+			if t, ok := env.Timing(pods[i].UID); ok && !t.AddDone.IsZero() {
+				pods[i].AddStart, pods[i].AddDone, pods[i].Attempts = t.AddStart, t.AddDone, t.Attempts
+				ready++
+			}
+		}
+		res.Ready = ready
+		if ready == cfg.N {
+			break
+		}
+		if time.Now().After(deadline) {
+			res.TimedOut = true
+			logf("timeout after %s: %d of %d pods network-ready", cfg.Timeout, ready, cfg.N)
+			break
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			logf("%d/%d pods network-ready after %.0f s", ready, cfg.N, time.Since(start).Seconds())
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for _, p := range pods {
+		if p.AddDone.After(start.Add(res.Wall)) {
+			res.Wall = p.AddDone.Sub(start)
+		}
+	}
+	res.LoadAvg[1] = loadAvg("/proc")
+	after := env.Cloud.Counts()
+	res.CloudOps = map[string]int64{}
+	for op, v := range after {
+		if d := v - before[op]; d > 0 {
+			res.CloudOps[op] = d
+		}
+	}
+	stopWatch()
+	for i := range pods {
+		pods[i].KuryrPod, pods[i].Active = tracker.get(pods[i].Name)
+		if t, ok := env.Timing(pods[i].UID); ok && pods[i].AddStart.IsZero() {
+			pods[i].Attempts = t.Attempts
+		}
+	}
+	res.Pods = pods
+
+	res.Phases, res.ADD = map[string]Histogram{}, Histogram{}
+	for _, n := range env.Nodes {
+		if n.Daemon == nil {
+			continue
+		}
+		url, err := metricsURL("/proc", n.Daemon.Pid())
+		if err != nil {
+			return res, err
+		}
+		hs, err := ScrapeHistograms(ctx, url, "kuryr_daemon_cni_phase_seconds", "phase")
+		if err != nil {
+			return res, err
+		}
+		for k, h := range hs {
+			res.Phases[k] = res.Phases[k].Add(h)
+		}
+		req, err := ScrapeHistograms(ctx, url, "kuryr_daemon_cni_request_duration_seconds", "verb")
+		if err != nil {
+			return res, err
+		}
+		res.ADD = res.ADD.Add(req["ADD"])
+		if m, err := ReadMemory("/proc", n.Daemon.Pid()); err == nil {
+			res.DaemonMax = max(res.DaemonMax, m.Peak)
+			if n == env.Nodes[0] {
+				res.Daemon = m
+			}
+		}
+	}
+	if res.Controll, err = ReadMemory("/proc", env.Controller.Pid()); err != nil {
+		return res, err
+	}
+	murl := "http://" + metricsAddr + "/metrics"
+	if v, err := ScrapeCounter(ctx, murl, "go_memstats_heap_inuse_bytes"); err == nil {
+		res.ControllerHeapInuse = v[""]
+	}
+	if v, err := ScrapeCounter(ctx, murl, "go_goroutines"); err == nil {
+		res.ControllerGoroutines = v[""]
+	}
+	return res, nil
+}
+
+// createBenchNADs seeds a management and a data-plane network of /16 each
+// (the environment's own are /24: too small for 1000 pods) and creates
+// NADs for them in ns, configured as the environment's CreateNADs does.
+func createBenchNADs(ctx context.Context, env *aio.Env, ns string) error {
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", ns, err)
+	}
+	_, mgmt, err := env.Cloud.SeedNetwork("bench-management", "10.20.0.0/16")
+	if err != nil {
+		return err
+	}
+	_, dp, err := env.Cloud.SeedNetwork("bench-data-plane", "10.30.0.0/16")
+	if err != nil {
+		return err
+	}
+	nads := map[string]string{
+		"bench-mgmt": fmt.Sprintf(`{"cniVersion":"1.1.0","name":"bench-mgmt","type":"kuryr-cni","driver":%q,"subnetId":%q}`,
+			env.MgmtDriver, mgmt.ID),
+		"bench-dpdk": fmt.Sprintf(`{"cniVersion":"1.1.0","name":"bench-dpdk","type":"kuryr-cni","driver":"nested-dpdk","subnetId":%q,"dpdkDriver":"uio_pci_generic"}`,
+			dp.ID),
+	}
+	for name, conf := range nads {
+		nad := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: nadv1.NetworkAttachmentDefinitionSpec{Config: conf}}
+		if err := env.Client.Create(ctx, nad); err != nil {
+			return fmt.Errorf("create NetworkAttachmentDefinition %s/%s: %w", ns, name, err)
+		}
+	}
+	return nil
+}
+
+// aioBenchPod asks for eth0, the management network and a DPDK interface,
+// with small requests so that 20+ pods fit a simulated node.
+func aioBenchPod(ns, name string) *corev1.Pod {
+	res := corev1.ResourceList{
+		corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("32Mi"),
+		corev1.ResourceName("hugepages-2Mi"): resource.MustParse("32Mi"),
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "kuryr-bench"},
+			Annotations: map[string]string{v1alpha1.NetworksAnnotation: "bench-mgmt,bench-dpdk@dpdk0"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "app", Image: "registry.example/dpdk-app:1",
+			Resources: corev1.ResourceRequirements{Requests: res, Limits: res},
+		}}},
+	}
+}
+
+func createPods(ctx context.Context, env *aio.Env, ns string, pods []PodTimes, parallel int) error {
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for i := range pods {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			name := fmt.Sprintf("bench-%04d", i)
+			pods[i].Name, pods[i].Created = name, time.Now()
+			out, err := env.CreatePod(ctx, aioBenchPod(ns, name))
+			if err != nil {
+				mu.Lock()
+				firstErr = err
+				mu.Unlock()
+				return
+			}
+			pods[i].UID = out.UID
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func watchClient(kubeconfig string) (client.WithWatch, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	cfg.QPS, cfg.Burst = 200, 400
+	return client.NewWithWatch(cfg, client.Options{Scheme: aio.Scheme})
+}
+
+// kpTracker records when each KuryrPod and each of its interfaces was
+// first seen, from a watch (restarted when the server ends it).
+type kpTracker struct {
+	mu     sync.Mutex
+	first  map[string]time.Time
+	active map[string]map[string]time.Time
+}
+
+func newKPTracker() *kpTracker {
+	return &kpTracker{first: map[string]time.Time{}, active: map[string]map[string]time.Time{}}
+}
+
+func (t *kpTracker) run(ctx context.Context, c client.WithWatch, ns string) {
+	for ctx.Err() == nil {
+		w, err := c.Watch(ctx, &v1alpha1.KuryrPodList{}, client.InNamespace(ns))
+		if err != nil {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		for ev := range w.ResultChan() {
+			kp, ok := ev.Object.(*v1alpha1.KuryrPod)
+			if !ok || (ev.Type != watch.Added && ev.Type != watch.Modified) {
+				continue
+			}
+			t.observe(kp, time.Now())
+		}
+		w.Stop()
+	}
+}
+
+func (t *kpTracker) observe(kp *v1alpha1.KuryrPod, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.first[kp.Name]; !ok {
+		t.first[kp.Name] = now
+		t.active[kp.Name] = map[string]time.Time{}
+	}
+	for _, s := range kp.Status.Interfaces {
+		if s.State != v1alpha1.StateActive && s.State != v1alpha1.StatePlugged {
+			continue
+		}
+		if _, ok := t.active[kp.Name][s.IfName]; !ok {
+			t.active[kp.Name][s.IfName] = now
+		}
+	}
+}
+
+func (t *kpTracker) get(name string) (time.Time, map[string]time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := map[string]time.Time{}
+	for k, v := range t.active[name] {
+		a[k] = v
+	}
+	return t.first[name], a
+}
+
+// freeLoopback returns a free 127.0.0.1 port as host:port.
+func freeLoopback() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	addr := l.Addr().String()
+	return addr, l.Close()
+}
+
+// metricsURL finds a process's --metrics-bind-address in its command line.
+func metricsURL(procRoot string, pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procRoot, pid))
+	if err != nil {
+		return "", fmt.Errorf("command line of pid %d: %w", pid, err)
+	}
+	for _, a := range strings.Split(string(b), "\x00") {
+		if addr, ok := strings.CutPrefix(a, "--metrics-bind-address="); ok && addr != "0" {
+			return "http://" + addr + "/metrics", nil
+		}
+	}
+	return "", fmt.Errorf("pid %d has no --metrics-bind-address", pid)
+}

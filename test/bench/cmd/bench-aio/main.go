@@ -1,0 +1,178 @@
+// Command bench-aio measures how fast pods get their networks on the
+// all-in-one environment (test/aio): for each cloud profile and size it
+// starts a fresh environment, creates N pods at once (eth0 + a management
+// network + a DPDK interface each), waits until every pod's CNI ADD
+// returned, and reports per-pod intervals, the daemons' ADD phases,
+// OpenStack calls per pod and peak RSS. Every environment is closed (all
+// it made removed) before the next run starts.
+//
+// hack/bench/aio.sh (make bench) builds what it needs and runs it as root.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/test/bench"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	sizes := flag.String("sizes", "1,10,100", "comma-separated pod counts; each N:NODES (default nodes: 1→1, 10→2, 100→10, 1000→50)")
+	profiles := flag.String("profiles", "zero,realistic", "comma-separated cloud profiles: zero, realistic")
+	out := flag.String("out", "", "results directory (default results/<UTC timestamp>-aio)")
+	binDir := flag.String("bin-dir", "bin", "kuryr-controller, kuryr-daemon, kuryr-cni")
+	timeout := flag.Duration("run-timeout", 10*time.Minute, "bound on the wait for one run's pods")
+	parallel := flag.Int("parallel", 50, "pod create calls in flight")
+	safe := flag.Bool("safe-hotplug", true, "replace the nodes' Nova hook with the bench's (test/aio's can deadlock under load; see test/bench/hotplug.go)")
+	render := flag.String("render", "", "only rewrite DIR/results.md and the charts from DIR/results.json of an earlier run")
+	flag.Parse()
+	if *render != "" {
+		if err := redraw(*render); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-aio:", err)
+			return 1
+		}
+		return 0
+	}
+	if *out == "" {
+		*out = filepath.Join("results", time.Now().UTC().Format("20060102T150405Z")+"-aio")
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "bench-aio %s: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		logf("%v", err)
+		return 1
+	}
+	bin, err := filepath.Abs(*binDir)
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	type runSpec struct {
+		prof     bench.Profile
+		n, nodes int
+	}
+	var runs []runSpec
+	for _, pn := range strings.Split(*profiles, ",") {
+		p, ok := bench.Profiles[strings.TrimSpace(pn)]
+		if !ok {
+			logf("unknown profile %q (zero, realistic)", pn)
+			return 2
+		}
+		for _, s := range strings.Split(*sizes, ",") {
+			n, nodes, err := parseSize(strings.TrimSpace(s))
+			if err != nil {
+				logf("%v", err)
+				return 2
+			}
+			runs = append(runs, runSpec{p, n, nodes})
+		}
+	}
+	var results []bench.AIOResult
+	code := 0
+	for i, r := range runs {
+		logf("run %d/%d: profile %s, N=%d over %d nodes", i+1, len(runs), r.prof.Name, r.n, r.nodes)
+		res, err := bench.RunAIO(ctx, bench.AIOConfig{N: r.n, Nodes: r.nodes, Profile: r.prof, BinDir: bin,
+			Timeout: *timeout, Parallel: *parallel, SafeHotplug: *safe, Log: logf})
+		if err != nil {
+			logf("run %s: %v", res.RunName(), err)
+			code = 1
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		logf("run %s: %d/%d ready, wall %s, %.2f pods/s", res.RunName(), res.Ready, res.N, res.Wall.Round(time.Millisecond), res.PodsPerSecond())
+		results = append(results, res)
+		if err := write(*out, results); err != nil {
+			logf("%v", err)
+			return 1
+		}
+	}
+	if len(results) > 0 {
+		_ = bench.WriteAIOMarkdown(os.Stdout, results)
+	}
+	logf("results in %s", *out)
+	return code
+}
+
+// parseSize reads "N" or "N:NODES".
+func parseSize(s string) (n, nodes int, err error) {
+	ns, nodesS, hasNodes := strings.Cut(s, ":")
+	if n, err = strconv.Atoi(ns); err != nil || n < 1 {
+		return 0, 0, fmt.Errorf("size %q: want N or N:NODES", s)
+	}
+	switch {
+	case hasNodes:
+		if nodes, err = strconv.Atoi(nodesS); err != nil || nodes < 1 {
+			return 0, 0, fmt.Errorf("size %q: want N or N:NODES", s)
+		}
+	case n >= 1000:
+		nodes = 50
+	default:
+		nodes = max(1, min(50, n/10))
+		if n > 1 && nodes < 2 {
+			nodes = 2
+		}
+	}
+	return n, nodes, nil
+}
+
+// write rewrites the table, the charts and the raw results after each run.
+func write(dir string, results []bench.AIOResult) error {
+	f, err := os.Create(filepath.Join(dir, "results.md"))
+	if err != nil {
+		return err
+	}
+	if err := bench.WriteAIOMarkdown(f, results); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, r := range results {
+		name := fmt.Sprintf("aio-%s-n%d.svg", r.Profile, r.N)
+		g, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		if err := bench.WriteAIOSVG(g, r); err != nil {
+			_ = g.Close()
+			return err
+		}
+		if err := g.Close(); err != nil {
+			return err
+		}
+	}
+	b, err := json.MarshalIndent(results, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644)
+}
+
+func redraw(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var results []bench.AIOResult
+	if err := json.Unmarshal(b, &results); err != nil {
+		return fmt.Errorf("%s/results.json: %w", dir, err)
+	}
+	return write(dir, results)
+}
