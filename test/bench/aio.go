@@ -60,9 +60,6 @@ type AIOConfig struct {
 	Timeout time.Duration
 	// Parallel bounds the pod create calls in flight.
 	Parallel int
-	// SafeHotplug replaces the nodes' Nova hook with one that cannot
-	// deadlock (see safeHotplug).
-	SafeHotplug bool
 	// Log receives progress lines.
 	Log func(format string, args ...any)
 }
@@ -115,8 +112,6 @@ type AIOResult struct {
 	DaemonMax int64  // the highest VmHWM among all daemons
 	Machine   Machine
 	LoadAvg   [2]string
-	// SafeHotplug: the bench's own Nova hook was used (see safeHotplug).
-	SafeHotplug bool
 	// The controller's Go heap in use and goroutines at the end (its
 	// /metrics, which the bench turns on).
 	ControllerHeapInuse, ControllerGoroutines float64
@@ -129,7 +124,7 @@ var benchIfaces = []string{"eth0", "net1", "dpdk0"}
 // until each one's CNI ADD returned (or cfg.Timeout), measures, and closes
 // the environment whatever happens.
 func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
-	res = AIOResult{Profile: cfg.Profile.Name, N: cfg.N, Nodes: cfg.Nodes, Machine: ReadMachine("/proc"), SafeHotplug: cfg.SafeHotplug}
+	res = AIOResult{Profile: cfg.Profile.Name, N: cfg.N, Nodes: cfg.Nodes, Machine: ReadMachine("/proc")}
 	logf := cfg.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -153,9 +148,6 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	res.StartUp = time.Since(t0)
 	logf("environment %s up in %.1f s (%d nodes)", env.ID, res.StartUp.Seconds(), cfg.Nodes)
 
-	if cfg.SafeHotplug {
-		installSafeHotplug(env)
-	}
 	const ns = "kuryr-bench"
 	if err := createBenchNADs(ctx, env, ns); err != nil {
 		return res, err

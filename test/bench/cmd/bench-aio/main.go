@@ -34,7 +34,6 @@ func run() int {
 	binDir := flag.String("bin-dir", "bin", "kuryr-controller, kuryr-daemon, kuryr-cni")
 	timeout := flag.Duration("run-timeout", 10*time.Minute, "bound on the wait for one run's pods")
 	parallel := flag.Int("parallel", 50, "pod create calls in flight")
-	safe := flag.Bool("safe-hotplug", true, "replace the nodes' Nova hook with the bench's (test/aio's can deadlock under load; see test/bench/hotplug.go)")
 	render := flag.String("render", "", "only rewrite DIR/results.md and the charts from DIR/results.json of an earlier run")
 	flag.Parse()
 	if *render != "" {
@@ -86,7 +85,7 @@ func run() int {
 	for i, r := range runs {
 		logf("run %d/%d: profile %s, N=%d over %d nodes", i+1, len(runs), r.prof.Name, r.n, r.nodes)
 		res, err := bench.RunAIO(ctx, bench.AIOConfig{N: r.n, Nodes: r.nodes, Profile: r.prof, BinDir: bin,
-			Timeout: *timeout, Parallel: *parallel, SafeHotplug: *safe, Log: logf})
+			Timeout: *timeout, Parallel: *parallel, Log: logf})
 		if err != nil {
 			logf("run %s: %v", res.RunName(), err)
 			code = 1
