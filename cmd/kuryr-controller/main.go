@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -34,7 +33,7 @@ func main() { os.Exit(run(os.Args[1:])) }
 // flags are the process's own settings; controller.Options are the
 // controller's behaviour (also settable from --config).
 type flags struct {
-	kubeconfig     string
+	kube           cmdutil.KubeClient
 	configFile     string
 	metricsAddr    string
 	probeAddr      string
@@ -65,7 +64,7 @@ func run(args []string) int {
 			return 2
 		}
 	}
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (in-cluster configuration when empty)")
+	f.kube.AddFlags(fs, 50, 100)
 	fs.StringVar(&f.configFile, "config", "", "YAML file with controller options (flags given on the command line win)")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 disables)")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -127,9 +126,9 @@ func serve(ctx context.Context, f flags, opts controller.Options) error {
 	if err != nil {
 		return err
 	}
-	restCfg, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)
+	restCfg, err := f.kube.Config()
 	if err != nil {
-		return fmt.Errorf("kubernetes client configuration: %w", err)
+		return err
 	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                  scheme,

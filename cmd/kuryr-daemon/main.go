@@ -14,7 +14,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -40,7 +39,8 @@ func run(args []string) int {
 	}
 	opts := daemon.Defaults()
 	opts.AddFlags(fs)
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (in-cluster configuration when empty)")
+	var kube cmdutil.KubeClient
+	kube.AddFlags(fs, 20, 40)
 	metricsAddr := fs.String("metrics-bind-address", ":9090", "address of /metrics (0 disables)")
 	probeAddr := fs.String("health-probe-bind-address", ":9091", "address of /healthz and /readyz")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -62,21 +62,21 @@ func run(args []string) int {
 	ctrl.SetLogger(klog.NewKlogr())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, opts, *kubeconfig, *metricsAddr, *probeAddr); err != nil {
+	if err := serve(ctx, opts, &kube, *metricsAddr, *probeAddr); err != nil {
 		klog.ErrorS(err, "kuryr-daemon stopped")
 		return 1
 	}
 	return 0
 }
 
-func serve(ctx context.Context, opts daemon.Options, kubeconfig, metricsAddr, probeAddr string) error {
+func serve(ctx context.Context, opts daemon.Options, kube *cmdutil.KubeClient, metricsAddr, probeAddr string) error {
 	scheme, err := cmdutil.Scheme()
 	if err != nil {
 		return err
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	cfg, err := kube.Config()
 	if err != nil {
-		return fmt.Errorf("kubernetes client configuration: %w", err)
+		return err
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,

@@ -28,7 +28,11 @@ func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info 
 		if node != nil {
 			kn.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID}}
 		}
-		if err = r.client.Create(ctx, kn); err != nil {
+		if err = r.client.Create(ctx, kn); apierrors.IsAlreadyExists(err) {
+			// Another pod of the node got there first.
+			err = r.client.Get(ctx, types.NamespacedName{Name: info.Name}, kn)
+		}
+		if err != nil {
 			return fmt.Errorf("create KuryrNode %s: %w", info.Name, err)
 		}
 	} else if err != nil {

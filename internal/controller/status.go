@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
@@ -99,7 +100,11 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 	}
 	info, fresh, err := r.nodes.resolve(ctx, &node)
 	if err == nil && fresh {
-		err = r.recordNode(ctx, &node, info)
+		// KuryrNode is a cache for people and tools: failing to write it
+		// (a conflict with another pod of the node) does not hold the pod.
+		if rerr := r.recordNode(ctx, &node, info); rerr != nil {
+			log.FromContext(ctx).Info("KuryrNode not recorded", "node", node.Name, "reason", rerr.Error())
+		}
 	}
 	if err != nil {
 		if errors.Is(err, errNodeNotReady) || isTerminal(err) {
@@ -196,7 +201,7 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 // answers within a second), slower as the wait drags on.
 func pollDelay(elapsed time.Duration) time.Duration {
 	d := 100*time.Millisecond + elapsed/10
-	return min(d, 5*time.Second)
+	return min(d, 2*time.Second)
 }
 
 // rollback releases everything the pod got after a terminal failure and
