@@ -37,6 +37,7 @@ type flags struct {
 	configFile     string
 	metricsAddr    string
 	probeAddr      string
+	pprofAddr      string
 	leaderElect    bool
 	leaderElectNS  string
 	showVersion    bool
@@ -68,6 +69,7 @@ func run(args []string) int {
 	fs.StringVar(&f.configFile, "config", "", "YAML file with controller options (flags given on the command line win)")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 disables)")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof (empty: off)")
 	fs.BoolVar(&f.leaderElect, "leader-elect", true, "elect a leader so that only one replica acts")
 	fs.StringVar(&f.leaderElectNS, "leader-election-namespace", "", "namespace of the leader election Lease (the pod's own when empty)")
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
@@ -134,6 +136,7 @@ func serve(ctx context.Context, f flags, opts controller.Options) error {
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: f.metricsAddr},
 		HealthProbeBindAddress:  f.probeAddr,
+		PprofBindAddress:        f.pprofAddr,
 		LeaderElection:          f.leaderElect,
 		LeaderElectionID:        "kuryr-controller.kuryr-dpdk.io",
 		LeaderElectionNamespace: f.leaderElectNS,

@@ -3,8 +3,11 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +57,9 @@ var Profiles = map[string]Profile{
 type AIOConfig struct {
 	N, Nodes int
 	Profile  Profile
+	// ProfileDir, when set, gets the controller's heap profile at the end
+	// of the run (heap-<profile>-<N>.pb.gz, from its /debug/pprof).
+	ProfileDir string
 	// BinDir holds the project's binaries; RepoRoot the repository.
 	BinDir, RepoRoot string
 	// Timeout bounds the wait for the pods (the run is reported as it is then).
@@ -134,8 +140,12 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	if err != nil {
 		return res, err
 	}
+	pprofAddr, err := freeLoopback()
+	if err != nil {
+		return res, err
+	}
 	env, err := aio.Start(ctx, aio.Options{Nodes: cfg.Nodes, BinDir: cfg.BinDir, RepoRoot: cfg.RepoRoot,
-		ControllerArgs: []string{"--metrics-bind-address=" + metricsAddr}})
+		ControllerArgs: []string{"--metrics-bind-address=" + metricsAddr, "--pprof-bind-address=" + pprofAddr}})
 	if err != nil {
 		return res, fmt.Errorf("start the all-in-one with %d nodes: %w", cfg.Nodes, err)
 	}
@@ -267,7 +277,36 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	if v, err := ScrapeCounter(ctx, murl, "go_goroutines"); err == nil {
 		res.ControllerGoroutines = v[""]
 	}
+	if cfg.ProfileDir != "" {
+		name := fmt.Sprintf("heap-%s-%d.pb.gz", cfg.Profile.Name, cfg.N)
+		if err := fetch(ctx, "http://"+pprofAddr+"/debug/pprof/heap", filepath.Join(cfg.ProfileDir, name)); err != nil {
+			logf("heap profile: %v", err)
+		} else {
+			logf("controller heap profile in %s (go tool pprof -top %s)", name, name)
+		}
+	}
 	return res, nil
+}
+
+// fetch saves what url answers to path.
+func fetch(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 // createBenchNADs seeds a management and a data-plane network of /16 each

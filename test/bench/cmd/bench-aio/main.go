@@ -85,7 +85,7 @@ func run() int {
 	for i, r := range runs {
 		logf("run %d/%d: profile %s, N=%d over %d nodes", i+1, len(runs), r.prof.Name, r.n, r.nodes)
 		res, err := bench.RunAIO(ctx, bench.AIOConfig{N: r.n, Nodes: r.nodes, Profile: r.prof, BinDir: bin,
-			Timeout: *timeout, Parallel: *parallel, Log: logf})
+			Timeout: *timeout, Parallel: *parallel, ProfileDir: *out, Log: logf})
 		if err != nil {
 			logf("run %s: %v", res.RunName(), err)
 			code = 1
