@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 )
 
 func newKuryrPod(pod *corev1.Pod) *v1alpha1.KuryrPod {
@@ -115,15 +117,18 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		return ctrl.Result{}, err
 	}
 
+	// Look every pending interface's port up first (at most one list), then
+	// create and wire them all at once: a pod's ports do not wait for each
+	// other (with a real cloud a port create takes ~1 s and a Nova attach
+	// several).
 	lookup := portLookup{r: r, uid: pod.UID, none: newKP}
-	var out []v1alpha1.InterfaceStatus
-	var transient []error
-	var fatal error
-	pending := 0
-	for _, req := range kp.Spec.Interfaces {
+	out := make([]v1alpha1.InterfaceStatus, len(kp.Spec.Interfaces))
+	errs := make([]error, len(kp.Spec.Interfaces))
+	var wg sync.WaitGroup
+	for i, req := range kp.Spec.Interfaces {
 		cur := findStatus(st, req.IfName)
 		if cur != nil && (cur.State == v1alpha1.StateActive || cur.State == v1alpha1.StatePlugged) {
-			out = append(out, *cur)
+			out[i] = *cur
 			continue
 		}
 		existing, err := lookup.port(ctx, req.IfName, cur)
@@ -134,31 +139,28 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		if cur != nil {
 			entry = *cur
 		}
-		port, err := r.ensurePort(ctx, pod, info, req, existing)
-		if err == nil {
-			var w wiring
-			if w, err = r.wire(ctx, info, req, port); err == nil {
-				entry, err = r.describe(ctx, req, w)
-				entry.State, entry.Message = v1alpha1.StatePending, "waiting for the port to become ACTIVE"
-				if w.active {
-					entry.State, entry.Message = v1alpha1.StateActive, ""
-				}
-			} else {
-				entry.PortID = port.ID
-			}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = r.wireOne(ctx, pod, info, req, existing, entry)
+		}()
+	}
+	wg.Wait()
+	var transient []error
+	var fatal error
+	pending := 0
+	for i, err := range errs {
+		ifName := kp.Spec.Interfaces[i].IfName
+		switch {
+		case err == nil:
+		case isTerminal(err):
+			fatal = fmt.Errorf("interface %s: %w", ifName, err)
+		default:
+			transient = append(transient, fmt.Errorf("interface %s: %w", ifName, err))
 		}
-		if err != nil {
-			entry.Message = err.Error()
-			if isTerminal(err) {
-				fatal = fmt.Errorf("interface %s: %w", req.IfName, err)
-			} else {
-				transient = append(transient, fmt.Errorf("interface %s: %w", req.IfName, err))
-			}
-		}
-		if entry.State == v1alpha1.StatePending {
+		if out[i].State == v1alpha1.StatePending {
 			pending++
 		}
-		out = append(out, entry)
 	}
 	st.Interfaces = out
 
@@ -195,6 +197,31 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		r.recorder.Eventf(pod, kp, corev1.EventTypeNormal, reasonActive, "WireInterfaces", "%d interfaces ACTIVE in the cloud", len(out))
 	}
 	return ctrl.Result{}, nil
+}
+
+// wireOne creates (unless it exists) and wires one interface's port and
+// returns its status entry, starting from entry.
+func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, info nodeInfo, req v1alpha1.InterfaceRequest,
+	existing *openstack.Port, entry v1alpha1.InterfaceStatus) (v1alpha1.InterfaceStatus, error) {
+	port, err := r.ensurePort(ctx, pod, info, req, existing)
+	if err != nil {
+		entry.Message = err.Error()
+		return entry, err
+	}
+	w, err := r.wire(ctx, info, req, port)
+	if err != nil {
+		entry.PortID, entry.Message = port.ID, err.Error()
+		return entry, err
+	}
+	entry, err = r.describe(ctx, req, w)
+	entry.State, entry.Message = v1alpha1.StatePending, "waiting for the port to become ACTIVE"
+	if w.active {
+		entry.State, entry.Message = v1alpha1.StateActive, ""
+	}
+	if err != nil {
+		entry.Message = err.Error()
+	}
+	return entry, err
 }
 
 // pollDelay paces the wait for ACTIVE: quick at first (Neutron usually
