@@ -96,8 +96,8 @@ SQL
 log "mariadb on 127.0.0.1:$dbport and $sock ready in $((SECONDS - t0))s"
 dburl="mysql+pymysql://neutron:$pass@127.0.0.1:$dbport/neutron?charset=utf8"
 
-# shellcheck source=conf.sh
-source "$(dirname "${BASH_SOURCE[0]}")/conf.sh"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 write_neutron_conf "$state" "$port" "$workers" "$dburl"
 conf=(--config-file "$state/neutron.conf" --config-file "$state/ml2_conf.ini")
 
@@ -127,27 +127,6 @@ else
 fi
 
 # 3. neutron-server, in its own process group (API workers are forked).
-t2=$SECONDS
-setsid neutron-server "${conf[@]}" --log-file "$state/neutron-server.log" \
-	</dev/null >"$state/neutron-server.out" 2>&1 &
-pid=$!
-echo $pid >"$state/neutron-server.pid"
-log "neutron-server pid $pid on $url ($workers API workers), log $state/neutron-server.log"
-
-deadline=$((SECONDS + timeout))
-until code=$(curl -s -o /dev/null -w '%{http_code}' "$url/v2.0/networks") && [[ $code == 200 ]]; do
-	if ! kill -0 "$pid" 2>/dev/null; then
-		log "neutron-server exited before answering; last log lines:"
-		tail -n 30 "$state/neutron-server.log" "$state/neutron-server.out" >&2 || true
-		exit 1
-	fi
-	if ((SECONDS >= deadline)); then
-		log "no answer from $url/v2.0/networks after ${timeout}s (last status ${code:-none}); stopping it"
-		tail -n 30 "$state/neutron-server.log" >&2 || true
-		"$here/stop-mariadb.sh" -d "$state" || true
-		exit 1
-	fi
-	sleep 0.2
-done
-log "ready in $((SECONDS - t2))s"
+log "neutron-server with $workers API workers"
+run_neutron_server "$state" "$url" "$timeout" "$here/stop-mariadb.sh" -d "$state" || exit 1
 echo "$url"

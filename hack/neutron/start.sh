@@ -60,8 +60,8 @@ schema=$cache/neutron/schema-${version//[^A-Za-z0-9.+-]/_}.sqlite
 
 # Configuration. api_workers = 0 keeps everything in one process (one sqlite
 # writer).
-# shellcheck source=conf.sh
-source "$(dirname "${BASH_SOURCE[0]}")/conf.sh"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 write_neutron_conf "$state" "$port" 0 "sqlite:///$state/neutron.sqlite"
 conf=(--config-file "$state/neutron.conf" --config-file "$state/ml2_conf.ini")
 
@@ -84,27 +84,5 @@ if [[ ! -s $schema ]]; then
 fi
 cp "$schema" "$state/neutron.sqlite"
 
-t1=$SECONDS
-setsid neutron-server "${conf[@]}" --log-file "$state/neutron-server.log" \
-	</dev/null >"$state/neutron-server.out" 2>&1 &
-echo $! >"$state/neutron-server.pid"
-pid=$!
-log "neutron-server pid $pid on $url, log $state/neutron-server.log"
-
-deadline=$((SECONDS + timeout))
-until code=$(curl -s -o /dev/null -w '%{http_code}' "$url/v2.0/networks") && [[ $code == 200 ]]; do
-	if ! kill -0 "$pid" 2>/dev/null; then
-		log "neutron-server exited before answering; last log lines:"
-		tail -n 30 "$state/neutron-server.log" "$state/neutron-server.out" >&2 || true
-		exit 1
-	fi
-	if ((SECONDS >= deadline)); then
-		log "no answer from $url/v2.0/networks after ${timeout}s (last status ${code:-none}); stopping it"
-		tail -n 30 "$state/neutron-server.log" >&2 || true
-		"$here/stop.sh" -d "$state" || true
-		exit 1
-	fi
-	sleep 0.2
-done
-log "ready in $((SECONDS - t1))s"
+run_neutron_server "$state" "$url" "$timeout" "$here/stop.sh" -d "$state" || exit 1
 echo "$url"

@@ -22,29 +22,14 @@ state=${state:-/tmp/kuryr-neutron-mariadb-$port}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { echo "neutron/stop-mariadb: $*" >&2; }
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 # neutron-server first (it holds database connections).
 "$here/stop.sh" -d "$state" -k
 
 # Then mariadbd, started under setsid: its pid is its process group.
-pidfile=$state/mariadb.pgid
-if [[ -f $pidfile ]]; then
-	pid=$(<"$pidfile")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 150); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			log "mariadbd pid $pid still running after 15s; SIGKILL"
-			kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-		fi
-	fi
-	log "stopped mariadbd pid $pid"
-else
-	log "no mariadb pid file in $state; nothing to stop"
-fi
+stop_group "$state/mariadb.pgid" mariadbd 15
 if ((keep == 0)) && [[ -d $state ]]; then
 	rm -rf "$state"
 fi

@@ -22,27 +22,12 @@ done
 state=${state:-/tmp/kuryr-neutron-$port}
 
 log() { echo "neutron/stop: $*" >&2; }
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-pidfile=$state/neutron-server.pid
-if [[ -f $pidfile ]]; then
-	pid=$(<"$pidfile")
-	# start.sh ran neutron-server under setsid: its pid is its process group,
-	# which holds any worker it forked too.
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			log "pid $pid still running after 5s; SIGKILL"
-			kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-		fi
-	fi
-	log "stopped neutron-server pid $pid"
-else
-	log "no pid file in $state; nothing to stop"
-fi
+# start.sh ran neutron-server under setsid: its pid is its process group,
+# which holds any worker it forked too.
+stop_group "$state/neutron-server.pid" neutron-server 5
 if ((keep == 0)) && [[ -d $state ]]; then
 	rm -rf "$state"
 fi
