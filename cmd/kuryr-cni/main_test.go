@@ -17,7 +17,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testenv"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 // binDir holds the real kuryr-cni binary, built once by TestMain: the tests

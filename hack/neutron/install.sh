@@ -12,7 +12,7 @@ source "$here/../lib/apt.sh"
 # neutron-server (metapackage: neutron-api + neutron-rpc-server) brings
 # neutron-common (/usr/bin/neutron-server, neutron-db-manage, the ml2 plugin and
 # the trunk service plugin) and python3-neutron. sqlite3 is the CLI
-# internal/neutrontest uses to stand in for an L2 agent (port status).
+# internal/testing/neutrontest uses to stand in for an L2 agent (port status).
 apt_ensure neutron/install neutron-server sqlite3
 
 # Should a service have started anyway (no policy-rc.d honoured), stop it: it

@@ -15,4 +15,4 @@ guest="$("$root/hack/vm/build-guest.sh" | tail -n1)"
 assets="$("$root/hack/build-kube-bins.sh" | tail -n1)"
 echo "vm tests: guest $guest, control plane $assets" >&2
 cd "$root"
-KUBEBUILDER_ASSETS="$assets" KURYR_VM_GUEST="$guest" KURYR_TEST_VM=1 exec go test -count=1 -timeout 15m "$@" ./test/vm ./internal/qemu
+KUBEBUILDER_ASSETS="$assets" KURYR_VM_GUEST="$guest" KURYR_TEST_VM=1 exec go test -count=1 -timeout 15m "$@" ./test/vm ./internal/testing/qemu

@@ -11,7 +11,7 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pcisim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/pcisim"
 )
 
 const (

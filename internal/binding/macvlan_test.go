@@ -13,7 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netnstest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
 )
 
 // kernelEnv is a node namespace with a parent NIC and an empty pod

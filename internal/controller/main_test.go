@@ -28,7 +28,7 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testenv"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 var env *testenv.Env

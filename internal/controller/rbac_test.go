@@ -3,7 +3,7 @@ package controller
 import (
 	"testing"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testenv"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 // TestRunsWithDeployedRBAC runs the controller as the ServiceAccount of

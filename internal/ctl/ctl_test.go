@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pcisim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/pcisim"
 )
 
 func reserve(t *testing.T, root string, pages int) {

@@ -25,9 +25,9 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netnstest"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pcisim"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testenv"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/pcisim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 var (

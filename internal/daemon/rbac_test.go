@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testenv"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 // TestRunsWithDeployedRBAC runs the daemon as the ServiceAccount of

@@ -15,7 +15,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/neutrontest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/neutrontest"
 )
 
 // contractTarget is a cloud the contract suite runs against: the simulated

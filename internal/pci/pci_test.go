@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pcisim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/pcisim"
 )
 
 const (

@@ -19,7 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netnstest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
 )
 
 // The package's tests share one environment without kuryr-controller and

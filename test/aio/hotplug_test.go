@@ -16,7 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netnstest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
 )

@@ -20,7 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pcisim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/pcisim"
 )
 
 // NodeNIC is the name of the VM's NIC inside a node's namespace.

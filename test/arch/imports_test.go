@@ -74,9 +74,35 @@ func TestControllerNeverTouchesAHost(t *testing.T) {
 		module+"/internal/binding", module+"/internal/pci", "github.com/vishvananda/netlink")
 }
 
-func TestProductionNeverImportsTheSimulation(t *testing.T) {
-	forbid(t, []string{"./cmd/kuryr-controller", "./cmd/kuryr-daemon", "./cmd/kuryr-cni", "./cmd/kuryrctl",
-		"./internal/controller/...", "./internal/daemon/...", "./internal/openstack/...", "./internal/binding/...", "./internal/pci/..."},
-		"only tests, the all-in-one environment and benchmarks may use the simulations",
-		module+"/internal/cloudsim", module+"/internal/pcisim")
+// production lists the module's production packages: every command but the
+// standalone simulator, and every internal package but the simulators and the
+// test harnesses under internal/testing.
+func production(t *testing.T) []string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "./cmd/...", "./internal/...", "./api/...")
+	cmd.Dir = "../.."
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var out []string
+	for _, p := range strings.Fields(string(b)) {
+		rel := strings.TrimPrefix(p, module+"/")
+		switch {
+		case rel == "cmd/kuryr-cloudsim", rel == "internal/cloudsim",
+			strings.HasPrefix(rel, "internal/testing/"):
+			continue
+		}
+		out = append(out, "./"+rel)
+	}
+	if len(out) < 10 {
+		t.Fatalf("only %d production packages found: wrong repository root?", len(out))
+	}
+	return out
+}
+
+func TestProductionNeverImportsTheSimulationOrHarness(t *testing.T) {
+	forbid(t, production(t),
+		"only tests, the all-in-one environment and benchmarks may use the simulations and test harnesses",
+		module+"/internal/cloudsim", module+"/internal/testing")
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/controller"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testenv"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 var env *testenv.Env

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netnstest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
 	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
 )
 

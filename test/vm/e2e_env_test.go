@@ -25,10 +25,10 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/controller"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/novastandin"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/novastandin"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/qemu"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testenv"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 // The end-to-end tests share one control plane and one build of the node

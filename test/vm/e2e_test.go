@@ -18,8 +18,8 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/novastandin"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/qemu"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/novastandin"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
 )
 
 // TestEndToEndUIO is the whole nested-DPDK path on a real node VM: the

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/qemu"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
 )
 
 const testMAC = "fa:16:3e:00:00:10"

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/qemu"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testenv"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 // TestKernelDriversOnGuestKernel runs the nested-vlan and nested-macvlan

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/qemu"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
 )
 
 // TestHotplugSeveralAndUnplugWhileBound fills every root port, checks that

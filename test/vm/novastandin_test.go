@@ -13,10 +13,10 @@ import (
 
 	"github.com/go-logr/logr/testr"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/neutrontest"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/novastandin"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/neutrontest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/novastandin"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/qemu"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
 )
 
 // TestNovaStandInWithRealNeutron is the Nova stand-in's real backing: a

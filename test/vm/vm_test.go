@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/qemu"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
 )
 
 // RequireEnv, when 1, turns a skip for lack of a built guest into a failure.

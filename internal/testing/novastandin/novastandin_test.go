@@ -12,7 +12,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/neutrontest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/neutrontest"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 )
 

@@ -7,7 +7,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netnstest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
 )
 
 // TestNamespaceAndParent proves the root-only test plumbing works on this

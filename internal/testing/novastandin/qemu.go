@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/qemu"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
 )
 
 // QEMUHotplug plugs a server's devices into a QEMU VM over QMP:
