@@ -16,9 +16,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
 )
 
 // nodeLinkMAC returns the MAC of link name in the node namespace, "" when

@@ -25,8 +25,8 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/controller"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/novastandin"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/novastandin"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )

@@ -13,9 +13,9 @@ import (
 
 	"github.com/go-logr/logr/testr"
 
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/neutrontest"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/novastandin"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
 )
 

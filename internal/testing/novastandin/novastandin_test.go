@@ -12,8 +12,8 @@ import (
 
 	"github.com/go-logr/logr/testr"
 
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/neutrontest"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/neutrontest"
 )
 
 // recorder is a Hotplugger that records calls; Unplug blocks until release
