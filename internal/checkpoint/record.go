@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
 )
 
 // SchemaVersion is the version of the record format this code writes. A
@@ -70,8 +72,6 @@ func (r Record) Key() Key { return Key{ContainerID: r.ContainerID, IfName: r.IfN
 // containerIDRE is the CNI spec's rule for container IDs.
 var containerIDRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
 
-var pciAddrRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$`)
-
 // ValidateKey checks a container ID and interface name the way the CNI spec
 // and libcni do: container IDs are alphanumeric plus "_.-", starting
 // alphanumeric; interface names are 1–15 bytes without "/", ":" or
@@ -109,7 +109,7 @@ func (r Record) Validate() error {
 			return fmt.Errorf("record %s: MAC %q: %w", r.Key(), r.MAC, err)
 		}
 	}
-	if r.PCIAddress != "" && !pciAddrRE.MatchString(r.PCIAddress) {
+	if r.PCIAddress != "" && !netconf.ValidPCIAddress(r.PCIAddress) {
 		return fmt.Errorf("record %s: invalid PCI address %q", r.Key(), r.PCIAddress)
 	}
 	if r.Kind == KindDPDK && (r.PCIAddress == "" || r.MAC == "") {
