@@ -79,6 +79,21 @@ func TestNetconfIsStdlibOnly(t *testing.T) {
 	}
 }
 
+// TestDaemonLeavesDevicesToBinding: the daemon plugs through
+// internal/binding, which alone drives sysfs (internal/pci) and waits for
+// devices.
+func TestDaemonLeavesDevicesToBinding(t *testing.T) {
+	cmd := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, "./internal/daemon")
+	cmd.Dir = "../.."
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	if slices.Contains(strings.Fields(string(b)), module+"/internal/pci") {
+		t.Error("internal/daemon imports internal/pci: plug devices through internal/binding")
+	}
+}
+
 func TestNodeSideNeverTalksToTheCloud(t *testing.T) {
 	forbid(t, []string{"./cmd/kuryr-daemon", "./internal/daemon/...", "./internal/binding/...", "./internal/pci/...", "./internal/checkpoint/..."},
 		"only the controller side talks to OpenStack",
