@@ -1,7 +1,6 @@
 package binding
 
 import (
-
 	"github.com/vishvananda/netlink"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
