@@ -122,10 +122,7 @@ func (d *DPDK) Attach(ctx context.Context, req Request) (Result, error) {
 			}
 		}
 	case errors.Is(err, checkpoint.ErrNotFound):
-		t := time.Now()
-		rec, err = d.newRecord(ctx, key, mac, target, devInfo, req.PortID)
-		waited = time.Since(t)
-		if err != nil {
+		if rec, waited, err = d.newRecord(ctx, key, mac, target, devInfo, req.PortID); err != nil {
 			return Result{}, err
 		}
 	default:
@@ -152,22 +149,24 @@ func (d *DPDK) Attach(ctx context.Context, req Request) (Result, error) {
 
 // newRecord waits for the device, checks the target driver can take it and
 // writes the checkpoint, before anything on the device changes.
-func (d *DPDK) newRecord(ctx context.Context, key checkpoint.Key, mac, target, devInfo, portID string) (checkpoint.Record, error) {
+func (d *DPDK) newRecord(ctx context.Context, key checkpoint.Key, mac, target, devInfo, portID string) (_ checkpoint.Record, waited time.Duration, err error) {
 	wctx, cancel := context.WithTimeout(ctx, d.opts.DeviceTimeout)
 	defer cancel()
+	start := time.Now()
 	addr, err := d.sys.WaitForMAC(wctx, mac)
+	waited = time.Since(start)
 	if err != nil {
 		if errors.Is(err, pci.ErrMACNotFound) {
 			err = fmt.Errorf("%w: %w", ErrDeviceNotFound, err)
 		}
-		return checkpoint.Record{}, fmt.Errorf("dpdk attach %s: %w%s", key, err, d.holder(mac))
+		return checkpoint.Record{}, waited, fmt.Errorf("dpdk attach %s: %w%s", key, err, d.holder(mac))
 	}
 	orig, err := d.sys.Driver(addr)
 	if err != nil {
-		return checkpoint.Record{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+		return checkpoint.Record{}, waited, fmt.Errorf("dpdk attach %s: %w", key, err)
 	}
 	if err := d.sys.CheckDriver(addr, target); err != nil {
-		return checkpoint.Record{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+		return checkpoint.Record{}, waited, fmt.Errorf("dpdk attach %s: %w", key, err)
 	}
 	rec := checkpoint.Record{
 		ContainerID:    key.ContainerID,
@@ -181,9 +180,9 @@ func (d *DPDK) newRecord(ctx context.Context, key checkpoint.Key, mac, target, d
 		PortID:         portID,
 	}
 	if err := d.store.Put(rec); err != nil {
-		return checkpoint.Record{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+		return checkpoint.Record{}, waited, fmt.Errorf("dpdk attach %s: %w", key, err)
 	}
-	return rec, nil
+	return rec, waited, nil
 }
 
 // holder names another attachment whose checkpoint holds the MAC, which
