@@ -3,6 +3,8 @@ package v1alpha1
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
 )
 
 // Driver says how an interface is backed in OpenStack and plugged on the node.
@@ -12,28 +14,22 @@ type Driver string
 const (
 	// DriverNestedVLAN: a Neutron trunk subport, a VLAN sub-interface of the
 	// VM's NIC in the pod.
-	DriverNestedVLAN Driver = "nested-vlan"
+	DriverNestedVLAN Driver = netconf.DriverNestedVLAN
 	// DriverNestedMACVLAN: an allowed-address-pair on the VM's port, a MACVLAN
 	// of the VM's NIC in the pod.
-	DriverNestedMACVLAN Driver = "nested-macvlan"
+	DriverNestedMACVLAN Driver = netconf.DriverNestedMACVLAN
 	// DriverNestedDPDK: a Neutron port hot-attached to the VM by Nova, whose
 	// PCI device is bound to a DPDK driver for the pod.
-	DriverNestedDPDK Driver = "nested-dpdk"
+	DriverNestedDPDK Driver = netconf.DriverNestedDPDK
 )
 
 // Valid reports whether d is one of the known drivers.
-func (d Driver) Valid() bool {
-	switch d {
-	case DriverNestedVLAN, DriverNestedMACVLAN, DriverNestedDPDK:
-		return true
-	}
-	return false
-}
+func (d Driver) Valid() bool { return netconf.ValidDriver(string(d)) }
 
 // DPDK kernel drivers a nested-dpdk device can be bound to.
 const (
-	DPDKDriverUIOPCIGeneric = "uio_pci_generic"
-	DPDKDriverVFIOPCI       = "vfio-pci"
+	DPDKDriverUIOPCIGeneric = netconf.DPDKDriverUIO
+	DPDKDriverVFIOPCI       = netconf.DPDKDriverVFIO
 )
 
 // InterfaceState is where one interface is in its life.

@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
+
 // Names shared by the controller, the daemon and the operator's tools.
 const (
 	// Finalizer is set on pods and KuryrPods while cloud resources exist.
@@ -16,10 +18,10 @@ const (
 	NetworkStatusAnnotation = "k8s.v1.cni.cncf.io/network-status"
 	// KuryrConfigAnnotation is kuryr-kubernetes' way of saying what backs a
 	// NetworkAttachmentDefinition: {"subnetId": ..., "driverType": ...}.
-	KuryrConfigAnnotation = "openstack.org/kuryr-config"
+	KuryrConfigAnnotation = netconf.KuryrConfigAnnotation
 
 	// CNIType is the "type" of a CNI network config handled by kuryr-dpdk.
-	CNIType = "kuryr-cni"
+	CNIType = netconf.PluginType
 )
 
 // Condition types of a KuryrPod.

@@ -17,6 +17,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
@@ -226,7 +227,7 @@ func TestLibcniLifecycle(t *testing.T) {
 		t.Fatalf("ADD args = %+v, want %+v", add.Args, wantArgs)
 	}
 	nc := add.NetConf
-	if nc.Name != "kuryr" || nc.Driver != cniapi.DriverNestedMACVLAN || nc.MTU != 1450 || nc.DaemonSocket != h.socket ||
+	if nc.Name != "kuryr" || nc.Driver != netconf.DriverNestedMACVLAN || nc.MTU != 1450 || nc.DaemonSocket != h.socket ||
 		nc.RuntimeConfig.PodAnnotations["k8s.v1.cni.cncf.io/networks"] != podAnnotations["k8s.v1.cni.cncf.io/networks"] ||
 		nc.RuntimeConfig.DeviceInfoFile != "/var/run/k8s.cni.cncf.io/devinfo/cni/x-eth0.json" {
 		t.Fatalf("ADD net conf = %+v", nc)

@@ -76,8 +76,9 @@ func TestStdoutIsOnlyTheResult(t *testing.T) {
 	}
 }
 
-// TestImports holds the rule that the shim imports the protocol and CNI
-// libraries only: no Kubernetes client, no other project package.
+// TestImports holds the rule that the shim imports the protocol, the
+// configuration schema and CNI libraries only: no Kubernetes client, no
+// other project package.
 func TestImports(t *testing.T) {
 	t.Parallel()
 	goBin, err := exec.LookPath("go")
@@ -89,7 +90,7 @@ func TestImports(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	const self = "github.com/kuryr-dpdk/kuryr-dpdk/"
-	allowed := map[string]bool{self + "internal/cniapi": true, self + "internal/version": true, self + "cmd/kuryr-cni": true}
+	allowed := map[string]bool{self + "internal/cniapi": true, self + "internal/netconf": true, self + "internal/version": true, self + "cmd/kuryr-cni": true}
 	for _, p := range strings.Fields(string(out)) {
 		switch {
 		case strings.HasPrefix(p, "k8s.io/"), strings.HasPrefix(p, "sigs.k8s.io/"):

@@ -35,16 +35,6 @@ type DPDKSysfs interface {
 
 var _ DPDKSysfs = (*pci.SysFS)(nil)
 
-// DPDKCheckpoints is where the DPDK driver keeps its per-attachment records.
-type DPDKCheckpoints interface {
-	Get(containerID, ifName string) (checkpoint.Record, error)
-	Put(r checkpoint.Record) error
-	Delete(containerID, ifName string) error
-	List() ([]checkpoint.Record, error)
-}
-
-var _ DPDKCheckpoints = (*checkpoint.Store)(nil)
-
 // DPDKOptions tunes the DPDK driver; zero values take the defaults.
 type DPDKOptions struct {
 	// DefaultDriver is the driver used when a request names none
@@ -53,26 +43,9 @@ type DPDKOptions struct {
 	// DeviceTimeout bounds the wait for the hot-plugged device to appear
 	// and, on Detach, for its netdev to come back (10 s).
 	DeviceTimeout time.Duration
-}
-
-// DPDKRequest asks for one data-plane device.
-type DPDKRequest struct {
-	ContainerID string
-	IfName      string
-	// MAC is the Neutron port's MAC: how the hot-plugged device is found.
-	MAC string
-	// TargetDriver is uio_pci_generic or vfio-pci; "" for the default.
-	TargetDriver string
-	// DeviceInfoFile, when set, is where the NPWG device-info file for the
-	// device is written (and removed again on Detach).
-	DeviceInfoFile string
-}
-
-// DPDKResult says which device the pod got.
-type DPDKResult struct {
-	PCIAddress     string
-	OriginalDriver string
-	BoundDriver    string
+	// DevInfoRoot, when set, is the root under which the device-info file
+	// of a request that names none goes (see DeviceInfoPath).
+	DevInfoRoot string
 }
 
 // DPDK binds hot-plugged virtio-net devices to a DPDK driver for pods and
@@ -81,13 +54,13 @@ type DPDKResult struct {
 // old one did.
 type DPDK struct {
 	sys   DPDKSysfs
-	store DPDKCheckpoints
+	store Checkpoints
 	opts  DPDKOptions
 	locks dpdkKeyLocks
 }
 
 // NewDPDK returns the DPDK driver.
-func NewDPDK(sys DPDKSysfs, store DPDKCheckpoints, opts DPDKOptions) *DPDK {
+func NewDPDK(sys DPDKSysfs, store Checkpoints, opts DPDKOptions) *DPDK {
 	if opts.DefaultDriver == "" {
 		opts.DefaultDriver = pci.DriverUIO
 	}
@@ -97,90 +70,103 @@ func NewDPDK(sys DPDKSysfs, store DPDKCheckpoints, opts DPDKOptions) *DPDK {
 	return &DPDK{sys: sys, store: store, opts: opts}
 }
 
-// Attach finds the device by MAC (waiting for it to appear), records the
-// checkpoint, binds the device to the target driver and verifies it. A
-// retried Attach for the same container and interface finds the device
-// through its checkpoint (its netdev and MAC are gone once unbound) and
-// succeeds when it is already bound. On failure it gives the device back to
-// its original driver.
-func (d *DPDK) Attach(ctx context.Context, req DPDKRequest) (DPDKResult, error) {
+// Attach finds the device by MAC (waiting up to the device timeout for it
+// to appear), records the checkpoint, binds the device to the target driver,
+// verifies it and writes the device-info file. A retried Attach for the same
+// container and interface finds the device through its checkpoint (its
+// netdev and MAC are gone once unbound) and succeeds when it is already
+// bound. On failure it gives the device back to its original driver.
+func (d *DPDK) Attach(ctx context.Context, req Request) (Result, error) {
 	log := logr.FromContextOrDiscard(ctx).WithValues("container", req.ContainerID, "ifname", req.IfName)
 	key := checkpoint.Key{ContainerID: req.ContainerID, IfName: req.IfName}
 	if err := checkpoint.ValidateKey(key); err != nil {
-		return DPDKResult{}, err
+		return Result{}, err
 	}
-	mac, err := pci.NormalizeMAC(req.MAC)
-	if err != nil {
-		return DPDKResult{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+	if len(req.MAC) != 6 {
+		return Result{}, fmt.Errorf("dpdk attach %s: MAC %q is not an Ethernet address", key, req.MAC)
 	}
-	target := req.TargetDriver
+	mac := req.MAC.String()
+	target := req.DPDKDriver
 	if target == "" {
 		target = d.opts.DefaultDriver
 	}
+	devInfo := req.DeviceInfoFile
+	if devInfo == "" && d.opts.DevInfoRoot != "" {
+		devInfo = DeviceInfoPath(d.opts.DevInfoRoot, req.Network, req.ContainerID, req.IfName)
+	}
 	defer d.locks.lock(key)()
 
+	var waited time.Duration
 	rec, err := d.store.Get(req.ContainerID, req.IfName)
 	switch {
 	case err == nil:
 		if !strings.EqualFold(rec.MAC, mac) {
-			return DPDKResult{}, fmt.Errorf("dpdk attach %s with MAC %s: the checkpoint holds MAC %s (device %s); DEL it first",
+			return Result{}, fmt.Errorf("dpdk attach %s with MAC %s: the checkpoint holds MAC %s (device %s); DEL it first",
 				key, mac, rec.MAC, rec.PCIAddress)
 		}
 		if !d.sys.Exists(rec.PCIAddress) {
-			return DPDKResult{}, fmt.Errorf("dpdk attach %s: PCI device %s of MAC %s is gone (detached from the VM?)",
+			return Result{}, fmt.Errorf("dpdk attach %s: PCI device %s of MAC %s is gone (detached from the VM?)",
 				key, rec.PCIAddress, mac)
 		}
 		log.V(1).Info("retried attach, device from checkpoint", "pci", rec.PCIAddress)
-		if rec.TargetDriver != target || (req.DeviceInfoFile != "" && rec.DeviceInfoFile != req.DeviceInfoFile) {
+		if rec.TargetDriver != target || (devInfo != "" && rec.DeviceInfoFile != devInfo) || (req.PortID != "" && rec.PortID != req.PortID) {
 			rec.TargetDriver = target
-			if req.DeviceInfoFile != "" {
-				rec.DeviceInfoFile = req.DeviceInfoFile
+			if devInfo != "" {
+				rec.DeviceInfoFile = devInfo
+			}
+			if req.PortID != "" {
+				rec.PortID = req.PortID
 			}
 			if err := d.store.Put(rec); err != nil {
-				return DPDKResult{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+				return Result{}, fmt.Errorf("dpdk attach %s: %w", key, err)
 			}
 		}
 	case errors.Is(err, checkpoint.ErrNotFound):
-		if rec, err = d.newRecord(ctx, key, mac, target, req.DeviceInfoFile); err != nil {
-			return DPDKResult{}, err
+		if rec, waited, err = d.newRecord(ctx, key, mac, target, devInfo, req.PortID); err != nil {
+			return Result{}, err
 		}
 	default:
-		return DPDKResult{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+		return Result{}, fmt.Errorf("dpdk attach %s: %w", key, err)
 	}
 
 	start := time.Now()
 	if err := d.sys.Bind(ctx, rec.PCIAddress, target); err != nil {
-		return DPDKResult{}, d.rollback(ctx, rec, fmt.Errorf("dpdk attach %s: %w", key, err))
+		return Result{}, d.rollback(ctx, rec, fmt.Errorf("dpdk attach %s: %w", key, err))
 	}
 	if got, err := d.sys.Driver(rec.PCIAddress); err != nil || got != target {
 		err = errors.Join(err, fmt.Errorf("PCI device %s is bound to %q, not %s", rec.PCIAddress, got, target))
-		return DPDKResult{}, d.rollback(ctx, rec, fmt.Errorf("dpdk attach %s: %w", key, err))
+		return Result{}, d.rollback(ctx, rec, fmt.Errorf("dpdk attach %s: %w", key, err))
 	}
-	if req.DeviceInfoFile != "" {
-		if err := WriteDeviceInfo(req.DeviceInfoFile, rec.PCIAddress); err != nil {
-			return DPDKResult{}, d.rollback(ctx, rec, fmt.Errorf("dpdk attach %s: %w", key, err))
+	if devInfo != "" {
+		if err := WriteDeviceInfo(devInfo, rec.PCIAddress); err != nil {
+			return Result{}, d.rollback(ctx, rec, fmt.Errorf("dpdk attach %s: %w", key, err))
 		}
 	}
 	log.V(1).Info("bound DPDK device", "pci", rec.PCIAddress, "from", rec.OriginalDriver, "to", target,
 		"bindTime", time.Since(start))
-	return DPDKResult{PCIAddress: rec.PCIAddress, OriginalDriver: rec.OriginalDriver, BoundDriver: target}, nil
+	return Result{PCIAddress: rec.PCIAddress, OriginalDriver: rec.OriginalDriver, BoundDriver: target, DeviceWait: waited}, nil
 }
 
 // newRecord waits for the device, checks the target driver can take it and
 // writes the checkpoint, before anything on the device changes.
-func (d *DPDK) newRecord(ctx context.Context, key checkpoint.Key, mac, target, devInfo string) (checkpoint.Record, error) {
+func (d *DPDK) newRecord(ctx context.Context, key checkpoint.Key, mac, target, devInfo, portID string) (_ checkpoint.Record, waited time.Duration, err error) {
 	wctx, cancel := context.WithTimeout(ctx, d.opts.DeviceTimeout)
 	defer cancel()
+	start := time.Now()
 	addr, err := d.sys.WaitForMAC(wctx, mac)
+	waited = time.Since(start)
 	if err != nil {
-		return checkpoint.Record{}, fmt.Errorf("dpdk attach %s: %w%s", key, err, d.holder(mac))
+		if errors.Is(err, pci.ErrMACNotFound) {
+			err = fmt.Errorf("%w: %w", ErrDeviceNotFound, err)
+		}
+		return checkpoint.Record{}, waited, fmt.Errorf("dpdk attach %s: %w%s", key, err, d.holder(mac))
 	}
 	orig, err := d.sys.Driver(addr)
 	if err != nil {
-		return checkpoint.Record{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+		return checkpoint.Record{}, waited, fmt.Errorf("dpdk attach %s: %w", key, err)
 	}
 	if err := d.sys.CheckDriver(addr, target); err != nil {
-		return checkpoint.Record{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+		return checkpoint.Record{}, waited, fmt.Errorf("dpdk attach %s: %w", key, err)
 	}
 	rec := checkpoint.Record{
 		ContainerID:    key.ContainerID,
@@ -191,11 +177,12 @@ func (d *DPDK) newRecord(ctx context.Context, key checkpoint.Key, mac, target, d
 		OriginalDriver: orig,
 		TargetDriver:   target,
 		DeviceInfoFile: devInfo,
+		PortID:         portID,
 	}
 	if err := d.store.Put(rec); err != nil {
-		return checkpoint.Record{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+		return checkpoint.Record{}, waited, fmt.Errorf("dpdk attach %s: %w", key, err)
 	}
-	return rec, nil
+	return rec, waited, nil
 }
 
 // holder names another attachment whose checkpoint holds the MAC, which
@@ -260,8 +247,10 @@ func (d *DPDK) Detach(ctx context.Context, containerID, ifName string) error {
 
 // Check verifies, for CNI CHECK, that the attachment is as ADD left it: a
 // checkpoint, the device present and bound to the target driver, and its
-// device-info file naming it.
-func (d *DPDK) Check(ctx context.Context, containerID, ifName string) error {
+// device-info file naming it. Of the request it reads the key only: the
+// checkpoint says the rest.
+func (d *DPDK) Check(ctx context.Context, req Request) error {
+	containerID, ifName := req.ContainerID, req.IfName
 	key := checkpoint.Key{ContainerID: containerID, IfName: ifName}
 	if err := checkpoint.ValidateKey(key); err != nil {
 		return err

@@ -3,6 +3,7 @@ package binding
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,6 +89,15 @@ func (e *dpdkEnv) requireKernelOwned() {
 	}
 }
 
+func hw(t *testing.T, mac string) net.HardwareAddr {
+	t.Helper()
+	a, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
@@ -101,12 +111,15 @@ func TestDPDKAttachLateDeviceAndDetach(t *testing.T) {
 	e.sim.AddVirtioNetAfter(300*time.Millisecond, dpdkAddr, dpdkMAC)
 	devInfo := DeviceInfoPath(e.root, "ns1/dpdk-net", dpdkCID, "net1")
 	d := e.daemon(5 * time.Second)
-	res, err := d.Attach(ctx, DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: "FA:16:3E:5D:00:01", DeviceInfoFile: devInfo})
+	res, err := d.Attach(ctx, Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, "FA:16:3E:5D:00:01"), DeviceInfoFile: devInfo})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := DPDKResult{PCIAddress: dpdkAddr, OriginalDriver: pci.DriverVirtioPCI, BoundDriver: pci.DriverUIO}
-	if res != want {
+	want := Result{PCIAddress: dpdkAddr, OriginalDriver: pci.DriverVirtioPCI, BoundDriver: pci.DriverUIO}
+	if res.DeviceWait < 200*time.Millisecond {
+		t.Errorf("Attach says it waited %s for a device that appeared after 300ms", res.DeviceWait)
+	}
+	if res.DeviceWait = 0; res != want {
 		t.Errorf("Attach = %+v, want %+v", res, want)
 	}
 	if drv := e.sim.Driver(dpdkAddr); drv != pci.DriverUIO || e.sim.Netdev(dpdkAddr) != "" {
@@ -128,7 +141,7 @@ func TestDPDKAttachLateDeviceAndDetach(t *testing.T) {
 		t.Errorf("device-info = %s", b)
 	}
 
-	if err := d.Check(ctx, dpdkCID, "net1"); err != nil {
+	if err := d.Check(ctx, Request{ContainerID: dpdkCID, IfName: "net1"}); err != nil {
 		t.Errorf("CHECK after ADD: %v", err)
 	}
 
@@ -140,7 +153,7 @@ func TestDPDKAttachLateDeviceAndDetach(t *testing.T) {
 	if _, err := os.Stat(devInfo); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("device-info file left: %v", err)
 	}
-	if err := d.Check(ctx, dpdkCID, "net1"); !errors.Is(err, checkpoint.ErrNotFound) {
+	if err := d.Check(ctx, Request{ContainerID: dpdkCID, IfName: "net1"}); !errors.Is(err, checkpoint.ErrNotFound) {
 		t.Errorf("CHECK after DEL = %v, want ErrNotFound", err)
 	}
 }
@@ -153,14 +166,14 @@ func TestDPDKCheckSeesDriftedDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := e.daemon(time.Second)
-	if _, err := d.Attach(ctx, DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: dpdkMAC}); err != nil {
+	if _, err := d.Attach(ctx, Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC)}); err != nil {
 		t.Fatal(err)
 	}
 	// Someone gives the device back to the kernel behind our back.
 	if err := pci.New(e.root, pci.WithPollInterval(2*time.Millisecond)).Bind(ctx, dpdkAddr, pci.DriverVirtioPCI); err != nil {
 		t.Fatal(err)
 	}
-	err := d.Check(ctx, dpdkCID, "net1")
+	err := d.Check(ctx, Request{ContainerID: dpdkCID, IfName: "net1"})
 	if err == nil || !strings.Contains(err.Error(), `bound to "virtio-pci", want uio_pci_generic`) {
 		t.Errorf("CHECK = %v, want a driver mismatch", err)
 	}
@@ -174,7 +187,7 @@ func TestDPDKAttachRetriedWhenAlreadyBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := e.daemon(time.Second)
-	req := DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: dpdkMAC}
+	req := Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC)}
 	first, err := d.Attach(ctx, req)
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +198,10 @@ func TestDPDKAttachRetriedWhenAlreadyBound(t *testing.T) {
 	if err != nil {
 		t.Fatalf("retried attach: %v", err)
 	}
-	if first != second {
+	if second.DeviceWait != 0 {
+		t.Errorf("retried attach waited %s for a device it knew", second.DeviceWait)
+	}
+	if first.DeviceWait = 0; first != second {
 		t.Errorf("retried attach = %+v, first = %+v", second, first)
 	}
 	if rec, _ := e.store().Get(dpdkCID, "net1"); rec.OriginalDriver != pci.DriverVirtioPCI {
@@ -199,7 +215,7 @@ func TestDPDKTargetDriverNotLoaded(t *testing.T) {
 	if err := e.sim.AddVirtioNet(dpdkAddr, dpdkMAC); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.daemon(time.Second).Attach(testCtx(t), DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: dpdkMAC})
+	_, err := e.daemon(time.Second).Attach(testCtx(t), Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC)})
 	if !errors.Is(err, pci.ErrDriverNotLoaded) || !strings.Contains(err.Error(), "modprobe uio_pci_generic") {
 		t.Fatalf("err = %v, want ErrDriverNotLoaded saying modprobe uio_pci_generic", err)
 	}
@@ -214,7 +230,7 @@ func TestDPDKVFIOWithoutIOMMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := e.daemon(time.Second).Attach(testCtx(t),
-		DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: dpdkMAC, TargetDriver: pci.DriverVFIO})
+		Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC), DPDKDriver: pci.DriverVFIO})
 	if !errors.Is(err, pci.ErrNoIOMMU) || !strings.Contains(err.Error(), "IOMMU") || !strings.Contains(err.Error(), dpdkAddr) {
 		t.Fatalf("err = %v, want ErrNoIOMMU naming the device", err)
 	}
@@ -229,7 +245,7 @@ func TestDPDKVFIOWithIOMMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := e.daemon(time.Second)
-	res, err := d.Attach(testCtx(t), DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: dpdkMAC, TargetDriver: pci.DriverVFIO})
+	res, err := d.Attach(testCtx(t), Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC), DPDKDriver: pci.DriverVFIO})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +266,7 @@ func TestDPDKDaemonRestartBetweenAddAndDel(t *testing.T) {
 		t.Fatal(err)
 	}
 	devInfo := filepath.Join(e.root, "devinfo.json")
-	if _, err := e.daemon(time.Second).Attach(ctx, DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: dpdkMAC, DeviceInfoFile: devInfo}); err != nil {
+	if _, err := e.daemon(time.Second).Attach(ctx, Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC), DeviceInfoFile: devInfo}); err != nil {
 		t.Fatal(err)
 	}
 	// A new daemon knows nothing but the checkpoint directory.
@@ -299,7 +315,7 @@ func TestDPDKDetachTwiceAndNothingToDo(t *testing.T) {
 	if err := d.Detach(ctx, "never-added", "net1"); err != nil {
 		t.Errorf("DEL with nothing to do: %v", err)
 	}
-	if _, err := d.Attach(ctx, DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: dpdkMAC}); err != nil {
+	if _, err := d.Attach(ctx, Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC)}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 {
@@ -315,7 +331,7 @@ func TestDPDKMACNotFound(t *testing.T) {
 	t.Parallel()
 	e := newDPDKEnv(t)
 	start := time.Now()
-	_, err := e.daemon(150*time.Millisecond).Attach(testCtx(t), DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: dpdkMAC})
+	_, err := e.daemon(150*time.Millisecond).Attach(testCtx(t), Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC)})
 	if !errors.Is(err, pci.ErrMACNotFound) || !strings.Contains(err.Error(), dpdkMAC) {
 		t.Fatalf("err = %v, want ErrMACNotFound naming %s", err, dpdkMAC)
 	}
@@ -333,15 +349,15 @@ func TestDPDKMACHeldByAnotherAttachment(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := e.daemon(100 * time.Millisecond)
-	if _, err := d.Attach(ctx, DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: dpdkMAC}); err != nil {
+	if _, err := d.Attach(ctx, Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC)}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := d.Attach(ctx, DPDKRequest{ContainerID: "other", IfName: "net1", MAC: dpdkMAC})
+	_, err := d.Attach(ctx, Request{ContainerID: "other", IfName: "net1", MAC: hw(t, dpdkMAC)})
 	if !errors.Is(err, pci.ErrMACNotFound) || !strings.Contains(err.Error(), dpdkCID+"/net1") {
 		t.Fatalf("err = %v, want ErrMACNotFound naming the holder %s/net1", err, dpdkCID)
 	}
 	// Same key, different MAC: refused, the recorded device untouched.
-	_, err = d.Attach(ctx, DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: "fa:16:3e:5d:00:99"})
+	_, err = d.Attach(ctx, Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, "fa:16:3e:5d:00:99")})
 	if err == nil || !strings.Contains(err.Error(), "DEL it first") {
 		t.Errorf("err = %v, want a refusal", err)
 	}
@@ -359,7 +375,7 @@ func TestDPDKBindFailureRollsBack(t *testing.T) {
 	store, _ := checkpoint.New(e.ckDir)
 	sys := pci.New(e.root, pci.WithPollInterval(2*time.Millisecond), pci.WithBindTimeout(200*time.Millisecond))
 	_, err := NewDPDK(sys, store, DPDKOptions{DeviceTimeout: time.Second}).
-		Attach(testCtx(t), DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: dpdkMAC})
+		Attach(testCtx(t), Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC)})
 	if err == nil || !strings.Contains(err.Error(), "bind PCI device "+dpdkAddr) {
 		t.Fatalf("err = %v, want a bind failure", err)
 	}
@@ -375,7 +391,7 @@ func TestDPDKDeviceUnpluggedBeforeDel(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := e.daemon(time.Second)
-	if _, err := d.Attach(ctx, DPDKRequest{ContainerID: dpdkCID, IfName: "net1", MAC: dpdkMAC}); err != nil {
+	if _, err := d.Attach(ctx, Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.sim.Remove(dpdkAddr); err != nil {
@@ -403,7 +419,7 @@ func TestDPDKGC(t *testing.T) {
 		if id == "gone" {
 			mac = macs["0000:02:00.0"]
 		}
-		if _, err := d.Attach(ctx, DPDKRequest{ContainerID: id, IfName: "net1", MAC: mac}); err != nil {
+		if _, err := d.Attach(ctx, Request{ContainerID: id, IfName: "net1", MAC: hw(t, mac)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -15,8 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// KernelRequest asks for one kernel interface (VLAN or MACVLAN) in a pod.
-type KernelRequest struct {
+// linkRequest asks for one kernel interface (VLAN or MACVLAN) in a pod:
+// the link-level part of a Request, with the parent resolved.
+type linkRequest struct {
 	// Netns is the pod's network namespace path (CNI_NETNS).
 	Netns string
 	// Parent is the name of the node NIC the interface hangs off.
@@ -31,28 +32,17 @@ type KernelRequest struct {
 	MAC net.HardwareAddr
 	// MTU of the interface; 0 keeps the parent's.
 	MTU int
-	// IPs are the addresses with their prefix length (10.0.0.5/24).
-	IPs []*net.IPNet
-	// Gateway is the next hop of the default route.
-	Gateway net.IP
-	// Routes are installed as given, except that default routes (0.0.0.0/0,
-	// ::/0) are installed only with DefaultRoute: an extra network must not
-	// take the pod's default route unless asked to.
-	Routes []KernelRoute
-	// DefaultRoute installs a default route via Gateway on this interface.
+	// IPs, Gateway, Routes, DefaultRoute: see Request.
+	IPs          []*net.IPNet
+	Gateway      net.IP
+	Routes       []Route
 	DefaultRoute bool
 	// VLANID is the 802.1Q tag (nested-vlan only, 1..4094).
 	VLANID int
 }
 
-// KernelRoute is one route through the interface.
-type KernelRoute struct {
-	Dst *net.IPNet
-	GW  net.IP // nil: on-link
-}
-
-// KernelResult is the interface as created, for the CNI result.
-type KernelResult struct {
+// linkResult is the interface as created.
+type linkResult struct {
 	IfName  string
 	MAC     net.HardwareAddr
 	MTU     int
@@ -64,14 +54,14 @@ type KernelResult struct {
 type kernelKind struct {
 	name string
 	// newLink builds (does not add) the link on parent under name.
-	newLink func(parent netlink.Link, name string, req KernelRequest) netlink.Link
+	newLink func(parent netlink.Link, name string, req linkRequest) netlink.Link
 	// owns says whether link is one this kind would have made for req.
-	owns func(link netlink.Link, req KernelRequest) bool
+	owns func(link netlink.Link, req linkRequest) bool
 	// clearStale removes leftovers on the parent that would make the
 	// creation fail (may be nil).
-	clearStale func(h netlinksafe.Handle, parent netlink.Link, req KernelRequest) error
+	clearStale func(h netlinksafe.Handle, parent netlink.Link, req linkRequest) error
 	// validate checks kind-specific request fields (may be nil).
-	validate func(req KernelRequest) error
+	validate func(req linkRequest) error
 }
 
 // kernelHandles opens netlink handles in the pod and parent namespaces.
@@ -89,7 +79,7 @@ func (h *kernelHandles) close() {
 	}
 }
 
-func kernelOpen(req KernelRequest) (*kernelHandles, error) {
+func kernelOpen(req linkRequest) (*kernelHandles, error) {
 	h := &kernelHandles{}
 	podNS, err := ns.GetNS(req.Netns)
 	if err != nil {
@@ -156,7 +146,7 @@ func kernelDefaultDst(gw net.IP) *net.IPNet {
 }
 
 // kernelValidate checks a request before anything is touched.
-func kernelValidate(k kernelKind, req KernelRequest) error {
+func kernelValidate(k kernelKind, req linkRequest) error {
 	switch {
 	case req.Netns == "":
 		return errors.New("no pod netns")
@@ -185,35 +175,35 @@ func kernelValidate(k kernelKind, req KernelRequest) error {
 // attach creates the link under a temporary name next to the parent, moves
 // it into the pod, renames it, sets MAC and MTU, brings it up and adds
 // addresses and routes. On any error everything done so far is undone.
-func (k kernelKind) attach(ctx context.Context, req KernelRequest) (_ KernelResult, err error) {
+func (k kernelKind) attach(ctx context.Context, req linkRequest) (_ linkResult, err error) {
 	if verr := kernelValidate(k, req); verr != nil {
-		return KernelResult{}, fmt.Errorf("%s attach %s in %s: %w", k.name, req.IfName, req.Netns, verr)
+		return linkResult{}, fmt.Errorf("%s attach %s in %s: %w", k.name, req.IfName, req.Netns, verr)
 	}
 	if err = ctx.Err(); err != nil {
-		return KernelResult{}, err
+		return linkResult{}, err
 	}
 	h, err := kernelOpen(req)
 	if err != nil {
-		return KernelResult{}, fmt.Errorf("%s attach %s: %w", k.name, req.IfName, err)
+		return linkResult{}, fmt.Errorf("%s attach %s: %w", k.name, req.IfName, err)
 	}
 	defer h.close()
 
 	if _, lerr := h.pod.LinkByName(req.IfName); lerr == nil {
-		return KernelResult{}, fmt.Errorf("%s attach: an interface %s already exists in pod netns %s", k.name, req.IfName, req.Netns)
+		return linkResult{}, fmt.Errorf("%s attach: an interface %s already exists in pod netns %s", k.name, req.IfName, req.Netns)
 	}
 	parent, err := h.parent.LinkByName(req.Parent)
 	if err != nil {
-		return KernelResult{}, fmt.Errorf("%s attach %s: parent link %s: %w", k.name, req.IfName, req.Parent, err)
+		return linkResult{}, fmt.Errorf("%s attach %s: parent link %s: %w", k.name, req.IfName, req.Parent, err)
 	}
 	if k.clearStale != nil {
 		if err = k.clearStale(h.parent, parent, req); err != nil {
-			return KernelResult{}, fmt.Errorf("%s attach %s: %w", k.name, req.IfName, err)
+			return linkResult{}, fmt.Errorf("%s attach %s: %w", k.name, req.IfName, err)
 		}
 	}
 
 	tmp := kernelTempName()
 	if err = h.parent.LinkAdd(k.newLink(parent, tmp, req)); err != nil {
-		return KernelResult{}, fmt.Errorf("%s attach %s: create link on parent %s: %w", k.name, req.IfName, req.Parent, err)
+		return linkResult{}, fmt.Errorf("%s attach %s: create link on parent %s: %w", k.name, req.IfName, req.Parent, err)
 	}
 	// From here on the link exists: where it is and under which name, so
 	// that the rollback finds it.
@@ -229,34 +219,34 @@ func (k kernelKind) attach(ctx context.Context, req KernelRequest) (_ KernelResu
 
 	link, err := h.parent.LinkByName(tmp)
 	if err != nil {
-		return KernelResult{}, fmt.Errorf("%s attach %s: find new link %s: %w", k.name, req.IfName, tmp, err)
+		return linkResult{}, fmt.Errorf("%s attach %s: find new link %s: %w", k.name, req.IfName, tmp, err)
 	}
 	if err = ctx.Err(); err != nil {
-		return KernelResult{}, err
+		return linkResult{}, err
 	}
 	if err = h.parent.LinkSetNsFd(link, int(h.podNS.Fd())); err != nil {
-		return KernelResult{}, fmt.Errorf("%s attach %s: move link %s to %s: %w", k.name, req.IfName, tmp, req.Netns, err)
+		return linkResult{}, fmt.Errorf("%s attach %s: move link %s to %s: %w", k.name, req.IfName, tmp, req.Netns, err)
 	}
 	where = h.pod
 	if link, err = h.pod.LinkByName(tmp); err != nil {
-		return KernelResult{}, fmt.Errorf("%s attach %s: find link %s in %s: %w", k.name, req.IfName, tmp, req.Netns, err)
+		return linkResult{}, fmt.Errorf("%s attach %s: find link %s in %s: %w", k.name, req.IfName, tmp, req.Netns, err)
 	}
 	if err = h.pod.LinkSetName(link, req.IfName); err != nil {
-		return KernelResult{}, fmt.Errorf("%s attach: rename %s to %s in %s: %w", k.name, tmp, req.IfName, req.Netns, err)
+		return linkResult{}, fmt.Errorf("%s attach: rename %s to %s in %s: %w", k.name, tmp, req.IfName, req.Netns, err)
 	}
 	name = req.IfName
 	if err = kernelConfigure(h.pod, req); err != nil {
-		return KernelResult{}, fmt.Errorf("%s attach %s in %s: %w", k.name, req.IfName, req.Netns, err)
+		return linkResult{}, fmt.Errorf("%s attach %s in %s: %w", k.name, req.IfName, req.Netns, err)
 	}
 	if link, err = h.pod.LinkByName(req.IfName); err != nil {
-		return KernelResult{}, fmt.Errorf("%s attach %s: read back: %w", k.name, req.IfName, err)
+		return linkResult{}, fmt.Errorf("%s attach %s: read back: %w", k.name, req.IfName, err)
 	}
-	return KernelResult{IfName: req.IfName, MAC: link.Attrs().HardwareAddr, MTU: link.Attrs().MTU, Sandbox: req.Netns}, nil
+	return linkResult{IfName: req.IfName, MAC: link.Attrs().HardwareAddr, MTU: link.Attrs().MTU, Sandbox: req.Netns}, nil
 }
 
 // kernelConfigure sets MAC and MTU, brings the link up, adds addresses and
 // routes, in the pod namespace.
-func kernelConfigure(h netlinksafe.Handle, req KernelRequest) error {
+func kernelConfigure(h netlinksafe.Handle, req linkRequest) error {
 	link, err := h.LinkByName(req.IfName)
 	if err != nil {
 		return err
@@ -350,7 +340,7 @@ func (k kernelKind) detach(ctx context.Context, netnsPath, ifName string) error 
 		}
 		return fmt.Errorf("%s detach %s in %s: %w", k.name, ifName, netnsPath, err)
 	}
-	if !k.owns(link, KernelRequest{}) {
+	if !k.owns(link, linkRequest{}) {
 		return nil
 	}
 	if err := h.LinkDel(link); err != nil {

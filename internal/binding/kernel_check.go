@@ -33,7 +33,7 @@ func kernelAddrList(h netlinksafe.Handle, link netlink.Link, family int) ([]netl
 // check verifies for CNI CHECK that the interface in the pod is as attach
 // left it: ours, up, with the MAC, MTU, addresses and routes asked for, and
 // a default route exactly when asked for.
-func (k kernelKind) check(ctx context.Context, req KernelRequest) error {
+func (k kernelKind) check(ctx context.Context, req linkRequest) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -21,26 +21,26 @@ func kernelCIDR(t testing.TB, s string) *net.IPNet {
 
 func TestKernelValidate(t *testing.T) {
 	t.Parallel()
-	good := KernelRequest{Netns: "/run/netns/x", Parent: "ens3", IfName: "eth0", VLANID: 100}
-	vlan, macvlan := NewVLAN().kind, NewMACVLAN().kind
+	good := linkRequest{Netns: "/run/netns/x", Parent: "ens3", IfName: "eth0", VLANID: 100}
+	vlan, macvlan := NewVLAN(nil, KernelOptions{}).kind, NewMACVLAN(nil, KernelOptions{}).kind
 	if err := kernelValidate(vlan, good); err != nil {
 		t.Fatalf("valid request: %v", err)
 	}
 	tests := []struct {
 		name string
 		kind kernelKind
-		edit func(r *KernelRequest)
+		edit func(r *linkRequest)
 		want string
 	}{
-		{"no netns", macvlan, func(r *KernelRequest) { r.Netns = "" }, "netns"},
-		{"no parent", macvlan, func(r *KernelRequest) { r.Parent = "" }, "parent"},
-		{"long name", macvlan, func(r *KernelRequest) { r.IfName = "abcdefghijklmnop" }, "1 to 15"},
-		{"tiny mtu", macvlan, func(r *KernelRequest) { r.MTU = 10 }, "MTU 10"},
-		{"bad mac", macvlan, func(r *KernelRequest) { r.MAC = net.HardwareAddr{1, 2} }, "MAC"},
-		{"default without gateway", macvlan, func(r *KernelRequest) { r.DefaultRoute = true }, "gateway"},
-		{"nil address", macvlan, func(r *KernelRequest) { r.IPs = []*net.IPNet{nil} }, "address"},
-		{"vlan 0", vlan, func(r *KernelRequest) { r.VLANID = 0 }, "VLAN ID 0"},
-		{"vlan 4095", vlan, func(r *KernelRequest) { r.VLANID = 4095 }, "VLAN ID 4095"},
+		{"no netns", macvlan, func(r *linkRequest) { r.Netns = "" }, "netns"},
+		{"no parent", macvlan, func(r *linkRequest) { r.Parent = "" }, "parent"},
+		{"long name", macvlan, func(r *linkRequest) { r.IfName = "abcdefghijklmnop" }, "1 to 15"},
+		{"tiny mtu", macvlan, func(r *linkRequest) { r.MTU = 10 }, "MTU 10"},
+		{"bad mac", macvlan, func(r *linkRequest) { r.MAC = net.HardwareAddr{1, 2} }, "MAC"},
+		{"default without gateway", macvlan, func(r *linkRequest) { r.DefaultRoute = true }, "gateway"},
+		{"nil address", macvlan, func(r *linkRequest) { r.IPs = []*net.IPNet{nil} }, "address"},
+		{"vlan 0", vlan, func(r *linkRequest) { r.VLANID = 0 }, "VLAN ID 0"},
+		{"vlan 4095", vlan, func(r *linkRequest) { r.VLANID = 4095 }, "VLAN ID 4095"},
 	}
 	for _, tt := range tests {
 		r := good
@@ -51,7 +51,7 @@ func TestKernelValidate(t *testing.T) {
 		}
 	}
 	// Attach refuses before touching anything (no root needed to see it).
-	if _, err := NewVLAN().Attach(context.Background(), KernelRequest{Netns: "/nonexistent", Parent: "p", IfName: "eth0"}); err == nil ||
+	if _, err := NewVLAN(nil, KernelOptions{}).kind.attach(context.Background(), linkRequest{Netns: "/nonexistent", Parent: "p", IfName: "eth0"}); err == nil ||
 		!strings.Contains(err.Error(), "VLAN ID 0") {
 		t.Fatalf("Attach with VLAN ID 0: %v", err)
 	}
@@ -60,7 +60,7 @@ func TestKernelValidate(t *testing.T) {
 func TestVLANLinkShape(t *testing.T) {
 	t.Parallel()
 	parent := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ens3", Index: 7}}
-	l := vlanLink(parent, "kdtmp0", KernelRequest{VLANID: 101, MTU: 1450})
+	l := vlanLink(parent, "kdtmp0", linkRequest{VLANID: 101, MTU: 1450})
 	v, ok := l.(*netlink.Vlan)
 	if !ok {
 		t.Fatalf("vlanLink made a %T", l)
@@ -68,7 +68,7 @@ func TestVLANLinkShape(t *testing.T) {
 	if v.Name != "kdtmp0" || v.ParentIndex != 7 || v.VlanId != 101 || v.MTU != 1450 || v.VlanProtocol != netlink.VLAN_PROTOCOL_8021Q {
 		t.Fatalf("vlanLink = %+v", v)
 	}
-	m, ok := macvlanLink(parent, "kdtmp1", KernelRequest{MTU: 1400}).(*netlink.Macvlan)
+	m, ok := macvlanLink(parent, "kdtmp1", linkRequest{MTU: 1400}).(*netlink.Macvlan)
 	if !ok || m.Mode != netlink.MACVLAN_MODE_BRIDGE || m.ParentIndex != 7 || m.MTU != 1400 || m.Name != "kdtmp1" {
 		t.Fatalf("macvlanLink = %+v", m)
 	}
@@ -89,11 +89,11 @@ func TestVLANOwnsAndStale(t *testing.T) {
 	if len(got) != 1 || got[0].Attrs().Name != "ens3.100" {
 		t.Fatalf("vlanStale = %v", got)
 	}
-	if !vlanOwns(links[0], KernelRequest{VLANID: 100}) || vlanOwns(links[0], KernelRequest{VLANID: 101}) ||
-		!vlanOwns(links[0], KernelRequest{}) || vlanOwns(links[3], KernelRequest{}) {
+	if !vlanOwns(links[0], linkRequest{VLANID: 100}) || vlanOwns(links[0], linkRequest{VLANID: 101}) ||
+		!vlanOwns(links[0], linkRequest{}) || vlanOwns(links[3], linkRequest{}) {
 		t.Fatal("vlanOwns misjudges")
 	}
-	if macvlanOwns(links[0], KernelRequest{}) || !macvlanOwns(&netlink.Macvlan{Mode: netlink.MACVLAN_MODE_BRIDGE}, KernelRequest{}) {
+	if macvlanOwns(links[0], linkRequest{}) || !macvlanOwns(&netlink.Macvlan{Mode: netlink.MACVLAN_MODE_BRIDGE}, linkRequest{}) {
 		t.Fatal("macvlanOwns misjudges")
 	}
 }

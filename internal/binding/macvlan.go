@@ -1,25 +1,27 @@
 package binding
 
 import (
-	"context"
-
 	"github.com/vishvananda/netlink"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 )
 
 // MACVLAN is the nested-macvlan driver: a MACVLAN (bridge mode) of the VM's
 // NIC in the pod, carrying the Neutron port's MAC and IPs that Neutron lets
 // through as an allowed-address-pair of the VM's port.
 type MACVLAN struct {
-	kind kernelKind
+	kernelDriver
 }
 
-// NewMACVLAN returns the nested-macvlan driver.
-func NewMACVLAN() *MACVLAN {
-	return &MACVLAN{kind: kernelKind{name: "macvlan", newLink: macvlanLink, owns: macvlanOwns}}
+// NewMACVLAN returns the nested-macvlan driver, keeping its checkpoints in
+// store.
+func NewMACVLAN(store Checkpoints, opts KernelOptions) *MACVLAN {
+	return &MACVLAN{kernelDriver{kind: kernelKind{name: checkpoint.KindMACVLAN, newLink: macvlanLink, owns: macvlanOwns},
+		store: store, opts: opts}}
 }
 
 // macvlanLink is the one place a MACVLAN link is built.
-func macvlanLink(parent netlink.Link, name string, req KernelRequest) netlink.Link {
+func macvlanLink(parent netlink.Link, name string, req linkRequest) netlink.Link {
 	la := netlink.NewLinkAttrs()
 	la.Name = name
 	la.ParentIndex = parent.Attrs().Index
@@ -27,24 +29,7 @@ func macvlanLink(parent netlink.Link, name string, req KernelRequest) netlink.Li
 	return &netlink.Macvlan{LinkAttrs: la, Mode: netlink.MACVLAN_MODE_BRIDGE}
 }
 
-func macvlanOwns(link netlink.Link, _ KernelRequest) bool {
+func macvlanOwns(link netlink.Link, _ linkRequest) bool {
 	m, ok := link.(*netlink.Macvlan)
 	return ok && m.Mode == netlink.MACVLAN_MODE_BRIDGE
-}
-
-// Attach creates the interface in the pod (see KernelRequest); on error it
-// leaves nothing behind.
-func (d *MACVLAN) Attach(ctx context.Context, req KernelRequest) (KernelResult, error) {
-	return d.kind.attach(ctx, req)
-}
-
-// Check verifies the interface is still as Attach made it.
-func (d *MACVLAN) Check(ctx context.Context, req KernelRequest) error {
-	return d.kind.check(ctx, req)
-}
-
-// Detach removes the interface; nothing there, or the netns gone, is a
-// success.
-func (d *MACVLAN) Detach(ctx context.Context, netns, ifName string) error {
-	return d.kind.detach(ctx, netns, ifName)
 }

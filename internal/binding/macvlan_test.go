@@ -31,14 +31,14 @@ func kernelNewEnv(t *testing.T) kernelEnv {
 
 // kernelPodReq is the management interface of a pod: eth0 with IPv4 and
 // IPv6 addresses, one extra route, the default route.
-func kernelPodReq(t *testing.T, e kernelEnv) KernelRequest {
+func kernelPodReq(t *testing.T, e kernelEnv) linkRequest {
 	mac, _ := net.ParseMAC("fa:16:3e:11:22:33")
-	return KernelRequest{
+	return linkRequest{
 		Netns: e.pod.Path(), Parent: "ens3", ParentNetns: e.node.Path(),
 		IfName: "eth0", MAC: mac, MTU: 1400,
 		IPs:     []*net.IPNet{kernelCIDR(t, "10.0.0.5/24"), kernelCIDR(t, "fd00:10::5/64")},
 		Gateway: net.ParseIP("10.0.0.1"),
-		Routes: []KernelRoute{
+		Routes: []Route{
 			{Dst: kernelCIDR(t, "192.168.0.0/16"), GW: net.ParseIP("10.0.0.254")},
 			{Dst: kernelCIDR(t, "fd00:20::/64"), GW: net.ParseIP("fd00:10::1")},
 		},
@@ -99,11 +99,11 @@ func kernelRoutes(t *testing.T, n ns.NetNS, ifName string) []string {
 func TestMACVLANLifecycle(t *testing.T) {
 	t.Parallel()
 	e := kernelNewEnv(t)
-	d := NewMACVLAN()
+	d := NewMACVLAN(nil, KernelOptions{})
 	ctx := context.Background()
 	req := kernelPodReq(t, e)
 
-	res, err := d.Attach(ctx, req)
+	res, err := d.kind.attach(ctx, req)
 	if err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
@@ -135,49 +135,49 @@ func TestMACVLANLifecycle(t *testing.T) {
 		t.Fatalf("eth0 = %T %+v, want an up bridge-mode macvlan", link, link.Attrs())
 	}
 
-	if err := d.Check(ctx, req); err != nil {
+	if err := d.kind.check(ctx, req); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	for name, edit := range map[string]func(r *KernelRequest){
-		"other MAC":      func(r *KernelRequest) { r.MAC, _ = net.ParseMAC("fa:16:3e:00:00:00") },
-		"other MTU":      func(r *KernelRequest) { r.MTU = 1300 },
-		"missing IP":     func(r *KernelRequest) { r.IPs = append(r.IPs, kernelCIDR(t, "10.0.0.6/24")) },
-		"missing route":  func(r *KernelRequest) { r.Routes = append(r.Routes, KernelRoute{Dst: kernelCIDR(t, "172.16.0.0/12")}) },
-		"no default":     func(r *KernelRequest) { r.DefaultRoute = false },
-		"other name":     func(r *KernelRequest) { r.IfName = "net9" },
+	for name, edit := range map[string]func(r *linkRequest){
+		"other MAC":      func(r *linkRequest) { r.MAC, _ = net.ParseMAC("fa:16:3e:00:00:00") },
+		"other MTU":      func(r *linkRequest) { r.MTU = 1300 },
+		"missing IP":     func(r *linkRequest) { r.IPs = append(r.IPs, kernelCIDR(t, "10.0.0.6/24")) },
+		"missing route":  func(r *linkRequest) { r.Routes = append(r.Routes, Route{Dst: kernelCIDR(t, "172.16.0.0/12")}) },
+		"no default":     func(r *linkRequest) { r.DefaultRoute = false },
+		"other name":     func(r *linkRequest) { r.IfName = "net9" },
 		"VLAN, not ours": nil,
 	} {
 		r := req
 		r.IPs, r.Routes = slices.Clone(req.IPs), slices.Clone(req.Routes)
 		var err error
 		if edit == nil {
-			err = NewVLAN().Check(ctx, KernelRequest{Netns: r.Netns, IfName: "eth0", VLANID: 100})
+			err = NewVLAN(nil, KernelOptions{}).kind.check(ctx, linkRequest{Netns: r.Netns, IfName: "eth0", VLANID: 100})
 		} else {
 			edit(&r)
-			err = d.Check(ctx, r)
+			err = d.kind.check(ctx, r)
 		}
 		if err == nil {
 			t.Errorf("Check with %s passed", name)
 		}
 	}
 
-	if err := d.Detach(ctx, req.Netns, "eth0"); err != nil {
+	if err := d.kind.detach(ctx, req.Netns, "eth0"); err != nil {
 		t.Fatalf("Detach: %v", err)
 	}
 	if got := kernelLinks(t, e.pod); !slices.Equal(got, []string{"lo"}) {
 		t.Fatalf("pod links after Detach = %v", got)
 	}
-	if err := d.Detach(ctx, req.Netns, "eth0"); err != nil {
+	if err := d.kind.detach(ctx, req.Netns, "eth0"); err != nil {
 		t.Fatalf("second Detach: %v", err)
 	}
-	if err := d.Check(ctx, req); err == nil {
+	if err := d.kind.check(ctx, req); err == nil {
 		t.Fatal("Check after Detach passed")
 	}
 	// The runtime removed the namespace before DEL: still a success.
-	if err := d.Detach(ctx, filepath.Join(t.TempDir(), "gone"), "eth0"); err != nil {
+	if err := d.kind.detach(ctx, filepath.Join(t.TempDir(), "gone"), "eth0"); err != nil {
 		t.Fatalf("Detach with the netns gone: %v", err)
 	}
-	if err := d.Detach(ctx, "", "eth0"); err != nil {
+	if err := d.kind.detach(ctx, "", "eth0"); err != nil {
 		t.Fatalf("Detach with no netns: %v", err)
 	}
 	// The parent is untouched.
@@ -191,18 +191,18 @@ func TestMACVLANLifecycle(t *testing.T) {
 func TestMACVLANDefaultRouteOnlyWhenAsked(t *testing.T) {
 	t.Parallel()
 	e := kernelNewEnv(t)
-	d := NewMACVLAN()
+	d := NewMACVLAN(nil, KernelOptions{})
 	ctx := context.Background()
-	req := KernelRequest{
+	req := linkRequest{
 		Netns: e.pod.Path(), Parent: "ens3", ParentNetns: e.node.Path(), IfName: "net1",
 		IPs:     []*net.IPNet{kernelCIDR(t, "10.9.0.5/24")},
 		Gateway: net.ParseIP("10.9.0.1"),
-		Routes: []KernelRoute{
+		Routes: []Route{
 			{Dst: kernelCIDR(t, "0.0.0.0/0"), GW: net.ParseIP("10.9.0.1")},
 			{Dst: kernelCIDR(t, "10.10.0.0/16"), GW: net.ParseIP("10.9.0.1")},
 		},
 	}
-	if _, err := d.Attach(ctx, req); err != nil {
+	if _, err := d.kind.attach(ctx, req); err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
 	routes := kernelRoutes(t, e.pod, "net1")
@@ -212,7 +212,7 @@ func TestMACVLANDefaultRouteOnlyWhenAsked(t *testing.T) {
 	if !slices.Contains(routes, "10.10.0.0/16 via 10.9.0.1") {
 		t.Fatalf("net1 routes %v lack the subnet's route", routes)
 	}
-	if err := d.Check(ctx, req); err != nil {
+	if err := d.kind.check(ctx, req); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
 	// A default route someone else adds makes Check fail, unless a router
@@ -233,7 +233,7 @@ func TestMACVLANDefaultRouteOnlyWhenAsked(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := d.Check(ctx, req); (err == nil) != tc.passes {
+		if err := d.kind.check(ctx, req); (err == nil) != tc.passes {
 			t.Errorf("Check with a default route of protocol %d: %v", tc.proto, err)
 		}
 		if err := e.pod.Do(func(ns.NetNS) error { return netlink.RouteDel(route) }); err != nil {
@@ -241,7 +241,7 @@ func TestMACVLANDefaultRouteOnlyWhenAsked(t *testing.T) {
 		}
 	}
 	// The MAC the kernel gave it is kept when none is asked for.
-	if res, err := d.Attach(ctx, KernelRequest{Netns: e.pod.Path(), Parent: "ens3", ParentNetns: e.node.Path(), IfName: "net2"}); err != nil || len(res.MAC) != 6 {
+	if res, err := d.kind.attach(ctx, linkRequest{Netns: e.pod.Path(), Parent: "ens3", ParentNetns: e.node.Path(), IfName: "net2"}); err != nil || len(res.MAC) != 6 {
 		t.Fatalf("Attach without MAC: %+v, %v", res, err)
 	}
 }
@@ -251,26 +251,26 @@ func TestMACVLANDefaultRouteOnlyWhenAsked(t *testing.T) {
 func TestMACVLANRollback(t *testing.T) {
 	t.Parallel()
 	e := kernelNewEnv(t)
-	d := NewMACVLAN()
+	d := NewMACVLAN(nil, KernelOptions{})
 	ctx := context.Background()
 	base := kernelPodReq(t, e)
 	// Each case fails at a different step; the first two after the link
 	// was made, moved and renamed, so the rollback has work to do.
 	for _, tc := range []struct {
 		name, step string
-		edit       func(r *KernelRequest)
+		edit       func(r *linkRequest)
 	}{
-		{"conflicting IP", "add address 10.0.0.5/24", func(r *KernelRequest) { r.IPs = append(r.IPs, kernelCIDR(t, "10.0.0.5/24")) }},
-		{"unreachable gateway", "add route 172.16.0.0/12 via 192.0.2.1", func(r *KernelRequest) {
-			r.Routes = append(r.Routes, KernelRoute{Dst: kernelCIDR(t, "172.16.0.0/12"), GW: net.ParseIP("192.0.2.1")})
+		{"conflicting IP", "add address 10.0.0.5/24", func(r *linkRequest) { r.IPs = append(r.IPs, kernelCIDR(t, "10.0.0.5/24")) }},
+		{"unreachable gateway", "add route 172.16.0.0/12 via 192.0.2.1", func(r *linkRequest) {
+			r.Routes = append(r.Routes, Route{Dst: kernelCIDR(t, "172.16.0.0/12"), GW: net.ParseIP("192.0.2.1")})
 		}},
-		{"MTU above parent's", "create link on parent ens3", func(r *KernelRequest) { r.MTU = 9000 }},
-		{"missing parent", "parent link ens9", func(r *KernelRequest) { r.Parent = "ens9" }},
+		{"MTU above parent's", "create link on parent ens3", func(r *linkRequest) { r.MTU = 9000 }},
+		{"missing parent", "parent link ens9", func(r *linkRequest) { r.Parent = "ens9" }},
 	} {
 		r := base
 		r.IPs, r.Routes = slices.Clone(base.IPs), slices.Clone(base.Routes)
 		tc.edit(&r)
-		_, err := d.Attach(ctx, r)
+		_, err := d.kind.attach(ctx, r)
 		if err == nil || !strings.Contains(err.Error(), tc.step) {
 			t.Errorf("%s: Attach error %v, want one at step %q", tc.name, err, tc.step)
 		}
@@ -283,14 +283,14 @@ func TestMACVLANRollback(t *testing.T) {
 	}
 
 	// A name already taken in the pod: refused, the existing link kept.
-	if _, err := d.Attach(ctx, base); err != nil {
+	if _, err := d.kind.attach(ctx, base); err != nil {
 		t.Fatal(err)
 	}
-	_, err := d.Attach(ctx, base)
+	_, err := d.kind.attach(ctx, base)
 	if err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Fatalf("second Attach of eth0: %v", err)
 	}
-	if err := d.Check(ctx, base); err != nil {
+	if err := d.kind.check(ctx, base); err != nil {
 		t.Fatalf("the first eth0 was harmed: %v", err)
 	}
 	if got := kernelLinks(t, e.node); !slices.Equal(got, []string{"ens3", "ens3p", "lo"}) {
@@ -306,13 +306,13 @@ func TestMACVLANParentInCurrentNamespace(t *testing.T) {
 	req := kernelPodReq(t, e)
 	req.ParentNetns = ""
 	err := e.node.Do(func(ns.NetNS) error {
-		_, err := NewMACVLAN().Attach(context.Background(), req)
+		_, err := NewMACVLAN(nil, KernelOptions{}).kind.attach(context.Background(), req)
 		return err
 	})
 	if err != nil {
 		t.Fatalf("Attach from inside the node namespace: %v", err)
 	}
-	if err := NewMACVLAN().Check(context.Background(), req); err != nil {
+	if err := NewMACVLAN(nil, KernelOptions{}).kind.check(context.Background(), req); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
 }

@@ -1,31 +1,32 @@
 package binding
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 )
 
 // VLAN is the nested-vlan driver: an 802.1Q sub-interface of the VM's NIC
 // (the trunk's parent port) in the pod, its tag that of the Neutron trunk
 // subport that carries the pod's port.
 type VLAN struct {
-	kind kernelKind
+	kernelDriver
 }
 
-// NewVLAN returns the nested-vlan driver.
-func NewVLAN() *VLAN {
-	return &VLAN{kind: kernelKind{
-		name: "vlan", newLink: vlanLink, owns: vlanOwns,
+// NewVLAN returns the nested-vlan driver, keeping its checkpoints in store.
+func NewVLAN(store Checkpoints, opts KernelOptions) *VLAN {
+	return &VLAN{kernelDriver{kind: kernelKind{
+		name: checkpoint.KindVLAN, newLink: vlanLink, owns: vlanOwns,
 		clearStale: vlanClearStale, validate: vlanValidate,
-	}}
+	}, store: store, opts: opts}}
 }
 
 // vlanLink is the one place a VLAN link is built (and the one step that
 // needs 802.1Q in the kernel).
-func vlanLink(parent netlink.Link, name string, req KernelRequest) netlink.Link {
+func vlanLink(parent netlink.Link, name string, req linkRequest) netlink.Link {
 	la := netlink.NewLinkAttrs()
 	la.Name = name
 	la.ParentIndex = parent.Attrs().Index
@@ -34,12 +35,12 @@ func vlanLink(parent netlink.Link, name string, req KernelRequest) netlink.Link 
 }
 
 // vlanOwns: a VLAN link, with req's tag when one is given.
-func vlanOwns(link netlink.Link, req KernelRequest) bool {
+func vlanOwns(link netlink.Link, req linkRequest) bool {
 	v, ok := link.(*netlink.Vlan)
 	return ok && (req.VLANID == 0 || v.VlanId == req.VLANID)
 }
 
-func vlanValidate(req KernelRequest) error {
+func vlanValidate(req linkRequest) error {
 	if req.VLANID < 1 || req.VLANID > 4094 {
 		return fmt.Errorf("VLAN ID %d of %s is outside 1..4094", req.VLANID, req.IfName)
 	}
@@ -59,7 +60,7 @@ func vlanStale(links []netlink.Link, parentIndex, vlanID int) []netlink.Link {
 	return out
 }
 
-func vlanClearStale(h netlinksafe.Handle, parent netlink.Link, req KernelRequest) error {
+func vlanClearStale(h netlinksafe.Handle, parent netlink.Link, req linkRequest) error {
 	links, err := h.LinkList()
 	if err != nil {
 		return fmt.Errorf("list links next to %s: %w", parent.Attrs().Name, err)
@@ -70,22 +71,4 @@ func vlanClearStale(h netlinksafe.Handle, parent netlink.Link, req KernelRequest
 		}
 	}
 	return nil
-}
-
-// Attach creates the interface in the pod (see KernelRequest), first
-// deleting a stale link with the same tag on the parent; on error it leaves
-// nothing behind.
-func (d *VLAN) Attach(ctx context.Context, req KernelRequest) (KernelResult, error) {
-	return d.kind.attach(ctx, req)
-}
-
-// Check verifies the interface is still as Attach made it, tag included.
-func (d *VLAN) Check(ctx context.Context, req KernelRequest) error {
-	return d.kind.check(ctx, req)
-}
-
-// Detach removes the interface; nothing there, or the netns gone, is a
-// success.
-func (d *VLAN) Detach(ctx context.Context, netns, ifName string) error {
-	return d.kind.detach(ctx, netns, ifName)
 }

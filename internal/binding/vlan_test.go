@@ -37,37 +37,37 @@ func TestVLANRealKernel(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return netlink.LinkAdd(vlanLink(parent, "stale100", KernelRequest{VLANID: 100}))
+		return netlink.LinkAdd(vlanLink(parent, "stale100", linkRequest{VLANID: 100}))
 	})
 	vlanSkipNo8021Q(t, err)
 	if err != nil {
 		t.Fatalf("create the stale VLAN link: %v", err)
 	}
 
-	d := NewVLAN()
+	d := NewVLAN(nil, KernelOptions{})
 	req := kernelPodReq(t, e)
 	req.VLANID = 100
-	if _, err := d.Attach(ctx, req); err != nil {
+	if _, err := d.kind.attach(ctx, req); err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
 	if got := kernelLinks(t, e.node); !slices.Equal(got, []string{"ens3", "ens3p", "lo"}) {
 		t.Fatalf("node links = %v, want the stale link gone and no temporary one", got)
 	}
-	if err := d.Check(ctx, req); err != nil {
+	if err := d.kind.check(ctx, req); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
 	other := req
 	other.VLANID = 101
-	if err := d.Check(ctx, other); err == nil || !strings.Contains(err.Error(), "not the vlan link") {
+	if err := d.kind.check(ctx, other); err == nil || !strings.Contains(err.Error(), "not the vlan link") {
 		t.Fatalf("Check with another tag: %v", err)
 	}
-	if err := d.Detach(ctx, req.Netns, req.IfName); err != nil {
+	if err := d.kind.detach(ctx, req.Netns, req.IfName); err != nil {
 		t.Fatalf("Detach: %v", err)
 	}
 	if got := kernelLinks(t, e.pod); !slices.Equal(got, []string{"lo"}) {
 		t.Fatalf("pod links after Detach = %v", got)
 	}
-	if err := d.Detach(ctx, req.Netns, req.IfName); err != nil {
+	if err := d.kind.detach(ctx, req.Netns, req.IfName); err != nil {
 		t.Fatalf("second Detach: %v", err)
 	}
 }
@@ -83,17 +83,17 @@ func TestVLANFlowWithStandInLink(t *testing.T) {
 	t.Parallel()
 	e := kernelNewEnv(t)
 	ctx := context.Background()
-	d := NewVLAN()
+	d := NewVLAN(nil, KernelOptions{})
 	d.kind.newLink = macvlanLink
 	d.kind.owns = macvlanOwns
 
 	req := kernelPodReq(t, e)
 	req.VLANID = 0
-	if _, err := d.Attach(ctx, req); err == nil || !strings.Contains(err.Error(), "VLAN ID 0") {
+	if _, err := d.kind.attach(ctx, req); err == nil || !strings.Contains(err.Error(), "VLAN ID 0") {
 		t.Fatalf("Attach without a tag: %v", err)
 	}
 	req.VLANID = 200
-	res, err := d.Attach(ctx, req)
+	res, err := d.kind.attach(ctx, req)
 	if err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
@@ -103,13 +103,13 @@ func TestVLANFlowWithStandInLink(t *testing.T) {
 	if got := kernelLinks(t, e.node); !slices.Equal(got, []string{"ens3", "ens3p", "lo"}) {
 		t.Fatalf("node links = %v", got)
 	}
-	if err := d.Check(ctx, req); err != nil {
+	if err := d.kind.check(ctx, req); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	if err := d.Detach(ctx, req.Netns, req.IfName); err != nil {
+	if err := d.kind.detach(ctx, req.Netns, req.IfName); err != nil {
 		t.Fatalf("Detach: %v", err)
 	}
-	if err := d.Detach(ctx, req.Netns, req.IfName); err != nil {
+	if err := d.kind.detach(ctx, req.Netns, req.IfName); err != nil {
 		t.Fatalf("second Detach: %v", err)
 	}
 	if got := kernelLinks(t, e.pod); !slices.Equal(got, []string{"lo"}) {
@@ -119,7 +119,7 @@ func TestVLANFlowWithStandInLink(t *testing.T) {
 	// Rollback through the VLAN driver too.
 	bad := req
 	bad.IPs = append(slices.Clone(req.IPs), req.IPs[0])
-	if _, err := d.Attach(ctx, bad); err == nil {
+	if _, err := d.kind.attach(ctx, bad); err == nil {
 		t.Fatal("Attach with a conflicting IP succeeded")
 	}
 	if got := kernelLinks(t, e.pod); !slices.Equal(got, []string{"lo"}) {
@@ -130,14 +130,14 @@ func TestVLANFlowWithStandInLink(t *testing.T) {
 	}
 
 	// A link of another kind under the name is not ours: Detach leaves it.
-	mac := NewMACVLAN()
-	if _, err := mac.Attach(ctx, req); err != nil {
+	mac := NewMACVLAN(nil, KernelOptions{})
+	if _, err := mac.kind.attach(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if err := NewVLAN().Detach(ctx, req.Netns, req.IfName); err != nil {
+	if err := NewVLAN(nil, KernelOptions{}).kind.detach(ctx, req.Netns, req.IfName); err != nil {
 		t.Fatalf("VLAN Detach of a macvlan: %v", err)
 	}
-	if err := mac.Check(ctx, req); err != nil {
+	if err := mac.kind.check(ctx, req); err != nil {
 		t.Fatalf("VLAN Detach removed a link that was not a VLAN: %v", err)
 	}
 }

@@ -159,7 +159,7 @@ func TestListStaleAndCorrupt(t *testing.T) {
 func TestNewerSchemaRefused(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	data := `{"version": 2, "containerID": "c1", "ifName": "net1", "kind": "dpdk", "future": true}`
+	data := fmt.Sprintf(`{"version": %d, "containerID": "c1", "ifName": "net1", "kind": "dpdk", "future": true}`, SchemaVersion+1)
 	if err := os.WriteFile(filepath.Join(s.Dir(), "c1@net1.json"), []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -218,5 +218,69 @@ func TestConcurrentPuts(t *testing.T) {
 		if r.Extra["n"] != "4" {
 			t.Errorf("%s: last write lost: %v", r.Key(), r.Extra)
 		}
+	}
+}
+
+// TestPreviousSchemaRead: records in the format the previous daemon wrote
+// (schema version 1, the kernel interface's port ID in extra; and a record
+// without a version) are read, upgraded to the current version, and written
+// back in the current format.
+func TestPreviousSchemaRead(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	files := map[string]string{
+		"c1@eth0.json": `{
+  "version": 1,
+  "containerID": "c1",
+  "ifName": "eth0",
+  "kind": "macvlan",
+  "mac": "fa:16:3e:00:00:55",
+  "netns": "/var/run/netns/cni-1",
+  "extra": {
+    "portID": "5d1c8f0e-2b7a-4c3e-9f1d-0a2b3c4d5e6f"
+  },
+  "created": "2026-11-27T02:00:00Z"
+}
+`,
+		"c1@net1.json": `{"version":1,"containerID":"c1","ifName":"net1","kind":"dpdk","mac":"fa:16:3e:00:00:77",` +
+			`"pciAddress":"0000:01:00.0","originalDriver":"virtio-pci","targetDriver":"uio_pci_generic","created":"2026-11-27T02:00:00Z"}`,
+		"c2@eth0.json": `{"containerID":"c2","ifName":"eth0","kind":"vlan","netns":"/var/run/netns/cni-2","extra":{"portID":"p2","other":"x"},"created":"2026-11-27T02:00:00Z"}`,
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(s.Dir(), name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mv, err := s.Get("c1", "eth0")
+	if err != nil {
+		t.Fatalf("Get of a version 1 record: %v", err)
+	}
+	if mv.Version != SchemaVersion || mv.PortID != "5d1c8f0e-2b7a-4c3e-9f1d-0a2b3c4d5e6f" || mv.Extra != nil ||
+		mv.Kind != KindMACVLAN || mv.NetNS != "/var/run/netns/cni-1" || mv.MAC != "fa:16:3e:00:00:55" {
+		t.Errorf("version 1 kernel record read as %+v", mv)
+	}
+	dp, err := s.Get("c1", "net1")
+	if err != nil || dp.Version != SchemaVersion || dp.PCIAddress != "0000:01:00.0" || dp.OriginalDriver != "virtio-pci" || dp.PortID != "" {
+		t.Errorf("version 1 dpdk record read as %+v, %v", dp, err)
+	}
+	nv, err := s.Get("c2", "eth0")
+	if err != nil || nv.Version != SchemaVersion || nv.PortID != "p2" || len(nv.Extra) != 1 || nv.Extra["other"] != "x" {
+		t.Errorf("record without a version read as %+v, %v", nv, err)
+	}
+	recs, err := s.List()
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("List = %d records, %v; want all 3", len(recs), err)
+	}
+	// Written again, it is in the current format.
+	if err := s.Put(mv); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(s.Dir(), "c1@eth0.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), fmt.Sprintf(`"version": %d`, SchemaVersion)) || !strings.Contains(string(b), `"portID": "5d1c8f0e`) ||
+		strings.Contains(string(b), `"extra"`) {
+		t.Errorf("rewritten record:\n%s", b)
 	}
 }

@@ -9,12 +9,22 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
 )
 
 // SchemaVersion is the version of the record format this code writes. A
 // record with a higher version was written by a newer daemon and is refused
-// rather than misread.
-const SchemaVersion = 1
+// rather than misread; a record of the previous version is read and
+// upgraded (see upgrade).
+//
+// Versions: 1 kept a kernel interface's Neutron port ID in Extra["portID"]
+// (written by the daemon); 2 has the PortID field, for every kind (written
+// by the binding drivers).
+const SchemaVersion = 2
+
+// oldestVersion is the oldest record format Parse still reads.
+const oldestVersion = 1
 
 // Kinds of attachment a record can describe.
 const (
@@ -40,6 +50,8 @@ type Record struct {
 	IfName      string `json:"ifName"`
 	Kind        string `json:"kind"`
 	MAC         string `json:"mac,omitempty"`
+	// PortID is the Neutron port behind the attachment (since version 2).
+	PortID string `json:"portID,omitempty"`
 
 	// DPDK: the device and the driver to give it back to.
 	PCIAddress     string `json:"pciAddress,omitempty"`
@@ -69,8 +81,6 @@ func (r Record) Key() Key { return Key{ContainerID: r.ContainerID, IfName: r.IfN
 
 // containerIDRE is the CNI spec's rule for container IDs.
 var containerIDRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
-
-var pciAddrRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$`)
 
 // ValidateKey checks a container ID and interface name the way the CNI spec
 // and libcni do: container IDs are alphanumeric plus "_.-", starting
@@ -109,7 +119,7 @@ func (r Record) Validate() error {
 			return fmt.Errorf("record %s: MAC %q: %w", r.Key(), r.MAC, err)
 		}
 	}
-	if r.PCIAddress != "" && !pciAddrRE.MatchString(r.PCIAddress) {
+	if r.PCIAddress != "" && !netconf.ValidPCIAddress(r.PCIAddress) {
 		return fmt.Errorf("record %s: invalid PCI address %q", r.Key(), r.PCIAddress)
 	}
 	if r.Kind == KindDPDK && (r.PCIAddress == "" || r.MAC == "") {
@@ -124,7 +134,9 @@ func (r Record) Validate() error {
 }
 
 // Parse decodes and validates a record. Unknown fields are refused within
-// a known schema version; a newer version is refused with ErrNewerSchema.
+// a known schema version; a newer version is refused with ErrNewerSchema; a
+// record of an older version still read (a version-less one counts as
+// version 1) comes back upgraded to SchemaVersion.
 func Parse(data []byte) (Record, error) {
 	var head struct {
 		Version int `json:"version"`
@@ -144,6 +156,7 @@ func Parse(data []byte) (Record, error) {
 	if dec.More() {
 		return Record{}, fmt.Errorf("%w: trailing data after the record", ErrCorrupt)
 	}
+	upgrade(&r)
 	if len(r.Extra) == 0 {
 		r.Extra = nil
 	}
@@ -152,6 +165,23 @@ func Parse(data []byte) (Record, error) {
 	}
 	return r, nil
 }
+
+// upgrade brings a record of an older schema version to SchemaVersion.
+func upgrade(r *Record) {
+	if r.Version == 0 {
+		r.Version = oldestVersion
+	}
+	if r.Version == 1 {
+		if id, ok := r.Extra[extraPortID]; ok && r.PortID == "" {
+			r.PortID = id
+			delete(r.Extra, extraPortID)
+		}
+		r.Version = 2
+	}
+}
+
+// extraPortID is where version 1 kept the port ID.
+const extraPortID = "portID"
 
 // Marshal encodes a valid record.
 func Marshal(r Record) ([]byte, error) {

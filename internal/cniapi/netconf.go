@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -13,22 +12,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
-)
 
-// PluginType is the "type" of this project's network configurations.
-const PluginType = "kuryr-cni"
-
-// Drivers a network configuration may name.
-const (
-	DriverNestedVLAN    = "nested-vlan"
-	DriverNestedMACVLAN = "nested-macvlan"
-	DriverNestedDPDK    = "nested-dpdk"
-)
-
-// DPDK drivers a nested-dpdk network may bind its device to.
-const (
-	DPDKDriverUIO  = "uio_pci_generic"
-	DPDKDriverVFIO = "vfio-pci"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
 )
 
 // Runtime config keys this plugin reads (declared as capabilities).
@@ -52,17 +37,10 @@ type NetConf struct {
 
 	// DaemonSocket is the daemon's unix socket; DefaultSocketPath if empty.
 	DaemonSocket string `json:"daemonSocket,omitempty"`
-	// Driver is nested-vlan, nested-macvlan or nested-dpdk. Empty in primary
-	// mode means the node's default nested driver.
-	Driver string `json:"driver,omitempty"`
-	// SubnetID is the Neutron subnet the port comes from.
-	SubnetID string `json:"subnetId,omitempty"`
-	// DPDKDriver is uio_pci_generic (default) or vfio-pci; nested-dpdk only.
-	DPDKDriver string `json:"dpdkDriver,omitempty"`
-	// SecurityGroups are Neutron security group IDs for the port.
-	SecurityGroups []string `json:"securityGroups,omitempty"`
-	// MTU of the interface; 0 takes the Neutron network's.
-	MTU int `json:"mtu,omitempty"`
+	// Kuryr holds driver, subnetId, securityGroups, dpdkDriver and mtu.
+	// An empty Driver in primary mode means the node's default nested
+	// driver.
+	netconf.Kuryr
 
 	RuntimeConfig RuntimeConfig `json:"runtimeConfig,omitzero"`
 
@@ -91,7 +69,6 @@ const maxConfigLen = 1 << 20
 // maxSocketPath is the room in sockaddr_un.sun_path, less the final NUL.
 const maxSocketPath = 107
 
-var neutronID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 var networkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
 
 // ParseNetConf decodes and validates a kuryr-cni network configuration. Any
@@ -132,8 +109,8 @@ func (c *NetConf) validate() *types.Error {
 	if !networkName.MatchString(c.Name) {
 		return badField("name", "%q has characters other than letters, digits, _ . -", c.Name)
 	}
-	if c.Type != PluginType {
-		return badField("type", "%q, want %q", c.Type, PluginType)
+	if c.Type != netconf.PluginType {
+		return badField("type", "%q, want %q", c.Type, netconf.PluginType)
 	}
 	if c.DaemonSocket != "" {
 		if err := checkPath("daemonSocket", c.DaemonSocket); err != nil {
@@ -143,34 +120,12 @@ func (c *NetConf) validate() *types.Error {
 			return badField("daemonSocket", "longer than %d bytes (a unix socket path limit)", maxSocketPath)
 		}
 	}
-	switch c.Driver {
-	case "", DriverNestedVLAN, DriverNestedMACVLAN, DriverNestedDPDK:
-	default:
-		return badField("driver", "%q is not one of %s, %s, %s", c.Driver, DriverNestedVLAN, DriverNestedMACVLAN, DriverNestedDPDK)
-	}
-	if c.SubnetID != "" && !neutronID.MatchString(c.SubnetID) {
-		return badField("subnetId", "%q is not a Neutron ID (a UUID)", c.SubnetID)
-	}
-	switch c.DPDKDriver {
-	case "":
-	case DPDKDriverUIO, DPDKDriverVFIO:
-		if c.Driver != DriverNestedDPDK && c.Driver != "" {
-			return badField("dpdkDriver", "set for driver %q; it applies to %s only", c.Driver, DriverNestedDPDK)
+	if err := c.Kuryr.Validate(); err != nil {
+		var fe *netconf.FieldError
+		if errors.As(err, &fe) {
+			return badField(fe.Field, "%s", fe.Reason)
 		}
-	default:
-		return badField("dpdkDriver", "%q is not one of %s, %s", c.DPDKDriver, DPDKDriverUIO, DPDKDriverVFIO)
-	}
-	for i, sg := range c.SecurityGroups {
-		field := fmt.Sprintf("securityGroups[%d]", i)
-		if !neutronID.MatchString(sg) {
-			return badField(field, "%q is not a Neutron ID (a UUID)", sg)
-		}
-		if slices.Contains(c.SecurityGroups[:i], sg) {
-			return badField(field, "%s is listed twice", sg)
-		}
-	}
-	if c.MTU != 0 && (c.MTU < 68 || c.MTU > 65535) {
-		return badField("mtu", "%d is outside 68..65535", c.MTU)
+		return badField("config", "%v", err)
 	}
 	if f := c.RuntimeConfig.DeviceInfoFile; f != "" {
 		if err := checkPath("runtimeConfig.CNIDeviceInfoFile", f); err != nil {

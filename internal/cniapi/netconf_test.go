@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
 )
 
 const (
@@ -47,7 +49,7 @@ func TestParseNetConfValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseNetConf: %v", err)
 	}
-	if c.Driver != DriverNestedDPDK || c.DPDKDriver != DPDKDriverVFIO || c.SubnetID != subnetA || c.MTU != 1450 ||
+	if c.Driver != netconf.DriverNestedDPDK || c.DPDKDriver != netconf.DPDKDriverVFIO || c.SubnetID != subnetA || c.MTU != 1450 ||
 		len(c.SecurityGroups) != 2 || c.DaemonSocket != "/run/kuryr-dpdk/cni.sock" {
 		t.Fatalf("fields not decoded: %+v", c)
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
 )
 
 // fakeHandler records requests and answers with what it is told.
@@ -95,7 +97,7 @@ func TestServerRoundTrip(t *testing.T) {
 		t.Fatalf("handler saw %d requests", len(h.reqs))
 	}
 	got := h.reqs[0]
-	if got.NetConf == nil || got.NetConf.Driver != DriverNestedDPDK || got.Args.PodUID != req.Args.PodUID ||
+	if got.NetConf == nil || got.NetConf.Driver != netconf.DriverNestedDPDK || got.Args.PodUID != req.Args.PodUID ||
 		got.ContainerID != req.ContainerID || got.Netns != req.Netns || string(got.Config) != string(req.Config) {
 		t.Fatalf("handler got %+v", got)
 	}

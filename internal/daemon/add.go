@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -16,17 +15,8 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 )
-
-// plugged is one interface as the pod got it.
-type plugged struct {
-	req    v1alpha1.InterfaceRequest
-	status v1alpha1.InterfaceStatus
-	// devInfo is the device-info file written for a DPDK device.
-	devInfo string
-}
 
 // Add implements cniapi.Handler: wait for the pod's interfaces, plug them,
 // report them.
@@ -72,7 +62,7 @@ func (d *Daemon) Add(ctx context.Context, req *cniapi.Request) (res cnitypes.Res
 	}
 	d.metrics.phases.WithLabelValues(phaseReport).Observe(time.Since(t).Seconds())
 	d.log.V(1).Info("plugged", "pod", key, "container", req.ContainerID, "interfaces", len(got), "took", time.Since(start))
-	return buildResult(req, got), nil
+	return cniResult(req.Netns, got), nil
 }
 
 // waitInterfaces waits, event-driven, until the pod's KuryrPod (for this
@@ -164,117 +154,36 @@ func findStatus(kp *v1alpha1.KuryrPod, ifName string) *v1alpha1.InterfaceStatus 
 	return nil
 }
 
-// plug puts one interface in the pod (or binds its device).
+// plug puts one interface in the pod (or binds its device) through the
+// binding driver of its driver name, which waits for a DPDK device and
+// keeps the checkpoint.
 func (d *Daemon) plug(ctx context.Context, req *cniapi.Request, ir v1alpha1.InterfaceRequest, st v1alpha1.InterfaceStatus) (plugged, error) {
-	p := plugged{req: ir, status: st}
-	switch ir.Driver {
-	case v1alpha1.DriverNestedDPDK:
-		return d.plugDPDK(ctx, req, p)
-	case v1alpha1.DriverNestedVLAN, v1alpha1.DriverNestedMACVLAN:
-		return p, d.plugKernel(ctx, req, p)
+	p := plugged{ir: ir, st: st}
+	drv, err := d.bindings.ForDriver(string(ir.Driver))
+	if err != nil {
+		return p, cniErr(cniapi.CodeBadConfig, "interface %s: %v", ir.IfName, err)
 	}
-	return p, cniErr(cniapi.CodeBadConfig, "interface %s: unknown driver %q", ir.IfName, ir.Driver)
-}
-
-func (d *Daemon) plugDPDK(ctx context.Context, req *cniapi.Request, p plugged) (plugged, error) {
-	ifName := p.req.IfName
-	// A retried ADD finds the device through its checkpoint: once bound,
-	// its netdev (and MAC) are gone, so there is nothing to wait for.
-	if _, err := d.store.Get(req.ContainerID, ifName); errors.Is(err, checkpoint.ErrNotFound) {
-		t := time.Now()
-		wctx, cancel := context.WithTimeout(ctx, d.opts.DeviceTimeout)
-		_, err := d.sys.WaitForMAC(wctx, p.status.MAC)
-		cancel()
-		if err != nil {
-			return p, cniErr(cniapi.CodeTryAgainLater, "interface %s: the device with MAC %s (port %s) has not appeared in this VM: %v", ifName, p.status.MAC, p.status.PortID, err)
-		}
-		d.metrics.phases.WithLabelValues(phaseWaitDevice).Observe(time.Since(t).Seconds())
-	}
-	p.devInfo = req.NetConf.RuntimeConfig.DeviceInfoFile
-	if p.devInfo == "" {
-		network := p.req.Network
-		if network == "" {
-			network = req.NetConf.Name
-		}
-		p.devInfo = binding.DeviceInfoPath(d.opts.DevInfoRoot, network, req.ContainerID, ifName)
+	if p.req, err = bindingRequest(req, req.Netns, ir, st); err != nil {
+		return p, err
 	}
 	t := time.Now()
-	res, err := d.dpdk.Attach(ctx, binding.DPDKRequest{
-		ContainerID: req.ContainerID, IfName: ifName, MAC: p.status.MAC,
-		TargetDriver: p.req.DPDKDriver, DeviceInfoFile: p.devInfo,
-	})
-	if err != nil {
-		return p, fmt.Errorf("interface %s (MAC %s): %w", ifName, p.status.MAC, err)
+	if p.res, err = drv.Attach(ctx, p.req); err != nil {
+		if errors.Is(err, binding.ErrDeviceNotFound) {
+			return p, cniErr(cniapi.CodeTryAgainLater, "interface %s: the device with MAC %s (port %s) has not appeared in this VM: %v",
+				ir.IfName, st.MAC, st.PortID, err)
+		}
+		return p, fmt.Errorf("interface %s (MAC %s): %w", ir.IfName, st.MAC, err)
 	}
-	d.metrics.phases.WithLabelValues(phaseBind).Observe(time.Since(t).Seconds())
-	p.status.PCIAddress, p.status.OriginalDriver, p.status.BoundDriver = res.PCIAddress, res.OriginalDriver, res.BoundDriver
+	took := time.Since(t)
+	if p.res.PCIAddress == "" {
+		d.metrics.phases.WithLabelValues(phaseNetlink).Observe(took.Seconds())
+		return p, nil
+	}
+	if p.res.DeviceWait > 0 {
+		d.metrics.phases.WithLabelValues(phaseWaitDevice).Observe(p.res.DeviceWait.Seconds())
+	}
+	d.metrics.phases.WithLabelValues(phaseBind).Observe((took - p.res.DeviceWait).Seconds())
 	return p, nil
-}
-
-// kernelRequest builds the netlink request for a VLAN/MACVLAN interface.
-func (d *Daemon) kernelRequest(ctx context.Context, netns string, ir v1alpha1.InterfaceRequest, st v1alpha1.InterfaceStatus) (binding.KernelRequest, error) {
-	parent, err := d.parentLink(ctx)
-	if err != nil {
-		return binding.KernelRequest{}, cniErr(cniapi.CodeTryAgainLater, "%v", err)
-	}
-	kr := binding.KernelRequest{
-		Netns: netns, Parent: parent, ParentNetns: d.opts.NodeNetns, IfName: ir.IfName,
-		MTU: st.MTU, DefaultRoute: ir.DefaultRoute, VLANID: st.VLANID,
-		Gateway: net.ParseIP(st.Gateway),
-	}
-	if kr.MAC, err = net.ParseMAC(st.MAC); err != nil {
-		return kr, cniErr(cniapi.CodeInternal, "interface %s: the cloud gave MAC %q: %v", ir.IfName, st.MAC, err)
-	}
-	for _, c := range st.IPs {
-		ip, n, err := net.ParseCIDR(c)
-		if err != nil {
-			return kr, cniErr(cniapi.CodeInternal, "interface %s: address %q: %v", ir.IfName, c, err)
-		}
-		n.IP = ip
-		kr.IPs = append(kr.IPs, n)
-	}
-	for _, r := range st.Routes {
-		_, dst, err := net.ParseCIDR(r.Dst)
-		if err != nil {
-			return kr, cniErr(cniapi.CodeInternal, "interface %s: route %q: %v", ir.IfName, r.Dst, err)
-		}
-		kr.Routes = append(kr.Routes, binding.KernelRoute{Dst: dst, GW: net.ParseIP(r.Gateway)})
-	}
-	return kr, nil
-}
-
-func (d *Daemon) plugKernel(ctx context.Context, req *cniapi.Request, p plugged) error {
-	ir := p.req
-	kr, err := d.kernelRequest(ctx, req.Netns, ir, p.status)
-	if err != nil {
-		return err
-	}
-	drv := d.kernel[ir.Driver]
-	kind := kindMACVLAN
-	if ir.Driver == v1alpha1.DriverNestedVLAN {
-		kind = kindVLAN
-	}
-	t := time.Now()
-	if rec, err := d.store.Get(req.ContainerID, ir.IfName); err == nil {
-		// A retried ADD: keep what is there if it is right, else redo it.
-		if drv.Check(ctx, kr) == nil {
-			return nil
-		}
-		if err := drv.Detach(ctx, rec.NetNS, ir.IfName); err != nil {
-			return fmt.Errorf("interface %s: remove the previous attempt: %w", ir.IfName, err)
-		}
-	}
-	// The checkpoint comes first, so that a DEL after a crash knows what to remove.
-	rec := checkpoint.Record{ContainerID: req.ContainerID, IfName: ir.IfName, Kind: kind, MAC: p.status.MAC, NetNS: req.Netns,
-		Extra: map[string]string{"portID": p.status.PortID}}
-	if err := d.store.Put(rec); err != nil {
-		return cniErr(cniapi.CodeInternal, "write the checkpoint of %s: %v", ir.IfName, err)
-	}
-	if _, err := drv.Attach(ctx, kr); err != nil {
-		return fmt.Errorf("interface %s: %w", ir.IfName, err)
-	}
-	d.metrics.phases.WithLabelValues(phaseNetlink).Observe(time.Since(t).Seconds())
-	return nil
 }
 
 // recordPlugged marks the interfaces Plugged in the KuryrPod, with what
@@ -284,11 +193,11 @@ func (d *Daemon) recordPlugged(ctx context.Context, key types.NamespacedName, ui
 		for _, p := range got {
 			for i := range st.Interfaces {
 				s := &st.Interfaces[i]
-				if s.IfName != p.req.IfName {
+				if s.IfName != p.ir.IfName {
 					continue
 				}
 				s.State, s.Message = v1alpha1.StatePlugged, ""
-				s.PCIAddress, s.OriginalDriver, s.BoundDriver = p.status.PCIAddress, p.status.OriginalDriver, p.status.BoundDriver
+				s.PCIAddress, s.OriginalDriver, s.BoundDriver = p.res.PCIAddress, p.res.OriginalDriver, p.res.BoundDriver
 			}
 		}
 		st.Summary = summary(st)

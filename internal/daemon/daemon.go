@@ -20,29 +20,10 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
 )
 
-// Kinds of checkpoint records this daemon writes.
-const (
-	kindVLAN    = "vlan"
-	kindMACVLAN = "macvlan"
-)
-
-// kernelDriver is a VLAN or MACVLAN binding.
-type kernelDriver interface {
-	Attach(ctx context.Context, req binding.KernelRequest) (binding.KernelResult, error)
-	Check(ctx context.Context, req binding.KernelRequest) error
-	Detach(ctx context.Context, netns, ifName string) error
-}
-
-var (
-	_ kernelDriver   = (*binding.VLAN)(nil)
-	_ kernelDriver   = (*binding.MACVLAN)(nil)
-	_ cniapi.Handler = (*Daemon)(nil)
-)
+var _ cniapi.Handler = (*Daemon)(nil)
 
 // Daemon serves the CNI for one node. It implements cniapi.Handler.
 type Daemon struct {
@@ -52,15 +33,14 @@ type Daemon struct {
 	client client.Client
 	// reader reads from the API server itself (the node, fresh objects
 	// for read-modify-write).
-	reader  client.Reader
-	sys     *pci.SysFS
-	store   *checkpoint.Store
-	dpdk    *binding.DPDK
-	kernel  map[v1alpha1.Driver]kernelDriver
-	waiters *waiters
-	metrics *metrics
-	synced  func() bool
-	log     logr.Logger
+	reader client.Reader
+	// bindings plug, check and unplug interfaces and keep their
+	// checkpoints.
+	bindings *binding.Set
+	waiters  *waiters
+	metrics  *metrics
+	synced   func() bool
+	log      logr.Logger
 
 	parentMu sync.Mutex
 	parent   string
@@ -69,17 +49,20 @@ type Daemon struct {
 // New builds a daemon. c should read from a cache restricted to this node
 // (see CacheOptions); reader reads from the API server.
 func New(opts Options, c client.Client, reader client.Reader, reg prometheus.Registerer, log logr.Logger) (*Daemon, error) {
-	store, err := checkpoint.New(opts.CheckpointDir)
+	d := &Daemon{
+		opts: opts, client: c, reader: reader,
+		waiters: newWaiters(), metrics: newMetrics(reg), synced: func() bool { return false }, log: log,
+	}
+	var err error
+	d.bindings, err = binding.New(binding.Options{
+		SysfsRoot: opts.SysfsRoot, CheckpointDir: opts.CheckpointDir, DevInfoRoot: opts.DevInfoRoot,
+		DeviceTimeout: opts.DeviceTimeout,
+		Kernel:        binding.KernelOptions{ParentNetns: opts.NodeNetns, Parent: d.parentLink},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint directory %s: %w", opts.CheckpointDir, err)
 	}
-	sys := pci.New(opts.SysfsRoot)
-	return &Daemon{
-		opts: opts, client: c, reader: reader, sys: sys, store: store,
-		dpdk:    binding.NewDPDK(sys, store, binding.DPDKOptions{}),
-		kernel:  map[v1alpha1.Driver]kernelDriver{v1alpha1.DriverNestedVLAN: binding.NewVLAN(), v1alpha1.DriverNestedMACVLAN: binding.NewMACVLAN()},
-		waiters: newWaiters(), metrics: newMetrics(reg), synced: func() bool { return false }, log: log,
-	}, nil
+	return d, nil
 }
 
 // Watch hooks the daemon to the informers of c: every KuryrPod change wakes
@@ -130,8 +113,17 @@ func (d *Daemon) all(req *cniapi.Request) bool {
 }
 
 // parentLink finds the VM's NIC once: the override, else the link holding
-// the node's InternalIP in the node's network namespace.
+// the node's InternalIP in the node's network namespace. Not finding it is
+// "try again later" (CNI code 11).
 func (d *Daemon) parentLink(ctx context.Context) (string, error) {
+	name, err := d.findParentLink(ctx)
+	if err != nil {
+		return "", cniErr(cniapi.CodeTryAgainLater, "%v", err)
+	}
+	return name, nil
+}
+
+func (d *Daemon) findParentLink(ctx context.Context) (string, error) {
 	d.parentMu.Lock()
 	defer d.parentMu.Unlock()
 	if d.parent != "" {

@@ -235,3 +235,32 @@ func TestAddWaitsForThePlan(t *testing.T) {
 	}
 	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
 }
+
+// TestDeviceTimeoutReachesDEL: --device-timeout bounds the binding's own
+// waits too: a DEL whose rebind never completes (nothing acts on the sysfs
+// writes any more) fails, try again later, after the configured timeout and
+// not after a fixed 10 s.
+func TestDeviceTimeoutReachesDEL(t *testing.T) {
+	n := newNode(t)
+	n.deviceTimeout = 1500 * time.Millisecond
+	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	n.startDaemon(30 * time.Second)
+	n.createPod("slowdel", v1alpha1.StateActive)
+	if _, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt()); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	must(t, n.sim.Close())
+	start := time.Now()
+	err := n.cni.DelNetworkList(n.ctx, n.list, n.rt())
+	took := time.Since(start)
+	cniCode(t, "DEL with a rebind that never completes", err, cniapi.CodeTryAgainLater)
+	if took < 1500*time.Millisecond || took > 8*time.Second {
+		t.Fatalf("DEL gave up after %s, want about the 1.5s --device-timeout", took)
+	}
+	if _, err := os.Stat(n.ckptDir); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(n.ckptDir); len(ents) != 1 {
+		t.Fatalf("checkpoints after the failed DEL: %v, want the DPDK one kept for a retry", ents)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -16,7 +17,7 @@ import (
 // records returns the checkpoints a call covers: the container's, all of
 // them for the primary CNI's call, else the one of CNI_IFNAME.
 func (d *Daemon) records(req *cniapi.Request) ([]checkpoint.Record, error) {
-	all, err := d.store.List()
+	all, err := d.bindings.Records()
 	if err != nil {
 		return nil, cniErr(cniapi.CodeInternal, "read checkpoints in %s: %v", d.opts.CheckpointDir, err)
 	}
@@ -29,28 +30,18 @@ func (d *Daemon) records(req *cniapi.Request) ([]checkpoint.Record, error) {
 	return out, nil
 }
 
-// unplug undoes one attachment from its checkpoint alone: it works after a
-// restart, with the pod's namespace gone, and twice.
+// unplug undoes one attachment from its checkpoint alone, through the
+// binding driver that wrote it: it works after a restart, with the pod's
+// namespace gone, and twice.
 func (d *Daemon) unplug(ctx context.Context, r checkpoint.Record) error {
-	switch r.Kind {
-	case checkpoint.KindDPDK:
-		// Rebinds the original driver, waits for the netdev, removes the
-		// device-info file and the checkpoint.
-		if err := d.dpdk.Detach(ctx, r.ContainerID, r.IfName); err != nil {
-			return fmt.Errorf("give device %s (%s) back to %s: %w", r.PCIAddress, r.IfName, r.OriginalDriver, err)
-		}
-		return nil
-	case kindVLAN, kindMACVLAN:
-		drv := d.kernel[v1alpha1.DriverNestedMACVLAN]
-		if r.Kind == kindVLAN {
-			drv = d.kernel[v1alpha1.DriverNestedVLAN]
-		}
-		if err := drv.Detach(ctx, r.NetNS, r.IfName); err != nil {
-			return fmt.Errorf("remove %s from %s: %w", r.IfName, r.NetNS, err)
-		}
-		return d.store.Delete(r.ContainerID, r.IfName)
+	drv, err := d.bindings.ForRecord(r)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("checkpoint %s has unknown kind %q", r.Key(), r.Kind)
+	if err := drv.Detach(ctx, r.ContainerID, r.IfName); err != nil {
+		return fmt.Errorf("undo the %s attachment %s: %w", r.Kind, r.Key(), err)
+	}
+	return nil
 }
 
 // Del implements cniapi.Handler. Nothing to do is a success.
@@ -112,28 +103,20 @@ func (d *Daemon) Check(ctx context.Context, req *cniapi.Request) (err error) {
 		return cniErr(cniapi.CodeInternal, "read KuryrPod %s: %v", key, err)
 	}
 	for _, r := range recs {
-		if r.Kind == checkpoint.KindDPDK {
-			if err := d.dpdk.Check(ctx, r.ContainerID, r.IfName); err != nil {
-				return cniErr(cniapi.CodeInternal, "CHECK %s: %v", r.IfName, err)
-			}
-			continue
-		}
+		i := slices.IndexFunc(kp.Spec.Interfaces, func(ir v1alpha1.InterfaceRequest) bool { return ir.IfName == r.IfName })
 		st := findStatus(&kp, r.IfName)
-		i := -1
-		for j, ir := range kp.Spec.Interfaces {
-			if ir.IfName == r.IfName {
-				i = j
-			}
-		}
 		if st == nil || i < 0 {
 			return cniErr(cniapi.CodeInternal, "CHECK %s: the KuryrPod no longer lists it", r.IfName)
 		}
-		kr, err := d.kernelRequest(ctx, r.NetNS, kp.Spec.Interfaces[i], *st)
+		br, err := bindingRequest(req, r.NetNS, kp.Spec.Interfaces[i], *st)
 		if err != nil {
 			return err
 		}
-		drv := d.kernel[kp.Spec.Interfaces[i].Driver]
-		if err := drv.Check(ctx, kr); err != nil {
+		drv, err := d.bindings.ForRecord(r)
+		if err != nil {
+			return cniErr(cniapi.CodeInternal, "CHECK %s: %v", r.IfName, err)
+		}
+		if err := drv.Check(ctx, br); err != nil {
 			return cniErr(cniapi.CodeInternal, "CHECK %s: %v", r.IfName, err)
 		}
 	}
@@ -149,7 +132,7 @@ func (d *Daemon) GC(ctx context.Context, req *cniapi.Request) (err error) {
 	for _, a := range req.NetConf.ValidAttachments {
 		keep[checkpoint.Key{ContainerID: a.ContainerID, IfName: a.IfName}] = true
 	}
-	all, err := d.store.List()
+	all, err := d.bindings.Records()
 	if err != nil {
 		return cniErr(cniapi.CodeInternal, "read checkpoints: %v", err)
 	}

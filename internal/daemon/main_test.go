@@ -86,6 +86,9 @@ type node struct {
 	cni     *libcni.CNIConfig
 	list    *libcni.NetworkConfigList
 	pod     *corev1.Pod
+	// deviceTimeout, when set, is the daemons' --device-timeout (else the
+	// timeout given to startDaemon).
+	deviceTimeout time.Duration
 }
 
 func newNode(t *testing.T) *node {
@@ -161,6 +164,9 @@ func (n *node) startDaemonAs(cfg *rest.Config, timeout time.Duration, primary bo
 	opts.NodeName, opts.Socket, opts.SysfsRoot = n.name, n.socket, n.sim.Root()
 	opts.CheckpointDir, opts.DevInfoRoot, opts.NodeNetns = n.ckptDir, n.dir, n.nodeNS.Path()
 	opts.Primary, opts.InterfacesTimeout, opts.DeviceTimeout = primary, timeout, timeout
+	if n.deviceTimeout != 0 {
+		opts.DeviceTimeout = n.deviceTimeout
+	}
 	must(n.t, opts.Validate())
 	d, err := New(opts, mgr.GetClient(), mgr.GetAPIReader(), nil, ctrl.Log)
 	must(n.t, err)

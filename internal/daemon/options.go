@@ -79,7 +79,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.InterfacesTimeout, "interfaces-timeout", o.InterfacesTimeout, "how long an ADD waits for the pod's interfaces to be ACTIVE before answering try-again (CNI code 11)")
 }
 
-// Validate returns every problem at once, each naming its flag.
+// Validate returns every problem at once, each naming its flag, in the
+// order the flags are checked (the same on every run).
 func (o *Options) Validate() error {
 	var errs []error
 	bad := func(flag, format string, args ...any) {
@@ -91,9 +92,11 @@ func (o *Options) Validate() error {
 	if o.Socket == "" || !filepath.IsAbs(o.Socket) {
 		bad("socket", "%q must be an absolute path", o.Socket)
 	}
-	for name, dir := range map[string]string{"sysfs-root": o.SysfsRoot, "checkpoint-dir": o.CheckpointDir, "devinfo-root": o.DevInfoRoot} {
-		if !filepath.IsAbs(dir) {
-			bad(name, "%q must be an absolute path", dir)
+	for _, f := range []struct{ name, dir string }{
+		{"sysfs-root", o.SysfsRoot}, {"checkpoint-dir", o.CheckpointDir}, {"devinfo-root", o.DevInfoRoot},
+	} {
+		if !filepath.IsAbs(f.dir) {
+			bad(f.name, "%q must be an absolute path", f.dir)
 		}
 	}
 	if o.NodeNetns != "" && !filepath.IsAbs(o.NodeNetns) {

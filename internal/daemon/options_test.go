@@ -47,3 +47,20 @@ func TestWaitersWakeOnChangeOnly(t *testing.T) {
 		t.Fatal("a closed channel was handed out again")
 	}
 }
+
+// TestOptionsValidateOrderIsStable: the errors come out in one order, the
+// same on every call, so that logs and tests can compare them.
+func TestOptionsValidateOrderIsStable(t *testing.T) {
+	t.Parallel()
+	o := Defaults()
+	o.NodeName, o.Socket, o.SysfsRoot, o.CheckpointDir, o.DevInfoRoot = "n1", "/run/x.sock", "sys", "ckpt", "devinfo"
+	want := "--sysfs-root: \"sys\" must be an absolute path\n" +
+		"--checkpoint-dir: \"ckpt\" must be an absolute path\n" +
+		"--devinfo-root: \"devinfo\" must be an absolute path"
+	for i := range 50 {
+		err := o.Validate()
+		if err == nil || err.Error() != want {
+			t.Fatalf("call %d: Validate = %v\nwant:\n%s", i+1, err, want)
+		}
+	}
+}

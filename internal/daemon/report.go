@@ -3,10 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"net"
 
-	cnitypes "github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -55,23 +52,21 @@ func (d *Daemon) writeNetworkStatus(ctx context.Context, key types.NamespacedNam
 	var list []nadv1.NetworkStatus
 	for _, p := range got {
 		ns := nadv1.NetworkStatus{
-			Name: p.req.Network, Interface: p.req.IfName, Mac: p.status.MAC, Mtu: p.status.MTU,
-			Default: p.req.Network == "",
+			Name: p.ir.Network, Interface: p.ir.IfName, Mac: p.req.MAC.String(), Mtu: p.req.MTU,
+			Default: p.ir.Network == "",
 		}
 		if ns.Default {
 			ns.Name = primaryNetwork
 		}
-		for _, c := range p.status.IPs {
-			if ip, _, err := net.ParseCIDR(c); err == nil {
-				ns.IPs = append(ns.IPs, ip.String())
-			}
+		for _, n := range p.req.IPs {
+			ns.IPs = append(ns.IPs, n.IP.String())
 		}
-		if p.status.DNS != nil {
-			ns.DNS = nadv1.DNS{Nameservers: p.status.DNS.Nameservers, Domain: p.status.DNS.Domain, Search: p.status.DNS.Search}
+		if dns := p.st.DNS; dns != nil {
+			ns.DNS = nadv1.DNS{Nameservers: dns.Nameservers, Domain: dns.Domain, Search: dns.Search}
 		}
-		if p.status.PCIAddress != "" {
+		if p.res.PCIAddress != "" {
 			ns.DeviceInfo = &nadv1.DeviceInfo{Type: nadv1.DeviceInfoTypePCI, Version: nadv1.DeviceInfoVersion,
-				Pci: &nadv1.PciDevice{PciAddress: p.status.PCIAddress}}
+				Pci: &nadv1.PciDevice{PciAddress: p.res.PCIAddress}}
 		}
 		list = append(list, ns)
 	}
@@ -86,42 +81,6 @@ func (d *Daemon) writeNetworkStatus(ctx context.Context, key types.NamespacedNam
 		return err
 	}
 	return d.client.Patch(ctx, pod, client.RawPatch(types.MergePatchType, patch))
-}
-
-// buildResult is the CNI result: every interface (pciID for DPDK devices),
-// every address (a DPDK device's too: the application configures itself
-// from them), routes and DNS.
-func buildResult(req *cniapi.Request, got []plugged) *current.Result {
-	res := &current.Result{CNIVersion: current.ImplementedSpecVersion}
-	for i, p := range got {
-		idx := i
-		iface := &current.Interface{Name: p.req.IfName, Mac: p.status.MAC, Mtu: p.status.MTU, Sandbox: req.Netns}
-		if p.status.PCIAddress != "" {
-			iface.PciID = p.status.PCIAddress
-		}
-		res.Interfaces = append(res.Interfaces, iface)
-		for _, c := range p.status.IPs {
-			ip, n, err := net.ParseCIDR(c)
-			if err != nil {
-				continue
-			}
-			n.IP = ip
-			cfg := &current.IPConfig{Interface: &idx, Address: *n}
-			if gw := net.ParseIP(p.status.Gateway); gw != nil && (gw.To4() == nil) == (ip.To4() == nil) {
-				cfg.Gateway = gw
-			}
-			res.IPs = append(res.IPs, cfg)
-		}
-		for _, r := range p.status.Routes {
-			if _, dst, err := net.ParseCIDR(r.Dst); err == nil {
-				res.Routes = append(res.Routes, &cnitypes.Route{Dst: *dst, GW: net.ParseIP(r.Gateway)})
-			}
-		}
-		if p.status.DNS != nil && len(res.DNS.Nameservers) == 0 {
-			res.DNS = cnitypes.DNS{Nameservers: p.status.DNS.Nameservers, Domain: p.status.DNS.Domain, Search: p.status.DNS.Search}
-		}
-	}
-	return res
 }
 
 // Status implements cniapi.Handler: ready once the informers have synced.

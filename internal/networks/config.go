@@ -3,10 +3,12 @@ package networks
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
 )
 
 // Config is what backs one network: how its interfaces are made.
@@ -20,22 +22,14 @@ type Config struct {
 	DPDKDriver string
 }
 
-// cniConfig holds the kuryr-dpdk fields of a CNI network config of type
-// kuryr-cni (what a NAD's spec.config, and Multus, carry).
+// cniConfig is a CNI network config (what a NAD's spec.config, and Multus,
+// carry) as far as this package reads it: its type, the kuryr fields, and
+// the plugins of a conflist.
 type cniConfig struct {
-	Type           string   `json:"type"`
-	Driver         string   `json:"driver,omitempty"`
-	SubnetID       string   `json:"subnetId,omitempty"`
-	SecurityGroups []string `json:"securityGroups,omitempty"`
-	DPDKDriver     string   `json:"dpdkDriver,omitempty"`
+	Type string `json:"type"`
+	netconf.Kuryr
 	// Plugins is set when spec.config is a conflist.
 	Plugins []json.RawMessage `json:"plugins,omitempty"`
-}
-
-// kuryrConfig is kuryr-kubernetes' openstack.org/kuryr-config annotation.
-type kuryrConfig struct {
-	SubnetID   string `json:"subnetId"`
-	DriverType string `json:"driverType,omitempty"`
 }
 
 // ConfigFromNAD reads what backs a NetworkAttachmentDefinition named ref
@@ -45,12 +39,12 @@ type kuryrConfig struct {
 // field they must agree.
 func ConfigFromNAD(ref string, annotations map[string]string, specConfig string) (Config, error) {
 	obj := "NetworkAttachmentDefinition " + ref
-	var cfg Config
+	var cfg netconf.Kuryr
 	haveCNI, err := fromSpecConfig(obj, specConfig, &cfg)
 	if err != nil {
 		return Config{}, err
 	}
-	ann, haveAnn := annotations[v1alpha1.KuryrConfigAnnotation]
+	ann, haveAnn := annotations[netconf.KuryrConfigAnnotation]
 	if haveAnn {
 		if err := mergeKuryrAnnotation(obj, ann, &cfg); err != nil {
 			return Config{}, err
@@ -58,17 +52,17 @@ func ConfigFromNAD(ref string, annotations map[string]string, specConfig string)
 	}
 	if !haveCNI && !haveAnn {
 		return Config{}, &SpecError{Object: obj, Field: "spec.config.type",
-			Reason: fmt.Sprintf("not a kuryr-dpdk network: want spec.config with \"type\": %q or the %s annotation", v1alpha1.CNIType, v1alpha1.KuryrConfigAnnotation)}
+			Reason: fmt.Sprintf("not a kuryr-dpdk network: want spec.config with \"type\": %q or the %s annotation", netconf.PluginType, netconf.KuryrConfigAnnotation)}
 	}
-	if err := cfg.validate(obj); err != nil {
+	if err := validate(obj, cfg); err != nil {
 		return Config{}, err
 	}
-	return cfg, nil
+	return Config{Driver: v1alpha1.Driver(cfg.Driver), SubnetID: cfg.SubnetID, SecurityGroups: cfg.SecurityGroups, DPDKDriver: cfg.DPDKDriver}, nil
 }
 
 // fromSpecConfig fills cfg from spec.config when it is a kuryr-cni config.
 // It reports whether it was one.
-func fromSpecConfig(obj, specConfig string, cfg *Config) (bool, error) {
+func fromSpecConfig(obj, specConfig string, cfg *netconf.Kuryr) (bool, error) {
 	if strings.TrimSpace(specConfig) == "" {
 		return false, nil
 	}
@@ -82,18 +76,18 @@ func fromSpecConfig(obj, specConfig string, cfg *Config) (bool, error) {
 			return false, &SpecError{Object: obj, Field: "spec.config.plugins[0]", Reason: fmt.Sprintf("not valid JSON: %v", err)}
 		}
 	}
-	if c.Type != v1alpha1.CNIType {
+	if c.Type != netconf.PluginType {
 		return false, nil
 	}
-	*cfg = Config{Driver: v1alpha1.Driver(c.Driver), SubnetID: c.SubnetID, SecurityGroups: c.SecurityGroups, DPDKDriver: c.DPDKDriver}
+	*cfg = c.Kuryr
 	return true, nil
 }
 
-func mergeKuryrAnnotation(obj, ann string, cfg *Config) error {
-	field := "metadata.annotations[" + v1alpha1.KuryrConfigAnnotation + "]"
-	var k kuryrConfig
-	if err := json.Unmarshal([]byte(ann), &k); err != nil {
-		return &SpecError{Object: obj, Field: field, Reason: fmt.Sprintf(`not valid JSON (want {"subnetId": "...", "driverType": "nested-dpdk"}): %v`, err)}
+func mergeKuryrAnnotation(obj, ann string, cfg *netconf.Kuryr) error {
+	field := "metadata.annotations[" + netconf.KuryrConfigAnnotation + "]"
+	k, err := netconf.ParseKuryrConfig(ann)
+	if err != nil {
+		return &SpecError{Object: obj, Field: field, Reason: err.Error()}
 	}
 	if k.SubnetID != "" {
 		if cfg.SubnetID != "" && cfg.SubnetID != k.SubnetID {
@@ -103,40 +97,27 @@ func mergeKuryrAnnotation(obj, ann string, cfg *Config) error {
 		cfg.SubnetID = k.SubnetID
 	}
 	if k.DriverType != "" {
-		d := v1alpha1.Driver(k.DriverType)
-		if cfg.Driver != "" && cfg.Driver != d {
+		if cfg.Driver != "" && cfg.Driver != k.DriverType {
 			return &SpecError{Object: obj, Field: field + ".driverType",
-				Reason: fmt.Sprintf("%q disagrees with spec.config driver %q; keep one", d, cfg.Driver)}
+				Reason: fmt.Sprintf("%q disagrees with spec.config driver %q; keep one", k.DriverType, cfg.Driver)}
 		}
-		cfg.Driver = d
+		cfg.Driver = k.DriverType
 	}
 	return nil
 }
 
-func (c Config) validate(obj string) error {
-	if c.Driver != "" && !c.Driver.Valid() {
-		return &SpecError{Object: obj, Field: "driver",
-			Reason: fmt.Sprintf("unknown driver %q; use one of nested-vlan, nested-macvlan, nested-dpdk", c.Driver)}
+// validate applies netconf's rules, and this package's own: a network needs
+// a subnet.
+func validate(obj string, c netconf.Kuryr) error {
+	if err := c.Validate(); err != nil {
+		var fe *netconf.FieldError
+		if errors.As(err, &fe) {
+			return &SpecError{Object: obj, Field: fe.Field, Reason: fe.Reason}
+		}
+		return &SpecError{Object: obj, Reason: err.Error()}
 	}
 	if c.SubnetID == "" {
 		return &SpecError{Object: obj, Field: "subnetId", Reason: "the Neutron subnet ID is missing"}
-	}
-	if strings.ContainsAny(c.SubnetID, " /?#\t\n") {
-		return &SpecError{Object: obj, Field: "subnetId", Reason: fmt.Sprintf("%q is not a Neutron subnet ID", c.SubnetID)}
-	}
-	switch c.DPDKDriver {
-	case "", v1alpha1.DPDKDriverUIOPCIGeneric, v1alpha1.DPDKDriverVFIOPCI:
-	default:
-		return &SpecError{Object: obj, Field: "dpdkDriver",
-			Reason: fmt.Sprintf("unknown DPDK driver %q; use uio_pci_generic or vfio-pci", c.DPDKDriver)}
-	}
-	if c.DPDKDriver != "" && c.Driver != "" && c.Driver != v1alpha1.DriverNestedDPDK {
-		return &SpecError{Object: obj, Field: "dpdkDriver", Reason: fmt.Sprintf("set for driver %q; it applies to nested-dpdk only", c.Driver)}
-	}
-	for i, sg := range c.SecurityGroups {
-		if strings.TrimSpace(sg) == "" {
-			return &SpecError{Object: obj, Field: fmt.Sprintf("securityGroups[%d]", i), Reason: "empty security group ID"}
-		}
 	}
 	return nil
 }

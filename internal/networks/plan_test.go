@@ -30,12 +30,12 @@ func pod(ns, networks string) *corev1.Pod {
 }
 
 var testNADs = fakeNADs(map[string]NAD{
-	"pods/mgmt":  {Config: `{"cniVersion":"1.0.0","name":"mgmt","type":"kuryr-cni","driver":"nested-vlan","subnetId":"sub-mgmt"}`},
-	"pods/dp":    {Config: `{"cniVersion":"1.0.0","name":"dp","type":"kuryr-cni","driver":"nested-dpdk","subnetId":"sub-dp","securityGroups":["sg-dp"]}`},
-	"pods/kuryr": {Annotations: map[string]string{v1alpha1.KuryrConfigAnnotation: `{"subnetId":"sub-k","driverType":"nested-dpdk"}`}},
-	"pods/plain": {Annotations: map[string]string{v1alpha1.KuryrConfigAnnotation: `{"subnetId":"sub-p"}`}},
-	"other/dp":   {Config: `{"type":"kuryr-cni","driver":"nested-dpdk","subnetId":"sub-o"}`},
-	"pods/bad":   {Config: `{"type":"kuryr-cni","driver":"nested-sriov","subnetId":"s"}`},
+	"pods/mgmt":  {Config: `{"cniVersion":"1.0.0","name":"mgmt","type":"kuryr-cni","driver":"nested-vlan","subnetId":"5a5a5a5a-0000-4000-8000-000000000003"}`},
+	"pods/dp":    {Config: `{"cniVersion":"1.0.0","name":"dp","type":"kuryr-cni","driver":"nested-dpdk","subnetId":"5a5a5a5a-0000-4000-8000-000000000004","securityGroups":["5a5a5a5a-0000-4000-8000-000000000005"]}`},
+	"pods/kuryr": {Annotations: map[string]string{v1alpha1.KuryrConfigAnnotation: `{"subnetId":"5a5a5a5a-0000-4000-8000-000000000006","driverType":"nested-dpdk"}`}},
+	"pods/plain": {Annotations: map[string]string{v1alpha1.KuryrConfigAnnotation: `{"subnetId":"5a5a5a5a-0000-4000-8000-000000000007"}`}},
+	"other/dp":   {Config: `{"type":"kuryr-cni","driver":"nested-dpdk","subnetId":"5a5a5a5a-0000-4000-8000-000000000008"}`},
+	"pods/bad":   {Config: `{"type":"kuryr-cni","driver":"nested-sriov","subnetId":"5a5a5a5a-0000-4000-8000-000000000001"}`},
 })
 
 var primary = Defaults{Primary: true, Driver: v1alpha1.DriverNestedVLAN, SubnetID: "sub-pod", SecurityGroups: []string{"sg-default"}}
@@ -53,21 +53,21 @@ func TestPlan(t *testing.T) {
 		}},
 		{name: "primary + mgmt + dpdk, multus naming", pod: pod("pods", "mgmt,dp@dpdk0,kuryr"), defaults: primary, want: []v1alpha1.InterfaceRequest{
 			{IfName: "eth0", Driver: "nested-vlan", SubnetID: "sub-pod", SecurityGroups: []string{"sg-default"}, DefaultRoute: true},
-			{IfName: "net1", Network: "pods/mgmt", Driver: "nested-vlan", SubnetID: "sub-mgmt", SecurityGroups: []string{"sg-default"}},
-			{IfName: "dpdk0", Network: "pods/dp", Driver: "nested-dpdk", SubnetID: "sub-dp", SecurityGroups: []string{"sg-dp"}, DPDKDriver: "uio_pci_generic"},
-			{IfName: "net3", Network: "pods/kuryr", Driver: "nested-dpdk", SubnetID: "sub-k", SecurityGroups: []string{"sg-default"}, DPDKDriver: "uio_pci_generic"},
+			{IfName: "net1", Network: "pods/mgmt", Driver: "nested-vlan", SubnetID: "5a5a5a5a-0000-4000-8000-000000000003", SecurityGroups: []string{"sg-default"}},
+			{IfName: "dpdk0", Network: "pods/dp", Driver: "nested-dpdk", SubnetID: "5a5a5a5a-0000-4000-8000-000000000004", SecurityGroups: []string{"5a5a5a5a-0000-4000-8000-000000000005"}, DPDKDriver: "uio_pci_generic"},
+			{IfName: "net3", Network: "pods/kuryr", Driver: "nested-dpdk", SubnetID: "5a5a5a5a-0000-4000-8000-000000000006", SecurityGroups: []string{"sg-default"}, DPDKDriver: "uio_pci_generic"},
 		}},
 		{name: "delegate mode has no eth0; default driver for plain kuryr NAD", pod: pod("pods", "plain"),
 			defaults: Defaults{Driver: v1alpha1.DriverNestedMACVLAN, DPDKDriver: "vfio-pci"}, want: []v1alpha1.InterfaceRequest{
-				{IfName: "net1", Network: "pods/plain", Driver: "nested-macvlan", SubnetID: "sub-p"},
+				{IfName: "net1", Network: "pods/plain", Driver: "nested-macvlan", SubnetID: "5a5a5a5a-0000-4000-8000-000000000007"},
 			}},
 		{name: "default route claimed by a network", pod: pod("pods", `[{"name":"mgmt","default-route":["10.0.0.1"],"ips":["10.0.0.9/24"],"mac":"02:00:00:00:00:01"}]`), defaults: primary,
 			want: []v1alpha1.InterfaceRequest{
 				{IfName: "eth0", Driver: "nested-vlan", SubnetID: "sub-pod", SecurityGroups: []string{"sg-default"}},
-				{IfName: "net1", Network: "pods/mgmt", Driver: "nested-vlan", SubnetID: "sub-mgmt", SecurityGroups: []string{"sg-default"}, DefaultRoute: true, IPs: []string{"10.0.0.9"}, MAC: "02:00:00:00:00:01"},
+				{IfName: "net1", Network: "pods/mgmt", Driver: "nested-vlan", SubnetID: "5a5a5a5a-0000-4000-8000-000000000003", SecurityGroups: []string{"sg-default"}, DefaultRoute: true, IPs: []string{"10.0.0.9"}, MAC: "02:00:00:00:00:01"},
 			}},
 		{name: "cross namespace when allowed", pod: pod("pods", "other/dp"), defaults: Defaults{AllowCrossNamespace: true, DPDKDriver: "vfio-pci"}, want: []v1alpha1.InterfaceRequest{
-			{IfName: "net1", Network: "other/dp", Driver: "nested-dpdk", SubnetID: "sub-o", DPDKDriver: "vfio-pci"},
+			{IfName: "net1", Network: "other/dp", Driver: "nested-dpdk", SubnetID: "5a5a5a5a-0000-4000-8000-000000000008", DPDKDriver: "vfio-pci"},
 		}},
 	}
 	for _, tt := range tests {

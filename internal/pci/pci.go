@@ -14,9 +14,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
 )
 
 // PCI IDs of virtio network devices.
@@ -31,11 +32,12 @@ const (
 	DeviceVirtioNetModern = 0x1041
 )
 
-// Kernel driver names this project binds devices to or from.
+// Kernel driver names this project binds devices to or from. The DPDK
+// drivers are netconf's.
 const (
 	DriverVirtioPCI = "virtio-pci"
-	DriverUIO       = "uio_pci_generic"
-	DriverVFIO      = "vfio-pci"
+	DriverUIO       = netconf.DPDKDriverUIO
+	DriverVFIO      = netconf.DPDKDriverVFIO
 )
 
 // Default timings. Hot-plugged devices appear 0.2–0.5 s after Nova returns
@@ -48,12 +50,9 @@ const (
 	rewriteEvery = 10
 )
 
-// addrRE matches a full PCI address in the "domain:bus:slot.function" form.
-var addrRE = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$`)
-
 // ValidAddress reports whether addr is a full, lowercase PCI address such as
-// "0000:00:05.0".
-func ValidAddress(addr string) bool { return addrRE.MatchString(addr) }
+// "0000:00:05.0" (netconf.PCIAddressPattern).
+func ValidAddress(addr string) bool { return netconf.ValidPCIAddress(addr) }
 
 // SysFS is the PCI part of a sysfs tree under a root directory.
 type SysFS struct {

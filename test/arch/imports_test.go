@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -48,17 +49,48 @@ func forbid(t *testing.T, pkgs []string, why string, prefixes ...string) {
 	}
 }
 
+// shimMay is what the CNI shim may import of this module: itself, the
+// protocol, the configuration schema and the version.
+var shimMay = []string{"cmd/kuryr-cni", "internal/cniapi", "internal/netconf", "internal/version"}
+
 func TestCNIShimIsThin(t *testing.T) {
 	shim := []string{"./cmd/kuryr-cni"}
 	forbid(t, shim, "the shim forwards to the daemon and imports no Kubernetes client",
 		"k8s.io/client-go", "sigs.k8s.io/controller-runtime", "github.com/gophercloud")
 	for p, ds := range deps(t, shim...) {
 		for _, d := range ds {
-			if strings.HasPrefix(d, module+"/") && d != module+"/cmd/kuryr-cni" &&
-				!strings.HasPrefix(d, module+"/internal/cniapi") && d != module+"/internal/version" {
-				t.Errorf("%s imports %s: the shim may import only internal/cniapi and internal/version of this module", p, d)
+			if strings.HasPrefix(d, module+"/") && !slices.Contains(shimMay, strings.TrimPrefix(d, module+"/")) {
+				t.Errorf("%s imports %s: the shim may import only %s of this module", p, d, strings.Join(shimMay[1:], ", "))
 			}
 		}
+	}
+}
+
+// TestNetconfIsStdlibOnly: the configuration schema is shared by the
+// controller, the daemon and the shim, so it depends on nothing but the
+// standard library.
+func TestNetconfIsStdlibOnly(t *testing.T) {
+	for p, ds := range deps(t, "./internal/netconf") {
+		for _, d := range ds {
+			if first, _, _ := strings.Cut(d, "/"); strings.Contains(first, ".") && d != module+"/internal/netconf" {
+				t.Errorf("%s imports %s: internal/netconf may import the standard library only", p, d)
+			}
+		}
+	}
+}
+
+// TestDaemonLeavesDevicesToBinding: the daemon plugs through
+// internal/binding, which alone drives sysfs (internal/pci) and waits for
+// devices.
+func TestDaemonLeavesDevicesToBinding(t *testing.T) {
+	cmd := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, "./internal/daemon")
+	cmd.Dir = "../.."
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	if slices.Contains(strings.Fields(string(b)), module+"/internal/pci") {
+		t.Error("internal/daemon imports internal/pci: plug devices through internal/binding")
 	}
 }
 
