@@ -40,15 +40,26 @@ func neutronRoutes(c *Cloud) []route {
 	}
 }
 
+// createBody returns the object under key (e.g. "network") of a create
+// request's body and the project it is for.
+func (c *Cloud) createBody(r *http.Request, key string) (map[string]json.RawMessage, string, *apiError) {
+	obj, e := resourceBody(r, key)
+	if e != nil {
+		return nil, "", e
+	}
+	project, e := c.projectFor(r, obj)
+	return obj, project, e
+}
+
 // projectFor returns the project a create request is for: the token's, or
 // under NoAuth the body's project_id (tenant_id), which is then required.
 func (c *Cloud) projectFor(r *http.Request, obj map[string]json.RawMessage) (string, *apiError) {
 	var p string
-	if _, e := member(obj, "project_id", &p, false); e != nil {
+	if e := member(obj, "project_id", &p, false); e != nil {
 		return "", e
 	}
 	if p == "" {
-		if _, e := member(obj, "tenant_id", &p, false); e != nil {
+		if e := member(obj, "tenant_id", &p, false); e != nil {
 			return "", e
 		}
 	}
@@ -136,27 +147,16 @@ func nonNil[T any](s []T) []T {
 }
 
 func (c *Cloud) createNetwork(w http.ResponseWriter, r *http.Request) *apiError {
-	obj, e := resourceBody(r, "network")
-	if e != nil {
-		return e
-	}
-	project, e := c.projectFor(r, obj)
+	obj, project, e := c.createBody(r, "network")
 	if e != nil {
 		return e
 	}
 	n := &Network{ID: newID(), ProjectID: project, MTU: 1450, RevisionNumber: 1}
-	if _, e := member(obj, "name", &n.Name, false); e != nil {
-		return e
-	}
-	if _, e := member(obj, "mtu", &n.MTU, false); e != nil {
+	if e := members(obj, []field{{"name", &n.Name, false}, {"mtu", &n.MTU, false}}); e != nil {
 		return e
 	}
 	n.CreatedAt, n.UpdatedAt = nowUTC(), nowUTC()
-	c.st.mu.Lock()
-	c.st.networks[n.ID] = n
-	out := networkJSON(n)
-	c.st.mu.Unlock()
-	writeJSON(w, http.StatusCreated, map[string]any{"network": out})
+	networksAPI.created(c, w, n.ID, n)
 	return nil
 }
 
@@ -176,11 +176,7 @@ func (c *Cloud) dropNetwork(n *Network) *apiError {
 }
 
 func (c *Cloud) createSubnet(w http.ResponseWriter, r *http.Request) *apiError {
-	obj, e := resourceBody(r, "subnet")
-	if e != nil {
-		return e
-	}
-	project, e := c.projectFor(r, obj)
+	obj, project, e := c.createBody(r, "subnet")
 	if e != nil {
 		return e
 	}
@@ -188,15 +184,11 @@ func (c *Cloud) createSubnet(w http.ResponseWriter, r *http.Request) *apiError {
 	var gateway *string
 	dhcp := true
 	var pools []struct{ Start, End string }
-	for _, m := range []struct {
-		k   string
-		v   any
-		req bool
-	}{{"network_id", &netID, true}, {"cidr", &cidr, true}, {"name", &name, false},
-		{"gateway_ip", &gateway, false}, {"enable_dhcp", &dhcp, false}, {"allocation_pools", &pools, false}} {
-		if _, e := member(obj, m.k, m.v, m.req); e != nil {
-			return e
-		}
+	if e := members(obj, []field{
+		{"network_id", &netID, true}, {"cidr", &cidr, true}, {"name", &name, false},
+		{"gateway_ip", &gateway, false}, {"enable_dhcp", &dhcp, false}, {"allocation_pools", &pools, false},
+	}); e != nil {
+		return e
 	}
 	var gw *string
 	if _, present := obj["gateway_ip"]; present {
@@ -292,27 +284,16 @@ func (c *Cloud) dropSubnet(s *Subnet) *apiError {
 }
 
 func (c *Cloud) createSecurityGroup(w http.ResponseWriter, r *http.Request) *apiError {
-	obj, e := resourceBody(r, "security_group")
-	if e != nil {
-		return e
-	}
-	project, e := c.projectFor(r, obj)
+	obj, project, e := c.createBody(r, "security_group")
 	if e != nil {
 		return e
 	}
 	now := nowUTC()
 	g := &SecurityGroup{ID: newID(), ProjectID: project, RevisionNumber: 1, CreatedAt: now, UpdatedAt: now}
-	if _, e := member(obj, "name", &g.Name, false); e != nil {
+	if e := members(obj, []field{{"name", &g.Name, false}, {"description", &g.Description, false}}); e != nil {
 		return e
 	}
-	if _, e := member(obj, "description", &g.Description, false); e != nil {
-		return e
-	}
-	c.st.mu.Lock()
-	c.st.sgs[g.ID] = g
-	out := sgJSON(g)
-	c.st.mu.Unlock()
-	writeJSON(w, http.StatusCreated, map[string]any{"security_group": out})
+	sgsAPI.created(c, w, g.ID, g)
 	return nil
 }
 

@@ -85,12 +85,12 @@ func (c *Cloud) createPorts(w http.ResponseWriter, r *http.Request) *apiError {
 	var objs []map[string]json.RawMessage
 	_, bulk := body["ports"]
 	if bulk {
-		if _, e := member(body, "ports", &objs, true); e != nil {
+		if e := member(body, "ports", &objs, true); e != nil {
 			return e
 		}
 	} else {
 		var one map[string]json.RawMessage
-		if _, e := member(body, "port", &one, true); e != nil || one == nil {
+		if e := member(body, "port", &one, true); e != nil || one == nil {
 			return badRequest("Resource body required")
 		}
 		objs = append(objs, one)
@@ -145,18 +145,15 @@ func (c *Cloud) newPort(project string, obj map[string]json.RawMessage) (*Port, 
 		IPAddress string `json:"ip_address"`
 	}
 	var sgs *[]string
-	for _, m := range []struct {
-		k   string
-		v   any
-		req bool
-	}{{"network_id", &p.NetworkID, true}, {"name", &p.Name, false}, {"description", &p.Description, false},
+	if e := members(obj, []field{
+		{"network_id", &p.NetworkID, true}, {"name", &p.Name, false}, {"description", &p.Description, false},
 		{"admin_state_up", &p.AdminStateUp, false}, {"mac_address", &p.MACAddress, false},
-		{"fixed_ips", &fixed, false}, {"device_id", &p.DeviceID, false}, {"device_owner", &p.DeviceOwner, false},
-		{"security_groups", &sgs, false}, {"allowed_address_pairs", &p.AllowedAddressPairs, false},
-		{"binding:host_id", &p.HostID, false}, {"binding:vnic_type", &p.VNICType, false}, {"tags", &p.Tags, false}} {
-		if _, e := member(obj, m.k, m.v, m.req); e != nil {
-			return nil, e
-		}
+		{"fixed_ips", &fixed, false}, {"device_id", &p.DeviceID, false},
+		{"device_owner", &p.DeviceOwner, false}, {"security_groups", &sgs, false},
+		{"allowed_address_pairs", &p.AllowedAddressPairs, false}, {"binding:host_id", &p.HostID, false},
+		{"binding:vnic_type", &p.VNICType, false}, {"tags", &p.Tags, false},
+	}); e != nil {
+		return nil, e
 	}
 	n, e := networksAPI.find(c.st, p.NetworkID)
 	if e != nil {
@@ -324,15 +321,14 @@ func (c *Cloud) updatePort(w http.ResponseWriter, r *http.Request) *apiError {
 		next := p.clone()
 		var sgs []string
 		var pairs []AddressPair
-		for _, m := range []struct {
-			k string
-			v any
-		}{{"name", &next.Name}, {"description", &next.Description}, {"admin_state_up", &next.AdminStateUp},
-			{"device_id", &next.DeviceID}, {"device_owner", &next.DeviceOwner}, {"binding:host_id", &next.HostID},
-			{"binding:vnic_type", &next.VNICType}, {"security_groups", &sgs}, {"allowed_address_pairs", &pairs}} {
-			if _, e := member(obj, m.k, m.v, false); e != nil {
-				return e
-			}
+		if e := members(obj, []field{
+			{"name", &next.Name, false}, {"description", &next.Description, false},
+			{"admin_state_up", &next.AdminStateUp, false}, {"device_id", &next.DeviceID, false},
+			{"device_owner", &next.DeviceOwner, false}, {"binding:host_id", &next.HostID, false},
+			{"binding:vnic_type", &next.VNICType, false}, {"security_groups", &sgs, false},
+			{"allowed_address_pairs", &pairs, false},
+		}); e != nil {
+			return e
 		}
 		if _, ok := obj["security_groups"]; ok {
 			if e := c.checkSecurityGroups(sgs); e != nil {

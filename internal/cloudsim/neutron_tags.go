@@ -121,7 +121,7 @@ func (c *Cloud) replaceTags(w http.ResponseWriter, r *http.Request) *apiError {
 		return e
 	}
 	var tags []string
-	if _, e := member(body, "tags", &tags, true); e != nil {
+	if e := member(body, "tags", &tags, true); e != nil {
 		return e
 	}
 	for _, t := range tags {

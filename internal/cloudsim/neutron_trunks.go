@@ -41,26 +41,18 @@ func (c *Cloud) bindSubports(t *Trunk, host string) {
 }
 
 func (c *Cloud) createTrunk(w http.ResponseWriter, r *http.Request) *apiError {
-	obj, e := resourceBody(r, "trunk")
-	if e != nil {
-		return e
-	}
-	project, e := c.projectFor(r, obj)
+	obj, project, e := c.createBody(r, "trunk")
 	if e != nil {
 		return e
 	}
 	now := nowUTC()
 	t := &Trunk{ID: newID(), ProjectID: project, AdminStateUp: true, RevisionNumber: 1, CreatedAt: now, UpdatedAt: now}
 	var subs []Subport
-	for _, m := range []struct {
-		k   string
-		v   any
-		req bool
-	}{{"port_id", &t.PortID, true}, {"name", &t.Name, false}, {"description", &t.Description, false},
-		{"admin_state_up", &t.AdminStateUp, false}, {"sub_ports", &subs, false}} {
-		if _, e := member(obj, m.k, m.v, m.req); e != nil {
-			return e
-		}
+	if e := members(obj, []field{
+		{"port_id", &t.PortID, true}, {"name", &t.Name, false}, {"description", &t.Description, false},
+		{"admin_state_up", &t.AdminStateUp, false}, {"sub_ports", &subs, false},
+	}); e != nil {
+		return e
 	}
 	c.st.mu.Lock()
 	defer c.st.mu.Unlock()
@@ -96,7 +88,7 @@ func subportsBody(r *http.Request) ([]Subport, *apiError) {
 		return nil, e
 	}
 	var subs []Subport
-	if _, e := member(body, "sub_ports", &subs, true); e != nil {
+	if e := member(body, "sub_ports", &subs, true); e != nil {
 		return nil, e
 	}
 	return subs, nil
@@ -234,7 +226,7 @@ func (c *Cloud) removeSubports(w http.ResponseWriter, r *http.Request) *apiError
 	var subs []struct {
 		PortID string `json:"port_id"`
 	}
-	if _, e := member(body, "sub_ports", &subs, true); e != nil {
+	if e := member(body, "sub_ports", &subs, true); e != nil {
 		return e
 	}
 	return trunksAPI.with(c, r, func(t *Trunk) *apiError {

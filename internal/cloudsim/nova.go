@@ -76,10 +76,7 @@ func (c *Cloud) attachInterface(w http.ResponseWriter, r *http.Request) *apiErro
 		return e
 	}
 	var portID, netID string
-	if _, e := member(obj, "port_id", &portID, false); e != nil {
-		return e
-	}
-	if _, e := member(obj, "net_id", &netID, false); e != nil {
+	if e := members(obj, []field{{"port_id", &portID, false}, {"net_id", &netID, false}}); e != nil {
 		return e
 	}
 	if portID == "" {

@@ -52,6 +52,16 @@ func (rs *resource[T]) with(c *Cloud, r *http.Request, f func(v *T) *apiError) *
 	return f(v)
 }
 
+// created stores v, a new record with ID id, and answers 201
+// {"<one>": {...}}.
+func (rs *resource[T]) created(c *Cloud, w http.ResponseWriter, id string, v *T) {
+	c.st.mu.Lock()
+	rs.records(c.st)[id] = v
+	out := rs.render(c, v)
+	c.st.mu.Unlock()
+	writeJSON(w, http.StatusCreated, map[string]any{rs.one: out})
+}
+
 // get answers GET .../{id}: 200 {"<one>": {...}}, or the record's 404.
 func (rs *resource[T]) get(c *Cloud) handlerFunc {
 	return rs.show(c, rs.one, func(v *T) any { return rs.render(c, v) })

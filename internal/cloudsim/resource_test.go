@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 )
 
 // ids returns the "id" of each object in out[key].
@@ -16,6 +17,17 @@ func ids(out map[string]any, key string) []string {
 	return got
 }
 
+// create posts {key: body} to path and returns the new record's ID.
+func (h *harness) create(path, key, body string) string {
+	h.t.Helper()
+	st, out := h.do("POST", nw+path, fmt.Sprintf(`{%q: %s}`, key, body))
+	obj, _ := out[key].(map[string]any)
+	if st != 201 || obj["id"] == nil {
+		h.t.Fatalf("create %s: %d %v", key, st, out)
+	}
+	return obj["id"].(string)
+}
+
 // TestReadsOfEachResource: every resource's get answers its own key and
 // 404 (type and message in Neutron's or Nova's dialect); lists keep their
 // filters and order; a port's tags and a trunk's subports read as parts.
@@ -23,15 +35,8 @@ func TestReadsOfEachResource(t *testing.T) {
 	t.Parallel()
 	h := start(t, Options{})
 	n, s := h.seed()
-	srv, err := h.c.SeedServer(ServerSpec{Name: "node-1", SubnetID: s.ID, Trunk: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, out := h.do("POST", nw+"/security-groups", `{"security_group": {"name": "web"}}`)
-	if st != 201 {
-		t.Fatalf("create security group: %d %v", st, out)
-	}
-	sg := out["security_group"].(map[string]any)["id"].(string)
+	srv := h.node(s.ID)
+	sg := h.create("/security-groups", "security_group", `{"name": "web"}`)
 	for _, tc := range []struct{ path, key, id string }{
 		{nw + "/networks/" + n.ID, "network", n.ID},
 		{nw + "/subnets/" + s.ID, "subnet", s.ID},
@@ -60,7 +65,7 @@ func TestReadsOfEachResource(t *testing.T) {
 			t.Errorf("GET %s: %d %v", tc.path, st, out)
 		}
 	}
-	st, out = h.do("GET", "/compute/v2.1/servers/nope", "")
+	st, out := h.do("GET", "/compute/v2.1/servers/nope", "")
 	if f, _ := out["itemNotFound"].(map[string]any); st != 404 || f["message"] != "Instance nope could not be found." || f["code"] != 404.0 {
 		t.Errorf("GET a missing server: %d %v", st, out)
 	}
@@ -68,11 +73,7 @@ func TestReadsOfEachResource(t *testing.T) {
 	// Networks and trunks list by ID, ports in the order of creation.
 	var nets []string
 	for i := range 3 {
-		st, out := h.do("POST", nw+"/networks", fmt.Sprintf(`{"network": {"name": "n%d"}}`, i))
-		if st != 201 {
-			t.Fatalf("create network: %d %v", st, out)
-		}
-		nets = append(nets, out["network"].(map[string]any)["id"].(string))
+		nets = append(nets, h.create("/networks", "network", fmt.Sprintf(`{"name": "n%d"}`, i)))
 	}
 	_, out = h.do("GET", nw+"/networks", "")
 	if got, want := ids(out, "networks"), slices.Sorted(slices.Values(append([]string{n.ID}, nets...))); !slices.Equal(got, want) {
@@ -95,11 +96,7 @@ func TestReadsOfEachResource(t *testing.T) {
 	if _, out := h.do("GET", nw+"/ports?id="+ports[2]+"&id="+ports[0], ""); !slices.Equal(ids(out, "ports"), []string{ports[0], ports[2]}) {
 		t.Errorf("ports by two IDs: %v", ids(out, "ports"))
 	}
-	st, out = h.do("POST", nw+"/trunks", fmt.Sprintf(`{"trunk": {"port_id": %q, "name": "t2"}}`, ports[0]))
-	if st != 201 {
-		t.Fatalf("create trunk: %d %v", st, out)
-	}
-	t2 := out["trunk"].(map[string]any)["id"].(string)
+	t2 := h.create("/trunks", "trunk", fmt.Sprintf(`{"port_id": %q, "name": "t2"}`, ports[0]))
 	_, out = h.do("GET", nw+"/trunks", "")
 	if got, want := ids(out, "trunks"), slices.Sorted(slices.Values([]string{srv.TrunkID, t2})); !slices.Equal(got, want) {
 		t.Errorf("trunks %v, want %v", got, want)
@@ -127,17 +124,9 @@ func TestDeletesOfEachResource(t *testing.T) {
 	t.Parallel()
 	h := start(t, Options{})
 	n, s := h.seed()
-	st, out := h.do("POST", nw+"/security-groups", `{"security_group": {"name": "web"}}`)
-	if st != 201 {
-		t.Fatalf("create security group: %d %v", st, out)
-	}
-	sg := out["security_group"].(map[string]any)["id"].(string)
+	sg := h.create("/security-groups", "security_group", `{"name": "web"}`)
 	parent := h.port(n.ID, fmt.Sprintf(`, "security_groups": [%q]`, sg))["id"].(string)
-	st, out = h.do("POST", nw+"/trunks", fmt.Sprintf(`{"trunk": {"port_id": %q}}`, parent))
-	if st != 201 {
-		t.Fatalf("create trunk: %d %v", st, out)
-	}
-	trunk := out["trunk"].(map[string]any)["id"].(string)
+	trunk := h.create("/trunks", "trunk", fmt.Sprintf(`{"port_id": %q}`, parent))
 	for _, tc := range []struct {
 		path   string
 		status int
@@ -171,5 +160,47 @@ func TestDeletesOfEachResource(t *testing.T) {
 	}
 	if st, out := h.do("GET", nw+"/networks/"+n.ID, ""); st != 404 {
 		t.Errorf("network after delete: %d %v", st, out)
+	}
+}
+
+// TestControlKnobs: the control API sets and clears faults and latency per
+// operation, and refuses a body that does not decode.
+func TestControlKnobs(t *testing.T) {
+	t.Parallel()
+	h := start(t, Options{})
+	n, _ := h.seed()
+	get := nw + "/networks/" + n.ID
+	if st, _ := h.do("PUT", "/cloudsim/faults/neutron.networks.get", `{"rate": 1, "status": 503}`); st != 204 {
+		t.Fatalf("set fault: %d", st)
+	}
+	if st, _ := h.do("GET", get, ""); st != 503 {
+		t.Errorf("with the fault: %d", st)
+	}
+	if st, _ := h.do("DELETE", "/cloudsim/faults/neutron.networks.get", ""); st != 204 {
+		t.Fatalf("clear fault: %d", st)
+	}
+	if st, _ := h.do("GET", get, ""); st != 200 {
+		t.Errorf("without the fault: %d", st)
+	}
+	if st, _ := h.do("PUT", "/cloudsim/latency/neutron.networks.get", `{"fixed": "80ms"}`); st != 204 {
+		t.Fatalf("set latency: %d", st)
+	}
+	began := time.Now()
+	if st, _ := h.do("GET", get, ""); st != 200 || time.Since(began) < 80*time.Millisecond {
+		t.Errorf("with latency: %d in %v", st, time.Since(began))
+	}
+	if st, _ := h.do("DELETE", "/cloudsim/latency/neutron.networks.get", ""); st != 204 {
+		t.Fatalf("clear latency: %d", st)
+	}
+	h.c.knobs.Lock()
+	knobs := len(h.c.faults) + len(h.c.latency)
+	h.c.knobs.Unlock()
+	if knobs != 0 {
+		t.Errorf("%d knobs left", knobs)
+	}
+	for _, path := range []string{"/cloudsim/faults/x", "/cloudsim/latency/x"} {
+		if st, out := h.do("PUT", path, `{"rate": "high"`); st != 400 || out["error"] == nil {
+			t.Errorf("PUT %s with a bad body: %d %v", path, st, out)
+		}
 	}
 }
