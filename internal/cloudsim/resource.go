@@ -8,9 +8,9 @@ import (
 )
 
 // resource is one kind of record of the simulated cloud (network, subnet,
-// security group, port, trunk, server) as the handlers that read records
-// see it. Each kind's JSON, filters, order and 404 are its own; the reading
-// is written once, here.
+// security group, port, trunk, server) as the shared handlers see it. Each
+// kind's JSON, filters, order and 404 are its own; storing, reading,
+// listing and deleting records are written once, here.
 type resource[T any] struct {
 	// one and many are the JSON keys of one record and of a list ("port",
 	// "ports").

@@ -9,7 +9,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/pagination"
 )
 
-// request is the sequence every read or write of one object goes through:
+// request is the sequence of every call answered with one object or list:
 // send runs the gophercloud call under the client's per-request timeout,
 // the value under key of the answer (the whole answer when key is "") is
 // decoded into a T, and the errors are classified: a failed call or an
@@ -45,9 +45,12 @@ func extract[T any](r gophercloud.Result, key string) (*T, error) {
 		return nil, err
 	}
 	raw, ok := members[key]
-	for k, r := range members {
-		if !ok && strings.EqualFold(k, key) {
-			raw, ok = r, true
+	if !ok {
+		for k, m := range members {
+			if strings.EqualFold(k, key) {
+				raw, ok = m, true
+				break
+			}
 		}
 	}
 	if !ok {
