@@ -127,13 +127,20 @@ func (s *shim) add(args *skel.CmdArgs) error {
 	return out.PrintTo(s.stdout)
 }
 
-func (s *shim) check(args *skel.CmdArgs) error {
-	req, c, err := request(cniapi.CmdCheck, args)
+// call sends a verb whose answer is success or an error (CHECK, DEL, GC)
+// and returns the error: a bad configuration's (a *types.Error, which
+// notReachable passes on as it is), the daemon's, or send's.
+func (s *shim) call(cmd string, args *skel.CmdArgs, needReady bool) error {
+	req, c, err := request(cmd, args)
 	if err != nil {
 		return err
 	}
-	_, err = s.send(c, req, true)
-	return notReachableOrNil(cniapi.CodeTryAgainLater, err)
+	_, err = s.send(c, req, needReady)
+	return err
+}
+
+func (s *shim) check(args *skel.CmdArgs) error {
+	return notReachableOrNil(cniapi.CodeTryAgainLater, s.call(cniapi.CmdCheck, args, true))
 }
 
 // del forwards DEL. When the daemon cannot be reached within the wait it
@@ -143,11 +150,7 @@ func (s *shim) check(args *skel.CmdArgs) error {
 // docs/cni.md, "When the daemon is down"). An error the daemon itself
 // returns is passed on unchanged, so the runtime retries it.
 func (s *shim) del(args *skel.CmdArgs) error {
-	req, c, err := request(cniapi.CmdDel, args)
-	if err != nil {
-		return err
-	}
-	_, err = s.send(c, req, false)
+	err := s.call(cniapi.CmdDel, args, false)
 	var ue *cniapi.UnreachableError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(s.stderr, "kuryr-cni: DEL of container %s ifname %s: %v; reporting success (the attachment is left to the daemon's checkpoint reconcile and CNI GC)\n",
@@ -158,12 +161,7 @@ func (s *shim) del(args *skel.CmdArgs) error {
 }
 
 func (s *shim) gc(args *skel.CmdArgs) error {
-	req, c, err := request(cniapi.CmdGC, args)
-	if err != nil {
-		return err
-	}
-	_, err = s.send(c, req, false)
-	return notReachableOrNil(cniapi.CodeTryAgainLater, err)
+	return notReachableOrNil(cniapi.CodeTryAgainLater, s.call(cniapi.CmdGC, args, false))
 }
 
 // status answers code 50 at once when the daemon is down or not ready.

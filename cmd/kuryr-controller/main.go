@@ -11,18 +11,15 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil/manager"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/controller"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/version"
@@ -33,14 +30,11 @@ func main() { os.Exit(run(os.Args[1:])) }
 // flags are the process's own settings; controller.Options are the
 // controller's behaviour (also settable from --config).
 type flags struct {
-	kube           cmdutil.KubeClient
+	manager        manager.Flags
 	configFile     string
-	metricsAddr    string
-	probeAddr      string
 	pprofAddr      string
 	leaderElect    bool
 	leaderElectNS  string
-	showVersion    bool
 	cloud          openstack.Config
 	requestTimeout time.Duration
 }
@@ -65,14 +59,11 @@ func run(args []string) int {
 			return 2
 		}
 	}
-	f.kube.AddFlags(fs, 50, 100)
+	f.manager.AddFlags(fs, manager.Defaults{QPS: 50, Burst: 100, MetricsAddr: ":8080", ProbeAddr: ":8081"})
 	fs.StringVar(&f.configFile, "config", "", "YAML file with controller options (flags given on the command line win)")
-	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 disables)")
-	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof (empty: off)")
 	fs.BoolVar(&f.leaderElect, "leader-elect", true, "elect a leader so that only one replica acts")
 	fs.StringVar(&f.leaderElectNS, "leader-election-namespace", "", "namespace of the leader election Lease (the pod's own when empty)")
-	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&f.cloud.Cloud, "os-cloud", "", "clouds.yaml entry (else OS_CLOUD, else OS_* variables)")
 	fs.StringVar(&f.cloud.CloudsFile, "os-clouds-file", "", "clouds.yaml path (else the usual locations)")
 	fs.StringVar(&f.cloud.NeutronURL, "neutron-url", "", "Neutron endpoint without Keystone (noauth), e.g. http://127.0.0.1:9696")
@@ -80,30 +71,8 @@ func run(args []string) int {
 	fs.StringVar(&f.cloud.ProjectID, "project-id", "", "project ID for noauth mode")
 	fs.DurationVar(&f.requestTimeout, "os-request-timeout", openstack.DefaultRequestTimeout, "bound on every OpenStack request")
 	opts.AddFlags(fs)
-	cmdutil.AddKlogFlags(fs)
-
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if f.showVersion {
-		fmt.Println("kuryr-controller", version.Version)
-		return 0
-	}
-	if err := opts.Validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "kuryr-controller: invalid options:\n%v\n", err)
-		return 2
-	}
-	ctrl.SetLogger(klog.NewKlogr())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := serve(ctx, f, opts); err != nil {
-		klog.ErrorS(err, "kuryr-controller stopped")
-		return 1
-	}
-	return 0
+	return cmdutil.Command{Name: "kuryr-controller", Flags: fs, Validate: opts.Validate,
+		Serve: func(ctx context.Context) error { return serve(ctx, f, opts) }}.Run(args)
 }
 
 // configArg finds --config in args before they are parsed.
@@ -124,18 +93,7 @@ func configArg(args []string) string {
 }
 
 func serve(ctx context.Context, f flags, opts controller.Options) error {
-	scheme, err := cmdutil.Scheme()
-	if err != nil {
-		return err
-	}
-	restCfg, err := f.kube.Config()
-	if err != nil {
-		return err
-	}
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: f.metricsAddr},
-		HealthProbeBindAddress:  f.probeAddr,
+	mgr, err := f.manager.New(ctrl.Options{
 		PprofBindAddress:        f.pprofAddr,
 		LeaderElection:          f.leaderElect,
 		LeaderElectionID:        "kuryr-controller.kuryr-dpdk.io",
@@ -144,7 +102,7 @@ func serve(ctx context.Context, f flags, opts controller.Options) error {
 		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
+		return err
 	}
 	cloudMetrics := controller.NewCloudMetrics(crmetrics.Registry)
 	f.cloud.RequestTimeout = f.requestTimeout
@@ -160,10 +118,7 @@ func serve(ctx context.Context, f flags, opts controller.Options) error {
 	if err := mgr.Add(controller.NewGarbageCollector(r)); err != nil {
 		return fmt.Errorf("set up the garbage collector: %w", err)
 	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("informers", func(req *http.Request) error {
+	if err := manager.AddProbes(mgr, func(req *http.Request) error {
 		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
 			return errors.New("informer caches not synced")
 		}

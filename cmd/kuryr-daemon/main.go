@@ -6,21 +6,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil/manager"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/daemon"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/version"
@@ -39,53 +35,16 @@ func run(args []string) int {
 	}
 	opts := daemon.Defaults()
 	opts.AddFlags(fs)
-	var kube cmdutil.KubeClient
-	kube.AddFlags(fs, 20, 40)
-	metricsAddr := fs.String("metrics-bind-address", ":9090", "address of /metrics (0 disables)")
-	probeAddr := fs.String("health-probe-bind-address", ":9091", "address of /healthz and /readyz")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	cmdutil.AddKlogFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if *showVersion {
-		fmt.Println("kuryr-daemon", version.Version)
-		return 0
-	}
-	if err := opts.Validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "kuryr-daemon: invalid options:\n%v\n", err)
-		return 2
-	}
-	ctrl.SetLogger(klog.NewKlogr())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := serve(ctx, opts, &kube, *metricsAddr, *probeAddr); err != nil {
-		klog.ErrorS(err, "kuryr-daemon stopped")
-		return 1
-	}
-	return 0
+	var m manager.Flags
+	m.AddFlags(fs, manager.Defaults{QPS: 20, Burst: 40, MetricsAddr: ":9090", ProbeAddr: ":9091"})
+	return cmdutil.Command{Name: "kuryr-daemon", Flags: fs, Validate: opts.Validate,
+		Serve: func(ctx context.Context) error { return serve(ctx, opts, &m) }}.Run(args)
 }
 
-func serve(ctx context.Context, opts daemon.Options, kube *cmdutil.KubeClient, metricsAddr, probeAddr string) error {
-	scheme, err := cmdutil.Scheme()
+func serve(ctx context.Context, opts daemon.Options, m *manager.Flags) error {
+	mgr, err := m.New(ctrl.Options{Cache: daemon.CacheOptions(opts.NodeName)})
 	if err != nil {
 		return err
-	}
-	cfg, err := kube.Config()
-	if err != nil {
-		return err
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Cache:                  daemon.CacheOptions(opts.NodeName),
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-	})
-	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
 	}
 	d, err := daemon.New(opts, mgr.GetClient(), mgr.GetAPIReader(), crmetrics.Registry, ctrl.Log.WithName("daemon"))
 	if err != nil {
@@ -94,10 +53,7 @@ func serve(ctx context.Context, opts daemon.Options, kube *cmdutil.KubeClient, m
 	if err := d.Watch(ctx, mgr.GetCache()); err != nil {
 		return err
 	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("informers", func(*http.Request) error { return d.Ready() }); err != nil {
+	if err := manager.AddProbes(mgr, func(*http.Request) error { return d.Ready() }); err != nil {
 		return err
 	}
 	ln, err := cniapi.Listen(opts.Socket)

@@ -1,5 +1,46 @@
 # Sourced by the neutron scripts (start, stop, their MariaDB variants), which
 # define log().
+
+# check_free STATE URL STOP_SCRIPT exits 1 unless the state dir STATE is
+# absent or empty and nothing answers on URL: a server already runs there
+# (STOP_SCRIPT, e.g. stop.sh, stops it) or the port is taken.
+check_free() {
+	local state=$1 url=$2 stop=$3
+	if [[ -d $state ]] && [[ -n $(ls -A "$state") ]]; then
+		log "state dir $state is not empty (a server already running there? hack/neutron/$stop -d $state)"
+		exit 1
+	fi
+	if curl -s -o /dev/null --max-time 2 "$url/"; then
+		log "something already answers on $url; pick another port (-p)"
+		exit 1
+	fi
+}
+
+# stop_args NAME ARGS... reads a stop script's flags, -d STATE_DIR and -k
+# (keep the state dir), into the globals state and keep. The state dir
+# defaults to $KURYR_NEUTRON_STATE, else /tmp/NAME-PORT with PORT
+# $KURYR_NEUTRON_PORT or 9696.
+stop_args() {
+	local name=$1 opt OPTIND=1
+	shift
+	state=${KURYR_NEUTRON_STATE:-}
+	keep=0
+	while getopts "d:k" opt; do
+		case $opt in
+		d) state=$OPTARG ;;
+		k) keep=1 ;;
+		*) echo "usage: $0 [-d STATE_DIR] [-k]" >&2; exit 2 ;;
+		esac
+	done
+	state=${state:-/tmp/$name-${KURYR_NEUTRON_PORT:-9696}}
+}
+
+# drop_state removes the state dir unless stop_args read -k.
+drop_state() {
+	if ((keep == 0)) && [[ -d $state ]]; then
+		rm -rf "$state"
+	fi
+}
 #
 # write_neutron_conf STATE PORT API_WORKERS DB_URL writes STATE/neutron.conf
 # and STATE/ml2_conf.ini for a standalone neutron-server on 127.0.0.1:PORT:

@@ -38,6 +38,8 @@ dbport=$((port + 10000))
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { echo "neutron/start-mariadb: $*" >&2; }
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 for c in neutron-server neutron-db-manage mariadb mariadb-install-db mariadb-dump; do
 	if ! command -v "$c" >/dev/null; then
@@ -48,15 +50,8 @@ done
 mariadbd=/usr/sbin/mariadbd
 [[ -x $mariadbd ]] || { log "$mariadbd missing; run hack/neutron/install-mariadb.sh"; exit 3; }
 /usr/bin/python3 -c 'import pymysql' 2>/dev/null || { log "python3-pymysql missing; run hack/neutron/install-mariadb.sh"; exit 3; }
-if [[ -d $state ]] && [[ -n $(ls -A "$state") ]]; then
-	log "state dir $state is not empty (a server already running there? hack/neutron/stop-mariadb.sh -d $state)"
-	exit 1
-fi
 url="http://127.0.0.1:$port"
-if curl -s -o /dev/null --max-time 2 "$url/"; then
-	log "something already answers on $url; pick another port (-p)"
-	exit 1
-fi
+check_free "$state" "$url" stop-mariadb.sh
 
 mkdir -p "$state/lock" "$state/mysql"
 state=$(cd "$state" && pwd)
@@ -96,8 +91,6 @@ SQL
 log "mariadb on 127.0.0.1:$dbport and $sock ready in $((SECONDS - t0))s"
 dburl="mysql+pymysql://neutron:$pass@127.0.0.1:$dbport/neutron?charset=utf8"
 
-# shellcheck source=lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 write_neutron_conf "$state" "$port" "$workers" "$dburl"
 conf=(--config-file "$state/neutron.conf" --config-file "$state/ml2_conf.ini")
 

@@ -33,20 +33,15 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 py=/usr/bin/python3 # Debian's python: neutron lives in its dist-packages
 
 log() { echo "neutron/start: $*" >&2; }
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 if ! command -v neutron-server >/dev/null || ! command -v sqlite3 >/dev/null; then
 	log "neutron-server is not installed; run hack/neutron/install.sh (as root)"
 	exit 3
 fi
-if [[ -d $state ]] && [[ -n $(ls -A "$state") ]]; then
-	log "state dir $state is not empty (a server already running there? hack/neutron/stop.sh -d $state)"
-	exit 1
-fi
 url="http://127.0.0.1:$port"
-if curl -s -o /dev/null --max-time 2 "$url/"; then
-	log "something already answers on $url; pick another port (-p)"
-	exit 1
-fi
+check_free "$state" "$url" stop.sh
 
 mkdir -p "$state/lock"
 state=$(cd "$state" && pwd)
@@ -60,8 +55,6 @@ schema=$cache/neutron/schema-${version//[^A-Za-z0-9.+-]/_}.sqlite
 
 # Configuration. api_workers = 0 keeps everything in one process (one sqlite
 # writer).
-# shellcheck source=lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 write_neutron_conf "$state" "$port" 0 "sqlite:///$state/neutron.sqlite"
 conf=(--config-file "$state/neutron.conf" --config-file "$state/ml2_conf.ini")
 

@@ -8,28 +8,15 @@
 # database files) to look at after a failure.
 set -euo pipefail
 
-port=${KURYR_NEUTRON_PORT:-9696}
-state=${KURYR_NEUTRON_STATE:-}
-keep=0
-while getopts "d:k" opt; do
-	case $opt in
-	d) state=$OPTARG ;;
-	k) keep=1 ;;
-	*) echo "usage: $0 [-d STATE_DIR] [-k]" >&2; exit 2 ;;
-	esac
-done
-state=${state:-/tmp/kuryr-neutron-mariadb-$port}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
 log() { echo "neutron/stop-mariadb: $*" >&2; }
 # shellcheck source=lib.sh
 source "$here/lib.sh"
+stop_args kuryr-neutron-mariadb "$@"
 
 # neutron-server first (it holds database connections).
 "$here/stop.sh" -d "$state" -k
 
 # Then mariadbd, started under setsid: its pid is its process group.
 stop_group "$state/mariadb.pgid" mariadbd 15
-if ((keep == 0)) && [[ -d $state ]]; then
-	rm -rf "$state"
-fi
+drop_state

@@ -9,25 +9,12 @@
 # (to read the log after a failure).
 set -euo pipefail
 
-port=${KURYR_NEUTRON_PORT:-9696}
-state=${KURYR_NEUTRON_STATE:-}
-keep=0
-while getopts "d:k" opt; do
-	case $opt in
-	d) state=$OPTARG ;;
-	k) keep=1 ;;
-	*) echo "usage: $0 [-d STATE_DIR] [-k]" >&2; exit 2 ;;
-	esac
-done
-state=${state:-/tmp/kuryr-neutron-$port}
-
 log() { echo "neutron/stop: $*" >&2; }
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+stop_args kuryr-neutron "$@"
 
 # start.sh ran neutron-server under setsid: its pid is its process group,
 # which holds any worker it forked too.
 stop_group "$state/neutron-server.pid" neutron-server 5
-if ((keep == 0)) && [[ -d $state ]]; then
-	rm -rf "$state"
-fi
+drop_state

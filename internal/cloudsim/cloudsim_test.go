@@ -266,14 +266,21 @@ func (r *recorder) Detached(_ context.Context, _ string, p Port) error {
 	return nil
 }
 
+// node seeds server node-1 with a trunk parent port on subnetID.
+func (h *harness) node(subnetID string) SeededServer {
+	h.t.Helper()
+	srv, err := h.c.SeedServer(ServerSpec{Name: "node-1", SubnetID: subnetID, Trunk: true})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return srv
+}
+
 func TestServerHookAndTrunkBinding(t *testing.T) {
 	t.Parallel()
 	h := start(t, Options{})
 	n, s := h.seed()
-	srv, err := h.c.SeedServer(ServerSpec{Name: "node-1", SubnetID: s.ID, Trunk: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := h.node(s.ID)
 	rec := &recorder{}
 	h.c.SetServerHook(srv.Server.ID, rec)
 	id := h.port(n.ID, "")["id"].(string)

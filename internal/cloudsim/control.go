@@ -33,30 +33,33 @@ func (c *Cloud) routeControl() {
 	c.mux.HandleFunc("GET /cloudsim/operations", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"operations": c.Operations()})
 	})
-	c.mux.HandleFunc("PUT /cloudsim/faults/{op}", func(w http.ResponseWriter, r *http.Request) {
-		var f Fault
-		if !decodeControl(w, r, &f) {
+	c.mux.HandleFunc("PUT /cloudsim/faults/{op}", setKnob(c.SetFault))
+	c.mux.HandleFunc("DELETE /cloudsim/faults/{op}", clearKnob(c.SetFault))
+	c.mux.HandleFunc("PUT /cloudsim/latency/{op}", setKnob(c.SetLatency))
+	c.mux.HandleFunc("DELETE /cloudsim/latency/{op}", clearKnob(c.SetLatency))
+}
+
+// setKnob answers PUT /cloudsim/<knob>/{op}: the body is the knob's value
+// for op (400 if it does not decode), then 204.
+func setKnob[T any](set func(op string, v T)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var v T
+		if !decodeControl(w, r, &v) {
 			return
 		}
-		c.SetFault(r.PathValue("op"), f)
+		set(r.PathValue("op"), v)
 		w.WriteHeader(http.StatusNoContent)
-	})
-	c.mux.HandleFunc("DELETE /cloudsim/faults/{op}", func(w http.ResponseWriter, r *http.Request) {
-		c.SetFault(r.PathValue("op"), Fault{})
+	}
+}
+
+// clearKnob answers DELETE /cloudsim/<knob>/{op}: op's knob back to its
+// zero value, then 204.
+func clearKnob[T any](set func(op string, v T)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var zero T
+		set(r.PathValue("op"), zero)
 		w.WriteHeader(http.StatusNoContent)
-	})
-	c.mux.HandleFunc("PUT /cloudsim/latency/{op}", func(w http.ResponseWriter, r *http.Request) {
-		var l Latency
-		if !decodeControl(w, r, &l) {
-			return
-		}
-		c.SetLatency(r.PathValue("op"), l)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	c.mux.HandleFunc("DELETE /cloudsim/latency/{op}", func(w http.ResponseWriter, r *http.Request) {
-		c.SetLatency(r.PathValue("op"), Latency{})
-		w.WriteHeader(http.StatusNoContent)
-	})
+	}
 }
 
 func decodeControl(w http.ResponseWriter, r *http.Request, v any) bool {

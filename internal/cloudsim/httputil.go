@@ -110,18 +110,37 @@ func readBody(r *http.Request) (map[string]json.RawMessage, *apiError) {
 }
 
 // member decodes body[key] into v; a missing key is an error when required.
-func member(body map[string]json.RawMessage, key string, v any, required bool) (bool, *apiError) {
+func member(body map[string]json.RawMessage, key string, v any, required bool) *apiError {
 	raw, ok := body[key]
 	if !ok {
 		if required {
-			return false, badRequest("Failed to parse request. Required attribute '%s' not specified", key)
+			return badRequest("Failed to parse request. Required attribute '%s' not specified", key)
 		}
-		return false, nil
+		return nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return false, badRequest("Invalid input for %s. Reason: %v.", key, err)
+		return badRequest("Invalid input for %s. Reason: %v.", key, err)
 	}
-	return true, nil
+	return nil
+}
+
+// field is one member of a request body: its key, where it is decoded to
+// and whether it must be there.
+type field struct {
+	key      string
+	into     any
+	required bool
+}
+
+// members decodes fields from body in their order; the first missing or
+// invalid one is the error.
+func members(body map[string]json.RawMessage, fields []field) *apiError {
+	for _, f := range fields {
+		if e := member(body, f.key, f.into, f.required); e != nil {
+			return e
+		}
+	}
+	return nil
 }
 
 // resourceBody returns the object under key (e.g. "port") of a request body.
@@ -131,7 +150,7 @@ func resourceBody(r *http.Request, key string) (map[string]json.RawMessage, *api
 		return nil, e
 	}
 	var obj map[string]json.RawMessage
-	if _, e := member(body, key, &obj, true); e != nil {
+	if e := member(body, key, &obj, true); e != nil {
 		return nil, badRequest("Resource body required")
 	}
 	if obj == nil {

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/netip"
-	"sort"
+	"net/url"
 )
 
 func neutronRoutes(c *Cloud) []route {
@@ -12,43 +12,54 @@ func neutronRoutes(c *Cloud) []route {
 	h := neutronHandler
 	return []route{
 		{"POST " + n + "/networks", "neutron.networks.create", h(c.createNetwork)},
-		{"GET " + n + "/networks", "neutron.networks.list", h(c.listNetworks)},
-		{"GET " + n + "/networks/{id}", "neutron.networks.get", h(c.getNetwork)},
-		{"DELETE " + n + "/networks/{id}", "neutron.networks.delete", h(c.deleteNetwork)},
+		{"GET " + n + "/networks", "neutron.networks.list", h(networksAPI.list(c))},
+		{"GET " + n + "/networks/{id}", "neutron.networks.get", h(networksAPI.get(c))},
+		{"DELETE " + n + "/networks/{id}", "neutron.networks.delete", h(networksAPI.remove(c, c.dropNetwork))},
 		{"POST " + n + "/subnets", "neutron.subnets.create", h(c.createSubnet)},
-		{"GET " + n + "/subnets/{id}", "neutron.subnets.get", h(c.getSubnet)},
-		{"DELETE " + n + "/subnets/{id}", "neutron.subnets.delete", h(c.deleteSubnet)},
+		{"GET " + n + "/subnets/{id}", "neutron.subnets.get", h(subnetsAPI.get(c))},
+		{"DELETE " + n + "/subnets/{id}", "neutron.subnets.delete", h(subnetsAPI.remove(c, c.dropSubnet))},
 		{"POST " + n + "/security-groups", "neutron.security_groups.create", h(c.createSecurityGroup)},
-		{"GET " + n + "/security-groups/{id}", "neutron.security_groups.get", h(c.getSecurityGroup)},
-		{"DELETE " + n + "/security-groups/{id}", "neutron.security_groups.delete", h(c.deleteSecurityGroup)},
+		{"GET " + n + "/security-groups/{id}", "neutron.security_groups.get", h(sgsAPI.get(c))},
+		{"DELETE " + n + "/security-groups/{id}", "neutron.security_groups.delete", h(sgsAPI.remove(c, c.dropSecurityGroup))},
 		{"POST " + n + "/ports", "neutron.ports.create", h(c.createPorts)},
-		{"GET " + n + "/ports", "neutron.ports.list", h(c.listPorts)},
-		{"GET " + n + "/ports/{id}", "neutron.ports.get", h(c.getPort)},
+		{"GET " + n + "/ports", "neutron.ports.list", h(portsAPI.list(c))},
+		{"GET " + n + "/ports/{id}", "neutron.ports.get", h(portsAPI.get(c))},
 		{"PUT " + n + "/ports/{id}", "neutron.ports.update", h(c.updatePort)},
-		{"DELETE " + n + "/ports/{id}", "neutron.ports.delete", h(c.deletePort)},
-		{"GET " + n + "/ports/{id}/tags", "neutron.ports.tags.list", h(c.listTags)},
+		{"DELETE " + n + "/ports/{id}", "neutron.ports.delete", h(portsAPI.remove(c, c.dropPort))},
+		{"GET " + n + "/ports/{id}/tags", "neutron.ports.tags.list", h(portsAPI.show(c, "tags", func(p *Port) any { return nonNil(p.Tags) }))},
 		{"PUT " + n + "/ports/{id}/tags", "neutron.ports.tags.replace", h(c.replaceTags)},
 		{"PUT " + n + "/ports/{id}/tags/{tag}", "neutron.ports.tags.add", h(c.addTag)},
 		{"DELETE " + n + "/ports/{id}/tags/{tag}", "neutron.ports.tags.delete", h(c.deleteTag)},
 		{"POST " + n + "/trunks", "neutron.trunks.create", h(c.createTrunk)},
-		{"GET " + n + "/trunks", "neutron.trunks.list", h(c.listTrunks)},
-		{"GET " + n + "/trunks/{id}", "neutron.trunks.get", h(c.getTrunk)},
-		{"DELETE " + n + "/trunks/{id}", "neutron.trunks.delete", h(c.deleteTrunk)},
+		{"GET " + n + "/trunks", "neutron.trunks.list", h(trunksAPI.list(c))},
+		{"GET " + n + "/trunks/{id}", "neutron.trunks.get", h(trunksAPI.get(c))},
+		{"DELETE " + n + "/trunks/{id}", "neutron.trunks.delete", h(trunksAPI.remove(c, c.dropTrunk))},
 		{"PUT " + n + "/trunks/{id}/add_subports", "neutron.trunks.add_subports", h(c.addSubports)},
 		{"PUT " + n + "/trunks/{id}/remove_subports", "neutron.trunks.remove_subports", h(c.removeSubports)},
-		{"GET " + n + "/trunks/{id}/get_subports", "neutron.trunks.get_subports", h(c.getSubports)},
+		{"GET " + n + "/trunks/{id}/get_subports", "neutron.trunks.get_subports", h(trunksAPI.show(c, "sub_ports", func(t *Trunk) any { return nonNil(t.Subports) }))},
 	}
+}
+
+// createBody returns the object under key (e.g. "network") of a create
+// request's body and the project it is for.
+func (c *Cloud) createBody(r *http.Request, key string) (map[string]json.RawMessage, string, *apiError) {
+	obj, e := resourceBody(r, key)
+	if e != nil {
+		return nil, "", e
+	}
+	project, e := c.projectFor(r, obj)
+	return obj, project, e
 }
 
 // projectFor returns the project a create request is for: the token's, or
 // under NoAuth the body's project_id (tenant_id), which is then required.
 func (c *Cloud) projectFor(r *http.Request, obj map[string]json.RawMessage) (string, *apiError) {
 	var p string
-	if _, e := member(obj, "project_id", &p, false); e != nil {
+	if e := member(obj, "project_id", &p, false); e != nil {
 		return "", e
 	}
 	if p == "" {
-		if _, e := member(obj, "tenant_id", &p, false); e != nil {
+		if e := member(obj, "tenant_id", &p, false); e != nil {
 			return "", e
 		}
 	}
@@ -62,6 +73,29 @@ func (c *Cloud) projectFor(r *http.Request, obj map[string]json.RawMessage) (str
 		return "", badRequest("'project_id' must be specified in the request body when there is no authentication")
 	}
 	return p, nil
+}
+
+var networksAPI = resource[Network]{one: "network", many: "networks",
+	records:  func(st *store) map[string]*Network { return st.networks },
+	notFound: func(id string) *apiError { return errf(404, "NetworkNotFound", "Network %s could not be found.", id) },
+	render:   func(_ *Cloud, n *Network) map[string]any { return networkJSON(n) },
+	matches: func(q url.Values, n *Network) bool {
+		return fieldsMatch(q, map[string]string{"name": n.Name, "id": n.ID})
+	},
+}
+
+var subnetsAPI = resource[Subnet]{one: "subnet",
+	records:  func(st *store) map[string]*Subnet { return st.subnets },
+	notFound: func(id string) *apiError { return errf(404, "SubnetNotFound", "Subnet %s could not be found.", id) },
+	render:   func(_ *Cloud, s *Subnet) map[string]any { return subnetJSON(s) },
+}
+
+var sgsAPI = resource[SecurityGroup]{one: "security_group",
+	records: func(st *store) map[string]*SecurityGroup { return st.sgs },
+	notFound: func(id string) *apiError {
+		return errf(404, "SecurityGroupNotFound", "Security group %s does not exist", id)
+	},
+	render: func(_ *Cloud, g *SecurityGroup) map[string]any { return sgJSON(g) },
 }
 
 func networkJSON(n *Network) map[string]any {
@@ -113,68 +147,22 @@ func nonNil[T any](s []T) []T {
 }
 
 func (c *Cloud) createNetwork(w http.ResponseWriter, r *http.Request) *apiError {
-	obj, e := resourceBody(r, "network")
-	if e != nil {
-		return e
-	}
-	project, e := c.projectFor(r, obj)
+	obj, project, e := c.createBody(r, "network")
 	if e != nil {
 		return e
 	}
 	n := &Network{ID: newID(), ProjectID: project, MTU: 1450, RevisionNumber: 1}
-	if _, e := member(obj, "name", &n.Name, false); e != nil {
-		return e
-	}
-	if _, e := member(obj, "mtu", &n.MTU, false); e != nil {
+	if e := members(obj, []field{{"name", &n.Name, false}, {"mtu", &n.MTU, false}}); e != nil {
 		return e
 	}
 	n.CreatedAt, n.UpdatedAt = nowUTC(), nowUTC()
-	c.st.mu.Lock()
-	c.st.networks[n.ID] = n
-	out := networkJSON(n)
-	c.st.mu.Unlock()
-	writeJSON(w, http.StatusCreated, map[string]any{"network": out})
+	networksAPI.created(c, w, n.ID, n)
 	return nil
 }
 
-func (c *Cloud) getNetwork(w http.ResponseWriter, r *http.Request) *apiError {
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	n, ok := c.st.networks[r.PathValue("id")]
-	if !ok {
-		return errf(404, "NetworkNotFound", "Network %s could not be found.", r.PathValue("id"))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"network": networkJSON(n)})
-	return nil
-}
-
-func (c *Cloud) listNetworks(w http.ResponseWriter, r *http.Request) *apiError {
-	q := r.URL.Query()
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	out := []map[string]any{}
-	for _, n := range c.st.networks {
-		if name := q.Get("name"); name != "" && n.Name != name {
-			continue
-		}
-		if id := q.Get("id"); id != "" && n.ID != id {
-			continue
-		}
-		out = append(out, networkJSON(n))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i]["id"].(string) < out[j]["id"].(string) })
-	writeJSON(w, http.StatusOK, map[string]any{"networks": out})
-	return nil
-}
-
-func (c *Cloud) deleteNetwork(w http.ResponseWriter, r *http.Request) *apiError {
-	id := r.PathValue("id")
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	n, ok := c.st.networks[id]
-	if !ok {
-		return errf(404, "NetworkNotFound", "Network %s could not be found.", id)
-	}
+// dropNetwork removes n unless it is in use. Callers hold c.st.mu.
+func (c *Cloud) dropNetwork(n *Network) *apiError {
+	id := n.ID
 	for _, p := range c.st.ports {
 		if p.NetworkID == id {
 			return errf(409, "NetworkInUse", "Unable to complete operation on network %s. There are one or more ports still in use on the network.", id)
@@ -184,16 +172,11 @@ func (c *Cloud) deleteNetwork(w http.ResponseWriter, r *http.Request) *apiError 
 		delete(c.st.subnets, s)
 	}
 	delete(c.st.networks, id)
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (c *Cloud) createSubnet(w http.ResponseWriter, r *http.Request) *apiError {
-	obj, e := resourceBody(r, "subnet")
-	if e != nil {
-		return e
-	}
-	project, e := c.projectFor(r, obj)
+	obj, project, e := c.createBody(r, "subnet")
 	if e != nil {
 		return e
 	}
@@ -201,15 +184,11 @@ func (c *Cloud) createSubnet(w http.ResponseWriter, r *http.Request) *apiError {
 	var gateway *string
 	dhcp := true
 	var pools []struct{ Start, End string }
-	for _, m := range []struct {
-		k   string
-		v   any
-		req bool
-	}{{"network_id", &netID, true}, {"cidr", &cidr, true}, {"name", &name, false},
-		{"gateway_ip", &gateway, false}, {"enable_dhcp", &dhcp, false}, {"allocation_pools", &pools, false}} {
-		if _, e := member(obj, m.k, m.v, m.req); e != nil {
-			return e
-		}
+	if e := members(obj, []field{
+		{"network_id", &netID, true}, {"cidr", &cidr, true}, {"name", &name, false},
+		{"gateway_ip", &gateway, false}, {"enable_dhcp", &dhcp, false}, {"allocation_pools", &pools, false},
+	}); e != nil {
+		return e
 	}
 	var gw *string
 	if _, present := obj["gateway_ip"]; present {
@@ -226,9 +205,9 @@ func (c *Cloud) createSubnet(w http.ResponseWriter, r *http.Request) *apiError {
 	sub.ProjectID, sub.EnableDHCP = project, dhcp
 	c.st.mu.Lock()
 	defer c.st.mu.Unlock()
-	n, ok := c.st.networks[netID]
-	if !ok {
-		return errf(404, "NetworkNotFound", "Network %s could not be found.", netID)
+	n, e := networksAPI.find(c.st, netID)
+	if e != nil {
+		return e
 	}
 	c.st.subnets[sub.ID] = sub
 	n.Subnets = append(n.Subnets, sub.ID)
@@ -286,25 +265,9 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
-func (c *Cloud) getSubnet(w http.ResponseWriter, r *http.Request) *apiError {
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	s, ok := c.st.subnets[r.PathValue("id")]
-	if !ok {
-		return errf(404, "SubnetNotFound", "Subnet %s could not be found.", r.PathValue("id"))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"subnet": subnetJSON(s)})
-	return nil
-}
-
-func (c *Cloud) deleteSubnet(w http.ResponseWriter, r *http.Request) *apiError {
-	id := r.PathValue("id")
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	s, ok := c.st.subnets[id]
-	if !ok {
-		return errf(404, "SubnetNotFound", "Subnet %s could not be found.", id)
-	}
+// dropSubnet removes s unless it is in use. Callers hold c.st.mu.
+func (c *Cloud) dropSubnet(s *Subnet) *apiError {
+	id := s.ID
 	if len(s.used) > 0 {
 		return errf(409, "SubnetInUse", "Unable to complete operation on subnet %s: One or more ports have an IP allocation from this subnet.", id)
 	}
@@ -317,53 +280,26 @@ func (c *Cloud) deleteSubnet(w http.ResponseWriter, r *http.Request) *apiError {
 			}
 		}
 	}
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (c *Cloud) createSecurityGroup(w http.ResponseWriter, r *http.Request) *apiError {
-	obj, e := resourceBody(r, "security_group")
-	if e != nil {
-		return e
-	}
-	project, e := c.projectFor(r, obj)
+	obj, project, e := c.createBody(r, "security_group")
 	if e != nil {
 		return e
 	}
 	now := nowUTC()
 	g := &SecurityGroup{ID: newID(), ProjectID: project, RevisionNumber: 1, CreatedAt: now, UpdatedAt: now}
-	if _, e := member(obj, "name", &g.Name, false); e != nil {
+	if e := members(obj, []field{{"name", &g.Name, false}, {"description", &g.Description, false}}); e != nil {
 		return e
 	}
-	if _, e := member(obj, "description", &g.Description, false); e != nil {
-		return e
-	}
-	c.st.mu.Lock()
-	c.st.sgs[g.ID] = g
-	out := sgJSON(g)
-	c.st.mu.Unlock()
-	writeJSON(w, http.StatusCreated, map[string]any{"security_group": out})
+	sgsAPI.created(c, w, g.ID, g)
 	return nil
 }
 
-func (c *Cloud) getSecurityGroup(w http.ResponseWriter, r *http.Request) *apiError {
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	g, ok := c.st.sgs[r.PathValue("id")]
-	if !ok {
-		return errf(404, "SecurityGroupNotFound", "Security group %s does not exist", r.PathValue("id"))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"security_group": sgJSON(g)})
-	return nil
-}
-
-func (c *Cloud) deleteSecurityGroup(w http.ResponseWriter, r *http.Request) *apiError {
-	id := r.PathValue("id")
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	if _, ok := c.st.sgs[id]; !ok {
-		return errf(404, "SecurityGroupNotFound", "Security group %s does not exist", id)
-	}
+// dropSecurityGroup removes g unless it is in use. Callers hold c.st.mu.
+func (c *Cloud) dropSecurityGroup(g *SecurityGroup) *apiError {
+	id := g.ID
 	for _, p := range c.st.ports {
 		for _, g := range p.SecurityGroups {
 			if g == id {
@@ -372,6 +308,5 @@ func (c *Cloud) deleteSecurityGroup(w http.ResponseWriter, r *http.Request) *api
 		}
 	}
 	delete(c.st.sgs, id)
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

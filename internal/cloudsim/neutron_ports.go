@@ -9,6 +9,14 @@ import (
 	"strings"
 )
 
+var portsAPI = resource[Port]{one: "port", many: "ports",
+	records:  func(st *store) map[string]*Port { return st.ports },
+	order:    func(st *store) []string { return st.portOrder },
+	notFound: portNotFound,
+	render:   (*Cloud).portJSON,
+	matches:  portMatches,
+}
+
 // portJSON renders p as Neutron does. Callers hold c.st.mu.
 func (c *Cloud) portJSON(p *Port) map[string]any {
 	vif := "unbound"
@@ -77,12 +85,12 @@ func (c *Cloud) createPorts(w http.ResponseWriter, r *http.Request) *apiError {
 	var objs []map[string]json.RawMessage
 	_, bulk := body["ports"]
 	if bulk {
-		if _, e := member(body, "ports", &objs, true); e != nil {
+		if e := member(body, "ports", &objs, true); e != nil {
 			return e
 		}
 	} else {
 		var one map[string]json.RawMessage
-		if _, e := member(body, "port", &one, true); e != nil || one == nil {
+		if e := member(body, "port", &one, true); e != nil || one == nil {
 			return badRequest("Resource body required")
 		}
 		objs = append(objs, one)
@@ -137,22 +145,19 @@ func (c *Cloud) newPort(project string, obj map[string]json.RawMessage) (*Port, 
 		IPAddress string `json:"ip_address"`
 	}
 	var sgs *[]string
-	for _, m := range []struct {
-		k   string
-		v   any
-		req bool
-	}{{"network_id", &p.NetworkID, true}, {"name", &p.Name, false}, {"description", &p.Description, false},
+	if e := members(obj, []field{
+		{"network_id", &p.NetworkID, true}, {"name", &p.Name, false}, {"description", &p.Description, false},
 		{"admin_state_up", &p.AdminStateUp, false}, {"mac_address", &p.MACAddress, false},
-		{"fixed_ips", &fixed, false}, {"device_id", &p.DeviceID, false}, {"device_owner", &p.DeviceOwner, false},
-		{"security_groups", &sgs, false}, {"allowed_address_pairs", &p.AllowedAddressPairs, false},
-		{"binding:host_id", &p.HostID, false}, {"binding:vnic_type", &p.VNICType, false}, {"tags", &p.Tags, false}} {
-		if _, e := member(obj, m.k, m.v, m.req); e != nil {
-			return nil, e
-		}
+		{"fixed_ips", &fixed, false}, {"device_id", &p.DeviceID, false},
+		{"device_owner", &p.DeviceOwner, false}, {"security_groups", &sgs, false},
+		{"allowed_address_pairs", &p.AllowedAddressPairs, false}, {"binding:host_id", &p.HostID, false},
+		{"binding:vnic_type", &p.VNICType, false}, {"tags", &p.Tags, false},
+	}); e != nil {
+		return nil, e
 	}
-	n, ok := c.st.networks[p.NetworkID]
-	if !ok {
-		return nil, errf(404, "NetworkNotFound", "Network %s could not be found.", p.NetworkID)
+	n, e := networksAPI.find(c.st, p.NetworkID)
+	if e != nil {
+		return nil, e
 	}
 	if sgs == nil {
 		p.SecurityGroups = []string{c.st.defaultSecurityGroup(project)}
@@ -211,9 +216,9 @@ func (c *Cloud) allocateIP(p *Port, n *Network, subnetID, ip string) *apiError {
 			return badRequest("IP address %s is not a valid IP for any of the subnets on the specified network.", ip)
 		}
 	} else {
-		s, ok := c.st.subnets[subnetID]
-		if !ok {
-			return errf(404, "SubnetNotFound", "Subnet %s could not be found.", subnetID)
+		s, e := subnetsAPI.find(c.st, subnetID)
+		if e != nil {
+			return e
 		}
 		if s.NetworkID != n.ID {
 			return badRequest("Failed to create port on network %s, because fixed_ips included invalid subnet %s.", n.ID, subnetID)
@@ -243,8 +248,8 @@ func (c *Cloud) allocateIP(p *Port, n *Network, subnetID, ip string) *apiError {
 // checkSecurityGroups makes sure every group exists. Callers hold c.st.mu.
 func (c *Cloud) checkSecurityGroups(ids []string) *apiError {
 	for _, id := range ids {
-		if _, ok := c.st.sgs[id]; !ok {
-			return errf(404, "SecurityGroupNotFound", "Security group %s does not exist", id)
+		if _, e := sgsAPI.find(c.st, id); e != nil {
+			return e
 		}
 	}
 	return nil
@@ -260,17 +265,6 @@ func fillPairs(pairs []AddressPair, mac string) []AddressPair {
 		out = append(out, ap)
 	}
 	return out
-}
-
-func (c *Cloud) getPort(w http.ResponseWriter, r *http.Request) *apiError {
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	p, ok := c.st.ports[r.PathValue("id")]
-	if !ok {
-		return portNotFound(r.PathValue("id"))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"port": c.portJSON(p)})
-	return nil
 }
 
 func portNotFound(id string) *apiError {
@@ -320,57 +314,47 @@ func (c *Cloud) updatePort(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := unrecognized(obj, portUpdateKeys); e != nil {
 		return e
 	}
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	p, ok := c.st.ports[r.PathValue("id")]
-	if !ok {
-		return portNotFound(r.PathValue("id"))
-	}
-	if e := checkIfMatch(r, p.RevisionNumber); e != nil {
-		return e
-	}
-	next := p.clone()
-	var sgs []string
-	var pairs []AddressPair
-	for _, m := range []struct {
-		k string
-		v any
-	}{{"name", &next.Name}, {"description", &next.Description}, {"admin_state_up", &next.AdminStateUp},
-		{"device_id", &next.DeviceID}, {"device_owner", &next.DeviceOwner}, {"binding:host_id", &next.HostID},
-		{"binding:vnic_type", &next.VNICType}, {"security_groups", &sgs}, {"allowed_address_pairs", &pairs}} {
-		if _, e := member(obj, m.k, m.v, false); e != nil {
+	return portsAPI.with(c, r, func(p *Port) *apiError {
+		if e := checkIfMatch(r, p.RevisionNumber); e != nil {
 			return e
 		}
-	}
-	if _, ok := obj["security_groups"]; ok {
-		if e := c.checkSecurityGroups(sgs); e != nil {
+		next := p.clone()
+		var sgs []string
+		var pairs []AddressPair
+		if e := members(obj, []field{
+			{"name", &next.Name, false}, {"description", &next.Description, false},
+			{"admin_state_up", &next.AdminStateUp, false}, {"device_id", &next.DeviceID, false},
+			{"device_owner", &next.DeviceOwner, false}, {"binding:host_id", &next.HostID, false},
+			{"binding:vnic_type", &next.VNICType, false}, {"security_groups", &sgs, false},
+			{"allowed_address_pairs", &pairs, false},
+		}); e != nil {
 			return e
 		}
-		next.SecurityGroups = nonNil(sgs)
-	}
-	if _, ok := obj["allowed_address_pairs"]; ok {
-		next.AllowedAddressPairs = fillPairs(pairs, p.MACAddress)
-	}
-	if next.HostID != p.HostID {
-		if t := c.st.trunkOfParent(p.ID); t != nil {
-			c.bindSubports(t, next.HostID)
+		if _, ok := obj["security_groups"]; ok {
+			if e := c.checkSecurityGroups(sgs); e != nil {
+				return e
+			}
+			next.SecurityGroups = nonNil(sgs)
 		}
-		c.setBinding(&next, next.HostID)
-	}
-	touch(&next.RevisionNumber, &next.UpdatedAt)
-	*p = next
-	writeJSON(w, http.StatusOK, map[string]any{"port": c.portJSON(p)})
-	return nil
+		if _, ok := obj["allowed_address_pairs"]; ok {
+			next.AllowedAddressPairs = fillPairs(pairs, p.MACAddress)
+		}
+		if next.HostID != p.HostID {
+			if t := c.st.trunkOfParent(p.ID); t != nil {
+				c.bindSubports(t, next.HostID)
+			}
+			c.setBinding(&next, next.HostID)
+		}
+		touch(&next.RevisionNumber, &next.UpdatedAt)
+		*p = next
+		writeJSON(w, http.StatusOK, map[string]any{"port": c.portJSON(p)})
+		return nil
+	})
 }
 
-func (c *Cloud) deletePort(w http.ResponseWriter, r *http.Request) *apiError {
-	id := r.PathValue("id")
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	p, ok := c.st.ports[id]
-	if !ok {
-		return portNotFound(id)
-	}
+// dropPort removes p unless it is in use. Callers hold c.st.mu.
+func (c *Cloud) dropPort(p *Port) *apiError {
+	id := p.ID
 	if t := c.st.trunkOfParent(id); t != nil {
 		return errf(409, "PortInUseAsTrunkParent", "Port %s is currently a parent port for trunk %s.", id, t.ID)
 	}
@@ -378,6 +362,5 @@ func (c *Cloud) deletePort(w http.ResponseWriter, r *http.Request) *apiError {
 		return errf(409, "PortInUseAsSubPort", "Port %s is currently a subport for trunk %s.", id, t.ID)
 	}
 	c.st.releasePort(p)
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -90,36 +90,11 @@ func portMatches(q url.Values, p *Port) bool {
 	return tagsMatch(q, p.Tags)
 }
 
-func (c *Cloud) listPorts(w http.ResponseWriter, r *http.Request) *apiError {
-	q := r.URL.Query()
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	out := []map[string]any{}
-	for _, id := range c.st.portOrder {
-		if p := c.st.ports[id]; portMatches(q, p) {
-			out = append(out, c.portJSON(p))
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"ports": out})
-	return nil
-}
-
 // validTag applies Neutron's tag rules: 1 to 255 characters, no comma.
 func validTag(t string) *apiError {
 	if t == "" || len(t) > 255 || strings.Contains(t, ",") {
 		return badRequest("Invalid input for operation: '%s' is not a valid tag.", t)
 	}
-	return nil
-}
-
-func (c *Cloud) listTags(w http.ResponseWriter, r *http.Request) *apiError {
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	p, ok := c.st.ports[r.PathValue("id")]
-	if !ok {
-		return portNotFound(r.PathValue("id"))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"tags": nonNil(p.Tags)})
 	return nil
 }
 
@@ -129,18 +104,14 @@ func (c *Cloud) addTag(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := validTag(tag); e != nil {
 		return e
 	}
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	p, ok := c.st.ports[r.PathValue("id")]
-	if !ok {
-		return portNotFound(r.PathValue("id"))
-	}
-	if !slices.Contains(p.Tags, tag) {
-		p.Tags = append(p.Tags, tag)
-		touch(&p.RevisionNumber, &p.UpdatedAt)
-	}
-	w.WriteHeader(http.StatusCreated)
-	return nil
+	return portsAPI.with(c, r, func(p *Port) *apiError {
+		if !slices.Contains(p.Tags, tag) {
+			p.Tags = append(p.Tags, tag)
+			touch(&p.RevisionNumber, &p.UpdatedAt)
+		}
+		w.WriteHeader(http.StatusCreated)
+		return nil
+	})
 }
 
 // replaceTags answers PUT /v2.0/ports/{id}/tags with {"tags": [...]}.
@@ -150,7 +121,7 @@ func (c *Cloud) replaceTags(w http.ResponseWriter, r *http.Request) *apiError {
 		return e
 	}
 	var tags []string
-	if _, e := member(body, "tags", &tags, true); e != nil {
+	if e := member(body, "tags", &tags, true); e != nil {
 		return e
 	}
 	for _, t := range tags {
@@ -158,34 +129,26 @@ func (c *Cloud) replaceTags(w http.ResponseWriter, r *http.Request) *apiError {
 			return e
 		}
 	}
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	p, ok := c.st.ports[r.PathValue("id")]
-	if !ok {
-		return portNotFound(r.PathValue("id"))
-	}
-	p.Tags = slices.Compact(slices.Sorted(slices.Values(tags)))
-	touch(&p.RevisionNumber, &p.UpdatedAt)
-	writeJSON(w, http.StatusOK, map[string]any{"tags": nonNil(p.Tags)})
-	return nil
+	return portsAPI.with(c, r, func(p *Port) *apiError {
+		p.Tags = slices.Compact(slices.Sorted(slices.Values(tags)))
+		touch(&p.RevisionNumber, &p.UpdatedAt)
+		writeJSON(w, http.StatusOK, map[string]any{"tags": nonNil(p.Tags)})
+		return nil
+	})
 }
 
 // deleteTag answers DELETE /v2.0/ports/{id}/tags/{tag}: 204, or 404
 // TagNotFound.
 func (c *Cloud) deleteTag(w http.ResponseWriter, r *http.Request) *apiError {
 	tag := r.PathValue("tag")
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	p, ok := c.st.ports[r.PathValue("id")]
-	if !ok {
-		return portNotFound(r.PathValue("id"))
-	}
-	i := slices.Index(p.Tags, tag)
-	if i < 0 {
-		return errf(404, "TagNotFound", "Tag %s could not be found for port %s.", tag, p.ID)
-	}
-	p.Tags = slices.Delete(p.Tags, i, i+1)
-	touch(&p.RevisionNumber, &p.UpdatedAt)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return portsAPI.with(c, r, func(p *Port) *apiError {
+		i := slices.Index(p.Tags, tag)
+		if i < 0 {
+			return errf(404, "TagNotFound", "Tag %s could not be found for port %s.", tag, p.ID)
+		}
+		p.Tags = slices.Delete(p.Tags, i, i+1)
+		touch(&p.RevisionNumber, &p.UpdatedAt)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
 }

@@ -2,8 +2,17 @@ package cloudsim
 
 import (
 	"net/http"
-	"sort"
+	"net/url"
 )
+
+var trunksAPI = resource[Trunk]{one: "trunk", many: "trunks",
+	records:  func(st *store) map[string]*Trunk { return st.trunks },
+	notFound: func(id string) *apiError { return errf(404, "TrunkNotFound", "Trunk %s could not be found.", id) },
+	render:   (*Cloud).trunkJSON,
+	matches: func(q url.Values, t *Trunk) bool {
+		return fieldsMatch(q, map[string]string{"port_id": t.PortID, "name": t.Name}) && tagsMatch(q, t.Tags)
+	},
+}
 
 // trunkJSON renders t as Neutron does. Callers hold c.st.mu.
 func (c *Cloud) trunkJSON(t *Trunk) map[string]any {
@@ -32,31 +41,23 @@ func (c *Cloud) bindSubports(t *Trunk, host string) {
 }
 
 func (c *Cloud) createTrunk(w http.ResponseWriter, r *http.Request) *apiError {
-	obj, e := resourceBody(r, "trunk")
-	if e != nil {
-		return e
-	}
-	project, e := c.projectFor(r, obj)
+	obj, project, e := c.createBody(r, "trunk")
 	if e != nil {
 		return e
 	}
 	now := nowUTC()
 	t := &Trunk{ID: newID(), ProjectID: project, AdminStateUp: true, RevisionNumber: 1, CreatedAt: now, UpdatedAt: now}
 	var subs []Subport
-	for _, m := range []struct {
-		k   string
-		v   any
-		req bool
-	}{{"port_id", &t.PortID, true}, {"name", &t.Name, false}, {"description", &t.Description, false},
-		{"admin_state_up", &t.AdminStateUp, false}, {"sub_ports", &subs, false}} {
-		if _, e := member(obj, m.k, m.v, m.req); e != nil {
-			return e
-		}
+	if e := members(obj, []field{
+		{"port_id", &t.PortID, true}, {"name", &t.Name, false}, {"description", &t.Description, false},
+		{"admin_state_up", &t.AdminStateUp, false}, {"sub_ports", &subs, false},
+	}); e != nil {
+		return e
 	}
 	c.st.mu.Lock()
 	defer c.st.mu.Unlock()
-	if _, ok := c.st.ports[t.PortID]; !ok {
-		return portNotFound(t.PortID)
+	if _, e := portsAPI.find(c.st, t.PortID); e != nil {
+		return e
 	}
 	if e := c.checkTrunkable(t.PortID); e != nil {
 		return e
@@ -70,60 +71,13 @@ func (c *Cloud) createTrunk(w http.ResponseWriter, r *http.Request) *apiError {
 	return nil
 }
 
-func (c *Cloud) trunkByID(id string) (*Trunk, *apiError) {
-	t, ok := c.st.trunks[id]
-	if !ok {
-		return nil, errf(404, "TrunkNotFound", "Trunk %s could not be found.", id)
-	}
-	return t, nil
-}
-
-func (c *Cloud) getTrunk(w http.ResponseWriter, r *http.Request) *apiError {
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	t, e := c.trunkByID(r.PathValue("id"))
-	if e != nil {
-		return e
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"trunk": c.trunkJSON(t)})
-	return nil
-}
-
-func (c *Cloud) listTrunks(w http.ResponseWriter, r *http.Request) *apiError {
-	q := r.URL.Query()
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	out := []map[string]any{}
-	for _, t := range c.st.trunks {
-		if v := q.Get("port_id"); v != "" && t.PortID != v {
-			continue
-		}
-		if v := q.Get("name"); v != "" && t.Name != v {
-			continue
-		}
-		if !tagsMatch(q, t.Tags) {
-			continue
-		}
-		out = append(out, c.trunkJSON(t))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i]["id"].(string) < out[j]["id"].(string) })
-	writeJSON(w, http.StatusOK, map[string]any{"trunks": out})
-	return nil
-}
-
-func (c *Cloud) deleteTrunk(w http.ResponseWriter, r *http.Request) *apiError {
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	t, e := c.trunkByID(r.PathValue("id"))
-	if e != nil {
-		return e
-	}
+// dropTrunk removes t unless it is in use. Callers hold c.st.mu.
+func (c *Cloud) dropTrunk(t *Trunk) *apiError {
 	if p, ok := c.st.ports[t.PortID]; ok && p.HostID != "" {
 		return errf(409, "TrunkInUse", "Trunk %s is currently in use.", t.ID)
 	}
 	c.detachSubports(t, t.Subports)
 	delete(c.st.trunks, t.ID)
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
@@ -134,7 +88,7 @@ func subportsBody(r *http.Request) ([]Subport, *apiError) {
 		return nil, e
 	}
 	var subs []Subport
-	if _, e := member(body, "sub_ports", &subs, true); e != nil {
+	if e := member(body, "sub_ports", &subs, true); e != nil {
 		return nil, e
 	}
 	return subs, nil
@@ -161,9 +115,9 @@ func (c *Cloud) validateSubports(t *Trunk, subs []Subport) *apiError {
 		if sp.SegmentationID < 1 || sp.SegmentationID > 4094 {
 			return invalidInput("Segmentation ID '%d' is not in range", sp.SegmentationID)
 		}
-		p, ok := c.st.ports[sp.PortID]
-		if !ok {
-			return portNotFound(sp.PortID)
+		p, e := portsAPI.find(c.st, sp.PortID)
+		if e != nil {
+			return e
 		}
 		if e := c.checkTrunkable(sp.PortID); e != nil {
 			return e
@@ -251,19 +205,15 @@ func (c *Cloud) addSubports(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	t, e := c.trunkByID(r.PathValue("id"))
-	if e != nil {
-		return e
-	}
-	if e := c.validateSubports(t, subs); e != nil {
-		return e
-	}
-	c.attachSubports(t, subs)
-	touch(&t.RevisionNumber, &t.UpdatedAt)
-	writeJSON(w, http.StatusOK, c.trunkJSON(t))
-	return nil
+	return trunksAPI.with(c, r, func(t *Trunk) *apiError {
+		if e := c.validateSubports(t, subs); e != nil {
+			return e
+		}
+		c.attachSubports(t, subs)
+		touch(&t.RevisionNumber, &t.UpdatedAt)
+		writeJSON(w, http.StatusOK, c.trunkJSON(t))
+		return nil
+	})
 }
 
 // removeSubports answers PUT /v2.0/trunks/{id}/remove_subports; a port
@@ -276,40 +226,25 @@ func (c *Cloud) removeSubports(w http.ResponseWriter, r *http.Request) *apiError
 	var subs []struct {
 		PortID string `json:"port_id"`
 	}
-	if _, e := member(body, "sub_ports", &subs, true); e != nil {
+	if e := member(body, "sub_ports", &subs, true); e != nil {
 		return e
 	}
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	t, e := c.trunkByID(r.PathValue("id"))
-	if e != nil {
-		return e
-	}
-	var drop []Subport
-	for _, s := range subs {
-		found := false
-		for _, sp := range t.Subports {
-			if sp.PortID == s.PortID {
-				drop, found = append(drop, sp), true
+	return trunksAPI.with(c, r, func(t *Trunk) *apiError {
+		var drop []Subport
+		for _, s := range subs {
+			found := false
+			for _, sp := range t.Subports {
+				if sp.PortID == s.PortID {
+					drop, found = append(drop, sp), true
+				}
+			}
+			if !found {
+				return errf(404, "SubPortNotFound", "SubPort %s cannot be found on trunk %s.", s.PortID, t.ID)
 			}
 		}
-		if !found {
-			return errf(404, "SubPortNotFound", "SubPort %s cannot be found on trunk %s.", s.PortID, t.ID)
-		}
-	}
-	c.detachSubports(t, drop)
-	touch(&t.RevisionNumber, &t.UpdatedAt)
-	writeJSON(w, http.StatusOK, c.trunkJSON(t))
-	return nil
-}
-
-func (c *Cloud) getSubports(w http.ResponseWriter, r *http.Request) *apiError {
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	t, e := c.trunkByID(r.PathValue("id"))
-	if e != nil {
-		return e
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"sub_ports": nonNil(t.Subports)})
-	return nil
+		c.detachSubports(t, drop)
+		touch(&t.RevisionNumber, &t.UpdatedAt)
+		writeJSON(w, http.StatusOK, c.trunkJSON(t))
+		return nil
+	})
 }

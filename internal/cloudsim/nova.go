@@ -9,7 +9,7 @@ func novaRoutes(c *Cloud) []route {
 	const n = "/compute/v2.1"
 	h := novaHandler
 	return []route{
-		{"GET " + n + "/servers/{id}", "nova.servers.get", h(c.getServer)},
+		{"GET " + n + "/servers/{id}", "nova.servers.get", h(serversAPI.get(c))},
 		{"POST " + n + "/servers/{id}/os-interface", "nova.interfaces.attach", h(c.attachInterface)},
 		{"GET " + n + "/servers/{id}/os-interface", "nova.interfaces.list", h(c.listInterfaces)},
 		{"GET " + n + "/servers/{id}/os-interface/{port}", "nova.interfaces.get", h(c.getInterface)},
@@ -19,6 +19,12 @@ func novaRoutes(c *Cloud) []route {
 
 func serverNotFound(id string) *apiError {
 	return errf(404, "", "Instance %s could not be found.", id)
+}
+
+var serversAPI = resource[Server]{one: "server",
+	records:  func(st *store) map[string]*Server { return st.servers },
+	notFound: serverNotFound,
+	render:   (*Cloud).serverJSON,
 }
 
 // serverJSON renders s as Nova does. Callers hold c.st.mu.
@@ -52,17 +58,6 @@ func (c *Cloud) serverJSON(s *Server) map[string]any {
 	}
 }
 
-func (c *Cloud) getServer(w http.ResponseWriter, r *http.Request) *apiError {
-	c.st.mu.Lock()
-	defer c.st.mu.Unlock()
-	s, ok := c.st.servers[r.PathValue("id")]
-	if !ok {
-		return serverNotFound(r.PathValue("id"))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"server": c.serverJSON(s)})
-	return nil
-}
-
 // interfaceJSON renders p as an interfaceAttachment.
 func interfaceJSON(p *Port, serverID string) map[string]any {
 	return map[string]any{
@@ -81,10 +76,7 @@ func (c *Cloud) attachInterface(w http.ResponseWriter, r *http.Request) *apiErro
 		return e
 	}
 	var portID, netID string
-	if _, e := member(obj, "port_id", &portID, false); e != nil {
-		return e
-	}
-	if _, e := member(obj, "net_id", &netID, false); e != nil {
+	if e := members(obj, []field{{"port_id", &portID, false}, {"net_id", &netID, false}}); e != nil {
 		return e
 	}
 	if portID == "" {
@@ -147,8 +139,8 @@ func (c *Cloud) listInterfaces(w http.ResponseWriter, r *http.Request) *apiError
 	serverID := r.PathValue("id")
 	c.st.mu.Lock()
 	defer c.st.mu.Unlock()
-	if _, ok := c.st.servers[serverID]; !ok {
-		return serverNotFound(serverID)
+	if _, e := serversAPI.find(c.st, serverID); e != nil {
+		return e
 	}
 	out := []map[string]any{}
 	for _, id := range c.st.portOrder {
@@ -164,8 +156,8 @@ func (c *Cloud) getInterface(w http.ResponseWriter, r *http.Request) *apiError {
 	serverID, portID := r.PathValue("id"), r.PathValue("port")
 	c.st.mu.Lock()
 	defer c.st.mu.Unlock()
-	if _, ok := c.st.servers[serverID]; !ok {
-		return serverNotFound(serverID)
+	if _, e := serversAPI.find(c.st, serverID); e != nil {
+		return e
 	}
 	p, ok := c.st.ports[portID]
 	if !ok || p.DeviceID != serverID {

@@ -1,5 +1,8 @@
 // Package cmdutil holds what the kuryr-dpdk binaries' main functions share:
-// the API scheme they speak and their logging flags.
+// the API scheme they speak, their logging and Kubernetes client flags, and
+// the run of a long-running binary (Command). Package cmdutil/manager
+// builds the controller-runtime manager of kuryr-controller and
+// kuryr-daemon.
 package cmdutil
 
 import (

@@ -11,16 +11,24 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
 )
 
-func startSim(t *testing.T) *cloudsim.Cloud {
+// startSim starts a simulated cloud with opts for the test.
+func startSim(t *testing.T, opts cloudsim.Options) *cloudsim.Cloud {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	sim := cloudsim.New(cloudsim.Options{})
+	sim := cloudsim.New(opts)
 	if err := sim.Start(ctx, "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(sim.Close)
 	return sim
+}
+
+// passwordConfig reaches sim through Keystone with its user's password.
+func passwordConfig(sim *cloudsim.Cloud) Config {
+	cr := sim.Credentials()
+	return Config{AuthURL: sim.AuthURL(), Username: cr.UserName, Password: cr.Password,
+		UserDomainName: cr.DomainName, ProjectName: cr.ProjectName, ProjectDomainName: cr.DomainName}
 }
 
 // works checks that c reaches the simulated Neutron and Nova.
@@ -44,10 +52,8 @@ func works(t *testing.T, sim *cloudsim.Cloud, c *Client) {
 
 func TestAuthPassword(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	cr := sim.Credentials()
-	c, err := New(context.Background(), Config{AuthURL: sim.AuthURL(), Username: cr.UserName, Password: cr.Password,
-		UserDomainName: cr.DomainName, ProjectName: cr.ProjectName, ProjectDomainName: cr.DomainName})
+	sim := startSim(t, cloudsim.Options{})
+	c, err := New(context.Background(), passwordConfig(sim))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +62,7 @@ func TestAuthPassword(t *testing.T) {
 
 func TestAuthApplicationCredential(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
+	sim := startSim(t, cloudsim.Options{})
 	cr := sim.Credentials()
 	c, err := New(context.Background(), Config{AuthURL: sim.AuthURL(), AppCredentialID: cr.AppCredentialID,
 		AppCredentialSecret: cr.AppCredentialSecret})
@@ -68,10 +74,10 @@ func TestAuthApplicationCredential(t *testing.T) {
 
 func TestAuthWrongPassword(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
-	cr := sim.Credentials()
-	_, err := New(context.Background(), Config{AuthURL: sim.AuthURL(), Username: cr.UserName, Password: "wrong",
-		UserDomainName: cr.DomainName, ProjectName: cr.ProjectName, ProjectDomainName: cr.DomainName})
+	sim := startSim(t, cloudsim.Options{})
+	cfg := passwordConfig(sim)
+	cfg.Password = "wrong"
+	_, err := New(context.Background(), cfg)
 	var e *Error
 	if !errors.Is(err, ErrTerminal) || !errors.As(err, &e) || e.Status != 401 {
 		t.Fatalf("New with a wrong password = %v", err)
@@ -80,7 +86,7 @@ func TestAuthWrongPassword(t *testing.T) {
 
 func TestAuthCloudsYAML(t *testing.T) {
 	t.Parallel()
-	sim := startSim(t)
+	sim := startSim(t, cloudsim.Options{})
 	cr := sim.Credentials()
 	file := filepath.Join(t.TempDir(), "clouds.yaml")
 	yaml := fmt.Sprintf(`clouds:
@@ -119,7 +125,7 @@ func TestAuthCloudsYAML(t *testing.T) {
 
 // TestAuthEnv uses the OS_* variables, so it does not run in parallel.
 func TestAuthEnv(t *testing.T) {
-	sim := startSim(t)
+	sim := startSim(t, cloudsim.Options{})
 	cr := sim.Credentials()
 	for k, v := range map[string]string{
 		"OS_AUTH_URL": sim.AuthURL(), "OS_USERNAME": cr.UserName, "OS_PASSWORD": cr.Password,

@@ -19,6 +19,14 @@ func okStatus(r *http.Request) int {
 	return http.StatusOK
 }
 
+// answer is a handler that answers every request with status and body.
+func answer(status int, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}
+}
+
 // TestBadAnswers checks that a cloud answering nonsense gives classified
 // errors, never a panic.
 func TestBadAnswers(t *testing.T) {
@@ -55,23 +63,12 @@ func TestBadAnswers(t *testing.T) {
 			}
 			w.WriteHeader(http.StatusTeapot)
 		}, ErrTerminal, 0},
-		{"unexpected status 418", func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(http.StatusTeapot)
-		}, ErrTerminal, 418},
-		{"redirect without location", func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(http.StatusFound)
-		}, ErrTerminal, 302},
-		{"502 with HTML", func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(http.StatusBadGateway)
-			_, _ = w.Write([]byte("<html>bad gateway</html>"))
-		}, ErrTransient, 502},
-		{"429", func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(http.StatusTooManyRequests)
-		}, ErrTransient, 429},
-		{"403", func(w http.ResponseWriter, r *http.Request) {
-			w.WriteHeader(http.StatusForbidden)
-			_, _ = w.Write([]byte(`{"NeutronError": {"type": "PolicyNotAuthorized", "message": "no", "detail": ""}}`))
-		}, ErrTerminal, 403},
+		{"unexpected status 418", answer(http.StatusTeapot, ""), ErrTerminal, 418},
+		{"redirect without location", answer(http.StatusFound, ""), ErrTerminal, 302},
+		{"502 with HTML", answer(http.StatusBadGateway, "<html>bad gateway</html>"), ErrTransient, 502},
+		{"429", answer(http.StatusTooManyRequests, ""), ErrTransient, 429},
+		{"403", answer(http.StatusForbidden,
+			`{"NeutronError": {"type": "PolicyNotAuthorized", "message": "no", "detail": ""}}`), ErrTerminal, 403},
 		{"nothing at all", func(w http.ResponseWriter, r *http.Request) {
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {

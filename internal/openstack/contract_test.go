@@ -388,24 +388,16 @@ func runContract(t *testing.T, tg contractTarget) {
 // (password) or, with noAuth, the noauth mode.
 func simTarget(t *testing.T, noAuth bool) (contractTarget, *cloudsim.Cloud) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	// NoAgent: the real neutron-server the same suite runs against has no
 	// L2 agent, so neither does the simulation here.
-	sim := cloudsim.New(cloudsim.Options{NoAuth: noAuth, NoAgent: true})
-	if err := sim.Start(ctx, "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	cr := sim.Credentials()
-	cfg := Config{AuthURL: sim.AuthURL(), Username: cr.UserName, Password: cr.Password,
-		UserDomainName: cr.DomainName, ProjectName: cr.ProjectName, ProjectDomainName: cr.DomainName}
+	sim := startSim(t, cloudsim.Options{NoAuth: noAuth, NoAgent: true})
+	cfg := passwordConfig(sim)
 	project := ""
 	if noAuth {
 		project = "kuryr-noauth-project"
 		cfg = Config{NeutronURL: sim.NeutronURL(), NovaURL: sim.NovaURL(), ProjectID: project}
 	}
-	c, err := New(ctx, cfg)
+	c, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

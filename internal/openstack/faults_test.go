@@ -13,21 +13,14 @@ import (
 // and a Client on it.
 func faultyCloud(t *testing.T, f cloudsim.Fault) (*cloudsim.Cloud, *Client, cloudsim.Network) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	sim := cloudsim.New(cloudsim.Options{Seed: 42})
-	if err := sim.Start(ctx, "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
+	sim := startSim(t, cloudsim.Options{Seed: 42})
 	n, _, err := sim.SeedNetwork("pods", "10.10.0.0/16")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr := sim.Credentials()
-	c, err := New(ctx, Config{AuthURL: sim.AuthURL(), Username: cr.UserName, Password: cr.Password,
-		UserDomainName: cr.DomainName, ProjectName: cr.ProjectName, ProjectDomainName: cr.DomainName,
-		RequestTimeout: 2 * time.Second})
+	cfg := passwordConfig(sim)
+	cfg.RequestTimeout = 2 * time.Second
+	c, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,13 +111,8 @@ func TestFaultInjectionNaiveLeaks(t *testing.T) {
 // bodies, ports still end up tagged (create, then tag).
 func TestTagsWithoutTagOnCreate(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	sim := cloudsim.New(cloudsim.Options{NoAuth: true, NoTagsOnCreate: true})
-	if err := sim.Start(ctx, "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
+	ctx := context.Background()
+	sim := startSim(t, cloudsim.Options{NoAuth: true, NoTagsOnCreate: true})
 	n, _, err := sim.SeedNetwork("pods", "10.10.0.0/24")
 	if err != nil {
 		t.Fatal(err)

@@ -4,94 +4,51 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/attachinterfaces"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 )
 
+// novaRequest is request for Nova, which may not be configured.
+func novaRequest[T any](ctx context.Context, c *Client, op, key string,
+	send func(context.Context) gophercloud.Result, complete func(*T) bool) (T, error) {
+	if err := c.needCompute(op); err != nil {
+		var zero T
+		return zero, err
+	}
+	return request(ctx, c, op, key, key, send, complete)
+}
+
 // GetServer returns Nova server id.
 func (c *Client) GetServer(ctx context.Context, id string) (Server, error) {
-	op := "get server " + id
-	if err := c.needCompute(op); err != nil {
-		return Server{}, err
-	}
-	rctx, cancel := c.requestCtx(ctx)
-	defer cancel()
-	var out struct {
-		Server *Server `json:"server"`
-	}
-	if err := servers.Get(rctx, c.compute, id).Result.ExtractInto(&out); err != nil {
-		return Server{}, classify(op, err)
-	}
-	if out.Server == nil || out.Server.ID == "" {
-		return Server{}, malformed(op, "no server in the answer")
-	}
-	return *out.Server, nil
+	return novaRequest(ctx, c, "get server "+id, "server", func(ctx context.Context) gophercloud.Result {
+		return servers.Get(ctx, c.compute, id).Result
+	}, hasID[Server])
 }
 
 // AttachInterface asks Nova to attach port portID to server serverID (a
 // hot-plugged NIC in the VM). The port must exist and be unbound.
 func (c *Client) AttachInterface(ctx context.Context, serverID, portID string) (Interface, error) {
 	op := fmt.Sprintf("attach port %s to server %s", portID, serverID)
-	if err := c.needCompute(op); err != nil {
-		return Interface{}, err
-	}
-	rctx, cancel := c.requestCtx(ctx)
-	defer cancel()
-	var out struct {
-		Interface *Interface `json:"interfaceAttachment"`
-	}
-	err := attachinterfaces.Create(rctx, c.compute, serverID, attachinterfaces.CreateOpts{PortID: portID}).Result.ExtractInto(&out)
-	if err != nil {
-		return Interface{}, classify(op, err)
-	}
-	if out.Interface == nil || out.Interface.PortID == "" {
-		return Interface{}, malformed(op, "no interfaceAttachment in the answer")
-	}
-	return *out.Interface, nil
+	return novaRequest(ctx, c, op, "interfaceAttachment", func(ctx context.Context) gophercloud.Result {
+		return attachinterfaces.Create(ctx, c.compute, serverID, attachinterfaces.CreateOpts{PortID: portID}).Result
+	}, hasID[Interface])
 }
 
 // ListInterfaces returns the interfaces attached to server serverID.
 func (c *Client) ListInterfaces(ctx context.Context, serverID string) ([]Interface, error) {
-	op := "list interfaces of server " + serverID
-	if err := c.needCompute(op); err != nil {
-		return nil, err
-	}
-	rctx, cancel := c.requestCtx(ctx)
-	defer cancel()
-	page, err := attachinterfaces.List(c.compute, serverID).AllPages(rctx)
-	if err != nil {
-		return nil, classify(op, err)
-	}
-	var out struct {
-		Interfaces *[]Interface `json:"interfaceAttachments"`
-	}
-	if err := page.(attachinterfaces.InterfacePage).Result.ExtractInto(&out); err != nil {
-		return nil, classify(op, err)
-	}
-	if out.Interfaces == nil {
-		return nil, malformed(op, "no interfaceAttachments in the answer")
-	}
-	return *out.Interfaces, nil
+	return novaRequest(ctx, c, "list interfaces of server "+serverID, "interfaceAttachments",
+		func(ctx context.Context) gophercloud.Result {
+			return allPages(ctx, attachinterfaces.List(c.compute, serverID))
+		}, present[[]Interface])
 }
 
 // GetInterface returns the attachment of port portID to server serverID.
 func (c *Client) GetInterface(ctx context.Context, serverID, portID string) (Interface, error) {
 	op := fmt.Sprintf("get interface %s of server %s", portID, serverID)
-	if err := c.needCompute(op); err != nil {
-		return Interface{}, err
-	}
-	rctx, cancel := c.requestCtx(ctx)
-	defer cancel()
-	var out struct {
-		Interface *Interface `json:"interfaceAttachment"`
-	}
-	if err := attachinterfaces.Get(rctx, c.compute, serverID, portID).Result.ExtractInto(&out); err != nil {
-		return Interface{}, classify(op, err)
-	}
-	if out.Interface == nil || out.Interface.PortID == "" {
-		return Interface{}, malformed(op, "no interfaceAttachment in the answer")
-	}
-	return *out.Interface, nil
+	return novaRequest(ctx, c, op, "interfaceAttachment", func(ctx context.Context) gophercloud.Result {
+		return attachinterfaces.Get(ctx, c.compute, serverID, portID).Result
+	}, hasID[Interface])
 }
 
 // DetachInterface asks Nova to detach port portID from server serverID.
@@ -105,9 +62,5 @@ func (c *Client) DetachInterface(ctx context.Context, serverID, portID string) e
 	}
 	rctx, cancel := c.requestCtx(ctx)
 	defer cancel()
-	err := classify(op, attachinterfaces.Delete(rctx, c.compute, serverID, portID).ExtractErr())
-	if isNotFound(err) {
-		return nil
-	}
-	return err
+	return removed(classify(op, attachinterfaces.Delete(rctx, c.compute, serverID, portID).ExtractErr()))
 }

@@ -44,25 +44,25 @@ func (b portCreateBody) ToPortCreateMap() (map[string]any, error) {
 // the cloud ignored them, added afterwards.
 func (c *Client) CreatePort(ctx context.Context, s PortSpec) (Port, error) {
 	op := "create port on network " + s.NetworkID
+	// One timeout bounds the create and its retry without tags.
 	rctx, cancel := c.requestCtx(ctx)
 	defer cancel()
-	var out struct {
-		Port *Port `json:"port"`
-	}
 	body := c.portBody(s)
-	err := classify(op, ports.Create(rctx, c.network, portCreateBody(body)).Result.ExtractInto(&out))
+	create := func() (Port, error) {
+		return request(rctx, c, op, "port", "port", func(ctx context.Context) gophercloud.Result {
+			return ports.Create(ctx, c.network, portCreateBody(body)).Result
+		}, hasID[Port])
+	}
+	p, err := create()
 	if rejectedTags(err) {
 		// A Neutron without tag-on-create: create, then tag.
 		delete(body, "tags")
-		err = classify(op, ports.Create(rctx, c.network, portCreateBody(body)).Result.ExtractInto(&out))
+		p, err = create()
 	}
 	if err != nil {
 		return Port{}, err
 	}
-	if out.Port == nil || out.Port.ID == "" {
-		return Port{}, malformed(op, "no port in the answer")
-	}
-	return c.ensureTags(ctx, *out.Port, s.Tags)
+	return c.ensureTags(ctx, p, s.Tags)
 }
 
 // CreatePorts creates ports in one bulk request (all or none).
@@ -142,19 +142,9 @@ func (c *Client) ensureTags(ctx context.Context, p Port, tags []string) (Port, e
 
 // GetPort returns port id.
 func (c *Client) GetPort(ctx context.Context, id string) (Port, error) {
-	op := "get port " + id
-	rctx, cancel := c.requestCtx(ctx)
-	defer cancel()
-	var out struct {
-		Port *Port `json:"port"`
-	}
-	if err := ports.Get(rctx, c.network, id).Result.ExtractInto(&out); err != nil {
-		return Port{}, classify(op, err)
-	}
-	if out.Port == nil || out.Port.ID == "" {
-		return Port{}, malformed(op, "no port in the answer")
-	}
-	return *out.Port, nil
+	return request(ctx, c, "get port "+id, "port", "port", func(ctx context.Context) gophercloud.Result {
+		return ports.Get(ctx, c.network, id).Result
+	}, hasID[Port])
 }
 
 type portQuery PortFilter
@@ -238,27 +228,14 @@ func (c *Client) ModifyAllowedAddressPairs(ctx context.Context, id string, b Bac
 }
 
 func (c *Client) updatePort(ctx context.Context, op, id string, opts ports.UpdateOpts) (Port, error) {
-	rctx, cancel := c.requestCtx(ctx)
-	defer cancel()
-	var out struct {
-		Port *Port `json:"port"`
-	}
-	if err := ports.Update(rctx, c.network, id, opts).Result.ExtractInto(&out); err != nil {
-		return Port{}, classify(op, err)
-	}
-	if out.Port == nil || out.Port.ID == "" {
-		return Port{}, malformed(op, "no port in the answer")
-	}
-	return *out.Port, nil
+	return request(ctx, c, op, "port", "port", func(ctx context.Context) gophercloud.Result {
+		return ports.Update(ctx, c.network, id, opts).Result
+	}, hasID[Port])
 }
 
 // DeletePort deletes port id; a port already gone is a success.
 func (c *Client) DeletePort(ctx context.Context, id string) error {
 	rctx, cancel := c.requestCtx(ctx)
 	defer cancel()
-	err := classify("delete port "+id, ports.Delete(rctx, c.network, id).ExtractErr())
-	if isNotFound(err) {
-		return nil
-	}
-	return err
+	return removed(classify("delete port "+id, ports.Delete(rctx, c.network, id).ExtractErr()))
 }

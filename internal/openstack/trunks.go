@@ -4,24 +4,15 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/trunks"
 )
 
 // GetTrunk returns trunk id.
 func (c *Client) GetTrunk(ctx context.Context, id string) (Trunk, error) {
-	op := "get trunk " + id
-	rctx, cancel := c.requestCtx(ctx)
-	defer cancel()
-	var out struct {
-		Trunk *Trunk `json:"trunk"`
-	}
-	if err := trunks.Get(rctx, c.network, id).Result.ExtractInto(&out); err != nil {
-		return Trunk{}, classify(op, err)
-	}
-	if out.Trunk == nil || out.Trunk.ID == "" {
-		return Trunk{}, malformed(op, "no trunk in the answer")
-	}
-	return *out.Trunk, nil
+	return request(ctx, c, "get trunk "+id, "trunk", "trunk", func(ctx context.Context) gophercloud.Result {
+		return trunks.Get(ctx, c.network, id).Result
+	}, hasID[Trunk])
 }
 
 // AddSubports adds subports to trunk id. A VLAN ID already used on the
@@ -36,16 +27,10 @@ func (c *Client) AddSubports(ctx context.Context, id string, subs []Subport) (Tr
 		}
 		ts = append(ts, trunks.Subport{PortID: s.PortID, SegmentationType: typ, SegmentationID: s.SegmentationID})
 	}
-	rctx, cancel := c.requestCtx(ctx)
-	defer cancel()
-	var out Trunk
-	if err := trunks.AddSubports(rctx, c.network, id, trunks.AddSubportsOpts{Subports: ts}).Result.ExtractInto(&out); err != nil {
-		return Trunk{}, classify(op, err)
-	}
-	if out.ID == "" {
-		return Trunk{}, malformed(op, "no trunk in the answer")
-	}
-	return out, nil
+	// Neutron answers with the trunk itself, not under "trunk".
+	return request(ctx, c, op, "", "trunk", func(ctx context.Context) gophercloud.Result {
+		return trunks.AddSubports(ctx, c.network, id, trunks.AddSubportsOpts{Subports: ts}).Result
+	}, hasID[Trunk])
 }
 
 // RemoveSubports removes the ports from trunk id. Ports that are no longer
@@ -67,31 +52,14 @@ func (c *Client) RemoveSubports(ctx context.Context, id string, portIDs []string
 	if len(rs) == 0 {
 		return c.GetTrunk(ctx, id)
 	}
-	rctx, cancel := c.requestCtx(ctx)
-	defer cancel()
-	var out Trunk
-	if err := trunks.RemoveSubports(rctx, c.network, id, trunks.RemoveSubportsOpts{Subports: rs}).Result.ExtractInto(&out); err != nil {
-		return Trunk{}, classify(op, err)
-	}
-	if out.ID == "" {
-		return Trunk{}, malformed(op, "no trunk in the answer")
-	}
-	return out, nil
+	return request(ctx, c, op, "", "trunk", func(ctx context.Context) gophercloud.Result {
+		return trunks.RemoveSubports(ctx, c.network, id, trunks.RemoveSubportsOpts{Subports: rs}).Result
+	}, hasID[Trunk])
 }
 
 // ListSubports returns the subports of trunk id.
 func (c *Client) ListSubports(ctx context.Context, id string) ([]Subport, error) {
-	op := "list subports of trunk " + id
-	rctx, cancel := c.requestCtx(ctx)
-	defer cancel()
-	var out struct {
-		Subports *[]Subport `json:"sub_ports"`
-	}
-	if err := trunks.GetSubports(rctx, c.network, id).Result.ExtractInto(&out); err != nil {
-		return nil, classify(op, err)
-	}
-	if out.Subports == nil {
-		return nil, malformed(op, "no sub_ports in the answer")
-	}
-	return *out.Subports, nil
+	return request(ctx, c, "list subports of trunk "+id, "sub_ports", "sub_ports", func(ctx context.Context) gophercloud.Result {
+		return trunks.GetSubports(ctx, c.network, id).Result
+	}, present[[]Subport])
 }

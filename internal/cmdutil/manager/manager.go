@@ -1,0 +1,72 @@
+// Package manager holds what the binaries built on a controller-runtime
+// manager (kuryr-controller, kuryr-daemon) share: the client, metrics and
+// probe flags, building the manager from them, and the health probes. It
+// is apart from cmdutil so that kuryrctl does not link the manager.
+package manager
+
+import (
+	"flag"
+	"fmt"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil"
+)
+
+// Flags holds the flags of a binary built on a controller-runtime
+// manager: its Kubernetes client and where it serves /metrics, /healthz and
+// /readyz.
+type Flags struct {
+	Kube        cmdutil.KubeClient
+	MetricsAddr string
+	ProbeAddr   string
+}
+
+// Defaults are a binary's defaults for its Flags.
+type Defaults struct {
+	QPS         float64
+	Burst       int
+	MetricsAddr string
+	ProbeAddr   string
+}
+
+// AddFlags registers the client flags (KubeClient.AddFlags),
+// --metrics-bind-address and --health-probe-bind-address on fs.
+func (f *Flags) AddFlags(fs *flag.FlagSet, d Defaults) {
+	f.Kube.AddFlags(fs, d.QPS, d.Burst)
+	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", d.MetricsAddr, "address of /metrics (0 disables)")
+	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", d.ProbeAddr, "address of /healthz and /readyz")
+}
+
+// New builds the manager: cmdutil.Scheme's types, the client of the flags, the
+// metrics and probe addresses of the flags, and the rest from opts (cache,
+// leader election, pprof).
+func (f *Flags) New(opts ctrl.Options) (ctrl.Manager, error) {
+	scheme, err := cmdutil.Scheme()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := f.Kube.Config()
+	if err != nil {
+		return nil, err
+	}
+	opts.Scheme = scheme
+	opts.Metrics = metricsserver.Options{BindAddress: f.MetricsAddr}
+	opts.HealthProbeBindAddress = f.ProbeAddr
+	mgr, err := ctrl.NewManager(cfg, opts)
+	if err != nil {
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	return mgr, nil
+}
+
+// AddProbes serves /healthz (the check "ping": the process answers) and
+// /readyz (the check "informers": ready).
+func AddProbes(mgr ctrl.Manager, ready healthz.Checker) error {
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	return mgr.AddReadyzCheck("informers", ready)
+}

@@ -1,0 +1,58 @@
+package manager
+
+import (
+	"flag"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+)
+
+// TestManagerFlags: the flags and their defaults, and a bad kubeconfig
+// failing New with the client's error.
+func TestManagerFlags(t *testing.T) {
+	t.Parallel()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	var m Flags
+	m.AddFlags(fs, Defaults{QPS: 20, Burst: 40, MetricsAddr: ":9090", ProbeAddr: ":9091"})
+	for name, want := range map[string]string{"kube-api-qps": "20", "kube-api-burst": "40", "kubeconfig": "",
+		"metrics-bind-address": ":9090", "health-probe-bind-address": ":9091"} {
+		if f := fs.Lookup(name); f == nil || f.DefValue != want {
+			t.Errorf("--%s: %+v, want default %q", name, f, want)
+		}
+	}
+	missing := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := fs.Parse([]string{"--kubeconfig=" + missing, "--metrics-bind-address=0", "--kube-api-qps=7"}); err != nil {
+		t.Fatal(err)
+	}
+	if m.Kube.Kubeconfig != missing || m.MetricsAddr != "0" || m.ProbeAddr != ":9091" || m.Kube.QPS != 7 || m.Kube.Burst != 40 {
+		t.Errorf("parsed %+v", m)
+	}
+	_, err := m.New(ctrl.Options{})
+	if err == nil || !strings.Contains(err.Error(), "kubernetes client configuration") {
+		t.Errorf("New with a missing kubeconfig: %v", err)
+	}
+
+	// A kubeconfig that names a server is enough: the manager connects
+	// when it starts.
+	kc := "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\n" +
+		"users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+	if err := os.WriteFile(missing, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := m.New(ctrl.Options{})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if !mgr.GetScheme().Recognizes(v1alpha1.GroupVersion.WithKind("KuryrPod")) {
+		t.Error("the manager's scheme lacks KuryrPod")
+	}
+	if err := AddProbes(mgr, func(*http.Request) error { return nil }); err != nil {
+		t.Errorf("AddProbes: %v", err)
+	}
+}
