@@ -31,6 +31,7 @@ type PodReconciler struct {
 	recorder recorder.EventRecorder
 	opts     Options
 	nodes    *nodes
+	drivers  drivers
 	nets     *netCache
 	metrics  *metrics
 	created  createdPorts
@@ -40,10 +41,12 @@ type PodReconciler struct {
 // NewPodReconciler builds the reconciler. reg may be nil (no metrics).
 func NewPodReconciler(c client.Client, cloud Cloud, rec recorder.EventRecorder, opts Options, reg prometheus.Registerer) *PodReconciler {
 	cloud = retryingCloud{cloud}
+	m := newMetrics(reg)
+	ns := newNodes(cloud, opts.WorkerSubnetIDs)
 	return &PodReconciler{
 		client: c, cloud: cloud, recorder: rec, opts: opts,
-		nodes: newNodes(cloud, opts.WorkerSubnetIDs), nets: newNetCache(cloud),
-		metrics: newMetrics(reg), now: time.Now,
+		nodes: ns, drivers: newDrivers(cloud, ns, m), nets: newNetCache(cloud),
+		metrics: m, now: time.Now,
 	}
 }
 
