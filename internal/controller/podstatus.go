@@ -159,10 +159,6 @@ func specValid(kp *v1alpha1.KuryrPod) bool {
 	return meta.IsStatusConditionTrue(kp.Status.Conditions, v1alpha1.ConditionSpecValid)
 }
 
-func specInvalid(kp *v1alpha1.KuryrPod) bool {
-	return meta.IsStatusConditionFalse(kp.Status.Conditions, v1alpha1.ConditionSpecValid)
-}
-
 // failed says kp's interfaces were rolled back after a terminal failure.
 func failed(kp *v1alpha1.KuryrPod) bool {
 	c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionReady)
