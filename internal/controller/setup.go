@@ -25,7 +25,7 @@ import (
 
 // SetupWithManager registers the pod controller: pods (those on a node, not
 // host-network), their KuryrPods, and NADs (a NAD created or fixed wakes the
-// pods of its namespace that wait for it).
+// pods that wait for it).
 func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.KuryrPod{}, indexWaitingFor, waitingForIndex); err != nil {
 		return fmt.Errorf("index KuryrPods by %s: %w", indexWaitingFor, err)
@@ -96,15 +96,12 @@ func waitingForIndex(o client.Object) []string {
 }
 
 // podsWaitingForNAD maps a NAD to the pods whose KuryrPod waits for it
-// (status.waitingForNetworks), in the NAD's namespace (or all namespaces
-// when cross-namespace references are allowed).
+// (status.waitingForNetworks, namespace/name: a pod of another namespace
+// waits for it only if its plan could read it, i.e. cross-namespace
+// references are allowed).
 func (r *PodReconciler) podsWaitingForNAD(ctx context.Context, o client.Object) []reconcile.Request {
 	var list v1alpha1.KuryrPodList
-	opts := []client.ListOption{client.MatchingFields{indexWaitingFor: o.GetNamespace() + "/" + o.GetName()}}
-	if !r.opts.AllowCrossNamespaceNetworks {
-		opts = append(opts, client.InNamespace(o.GetNamespace()))
-	}
-	if err := r.client.List(ctx, &list, opts...); err != nil {
+	if err := r.client.List(ctx, &list, client.MatchingFields{indexWaitingFor: o.GetNamespace() + "/" + o.GetName()}); err != nil {
 		log.FromContext(ctx).Error(err, "list KuryrPods waiting for a NetworkAttachmentDefinition", "nad", o.GetNamespace()+"/"+o.GetName())
 		return nil
 	}

@@ -63,10 +63,11 @@ func TestWaitingFor(t *testing.T) {
 	}
 }
 
-// TestFixedNADWakesOnlyThePodsWaitingForIt: a pod whose NAD is invalid
-// records it in status.waitingForNetworks; fixing that NAD plans the pod
-// (and empties the list), while a pod waiting for another NAD stays waiting.
-func TestFixedNADWakesOnlyThePodsWaitingForIt(t *testing.T) {
+// TestFixedNADWakesThePodWaitingForIt: a pod whose NAD is invalid records
+// it in status.waitingForNetworks, a pod whose NAD is missing records that
+// one; fixing the invalid NAD plans its pod (and empties its list), while
+// the other keeps waiting for its own.
+func TestFixedNADWakesThePodWaitingForIt(t *testing.T) {
 	f := newFixture(t, 1)
 	f.opts.Primary = false
 	f.createNAD("fixme", fmt.Sprintf(`{"cniVersion":"1.0.0","name":"fixme","type":"kuryr-cni","driver":"nested-sriov","subnetId":%q}`, f.dpNet.ID), nil)
