@@ -105,6 +105,13 @@ type KuryrPodStatus struct {
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// WaitingForNetworks lists the NetworkAttachmentDefinitions
+	// (namespace/name) the pod's request waits for: missing, or invalid.
+	// Creating or changing one of them plans the pod again. Empty once the
+	// request is planned.
+	// +listType=set
+	// +optional
+	WaitingForNetworks []string `json:"waitingForNetworks,omitempty"`
 }
 
 // InterfaceStatus is one interface as it exists.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -37,16 +36,10 @@ func cloudTerminal(err error, what string) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// wiring is one interface's cloud resources as far as they exist.
-type wiring struct {
-	port   openstack.Port
-	vlanID int
-	active bool
-}
-
 // ensurePort returns the interface's port: existing (found by its tags) or
-// created now.
-func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node nodeInfo, req v1alpha1.InterfaceRequest, existing *openstack.Port) (openstack.Port, error) {
+// created now, with the cluster's tags, the pod's, and the driver's part.
+func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node nodeInfo, req v1alpha1.InterfaceRequest,
+	drv portDriver, existing *openstack.Port) (openstack.Port, error) {
 	if existing != nil {
 		return *existing, nil
 	}
@@ -59,7 +52,7 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 		SubnetID:   subnet.ID,
 		Name:       portName(pod.Namespace, pod.Name, req.IfName),
 		MACAddress: req.MAC,
-		Tags:       []string{clusterTag(r.opts.ClusterID), podTag(pod.UID), tagPrefixIfName + req.IfName},
+		Tags:       append(portTags(r.opts.ClusterID, req.Driver), ownerTags(pod.UID, req.IfName)...),
 	}
 	if len(req.IPs) > 0 {
 		spec.IPAddress = req.IPs[0]
@@ -67,18 +60,7 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 	if len(req.SecurityGroups) > 0 {
 		spec.SecurityGroups = req.SecurityGroups
 	}
-	switch req.Driver {
-	case v1alpha1.DriverNestedVLAN:
-		spec.DeviceOwner = DeviceOwnerKuryr
-		if node.TrunkID != "" {
-			spec.Tags = append(spec.Tags, tagPrefixTrunk+node.TrunkID)
-		}
-	case v1alpha1.DriverNestedMACVLAN:
-		spec.DeviceOwner = DeviceOwnerKuryr
-		spec.Tags = append(spec.Tags, tagPrefixParent+node.ParentPortID)
-	case v1alpha1.DriverNestedDPDK:
-		// Nova sets device_owner and device_id when it attaches the port.
-	}
+	drv.prepare(node, &spec)
 	p, err := r.cloud.CreatePort(ctx, spec)
 	if err != nil {
 		return openstack.Port{}, cloudTerminal(err, fmt.Sprintf("create port for interface %s on subnet %s", req.IfName, req.SubnetID))
@@ -88,81 +70,34 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 	return p, nil
 }
 
-// wire connects the port to the node as the driver says and reports whether
-// it is ACTIVE.
-func (r *PodReconciler) wire(ctx context.Context, node nodeInfo, req v1alpha1.InterfaceRequest, p openstack.Port) (wiring, error) {
-	w := wiring{port: p}
-	switch req.Driver {
-	case v1alpha1.DriverNestedVLAN:
-		if node.TrunkID == "" {
-			return w, terminal(fmt.Errorf("interface %s is nested-vlan but node %s's port %s is not a trunk parent", req.IfName, node.Name, node.ParentPortID))
-		}
-		vid, err := r.nodes.addSubport(ctx, node.TrunkID, p.ID)
-		if err != nil {
-			if errors.Is(err, openstack.ErrNotFound) {
-				// The trunk is gone (node VM rebuilt?): look the node up again.
-				r.nodes.forget(node.Name)
-			}
-			return w, err
-		}
-		// The port is as fresh as this reconcile's read (or creation): a
-		// port just made a subport is not ACTIVE yet, and the next poll
-		// reads it again.
-		w.vlanID = vid
-		w.active = p.Status == openstack.PortStatusActive
-	case v1alpha1.DriverNestedMACVLAN:
-		// A MACVLAN port is never bound, so it never turns ACTIVE: it is
-		// ready once the VM's port lets its address through.
-		if err := r.addAddressPair(ctx, node.ParentPortID, p); err != nil {
-			return w, err
-		}
-		w.active = true
-	case v1alpha1.DriverNestedDPDK:
-		switch {
-		case p.DeviceID == node.ServerID:
-		case p.DeviceID != "":
-			return w, terminal(fmt.Errorf("port %s of interface %s is in use by device %s, not server %s", p.ID, req.IfName, p.DeviceID, node.ServerID))
-		default:
-			if node.ServerID == "" {
-				return w, terminal(fmt.Errorf("node %s has no Nova server to attach port %s to", node.Name, p.ID))
-			}
-			iface, err := r.cloud.AttachInterface(ctx, node.ServerID, p.ID)
-			if err != nil {
-				return w, fmt.Errorf("attach port %s to server %s: %w", p.ID, node.ServerID, err)
-			}
-			r.metrics.attaches.Inc()
-			if iface.PortState == openstack.PortStatusActive {
-				w.active = true
-				return w, nil
-			}
-		}
-		w.active = p.Status == openstack.PortStatusActive && p.DeviceID == node.ServerID
-	default:
-		return w, terminal(fmt.Errorf("interface %s: unknown driver %q", req.IfName, req.Driver))
-	}
-	return w, nil
-}
-
-func (r *PodReconciler) addAddressPair(ctx context.Context, parentID string, p openstack.Port) error {
-	if len(p.FixedIPs) == 0 {
-		return fmt.Errorf("port %s has no IP address to allow on port %s", p.ID, parentID)
-	}
-	want := make([]openstack.AddressPair, 0, len(p.FixedIPs))
-	for _, f := range p.FixedIPs {
-		want = append(want, openstack.AddressPair{IPAddress: f.IPAddress, MACAddress: p.MACAddress})
-	}
-	_, err := r.modifyAddressPairs(ctx, parentID, func(pairs []openstack.AddressPair) []openstack.AddressPair {
-		for _, w := range want {
-			if !slices.Contains(pairs, w) {
-				pairs = append(pairs, w)
-			}
-		}
-		return pairs
-	})
+// wireOne creates (unless it exists) and wires one interface's port with
+// its driver, and returns its status entry, starting from entry.
+func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeInfo, req v1alpha1.InterfaceRequest,
+	existing *openstack.Port, entry v1alpha1.InterfaceStatus) (v1alpha1.InterfaceStatus, error) {
+	drv, err := r.drivers.get(req.Driver)
 	if err != nil {
-		return fmt.Errorf("allow %s on port %s: %w", p.MACAddress, parentID, err)
+		entry.Message = err.Error()
+		return entry, err
 	}
-	return nil
+	port, err := r.ensurePort(ctx, pod, node, req, drv, existing)
+	if err != nil {
+		entry.Message = err.Error()
+		return entry, err
+	}
+	w, err := drv.wire(ctx, node, req.IfName, port)
+	if err != nil {
+		entry.PortID, entry.Message = port.ID, err.Error()
+		return entry, err
+	}
+	entry, err = r.describe(ctx, req, w)
+	entry.State, entry.Message = v1alpha1.StatePending, "waiting for the port to become ACTIVE"
+	if drv.active(node, w.port) {
+		entry.State, entry.Message = v1alpha1.StateActive, ""
+	}
+	if err != nil {
+		entry.Message = err.Error()
+	}
+	return entry, err
 }
 
 // describe fills an interface's status from its port, subnet and network.

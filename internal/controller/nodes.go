@@ -32,7 +32,7 @@ var errNodeNotReady = errors.New("node not ready for networking")
 // and hands out VLAN IDs per trunk. Both are cached: Neutron is the truth and
 // every cache is rebuilt from it after a restart or a conflict.
 type nodes struct {
-	cloud         Cloud
+	cloud         nodeCloud
 	workerSubnets []string
 
 	mu     sync.Mutex
@@ -40,7 +40,16 @@ type nodes struct {
 	trunks map[string]*trunkVLANs
 }
 
-func newNodes(c Cloud, workerSubnets []string) *nodes {
+// nodeCloud is what resolving nodes and handing out VLAN IDs need: the
+// server's ports, and the trunk's subports.
+type nodeCloud interface {
+	ListPorts(ctx context.Context, f openstack.PortFilter) ([]openstack.Port, error)
+	ListSubports(ctx context.Context, id string) ([]openstack.Subport, error)
+	AddSubports(ctx context.Context, id string, subs []openstack.Subport) (openstack.Trunk, error)
+	RemoveSubports(ctx context.Context, id string, portIDs []string) (openstack.Trunk, error)
+}
+
+func newNodes(c nodeCloud, workerSubnets []string) *nodes {
 	return &nodes{cloud: c, workerSubnets: workerSubnets, byName: map[string]nodeInfo{}, trunks: map[string]*trunkVLANs{}}
 }
 

@@ -31,6 +31,7 @@ type PodReconciler struct {
 	recorder recorder.EventRecorder
 	opts     Options
 	nodes    *nodes
+	drivers  drivers
 	nets     *netCache
 	metrics  *metrics
 	created  createdPorts
@@ -40,10 +41,12 @@ type PodReconciler struct {
 // NewPodReconciler builds the reconciler. reg may be nil (no metrics).
 func NewPodReconciler(c client.Client, cloud Cloud, rec recorder.EventRecorder, opts Options, reg prometheus.Registerer) *PodReconciler {
 	cloud = retryingCloud{cloud}
+	m := newMetrics(reg)
+	ns := newNodes(cloud, opts.WorkerSubnetIDs)
 	return &PodReconciler{
 		client: c, cloud: cloud, recorder: rec, opts: opts,
-		nodes: newNodes(cloud, opts.WorkerSubnetIDs), nets: newNetCache(cloud),
-		metrics: newMetrics(reg), now: time.Now,
+		nodes: ns, drivers: newDrivers(cloud, ns, m), nets: newNetCache(cloud),
+		metrics: m, now: time.Now,
 	}
 }
 
@@ -137,7 +140,12 @@ func (r *PodReconciler) ensure(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 // A request that cannot be understood is recorded as SpecValid=False with an
 // Event and is not retried until the pod or a NAD changes.
 func (r *PodReconciler) plan(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod) (*v1alpha1.KuryrPod, ctrl.Result, error) {
-	reqs, planErr := networks.Plan(ctx, pod, r.getNAD, networks.Defaults{
+	var read []string // the NADs the plan read, namespace/name, in order
+	get := func(ctx context.Context, namespace, name string) (networks.NAD, error) {
+		read = append(read, namespace+"/"+name)
+		return r.getNAD(ctx, namespace, name)
+	}
+	reqs, planErr := networks.Plan(ctx, pod, get, networks.Defaults{
 		Primary: r.opts.Primary, Driver: r.opts.DefaultDriver, SubnetID: r.opts.PodSubnetID,
 		SecurityGroups: r.opts.PodSecurityGroups, DPDKDriver: r.opts.DefaultDPDKDriver,
 		AllowCrossNamespace: r.opts.AllowCrossNamespaceNetworks,
@@ -170,9 +178,27 @@ func (r *PodReconciler) plan(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.
 		setCondition(st, v1alpha1.ConditionSpecValid, false, reason, planErr.Error(), kp.Generation)
 		setCondition(st, v1alpha1.ConditionReady, false, reason, "the pod's network request is not valid: see SpecValid", kp.Generation)
 		st.Summary = reason
+		st.WaitingForNetworks = waitingFor(planErr, read)
 		return nil, ctrl.Result{}, r.writeStatus(ctx, kp, st)
 	}
 	return kp, ctrl.Result{}, nil
+}
+
+// waitingFor names the NADs whose creation or change can fix a failed plan:
+// the one it stopped at, when it is missing or invalid. read lists the NADs
+// the plan read, in order; it stops at the first failure, so the last one
+// read is the one the failure is about, if any.
+func waitingFor(planErr error, read []string) []string {
+	if planErr == nil || len(read) == 0 {
+		return nil
+	}
+	last := read[len(read)-1]
+	var se *networks.SpecError
+	if errors.Is(planErr, networks.ErrNADNotFound) ||
+		errors.As(planErr, &se) && se.Object == "NetworkAttachmentDefinition "+last {
+		return []string{last}
+	}
+	return nil
 }
 
 func (r *PodReconciler) getNAD(ctx context.Context, namespace, name string) (networks.NAD, error) {

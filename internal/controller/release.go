@@ -4,17 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 )
-
-// errDetachPending says Nova has been asked to detach a port and has not
-// finished: the port must not be deleted yet. Try again shortly.
-var errDetachPending = errors.New("detach still in progress")
 
 // podPorts lists the ports this cluster made for the pod with uid.
 func (r *PodReconciler) podPorts(ctx context.Context, uid types.UID) ([]openstack.Port, error) {
@@ -41,37 +35,25 @@ func (r *PodReconciler) releasePod(ctx context.Context, uid types.UID) error {
 	return errors.Join(errs...)
 }
 
-// releasePort undoes what wired port p (subport, address pair or Nova
-// attachment), then deletes it. Each step that finds its target gone is a
-// success, so it can be repeated after any failure.
+// releasePort undoes what wired port p, by the driver recorded on it
+// (subport, address pair or Nova attachment), then deletes it. Each step
+// that finds its target gone is a success, so it can be repeated after any
+// failure. It needs no owner: a port no pod has yet releases the same way.
 func (r *PodReconciler) releasePort(ctx context.Context, p openstack.Port) error {
-	switch {
-	case tagValue(p.Tags, tagPrefixTrunk) != "":
-		if err := r.nodes.removeSubport(ctx, tagValue(p.Tags, tagPrefixTrunk), p.ID); err != nil {
-			return err
+	name, err := portDriverOf(p)
+	if err != nil {
+		return err
+	}
+	if name != "" {
+		drv, err := r.drivers.get(name)
+		if err != nil {
+			return fmt.Errorf("release port %s: %w", p.ID, err)
 		}
-	case tagValue(p.Tags, tagPrefixParent) != "":
-		if err := r.removeAddressPair(ctx, tagValue(p.Tags, tagPrefixParent), p); err != nil {
-			return err
-		}
-	case p.DeviceID != "" && strings.HasPrefix(p.DeviceOwner, "compute:") && p.DeviceOwner != DeviceOwnerKuryr:
-		err := r.cloud.DetachInterface(ctx, p.DeviceID, p.ID)
-		switch {
-		case errors.Is(err, openstack.ErrConflict):
-			// Nova is busy with this port (a detach already under way).
-			return fmt.Errorf("detach port %s from server %s: %w (%w)", p.ID, p.DeviceID, errDetachPending, err)
-		case err != nil && !errors.Is(err, openstack.ErrNotFound):
-			return fmt.Errorf("detach port %s from server %s: %w", p.ID, p.DeviceID, err)
-		}
-		r.metrics.detaches.Inc()
-		fresh, err := r.cloud.GetPort(ctx, p.ID)
-		switch {
-		case errors.Is(err, openstack.ErrNotFound):
+		switch err := drv.unwire(ctx, p); {
+		case errors.Is(err, errPortGone):
 			return nil
 		case err != nil:
-			return fmt.Errorf("read port %s after detach: %w", p.ID, err)
-		case fresh.DeviceID != "":
-			return fmt.Errorf("port %s still attached to server %s: %w", p.ID, fresh.DeviceID, errDetachPending)
+			return err
 		}
 	}
 	if err := r.cloud.DeletePort(ctx, p.ID); err != nil {
@@ -79,37 +61,4 @@ func (r *PodReconciler) releasePort(ctx context.Context, p openstack.Port) error
 	}
 	r.metrics.portsDeleted.Inc()
 	return nil
-}
-
-func (r *PodReconciler) removeAddressPair(ctx context.Context, parentID string, p openstack.Port) error {
-	_, err := r.modifyAddressPairs(ctx, parentID, func(pairs []openstack.AddressPair) []openstack.AddressPair {
-		return slices.DeleteFunc(pairs, func(a openstack.AddressPair) bool {
-			return strings.EqualFold(a.MACAddress, p.MACAddress)
-		})
-	})
-	if err != nil && !errors.Is(err, openstack.ErrNotFound) {
-		return fmt.Errorf("remove %s from the allowed address pairs of port %s: %w", p.MACAddress, parentID, err)
-	}
-	return nil
-}
-
-// modifyAddressPairs reads port id, applies change to its allowed address
-// pairs and writes them back with the revision check (If-Match), rereading
-// and retrying when someone else changed the port in between.
-func (r *PodReconciler) modifyAddressPairs(ctx context.Context, id string, change func([]openstack.AddressPair) []openstack.AddressPair) (openstack.Port, error) {
-	var out openstack.Port
-	err := openstack.Retry(ctx, openstack.DefaultBackoff, func(ctx context.Context) error {
-		p, err := r.cloud.GetPort(ctx, id)
-		if err != nil {
-			return err
-		}
-		pairs := change(slices.Clone(p.AllowedAddressPairs))
-		if slices.Equal(pairs, p.AllowedAddressPairs) {
-			out = p
-			return nil
-		}
-		out, err = r.cloud.UpdateAllowedAddressPairs(ctx, id, pairs, p.RevisionNumber)
-		return err
-	}, openstack.RetryOnConflict())
-	return out, err
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -23,8 +25,11 @@ import (
 
 // SetupWithManager registers the pod controller: pods (those on a node, not
 // host-network), their KuryrPods, and NADs (a NAD created or fixed wakes the
-// pods of its namespace that wait for it).
+// pods that wait for it).
 func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.KuryrPod{}, indexWaitingFor, waitingForIndex); err != nil {
+		return fmt.Errorf("index KuryrPods by %s: %w", indexWaitingFor, err)
+	}
 	scheduled := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		p, ok := o.(*corev1.Pod)
 		return ok && p.Spec.NodeName != "" && !p.Spec.HostNetwork
@@ -78,33 +83,32 @@ func sameName(_ context.Context, o client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}}}
 }
 
-// podsWaitingForNAD maps a NAD to the pods whose KuryrPod is waiting on a
-// network request that could not be planned, in the NAD's namespace (or
-// all namespaces when cross-namespace references are allowed).
-func (r *PodReconciler) podsWaitingForNAD(ctx context.Context, o client.Object) []reconcile.Request {
-	var list v1alpha1.KuryrPodList
-	var opts []client.ListOption
-	if !r.opts.AllowCrossNamespaceNetworks {
-		opts = append(opts, client.InNamespace(o.GetNamespace()))
-	}
-	if err := r.client.List(ctx, &list, opts...); err != nil {
+// indexWaitingFor indexes KuryrPods by the NADs they wait for
+// (status.waitingForNetworks), so that a NAD event finds its pods by field.
+const indexWaitingFor = "status.waitingForNetworks"
+
+func waitingForIndex(o client.Object) []string {
+	kp, ok := o.(*v1alpha1.KuryrPod)
+	if !ok {
 		return nil
 	}
-	var out []reconcile.Request
-	for i := range list.Items {
-		kp := &list.Items[i]
-		if specInvalid(kp) && strings.Contains(conditionMessage(kp, v1alpha1.ConditionSpecValid), o.GetName()) {
-			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: kp.Namespace, Name: kp.Name}})
-		}
-	}
-	return out
+	return kp.Status.WaitingForNetworks
 }
 
-func conditionMessage(kp *v1alpha1.KuryrPod, typ string) string {
-	for _, c := range kp.Status.Conditions {
-		if c.Type == typ {
-			return c.Message
-		}
+// podsWaitingForNAD maps a NAD to the pods whose KuryrPod waits for it
+// (status.waitingForNetworks, namespace/name: a pod of another namespace
+// waits for it only if its plan could read it, i.e. cross-namespace
+// references are allowed).
+func (r *PodReconciler) podsWaitingForNAD(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.KuryrPodList
+	if err := r.client.List(ctx, &list, client.MatchingFields{indexWaitingFor: o.GetNamespace() + "/" + o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "list KuryrPods waiting for a NetworkAttachmentDefinition", "nad", o.GetNamespace()+"/"+o.GetName())
+		return nil
 	}
-	return ""
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		kp := &list.Items[i]
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: kp.Namespace, Name: kp.Name}})
+	}
+	return out
 }

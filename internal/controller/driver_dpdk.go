@@ -1,0 +1,92 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
+)
+
+// novaAttachments is what nested-dpdk needs: Nova's hot-attach and detach
+// of a port to a server, and a read of the port to see the detach done.
+type novaAttachments interface {
+	AttachInterface(ctx context.Context, serverID, portID string) (openstack.Interface, error)
+	DetachInterface(ctx context.Context, serverID, portID string) error
+	GetPort(ctx context.Context, id string) (openstack.Port, error)
+}
+
+// errDetachPending says Nova has been asked to detach a port and has not
+// finished: the port must not be deleted yet. Try again shortly.
+var errDetachPending = errors.New("detach still in progress")
+
+// dpdkDriver is nested-dpdk: Nova hot-attaches the port to the node VM (a
+// new virtio-net PCI device there), which the daemon binds to a DPDK driver.
+type dpdkDriver struct {
+	cloud              novaAttachments
+	attaches, detaches prometheus.Counter
+}
+
+var _ portDriver = (*dpdkDriver)(nil)
+
+// prepare adds nothing: Nova sets device_owner and device_id when it
+// attaches the port.
+func (d *dpdkDriver) prepare(nodeInfo, *openstack.PortSpec) {}
+
+func (d *dpdkDriver) wire(ctx context.Context, node nodeInfo, ifName string, p openstack.Port) (wiring, error) {
+	w := wiring{port: p}
+	switch {
+	case node.ServerID == "":
+		return w, terminal(fmt.Errorf("node %s has no Nova server to attach port %s to", node.Name, p.ID))
+	case p.DeviceID == node.ServerID:
+		return w, nil
+	case p.DeviceID != "":
+		return w, terminal(fmt.Errorf("port %s of interface %s is in use by device %s, not server %s", p.ID, ifName, p.DeviceID, node.ServerID))
+	}
+	iface, err := d.cloud.AttachInterface(ctx, node.ServerID, p.ID)
+	if err != nil {
+		return w, fmt.Errorf("attach port %s to server %s: %w", p.ID, node.ServerID, err)
+	}
+	d.attaches.Inc()
+	if iface.PortState == openstack.PortStatusActive {
+		// Nova's answer says the attachment is up: the port is the
+		// server's and ACTIVE, without reading it again.
+		w.port.DeviceID, w.port.Status = node.ServerID, openstack.PortStatusActive
+	}
+	return w, nil
+}
+
+// active: the attachment is up when the port is ACTIVE and the node's.
+func (d *dpdkDriver) active(node nodeInfo, p openstack.Port) bool {
+	return p.Status == openstack.PortStatusActive && p.DeviceID == node.ServerID
+}
+
+// unwire asks Nova to detach p and returns once the port's device_id is
+// clear; until then it returns errDetachPending.
+func (d *dpdkDriver) unwire(ctx context.Context, p openstack.Port) error {
+	if p.DeviceID == "" {
+		// Never attached (or already detached).
+		return nil
+	}
+	err := d.cloud.DetachInterface(ctx, p.DeviceID, p.ID)
+	switch {
+	case errors.Is(err, openstack.ErrConflict):
+		// Nova is busy with this port (a detach already under way).
+		return fmt.Errorf("detach port %s from server %s: %w (%w)", p.ID, p.DeviceID, errDetachPending, err)
+	case err != nil && !errors.Is(err, openstack.ErrNotFound):
+		return fmt.Errorf("detach port %s from server %s: %w", p.ID, p.DeviceID, err)
+	}
+	d.detaches.Inc()
+	fresh, err := d.cloud.GetPort(ctx, p.ID)
+	switch {
+	case errors.Is(err, openstack.ErrNotFound):
+		return fmt.Errorf("port %s after detach from server %s: %w", p.ID, p.DeviceID, errPortGone)
+	case err != nil:
+		return fmt.Errorf("read port %s after detach: %w", p.ID, err)
+	case fresh.DeviceID != "":
+		return fmt.Errorf("port %s still attached to server %s: %w", p.ID, fresh.DeviceID, errDetachPending)
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+)
+
+const (
+	reasonFailed       = "InterfacesFailed"
+	reasonPending      = "InterfacesPending"
+	reasonActive       = "InterfacesActive"
+	reasonNodeNotReady = "NodeNotReady"
+	reasonPlanned      = "Planned"
+)
+
+// nodeNotReadyDelay paces the retries of a pod whose node cannot carry
+// interfaces yet.
+const nodeNotReadyDelay = 15 * time.Second
+
+// outcome is what one reconcile concluded about a pod's interfaces, and so
+// what the reconciler does after writing the status.
+type outcome int
+
+const (
+	// outcomeReady: every interface is ACTIVE.
+	outcomeReady outcome = iota
+	// outcomePending: no error, some interface not ACTIVE yet: poll again.
+	outcomePending
+	// outcomeRetry: an interface met an error worth retrying: requeue with
+	// the work queue's backoff.
+	outcomeRetry
+	// outcomeFailed: a terminal error, or an interface not ACTIVE within
+	// activeTimeout: everything the pod got is rolled back.
+	outcomeFailed
+	// outcomeNodeNotReady: the node cannot be resolved to its VM yet.
+	outcomeNodeNotReady
+)
+
+// observation is what one reconcile saw of a pod's interfaces: the input of
+// podStatus.
+type observation struct {
+	// prev is the KuryrPod's status as read, generation its spec's.
+	prev       v1alpha1.KuryrPodStatus
+	generation int64
+	// planned is how many interfaces the spec asks for.
+	planned int
+	// nodeErr is set when the node could not be resolved (not ready, or a
+	// terminal answer); then no interface was looked at.
+	nodeErr error
+	// entries and errs are each interface's status and error, in spec order.
+	entries []v1alpha1.InterfaceStatus
+	errs    []error
+	// age is the time since the KuryrPod was created.
+	age           time.Duration
+	activeTimeout time.Duration
+}
+
+// verdict is podStatus's answer: the status to write and what follows.
+type verdict struct {
+	status  v1alpha1.KuryrPodStatus
+	outcome outcome
+	// cause is why: the rollback's reason (failed), the joined errors
+	// (retry), the node's error (node not ready).
+	cause error
+	// requeueAfter is the next look for pending and node not ready.
+	requeueAfter time.Duration
+	// becameReady: Ready turned True with this status.
+	becameReady bool
+}
+
+// podStatus computes a pod's status and conditions from what its reconcile
+// saw. It calls nothing: the reconciler writes its result once and acts on
+// its outcome.
+func podStatus(o observation) verdict {
+	st := *o.prev.DeepCopy()
+	st.ObservedGeneration = o.generation
+	st.WaitingForNetworks = nil
+	setCondition(&st, v1alpha1.ConditionSpecValid, true, reasonPlanned, fmt.Sprintf("%d interfaces", o.planned), o.generation)
+	ready := func(ok bool, reason, msg string) {
+		setCondition(&st, v1alpha1.ConditionReady, ok, reason, msg, o.generation)
+	}
+
+	if o.nodeErr != nil {
+		ready(false, reasonNodeNotReady, o.nodeErr.Error())
+		st.Summary = reasonNodeNotReady
+		return verdict{status: st, outcome: outcomeNodeNotReady, cause: o.nodeErr, requeueAfter: nodeNotReadyDelay}
+	}
+
+	st.Interfaces = make([]v1alpha1.InterfaceStatus, len(o.entries))
+	var transient []error
+	var fatal error
+	pending := 0
+	for i := range o.entries {
+		o.entries[i].DeepCopyInto(&st.Interfaces[i])
+		ifName := o.entries[i].IfName
+		switch err := o.errs[i]; {
+		case err == nil:
+		case isTerminal(err):
+			fatal = fmt.Errorf("interface %s: %w", ifName, err)
+		default:
+			transient = append(transient, fmt.Errorf("interface %s: %w", ifName, err))
+		}
+		if st.Interfaces[i].State == v1alpha1.StatePending {
+			pending++
+		}
+	}
+	if fatal == nil && pending > 0 && o.age > o.activeTimeout {
+		fatal = fmt.Errorf("%d interfaces not ACTIVE after %s (activeTimeout)", pending, o.activeTimeout)
+	}
+
+	switch {
+	case fatal != nil:
+		for i := range st.Interfaces {
+			s := &st.Interfaces[i]
+			s.State = v1alpha1.StateFailed
+			if s.Message == "" {
+				s.Message = "rolled back: " + fatal.Error()
+			}
+			s.PortID, s.VLANID = "", 0
+		}
+		ready(false, reasonFailed, fatal.Error())
+		st.Summary = reasonFailed
+		return verdict{status: st, outcome: outcomeFailed, cause: fatal}
+	case len(transient) > 0:
+		cause := errors.Join(transient...)
+		st.Summary = summary(len(st.Interfaces), pending)
+		ready(false, reasonPending, cause.Error())
+		return verdict{status: st, outcome: outcomeRetry, cause: cause}
+	case pending > 0:
+		st.Summary = summary(len(st.Interfaces), pending)
+		ready(false, reasonPending, fmt.Sprintf("%d of %d interfaces not ACTIVE yet", pending, len(st.Interfaces)))
+		return verdict{status: st, outcome: outcomePending, requeueAfter: pollDelay(o.age)}
+	}
+	wasReady := meta.IsStatusConditionTrue(o.prev.Conditions, v1alpha1.ConditionReady)
+	st.Summary = summary(len(st.Interfaces), 0)
+	ready(true, reasonActive, fmt.Sprintf("%d interfaces ACTIVE", len(st.Interfaces)))
+	return verdict{status: st, outcome: outcomeReady, becameReady: !wasReady}
+}
+
+func summary(total, pending int) string {
+	return fmt.Sprintf("%d/%d active", total-pending, total)
+}
+
+// pollDelay paces the wait for ACTIVE: quick at first (Neutron usually
+// answers within a second), slower as the wait drags on.
+func pollDelay(elapsed time.Duration) time.Duration {
+	d := 100*time.Millisecond + elapsed/10
+	return min(d, 2*time.Second)
+}
+
+// specValid says the controller recorded a successful plan for kp.
+func specValid(kp *v1alpha1.KuryrPod) bool {
+	return meta.IsStatusConditionTrue(kp.Status.Conditions, v1alpha1.ConditionSpecValid)
+}
+
+// failed says kp's interfaces were rolled back after a terminal failure.
+func failed(kp *v1alpha1.KuryrPod) bool {
+	c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionReady)
+	return c != nil && c.Status == metav1.ConditionFalse && c.Reason == reasonFailed
+}
+
+func setCondition(st *v1alpha1.KuryrPodStatus, typ string, ok bool, reason, msg string, gen int64) {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
+}
+
+func findStatus(st *v1alpha1.KuryrPodStatus, ifName string) *v1alpha1.InterfaceStatus {
+	for i := range st.Interfaces {
+		if st.Interfaces[i].IfName == ifName {
+			return &st.Interfaces[i]
+		}
+	}
+	return nil
+}
