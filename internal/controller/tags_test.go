@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 )
 
@@ -72,7 +73,9 @@ func TestEveryDriverRecordsItselfOnItsPorts(t *testing.T) {
 func TestRegistryHoldsEachKnownDriver(t *testing.T) {
 	t.Parallel()
 	ds := newDrivers(nil, nil, newMetrics(nil))
-	for _, d := range []v1alpha1.Driver{v1alpha1.DriverNestedVLAN, v1alpha1.DriverNestedMACVLAN, v1alpha1.DriverNestedDPDK} {
+	// Every driver name the schema knows has a controller driver.
+	for _, name := range netconf.Drivers() {
+		d := v1alpha1.Driver(name)
 		if _, err := ds.get(d); err != nil {
 			t.Errorf("driver %s not in the registry: %v", d, err)
 		}
