@@ -41,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&opts.Nodes, "nodes", 2, "number of simulated node VMs")
 	fs.StringVar(&opts.BinDir, "bin-dir", "", "directory with kuryr-controller, kuryr-daemon, kuryr-cni (built with go build when empty)")
 	fs.StringVar(&opts.KubeBinDir, "kube-bin-dir", "", "directory with etcd, kube-apiserver, kube-scheduler, kube-controller-manager (hack/build-kube-bins.sh's cache when empty)")
+	fs.BoolVar(&opts.RealNodes, "real-nodes", false, "run a real containerd and kubelet per node instead of the kubelet stand-in")
+	fs.StringVar(&opts.NodeBinDir, "node-bin-dir", "", "directory with containerd, containerd-shim-runc-v2, ctr, runc, kubelet (hack/build-node-bins.sh's cache when empty; --real-nodes)")
 	fs.StringVar(&opts.RepoRoot, "repo", "", "the kuryr-dpdk repository (found from the working directory when empty)")
 	fs.DurationVar(&timeout, "demo-timeout", 2*time.Minute, "how long the demo pod may take to be ready")
 	fs.Usage = func() { usage(stderr, fs) }
