@@ -7,15 +7,21 @@ BIN      ?= bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/kuryr-dpdk/kuryr-dpdk/internal/version.Version=$(VERSION)
 BINARIES := kuryr-controller kuryr-daemon kuryr-cni kuryrctl kuryr-cloudsim
+IMAGE      ?= kuryr-dpdk/kuryr-dpdk:dev
+DEMO_IMAGE ?= kuryr-dpdk/demo:dev
 GO       ?= go
 
 .PHONY: build
-build: ## build the four binaries into ./bin
+build: ## build the binaries into ./bin
 	@mkdir -p $(BIN)
 	@for b in $(BINARIES); do \
 		echo "go build $$b"; \
 		CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/$$b ./cmd/$$b; \
 	done
+
+.PHONY: image
+image: build ## the kuryr-dpdk and demo images as OCI layout tarballs in ./bin/images (no Docker); prints their digests
+	@BIN='$(BIN)' IMAGE='$(IMAGE)' DEMO_IMAGE='$(DEMO_IMAGE)' VERSION='$(VERSION)' GO='$(GO)' hack/image.sh
 
 .PHONY: kube-bins
 kube-bins: ## build etcd and the Kubernetes control plane into the cache (slow once, then seconds)

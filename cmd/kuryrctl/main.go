@@ -1,6 +1,7 @@
 // Command kuryrctl is the operator's tool for kuryr-dpdk: it checks a node
 // VM's prerequisites for DPDK interfaces, lists pods' interfaces with their
-// PCI addresses and drivers, and lists a node's virtio devices.
+// PCI addresses and drivers, lists a node's virtio devices, and installs the
+// CNI shim on a node.
 package main
 
 import (
@@ -35,6 +36,8 @@ Commands:
                exits 1 when DPDK interfaces cannot work here
   interfaces   list pods' interfaces: driver, state, MAC, IPs, VLAN ID, PCI address, bound driver
   devices      list this node VM's virtio network devices with their drivers
+  install-cni  install kuryr-cni and its network configuration into the runtime's CNI
+               directories (atomically; the DaemonSet's init container runs it)
   version      print the version
 
 Run 'kuryrctl COMMAND --help' for a command's flags.
@@ -49,6 +52,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "install-cni" {
+		return installCNI(args, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("kuryrctl "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	root := fs.String("sysfs-root", "/", "root of the sysfs tree to read (<root>/sys)")

@@ -1,7 +1,7 @@
 // Package arch holds the project's import rules (docs/design.md, STYLE):
 // the CNI shim stays thin, only the controller talks to the cloud, only the
-// node side touches the host, and nothing in production imports the
-// simulated cloud.
+// node side touches the host, nothing in production imports the simulated
+// cloud, and the binaries in the image carry no release tooling.
 package arch
 
 import (
@@ -105,4 +105,10 @@ func TestProductionNeverImportsTheSimulationOrHarness(t *testing.T) {
 	forbid(t, production(t),
 		"only tests, the all-in-one environment and benchmarks may use the simulations and test harnesses",
 		module+"/internal/cloudsim", module+"/internal/testing")
+}
+
+func TestShippedBinariesCarryNoReleaseTooling(t *testing.T) {
+	forbid(t, []string{"./cmd/kuryr-controller", "./cmd/kuryr-daemon", "./cmd/kuryr-cni", "./cmd/kuryrctl"},
+		"image building (internal/imagebuild, make image) and kustomize rendering are release and test tooling, not part of the binaries in the image",
+		module+"/internal/imagebuild", "github.com/google/go-containerregistry", "sigs.k8s.io/kustomize")
 }

@@ -1,38 +1,52 @@
 // Package deploy checks the manifests in deploy/ against a real API server:
-// every object is accepted with strict field validation, and the
+// the kustomize base (deploy/kuryr-dpdk) and the all-in-one overlay render
+// with the kustomize API as `kubectl apply -k` renders them, every object is
+// accepted by server-side apply with strict field validation, and the
 // configuration files they carry parse with the code that reads them.
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/controller"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/ctl"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
+)
+
+const (
+	base      = "../../deploy/kuryr-dpdk"
+	allInOne  = "../../deploy/overlays/all-in-one"
+	image     = "kuryr-dpdk/kuryr-dpdk:dev"
+	testOwner = "kuryr-dpdk-deploy-test"
 )
 
 var env *testenv.Env
 
+// The API server starts without CRDs: the base installs its own.
 func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, &env, testenv.Options{CRDDirectoryPaths: []string{"../../deploy/crds", "../../deploy/third-party"}}))
+	os.Exit(testenv.Main(m, &env, testenv.Options{}))
 }
 
-func TestManifestsAreAcceptedAndTheirConfigParses(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	files, err := filepath.Glob("../../deploy/kuryr-dpdk/*.yaml")
-	if err != nil || len(files) < 3 {
-		t.Fatalf("manifests: %v %v", files, err)
-	}
-	objs, err := testenv.Apply(ctx, env.Config, append([]string{"../../deploy/kuryr-dpdk/rbac.yaml"}, files...)...)
+// render renders a kustomization and indexes its objects by kind/name.
+func render(t *testing.T, dir string) ([]*unstructured.Unstructured, map[string]*unstructured.Unstructured) {
+	t.Helper()
+	objs, err := testenv.Kustomize(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,9 +54,46 @@ func TestManifestsAreAcceptedAndTheirConfigParses(t *testing.T) {
 	for _, o := range objs {
 		seen[o.GetKind()+"/"+o.GetName()] = o
 	}
-	for _, want := range []string{"Deployment/kuryr-controller", "DaemonSet/kuryr-daemon", "ClusterRole/kuryr-controller", "ClusterRole/kuryr-daemon", "ConfigMap/kuryr-controller", "ConfigMap/kuryr-cni"} {
+	return objs, seen
+}
+
+func apply(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := testenv.ServerSideApply(ctx, env.Config, testOwner, objs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBaseIsAcceptedAndItsConfigParses(t *testing.T) {
+	objs, seen := render(t, base)
+	apply(t, objs)
+	for _, want := range []string{"Deployment/kuryr-controller", "DaemonSet/kuryr-daemon", "ClusterRole/kuryr-controller", "ClusterRole/kuryr-daemon",
+		"ConfigMap/kuryr-controller", "ConfigMap/kuryr-cni", "Namespace/kuryr-dpdk",
+		"CustomResourceDefinition/kuryrpods.kuryr-dpdk.io", "CustomResourceDefinition/kuryrnodes.kuryr-dpdk.io"} {
 		if seen[want] == nil {
 			t.Errorf("deploy/kuryr-dpdk lacks %s", want)
+		}
+	}
+
+	// Every container runs the image by the tag `make image` gives it.
+	for _, k := range []string{"Deployment/kuryr-controller", "DaemonSet/kuryr-daemon"} {
+		for _, c := range containers(t, seen[k]) {
+			if c["image"] != image {
+				t.Errorf("%s container %s: image %v, want %s", k, c["name"], c["image"], image)
+			}
+		}
+	}
+
+	// The init container installs the shim with kuryrctl: the image has no shell.
+	for _, c := range containers(t, seen["DaemonSet/kuryr-daemon"]) {
+		if c["name"] != "install-cni" {
+			continue
+		}
+		cmd, _ := json.Marshal(c["command"])
+		if string(cmd) != `["/usr/bin/kuryrctl","install-cni"]` {
+			t.Errorf("init container install-cni runs %s", cmd)
 		}
 	}
 
@@ -81,5 +132,147 @@ func TestManifestsAreAcceptedAndTheirConfigParses(t *testing.T) {
 	b, _ := json.Marshal(plugin)
 	if _, e := cniapi.ParseNetConf(b); e != nil {
 		t.Fatalf("10-kuryr.conflist's plugin: %v", e)
+	}
+
+	// It is the conflist `kuryrctl install-cni` writes by default.
+	def, err := ctl.DefaultConflist("kuryr", "/run/kuryr-dpdk/cni.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want any
+	if err := json.Unmarshal([]byte(conf), &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(def, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ConfigMap kuryr-cni's conflist differs from install-cni's default:\n%s\nvs\n%s", conf, def)
+	}
+}
+
+// TestBaseHoldsEveryManifest: an object in a file under deploy/kuryr-dpdk or
+// deploy/crds that the kustomization does not list would never be deployed.
+func TestBaseHoldsEveryManifest(t *testing.T) {
+	_, seen := render(t, base)
+	var files []string
+	for _, glob := range []string{base + "/*.yaml", "../../deploy/crds/*.yaml"} {
+		m, err := filepath.Glob(glob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, m...)
+	}
+	var missing []string
+	n := 0
+	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		for _, o := range decodeFile(t, f) {
+			n++
+			if seen[o.GetKind()+"/"+o.GetName()] == nil {
+				missing = append(missing, f+": "+o.GetKind()+"/"+o.GetName())
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d objects in %v", n, files)
+	}
+	if n != len(seen) {
+		t.Errorf("the files hold %d objects, the base renders %d", n, len(seen))
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("not in the base (deploy/kuryr-dpdk/kustomization.yaml):\n%s", strings.Join(missing, "\n"))
+	}
+}
+
+func TestAllInOneOverlayIsAccepted(t *testing.T) {
+	objs, seen := render(t, allInOne)
+	apply(t, objs)
+	if seen["CustomResourceDefinition/network-attachment-definitions.k8s.cni.cncf.io"] == nil {
+		t.Error("the all-in-one overlay lacks the NAD CRD (it runs without Multus)")
+	}
+	_, baseSeen := render(t, base)
+	for k := range baseSeen {
+		if seen[k] == nil {
+			t.Errorf("the all-in-one overlay lacks the base's %s", k)
+		}
+	}
+	// No registry: the images are imported, never pulled.
+	for _, k := range []string{"Deployment/kuryr-controller", "DaemonSet/kuryr-daemon"} {
+		cs := containers(t, seen[k])
+		if len(cs) == 0 {
+			t.Fatalf("%s has no containers", k)
+		}
+		for _, c := range cs {
+			if c["image"] != image || c["imagePullPolicy"] != "Never" {
+				t.Errorf("%s container %s: image %v pull policy %v", k, c["name"], c["image"], c["imagePullPolicy"])
+			}
+		}
+	}
+	if r, _, _ := unstructured.NestedInt64(seen["Deployment/kuryr-controller"].Object, "spec", "replicas"); r != 1 {
+		t.Errorf("all-in-one controller replicas %d, want 1", r)
+	}
+}
+
+// TestApplyIsStrict: the apply the tests use refuses a misspelt field, so
+// that the tests above would catch one in a manifest or a patch.
+func TestApplyIsStrict(t *testing.T) {
+	objs, seen := render(t, base)
+	apply(t, objs)
+	d := seen["Deployment/kuryr-controller"].DeepCopy()
+	cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	cs[0].(map[string]any)["imagePullPolcy"] = "Never"
+	if err := unstructured.SetNestedSlice(d.Object, cs, "spec", "template", "spec", "containers"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := testenv.ServerSideApply(ctx, env.Config, testOwner, d)
+	if err == nil || !strings.Contains(err.Error(), "imagePullPolcy") {
+		t.Fatalf("apply with a misspelt field: %v, want an error naming it", err)
+	}
+}
+
+// containers returns a workload's init containers and containers.
+func containers(t *testing.T, o *unstructured.Unstructured) []map[string]any {
+	t.Helper()
+	if o == nil {
+		t.Fatal("no such object")
+	}
+	var out []map[string]any
+	for _, field := range []string{"initContainers", "containers"} {
+		cs, _, err := unstructured.NestedSlice(o.Object, "spec", "template", "spec", field)
+		if err != nil {
+			t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+		for _, c := range cs {
+			out = append(out, c.(map[string]any))
+		}
+	}
+	return out
+}
+
+func decodeFile(t *testing.T, path string) []*unstructured.Unstructured {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			t.Fatalf("%s: %v", path, err)
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
 	}
 }
