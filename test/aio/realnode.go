@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/imagebuild"
 )
 
 // A real node runs containerd (v2, with Debian's runc) and a kubelet, both
@@ -22,7 +24,8 @@ import (
 // node's /opt/cni/bin with the conflist in its /etc/cni/net.d, as on a VM.
 
 // PauseImage is the sandbox image of the real nodes, built locally from
-// test/aio/cmd/pause and imported into every node's containerd.
+// test/aio/cmd/pause (internal/imagebuild, as make image builds its images)
+// and imported into every node's containerd.
 const PauseImage = "kuryr-aio.local/pause:1"
 
 // nodeBinaries are the programs a real node needs from the directory
@@ -80,13 +83,18 @@ func (e *Env) prepareRealNodes(ctx context.Context) error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./test/aio/cmd/pause: %w\n%s", err, out)
 	}
-	bin, err := os.ReadFile(pause)
+	e.pauseImage = filepath.Join(images, "pause.oci.tar")
+	out, err := os.Create(e.pauseImage)
 	if err != nil {
 		return err
 	}
-	e.pauseImage = filepath.Join(images, "pause.oci.tar")
-	if err := writeOCIImage(e.pauseImage, PauseImage, []string{"/pause"}, []ociFile{{Path: "pause", Mode: 0o755, Data: bin}}); err != nil {
-		return err
+	_, err = imagebuild.Build(imagebuild.Spec{Ref: PauseImage, Entrypoint: []string{"/pause"},
+		Entries: []imagebuild.Entry{{Path: "/pause", Source: pause, Mode: 0o755}}}, out, images)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("build the pause image: %w", err)
 	}
 
 	e.mountNSDir = filepath.Join(e.StateDir, "mntns")
