@@ -151,6 +151,15 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if opts.NodeBinDir == "" {
 		opts.NodeBinDir = testenv.NodeBinDir()
 	}
+	// Absolute: real nodes' programs start in other mount namespaces,
+	// where nsenter leaves the working directory.
+	for _, d := range []*string{&opts.BinDir, &opts.KubeBinDir, &opts.NodeBinDir, &opts.CNIBinDir} {
+		if *d != "" {
+			if *d, err = filepath.Abs(*d); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}

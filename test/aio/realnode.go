@@ -444,3 +444,27 @@ func (n *Node) ContainerdLog() string {
 	}
 	return n.real.containerd.Log
 }
+
+// AdaptPod adapts a pod written for the kubelet stand-in to what a real
+// node has: its containers run the local pause image (there is no
+// registry), without CPU, memory or hugepages requests (the host's CPUs
+// are few and it has no hugepages), and without a service-account token
+// (the API server runs without the ServiceAccount admission plugin).
+func (e *Env) AdaptPod(pod *corev1.Pod) {
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		c.Image, c.ImagePullPolicy, c.Resources = PauseImage, corev1.PullNever, corev1.ResourceRequirements{}
+	}
+	no := false
+	pod.Spec.AutomountServiceAccountToken = &no
+}
+
+// Kubectl is a kubectl matching the cluster: v1.37.2 from the cache of
+// hack/build-node-bins.sh when it is there, else "kubectl" from the PATH.
+func (e *Env) Kubectl() string {
+	p := filepath.Join(e.opts.NodeBinDir, "kubectl")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return "kubectl"
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
@@ -111,20 +113,19 @@ func setup(t *testing.T, namespace string) context.Context {
 	return ctx
 }
 
-// appPod runs the pause image (the only image the node has) and asks for
-// networks.
+// appPod asks for networks, adapted to the real node (env.AdaptPod: the
+// pause image, no token), with a short grace period.
 func appPod(namespace, name, networks string) *corev1.Pod {
-	return &corev1.Pod{
+	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace,
 			Annotations: map[string]string{v1alpha1.NetworksAnnotation: networks}},
 		Spec: corev1.PodSpec{
-			Containers: []corev1.Container{{Name: "app", Image: aio.PauseImage, ImagePullPolicy: corev1.PullNever}},
-			// No token: the all-in-one's API server runs without the
-			// ServiceAccount admission plugin (yet).
-			AutomountServiceAccountToken:  ptr.To(false),
+			Containers:                    []corev1.Container{{Name: "app", Image: "registry.example/app:1"}},
 			TerminationGracePeriodSeconds: ptr.To(int64(1)),
 		},
 	}
+	env.AdaptPod(pod)
+	return pod
 }
 
 // TestRealNodeRunsPodNetworkedByKuryrCNI checks that the node is a real
@@ -342,4 +343,61 @@ func linkAddrs(t *testing.T, path string) map[string][]string {
 		t.Fatalf("list addresses in %s: %v", path, err)
 	}
 	return out
+}
+
+// TestCNIErrorReachesPodEvents: a pod asking for a network that does not
+// exist fails its sandbox on the real node, and the kubelet's
+// FailedCreatePodSandBox event (what kubectl describe shows) carries
+// kuryr-cni's error text naming the missing network.
+func TestCNIErrorReachesPodEvents(t *testing.T) {
+	const namespace = "realnode-bad"
+	ctx := setup(t, namespace)
+	pod, err := env.CreatePod(ctx, appPod(namespace, "orphan", "no-such-network"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	var found string
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		evs, err := env.Clientset.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{
+			FieldSelector: "involvedObject.uid=" + string(pod.UID) + ",reason=FailedCreatePodSandBox"})
+		if err != nil {
+			return false, nil
+		}
+		msgs = msgs[:0]
+		for _, e := range evs.Items {
+			msgs = append(msgs, e.Message)
+			if e.Source.Component == "kubelet" && strings.Contains(e.Message, `plugin type="kuryr-cni" failed (add)`) &&
+				strings.Contains(e.Message, "no-such-network") {
+				found = e.Message
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("no FailedCreatePodSandBox event from the kubelet with kuryr-cni's error naming the network; events: %q", msgs)
+	}
+	t.Logf("FailedCreatePodSandBox: %s", found)
+	deleteAndRequireNoLeaks(t, ctx, pod)
+}
+
+// TestKuryrKubernetesStyleNAD: a NetworkAttachmentDefinition written the
+// kuryr-kubernetes way (only the openstack.org/kuryr-config annotation, no
+// spec.config) still gives a pod on a real node its interface.
+func TestKuryrKubernetesStyleNAD(t *testing.T) {
+	const namespace = "realnode-kuryr-nad"
+	ctx := setup(t, namespace)
+	nad := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: "legacy", Namespace: namespace,
+		Annotations: map[string]string{v1alpha1.KuryrConfigAnnotation: fmt.Sprintf(`{"subnetId": %q, "driverType": %q}`,
+			env.Networks.Management.ID, env.MgmtDriver)}}}
+	if err := env.Client.Create(ctx, nad); err != nil {
+		t.Fatal(err)
+	}
+	pod := runPod(t, ctx, appPod(namespace, "app", "legacy"))
+	want := requireInterfaces(t, ctx, pod)
+	if !env.Networks.Management.CIDR.Contains(netip.MustParsePrefix(want["net1"]).Addr()) {
+		t.Errorf("net1 %s is not on the management subnet %s the annotation names", want["net1"], env.Networks.Management.CIDR)
+	}
+	deleteAndRequireNoLeaks(t, ctx, pod)
 }
