@@ -27,6 +27,11 @@ image: build ## the kuryr-dpdk and demo images as OCI layout tarballs in ./bin/i
 kube-bins: ## build etcd and the Kubernetes control plane into the cache (slow once, then seconds)
 	@hack/build-kube-bins.sh >/dev/null
 
+.PHONY: node-bins
+node-bins: ## build containerd, ctr, crictl, kubelet, kubectl into the cache (runc from Debian); after kube-bins
+	@hack/build-kube-bins.sh >/dev/null
+	@hack/build-node-bins.sh >/dev/null
+
 .PHONY: deps
 deps: ## install the Debian packages the tests need (root)
 	@hack/install-deps.sh
@@ -37,9 +42,10 @@ deps: ## install the Debian packages the tests need (root)
 .PHONY: test
 test: deps ## run every test (unit, root/netns, real kube-apiserver, real Neutron, QEMU node VM)
 	@assets="$$(hack/build-kube-bins.sh | tail -n1)"; \
+	nodebins="$$(hack/build-node-bins.sh | tail -n1)"; \
 	guest="$$(hack/vm/build-guest.sh | tail -n1)"; \
-	echo "go test ./... (control plane from $$assets, node VM guest $$guest)"; \
-	KUBEBUILDER_ASSETS="$$assets" KURYR_VM_GUEST="$$guest" $(GO) test -count=1 -timeout 30m $(TESTFLAGS) ./...
+	echo "go test ./... (control plane from $$assets, real nodes from $$nodebins, node VM guest $$guest)"; \
+	KUBEBUILDER_ASSETS="$$assets" KURYR_NODE_BINS="$$nodebins" KURYR_VM_GUEST="$$guest" $(GO) test -count=1 -timeout 30m $(TESTFLAGS) ./...
 
 .PHONY: test-vm
 test-vm: ## only the real node VM tests (QEMU guest: hot-plug, bind, testpmd)
@@ -73,18 +79,20 @@ run: ## the all-in-one: simulated cloud and node VMs, real Kubernetes API; Ctrl-
 	@$(AIO_ROOT_CHECK)
 	@$(MAKE) --no-print-directory build
 	@echo "go build kuryr-aio"; $(GO) build -o $(BIN)/kuryr-aio ./test/aio/cmd/kuryr-aio
-	@echo "Kubernetes control plane (built once into the cache, then seconds)"; \
+	@echo "Kubernetes control plane and node components (built once into the cache, then seconds)"; \
 	kb="$$(hack/build-kube-bins.sh | tail -n1)"; \
-	exec $(BIN)/kuryr-aio run --bin-dir $(BIN) --kube-bin-dir "$$kb" $(AIO_FLAGS)
+	nb="$$(hack/build-node-bins.sh | tail -n1)"; \
+	exec $(BIN)/kuryr-aio run --bin-dir $(BIN) --kube-bin-dir "$$kb" --node-bin-dir "$$nb" $(AIO_FLAGS)
 
 .PHONY: demo
 demo: ## the all-in-one demo: print the table, tear down; exit 0 only if every interface is ready
 	@$(AIO_ROOT_CHECK)
 	@$(MAKE) --no-print-directory build
 	@echo "go build kuryr-aio"; $(GO) build -o $(BIN)/kuryr-aio ./test/aio/cmd/kuryr-aio
-	@echo "Kubernetes control plane (built once into the cache, then seconds)"; \
+	@echo "Kubernetes control plane and node components (built once into the cache, then seconds)"; \
 	kb="$$(hack/build-kube-bins.sh | tail -n1)"; \
-	exec $(BIN)/kuryr-aio demo --bin-dir $(BIN) --kube-bin-dir "$$kb" $(AIO_FLAGS)
+	nb="$$(hack/build-node-bins.sh | tail -n1)"; \
+	exec $(BIN)/kuryr-aio demo --bin-dir $(BIN) --kube-bin-dir "$$kb" --node-bin-dir "$$nb" $(AIO_FLAGS)
 
 .PHONY: clean
 clean:

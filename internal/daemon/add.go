@@ -68,7 +68,9 @@ func (d *Daemon) Add(ctx context.Context, req *cniapi.Request) (res cnitypes.Res
 // waitInterfaces waits, event-driven, until the pod's KuryrPod (for this
 // very pod: its UID) has the interfaces this call covers ACTIVE in the
 // cloud. A request the controller found invalid, or a pod whose interfaces
-// failed, is answered at once with the controller's reason.
+// failed, is answered at once with the controller's reason; so is a pod
+// deleted while its ADD waits (the runtime keeps the sandbox being created,
+// and with it the pod's deletion, until the ADD returns).
 func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key types.NamespacedName) (*v1alpha1.KuryrPod, []v1alpha1.InterfaceRequest, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.InterfacesTimeout)
 	defer cancel()
@@ -76,10 +78,14 @@ func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key ty
 		kp   v1alpha1.KuryrPod
 		want []v1alpha1.InterfaceRequest
 		why  = "no KuryrPod yet: is kuryr-controller running?"
+		seen bool // this pod's KuryrPod has been seen
 	)
 	err := d.waiters.until(ctx, key, func() (bool, error) {
 		if err := d.client.Get(ctx, key, &kp); err != nil {
 			if apierrors.IsNotFound(err) {
+				if seen {
+					return false, cniErr(cniapi.CodeInternal, "pod %s was deleted while its ADD waited: kuryr-controller released its interfaces", key)
+				}
 				return false, nil
 			}
 			return false, cniErr(cniapi.CodeTryAgainLater, "read KuryrPod %s: %v", key, err)
@@ -87,6 +93,10 @@ func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key ty
 		if req.Args.PodUID != "" && string(kp.Spec.PodUID) != req.Args.PodUID {
 			why = fmt.Sprintf("the KuryrPod is for pod UID %s, not %s (an older pod of that name)", kp.Spec.PodUID, req.Args.PodUID)
 			return false, nil
+		}
+		seen = true
+		if kp.DeletionTimestamp != nil {
+			return false, cniErr(cniapi.CodeInternal, "pod %s was deleted while its ADD waited: its KuryrPod is being deleted", key)
 		}
 		c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionSpecValid)
 		switch {

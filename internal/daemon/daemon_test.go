@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -263,4 +264,38 @@ func TestDeviceTimeoutReachesDEL(t *testing.T) {
 	if ents, _ := os.ReadDir(n.ckptDir); len(ents) != 1 {
 		t.Fatalf("checkpoints after the failed DEL: %v, want the DPDK one kept for a retry", ents)
 	}
+}
+
+// TestAddWaitingReturnsWhenThePodGoes: a pod deleted while its ADD waits for
+// the cloud (kuryr-controller then deletes its KuryrPod) gets its answer at
+// once, not when the wait times out: the runtime holds the sandbox, and with
+// it the pod's deletion, until the ADD returns.
+func TestAddWaitingReturnsWhenThePodGoes(t *testing.T) {
+	n := newNode(t)
+	n.startDaemon(30 * time.Second)
+	_, kp := n.createPod("going", v1alpha1.StatePending)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("ADD answered (%v) while the interfaces were pending", err)
+	case <-time.After(700 * time.Millisecond):
+	}
+	deleted := time.Now()
+	must(t, n.c.Delete(n.ctx, kp))
+	select {
+	case err := <-done:
+		cniCode(t, "ADD of a pod whose KuryrPod was deleted", err, cniapi.CodeInternal)
+		if !strings.Contains(err.Error(), "deleted while its ADD waited") {
+			t.Errorf("ADD error %q does not say the pod was deleted", err)
+		}
+		t.Logf("ADD answered %s after the KuryrPod's deletion: %v", time.Since(deleted).Round(time.Millisecond), err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("ADD still waiting 10 s after the KuryrPod was deleted (the wait's timeout is 30 s)")
+	}
+	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
 }

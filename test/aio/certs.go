@@ -24,9 +24,9 @@ type pki struct {
 	caPEM                           []byte
 }
 
-// writePKI makes a CA, a serving certificate for 127.0.0.1 signed by it and
-// a service-account signing key pair.
-func writePKI(dir string) (*pki, error) {
+// writePKI makes a CA, a serving certificate for 127.0.0.1 (and extraIPs)
+// signed by it and a service-account signing key pair.
+func writePKI(dir string, extraIPs ...net.IP) (*pki, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate CA key: %w", err)
@@ -54,7 +54,7 @@ func writePKI(dir string) (*pki, error) {
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
+		IPAddresses: append([]net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")}, extraIPs...),
 	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
 	if err != nil {

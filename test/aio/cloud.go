@@ -122,7 +122,14 @@ func (e *Env) startDaemon(ctx context.Context, n *Node) error {
 		"--metrics-bind-address=" + loopback(ports[0]), "--health-probe-bind-address=" + loopback(ports[1]),
 		"--device-timeout=10s",
 	}
-	n.Daemon = e.newProcess("kuryr-daemon-"+n.Name, filepath.Join(e.binDir, "kuryr-daemon"), args, nil)
+	bin := filepath.Join(e.binDir, "kuryr-daemon")
+	if n.real != nil {
+		// In the node's mount namespace, so that it sees the pod network
+		// namespaces containerd mounts under /run/containerd.
+		n.Daemon = e.newProcess("kuryr-daemon-"+n.Name, "nsenter", append([]string{"--mount=" + n.real.mountNS, "--", bin}, args...), nil)
+	} else {
+		n.Daemon = e.newProcess("kuryr-daemon-"+n.Name, bin, args, nil)
+	}
 	if err := e.startProc(n.Daemon); err != nil {
 		return err
 	}

@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +47,11 @@ type controlPlane struct {
 	URL         string
 	Kubeconfigs map[string]string // by identity name
 	Admin       *rest.Config
+	// FabricURL is the API server as the real nodes reach it, through the
+	// fabric proxy on the workers' gateway address (in its certificate).
+	FabricURL  string
+	caPEM      []byte
+	nodeTokens map[string]string // the real nodes' kubelets, by node name
 }
 
 func (e *Env) startControlPlane(ctx context.Context) error {
@@ -58,15 +65,24 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 			return fmt.Errorf("%s not found in %s: build it with hack/build-kube-bins.sh (make kube-bins): %w", b, kb, err)
 		}
 	}
-	p, err := writePKI(dir)
+	gw := e.Networks.Worker.GatewayIP.AsSlice()
+	p, err := writePKI(dir, gw)
 	if err != nil {
 		return err
 	}
+	e.cp.caPEM = p.caPEM
 	tokens := map[string]string{}
 	var tokFile strings.Builder
 	for _, id := range identities {
 		tokens[id.name] = randomHex(16)
 		fmt.Fprintf(&tokFile, "%s,%s,%s,%q\n", tokens[id.name], id.user, id.user, id.groups)
+	}
+	// The real nodes' kubelets, as the Node authorizer knows them.
+	e.cp.nodeTokens = map[string]string{}
+	for i := 1; e.opts.RealNodes && i <= e.opts.Nodes; i++ {
+		name := nodeName(i)
+		e.cp.nodeTokens[name] = randomHex(16)
+		fmt.Fprintf(&tokFile, "%s,system:node:%s,system:node:%s,\"system:nodes\"\n", e.cp.nodeTokens[name], name, name)
 	}
 	tokPath := filepath.Join(dir, "tokens.csv")
 	if err := os.WriteFile(tokPath, []byte(tokFile.String()), 0o600); err != nil {
@@ -82,6 +98,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	etcdURL := "http://" + loopback(ports[0])
 	peerURL := "http://" + loopback(ports[1])
 	e.cp.URL = "https://" + loopback(ports[2])
+	e.cp.FabricURL = "https://" + net.JoinHostPort(net.IP(gw).String(), strconv.Itoa(ports[2]))
 
 	etcd := e.newProcess("etcd", filepath.Join(kb, "etcd"), []string{
 		"--name=aio", "--data-dir=" + filepath.Join(dir, "etcd"),
@@ -100,7 +117,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		fmt.Sprintf("--secure-port=%d", ports[2]),
 		"--tls-cert-file=" + p.ServingCert, "--tls-private-key-file=" + p.ServingKey, "--client-ca-file=" + p.CACert,
-		"--token-auth-file=" + tokPath, "--authorization-mode=RBAC",
+		"--token-auth-file=" + tokPath, "--authorization-mode=Node,RBAC",
 		"--service-account-key-file=" + p.SAPub, "--service-account-signing-key-file=" + p.SAKey,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",

@@ -55,6 +55,12 @@ type Options struct {
 	CNIConfig []byte
 	// ControllerArgs are extra kuryr-controller flags.
 	ControllerArgs []string
+	// RealNodes runs a real containerd and kubelet per node (realnode.go)
+	// instead of the kubelet stand-in.
+	RealNodes bool
+	// NodeBinDir holds containerd, its shim, ctr, runc and the kubelet
+	// (RealNodes); the cache of hack/build-node-bins.sh when empty.
+	NodeBinDir string
 }
 
 // Networks are the seeded Neutron subnets.
@@ -87,6 +93,9 @@ type Env struct {
 
 	opts             Options
 	cp               controlPlane
+	mountNSDir       string // holds the real nodes' mount namespaces
+	pauseImage       string // the real nodes' sandbox image (OCI tarball)
+	fabricProxy      *fabricProxy
 	binDir           string
 	fabric           string // path of the fabric namespace
 	created          *createdTracker
@@ -139,6 +148,18 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if opts.KubeBinDir == "" {
 		opts.KubeBinDir = testenv.AssetsDir()
 	}
+	if opts.NodeBinDir == "" {
+		opts.NodeBinDir = testenv.NodeBinDir()
+	}
+	// Absolute: real nodes' programs start in other mount namespaces,
+	// where nsenter leaves the working directory.
+	for _, d := range []*string{&opts.BinDir, &opts.KubeBinDir, &opts.NodeBinDir, &opts.CNIBinDir} {
+		if *d != "" {
+			if *d, err = filepath.Abs(*d); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
@@ -184,6 +205,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := e.prepareBinaries(ctx); err != nil {
 		return nil, err
 	}
+	if err := e.startCloud(ctx); err != nil {
+		return nil, err
+	}
 	e.logf("starting etcd, kube-apiserver, kube-scheduler, kube-controller-manager from %s", opts.KubeBinDir)
 	if err := e.startControlPlane(ctx); err != nil {
 		return nil, err
@@ -196,9 +220,6 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	e.created = newCreatedTracker(e.ctx, e.Clientset)
 
-	if err := e.startCloud(ctx); err != nil {
-		return nil, err
-	}
 	if err := e.startNodes(ctx); err != nil {
 		return nil, err
 	}
@@ -212,9 +233,15 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 			}
 		}
 	}
-	for _, n := range e.Nodes {
-		if err := e.startKubelet(n); err != nil {
+	if opts.RealNodes {
+		if err := e.waitRealNodesReady(ctx); err != nil {
 			return nil, err
+		}
+	} else {
+		for _, n := range e.Nodes {
+			if err := e.startKubelet(n); err != nil {
+				return nil, err
+			}
 		}
 	}
 	e.logf("environment %s up in %.1f s: %d nodes; kubeconfig %s", e.ID, time.Since(start).Seconds(), len(e.Nodes), e.Kubeconfig())

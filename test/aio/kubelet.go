@@ -83,17 +83,22 @@ const kuryrNetConf = `{"cniVersion":"1.1.0","name":"kuryr","type":"kuryr-cni","d
 // plugin every pod annotation.
 const podAnnotationsCap = "io.kubernetes.cri.pod-annotations"
 
-func (e *Env) startKubelet(n *Node) error {
+// netConfList is the CNI network configuration list of node n.
+func (e *Env) netConfList(n *Node) ([]byte, error) {
 	conf := e.opts.CNIConfig
 	if conf == nil {
 		conf = []byte(kuryrNetConf)
 	}
 	conf = []byte(strings.ReplaceAll(string(conf), "@SOCKET@", n.Socket))
+	return asConfList(conf)
+}
+
+func (e *Env) startKubelet(n *Node) error {
 	confDir := filepath.Join(n.Dir, "net.d")
 	if err := os.MkdirAll(confDir, 0o755); err != nil {
 		return err
 	}
-	conf, err := asConfList(conf)
+	conf, err := e.netConfList(n)
 	if err != nil {
 		return err
 	}

@@ -57,8 +57,10 @@ type Node struct {
 	PCI *pcisim.Sim
 	// Daemon is the node's kuryr-daemon (nil with NoKuryr).
 	Daemon *Process
-	// Kubelet is the node's kubelet stand-in.
+	// Kubelet is the node's kubelet stand-in (nil on a real node).
 	Kubelet *Kubelet
+
+	real *realNode // nil on a stand-in node
 
 	fabric  string
 	mu      sync.Mutex
@@ -139,12 +141,20 @@ func (e *Env) startNodes(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("set up the fabric namespace %s: %w", fabric, err)
 	}
+	if e.opts.RealNodes {
+		if err := e.prepareRealNodes(ctx); err != nil {
+			return err
+		}
+	}
 	for i := 1; i <= e.opts.Nodes; i++ {
 		n, err := e.startNode(ctx, i)
 		if err != nil {
 			return err
 		}
 		e.Nodes = append(e.Nodes, n)
+	}
+	if e.opts.RealNodes {
+		return nil // Ready once kuryr-daemon runs: waitRealNodesReady
 	}
 	return e.waitSchedulable(ctx)
 }
@@ -175,8 +185,11 @@ func (e *Env) waitSchedulable(ctx context.Context) error {
 	return nil
 }
 
+// nodeName is the name of the i-th node (from 1).
+func nodeName(i int) string { return fmt.Sprintf("node-%d", i) }
+
 func (e *Env) startNode(ctx context.Context, i int) (*Node, error) {
-	name := fmt.Sprintf("node-%d", i)
+	name := nodeName(i)
 	n := &Node{Name: name, Index: i, Dir: filepath.Join(e.StateDir, name), fabric: e.fabric, slots: map[string]string{}, plug: map[string]string{}}
 	n.SysfsRoot = filepath.Join(n.Dir, "root")
 	n.devinfoRoot = filepath.Join(n.Dir, "devinfo-root")
@@ -211,7 +224,11 @@ func (e *Env) startNode(ctx context.Context, i int) (*Node, error) {
 	e.Cloud.SetServerHook(srv.Server.ID, (*vmHook)(n))
 	e.defer_(func() error { e.Cloud.SetServerHook(srv.Server.ID, nil); return nil })
 
-	if err := e.registerNode(ctx, n); err != nil {
+	if e.opts.RealNodes {
+		if err := e.startRealNode(ctx, n); err != nil {
+			return nil, err
+		}
+	} else if err := e.registerNode(ctx, n); err != nil {
 		return nil, err
 	}
 	e.logf("node %s: netns %s, NIC %s %s %s, server %s, sysfs %s", name, n.NetNS, NodeNIC,

@@ -3,10 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,45 +114,8 @@ func deleteAndWait(t *testing.T, ctx context.Context, namespace string, names ..
 	}
 }
 
-// leaks lists what is left in the cloud and on the nodes once no pod of
-// kuryr-dpdk exists: ports with the cluster's tag, trunk subports, allowed
-// address pairs on the VMs' ports, attached devices, pod namespaces,
-// checkpoints and device-info files.
-func leaks() []string {
-	var out []string
-	tag := "kuryr-cluster=" + env.ClusterID()
-	for _, p := range env.Cloud.Ports() {
-		if slices.Contains(p.Tags, tag) {
-			out = append(out, fmt.Sprintf("port %s (%s, %s)", p.ID, p.Name, p.Status))
-		}
-	}
-	for _, n := range env.Nodes {
-		if subs, _ := env.Cloud.Subports(n.Server.TrunkID); len(subs) > 0 {
-			out = append(out, fmt.Sprintf("%d subports on the trunk of %s", len(subs), n.Name))
-		}
-		if p, ok := env.Cloud.Port(n.Server.ParentPort.ID); ok && len(p.AllowedAddressPairs) > 0 {
-			out = append(out, fmt.Sprintf("%d allowed address pairs on the port of %s", len(p.AllowedAddressPairs), n.Name))
-		}
-		if d := n.AttachedDevices(); d > 0 {
-			out = append(out, fmt.Sprintf("%d devices attached to %s", d, n.Name))
-		}
-		for _, dir := range []string{filepath.Join(n.Dir, "checkpoints"), n.DevinfoDir} {
-			_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-				if err == nil && !d.IsDir() {
-					out = append(out, "file "+path)
-				}
-				return nil
-			})
-		}
-	}
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "kuryr-aio-"+env.ID+"-pod-") {
-			out = append(out, "netns "+e.Name())
-		}
-	}
-	return out
-}
+// leaks lists what is left in the cloud and on the nodes (aio.Env.Leaks).
+func leaks() []string { return env.Leaks() }
 
 // requireNoLeaks waits a little for releases in flight, then fails the
 // test with whatever is left.

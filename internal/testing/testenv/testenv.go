@@ -28,22 +28,44 @@ const (
 	EtcdVersion = "v3.6.16"
 )
 
+// Versions of the node components the all-in-one's real nodes run. They must
+// match hack/build-node-bins.sh, which builds them.
+const (
+	ContainerdVersion = "v2.4.2"
+	CrictlVersion     = "v1.37.0"
+)
+
 // AssetsDir is where the binaries are looked for: $KUBEBUILDER_ASSETS if set,
 // else the cache directory hack/build-kube-bins.sh writes to.
 func AssetsDir() string {
 	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
 		return d
 	}
-	cache := os.Getenv("KURYR_CACHE")
-	if cache == "" {
-		if unixWritable("/var/cache") {
-			cache = "/var/cache/kuryr-dpdk"
-		} else {
-			home, _ := os.UserHomeDir()
-			cache = filepath.Join(home, ".cache", "kuryr-dpdk")
-		}
+	return filepath.Join(CacheDir(), fmt.Sprintf("k8s-%s-etcd-%s", KubeVersion, EtcdVersion))
+}
+
+// NodeBinDir is where the real node components (containerd, its shim, ctr,
+// crictl, runc, kubelet, kubectl) are looked for: $KURYR_NODE_BINS if set,
+// else the cache directory hack/build-node-bins.sh writes to.
+func NodeBinDir() string {
+	if d := os.Getenv("KURYR_NODE_BINS"); d != "" {
+		return d
 	}
-	return filepath.Join(cache, fmt.Sprintf("k8s-%s-etcd-%s", KubeVersion, EtcdVersion))
+	return filepath.Join(CacheDir(), fmt.Sprintf("node-k8s-%s-containerd-%s-crictl-%s", KubeVersion, ContainerdVersion, CrictlVersion))
+}
+
+// CacheDir is the build scripts' cache: $KURYR_CACHE, else
+// /var/cache/kuryr-dpdk when writable, else ~/.cache/kuryr-dpdk (as
+// hack/lib/gobuild.sh decides).
+func CacheDir() string {
+	if c := os.Getenv("KURYR_CACHE"); c != "" {
+		return c
+	}
+	if unixWritable("/var/cache") {
+		return "/var/cache/kuryr-dpdk"
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "kuryr-dpdk")
 }
 
 func unixWritable(dir string) bool {

@@ -1,7 +1,8 @@
 // Command kuryr-aio runs the all-in-one environment: a real Kubernetes
 // control plane on 127.0.0.1, the simulated OpenStack cloud, simulated node
 // VMs in network namespaces, kuryr-controller, one kuryr-daemon per node and
-// a kubelet stand-in per node.
+// a real containerd and kubelet per node (or, with --real-nodes=false, a
+// kubelet stand-in).
 //
 //	kuryr-aio run    start, run the demo, keep running until Ctrl-C
 //	kuryr-aio demo   start, run the demo, print the table, tear down;
@@ -41,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&opts.Nodes, "nodes", 2, "number of simulated node VMs")
 	fs.StringVar(&opts.BinDir, "bin-dir", "", "directory with kuryr-controller, kuryr-daemon, kuryr-cni (built with go build when empty)")
 	fs.StringVar(&opts.KubeBinDir, "kube-bin-dir", "", "directory with etcd, kube-apiserver, kube-scheduler, kube-controller-manager (hack/build-kube-bins.sh's cache when empty)")
+	fs.BoolVar(&opts.RealNodes, "real-nodes", true, "run a real containerd and kubelet per node (false: the kubelet stand-in, for many nodes)")
+	fs.StringVar(&opts.NodeBinDir, "node-bin-dir", "", "directory with containerd, containerd-shim-runc-v2, ctr, runc, kubelet (hack/build-node-bins.sh's cache when empty; --real-nodes)")
 	fs.StringVar(&opts.RepoRoot, "repo", "", "the kuryr-dpdk repository (found from the working directory when empty)")
 	fs.DurationVar(&timeout, "demo-timeout", 2*time.Minute, "how long the demo pod may take to be ready")
 	fs.Usage = func() { usage(stderr, fs) }
@@ -74,10 +77,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if cmd == "run" && ctx.Err() == nil {
 		fmt.Fprintf(stdout, "\nThe all-in-one is running. Kubeconfig (admin):\n\n    %s\n\n"+
-			"    export KUBECONFIG=%s\n    kubectl get nodes,pods -A\n    kubectl get kuryrpods -A\n\n"+
+			"    export KUBECONFIG=%s\n    %s get nodes -o wide\n    kubectl get pods,kuryrpods -A\n\n"+
 			"Node namespaces: ip netns exec %s ip link   (and -node-2, …)\nLogs: %s\n"+
 			"Ctrl-C stops it and removes every namespace, process and file it made.\n",
-			env.Kubeconfig(), env.Kubeconfig(), "kuryr-aio-"+env.ID+"-node-1", env.LogDir())
+			env.Kubeconfig(), env.Kubeconfig(), env.Kubectl(), "kuryr-aio-"+env.ID+"-node-1", env.LogDir())
 		<-ctx.Done()
 		fmt.Fprintln(stderr, "kuryr-aio: stopping")
 		code = 0

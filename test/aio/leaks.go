@@ -1,0 +1,49 @@
+package aio
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Leaks lists what is left in the cloud and on the nodes once no pod of
+// kuryr-dpdk exists: ports with the cluster's tag, trunk subports, allowed
+// address pairs on the VMs' ports, attached devices, pod namespaces,
+// checkpoints and device-info files.
+func (e *Env) Leaks() []string {
+	var out []string
+	tag := "kuryr-cluster=" + e.ClusterID()
+	for _, p := range e.Cloud.Ports() {
+		if slices.Contains(p.Tags, tag) {
+			out = append(out, fmt.Sprintf("port %s (%s, %s)", p.ID, p.Name, p.Status))
+		}
+	}
+	for _, n := range e.Nodes {
+		if subs, _ := e.Cloud.Subports(n.Server.TrunkID); len(subs) > 0 {
+			out = append(out, fmt.Sprintf("%d subports on the trunk of %s", len(subs), n.Name))
+		}
+		if p, ok := e.Cloud.Port(n.Server.ParentPort.ID); ok && len(p.AllowedAddressPairs) > 0 {
+			out = append(out, fmt.Sprintf("%d allowed address pairs on the port of %s", len(p.AllowedAddressPairs), n.Name))
+		}
+		if d := n.AttachedDevices(); d > 0 {
+			out = append(out, fmt.Sprintf("%d devices attached to %s", d, n.Name))
+		}
+		for _, dir := range []string{filepath.Join(n.Dir, "checkpoints"), n.DevinfoDir} {
+			_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					out = append(out, "file "+path)
+				}
+				return nil
+			})
+		}
+	}
+	entries, _ := os.ReadDir(netnsDir)
+	for _, ent := range entries {
+		if strings.HasPrefix(ent.Name(), e.nsName("pod-")) {
+			out = append(out, "netns "+ent.Name())
+		}
+	}
+	return out
+}

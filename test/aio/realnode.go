@@ -1,0 +1,470 @@
+package aio
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/imagebuild"
+)
+
+// A real node runs containerd (v2, with Debian's runc) and a kubelet, both
+// in the node's network namespace, in a mount namespace of the node's own
+// (mountns.go) and under a cgroup parent of the node's own (cgroups.go).
+// The kubelet registers the Node itself and talks to the API server through
+// the fabric proxy (fabricproxy.go); containerd runs kuryr-cni from the
+// node's /opt/cni/bin with the conflist in its /etc/cni/net.d, as on a VM.
+
+// PauseImage is the sandbox image of the real nodes, built locally from
+// test/aio/cmd/pause (internal/imagebuild, as make image builds its images)
+// and imported into every node's containerd.
+const PauseImage = "kuryr-aio.local/pause:1"
+
+// nodeBinaries are the programs a real node needs from the directory
+// hack/build-node-bins.sh fills.
+var nodeBinaries = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "kubelet"}
+
+// nodePaths are the paths a real node's mount namespace has of its own:
+// each is a directory under the node's fs/ directory bind-mounted over the
+// same path.
+var nodePaths = []string{
+	"/run/containerd", "/var/lib/containerd", "/var/lib/kubelet", "/var/lib/cni",
+	"/var/log/pods", "/var/log/containers", "/etc/cni/net.d", "/opt/cni/bin",
+	"/etc/containerd", "/etc/cdi", "/var/run/cdi", "/run/kuryr-dpdk",
+}
+
+// kernelTunables are the sysctls the kubelet sets when they differ (it
+// checks them at start). The kernel is the host's, shared by everything
+// on it, so a node's mount namespace shows the kubelet files with the values
+// it wants instead of letting it change the host.
+var kernelTunables = map[string]string{
+	"vm/overcommit_memory": "1", "vm/panic_on_oom": "0", "kernel/panic": "10", "kernel/panic_on_oops": "1",
+	"kernel/keys/root_maxkeys": "1000000", "kernel/keys/root_maxbytes": "25000000",
+}
+
+// realNode is what runs a real node.
+type realNode struct {
+	fs         string // the node's own directories (nodePaths) live under it
+	mountNS    string // file holding the node's mount namespace
+	cgroup     *cgroupTree
+	containerd *Process
+	kubelet    *Process
+	started    time.Time
+}
+
+// nodeFS is path inside the node's mount namespace, as seen from the host.
+func (r *realNode) nodeFS(path string) string { return filepath.Join(r.fs, path) }
+
+// prepareRealNodes does what all real nodes need once: checks their
+// binaries, builds the pause image, makes the holder of their mount
+// namespaces and starts the fabric proxy to the API server.
+func (e *Env) prepareRealNodes(ctx context.Context) error {
+	for _, b := range nodeBinaries {
+		if _, err := os.Stat(filepath.Join(e.opts.NodeBinDir, b)); err != nil {
+			return fmt.Errorf("%s not found in %s: build it with hack/build-node-bins.sh: %w", b, e.opts.NodeBinDir, err)
+		}
+	}
+	images := filepath.Join(e.StateDir, "images")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		return err
+	}
+	pause := filepath.Join(images, "pause")
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", pause, "./test/aio/cmd/pause")
+	build.Dir = e.opts.RepoRoot
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./test/aio/cmd/pause: %w\n%s", err, out)
+	}
+	e.pauseImage = filepath.Join(images, "pause.oci.tar")
+	out, err := os.Create(e.pauseImage)
+	if err != nil {
+		return err
+	}
+	_, err = imagebuild.Build(imagebuild.Spec{Ref: PauseImage, Entrypoint: []string{"/pause"},
+		Entries: []imagebuild.Entry{{Path: "/pause", Source: pause, Mode: 0o755}}}, out, images)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("build the pause image: %w", err)
+	}
+
+	e.mountNSDir = filepath.Join(e.StateDir, "mntns")
+	release, err := mountNSHolder(e.mountNSDir)
+	if err != nil {
+		return err
+	}
+	e.defer_(release)
+
+	listen := strings.TrimPrefix(e.cp.FabricURL, "https://")
+	if e.fabricProxy, err = startFabricProxy(e.fabric, listen, strings.TrimPrefix(e.cp.URL, "https://")); err != nil {
+		return err
+	}
+	e.defer_(e.fabricProxy.Close)
+	e.logf("real nodes: containerd, runc and kubelet from %s; the API server at %s for them", e.opts.NodeBinDir, e.cp.FabricURL)
+	return nil
+}
+
+// startRealNode starts containerd and the kubelet of n and waits until its
+// Node object is Ready.
+func (e *Env) startRealNode(ctx context.Context, n *Node) error {
+	start := time.Now()
+	r := &realNode{fs: filepath.Join(n.Dir, "fs"), mountNS: filepath.Join(e.mountNSDir, n.Name), started: start}
+	n.real = r
+	binds := make([]bindMount, 0, len(nodePaths)+len(kernelTunables))
+	for _, p := range nodePaths {
+		if err := os.MkdirAll(r.nodeFS(p), 0o755); err != nil {
+			return err
+		}
+		binds = append(binds, bindMount{Src: r.nodeFS(p), Dst: p})
+	}
+	for name, v := range kernelTunables {
+		src := filepath.Join(n.Dir, "sysctl", strings.ReplaceAll(name, "/", "."))
+		if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(src, []byte(v+"\n"), 0o444); err != nil {
+			return err
+		}
+		binds = append(binds, bindMount{Src: src, Dst: "/proc/sys/" + name})
+	}
+	if err := createMountNS(r.mountNS, binds); err != nil {
+		return fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	e.defer_(func() error { return removeMountNS(r.mountNS) })
+	var err error
+	if r.cgroup, err = createCgroupTree("/" + e.nsName(n.Name)); err != nil {
+		return fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	// Registered after the mount namespace: the teardown kills the node's
+	// processes (shims and containers included) before the namespace goes.
+	e.defer_(r.cgroup.remove)
+
+	if err := e.installCNI(n, r); err != nil {
+		return err
+	}
+	if err := e.startContainerd(ctx, n, r); err != nil {
+		return err
+	}
+	if err := e.importImage(ctx, n, e.pauseImage); err != nil {
+		return err
+	}
+	e.logf("node %s: containerd up, pause image imported in %.1f s", n.Name, time.Since(start).Seconds())
+	if err := e.startRealKubelet(ctx, n, r); err != nil {
+		return err
+	}
+	e.logf("node %s: kubelet registered the node %.1f s after the node's start", n.Name, time.Since(start).Seconds())
+	return nil
+}
+
+// installCNI puts kuryr-cni into the node's /opt/cni/bin and its network
+// configuration into /etc/cni/net.d, where containerd looks.
+func (e *Env) installCNI(n *Node, r *realNode) error {
+	conf, err := e.netConfList(n)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(r.nodeFS("/etc/cni/net.d/10-kuryr.conflist"), conf, 0o644); err != nil {
+		return err
+	}
+	binDir := e.opts.CNIBinDir
+	if binDir == "" {
+		binDir = e.binDir
+	}
+	entries, err := os.ReadDir(binDir)
+	if err != nil {
+		return err
+	}
+	for _, ent := range entries {
+		if ent.IsDir() || (e.opts.CNIConfig == nil && ent.Name() != "kuryr-cni") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(binDir, ent.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(r.nodeFS(filepath.Join("/opt/cni/bin", ent.Name())), b, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeProcess is a process of node n: in its network and mount namespaces,
+// moved into its cgroup's system child once started.
+func (e *Env) nodeProcess(n *Node, name, bin string, args ...string) *Process {
+	full := append([]string{"--net=" + n.NetNS, "--mount=" + n.real.mountNS, "--", bin}, args...)
+	return e.newProcess(name+"-"+n.Name, "nsenter", full, nil)
+}
+
+func (e *Env) startNodeProcess(n *Node, p *Process) error {
+	if err := e.startProc(p); err != nil {
+		return err
+	}
+	// nsenter execs the program: same pid. Nothing forks before this
+	// (containerd starts shims only for containers, the kubelet runs none
+	// before it has synced).
+	return n.real.cgroup.enterSystem(p.Pid())
+}
+
+func (e *Env) startContainerd(ctx context.Context, n *Node, r *realNode) error {
+	conf := r.nodeFS("/etc/containerd/config.toml")
+	if err := os.WriteFile(conf, []byte(containerdConfig(e.opts.NodeBinDir)), 0o644); err != nil {
+		return err
+	}
+	r.containerd = e.nodeProcess(n, "containerd", filepath.Join(e.opts.NodeBinDir, "containerd"),
+		"--config=/etc/containerd/config.toml", "--log-level=info")
+	return e.runContainerd(ctx, n)
+}
+
+// runContainerd starts n's containerd process and waits until it answers.
+func (e *Env) runContainerd(ctx context.Context, n *Node) error {
+	r := n.real
+	if err := e.startNodeProcess(n, r.containerd); err != nil {
+		return err
+	}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		if r.containerd.Pid() == 0 {
+			return false, fmt.Errorf("containerd of %s exited while starting; its log ends:%s", n.Name, r.containerd.Tail(15))
+		}
+		return e.ctr(ctx, n, "version").Run() == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("containerd of %s not up (%s): %w", n.Name, r.containerd.Log, err)
+	}
+	return nil
+}
+
+// ctr is a ctr command talking to n's containerd in the CRI's namespace.
+func (e *Env) ctr(ctx context.Context, n *Node, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, filepath.Join(e.opts.NodeBinDir, "ctr"), append([]string{
+		"--address", n.real.nodeFS("/run/containerd/containerd.sock"), "--namespace", "k8s.io"}, args...)...)
+}
+
+// RestartRuntime stops node n's kubelet and containerd (SIGTERM, as a
+// service manager does) and starts them again, containerd first. The pods'
+// shims and containers keep running meanwhile, as on a real node.
+func (e *Env) RestartRuntime(ctx context.Context, n *Node) error {
+	r := n.real
+	if r == nil {
+		return fmt.Errorf("restart the runtime of %s: a kubelet stand-in has none", n.Name)
+	}
+	for _, p := range []*Process{r.kubelet, r.containerd} {
+		if err := p.stop(10 * time.Second); err != nil {
+			return err
+		}
+	}
+	if err := e.runContainerd(ctx, n); err != nil {
+		return err
+	}
+	if err := e.startNodeProcess(n, r.kubelet); err != nil {
+		return err
+	}
+	e.logf("node %s: containerd and kubelet restarted", n.Name)
+	return nil
+}
+
+// containerdConfig is a real node's containerd configuration. Paths are the
+// defaults (the node's own, through its mount namespace) but for the
+// binaries. restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE;
+// netns_mounts_under_state_dir: pod namespaces under /run/containerd, not
+// in the host's /run/netns; NRI off; the internal loopback (lo is
+// containerd's own); the pause image pinned and local.
+func containerdConfig(binDir string) string {
+	return `version = 4
+disabled_plugins = ['io.containerd.nri.v1.nri']
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = 'overlayfs'
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = '` + PauseImage + `'
+
+[plugins.'io.containerd.cri.v1.runtime']
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  cdi_spec_dirs = ['/etc/cdi', '/var/run/cdi']
+  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+    runtime_type = 'io.containerd.runc.v2'
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+      BinaryName = '` + filepath.Join(binDir, "runc") + `'
+      Root = '/run/containerd/runc'
+      SystemdCgroup = false
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ['/opt/cni/bin']
+    conf_dir = '/etc/cni/net.d'
+    use_internal_loopback = true
+`
+}
+
+// importImage imports an OCI image tarball into n's containerd, in the
+// namespace the CRI uses.
+func (e *Env) importImage(ctx context.Context, n *Node, tarball string) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if out, err := e.ctr(ctx, n, "images", "import", tarball).CombinedOutput(); err != nil {
+		return fmt.Errorf("import %s into containerd of %s: %w: %s", tarball, n.Name, err, out)
+	}
+	return nil
+}
+
+func (e *Env) startRealKubelet(ctx context.Context, n *Node, r *realNode) error {
+	dir := r.nodeFS("/var/lib/kubelet")
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := writeKubeconfig(kubeconfig, e.cp.FabricURL, e.cp.caPEM, n.Name, e.cp.nodeTokens[n.Name]); err != nil {
+		return err
+	}
+	config := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(config, []byte(e.kubeletConfig(n)), 0o644); err != nil {
+		return err
+	}
+	r.kubelet = e.nodeProcess(n, "kubelet", filepath.Join(e.opts.NodeBinDir, "kubelet"),
+		"--config=/var/lib/kubelet/config.yaml", "--kubeconfig=/var/lib/kubelet/kubeconfig",
+		"--hostname-override="+n.Name, "--node-ip="+n.IP(), "--v=2")
+	if err := e.startNodeProcess(n, r.kubelet); err != nil {
+		return err
+	}
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		if r.kubelet.Pid() == 0 {
+			return false, fmt.Errorf("kubelet of %s exited while starting; its log ends:%s", n.Name, r.kubelet.Tail(20))
+		}
+		_, err := e.Clientset.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+		}
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s not registered (%s; kubelet log %s): %w", n.Name, last, r.kubelet.Log, err)
+	}
+	return nil
+}
+
+// waitRealNodesReady waits until every real node is Ready. containerd
+// asks the CNI plugin for its status (CNI STATUS), and kuryr-cni answers
+// "not ready" until the node's kuryr-daemon serves: a real node is Ready
+// only once kuryr-daemon runs on it.
+func (e *Env) waitRealNodesReady(ctx context.Context) error {
+	for _, n := range e.Nodes {
+		var last string
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+			if n.real.kubelet.Pid() == 0 {
+				return false, fmt.Errorf("kubelet of %s exited; its log ends:%s", n.Name, n.real.kubelet.Tail(20))
+			}
+			node, err := e.Clientset.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				last = err.Error()
+				return false, nil
+			}
+			for _, c := range node.Status.Conditions {
+				if c.Type == corev1.NodeReady {
+					last = fmt.Sprintf("Ready=%s: %s", c.Status, c.Message)
+					return c.Status == corev1.ConditionTrue, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return fmt.Errorf("node %s not Ready (%s; kubelet log %s): %w", n.Name, last, n.real.kubelet.Log, err)
+		}
+		e.logf("node %s Ready %.1f s after its start", n.Name, time.Since(n.real.started).Seconds())
+	}
+	return e.waitSchedulable(ctx)
+}
+
+// kubeletConfig is a real node's KubeletConfiguration. cgroupfs and
+// failCgroupV1=false: the host has cgroup v1; the node's pods go under its
+// own cgroup parent. The kubelet serves only inside the node's namespace,
+// so it lets anyone in (the API server's exec and logs calls).
+func (e *Env) kubeletConfig(n *Node) string {
+	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: %s
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+cgroupDriver: cgroupfs
+cgroupRoot: %s
+failCgroupV1: false
+failSwapOn: false
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+providerID: openstack:///%s
+authentication:
+  anonymous: {enabled: true}
+  webhook: {enabled: false}
+authorization: {mode: AlwaysAllow}
+evictionHard: {memory.available: 100Mi, nodefs.available: 1%%, imagefs.available: 1%%, nodefs.inodesFree: 1%%}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+serializeImagePulls: false
+resolvConf: /etc/resolv.conf
+`, n.IP(), n.real.cgroup.Path, n.Server.Server.ID)
+}
+
+// PodNetNS returns a path to the network namespace of a pod running on one
+// of the environment's nodes: the stand-in's namespace file, or on a real
+// node /proc/<pid>/ns/net of a process of the pod (found by its cgroup,
+// kubepods/…/pod<uid>, under the node's cgroup parent).
+func (e *Env) PodNetNS(ctx context.Context, namespace, name string) (string, error) {
+	pod, err := e.Clientset.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	n := e.Node(pod.Spec.NodeName)
+	if n == nil {
+		return "", fmt.Errorf("pod %s/%s is on %q, not one of the environment's nodes", namespace, name, pod.Spec.NodeName)
+	}
+	if n.real == nil {
+		if p := n.Kubelet.NetNS(namespace, name); p != "" {
+			return p, nil
+		}
+		return "", fmt.Errorf("pod %s/%s has no network namespace on %s", namespace, name, n.Name)
+	}
+	for _, pid := range n.real.cgroup.podPIDs(string(pod.UID)) {
+		p := fmt.Sprintf("/proc/%d/ns/net", pid)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("pod %s/%s (uid %s) has no process on %s", namespace, name, pod.UID, n.Name)
+}
+
+// ContainerdLog is the path of a real node's containerd log, "" on a
+// stand-in node.
+func (n *Node) ContainerdLog() string {
+	if n.real == nil {
+		return ""
+	}
+	return n.real.containerd.Log
+}
+
+// AdaptPod adapts a pod written for the kubelet stand-in to what a real
+// node has: its containers run the local pause image (there is no
+// registry), without CPU, memory or hugepages requests (the host's CPUs
+// are few and it has no hugepages), and without a service-account token
+// (the API server runs without the ServiceAccount admission plugin).
+func (e *Env) AdaptPod(pod *corev1.Pod) {
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		c.Image, c.ImagePullPolicy, c.Resources = PauseImage, corev1.PullNever, corev1.ResourceRequirements{}
+	}
+	no := false
+	pod.Spec.AutomountServiceAccountToken = &no
+}
+
+// Kubectl is a kubectl matching the cluster: v1.37.2 from the cache of
+// hack/build-node-bins.sh when it is there, else "kubectl" from the PATH.
+func (e *Env) Kubectl() string {
+	p := filepath.Join(e.opts.NodeBinDir, "kubectl")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return "kubectl"
+}
