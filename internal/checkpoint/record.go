@@ -20,8 +20,10 @@ import (
 //
 // Versions: 1 kept a kernel interface's Neutron port ID in Extra["portID"]
 // (written by the daemon); 2 has the PortID field, for every kind (written
-// by the binding drivers).
-const SchemaVersion = 2
+// by the binding drivers); 3 adds Network, the CNI network the attachment
+// belongs to (CNI GC is scoped to it). A version 2 record has no Network:
+// it is read with Network "" (see Record.Network).
+const SchemaVersion = 3
 
 // oldestVersion is the oldest record format Parse still reads.
 const oldestVersion = 1
@@ -52,6 +54,11 @@ type Record struct {
 	MAC         string `json:"mac,omitempty"`
 	// PortID is the Neutron port behind the attachment (since version 2).
 	PortID string `json:"portID,omitempty"`
+	// Network is the name of the CNI network configuration whose ADD made
+	// the attachment (since version 3): a CNI GC for that network may undo
+	// it, a GC for another network may not. "" in records of older
+	// versions, which no GC undoes (the start-up reconcile does).
+	Network string `json:"network,omitempty"`
 
 	// DPDK: the device and the driver to give it back to.
 	PCIAddress     string `json:"pciAddress,omitempty"`
@@ -177,6 +184,11 @@ func upgrade(r *Record) {
 			delete(r.Extra, extraPortID)
 		}
 		r.Version = 2
+	}
+	if r.Version == 2 {
+		// Version 3 only adds Network, which a version 2 record cannot
+		// know: it stays "".
+		r.Version = 3
 	}
 }
 
