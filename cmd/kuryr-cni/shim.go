@@ -43,14 +43,28 @@ func (s *shim) funcs() skel.CNIFuncs {
 // request builds the daemon request from the CNI call, validating the
 // configuration and CNI_ARGS here so that a bad one is code 7 even when the
 // daemon is down.
-func request(cmd string, args *skel.CmdArgs) (*cniapi.Request, *cniapi.Client, error) {
-	conf, cerr := cniapi.ParseNetConf(args.StdinData)
+//
+// DEL is best effort (CNI spec 1.1): a prevResult that does not parse is
+// dropped, and CNI_ARGS pairs that do not parse are left out, each said on
+// stderr; the daemon undoes the attachment by container ID and interface
+// name alone.
+func (s *shim) request(cmd string, args *skel.CmdArgs) (*cniapi.Request, *cniapi.Client, error) {
+	conf, cerr := cniapi.ParseNetConfFor(cmd, args.StdinData)
 	if cerr != nil {
 		return nil, nil, cerr
 	}
-	cargs, cerr := cniapi.ParseCNIArgs(args.Args)
-	if cerr != nil {
+	parseArgs := cniapi.ParseCNIArgs
+	if cmd == cniapi.CmdDel {
+		parseArgs = cniapi.ParseCNIArgsBestEffort
+	}
+	cargs, cerr := parseArgs(args.Args)
+	if cerr != nil && cmd != cniapi.CmdDel {
 		return nil, nil, cerr
+	}
+	for _, e := range []*types.Error{cerr, conf.PrevResultErr} {
+		if e != nil {
+			fmt.Fprintf(s.stderr, "kuryr-cni: DEL of container %s ifname %s: ignoring %s\n", args.ContainerID, args.IfName, e.Msg)
+		}
 	}
 	req := &cniapi.Request{
 		Command:     cmd,
@@ -107,7 +121,7 @@ func (s *shim) send(c *cniapi.Client, req *cniapi.Request, needReady bool) (*cni
 }
 
 func (s *shim) add(args *skel.CmdArgs) error {
-	req, c, err := request(cniapi.CmdAdd, args)
+	req, c, err := s.request(cniapi.CmdAdd, args)
 	if err != nil {
 		return err
 	}
@@ -128,7 +142,7 @@ func (s *shim) add(args *skel.CmdArgs) error {
 }
 
 func (s *shim) check(args *skel.CmdArgs) error {
-	req, c, err := request(cniapi.CmdCheck, args)
+	req, c, err := s.request(cniapi.CmdCheck, args)
 	if err != nil {
 		return err
 	}
@@ -143,7 +157,7 @@ func (s *shim) check(args *skel.CmdArgs) error {
 // docs/cni.md, "When the daemon is down"). An error the daemon itself
 // returns is passed on unchanged, so the runtime retries it.
 func (s *shim) del(args *skel.CmdArgs) error {
-	req, c, err := request(cniapi.CmdDel, args)
+	req, c, err := s.request(cniapi.CmdDel, args)
 	if err != nil {
 		return err
 	}
@@ -158,7 +172,7 @@ func (s *shim) del(args *skel.CmdArgs) error {
 }
 
 func (s *shim) gc(args *skel.CmdArgs) error {
-	req, c, err := request(cniapi.CmdGC, args)
+	req, c, err := s.request(cniapi.CmdGC, args)
 	if err != nil {
 		return err
 	}
@@ -168,7 +182,7 @@ func (s *shim) gc(args *skel.CmdArgs) error {
 
 // status answers code 50 at once when the daemon is down or not ready.
 func (s *shim) status(args *skel.CmdArgs) error {
-	req, c, err := request(cniapi.CmdStatus, args)
+	req, c, err := s.request(cniapi.CmdStatus, args)
 	if err != nil {
 		return err
 	}
