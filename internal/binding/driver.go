@@ -43,6 +43,9 @@ type Request struct {
 	// Network names the network for the device-info file of a DPDK device
 	// ("namespace/name" of its NetworkAttachmentDefinition).
 	Network string
+	// CNINetwork is the name of the CNI network configuration of the call
+	// (recorded: a CNI GC undoes only its own network's attachments).
+	CNINetwork string
 	// PortID is the Neutron port behind the interface (recorded).
 	PortID string
 	// MAC is the Neutron port's MAC: the kernel interface's address, or how

@@ -66,8 +66,9 @@ type Record struct {
 	TargetDriver   string `json:"targetDriver,omitempty"`
 	DeviceInfoFile string `json:"deviceInfoFile,omitempty"`
 
-	// NetNS is the pod's network namespace path, for kinds that move a
-	// netdev into it.
+	// NetNS is the pod's network namespace path (CNI_NETNS of the ADD):
+	// where a kernel interface was moved, and for every kind what the
+	// daemon's start-up reconcile checks still exists.
 	NetNS string `json:"netns,omitempty"`
 	// Extra holds kind-specific facts that have no field of their own.
 	Extra map[string]string `json:"extra,omitempty"`

@@ -37,6 +37,7 @@ func bindingRequest(req *cniapi.Request, netns string, ir v1alpha1.InterfaceRequ
 			br.Network = req.NetConf.Name
 		}
 		br.DeviceInfoFile = req.NetConf.RuntimeConfig.DeviceInfoFile
+		br.CNINetwork = req.NetConf.Name
 	}
 	var err error
 	if br.MAC, err = net.ParseMAC(st.MAC); err != nil {

@@ -123,8 +123,12 @@ func (d *Daemon) Check(ctx context.Context, req *cniapi.Request) (err error) {
 	return nil
 }
 
-// GC implements cniapi.Handler (CNI 1.1): every attachment the runtime no
-// longer lists is undone: devices rebound, links removed, records dropped.
+// GC implements cniapi.Handler (CNI 1.1): every attachment of the GC's
+// network (the configuration's name, recorded in the checkpoint) that the
+// runtime no longer lists is undone: devices rebound, links removed,
+// records dropped. Attachments of other networks, and records older than
+// schema version 3 (no network recorded), are left alone: they are another
+// GC's, or the start-up reconcile's.
 func (d *Daemon) GC(ctx context.Context, req *cniapi.Request) (err error) {
 	start := time.Now()
 	defer func() { d.observe(cniapi.CmdGC, "any", start, err) }()
@@ -138,7 +142,7 @@ func (d *Daemon) GC(ctx context.Context, req *cniapi.Request) (err error) {
 	}
 	var errs []error
 	for _, r := range all {
-		if keep[r.Key()] || d.keptByPrimary(r, keep) {
+		if r.Network != req.NetConf.Name || keep[r.Key()] || d.keptByPrimary(r, keep) {
 			continue
 		}
 		if err := d.unplug(ctx, r); err != nil {
