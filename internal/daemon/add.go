@@ -62,7 +62,7 @@ func (d *Daemon) Add(ctx context.Context, req *cniapi.Request) (res cnitypes.Res
 	}
 	d.metrics.phases.WithLabelValues(phaseReport).Observe(time.Since(t).Seconds())
 	d.log.V(1).Info("plugged", "pod", key, "container", req.ContainerID, "interfaces", len(got), "took", time.Since(start))
-	return cniResult(req.Netns, got), nil
+	return chained(req.NetConf.PrevResult, cniResult(req.Netns, got)), nil
 }
 
 // waitInterfaces waits, event-driven, until the pod's KuryrPod (for this

@@ -86,10 +86,14 @@ func (d *Daemon) Del(ctx context.Context, req *cniapi.Request) (err error) {
 }
 
 // Check implements cniapi.Handler: every attachment of the call is still as
-// plugged.
+// plugged, as the KuryrPod and the prevResult (required, CNI 1.1) say, in
+// the live namespace and on the PCI bus.
 func (d *Daemon) Check(ctx context.Context, req *cniapi.Request) (err error) {
 	start := time.Now()
 	defer func() { d.observe(cniapi.CmdCheck, "any", start, err) }()
+	if req.NetConf.PrevResult == nil {
+		return cniErr(cniapi.CodeBadConfig, "CHECK of container %s: no prevResult (CNI 1.1 requires the ADD result)", req.ContainerID)
+	}
 	recs, err := d.records(req)
 	if err != nil {
 		return err
@@ -111,6 +115,9 @@ func (d *Daemon) Check(ctx context.Context, req *cniapi.Request) (err error) {
 		br, err := bindingRequest(req, r.NetNS, kp.Spec.Interfaces[i], *st)
 		if err != nil {
 			return err
+		}
+		if err := expectPrev(&br, req.NetConf.PrevResult, req.Netns, r.PCIAddress); err != nil {
+			return cniErr(cniapi.CodeInternal, "CHECK %s: %v", r.IfName, err)
 		}
 		drv, err := d.bindings.ForRecord(r)
 		if err != nil {

@@ -44,9 +44,12 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	if _, err := testenv.GoBuild(dir, "../../cmd/kuryr-cni"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	// The shim, and a real plugin to chain it after (CNI 1.1 prevResult).
+	for _, pkg := range []string{"../../cmd/kuryr-cni", "github.com/containernetworking/plugins/plugins/main/loopback"} {
+		if _, err := testenv.GoBuild(dir, pkg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	binDir = dir
 	return testenv.Main(m, &env, testenv.Options{CRDDirectoryPaths: []string{"../../deploy/crds", "../../deploy/third-party"}})
