@@ -98,6 +98,7 @@ func (d *DPDK) Attach(ctx context.Context, req Request) (Result, error) {
 	want := checkpoint.Record{
 		ContainerID: key.ContainerID, IfName: key.IfName, Kind: checkpoint.KindDPDK, MAC: mac,
 		TargetDriver: target, DeviceInfoFile: devInfo, PortID: req.PortID, Network: req.CNINetwork, NetNS: req.Netns,
+		PodUID: req.PodUID,
 	}
 
 	var waited time.Duration
@@ -176,7 +177,7 @@ func (d *DPDK) newRecord(ctx context.Context, rec checkpoint.Record) (_ checkpoi
 
 // retriedRecord is the checkpoint of a retried Attach: the device and its
 // original driver as recorded, what the request may change (target
-// driver, device-info file, port, network, netns) as asked; an empty field
+// driver, device-info file, port, network, netns, pod) as asked; an empty field
 // of the request keeps the recorded value. changed says whether it differs
 // from rec.
 func retriedRecord(rec, want checkpoint.Record) (_ checkpoint.Record, changed bool) {
@@ -186,7 +187,7 @@ func retriedRecord(rec, want checkpoint.Record) (_ checkpoint.Record, changed bo
 		dst *string
 		v   string
 	}{
-		{&rec.DeviceInfoFile, want.DeviceInfoFile}, {&rec.PortID, want.PortID}, {&rec.Network, want.Network}, {&rec.NetNS, want.NetNS},
+		{&rec.DeviceInfoFile, want.DeviceInfoFile}, {&rec.PortID, want.PortID}, {&rec.Network, want.Network}, {&rec.NetNS, want.NetNS}, {&rec.PodUID, want.PodUID},
 	} {
 		if f.v != "" && *f.dst != f.v {
 			*f.dst, changed = f.v, true

@@ -46,6 +46,9 @@ type Request struct {
 	// CNINetwork is the name of the CNI network configuration of the call
 	// (recorded: a CNI GC undoes only its own network's attachments).
 	CNINetwork string
+	// PodUID is the pod the interface is for (recorded: the daemon's
+	// start-up reconcile undoes attachments of pods that are gone).
+	PodUID string
 	// PortID is the Neutron port behind the interface (recorded).
 	PortID string
 	// MAC is the Neutron port's MAC: the kernel interface's address, or how

@@ -21,8 +21,9 @@ import (
 // Versions: 1 kept a kernel interface's Neutron port ID in Extra["portID"]
 // (written by the daemon); 2 has the PortID field, for every kind (written
 // by the binding drivers); 3 adds Network, the CNI network the attachment
-// belongs to (CNI GC is scoped to it). A version 2 record has no Network:
-// it is read with Network "" (see Record.Network).
+// belongs to (CNI GC is scoped to it), and PodUID, the pod it was made for
+// (the daemon's start-up reconcile), and has NetNS for every kind. A
+// version 2 record has none of these: it is read with them "".
 const SchemaVersion = 3
 
 // oldestVersion is the oldest record format Parse still reads.
@@ -59,6 +60,10 @@ type Record struct {
 	// it, a GC for another network may not. "" in records of older
 	// versions, which no GC undoes (the start-up reconcile does).
 	Network string `json:"network,omitempty"`
+	// PodUID is the Kubernetes pod the attachment was made for (since
+	// version 3): the daemon's start-up reconcile undoes the attachments of
+	// pods that no longer exist. "" in older records.
+	PodUID string `json:"podUID,omitempty"`
 
 	// DPDK: the device and the driver to give it back to.
 	PCIAddress     string `json:"pciAddress,omitempty"`
@@ -187,8 +192,8 @@ func upgrade(r *Record) {
 		r.Version = 2
 	}
 	if r.Version == 2 {
-		// Version 3 only adds Network, which a version 2 record cannot
-		// know: it stays "".
+		// Version 3 only adds Network and PodUID, which a version 2
+		// record cannot know: they stay "".
 		r.Version = 3
 	}
 }

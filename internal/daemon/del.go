@@ -48,6 +48,9 @@ func (d *Daemon) unplug(ctx context.Context, r checkpoint.Record) error {
 func (d *Daemon) Del(ctx context.Context, req *cniapi.Request) (err error) {
 	start := time.Now()
 	defer func() { d.observe(cniapi.CmdDel, "any", start, err) }()
+	if err := d.started(ctx); err != nil {
+		return cniErr(cniapi.CodeTryAgainLater, "%v", err)
+	}
 	recs, err := d.records(req)
 	if err != nil {
 		return err
@@ -91,6 +94,9 @@ func (d *Daemon) Del(ctx context.Context, req *cniapi.Request) (err error) {
 func (d *Daemon) Check(ctx context.Context, req *cniapi.Request) (err error) {
 	start := time.Now()
 	defer func() { d.observe(cniapi.CmdCheck, "any", start, err) }()
+	if err := d.started(ctx); err != nil {
+		return cniErr(cniapi.CodeTryAgainLater, "%v", err)
+	}
 	if req.NetConf.PrevResult == nil {
 		return cniErr(cniapi.CodeBadConfig, "CHECK of container %s: no prevResult (CNI 1.1 requires the ADD result)", req.ContainerID)
 	}
@@ -139,6 +145,9 @@ func (d *Daemon) Check(ctx context.Context, req *cniapi.Request) (err error) {
 func (d *Daemon) GC(ctx context.Context, req *cniapi.Request) (err error) {
 	start := time.Now()
 	defer func() { d.observe(cniapi.CmdGC, "any", start, err) }()
+	if err := d.started(ctx); err != nil {
+		return cniErr(cniapi.CodeTryAgainLater, "%v", err)
+	}
 	keep := map[checkpoint.Key]bool{}
 	for _, a := range req.NetConf.ValidAttachments {
 		keep[checkpoint.Key{ContainerID: a.ContainerID, IfName: a.IfName}] = true

@@ -89,6 +89,8 @@ type node struct {
 	cni     *libcni.CNIConfig
 	list    *libcni.NetworkConfigList
 	pod     *corev1.Pod
+	// daemon is the daemon startDaemon last started.
+	daemon *Daemon
 	// deviceTimeout, when set, is the daemons' --device-timeout (else the
 	// timeout given to startDaemon).
 	deviceTimeout time.Duration
@@ -178,15 +180,23 @@ func (n *node) startDaemonAs(cfg *rest.Config, timeout time.Duration, primary bo
 	ln, err := cniapi.Listen(n.socket)
 	must(n.t, err)
 	srv := cniapi.NewServer(d, cniapi.WithReadiness(d.Ready))
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { _ = mgr.Start(ctx); done <- struct{}{} }()
 	go func() { _ = srv.Serve(ctx, ln); done <- struct{}{} }()
+	go func() {
+		if err := d.ReconcileAtStart(ctx, mgr.GetCache()); err != nil && ctx.Err() == nil {
+			n.t.Errorf("start-up reconcile: %v", err)
+		}
+		done <- struct{}{}
+	}()
+	n.daemon = d
 	var once atomic.Bool
 	stop = func() {
 		if once.Swap(true) {
 			return
 		}
 		cancel()
+		<-done
 		<-done
 		<-done
 	}
@@ -197,6 +207,12 @@ func (n *node) startDaemonAs(cfg *rest.Config, timeout time.Duration, primary bo
 // createPod makes the pod and the KuryrPod the controller would make for
 // it: eth0 (MACVLAN, default route) and net1 (DPDK), in the given state.
 func (n *node) createPod(name string, state v1alpha1.InterfaceState) (*corev1.Pod, *v1alpha1.KuryrPod) {
+	n.t.Helper()
+	return n.createPodMACs(name, state, eth0MAC, dpdkMAC)
+}
+
+// createPodMACs is createPod with the ports' MACs given.
+func (n *node) createPodMACs(name string, state v1alpha1.InterfaceState, eth0MAC, dpdkMAC string) (*corev1.Pod, *v1alpha1.KuryrPod) {
 	n.t.Helper()
 	name = n.podName(name)
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
@@ -223,12 +239,15 @@ func (n *node) createPod(name string, state v1alpha1.InterfaceState) (*corev1.Po
 	return p, kp
 }
 
-func (n *node) rt() *libcni.RuntimeConf {
+func (n *node) rt() *libcni.RuntimeConf { return rtFor(n.pod, sandboxID, n.podNS.Path()) }
+
+// rtFor is the runtime configuration of the eth0 call of a pod's sandbox.
+func rtFor(pod *corev1.Pod, sandbox, netns string) *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{
-		ContainerID: sandboxID, NetNS: n.podNS.Path(), IfName: "eth0",
+		ContainerID: sandbox, NetNS: netns, IfName: "eth0",
 		Args: [][2]string{
-			{"K8S_POD_NAMESPACE", n.pod.Namespace}, {"K8S_POD_NAME", n.pod.Name},
-			{"K8S_POD_INFRA_CONTAINER_ID", sandboxID}, {"K8S_POD_UID", string(n.pod.UID)}, {"IgnoreUnknown", "1"},
+			{"K8S_POD_NAMESPACE", pod.Namespace}, {"K8S_POD_NAME", pod.Name},
+			{"K8S_POD_INFRA_CONTAINER_ID", sandbox}, {"K8S_POD_UID", string(pod.UID)}, {"IgnoreUnknown", "1"},
 		},
 		CapabilityArgs: map[string]any{"io.kubernetes.cri.pod-annotations": map[string]string{}},
 	}
