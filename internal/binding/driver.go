@@ -2,6 +2,7 @@ package binding
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"time"
@@ -75,6 +76,10 @@ type Request struct {
 	// device goes (the runtime's CNIDeviceInfoFile); else it goes under the
 	// driver's device-info root, if it has one.
 	DeviceInfoFile string
+	// CNIArgs are the pod's cni-args for this network (a JSON object, from
+	// the networks annotation), or nil. Reserved: no driver acts on any key
+	// yet.
+	CNIArgs json.RawMessage
 }
 
 // Route is one route through the interface.

@@ -11,8 +11,11 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 )
 
 // TestChainedAddKeepsPrevResultAndCheckUsesIt chains kuryr-cni after a real
@@ -82,4 +85,54 @@ func editCachedResult(t *testing.T, path string, edit func(map[string]any)) {
 	b, err = json.Marshal(c)
 	must(t, err)
 	must(t, os.WriteFile(path, b, 0o600))
+}
+
+// TestNetworkMTU: the network's mtu (KuryrPod spec, from the NAD) is what
+// the pod's kernel interface gets and what the result reports, for the
+// kernel interface and the DPDK device, when it is not above the Neutron
+// network's (1450 here); above it, the ADD is refused with code 7 naming
+// both.
+func TestNetworkMTU(t *testing.T) {
+	n := newNode(t)
+	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	n.startDaemon(30 * time.Second)
+	n.specEdit = func(s *v1alpha1.KuryrPodSpec) { s.Interfaces[0].MTU, s.Interfaces[1].MTU = 1400, 1300 }
+	n.createPod("mtu", v1alpha1.StateActive)
+	r, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
+	if err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	res, err := current.NewResultFromResult(r)
+	must(t, err)
+	if res.Interfaces[0].Mtu != 1400 || res.Interfaces[1].Mtu != 1300 {
+		t.Fatalf("result MTUs eth0 %d net1 %d, want 1400 and 1300", res.Interfaces[0].Mtu, res.Interfaces[1].Mtu)
+	}
+	if got := n.linkMTU("eth0"); got != 1400 {
+		t.Fatalf("eth0 in the pod has MTU %d, want the network's 1400", got)
+	}
+	must(t, n.cni.CheckNetworkList(n.ctx, n.list, n.rt()))
+	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
+
+	n.specEdit = func(s *v1alpha1.KuryrPodSpec) { s.Interfaces[0].MTU = 9000 }
+	n.createPod("jumbo", v1alpha1.StateActive)
+	_, err = n.cni.AddNetworkList(n.ctx, n.list, n.rt())
+	cniCode(t, "ADD with an mtu above the Neutron network's", err, cniapi.CodeBadConfig)
+	if !strings.Contains(err.Error(), "9000") || !strings.Contains(err.Error(), "1450") {
+		t.Fatalf("error %q does not name both MTUs", err)
+	}
+	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
+}
+
+func (n *node) linkMTU(ifName string) int {
+	n.t.Helper()
+	mtu := 0
+	must(n.t, n.podNS.Do(func(ns.NetNS) error {
+		l, err := netlink.LinkByName(ifName)
+		if err != nil {
+			return err
+		}
+		mtu = l.Attrs().MTU
+		return nil
+	}))
+	return mtu
 }

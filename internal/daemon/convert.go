@@ -31,8 +31,11 @@ type plugged struct {
 func bindingRequest(req *cniapi.Request, netns string, ir v1alpha1.InterfaceRequest, st v1alpha1.InterfaceStatus) (binding.Request, error) {
 	br := binding.Request{
 		ContainerID: req.ContainerID, IfName: ir.IfName, Netns: netns, Network: ir.Network, PortID: st.PortID,
-		MTU: st.MTU, Gateway: net.ParseIP(st.Gateway), DefaultRoute: ir.DefaultRoute, VLANID: st.VLANID,
+		Gateway: net.ParseIP(st.Gateway), DefaultRoute: ir.DefaultRoute, VLANID: st.VLANID,
 		DPDKDriver: ir.DPDKDriver,
+	}
+	if ir.CNIArgs != nil {
+		br.CNIArgs = ir.CNIArgs.Raw
 	}
 	if req.NetConf != nil {
 		if br.Network == "" {
@@ -42,6 +45,9 @@ func bindingRequest(req *cniapi.Request, netns string, ir v1alpha1.InterfaceRequ
 		br.CNINetwork = req.NetConf.Name
 	}
 	var err error
+	if br.MTU, err = mtu(req, ir, st); err != nil {
+		return br, err
+	}
 	if br.MAC, err = net.ParseMAC(st.MAC); err != nil {
 		return br, cniErr(cniapi.CodeInternal, "interface %s: the cloud gave MAC %q: %v", ir.IfName, st.MAC, err)
 	}
@@ -61,6 +67,27 @@ func bindingRequest(req *cniapi.Request, netns string, ir v1alpha1.InterfaceRequ
 		br.Routes = append(br.Routes, binding.Route{Dst: dst, GW: net.ParseIP(r.Gateway)})
 	}
 	return br, nil
+}
+
+// mtu is the interface's MTU: the network's mtu (the
+// NetworkAttachmentDefinition's, in the KuryrPod spec; else the mtu of the
+// call's own configuration when the call is for this interface) when it
+// is set and not above the Neutron network's MTU (the status), else the
+// Neutron network's. Above it is a bad configuration: the cloud would drop
+// what the pod sends.
+func mtu(req *cniapi.Request, ir v1alpha1.InterfaceRequest, st v1alpha1.InterfaceStatus) (int, error) {
+	want, from := ir.MTU, "the network's mtu"
+	if want == 0 && req.NetConf != nil && req.IfName == ir.IfName {
+		want, from = req.NetConf.MTU, "the configuration's mtu"
+	}
+	switch {
+	case want == 0:
+		return st.MTU, nil
+	case st.MTU != 0 && want > st.MTU:
+		return 0, cniErr(cniapi.CodeBadConfig, "interface %s: %s %d is above the MTU %d of its Neutron network (port %s)",
+			ir.IfName, from, want, st.MTU, st.PortID)
+	}
+	return want, nil
 }
 
 // cniResult is the one place binding requests and results become the CNI

@@ -89,6 +89,8 @@ type node struct {
 	cni     *libcni.CNIConfig
 	list    *libcni.NetworkConfigList
 	pod     *corev1.Pod
+	// specEdit, when set, changes the KuryrPod spec createPod makes.
+	specEdit func(*v1alpha1.KuryrPodSpec)
 	// daemon is the daemon startDaemon last started.
 	daemon *Daemon
 	// deviceTimeout, when set, is the daemons' --device-timeout (else the
@@ -224,6 +226,9 @@ func (n *node) createPodMACs(name string, state v1alpha1.InterfaceState, eth0MAC
 			{IfName: "eth0", Driver: v1alpha1.DriverNestedMACVLAN, SubnetID: "s-pod", DefaultRoute: true},
 			{IfName: "net1", Network: "default/dataplane", Driver: v1alpha1.DriverNestedDPDK, SubnetID: "s-dp", DPDKDriver: v1alpha1.DPDKDriverUIOPCIGeneric},
 		}},
+	}
+	if n.specEdit != nil {
+		n.specEdit(&kp.Spec)
 	}
 	must(n.t, n.c.Create(n.ctx, kp))
 	kp.Status = v1alpha1.KuryrPodStatus{Conditions: []metav1.Condition{{
