@@ -153,7 +153,7 @@ func chained(prev, ours *current.Result) *current.Result {
 // interface must be listed there (in the call's netns), with the MAC and
 // PCI address plugged, and every address prevResult gives it is expected
 // in the pod too (the driver's Check looks at the live namespace).
-func expectPrev(br *binding.Request, prev *current.Result, netns string, pciAddress string) error {
+func expectPrev(br *binding.Request, prev *current.Result, netns, pciAddress string) error {
 	idx := slices.IndexFunc(prev.Interfaces, func(i *current.Interface) bool {
 		return i.Name == br.IfName && (i.Sandbox == "" || i.Sandbox == netns)
 	})
