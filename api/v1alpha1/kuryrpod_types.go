@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
@@ -87,6 +88,19 @@ type InterfaceRequest struct {
 	// DefaultRoute: this interface carries the pod's default route.
 	// +optional
 	DefaultRoute bool `json:"defaultRoute,omitempty"`
+	// MTU is the network's mtu (the NetworkAttachmentDefinition's), 0 for the
+	// Neutron network's. The daemon applies it when it is not above the
+	// Neutron network's MTU (status), and refuses the interface otherwise.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=65535
+	MTU int `json:"mtu,omitempty"`
+	// CNIArgs is the networks annotation entry's cni-args, a JSON object,
+	// as the pod gave it.
+	// +optional
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	CNIArgs *runtime.RawExtension `json:"cniArgs,omitempty"`
 }
 
 // KuryrPodStatus is what exists for the pod, in the cloud and on the node.

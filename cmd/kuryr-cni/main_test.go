@@ -350,11 +350,45 @@ func TestLibcniBadConfig(t *testing.T) {
 	if e := cniErr(t, "ADD", err, cniapi.CodeBadConfig); !strings.Contains(e.Msg, "driver") {
 		t.Fatalf("message %q does not name the field", e.Msg)
 	}
+	// Bad CNI_ARGS are an environment variable's fault: code 4.
 	rt := *h.rt
 	rt.Args = [][2]string{{"K8S_POD_NAME", "Not_A_Name"}, {"IgnoreUnknown", "1"}}
 	_, err = h.cni.AddNetworkList(context.Background(), h.list, &rt)
-	if e := cniErr(t, "ADD", err, cniapi.CodeBadConfig); !strings.Contains(e.Msg, "K8S_POD_NAME") {
+	if e := cniErr(t, "ADD", err, cniapi.CodeInvalidEnv); !strings.Contains(e.Msg, "K8S_POD_NAME") {
 		t.Fatalf("message %q does not name the field", e.Msg)
+	}
+}
+
+// TestLibcniDelBestEffort: DEL never fails on a malformed prevResult or
+// CNI_ARGS (CNI 1.1: DEL is best effort): it still reaches the daemon with
+// the container ID and interface name, and the valid CNI_ARGS pairs.
+func TestLibcniDelBestEffort(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "1.1.0")
+	rec := &recorder{}
+	serve(t, rec, h.socket)
+	// No cached result: libcni passes the plugin configuration's own
+	// prevResult, here one that does not parse.
+	list, err := libcni.NetworkConfFromBytes([]byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"kuryr","plugins":[{"type":"kuryr-cni",
+		"daemonSocket":%q,"prevResult":{"cniVersion":"1.1.0","ips":"not a list"}}]}`, h.socket)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := *h.rt
+	rt.Args = [][2]string{{"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", "Not_A_Name"}, {"K8S_POD_UID", podUID}}
+	if err := h.cni.DelNetworkList(context.Background(), list, &rt); err != nil {
+		t.Fatalf("DEL with a malformed prevResult and CNI_ARGS: %v", err)
+	}
+	reqs := rec.take()
+	if len(reqs) != 1 || reqs[0].Command != cniapi.CmdDel || reqs[0].ContainerID != rt.ContainerID || reqs[0].IfName != "eth0" {
+		t.Fatalf("daemon saw %+v, want one DEL of %s eth0", reqs, rt.ContainerID)
+	}
+	want := cniapi.CNIArgs{PodNamespace: "default", PodUID: podUID}
+	if a := reqs[0].Args; a.PodNamespace != want.PodNamespace || a.PodName != "" || a.PodUID != want.PodUID {
+		t.Fatalf("DEL args %+v, want the valid pairs %+v", a, want)
+	}
+	if reqs[0].NetConf.PrevResult != nil {
+		t.Fatalf("daemon got prevResult %+v from one that does not parse", reqs[0].NetConf.PrevResult)
 	}
 }
 

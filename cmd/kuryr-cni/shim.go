@@ -43,14 +43,28 @@ func (s *shim) funcs() skel.CNIFuncs {
 // request builds the daemon request from the CNI call, validating the
 // configuration and CNI_ARGS here so that a bad one is code 7 even when the
 // daemon is down.
-func request(cmd string, args *skel.CmdArgs) (*cniapi.Request, *cniapi.Client, error) {
-	conf, cerr := cniapi.ParseNetConf(args.StdinData)
+//
+// DEL is best effort (CNI spec 1.1): a prevResult that does not parse is
+// dropped, and CNI_ARGS pairs that do not parse are left out, each said on
+// stderr; the daemon undoes the attachment by container ID and interface
+// name alone.
+func (s *shim) request(cmd string, args *skel.CmdArgs) (*cniapi.Request, *cniapi.Client, error) {
+	conf, cerr := cniapi.ParseNetConfFor(cmd, args.StdinData)
 	if cerr != nil {
 		return nil, nil, cerr
 	}
-	cargs, cerr := cniapi.ParseCNIArgs(args.Args)
-	if cerr != nil {
+	parseArgs := cniapi.ParseCNIArgs
+	if cmd == cniapi.CmdDel {
+		parseArgs = cniapi.ParseCNIArgsBestEffort
+	}
+	cargs, cerr := parseArgs(args.Args)
+	if cerr != nil && cmd != cniapi.CmdDel {
 		return nil, nil, cerr
+	}
+	for _, e := range []*types.Error{cerr, conf.PrevResultErr} {
+		if e != nil {
+			fmt.Fprintf(s.stderr, "kuryr-cni: DEL of container %s ifname %s: ignoring %s\n", args.ContainerID, args.IfName, e.Msg)
+		}
 	}
 	req := &cniapi.Request{
 		Command:     cmd,
@@ -107,7 +121,7 @@ func (s *shim) send(c *cniapi.Client, req *cniapi.Request, needReady bool) (*cni
 }
 
 func (s *shim) add(args *skel.CmdArgs) error {
-	req, c, err := request(cniapi.CmdAdd, args)
+	req, c, err := s.request(cniapi.CmdAdd, args)
 	if err != nil {
 		return err
 	}
@@ -131,7 +145,7 @@ func (s *shim) add(args *skel.CmdArgs) error {
 // and returns the error: a bad configuration's (a *types.Error, which
 // notReachable passes on as it is), the daemon's, or send's.
 func (s *shim) call(cmd string, args *skel.CmdArgs, needReady bool) error {
-	req, c, err := request(cmd, args)
+	req, c, err := s.request(cmd, args)
 	if err != nil {
 		return err
 	}
@@ -166,7 +180,7 @@ func (s *shim) gc(args *skel.CmdArgs) error {
 
 // status answers code 50 at once when the daemon is down or not ready.
 func (s *shim) status(args *skel.CmdArgs) error {
-	req, c, err := request(cniapi.CmdStatus, args)
+	req, c, err := s.request(cniapi.CmdStatus, args)
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,11 @@ func serve(ctx context.Context, opts daemon.Options, m *manager.Flags) error {
 	if err := manager.AddProbes(mgr, func(*http.Request) error { return d.Ready() }); err != nil {
 		return err
 	}
+	// The start-up reconcile of checkpoints runs once the cache has
+	// synced; the socket listens meanwhile, and CNI requests wait for it.
+	if err := mgr.Add(runnable(func(ctx context.Context) error { return d.ReconcileAtStart(ctx, mgr.GetCache()) })); err != nil {
+		return err
+	}
 	ln, err := cniapi.Listen(opts.Socket)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", opts.Socket, err)

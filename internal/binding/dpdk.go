@@ -95,6 +95,11 @@ func (d *DPDK) Attach(ctx context.Context, req Request) (Result, error) {
 		devInfo = DeviceInfoPath(d.opts.DevInfoRoot, req.Network, req.ContainerID, req.IfName)
 	}
 	defer d.locks.lock(key)()
+	want := checkpoint.Record{
+		ContainerID: key.ContainerID, IfName: key.IfName, Kind: checkpoint.KindDPDK, MAC: mac,
+		TargetDriver: target, DeviceInfoFile: devInfo, PortID: req.PortID, Network: req.CNINetwork, NetNS: req.Netns,
+		PodUID: req.PodUID,
+	}
 
 	var waited time.Duration
 	rec, err := d.store.Get(req.ContainerID, req.IfName)
@@ -109,20 +114,14 @@ func (d *DPDK) Attach(ctx context.Context, req Request) (Result, error) {
 				key, rec.PCIAddress, mac)
 		}
 		log.V(1).Info("retried attach, device from checkpoint", "pci", rec.PCIAddress)
-		if rec.TargetDriver != target || (devInfo != "" && rec.DeviceInfoFile != devInfo) || (req.PortID != "" && rec.PortID != req.PortID) {
-			rec.TargetDriver = target
-			if devInfo != "" {
-				rec.DeviceInfoFile = devInfo
-			}
-			if req.PortID != "" {
-				rec.PortID = req.PortID
-			}
+		var changed bool
+		if rec, changed = retriedRecord(rec, want); changed {
 			if err := d.store.Put(rec); err != nil {
 				return Result{}, fmt.Errorf("dpdk attach %s: %w", key, err)
 			}
 		}
 	case errors.Is(err, checkpoint.ErrNotFound):
-		if rec, waited, err = d.newRecord(ctx, key, mac, target, devInfo, req.PortID); err != nil {
+		if rec, waited, err = d.newRecord(ctx, want); err != nil {
 			return Result{}, err
 		}
 	default:
@@ -149,7 +148,8 @@ func (d *DPDK) Attach(ctx context.Context, req Request) (Result, error) {
 
 // newRecord waits for the device, checks the target driver can take it and
 // writes the checkpoint, before anything on the device changes.
-func (d *DPDK) newRecord(ctx context.Context, key checkpoint.Key, mac, target, devInfo, portID string) (_ checkpoint.Record, waited time.Duration, err error) {
+func (d *DPDK) newRecord(ctx context.Context, rec checkpoint.Record) (_ checkpoint.Record, waited time.Duration, err error) {
+	key, mac, target := rec.Key(), rec.MAC, rec.TargetDriver
 	wctx, cancel := context.WithTimeout(ctx, d.opts.DeviceTimeout)
 	defer cancel()
 	start := time.Now()
@@ -168,21 +168,32 @@ func (d *DPDK) newRecord(ctx context.Context, key checkpoint.Key, mac, target, d
 	if err := d.sys.CheckDriver(addr, target); err != nil {
 		return checkpoint.Record{}, waited, fmt.Errorf("dpdk attach %s: %w", key, err)
 	}
-	rec := checkpoint.Record{
-		ContainerID:    key.ContainerID,
-		IfName:         key.IfName,
-		Kind:           checkpoint.KindDPDK,
-		MAC:            mac,
-		PCIAddress:     addr,
-		OriginalDriver: orig,
-		TargetDriver:   target,
-		DeviceInfoFile: devInfo,
-		PortID:         portID,
-	}
+	rec.PCIAddress, rec.OriginalDriver = addr, orig
 	if err := d.store.Put(rec); err != nil {
 		return checkpoint.Record{}, waited, fmt.Errorf("dpdk attach %s: %w", key, err)
 	}
 	return rec, waited, nil
+}
+
+// retriedRecord is the checkpoint of a retried Attach: the device and its
+// original driver as recorded, what the request may change (target
+// driver, device-info file, port, network, netns, pod) as asked; an empty field
+// of the request keeps the recorded value. changed says whether it differs
+// from rec.
+func retriedRecord(rec, want checkpoint.Record) (_ checkpoint.Record, changed bool) {
+	changed = rec.TargetDriver != want.TargetDriver
+	rec.TargetDriver = want.TargetDriver
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{
+		{&rec.DeviceInfoFile, want.DeviceInfoFile}, {&rec.PortID, want.PortID}, {&rec.Network, want.Network}, {&rec.NetNS, want.NetNS}, {&rec.PodUID, want.PodUID},
+	} {
+		if f.v != "" && *f.dst != f.v {
+			*f.dst, changed = f.v, true
+		}
+	}
+	return rec, changed
 }
 
 // holder names another attachment whose checkpoint holds the MAC, which

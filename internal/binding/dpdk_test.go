@@ -111,7 +111,8 @@ func TestDPDKAttachLateDeviceAndDetach(t *testing.T) {
 	e.sim.AddVirtioNetAfter(300*time.Millisecond, dpdkAddr, dpdkMAC)
 	devInfo := DeviceInfoPath(e.root, "ns1/dpdk-net", dpdkCID, "net1")
 	d := e.daemon(5 * time.Second)
-	res, err := d.Attach(ctx, Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, "FA:16:3E:5D:00:01"), DeviceInfoFile: devInfo})
+	res, err := d.Attach(ctx, Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, "FA:16:3E:5D:00:01"), DeviceInfoFile: devInfo,
+		CNINetwork: "dpdk-net", PodUID: "5bae17b3-0000-4000-8000-000000000001", Netns: "/var/run/netns/cni-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,8 @@ func TestDPDKAttachLateDeviceAndDetach(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rec.PCIAddress != dpdkAddr || rec.MAC != dpdkMAC || rec.OriginalDriver != pci.DriverVirtioPCI ||
-		rec.TargetDriver != pci.DriverUIO || rec.Kind != checkpoint.KindDPDK || rec.DeviceInfoFile != devInfo {
+		rec.TargetDriver != pci.DriverUIO || rec.Kind != checkpoint.KindDPDK || rec.DeviceInfoFile != devInfo ||
+		rec.Network != "dpdk-net" || rec.PodUID != "5bae17b3-0000-4000-8000-000000000001" || rec.NetNS != "/var/run/netns/cni-1" {
 		t.Errorf("checkpoint = %+v", rec)
 	}
 	b, err := os.ReadFile(devInfo)

@@ -2,6 +2,7 @@ package binding
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"time"
@@ -43,6 +44,12 @@ type Request struct {
 	// Network names the network for the device-info file of a DPDK device
 	// ("namespace/name" of its NetworkAttachmentDefinition).
 	Network string
+	// CNINetwork is the name of the CNI network configuration of the call
+	// (recorded: a CNI GC undoes only its own network's attachments).
+	CNINetwork string
+	// PodUID is the pod the interface is for (recorded: the daemon's
+	// start-up reconcile undoes attachments of pods that are gone).
+	PodUID string
 	// PortID is the Neutron port behind the interface (recorded).
 	PortID string
 	// MAC is the Neutron port's MAC: the kernel interface's address, or how
@@ -69,6 +76,10 @@ type Request struct {
 	// device goes (the runtime's CNIDeviceInfoFile); else it goes under the
 	// driver's device-info root, if it has one.
 	DeviceInfoFile string
+	// CNIArgs are the pod's cni-args for this network (a JSON object, from
+	// the networks annotation), or nil. Reserved: no driver acts on any key
+	// yet.
+	CNIArgs json.RawMessage
 }
 
 // Route is one route through the interface.

@@ -318,13 +318,15 @@ func (k kernelKind) detach(ctx context.Context, netnsPath, ifName string) error 
 	if netnsPath == "" {
 		return nil
 	}
+	gone, err := NetnsGone(netnsPath)
+	if err != nil {
+		return fmt.Errorf("%s detach %s: %w", k.name, ifName, err)
+	}
+	if gone {
+		return nil // the runtime removed the namespace, and our link with it
+	}
 	podNS, err := ns.GetNS(netnsPath)
 	if err != nil {
-		var notExist ns.NSPathNotExistErr
-		var notNS ns.NSPathNotNSErr
-		if errors.As(err, &notExist) || errors.As(err, &notNS) {
-			return nil // the runtime removed the namespace, and our link with it
-		}
 		return fmt.Errorf("%s detach %s: open pod netns %s: %w", k.name, ifName, netnsPath, err)
 	}
 	defer func() { _ = podNS.Close() }()

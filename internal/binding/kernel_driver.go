@@ -69,7 +69,7 @@ func (k *kernelDriver) Attach(ctx context.Context, req Request) (Result, error) 
 		return Result{}, fmt.Errorf("%s attach %s: %w", k.kind.name, key, err)
 	}
 	rec = checkpoint.Record{ContainerID: req.ContainerID, IfName: req.IfName, Kind: k.kind.name,
-		MAC: macString(req), NetNS: req.Netns, PortID: req.PortID}
+		MAC: macString(req), NetNS: req.Netns, PortID: req.PortID, Network: req.CNINetwork, PodUID: req.PodUID}
 	if err := k.store.Put(rec); err != nil {
 		return Result{}, fmt.Errorf("%s attach: %w", k.kind.name, err)
 	}

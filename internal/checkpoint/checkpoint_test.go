@@ -221,10 +221,10 @@ func TestConcurrentPuts(t *testing.T) {
 	}
 }
 
-// TestPreviousSchemaRead: records in the format the previous daemon wrote
-// (schema version 1, the kernel interface's port ID in extra; and a record
-// without a version) are read, upgraded to the current version, and written
-// back in the current format.
+// TestPreviousSchemaRead: records in the formats previous daemons wrote
+// (schema version 2, without a network name; version 1, the kernel
+// interface's port ID in extra; and a record without a version) are read,
+// upgraded to the current version, and written back in the current format.
 func TestPreviousSchemaRead(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
@@ -245,6 +245,8 @@ func TestPreviousSchemaRead(t *testing.T) {
 		"c1@net1.json": `{"version":1,"containerID":"c1","ifName":"net1","kind":"dpdk","mac":"fa:16:3e:00:00:77",` +
 			`"pciAddress":"0000:01:00.0","originalDriver":"virtio-pci","targetDriver":"uio_pci_generic","created":"2026-11-27T02:00:00Z"}`,
 		"c2@eth0.json": `{"containerID":"c2","ifName":"eth0","kind":"vlan","netns":"/var/run/netns/cni-2","extra":{"portID":"p2","other":"x"},"created":"2026-11-27T02:00:00Z"}`,
+		"c3@net2.json": `{"version":2,"containerID":"c3","ifName":"net2","kind":"dpdk","mac":"fa:16:3e:00:00:78","portID":"p3",` +
+			`"pciAddress":"0000:02:00.0","originalDriver":"virtio-pci","targetDriver":"vfio-pci","created":"2026-11-27T02:00:00Z"}`,
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(s.Dir(), name), []byte(data), 0o600); err != nil {
@@ -267,11 +269,16 @@ func TestPreviousSchemaRead(t *testing.T) {
 	if err != nil || nv.Version != SchemaVersion || nv.PortID != "p2" || len(nv.Extra) != 1 || nv.Extra["other"] != "x" {
 		t.Errorf("record without a version read as %+v, %v", nv, err)
 	}
-	recs, err := s.List()
-	if err != nil || len(recs) != 3 {
-		t.Fatalf("List = %d records, %v; want all 3", len(recs), err)
+	v2, err := s.Get("c3", "net2")
+	if err != nil || v2.Version != SchemaVersion || v2.Network != "" || v2.PortID != "p3" || v2.TargetDriver != "vfio-pci" {
+		t.Errorf("version 2 record read as %+v, %v", v2, err)
 	}
-	// Written again, it is in the current format.
+	recs, err := s.List()
+	if err != nil || len(recs) != 4 {
+		t.Fatalf("List = %d records, %v; want all 4", len(recs), err)
+	}
+	// Written again, it is in the current format, with a network name.
+	mv.Network = "kuryr"
 	if err := s.Put(mv); err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +287,7 @@ func TestPreviousSchemaRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(b), fmt.Sprintf(`"version": %d`, SchemaVersion)) || !strings.Contains(string(b), `"portID": "5d1c8f0e`) ||
-		strings.Contains(string(b), `"extra"`) {
+		!strings.Contains(string(b), `"network": "kuryr"`) || strings.Contains(string(b), `"extra"`) {
 		t.Errorf("rewritten record:\n%s", b)
 	}
 }

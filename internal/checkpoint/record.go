@@ -20,8 +20,11 @@ import (
 //
 // Versions: 1 kept a kernel interface's Neutron port ID in Extra["portID"]
 // (written by the daemon); 2 has the PortID field, for every kind (written
-// by the binding drivers).
-const SchemaVersion = 2
+// by the binding drivers); 3 adds Network, the CNI network the attachment
+// belongs to (CNI GC is scoped to it), and PodUID, the pod it was made for
+// (the daemon's start-up reconcile), and has NetNS for every kind. A
+// version 2 record has none of these: it is read with them "".
+const SchemaVersion = 3
 
 // oldestVersion is the oldest record format Parse still reads.
 const oldestVersion = 1
@@ -52,6 +55,15 @@ type Record struct {
 	MAC         string `json:"mac,omitempty"`
 	// PortID is the Neutron port behind the attachment (since version 2).
 	PortID string `json:"portID,omitempty"`
+	// Network is the name of the CNI network configuration whose ADD made
+	// the attachment (since version 3): a CNI GC for that network may undo
+	// it, a GC for another network may not. "" in records of older
+	// versions, which no GC undoes (the start-up reconcile does).
+	Network string `json:"network,omitempty"`
+	// PodUID is the Kubernetes pod the attachment was made for (since
+	// version 3): the daemon's start-up reconcile undoes the attachments of
+	// pods that no longer exist. "" in older records.
+	PodUID string `json:"podUID,omitempty"`
 
 	// DPDK: the device and the driver to give it back to.
 	PCIAddress     string `json:"pciAddress,omitempty"`
@@ -59,8 +71,9 @@ type Record struct {
 	TargetDriver   string `json:"targetDriver,omitempty"`
 	DeviceInfoFile string `json:"deviceInfoFile,omitempty"`
 
-	// NetNS is the pod's network namespace path, for kinds that move a
-	// netdev into it.
+	// NetNS is the pod's network namespace path (CNI_NETNS of the ADD):
+	// where a kernel interface was moved, and for every kind what the
+	// daemon's start-up reconcile checks still exists.
 	NetNS string `json:"netns,omitempty"`
 	// Extra holds kind-specific facts that have no field of their own.
 	Extra map[string]string `json:"extra,omitempty"`
@@ -177,6 +190,11 @@ func upgrade(r *Record) {
 			delete(r.Extra, extraPortID)
 		}
 		r.Version = 2
+	}
+	if r.Version == 2 {
+		// Version 3 only adds Network and PodUID, which a version 2
+		// record cannot know: they stay "".
+		r.Version = 3
 	}
 }
 

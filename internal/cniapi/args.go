@@ -49,14 +49,35 @@ var (
 
 // ParseCNIArgs parses CNI_ARGS ("K1=V1;K2=V2", any order, empty allowed).
 // Malformed pairs, duplicate keys, invalid Kubernetes names and unknown keys
-// without IgnoreUnknown=1 are errors with code 7 naming the key.
+// without IgnoreUnknown=1 are errors with code 4 (invalid environment
+// variables: CNI_ARGS is one) naming the key.
 func ParseCNIArgs(s string) (CNIArgs, *types.Error) {
+	a, err := parseCNIArgs(s)
+	if err != nil {
+		return CNIArgs{}, err
+	}
+	return a, nil
+}
+
+// ParseCNIArgsBestEffort parses CNI_ARGS for a DEL, which must not fail on
+// them (CNI spec 1.1: DEL is best effort): it returns the pairs that are
+// valid, dropping the others, with the error ParseCNIArgs would give (nil
+// when there is none) for the caller to report.
+func ParseCNIArgsBestEffort(s string) (CNIArgs, *types.Error) {
+	return parseCNIArgs(s)
+}
+
+// parseCNIArgs returns the valid pairs of s and the first problem found.
+func parseCNIArgs(s string) (CNIArgs, *types.Error) {
 	var a CNIArgs
 	if len(s) > maxCNIArgsLen {
-		return CNIArgs{}, badField("CNI_ARGS", "longer than %d bytes", maxCNIArgsLen)
+		return CNIArgs{}, badArgs("CNI_ARGS", "longer than %d bytes", maxCNIArgsLen)
 	}
-	if s == "" {
-		return a, nil
+	var first *types.Error
+	fail := func(e *types.Error) {
+		if first == nil {
+			first = e
+		}
 	}
 	seen := map[string]bool{}
 	var unknown []string
@@ -65,27 +86,31 @@ func ParseCNIArgs(s string) (CNIArgs, *types.Error) {
 			continue // "A=1;;B=2" and a trailing ";" are harmless
 		}
 		k, v, ok := strings.Cut(pair, "=")
-		if !ok {
-			return CNIArgs{}, badField("CNI_ARGS", "%q is not KEY=VALUE", pair)
-		}
-		if !argKey.MatchString(k) {
-			return CNIArgs{}, badField("CNI_ARGS", "key %q is not a valid name", k)
-		}
-		if seen[k] {
-			return CNIArgs{}, badField("CNI_ARGS", "key %s given twice", k)
+		switch {
+		case !ok:
+			fail(badArgs("CNI_ARGS", "%q is not KEY=VALUE", pair))
+			continue
+		case !argKey.MatchString(k):
+			fail(badArgs("CNI_ARGS", "key %q is not a valid name", k))
+			continue
+		case seen[k]:
+			fail(badArgs("CNI_ARGS", "key %s given twice", k))
+			continue
 		}
 		seen[k] = true
 		if err := a.set(k, v); err != nil {
-			return CNIArgs{}, err
+			fail(err)
+			continue
 		}
 		if _, known := knownArgs[k]; !known {
 			unknown = append(unknown, k)
 		}
 	}
 	if len(unknown) > 0 && !a.IgnoreUnknown {
-		return CNIArgs{}, badField("CNI_ARGS", "unknown key %s (without IgnoreUnknown=1)", unknown[0])
+		fail(badArgs("CNI_ARGS", "unknown key %s (without IgnoreUnknown=1)", unknown[0]))
+		a.Other = nil
 	}
-	return a, nil
+	return a, first
 }
 
 var knownArgs = map[string]struct{}{
@@ -97,22 +122,22 @@ func (a *CNIArgs) set(k, v string) *types.Error {
 	switch k {
 	case ArgPodNamespace:
 		if len(v) > 63 || !dnsLabel.MatchString(v) {
-			return badField(field, "%q is not a namespace name (RFC 1123 label)", v)
+			return badArgs(field, "%q is not a namespace name (RFC 1123 label)", v)
 		}
 		a.PodNamespace = v
 	case ArgPodName:
 		if len(v) > 253 || !dnsSubdomain.MatchString(v) {
-			return badField(field, "%q is not a pod name (RFC 1123 subdomain)", v)
+			return badArgs(field, "%q is not a pod name (RFC 1123 subdomain)", v)
 		}
 		a.PodName = v
 	case ArgPodUID:
 		if !podUID.MatchString(v) {
-			return badField(field, "%q is not a pod UID", v)
+			return badArgs(field, "%q is not a pod UID", v)
 		}
 		a.PodUID = v
 	case ArgPodInfraContainer:
 		if len(v) > 256 || !containerID.MatchString(v) {
-			return badField(field, "%q is not a container ID", v)
+			return badArgs(field, "%q is not a container ID", v)
 		}
 		a.PodInfraContainerID = v
 	case ArgIgnoreUnknown:
@@ -122,7 +147,7 @@ func (a *CNIArgs) set(k, v string) *types.Error {
 		case "0", "false":
 			a.IgnoreUnknown = false
 		default:
-			return badField(field, "%q is not a boolean (1, 0, true, false)", v)
+			return badArgs(field, "%q is not a boolean (1, 0, true, false)", v)
 		}
 	default:
 		if a.Other == nil {
@@ -161,7 +186,7 @@ func (a CNIArgs) String() string {
 }
 
 // Validate checks fields set directly (not through ParseCNIArgs), as the
-// server does for a request's args.
+// server does for a request's args; errors have code 4 as ParseCNIArgs'.
 func (a CNIArgs) Validate() *types.Error {
 	var scratch CNIArgs
 	for k, v := range map[string]string{
@@ -177,10 +202,10 @@ func (a CNIArgs) Validate() *types.Error {
 	}
 	for k, v := range a.Other {
 		if _, known := knownArgs[k]; known || !argKey.MatchString(k) {
-			return badField("CNI_ARGS", "key %q is not a valid extra key", k)
+			return badArgs("CNI_ARGS", "key %q is not a valid extra key", k)
 		}
 		if strings.ContainsRune(v, ';') {
-			return badField("CNI_ARGS "+k, "value contains ';'")
+			return badArgs("CNI_ARGS "+k, "value contains ';'")
 		}
 	}
 	return nil

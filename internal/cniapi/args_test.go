@@ -50,8 +50,8 @@ func TestParseCNIArgs(t *testing.T) {
 				if err == nil {
 					t.Fatalf("ParseCNIArgs(%q) = %+v, want an error containing %q", tt.in, got, tt.wantErr)
 				}
-				if err.Code != CodeBadConfig || !strings.Contains(err.Msg, tt.wantErr) {
-					t.Fatalf("ParseCNIArgs(%q) error = code %d %q, want code 7 containing %q", tt.in, err.Code, err.Msg, tt.wantErr)
+				if err.Code != CodeInvalidEnv || !strings.Contains(err.Msg, tt.wantErr) {
+					t.Fatalf("ParseCNIArgs(%q) error = code %d %q, want code 4 containing %q", tt.in, err.Code, err.Msg, tt.wantErr)
 				}
 				return
 			}
@@ -79,8 +79,17 @@ func FuzzParseCNIArgs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		a, err := ParseCNIArgs(s)
 		if err != nil {
-			if err.Code != CodeBadConfig || err.Msg == "" {
-				t.Fatalf("error with code %d message %q, want code 7 with a message", err.Code, err.Msg)
+			if err.Code != CodeInvalidEnv || err.Msg == "" {
+				t.Fatalf("error with code %d message %q, want code 4 with a message", err.Code, err.Msg)
+			}
+			// DEL's parse never fails: it keeps the valid pairs, which
+			// are valid arguments.
+			part, perr := ParseCNIArgsBestEffort(s)
+			if perr == nil || perr.Code != err.Code {
+				t.Fatalf("ParseCNIArgsBestEffort(%q) error %v, want ParseCNIArgs' %v", s, perr, err)
+			}
+			if verr := part.Validate(); verr != nil {
+				t.Fatalf("best-effort parse of %q kept %+v, which Validate rejects: %v", s, part, verr)
 			}
 			return
 		}
@@ -92,4 +101,18 @@ func FuzzParseCNIArgs(f *testing.F) {
 			t.Fatalf("round trip of %q: %q parses to %+v, %v; want %+v", s, a.String(), again, err, a)
 		}
 	})
+}
+
+// TestParseCNIArgsBestEffort: a DEL's CNI_ARGS keep their valid pairs when
+// others are malformed, with the error ParseCNIArgs gives.
+func TestParseCNIArgsBestEffort(t *testing.T) {
+	t.Parallel()
+	a, err := ParseCNIArgsBestEffort("K8S_POD_NAMESPACE=default;K8S_POD_NAME=Bad_Name;junk;K8S_POD_UID=5bae17b3-0000-4000-8000-000000000001")
+	if err == nil || err.Code != CodeInvalidEnv || !strings.Contains(err.Msg, "K8S_POD_NAME") {
+		t.Fatalf("error %v, want code 4 naming K8S_POD_NAME", err)
+	}
+	want := CNIArgs{PodNamespace: "default", PodUID: "5bae17b3-0000-4000-8000-000000000001"}
+	if !reflect.DeepEqual(a, want) {
+		t.Fatalf("kept %+v, want %+v", a, want)
+	}
 }

@@ -29,6 +29,12 @@ func badField(field, format string, args ...any) *types.Error {
 	return types.NewError(CodeBadConfig, fmt.Sprintf("invalid %s: %s", field, fmt.Sprintf(format, args...)), "")
 }
 
+// badArgs returns a code-4 error (invalid environment variables) naming
+// the CNI_ARGS key at fault.
+func badArgs(field, format string, args ...any) *types.Error {
+	return types.NewError(CodeInvalidEnv, fmt.Sprintf("invalid %s: %s", field, fmt.Sprintf(format, args...)), "")
+}
+
 // AsCNIError returns err as a *types.Error: itself when it is one (wrapped
 // or not), else code 999 with err's text. It returns nil for a nil err.
 func AsCNIError(err error) *types.Error {

@@ -49,6 +49,9 @@ type NetConf struct {
 	// PrevResult is RawPrevResult parsed and converted to the current
 	// result version; nil when there was none.
 	PrevResult *current.Result `json:"-"`
+	// PrevResultErr says why a DEL's prevResult was dropped (see
+	// ParseNetConfFor); nil otherwise.
+	PrevResultErr *types.Error `json:"-"`
 
 	// ValidAttachments is what GC must keep.
 	ValidAttachments []types.GCAttachment `json:"cni.dev/valid-attachments,omitempty"`
@@ -71,9 +74,32 @@ const maxSocketPath = 107
 
 var networkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
 
+// ParseNetConfFor parses the configuration of a command: as ParseNetConf,
+// except that for DEL, which is best effort (CNI spec 1.1), a prevResult
+// that does not parse is dropped (PrevResult nil, the reason in
+// PrevResultErr) instead of failing the call: DEL works from the
+// checkpoints by container ID and interface name, not from prevResult.
+func ParseNetConfFor(cmd string, data []byte) (*NetConf, *types.Error) {
+	c, err := parseNetConf(data)
+	if err != nil {
+		return nil, err
+	}
+	if perr := c.parsePrevResult(); perr != nil {
+		if cmd != CmdDel {
+			return nil, perr
+		}
+		c.PrevResult, c.PrevResultErr = nil, perr
+	}
+	return c, nil
+}
+
 // ParseNetConf decodes and validates a kuryr-cni network configuration. Any
 // problem is a *types.Error with code 7 whose message names the field.
 func ParseNetConf(data []byte) (*NetConf, *types.Error) {
+	return ParseNetConfFor(CmdAdd, data)
+}
+
+func parseNetConf(data []byte) (*NetConf, *types.Error) {
 	if len(data) > maxConfigLen {
 		return nil, badField("config", "longer than %d bytes", maxConfigLen)
 	}
@@ -132,7 +158,7 @@ func (c *NetConf) validate() *types.Error {
 			return err
 		}
 	}
-	return c.parsePrevResult()
+	return nil
 }
 
 // checkPath accepts absolute, clean paths without NUL bytes.

@@ -163,3 +163,22 @@ func FuzzParseNetConf(f *testing.F) {
 		}
 	})
 }
+
+// TestParseNetConfForDelDropsBadPrevResult: a prevResult that does not parse
+// fails ADD and CHECK (code 7) but not DEL, which goes on without it.
+func TestParseNetConfForDelDropsBadPrevResult(t *testing.T) {
+	t.Parallel()
+	raw := []byte(`{"cniVersion":"1.1.0","name":"n","type":"kuryr-cni","prevResult":{"cniVersion":"1.1.0","ips":"x"}}`)
+	for _, cmd := range []string{CmdAdd, CmdCheck} {
+		if _, err := ParseNetConfFor(cmd, raw); err == nil || err.Code != CodeBadConfig || !strings.Contains(err.Msg, "prevResult") {
+			t.Errorf("%s: error %v, want code 7 naming prevResult", cmd, err)
+		}
+	}
+	c, err := ParseNetConfFor(CmdDel, raw)
+	if err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	if c.PrevResult != nil || c.PrevResultErr == nil || !strings.Contains(c.PrevResultErr.Msg, "prevResult") {
+		t.Fatalf("DEL: PrevResult %+v, PrevResultErr %v; want none, and why", c.PrevResult, c.PrevResultErr)
+	}
+}

@@ -113,7 +113,7 @@ func (r *Request) Validate() *types.Error {
 	if len(r.Config) == 0 {
 		return badField("config", "missing")
 	}
-	conf, e := ParseNetConf(r.Config)
+	conf, e := ParseNetConfFor(r.Command, r.Config)
 	if e != nil {
 		return e
 	}

@@ -39,19 +39,20 @@ func TestParseRequest(t *testing.T) {
 		name  string
 		edit  func(r *Request)
 		field string
+		code  uint
 	}{
-		{"bad command", func(r *Request) { r.Command = "VERSION" }, "command"},
-		{"no container", func(r *Request) { r.ContainerID = "" }, "containerID"},
-		{"bad container", func(r *Request) { r.ContainerID = "a b" }, "containerID"},
-		{"no ifname", func(r *Request) { r.IfName = "" }, "ifName"},
-		{"long ifname", func(r *Request) { r.IfName = "abcdefghijklmnop" }, "ifName"},
-		{"ifname with slash", func(r *Request) { r.IfName = "a/b" }, "ifName"},
-		{"no netns on ADD", func(r *Request) { r.Netns = "" }, "netns"},
-		{"relative netns", func(r *Request) { r.Netns = "netns/x" }, "netns"},
-		{"bad pod name", func(r *Request) { r.Args.PodName = "A_B" }, "K8S_POD_NAME"},
-		{"bad extra arg", func(r *Request) { r.Args.Other = map[string]string{"A": "x;y"} }, "CNI_ARGS A"},
-		{"no config", func(r *Request) { r.Config = nil }, "config"},
-		{"bad config", func(r *Request) { r.Config = []byte(`{"cniVersion":"1.1.0","name":"n","type":"kuryr-cni","mtu":1}`) }, "mtu"},
+		{"bad command", func(r *Request) { r.Command = "VERSION" }, "command", CodeBadConfig},
+		{"no container", func(r *Request) { r.ContainerID = "" }, "containerID", CodeBadConfig},
+		{"bad container", func(r *Request) { r.ContainerID = "a b" }, "containerID", CodeBadConfig},
+		{"no ifname", func(r *Request) { r.IfName = "" }, "ifName", CodeBadConfig},
+		{"long ifname", func(r *Request) { r.IfName = "abcdefghijklmnop" }, "ifName", CodeBadConfig},
+		{"ifname with slash", func(r *Request) { r.IfName = "a/b" }, "ifName", CodeBadConfig},
+		{"no netns on ADD", func(r *Request) { r.Netns = "" }, "netns", CodeBadConfig},
+		{"relative netns", func(r *Request) { r.Netns = "netns/x" }, "netns", CodeBadConfig},
+		{"bad pod name", func(r *Request) { r.Args.PodName = "A_B" }, "K8S_POD_NAME", CodeInvalidEnv},
+		{"bad extra arg", func(r *Request) { r.Args.Other = map[string]string{"A": "x;y"} }, "CNI_ARGS A", CodeInvalidEnv},
+		{"no config", func(r *Request) { r.Config = nil }, "config", CodeBadConfig},
+		{"bad config", func(r *Request) { r.Config = []byte(`{"cniVersion":"1.1.0","name":"n","type":"kuryr-cni","mtu":1}`) }, "mtu", CodeBadConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,8 +63,8 @@ func TestParseRequest(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted %+v", got)
 			}
-			if err.Code != CodeBadConfig || !strings.Contains(err.Msg, tt.field) {
-				t.Fatalf("error = code %d %q, want code 7 naming %q", err.Code, err.Msg, tt.field)
+			if err.Code != tt.code || !strings.Contains(err.Msg, tt.field) {
+				t.Fatalf("error = code %d %q, want code %d naming %q", err.Code, err.Msg, tt.code, tt.field)
 			}
 		})
 	}
@@ -94,8 +95,8 @@ func FuzzParseRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := ParseRequest(bytes.NewReader(data))
 		if err != nil {
-			if err.Code != CodeBadConfig || err.Msg == "" {
-				t.Fatalf("error code %d message %q, want code 7 with a message", err.Code, err.Msg)
+			if (err.Code != CodeBadConfig && err.Code != CodeInvalidEnv) || err.Msg == "" {
+				t.Fatalf("error code %d message %q, want code 7 (4 for CNI_ARGS) with a message", err.Code, err.Msg)
 			}
 			return
 		}

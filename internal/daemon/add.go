@@ -24,6 +24,9 @@ func (d *Daemon) Add(ctx context.Context, req *cniapi.Request) (res cnitypes.Res
 	start := time.Now()
 	driver := "none"
 	defer func() { d.observe(cniapi.CmdAdd, driver, start, err) }()
+	if err := d.started(ctx); err != nil {
+		return nil, cniErr(cniapi.CodeTryAgainLater, "%v", err)
+	}
 	if req.Args.PodNamespace == "" || req.Args.PodName == "" {
 		return nil, cniErr(cniapi.CodeBadConfig, "CNI_ARGS lacks K8S_POD_NAMESPACE or K8S_POD_NAME: kuryr-cni serves Kubernetes pods only")
 	}
@@ -44,7 +47,7 @@ func (d *Daemon) Add(ctx context.Context, req *cniapi.Request) (res cnitypes.Res
 	var got []plugged
 	for _, ir := range want {
 		st := findStatus(kp, ir.IfName)
-		p, err := d.plug(ctx, req, ir, *st)
+		p, err := d.plug(ctx, req, kp.Spec.PodUID, ir, *st)
 		if err != nil {
 			return nil, err
 		}
@@ -62,7 +65,7 @@ func (d *Daemon) Add(ctx context.Context, req *cniapi.Request) (res cnitypes.Res
 	}
 	d.metrics.phases.WithLabelValues(phaseReport).Observe(time.Since(t).Seconds())
 	d.log.V(1).Info("plugged", "pod", key, "container", req.ContainerID, "interfaces", len(got), "took", time.Since(start))
-	return cniResult(req.Netns, got), nil
+	return chained(req.NetConf.PrevResult, cniResult(req.Netns, got)), nil
 }
 
 // waitInterfaces waits, event-driven, until the pod's KuryrPod (for this
@@ -167,7 +170,7 @@ func findStatus(kp *v1alpha1.KuryrPod, ifName string) *v1alpha1.InterfaceStatus 
 // plug puts one interface in the pod (or binds its device) through the
 // binding driver of its driver name, which waits for a DPDK device and
 // keeps the checkpoint.
-func (d *Daemon) plug(ctx context.Context, req *cniapi.Request, ir v1alpha1.InterfaceRequest, st v1alpha1.InterfaceStatus) (plugged, error) {
+func (d *Daemon) plug(ctx context.Context, req *cniapi.Request, podUID types.UID, ir v1alpha1.InterfaceRequest, st v1alpha1.InterfaceStatus) (plugged, error) {
 	p := plugged{ir: ir, st: st}
 	drv, err := d.bindings.ForDriver(string(ir.Driver))
 	if err != nil {
@@ -176,6 +179,7 @@ func (d *Daemon) plug(ctx context.Context, req *cniapi.Request, ir v1alpha1.Inte
 	if p.req, err = bindingRequest(req, req.Netns, ir, st); err != nil {
 		return p, err
 	}
+	p.req.PodUID = string(podUID)
 	t := time.Now()
 	if p.res, err = drv.Attach(ctx, p.req); err != nil {
 		if errors.Is(err, binding.ErrDeviceNotFound) {

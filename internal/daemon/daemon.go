@@ -40,18 +40,23 @@ type Daemon struct {
 	waiters  *waiters
 	metrics  *metrics
 	synced   func() bool
-	log      logr.Logger
+	// reconciled is closed when the start-up reconcile is done
+	// (ReconcileAtStart).
+	reconciled chan struct{}
+	log        logr.Logger
 
 	parentMu sync.Mutex
 	parent   string
 }
 
 // New builds a daemon. c should read from a cache restricted to this node
-// (see CacheOptions); reader reads from the API server.
+// (see CacheOptions); reader reads from the API server. It serves no CNI
+// request before ReconcileAtStart has run.
 func New(opts Options, c client.Client, reader client.Reader, reg prometheus.Registerer, log logr.Logger) (*Daemon, error) {
 	d := &Daemon{
 		opts: opts, client: c, reader: reader,
 		waiters: newWaiters(), metrics: newMetrics(reg), synced: func() bool { return false }, log: log,
+		reconciled: make(chan struct{}),
 	}
 	var err error
 	d.bindings, err = binding.New(binding.Options{
@@ -89,12 +94,18 @@ func (d *Daemon) Watch(ctx context.Context, c cache.Cache) error {
 	return nil
 }
 
-// Ready says whether the daemon can serve ADDs (its informers have synced).
+// Ready says whether the daemon can serve ADDs: its informers have synced
+// and its start-up reconcile is done.
 func (d *Daemon) Ready() error {
 	if !d.synced() {
 		return errors.New("kuryr-daemon is starting: informers not synced yet")
 	}
-	return nil
+	select {
+	case <-d.reconciled:
+		return nil
+	default:
+		return errReconciling
+	}
 }
 
 // CacheOptions restrict the daemon's informers to its own node: pods by

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -149,8 +150,9 @@ func TestAddCheckDelThroughLibcni(t *testing.T) {
 	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
 }
 
-// TestGCUnplugsWhatTheRuntimeForgot: GC with no valid attachment undoes an
-// ADD whose DEL never came.
+// TestGCUnplugsWhatTheRuntimeForgot: a GC for another network leaves the
+// attachments alone; GC of their own network with no valid attachment
+// undoes an ADD whose DEL never came.
 func TestGCUnplugsWhatTheRuntimeForgot(t *testing.T) {
 	n := newNode(t)
 	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
@@ -158,6 +160,16 @@ func TestGCUnplugsWhatTheRuntimeForgot(t *testing.T) {
 	n.createPod("gc", v1alpha1.StateActive)
 	if _, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt()); err != nil {
 		t.Fatalf("ADD: %v", err)
+	}
+	other, err := libcni.NetworkConfFromBytes([]byte(fmt.Sprintf(
+		`{"cniVersion":"1.1.0","name":"other","plugins":[{"type":"kuryr-cni","daemonSocket":%q,"driver":"nested-dpdk"}]}`, n.socket)))
+	must(t, err)
+	must(t, n.cni.GCNetworkList(n.ctx, other, &libcni.GCArgs{}))
+	if drv := n.sim.Driver(dpdkPCI); drv != "uio_pci_generic" {
+		t.Fatalf("a GC of network other rebound network kuryr's device to %q", drv)
+	}
+	if mac, _, _ := n.podLink("eth0"); mac != eth0MAC {
+		t.Fatalf("a GC of network other removed network kuryr's eth0")
 	}
 	must(t, n.cni.GCNetworkList(n.ctx, n.list, &libcni.GCArgs{ValidAttachments: []cnitypes.GCAttachment{{ContainerID: "another", IfName: "eth0"}}}))
 	if drv := n.sim.Driver(dpdkPCI); drv != "virtio-pci" {

@@ -48,6 +48,9 @@ func (d *Daemon) unplug(ctx context.Context, r checkpoint.Record) error {
 func (d *Daemon) Del(ctx context.Context, req *cniapi.Request) (err error) {
 	start := time.Now()
 	defer func() { d.observe(cniapi.CmdDel, "any", start, err) }()
+	if err := d.started(ctx); err != nil {
+		return cniErr(cniapi.CodeTryAgainLater, "%v", err)
+	}
 	recs, err := d.records(req)
 	if err != nil {
 		return err
@@ -86,10 +89,17 @@ func (d *Daemon) Del(ctx context.Context, req *cniapi.Request) (err error) {
 }
 
 // Check implements cniapi.Handler: every attachment of the call is still as
-// plugged.
+// plugged, as the KuryrPod and the prevResult (required, CNI 1.1) say, in
+// the live namespace and on the PCI bus.
 func (d *Daemon) Check(ctx context.Context, req *cniapi.Request) (err error) {
 	start := time.Now()
 	defer func() { d.observe(cniapi.CmdCheck, "any", start, err) }()
+	if err := d.started(ctx); err != nil {
+		return cniErr(cniapi.CodeTryAgainLater, "%v", err)
+	}
+	if req.NetConf.PrevResult == nil {
+		return cniErr(cniapi.CodeBadConfig, "CHECK of container %s: no prevResult (CNI 1.1 requires the ADD result)", req.ContainerID)
+	}
 	recs, err := d.records(req)
 	if err != nil {
 		return err
@@ -112,6 +122,9 @@ func (d *Daemon) Check(ctx context.Context, req *cniapi.Request) (err error) {
 		if err != nil {
 			return err
 		}
+		if err := expectPrev(&br, req.NetConf.PrevResult, req.Netns, r.PCIAddress); err != nil {
+			return cniErr(cniapi.CodeInternal, "CHECK %s: %v", r.IfName, err)
+		}
 		drv, err := d.bindings.ForRecord(r)
 		if err != nil {
 			return cniErr(cniapi.CodeInternal, "CHECK %s: %v", r.IfName, err)
@@ -123,11 +136,18 @@ func (d *Daemon) Check(ctx context.Context, req *cniapi.Request) (err error) {
 	return nil
 }
 
-// GC implements cniapi.Handler (CNI 1.1): every attachment the runtime no
-// longer lists is undone: devices rebound, links removed, records dropped.
+// GC implements cniapi.Handler (CNI 1.1): every attachment of the GC's
+// network (the configuration's name, recorded in the checkpoint) that the
+// runtime no longer lists is undone: devices rebound, links removed,
+// records dropped. Attachments of other networks, and records older than
+// schema version 3 (no network recorded), are left alone: they are another
+// GC's, or the start-up reconcile's.
 func (d *Daemon) GC(ctx context.Context, req *cniapi.Request) (err error) {
 	start := time.Now()
 	defer func() { d.observe(cniapi.CmdGC, "any", start, err) }()
+	if err := d.started(ctx); err != nil {
+		return cniErr(cniapi.CodeTryAgainLater, "%v", err)
+	}
 	keep := map[checkpoint.Key]bool{}
 	for _, a := range req.NetConf.ValidAttachments {
 		keep[checkpoint.Key{ContainerID: a.ContainerID, IfName: a.IfName}] = true
@@ -138,7 +158,7 @@ func (d *Daemon) GC(ctx context.Context, req *cniapi.Request) (err error) {
 	}
 	var errs []error
 	for _, r := range all {
-		if keep[r.Key()] || d.keptByPrimary(r, keep) {
+		if r.Network != req.NetConf.Name || keep[r.Key()] || d.keptByPrimary(r, keep) {
 			continue
 		}
 		if err := d.unplug(ctx, r); err != nil {

@@ -44,9 +44,12 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	if _, err := testenv.GoBuild(dir, "../../cmd/kuryr-cni"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	// The shim, and a real plugin to chain it after (CNI 1.1 prevResult).
+	for _, pkg := range []string{"../../cmd/kuryr-cni", "github.com/containernetworking/plugins/plugins/main/loopback"} {
+		if _, err := testenv.GoBuild(dir, pkg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	binDir = dir
 	return testenv.Main(m, &env, testenv.Options{CRDDirectoryPaths: []string{"../../deploy/crds", "../../deploy/third-party"}})
@@ -86,6 +89,10 @@ type node struct {
 	cni     *libcni.CNIConfig
 	list    *libcni.NetworkConfigList
 	pod     *corev1.Pod
+	// specEdit, when set, changes the KuryrPod spec createPod makes.
+	specEdit func(*v1alpha1.KuryrPodSpec)
+	// daemon is the daemon startDaemon last started.
+	daemon *Daemon
 	// deviceTimeout, when set, is the daemons' --device-timeout (else the
 	// timeout given to startDaemon).
 	deviceTimeout time.Duration
@@ -175,15 +182,23 @@ func (n *node) startDaemonAs(cfg *rest.Config, timeout time.Duration, primary bo
 	ln, err := cniapi.Listen(n.socket)
 	must(n.t, err)
 	srv := cniapi.NewServer(d, cniapi.WithReadiness(d.Ready))
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { _ = mgr.Start(ctx); done <- struct{}{} }()
 	go func() { _ = srv.Serve(ctx, ln); done <- struct{}{} }()
+	go func() {
+		if err := d.ReconcileAtStart(ctx, mgr.GetCache()); err != nil && ctx.Err() == nil {
+			n.t.Errorf("start-up reconcile: %v", err)
+		}
+		done <- struct{}{}
+	}()
+	n.daemon = d
 	var once atomic.Bool
 	stop = func() {
 		if once.Swap(true) {
 			return
 		}
 		cancel()
+		<-done
 		<-done
 		<-done
 	}
@@ -195,6 +210,12 @@ func (n *node) startDaemonAs(cfg *rest.Config, timeout time.Duration, primary bo
 // it: eth0 (MACVLAN, default route) and net1 (DPDK), in the given state.
 func (n *node) createPod(name string, state v1alpha1.InterfaceState) (*corev1.Pod, *v1alpha1.KuryrPod) {
 	n.t.Helper()
+	return n.createPodMACs(name, state, eth0MAC, dpdkMAC)
+}
+
+// createPodMACs is createPod with the ports' MACs given.
+func (n *node) createPodMACs(name string, state v1alpha1.InterfaceState, eth0MAC, dpdkMAC string) (*corev1.Pod, *v1alpha1.KuryrPod) {
+	n.t.Helper()
 	name = n.podName(name)
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 		Spec: corev1.PodSpec{NodeName: n.name, Containers: []corev1.Container{{Name: "c", Image: "x"}}}}
@@ -205,6 +226,9 @@ func (n *node) createPod(name string, state v1alpha1.InterfaceState) (*corev1.Po
 			{IfName: "eth0", Driver: v1alpha1.DriverNestedMACVLAN, SubnetID: "s-pod", DefaultRoute: true},
 			{IfName: "net1", Network: "default/dataplane", Driver: v1alpha1.DriverNestedDPDK, SubnetID: "s-dp", DPDKDriver: v1alpha1.DPDKDriverUIOPCIGeneric},
 		}},
+	}
+	if n.specEdit != nil {
+		n.specEdit(&kp.Spec)
 	}
 	must(n.t, n.c.Create(n.ctx, kp))
 	kp.Status = v1alpha1.KuryrPodStatus{Conditions: []metav1.Condition{{
@@ -220,12 +244,15 @@ func (n *node) createPod(name string, state v1alpha1.InterfaceState) (*corev1.Po
 	return p, kp
 }
 
-func (n *node) rt() *libcni.RuntimeConf {
+func (n *node) rt() *libcni.RuntimeConf { return rtFor(n.pod, sandboxID, n.podNS.Path()) }
+
+// rtFor is the runtime configuration of the eth0 call of a pod's sandbox.
+func rtFor(pod *corev1.Pod, sandbox, netns string) *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{
-		ContainerID: sandboxID, NetNS: n.podNS.Path(), IfName: "eth0",
+		ContainerID: sandbox, NetNS: netns, IfName: "eth0",
 		Args: [][2]string{
-			{"K8S_POD_NAMESPACE", n.pod.Namespace}, {"K8S_POD_NAME", n.pod.Name},
-			{"K8S_POD_INFRA_CONTAINER_ID", sandboxID}, {"K8S_POD_UID", string(n.pod.UID)}, {"IgnoreUnknown", "1"},
+			{"K8S_POD_NAMESPACE", pod.Namespace}, {"K8S_POD_NAME", pod.Name},
+			{"K8S_POD_INFRA_CONTAINER_ID", sandbox}, {"K8S_POD_UID", string(pod.UID)}, {"IgnoreUnknown", "1"},
 		},
 		CapabilityArgs: map[string]any{"io.kubernetes.cri.pod-annotations": map[string]string{}},
 	}

@@ -17,6 +17,9 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	phases   *prometheus.HistogramVec
+	// reconciled counts the checkpoints the start-up reconcile looked at,
+	// by outcome.
+	reconciled *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,9 +35,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "kuryr_daemon_cni_phase_seconds", Help: "Time spent in each phase of an ADD: wait_interfaces (cloud), wait_device (hot-plug), bind (DPDK driver), netlink (kernel interfaces), report.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 20),
 		}, []string{"phase"}),
+		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kuryr_daemon_startup_reconcile_total",
+			Help: "Checkpointed attachments seen by the start-up reconcile, by outcome: kept, undone_pod_gone, undone_netns_gone, failed.",
+		}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.phases)
+		reg.MustRegister(m.requests, m.duration, m.phases, m.reconciled)
 	}
 	return m
 }

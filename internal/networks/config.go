@@ -20,6 +20,9 @@ type Config struct {
 	SecurityGroups []string
 	// DPDKDriver is the kernel driver for nested-dpdk devices ("" = default).
 	DPDKDriver string
+	// MTU is spec.config's mtu, 0 when it gives none (the Neutron
+	// network's).
+	MTU int
 }
 
 // cniConfig is a CNI network config (what a NAD's spec.config, and Multus,
@@ -57,7 +60,7 @@ func ConfigFromNAD(ref string, annotations map[string]string, specConfig string)
 	if err := validate(obj, cfg); err != nil {
 		return Config{}, err
 	}
-	return Config{Driver: v1alpha1.Driver(cfg.Driver), SubnetID: cfg.SubnetID, SecurityGroups: cfg.SecurityGroups, DPDKDriver: cfg.DPDKDriver}, nil
+	return Config{Driver: v1alpha1.Driver(cfg.Driver), SubnetID: cfg.SubnetID, SecurityGroups: cfg.SecurityGroups, DPDKDriver: cfg.DPDKDriver, MTU: cfg.MTU}, nil
 }
 
 // fromSpecConfig fills cfg from spec.config when it is a kuryr-cni config.

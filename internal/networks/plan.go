@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
@@ -88,6 +89,10 @@ func Plan(ctx context.Context, pod *corev1.Pod, get NADGetter, d Defaults) ([]v1
 		req := v1alpha1.InterfaceRequest{
 			IfName: ifName, Network: s.Key(), Driver: cfg.Driver, SubnetID: cfg.SubnetID,
 			SecurityGroups: cfg.SecurityGroups, MAC: s.MAC, IPs: s.IPs, DefaultRoute: len(s.DefaultRoute) > 0,
+			MTU: cfg.MTU,
+		}
+		if s.CNIArgs != nil {
+			req.CNIArgs = &runtime.RawExtension{Raw: s.CNIArgs}
 		}
 		if req.Driver == "" {
 			req.Driver = d.Driver
@@ -100,6 +105,10 @@ func Plan(ctx context.Context, pod *corev1.Pod, get NADGetter, d Defaults) ([]v1
 			req.SecurityGroups = d.SecurityGroups
 		}
 		if req.Driver == v1alpha1.DriverNestedDPDK {
+			if req.DefaultRoute {
+				return nil, annotationError(field+".default-route", fmt.Sprintf(
+					"network %s is nested-dpdk: its device is bound to a DPDK driver and has no kernel interface to carry a route; ask for the default route on a kernel network", s.Key()))
+			}
 			req.DPDKDriver = cfg.DPDKDriver
 			if req.DPDKDriver == "" {
 				req.DPDKDriver = d.DPDKDriver

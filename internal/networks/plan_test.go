@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
@@ -35,6 +36,7 @@ var testNADs = fakeNADs(map[string]NAD{
 	"pods/kuryr": {Annotations: map[string]string{v1alpha1.KuryrConfigAnnotation: `{"subnetId":"5a5a5a5a-0000-4000-8000-000000000006","driverType":"nested-dpdk"}`}},
 	"pods/plain": {Annotations: map[string]string{v1alpha1.KuryrConfigAnnotation: `{"subnetId":"5a5a5a5a-0000-4000-8000-000000000007"}`}},
 	"other/dp":   {Config: `{"type":"kuryr-cni","driver":"nested-dpdk","subnetId":"5a5a5a5a-0000-4000-8000-000000000008"}`},
+	"pods/mtu":   {Config: `{"type":"kuryr-cni","driver":"nested-macvlan","subnetId":"5a5a5a5a-0000-4000-8000-000000000009","mtu":1400}`},
 	"pods/bad":   {Config: `{"type":"kuryr-cni","driver":"nested-sriov","subnetId":"5a5a5a5a-0000-4000-8000-000000000001"}`},
 })
 
@@ -66,6 +68,10 @@ func TestPlan(t *testing.T) {
 				{IfName: "eth0", Driver: "nested-vlan", SubnetID: "sub-pod", SecurityGroups: []string{"sg-default"}},
 				{IfName: "net1", Network: "pods/mgmt", Driver: "nested-vlan", SubnetID: "5a5a5a5a-0000-4000-8000-000000000003", SecurityGroups: []string{"sg-default"}, DefaultRoute: true, IPs: []string{"10.0.0.9"}, MAC: "02:00:00:00:00:01"},
 			}},
+		{name: "NAD mtu and cni-args passed on", pod: pod("pods", `[{"name":"mtu","cni-args":{"mode":"x","n":1}}]`), defaults: Defaults{}, want: []v1alpha1.InterfaceRequest{
+			{IfName: "net1", Network: "pods/mtu", Driver: "nested-macvlan", SubnetID: "5a5a5a5a-0000-4000-8000-000000000009", MTU: 1400,
+				CNIArgs: &runtime.RawExtension{Raw: []byte(`{"mode":"x","n":1}`)}},
+		}},
 		{name: "cross namespace when allowed", pod: pod("pods", "other/dp"), defaults: Defaults{AllowCrossNamespace: true, DPDKDriver: "vfio-pci"}, want: []v1alpha1.InterfaceRequest{
 			{IfName: "net1", Network: "other/dp", Driver: "nested-dpdk", SubnetID: "5a5a5a5a-0000-4000-8000-000000000008", DPDKDriver: "vfio-pci"},
 		}},
@@ -100,6 +106,9 @@ func TestPlanErrors(t *testing.T) {
 		{name: "unknown driver", pod: pod("pods", "bad"), defaults: primary, wantErr: `unknown driver "nested-sriov"`, spec: true},
 		{name: "explicit name clashes with generated", pod: pod("pods", "mgmt,dp@net1"), defaults: primary, wantErr: `"net1" is already taken`, spec: true},
 		{name: "eth0 requested in primary mode", pod: pod("pods", "mgmt@eth0"), defaults: primary, wantErr: `"eth0" is already taken`, spec: true},
+		{name: "default route on a DPDK network", pod: pod("pods", `[{"name":"mgmt"},{"name":"dp","default-route":["10.0.0.1"]}]`), defaults: primary,
+			wantErr: "[1].default-route: network pods/dp is nested-dpdk", spec: true},
+		{name: "cni-args not an object", pod: pod("pods", `[{"name":"mtu","cni-args":["x"]}]`), defaults: primary, wantErr: "[0].cni-args: not a JSON object", spec: true},
 		{name: "no default driver", pod: pod("pods", "plain"), defaults: Defaults{}, wantErr: "no default driver", spec: true},
 	}
 	for _, tt := range tests {

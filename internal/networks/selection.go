@@ -28,6 +28,8 @@ type Selection struct {
 	// DefaultRoute holds the gateways this network's default route uses; non-empty
 	// means the pod's default route goes through this interface.
 	DefaultRoute []string
+	// CNIArgs is the entry's cni-args, a JSON object as given, or nil.
+	CNIArgs json.RawMessage
 }
 
 // Key is namespace/name.
@@ -36,12 +38,13 @@ func (s Selection) Key() string { return s.Namespace + "/" + s.Name }
 // selectionJSON is the JSON form of one entry (Network Plumbing WG spec v1.2,
 // section 4.1.2). Fields kuryr-dpdk does not use are accepted and ignored.
 type selectionJSON struct {
-	Name         string   `json:"name"`
-	Namespace    string   `json:"namespace,omitempty"`
-	IPs          []string `json:"ips,omitempty"`
-	MAC          string   `json:"mac,omitempty"`
-	Interface    string   `json:"interface,omitempty"`
-	DefaultRoute []string `json:"default-route,omitempty"`
+	Name         string          `json:"name"`
+	Namespace    string          `json:"namespace,omitempty"`
+	IPs          []string        `json:"ips,omitempty"`
+	MAC          string          `json:"mac,omitempty"`
+	Interface    string          `json:"interface,omitempty"`
+	DefaultRoute []string        `json:"default-route,omitempty"`
+	CNIArgs      json.RawMessage `json:"cni-args,omitempty"`
 }
 
 // ParseSelections parses the value of the k8s.v1.cni.cncf.io/networks
@@ -125,6 +128,13 @@ func parseJSONSelections(v, podNamespace string) ([]Selection, error) {
 				return nil, annotationError(fmt.Sprintf("%s.default-route[%d]", field, j), fmt.Sprintf("%q is not a gateway IP address", gw))
 			}
 			s.DefaultRoute = append(s.DefaultRoute, a.String())
+		}
+		if len(r.CNIArgs) > 0 && string(r.CNIArgs) != "null" {
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal(r.CNIArgs, &obj); err != nil {
+				return nil, annotationError(field+".cni-args", "not a JSON object")
+			}
+			s.CNIArgs = r.CNIArgs
 		}
 		out = append(out, s)
 	}
