@@ -65,7 +65,8 @@ func serve(ctx context.Context, opts daemon.Options, m *manager.Flags) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", opts.Socket, err)
 	}
-	srv := cniapi.NewServer(d, cniapi.WithReadiness(d.Ready), cniapi.WithLogger(ctrl.Log.WithName("cni")))
+	srv := cniapi.NewServer(d, cniapi.WithReadiness(d.Ready), cniapi.WithLogger(ctrl.Log.WithName("cni")),
+		cniapi.WithLimits(opts.CNILimits))
 	if err := mgr.Add(runnable(func(ctx context.Context) error { return srv.Serve(ctx, ln) })); err != nil {
 		return err
 	}

@@ -167,13 +167,11 @@ func (c *Cloud) newPort(project string, obj map[string]json.RawMessage) (*Port, 
 		}
 		p.SecurityGroups = *sgs
 	}
-	if p.MACAddress != "" {
-		if c.st.macs[p.MACAddress] {
-			return nil, errf(409, "MacAddressInUse", "Unable to complete operation for network %s. The mac address %s is in use.", p.NetworkID, p.MACAddress)
-		}
-		c.st.macs[p.MACAddress] = true
-	} else {
-		p.MACAddress = c.st.newMAC()
+	if p.MACAddress == "" {
+		p.MACAddress = c.st.newMAC(p.NetworkID)
+	} else if !c.st.takeMAC(p.NetworkID, p.MACAddress) {
+		// Neutron's rule: a MAC is unique per network, not per cloud.
+		return nil, errf(409, "MacAddressInUse", "Unable to complete operation for network %s. The mac address %s is in use.", p.NetworkID, p.MACAddress)
 	}
 	p.AllowedAddressPairs = fillPairs(p.AllowedAddressPairs, p.MACAddress)
 	if fixed == nil {

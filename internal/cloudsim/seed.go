@@ -114,7 +114,7 @@ func (c *Cloud) SeedServer(spec ServerSpec) (SeededServer, error) {
 	now := nowUTC()
 	s := &Server{ID: spec.ID, Name: spec.Name, ProjectID: c.creds.ProjectID, Host: spec.Host, Status: "ACTIVE", CreatedAt: now}
 	p := &Port{ID: newID(), Name: spec.Name + "-port", NetworkID: sub.NetworkID, ProjectID: c.creds.ProjectID,
-		MACAddress: c.st.newMAC(), Status: "ACTIVE", AdminStateUp: true, DeviceID: s.ID, DeviceOwner: "compute:nova",
+		MACAddress: c.st.newMAC(sub.NetworkID), Status: "ACTIVE", AdminStateUp: true, DeviceID: s.ID, DeviceOwner: "compute:nova",
 		HostID: s.Host, VNICType: "normal", RevisionNumber: 1, CreatedAt: now, UpdatedAt: now,
 		SecurityGroups: []string{c.st.defaultSecurityGroup(c.creds.ProjectID)}}
 	c.st.ports[p.ID] = p

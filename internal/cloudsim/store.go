@@ -140,8 +140,10 @@ type store struct {
 	sgs      map[string]*SecurityGroup
 	trunks   map[string]*Trunk
 	servers  map[string]*Server
-	macs     map[string]bool
-	tokens   map[string]string // token -> project ID
+	// macs holds the MACs in use, per network: Neutron refuses a MAC
+	// only on the network that already has it.
+	macs   map[macKey]bool
+	tokens map[string]string // token -> project ID
 	// order of creation, so that lists are stable.
 	portOrder []string
 }
@@ -154,7 +156,7 @@ func newStore() *store {
 		sgs:      map[string]*SecurityGroup{},
 		trunks:   map[string]*Trunk{},
 		servers:  map[string]*Server{},
-		macs:     map[string]bool{},
+		macs:     map[macKey]bool{},
 		tokens:   map[string]string{},
 	}
 }
@@ -168,18 +170,31 @@ func newID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// newMAC returns an unused MAC address with Neutron's default base
-// fa:16:3e. Callers hold s.mu.
-func (s *store) newMAC() string {
+// macKey is a MAC address on one network.
+type macKey struct{ network, mac string }
+
+// newMAC returns a MAC address with Neutron's default base fa:16:3e that is
+// unused on network, and takes it. Callers hold s.mu.
+func (s *store) newMAC(network string) string {
 	for {
 		var b [3]byte
 		_, _ = rand.Read(b[:])
 		mac := fmt.Sprintf("fa:16:3e:%02x:%02x:%02x", b[0], b[1], b[2])
-		if !s.macs[mac] {
-			s.macs[mac] = true
+		if s.takeMAC(network, mac) {
 			return mac
 		}
 	}
+}
+
+// takeMAC marks mac in use on network, unless it already is (then it
+// returns false). Callers hold s.mu.
+func (s *store) takeMAC(network, mac string) bool {
+	k := macKey{network, mac}
+	if s.macs[k] {
+		return false
+	}
+	s.macs[k] = true
+	return true
 }
 
 // allocate takes the next free address of sub's allocation pool for portID.
@@ -221,7 +236,7 @@ func (s *store) releasePort(p *Port) {
 			}
 		}
 	}
-	delete(s.macs, p.MACAddress)
+	delete(s.macs, macKey{p.NetworkID, p.MACAddress})
 	delete(s.ports, p.ID)
 	for i, id := range s.portOrder {
 		if id == p.ID {

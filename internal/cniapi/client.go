@@ -119,18 +119,30 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 		return nil, types.NewError(CodeTryAgainLater,
 			fmt.Sprintf("kuryr-daemon at %s: reading the %s answer: %v", c.path, req.Command, err), "")
 	}
+	return c.decodeResponse(req.Command, hresp.StatusCode, raw)
+}
+
+// decodeResponse turns the daemon's answer to command (HTTP status and
+// body) into the response, or into the CNI error it carries.
+func (c *Client) decodeResponse(command string, status int, raw []byte) (*Response, error) {
 	var resp Response
 	if err := json.Unmarshal(raw, &resp); err != nil {
 		return nil, types.NewError(CodeInternal,
-			fmt.Sprintf("kuryr-daemon at %s answered %s with HTTP %d and no valid response", c.path, req.Command, hresp.StatusCode),
+			fmt.Sprintf("kuryr-daemon at %s answered %s with HTTP %d and no valid response", c.path, command, status),
 			snippet(raw))
 	}
-	if resp.Error != nil {
-		return nil, resp.Error
+	if e := resp.Error; e != nil {
+		if e.Code == 0 {
+			// Code 0 is no CNI error code: the runtime would read it
+			// as no error at all.
+			return nil, types.NewError(CodeInternal,
+				fmt.Sprintf("kuryr-daemon at %s answered %s with an error without a code: %s", c.path, command, e.Msg), e.Details)
+		}
+		return nil, e
 	}
-	if hresp.StatusCode != http.StatusOK {
+	if status != http.StatusOK {
 		return nil, types.NewError(CodeInternal,
-			fmt.Sprintf("kuryr-daemon at %s answered %s with HTTP %d and no error", c.path, req.Command, hresp.StatusCode), snippet(raw))
+			fmt.Sprintf("kuryr-daemon at %s answered %s with HTTP %d and no error", c.path, command, status), snippet(raw))
 	}
 	return &resp, nil
 }

@@ -46,6 +46,8 @@ type Server struct {
 	handler Handler
 	ready   func() error
 	log     logr.Logger
+	limits  Limits
+	slots   chan struct{} // one token per CNI request being served
 }
 
 // ServerOption configures a Server.
@@ -62,12 +64,19 @@ func WithLogger(l logr.Logger) ServerOption {
 	return func(s *Server) { s.log = l }
 }
 
+// WithLimits sets the server's timeouts and concurrency cap (default
+// DefaultLimits).
+func WithLimits(l Limits) ServerOption {
+	return func(s *Server) { s.limits = l }
+}
+
 // NewServer returns a server for h.
 func NewServer(h Handler, opts ...ServerOption) *Server {
-	s := &Server{handler: h, log: logr.Discard()}
+	s := &Server{handler: h, log: logr.Discard(), limits: DefaultLimits()}
 	for _, o := range opts {
 		o(s)
 	}
+	s.slots = make(chan struct{}, max(s.limits.MaxRequests, 1))
 	return s
 }
 
@@ -102,7 +111,10 @@ func Listen(path string) (net.Listener, error) {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.Mux(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.limits.ReadTimeout,
+		ReadTimeout:       s.limits.ReadTimeout,
+		WriteTimeout:      s.limits.WriteTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	done := make(chan struct{})
@@ -140,6 +152,13 @@ func (s *Server) serveHealthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) serveCNI(w http.ResponseWriter, r *http.Request) {
+	release, busy := s.acquire(r.Context())
+	if busy != nil {
+		s.log.Info("CNI request refused", "code", busy.Code, "error", busy.Msg)
+		writeResponse(w, http.StatusServiceUnavailable, &Response{Error: busy})
+		return
+	}
+	defer release()
 	req, perr := ParseRequest(r.Body)
 	if perr != nil {
 		s.log.Info("Bad CNI request", "code", perr.Code, "error", perr.Msg)
@@ -148,7 +167,10 @@ func (s *Server) serveCNI(w http.ResponseWriter, r *http.Request) {
 	}
 	log := s.log.WithValues("command", req.Command, "containerID", req.ContainerID, "ifName", req.IfName,
 		"pod", req.Args.PodNamespace+"/"+req.Args.PodName)
-	ctx := logr.NewContext(r.Context(), log)
+	// The handler's context ends before the write timeout cuts the
+	// connection, so that the shim gets an answer rather than EOF.
+	ctx, cancel := context.WithTimeout(logr.NewContext(r.Context(), log), s.limits.handlerTimeout())
+	defer cancel()
 	start := time.Now()
 	resp, err := s.dispatch(ctx, req)
 	if err != nil {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -31,7 +32,7 @@ type plugged struct {
 func bindingRequest(req *cniapi.Request, netns string, ir v1alpha1.InterfaceRequest, st v1alpha1.InterfaceStatus) (binding.Request, error) {
 	br := binding.Request{
 		ContainerID: req.ContainerID, IfName: ir.IfName, Netns: netns, Network: ir.Network, PortID: st.PortID,
-		Gateway: net.ParseIP(st.Gateway), DefaultRoute: ir.DefaultRoute, VLANID: st.VLANID,
+		DefaultRoute: ir.DefaultRoute, VLANID: st.VLANID,
 		DPDKDriver: ir.DPDKDriver,
 	}
 	if ir.CNIArgs != nil {
@@ -51,6 +52,9 @@ func bindingRequest(req *cniapi.Request, netns string, ir v1alpha1.InterfaceRequ
 	if br.MAC, err = net.ParseMAC(st.MAC); err != nil {
 		return br, cniErr(cniapi.CodeInternal, "interface %s: the cloud gave MAC %q: %v", ir.IfName, st.MAC, err)
 	}
+	if br.Gateway, err = optionalIP(st.Gateway); err != nil {
+		return br, cniErr(cniapi.CodeInternal, "interface %s: gateway %q: %v", ir.IfName, st.Gateway, err)
+	}
 	for _, c := range st.IPs {
 		ip, n, err := net.ParseCIDR(c)
 		if err != nil {
@@ -64,7 +68,11 @@ func bindingRequest(req *cniapi.Request, netns string, ir v1alpha1.InterfaceRequ
 		if err != nil {
 			return br, cniErr(cniapi.CodeInternal, "interface %s: route %q: %v", ir.IfName, r.Dst, err)
 		}
-		br.Routes = append(br.Routes, binding.Route{Dst: dst, GW: net.ParseIP(r.Gateway)})
+		gw, err := optionalIP(r.Gateway)
+		if err != nil {
+			return br, cniErr(cniapi.CodeInternal, "interface %s: gateway %q of route %q: %v", ir.IfName, r.Gateway, r.Dst, err)
+		}
+		br.Routes = append(br.Routes, binding.Route{Dst: dst, GW: gw})
 	}
 	return br, nil
 }
@@ -88,6 +96,17 @@ func mtu(req *cniapi.Request, ir v1alpha1.InterfaceRequest, st v1alpha1.Interfac
 			ir.IfName, from, want, st.MTU, st.PortID)
 	}
 	return want, nil
+}
+
+// optionalIP parses s, which may be empty (none).
+func optionalIP(s string) (net.IP, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if ip := net.ParseIP(s); ip != nil {
+		return ip, nil
+	}
+	return nil, errors.New("not an IP address")
 }
 
 // cniResult is the one place binding requests and results become the CNI

@@ -50,6 +50,8 @@ type Options struct {
 	// DeviceTimeout bounds the wait for a hot-plugged DPDK device to appear
 	// in the VM (it takes 0.05–0.5 s after Nova's attach).
 	DeviceTimeout time.Duration
+	// CNILimits bound the CNI socket server (timeouts, requests at once).
+	CNILimits cniapi.Limits
 }
 
 // Defaults are the options of a daemon on a real node.
@@ -62,6 +64,7 @@ func Defaults() Options {
 		DevInfoRoot:       "/",
 		InterfacesTimeout: 90 * time.Second,
 		DeviceTimeout:     30 * time.Second,
+		CNILimits:         cniapi.DefaultLimits(),
 	}
 }
 
@@ -77,6 +80,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.Primary, "primary", o.Primary, "kuryr-dpdk is the cluster's CNI: the eth0 ADD plugs every interface and writes network-status")
 	fs.DurationVar(&o.DeviceTimeout, "device-timeout", o.DeviceTimeout, "how long an ADD waits for a hot-plugged DPDK device to appear in the VM")
 	fs.DurationVar(&o.InterfacesTimeout, "interfaces-timeout", o.InterfacesTimeout, "how long an ADD waits for the pod's interfaces to be ACTIVE before answering try-again (CNI code 11)")
+	o.CNILimits.AddFlags(fs)
 }
 
 // Validate returns every problem at once, each naming its flag, in the
@@ -108,5 +112,8 @@ func (o *Options) Validate() error {
 	if o.InterfacesTimeout < time.Second {
 		bad("interfaces-timeout", "%s must be at least 1s", o.InterfacesTimeout)
 	}
-	return errors.Join(errs...)
+	if w := o.InterfacesTimeout + o.DeviceTimeout; o.CNILimits.WriteTimeout <= w {
+		bad("cni-write-timeout", "%s must exceed --interfaces-timeout plus --device-timeout (%s)", o.CNILimits.WriteTimeout, w)
+	}
+	return errors.Join(append(errs, o.CNILimits.Validate())...)
 }

@@ -7,6 +7,7 @@ package openstack
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -31,7 +32,8 @@ const DefaultRequestTimeout = 30 * time.Second
 //  2. AuthURL set: Keystone v3 with the password or application
 //     credential fields below;
 //  3. Cloud set (or OS_CLOUD): that entry of clouds.yaml (CloudsFile, or
-//     OS_CLIENT_CONFIG_FILE, or the usual locations);
+//     OS_CLIENT_CONFIG_FILE, or the usual locations), with its TLS settings:
+//     cacert (or OS_CACERT), verify, cert and key (or OS_CERT, OS_KEY);
 //  4. otherwise the OS_* environment variables, read by ConfigFromEnv.
 type Config struct {
 	// Noauth mode.
@@ -91,8 +93,11 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.NeutronURL != "" {
 		return newNoAuth(cfg, hc, timeout)
 	}
-	ao, eo, err := authOptions(cfg)
+	ao, eo, tc, err := authOptions(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if hc, err = withTLS(hc, tc); err != nil {
 		return nil, err
 	}
 	ao.AllowReauth = true
@@ -164,11 +169,13 @@ func explicitAuth(cfg Config) (gophercloud.AuthOptions, error) {
 	return ao, nil
 }
 
-func authOptions(cfg Config) (gophercloud.AuthOptions, gophercloud.EndpointOpts, error) {
+// authOptions returns how to authenticate, where to find the endpoints and,
+// from clouds.yaml only, the TLS settings (nil otherwise).
+func authOptions(cfg Config) (gophercloud.AuthOptions, gophercloud.EndpointOpts, *tls.Config, error) {
 	eo := gophercloud.EndpointOpts{Region: cfg.Region}
 	if cfg.AuthURL != "" {
 		ao, err := explicitAuth(cfg)
-		return ao, eo, err
+		return ao, eo, nil, err
 	}
 	cloud := cfg.Cloud
 	if cloud == "" {
@@ -179,24 +186,45 @@ func authOptions(cfg Config) (gophercloud.AuthOptions, gophercloud.EndpointOpts,
 		if cfg.CloudsFile != "" {
 			opts = append(opts, clouds.WithLocations(cfg.CloudsFile))
 		}
-		ao, ceo, _, err := clouds.Parse(opts...)
+		ao, ceo, tc, err := clouds.Parse(opts...)
 		if err != nil {
-			return ao, ceo, fmt.Errorf("read cloud %q from clouds.yaml: %w", cloud, errors.Join(ErrTerminal, err))
+			return ao, ceo, nil, fmt.Errorf("read cloud %q from clouds.yaml: %w", cloud, errors.Join(ErrTerminal, err))
 		}
 		if cfg.Region != "" {
 			ceo.Region = cfg.Region
 		}
-		return ao, ceo, nil
+		return ao, ceo, tc, nil
 	}
 	env := ConfigFromEnv()
 	if env.AuthURL == "" {
-		return gophercloud.AuthOptions{}, eo, fmt.Errorf("no cloud configured (no noauth Neutron URL, auth URL, clouds.yaml entry or OS_AUTH_URL): %w", ErrTerminal)
+		return gophercloud.AuthOptions{}, eo, nil, fmt.Errorf("no cloud configured (no noauth Neutron URL, auth URL, clouds.yaml entry or OS_AUTH_URL): %w", ErrTerminal)
 	}
 	if eo.Region == "" {
 		eo.Region = env.Region
 	}
 	ao, err := explicitAuth(env)
-	return ao, eo, err
+	return ao, eo, nil, err
+}
+
+// withTLS returns hc with tc's trusted CAs, verification choice and client
+// certificate on a copy of its transport. A tc that sets none of them (a
+// clouds.yaml entry without TLS settings) leaves hc as it is.
+func withTLS(hc http.Client, tc *tls.Config) (http.Client, error) {
+	if tc == nil || (tc.RootCAs == nil && !tc.InsecureSkipVerify && len(tc.Certificates) == 0) {
+		return hc, nil
+	}
+	var tr *http.Transport
+	switch t := hc.Transport.(type) {
+	case nil:
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+	case *http.Transport:
+		tr = t.Clone()
+	default:
+		return hc, fmt.Errorf("clouds.yaml TLS settings need an *http.Transport, the configured HTTP client has %T: %w", t, ErrTerminal)
+	}
+	tr.TLSClientConfig = tc
+	hc.Transport = tr
+	return hc, nil
 }
 
 // newNoAuth builds service clients by hand on a provider without a token,

@@ -203,6 +203,38 @@ func runContract(t *testing.T, tg contractTarget) {
 		wantClass(t, err, ErrNotFound, 404, "PortNotFound")
 	})
 
+	// Neutron refuses a MAC already used on the same network (409
+	// MacAddressInUse), not one used on another network.
+	t.Run("mac address is unique per network", func(t *testing.T) {
+		a, b := newFixture(t, tg, "10.98.0.0/24"), newFixture(t, tg, "10.99.0.0/24")
+		n := time.Now().UnixNano() // a MAC no other run holds
+		mac := fmt.Sprintf("fa:16:3f:%02x:%02x:%02x", byte(n>>16), byte(n>>8), byte(n))
+		create := func(f fixture, name string) (Port, error) {
+			return c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, Name: name,
+				SecurityGroups: []string{f.sgID}, Tags: []string{f.tag}, MACAddress: mac})
+		}
+		first, err := create(a, "mac-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleteAfter(t, tg, first.ID)
+		other, err := create(b, "mac-b")
+		if err != nil {
+			t.Fatalf("same MAC %s on another network: %v", mac, err)
+		}
+		deleteAfter(t, tg, other.ID)
+		if first.MACAddress != mac || other.MACAddress != mac {
+			t.Errorf("MACs %s and %s, want %s", first.MACAddress, other.MACAddress, mac)
+		}
+		_, err = create(a, "mac-a-again")
+		wantClass(t, err, ErrConflict, 409, "MacAddressInUse")
+		var e *Error
+		want := fmt.Sprintf("Unable to complete operation for network %s. The mac address %s is in use.", a.netID, mac)
+		if errors.As(err, &e) && e.Message != want {
+			t.Errorf("message %q, want %q", e.Message, want)
+		}
+	})
+
 	t.Run("bulk create", func(t *testing.T) {
 		f := newFixture(t, tg, "10.93.0.0/24")
 		var specs []PortSpec

@@ -2,6 +2,7 @@ package openstack
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,6 +110,7 @@ func classify(op string, err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var netErr net.Error
 	var urlErr *url.Error
+	var certErr *tls.CertificateVerificationError
 	switch {
 	case errors.As(err, &code):
 		e.Status, e.class = code.Actual, classForStatus(code.Actual)
@@ -124,6 +126,10 @@ func classify(op string, err error) error {
 		errors.Is(err, ErrMalformedResponse):
 		e.class, e.Message = ErrTransient, "malformed response: "+err.Error()
 		e.err = errors.Join(ErrMalformedResponse, err)
+	case errors.As(err, &certErr):
+		// Retrying will not make the certificate trusted.
+		e.class = ErrTerminal
+		e.Message = "server certificate not trusted (clouds.yaml cacert names the CA to trust): " + err.Error()
 	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.As(err, &netErr), errors.As(err, &urlErr):
 		e.class, e.Message = ErrTransient, "no answer: "+err.Error()

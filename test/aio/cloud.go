@@ -119,7 +119,7 @@ func (e *Env) startDaemon(ctx context.Context, n *Node) error {
 		"--socket=" + n.Socket, "--sysfs-root=" + n.SysfsRoot,
 		"--checkpoint-dir=" + filepath.Join(n.Dir, "checkpoints"), "--devinfo-root=" + n.devinfoRoot,
 		"--node-netns=" + n.NetNS, "--parent-interface=" + NodeNIC, "--primary",
-		"--metrics-bind-address=" + loopback(ports[0]), "--health-probe-bind-address=" + loopback(ports[1]),
+		"--metrics-bind-address=" + loopback(ports[0]), "--metrics-secure=false", "--health-probe-bind-address=" + loopback(ports[1]),
 		"--device-timeout=10s",
 	}
 	bin := filepath.Join(e.binDir, "kuryr-daemon")

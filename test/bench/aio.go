@@ -145,7 +145,7 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 		return res, err
 	}
 	env, err := aio.Start(ctx, aio.Options{Nodes: cfg.Nodes, BinDir: cfg.BinDir, RepoRoot: cfg.RepoRoot,
-		ControllerArgs: []string{"--metrics-bind-address=" + metricsAddr, "--pprof-bind-address=" + pprofAddr}})
+		ControllerArgs: []string{"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false", "--pprof-bind-address=" + pprofAddr}})
 	if err != nil {
 		return res, fmt.Errorf("start the all-in-one with %d nodes: %w", cfg.Nodes, err)
 	}

@@ -296,7 +296,7 @@ func guestFiles(t *testing.T, binDir, node string, kubeconfig []byte) string {
 # Starts kuryr-daemon in the background (again, after a kill).
 mkdir -p /var/lib/kuryr-dpdk /var/log
 /usr/bin/kuryr-daemon --node-name=%s --kubeconfig=/etc/kuryr/kubeconfig --primary=false \
-	--metrics-bind-address=127.0.0.1:9090 --health-probe-bind-address=0 --device-timeout=60s -v=2 \
+	--metrics-bind-address=127.0.0.1:9090 --metrics-secure=false --health-probe-bind-address=0 --device-timeout=60s -v=2 \
 	</dev/null >>/var/log/kuryr-daemon.log 2>&1 &
 echo $! >/run/kuryr-daemon.pid
 `, node)

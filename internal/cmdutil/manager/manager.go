@@ -10,6 +10,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil"
@@ -21,7 +22,11 @@ import (
 type Flags struct {
 	Kube        cmdutil.KubeClient
 	MetricsAddr string
-	ProbeAddr   string
+	// MetricsSecure serves /metrics over HTTPS, only to clients whose bearer
+	// token the API server authenticates (TokenReview) and authorizes for
+	// "get" on the non-resource URL /metrics (SubjectAccessReview).
+	MetricsSecure bool
+	ProbeAddr     string
 }
 
 // Defaults are a binary's defaults for its Flags.
@@ -33,10 +38,12 @@ type Defaults struct {
 }
 
 // AddFlags registers the client flags (KubeClient.AddFlags),
-// --metrics-bind-address and --health-probe-bind-address on fs.
+// --metrics-bind-address, --metrics-secure and --health-probe-bind-address
+// on fs.
 func (f *Flags) AddFlags(fs *flag.FlagSet, d Defaults) {
 	f.Kube.AddFlags(fs, d.QPS, d.Burst)
 	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", d.MetricsAddr, "address of /metrics (0 disables)")
+	fs.BoolVar(&f.MetricsSecure, "metrics-secure", true, "serve /metrics over HTTPS (a self-signed certificate) to clients the API server authenticates and allows to get /metrics; false serves plain HTTP to anyone")
 	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", d.ProbeAddr, "address of /healthz and /readyz")
 }
 
@@ -53,7 +60,10 @@ func (f *Flags) New(opts ctrl.Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	opts.Scheme = scheme
-	opts.Metrics = metricsserver.Options{BindAddress: f.MetricsAddr}
+	opts.Metrics = metricsserver.Options{BindAddress: f.MetricsAddr, SecureServing: f.MetricsSecure}
+	if f.MetricsSecure {
+		opts.Metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
 	opts.HealthProbeBindAddress = f.ProbeAddr
 	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {

@@ -21,7 +21,7 @@ func TestManagerFlags(t *testing.T) {
 	var m Flags
 	m.AddFlags(fs, Defaults{QPS: 20, Burst: 40, MetricsAddr: ":9090", ProbeAddr: ":9091"})
 	for name, want := range map[string]string{"kube-api-qps": "20", "kube-api-burst": "40", "kubeconfig": "",
-		"metrics-bind-address": ":9090", "health-probe-bind-address": ":9091"} {
+		"metrics-bind-address": ":9090", "metrics-secure": "true", "health-probe-bind-address": ":9091"} {
 		if f := fs.Lookup(name); f == nil || f.DefValue != want {
 			t.Errorf("--%s: %+v, want default %q", name, f, want)
 		}

@@ -212,7 +212,7 @@ func bench1(ctx context.Context, c config) (err error) {
 		"--kubeconfig", kubeconfig, "--neutron-url", c.neutronURL, "--project-id", c.projectID,
 		"--primary", "--default-driver", "nested-vlan", "--pod-subnet-id", topo.PodSubnetID,
 		"--worker-subnet-ids", topo.WorkerSubnetID, "--cluster-id", c.clusterID, "--leader-elect=false",
-		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--metrics-secure=false",
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort),
 		// Keep the garbage collector's periodic port listing out of the
 		// measured windows (it runs once at start).

@@ -1,0 +1,157 @@
+package manager
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	authv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
+)
+
+// writeKubeconfig writes cfg's server and credentials as a kubeconfig file,
+// the way the binaries get them (--kubeconfig).
+func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
+	t.Helper()
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}
+	kc.Contexts["x"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	kc.CurrentContext = "x"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// token makes the ServiceAccount ns/name and returns a token for it.
+func token(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name string) string {
+	t.Helper()
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for %s/%s: %v", ns, name, err)
+	}
+	return tr.Status.Token
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// scrape GETs url with the bearer token (none when empty) and returns the
+// status, retrying while nothing listens yet (connection refused).
+func scrape(ctx context.Context, t *testing.T, url, bearer string) int {
+	t.Helper()
+	// The server's certificate is self-signed: what is checked here is who
+	// may read, not the server's identity.
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := hc.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && !strings.Contains(string(body), "# HELP") {
+				t.Errorf("GET %s: 200 without metrics: %.200s", url, body)
+			}
+			return resp.StatusCode
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("GET %s: %v", url, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// TestSecureMetricsNeedTheReaderRole runs the manager of each binary as its
+// deployed ServiceAccount (deploy/kuryr-dpdk/rbac.yaml) with the default
+// --metrics-secure, and scrapes it: no token 401, a token without the
+// kuryr-dpdk-metrics-reader role 403, with it 200.
+func TestSecureMetricsNeedTheReaderRole(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := testenv.Apply(ctx, env.Config, "../../../deploy/kuryr-dpdk/rbac.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	cs := kubernetes.NewForConfigOrDie(env.Config)
+	reader, stranger := token(ctx, t, cs, "kuryr-dpdk", "scraper"), token(ctx, t, cs, "kuryr-dpdk", "stranger")
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "scraper-reads-metrics"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "kuryr-dpdk-metrics-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "scraper", Namespace: "kuryr-dpdk"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, sa := range []string{"kuryr-controller", "kuryr-daemon"} {
+		t.Run(sa, func(t *testing.T) {
+			cfg, err := env.ServiceAccountConfig("kuryr-dpdk", sa)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := Flags{Kube: cmdutil.KubeClient{Kubeconfig: writeKubeconfig(t, cfg), QPS: 20, Burst: 40},
+				MetricsAddr: freeAddr(t), MetricsSecure: true, ProbeAddr: "0"}
+			mgr, err := f.New(ctrl.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mctx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- mgr.Start(mctx) }()
+			defer func() {
+				stop()
+				if err := <-done; err != nil {
+					t.Errorf("manager: %v", err)
+				}
+			}()
+			url := fmt.Sprintf("https://%s/metrics", f.MetricsAddr)
+			for _, c := range []struct {
+				who, token string
+				want       int
+			}{{"no token", "", 401}, {"a token without the role", stranger, 403}, {"a token with the role", reader, 200}} {
+				if got := scrape(ctx, t, url, c.token); got != c.want {
+					t.Errorf("scrape with %s: HTTP %d, want %d", c.who, got, c.want)
+				}
+			}
+		})
+	}
+}
