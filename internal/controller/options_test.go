@@ -58,3 +58,28 @@ func TestOptionsLoadFile(t *testing.T) {
 		}
 	}
 }
+
+func TestOptionsPools(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "pools.yaml")
+	must(t, os.WriteFile(p, []byte("maxCloudWrites: 4\npools:\n  nestedVLAN: {min: 2, max: 8, batch: 4}\n"), 0o600))
+	o := Defaults()
+	must(t, o.LoadFile(p))
+	if o.MaxCloudWrites != 4 || o.Pools.NestedVLAN != (PoolSize{Min: 2, Max: 8, Batch: 4}) || o.Pools.NestedMACVLAN.on() {
+		t.Fatalf("loaded %+v", o)
+	}
+	must(t, o.Validate())
+	if Defaults().Pools.NestedVLAN.on() || Defaults().Pools.NestedMACVLAN.on() {
+		t.Fatal("pools are on by default")
+	}
+	o.MaxCloudWrites = -1
+	o.Pools.NestedVLAN = PoolSize{Min: 9, Max: 8, Batch: 4}
+	o.Pools.NestedMACVLAN = PoolSize{Min: 1, Max: 2, Batch: 3}
+	err := o.Validate()
+	for _, field := range []string{"maxCloudWrites:", "pools.nestedVLAN:", "pools.nestedMACVLAN.batch:"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("error %v does not name %s", err, field)
+		}
+	}
+}
