@@ -82,16 +82,21 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 	var w wiring
 	pooled := false
 	if existing == nil {
-		w, pooled, err = r.pools.take(ctx, node, pod.UID, req)
-		if err != nil {
-			entry.Message = err.Error()
-			return entry, err
+		// Taken moments ago (the informer has not brought the status yet),
+		// or taken now: wired ahead of any pod, the tag write was its one
+		// call.
+		if w, pooled = r.created.pooled(pod.UID, req.IfName); !pooled {
+			w, pooled, err = r.pools.take(ctx, node, pod.UID, req)
+			if err != nil {
+				entry.Message = err.Error()
+				return entry, err
+			}
+			if pooled {
+				r.created.putPooled(pod.UID, req.IfName, w)
+			}
 		}
 	}
-	if pooled {
-		// Wired ahead of any pod: the tag write was its one call.
-		r.created.put(pod.UID, req.IfName, w.port.ID)
-	} else {
+	if !pooled {
 		port, err := r.ensurePort(ctx, pod, node, req, drv, existing)
 		if err != nil {
 			entry.Message = err.Error()

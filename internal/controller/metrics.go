@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
 
 // metrics of the controller. Reconcile counts and durations come from
@@ -87,14 +89,16 @@ func (m *metrics) setWaiting(uid types.UID, waiting bool) {
 	m.podsWaiting.Set(float64(len(m.waiting)))
 }
 
-// setPoolPorts sets the pool size gauges from the pools' states.
-func (m *metrics) setPoolPorts(states []PoolState) {
+// setPoolPorts sets the pool size gauges from the pools of every node.
+func (m *metrics) setPoolPorts(byNode map[string][]v1alpha1.NodePool) {
 	m.poolPorts.Reset()
-	for _, st := range states {
-		d := string(st.Driver)
-		m.poolPorts.WithLabelValues(d, "ready").Add(float64(st.Ready))
-		m.poolPorts.WithLabelValues(d, "warming").Add(float64(st.Warming))
-		m.poolPorts.WithLabelValues(d, "in_use").Add(float64(st.InUse))
+	for _, l := range byNode {
+		for _, st := range l {
+			d := string(st.Driver)
+			m.poolPorts.WithLabelValues(d, "ready").Add(float64(st.Ready))
+			m.poolPorts.WithLabelValues(d, "warming").Add(float64(st.Warming))
+			m.poolPorts.WithLabelValues(d, "in_use").Add(float64(st.InUse))
+		}
 	}
 }
 

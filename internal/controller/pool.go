@@ -37,6 +37,9 @@ type pools struct {
 	mu     sync.Mutex
 	byKey  map[poolKey]*pool
 	loaded bool // rebuilt from Neutron: until then every take misses
+
+	// published is what the fill loop last wrote to each KuryrNode.
+	published map[string][]v1alpha1.NodePool
 }
 
 // poolKey names one pool. groups is the sorted, comma-joined security
@@ -85,6 +88,22 @@ type pool struct {
 	deleted map[string]bool
 
 	lastErr string
+	// failures counts refills failed in a row; none is tried before
+	// notBefore (exponential backoff: a full subnet or an exhausted quota
+	// is not asked again every second).
+	failures  int
+	notBefore time.Time
+}
+
+// short says whether the pool wants a refill now.
+func (p *pool) short(now time.Time) bool {
+	return p.idle() < p.size.Min && !now.Before(p.notBefore)
+}
+
+// failed records a failed refill and returns when the next may be tried.
+func (p *pool) failed(now time.Time) {
+	p.failures++
+	p.notBefore = now.Add(min(time.Second<<min(p.failures, 6), time.Minute))
 }
 
 func newPool(size PoolSize) *pool {
@@ -111,7 +130,7 @@ func (p *pool) has(id string) bool {
 }
 
 func newPools(r *PodReconciler) *pools {
-	return &pools{r: r, kick: make(chan struct{}, 1), byKey: map[poolKey]*pool{}}
+	return &pools{r: r, kick: make(chan struct{}, 1), byKey: map[poolKey]*pool{}, published: map[string][]v1alpha1.NodePool{}}
 }
 
 var _ manager.LeaderElectionRunnable = (*pools)(nil)
@@ -269,36 +288,26 @@ func (ps *pools) rebuild(ctx context.Context) error {
 	return nil
 }
 
-// PoolState is one pool as the controller sees it (KuryrNode, kuryrctl).
-type PoolState struct {
-	Node, SubnetID string
-	Driver         v1alpha1.Driver
-	SecurityGroups []string
-	Ready, Warming int
-	InUse          int
-	Min, Max       int
-	LastError      string
-}
-
-// states returns every pool of node (all nodes for "").
-func (ps *pools) states(node string) []PoolState {
+// byNode returns every pool as recorded in KuryrNodes, by node, in a
+// stable order.
+func (ps *pools) byNode() map[string][]v1alpha1.NodePool {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	var out []PoolState
+	out := map[string][]v1alpha1.NodePool{}
 	for k, p := range ps.byKey {
-		if node != "" && k.node != node {
-			continue
-		}
-		st := PoolState{Node: k.node, SubnetID: k.subnetID, Driver: k.driver, Ready: len(p.ready),
-			Warming: len(p.warming) + len(p.unwired), InUse: len(p.inUse), Min: p.size.Min, Max: p.size.Max, LastError: p.lastErr}
+		np := v1alpha1.NodePool{Driver: k.driver, SubnetID: k.subnetID, Ready: len(p.ready),
+			Warming: len(p.warming) + len(p.unwired), InUse: len(p.inUse), Target: p.size.Min, Max: p.size.Max, LastError: p.lastErr}
 		if k.groups != "" {
-			st.SecurityGroups = strings.Split(k.groups, ",")
+			np.SecurityGroups = strings.Split(k.groups, ",")
 		}
-		out = append(out, st)
+		out[k.node] = append(out[k.node], np)
 	}
-	slices.SortFunc(out, func(a, b PoolState) int {
-		return strings.Compare(a.Node+"/"+string(a.Driver)+"/"+a.SubnetID, b.Node+"/"+string(b.Driver)+"/"+b.SubnetID)
-	})
+	for _, l := range out {
+		slices.SortFunc(l, func(a, b v1alpha1.NodePool) int {
+			return strings.Compare(string(a.Driver)+"/"+a.SubnetID+"/"+strings.Join(a.SecurityGroups, ","),
+				string(b.Driver)+"/"+b.SubnetID+"/"+strings.Join(b.SecurityGroups, ","))
+		})
+	}
 	return out
 }
 

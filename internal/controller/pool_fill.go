@@ -8,9 +8,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 )
 
@@ -55,7 +57,7 @@ func (ps *pools) round(ctx context.Context) {
 	ps.mu.Lock()
 	var keys []poolKey
 	for k, p := range ps.byKey {
-		if p.idle() < p.size.Min || len(p.warming)+len(p.unwired)+len(p.unsure) > 0 || !p.size.on() {
+		if p.short(time.Now()) || len(p.warming)+len(p.unwired)+len(p.unsure) > 0 || !p.size.on() {
 			keys = append(keys, k)
 		}
 	}
@@ -74,7 +76,25 @@ func (ps *pools) round(ctx context.Context) {
 		})
 	}
 	wg.Wait()
-	ps.r.metrics.setPoolPorts(ps.states(""))
+	pools := ps.byNode()
+	ps.r.metrics.setPoolPorts(pools)
+	ps.publish(ctx, pools)
+}
+
+// publish writes the pools of each node whose pools changed since last
+// written into its KuryrNode (a cache for operators: kuryrctl pools).
+func (ps *pools) publish(ctx context.Context, pools map[string][]v1alpha1.NodePool) {
+	for _, info := range ps.r.nodes.known() {
+		l := pools[info.Name]
+		if equality.Semantic.DeepEqual(l, ps.published[info.Name]) {
+			continue
+		}
+		if err := ps.r.recordNode(ctx, nil, info); err != nil {
+			log.FromContext(ctx).Info("KuryrNode pools not recorded", "node", info.Name, "reason", err.Error())
+			continue
+		}
+		ps.published[info.Name] = l
+	}
 }
 
 // fill brings one pool towards its min: one bulk create of a batch, one
@@ -113,7 +133,7 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 		return nil
 	}
 	n := min(p.size.Batch, p.size.Max-p.idle())
-	if p.idle() >= p.size.Min {
+	if !p.short(start) {
 		n = 0
 	}
 	ps.mu.Unlock()
@@ -129,6 +149,11 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 		ps.mu.Lock()
 		for _, port := range made {
 			p.unwired[port.ID] = port
+		}
+		if err != nil {
+			p.failed(time.Now())
+		} else {
+			p.failures, p.notBefore = 0, time.Time{}
 		}
 		ps.mu.Unlock()
 	}
@@ -162,7 +187,7 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 	if err == nil {
 		p.lastErr = ""
 	}
-	short := p.idle() < p.size.Min
+	short := p.short(time.Now())
 	ps.mu.Unlock()
 	if n > 0 {
 		ps.r.metrics.poolFill.Observe(time.Since(start).Seconds())

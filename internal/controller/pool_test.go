@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
 )
 
@@ -55,14 +59,14 @@ func (f *fixture) poolPorts() map[string]cloudsim.Port {
 }
 
 // pool returns the running controller's one pool of node.
-func (f *fixture) pool(node string) (PoolState, string) {
+func (f *fixture) pool(node string) (v1alpha1.NodePool, string) {
 	r := f.rec.Load()
 	if r == nil {
-		return PoolState{}, "no controller"
+		return v1alpha1.NodePool{}, "no controller"
 	}
-	st := r.pools.states(node)
+	st := r.pools.byNode()[node]
 	if len(st) != 1 {
-		return PoolState{}, fmt.Sprintf("%d pools of node %s: %+v", len(st), node, st)
+		return v1alpha1.NodePool{}, fmt.Sprintf("%d pools of node %s: %+v", len(st), node, st)
 	}
 	return st[0], fmt.Sprintf("%+v", st[0])
 }
@@ -131,11 +135,11 @@ func TestPoolFillTakeRecycle(t *testing.T) {
 		t.Fatalf("port creates %d and add_subports %d, want 2 and 2 (the first pod's and one per batch)", c, a)
 	}
 
-	before := f.calls.Load()
+	before, counts := f.calls.Load(), f.sim.Counts()
 	f.createPod("second", node, "")
 	kp := f.waitReady("second")
 	if n := f.calls.Load() - before; n != 1 {
-		t.Fatalf("the pooled pod's path made %d OpenStack requests, want 1 (%v)", n, f.sim.Counts())
+		t.Fatalf("the pooled pod's path made %d OpenStack requests, want 1 (%v)", n, countsSince(counts, f.sim.Counts()))
 	}
 	st := kp.Status.Interfaces[0]
 	pp, pooled := f.poolPorts()[st.PortID]
@@ -164,6 +168,15 @@ func TestPoolFillTakeRecycle(t *testing.T) {
 		t.Fatalf("release deleted %d ports, want none (recycled)", n-deletes)
 	}
 
+	f.eventually(20*time.Second, "the pool in the KuryrNode", func() (bool, string) {
+		var kn v1alpha1.KuryrNode
+		if err := f.c.Get(f.ctx, types.NamespacedName{Name: node}, &kn); err != nil {
+			return false, err.Error()
+		}
+		ps := kn.Status.Pools
+		return len(ps) == 1 && ps[0].Ready == 4 && ps[0].InUse == 0 && ps[0].Target == 3 && ps[0].Max == 4 &&
+			ps[0].Driver == v1alpha1.DriverNestedVLAN && slices.Equal(ps[0].SecurityGroups, []string{f.sg}), fmt.Sprintf("%+v", ps)
+	})
 	if _, err := NewGarbageCollector(f.rec.Load()).Collect(f.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -255,6 +268,17 @@ func without[V any](m map[string]V, key string) map[string]V {
 	for k, v := range m {
 		if k != key {
 			out[k] = v
+		}
+	}
+	return out
+}
+
+// countsSince returns the cloud's request counts that grew since before.
+func countsSince(before, now map[string]int64) map[string]int64 {
+	out := map[string]int64{}
+	for op, n := range now {
+		if n > before[op] {
+			out[op] = n - before[op]
 		}
 	}
 	return out
@@ -403,4 +427,72 @@ func TestPoolSlowCloud(t *testing.T) {
 		t.Errorf("%d writes in flight at once, the bound is 2", m)
 	}
 	t.Logf("creates answered too late: %d; most writes in flight: %d", slowCreates.Load(), f.maxWrites.Load())
+}
+
+// TestPoolNotFilledReported: a pool whose batch the subnet cannot hold is
+// reported with the cloud's reason (a Warning Event on the node, the
+// pool's last error in its KuryrNode), the pod is served the unpooled way,
+// and the KuryrNode records the pool for kuryrctl pools.
+func TestPoolNotFilledReported(t *testing.T) {
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	_, tiny, err := f.sim.SeedNetwork("tiny", "10.9.0.0/28")
+	must(t, err)
+	f.opts.PodSubnetID = tiny.ID
+	f.opts.Pools.NestedVLAN = PoolSize{Min: 16, Max: 16, Batch: 16}
+	f.startController()
+	f.createPod("first", node, "")
+	f.waitReady("first")
+
+	f.eventually(20*time.Second, "a Warning Event on the node with the cloud's reason", func() (bool, string) {
+		var list corev1.EventList
+		if err := f.c.List(f.ctx, &list); err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, e := range list.Items {
+			if e.InvolvedObject.Name == node {
+				seen = append(seen, e.Reason+": "+e.Message)
+				if e.Reason == reasonPoolFill && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, "No more IP addresses") {
+					return true, ""
+				}
+			}
+		}
+		return false, fmt.Sprint(seen)
+	})
+	f.eventually(20*time.Second, "the pool and its error in the KuryrNode", func() (bool, string) {
+		var kn v1alpha1.KuryrNode
+		if err := f.c.Get(f.ctx, types.NamespacedName{Name: node}, &kn); err != nil {
+			return false, err.Error()
+		}
+		ps := kn.Status.Pools
+		return len(ps) == 1 && ps[0].SubnetID == tiny.ID && ps[0].Target == 16 && ps[0].Ready == 0 &&
+			strings.Contains(ps[0].LastError, "IpAddressGenerationFailure"), fmt.Sprintf("%+v", ps)
+	})
+	if n := len(f.poolPorts()); n != 0 {
+		t.Fatalf("%d pool ports made on a subnet that cannot hold the batch", n)
+	}
+}
+
+// TestPoolRefillBacksOff: refills that fail are tried again after 2 s, 4 s,
+// ... up to a minute, not every round.
+func TestPoolRefillBacksOff(t *testing.T) {
+	t.Parallel()
+	p := newPool(PoolSize{Min: 2, Max: 4, Batch: 2})
+	now := time.Now()
+	if !p.short(now) {
+		t.Fatal("an empty pool with min 2 does not want a refill")
+	}
+	var waits []time.Duration
+	for range 8 {
+		p.failed(now)
+		waits = append(waits, p.notBefore.Sub(now))
+		if p.short(now) || !p.short(p.notBefore) {
+			t.Fatalf("after %d failures: refill wanted at once %v, at notBefore %v", p.failures, p.short(now), p.short(p.notBefore))
+		}
+	}
+	want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, time.Minute, time.Minute, time.Minute}
+	if !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
 }
