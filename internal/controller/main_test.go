@@ -161,6 +161,7 @@ func (f *fixture) startControllerAs(cfg *rest.Config, leaderElect bool) (stop fu
 	skip := true
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
+		Cache:                   CacheOptions(), // as deployed: the tests run on the trimmed cache
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
 		Controller:              config.Controller{SkipNameValidation: &skip},

@@ -55,13 +55,21 @@ func (ps *pools) Start(ctx context.Context) error {
 // bound, maxCloudWrites, keeps the cloud's load in check).
 func (ps *pools) round(ctx context.Context) {
 	ps.mu.Lock()
-	var keys []poolKey
+	var keys, others []poolKey
 	for k, p := range ps.byKey {
 		if p.short(time.Now()) || len(p.warming)+len(p.unwired)+len(p.unsure) > 0 || !p.size.on() {
 			keys = append(keys, k)
+		} else {
+			others = append(others, k)
 		}
 	}
 	ps.mu.Unlock()
+	for _, k := range others {
+		// A pool of a node that is gone is drained (a read of the cache).
+		if _, err := ps.nodeObject(ctx, k.node); apierrors.IsNotFound(err) {
+			keys = append(keys, k)
+		}
+	}
 	var wg sync.WaitGroup
 	for _, k := range keys {
 		wg.Go(func() {

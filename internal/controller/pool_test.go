@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
@@ -494,5 +495,82 @@ func TestPoolRefillBacksOff(t *testing.T) {
 	want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, time.Minute, time.Minute, time.Minute}
 	if !slices.Equal(waits, want) {
 		t.Fatalf("waits %v, want %v", waits, want)
+	}
+}
+
+// TestPoolMACVLANAndNodeGone: a nested-macvlan pool fills with one bulk
+// create and one update of the VM port's allowed address pairs, a pod
+// takes a pooled port with one call, and when the Node is deleted the
+// pool's idle port is released (off the VM's port, deleted) while the
+// pod's stays.
+func TestPoolMACVLANAndNodeGone(t *testing.T) {
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	vm := f.servers[node].ParentPort.ID
+	f.opts.DefaultDriver = v1alpha1.DriverNestedMACVLAN
+	f.opts.Pools.NestedMACVLAN = PoolSize{Min: 1, Max: 2, Batch: 2}
+	// Updates of the VM's port that Neutron took (a 412, someone else
+	// changed the port in between, is retried and not counted).
+	var vmUpdates atomic.Int64
+	f.interpose(5*time.Second, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method != http.MethodPut || !strings.HasSuffix(r.URL.Path, "/ports/"+vm) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		if rec.Code == http.StatusOK {
+			vmUpdates.Add(1)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	})
+	f.startController()
+	f.createPod("first", node, "")
+	f.waitReady("first")
+	f.waitPoolReady(node, 2)
+	// The first pod's own port and pair, and the pool's batch.
+	if c, u := f.sim.Count("neutron.ports.create"), vmUpdates.Load(); c != 2 || u != 2 {
+		t.Fatalf("port creates %d and updates of the VM's port %d, want 2 and 2", c, u)
+	}
+	allowed := func(id string) bool {
+		p, _ := f.sim.Port(id)
+		parent, _ := f.sim.Port(vm)
+		return len(p.FixedIPs) > 0 && slices.ContainsFunc(parent.AllowedAddressPairs, func(a cloudsim.AddressPair) bool {
+			return a.IPAddress == p.FixedIPs[0].IPAddress && strings.EqualFold(a.MACAddress, p.MACAddress)
+		})
+	}
+	for id := range f.poolPorts() {
+		if !allowed(id) {
+			t.Fatalf("pool port %s is not an allowed address pair of the VM's port", id)
+		}
+	}
+
+	before := f.calls.Load()
+	f.createPod("second", node, "")
+	taken := f.waitReady("second").Status.Interfaces[0].PortID
+	if n := f.calls.Load() - before; n != 1 {
+		t.Fatalf("the pooled pod's path made %d OpenStack requests, want 1", n)
+	}
+	var idle string
+	for id := range f.poolPorts() {
+		if id != taken {
+			idle = id
+		}
+	}
+	if _, ok := f.poolPorts()[taken]; !ok || idle == "" {
+		t.Fatalf("second pod's port %s is not pooled, or no idle port is left (%v)", taken, sortedKeys(f.poolPorts()))
+	}
+
+	must(t, f.c.Delete(f.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}))
+	f.eventually(20*time.Second, "the gone node's idle pool port released", func() (bool, string) {
+		_, present := f.sim.Port(idle)
+		return !present && !allowed(idle), fmt.Sprintf("present %v, allowed %v", present, allowed(idle))
+	})
+	if _, ok := f.sim.Port(taken); !ok || !allowed(taken) {
+		t.Fatalf("the pod's pooled port %s was released with the node's pool", taken)
 	}
 }
