@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,4 +83,16 @@ func TestOptionsPools(t *testing.T) {
 			t.Errorf("error %v does not name %s", err, field)
 		}
 	}
+}
+
+func TestOptionsPoolFlags(t *testing.T) {
+	t.Parallel()
+	o := Defaults()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	o.AddFlags(fs)
+	must(t, fs.Parse([]string{"--max-cloud-writes=3", "--pool-nested-vlan-min=1", "--pool-nested-vlan-max=8", "--pool-nested-vlan-batch=4", "--pool-nested-macvlan-max=2", "--pool-nested-macvlan-batch=2"}))
+	if o.MaxCloudWrites != 3 || o.Pools.NestedVLAN != (PoolSize{Min: 1, Max: 8, Batch: 4}) || o.Pools.NestedMACVLAN != (PoolSize{Max: 2, Batch: 2}) {
+		t.Fatalf("parsed %+v", o)
+	}
+	must(t, o.Validate())
 }
