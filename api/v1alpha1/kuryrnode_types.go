@@ -24,10 +24,35 @@ type KuryrNodeStatus struct {
 	// VLANIDs in use on that trunk.
 	// +optional
 	VLANIDs []int `json:"vlanIDs,omitempty"`
+	// Pools are the node's port pools, as the controller last saw them.
+	// +optional
+	Pools []NodePool `json:"pools,omitempty"`
 	// +listType=map
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// NodePool is one pool of ready ports on a node: a driver, a subnet and a
+// set of security groups.
+type NodePool struct {
+	Driver   Driver `json:"driver"`
+	SubnetID string `json:"subnetID"`
+	// +optional
+	SecurityGroups []string `json:"securityGroups,omitempty"`
+	// Ready ports are wired and ACTIVE: the next pods get them.
+	Ready int `json:"ready"`
+	// Warming ports are made and not ready yet (being wired, not ACTIVE).
+	Warming int `json:"warming"`
+	// InUse ports belong to pods.
+	InUse int `json:"inUse"`
+	// Target is the pool's min: below it the pool is refilled.
+	Target int `json:"target"`
+	// Max is the most idle ports the pool keeps.
+	Max int `json:"max"`
+	// LastError is why the last refill failed (the cloud's reason), if it did.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
 }
 
 // KuryrNode is the controller's per-node cache (cluster-scoped, named as the node).

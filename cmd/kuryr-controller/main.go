@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -93,7 +94,15 @@ func configArg(args []string) string {
 }
 
 func serve(ctx context.Context, f flags, opts controller.Options) error {
+	switch limit, ok, err := defaultMemoryLimit(os.Getenv, "/"); {
+	case err != nil:
+		klog.InfoS("no default memory limit", "reason", err.Error())
+	case ok:
+		debug.SetMemoryLimit(limit)
+		klog.InfoS("soft memory limit from the container's", "bytes", limit)
+	}
 	mgr, err := f.manager.New(ctrl.Options{
+		Cache:                   controller.CacheOptions(),
 		PprofBindAddress:        f.pprofAddr,
 		LeaderElection:          f.leaderElect,
 		LeaderElectionID:        "kuryr-controller.kuryr-dpdk.io",

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -35,6 +36,8 @@ Commands:
                uio_pci_generic, vfio-pci with an IOMMU, iommu_platform on virtio devices);
                exits 1 when DPDK interfaces cannot work here
   interfaces   list pods' interfaces: driver, state, MAC, IPs, VLAN ID, PCI address, bound driver
+  pools        list the controller's port pools per node: ready, warming, in use,
+               target (-o json for a JSON list)
   devices      list this node VM's virtio network devices with their drivers
   install-cni  install kuryr-cni and its network configuration into the runtime's CNI
                directories (atomically; the DaemonSet's init container runs it)
@@ -60,7 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root := fs.String("sysfs-root", "/", "root of the sysfs tree to read (<root>/sys)")
 	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file")
 	namespace := fs.String("namespace", "", "only pods of this namespace")
-	node := fs.String("node", "", "only pods on this node")
+	node := fs.String("node", "", "only pods on this node (pools: only this node's)")
+	output := fs.String("o", "table", "output format of pools: table or json")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -79,6 +83,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return devices(*root, stdout, stderr)
 	case "interfaces":
 		return interfaces(*kubeconfig, *namespace, *node, stdout, stderr)
+	case "pools":
+		return pools(*kubeconfig, *node, *output, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "kuryrctl", version.Version)
 		return 0
@@ -116,20 +122,28 @@ func or(s string) string {
 	return s
 }
 
-func interfaces(kubeconfig, namespace, node string, stdout, stderr io.Writer) int {
+func newClient(stderr io.Writer, kubeconfig string) (client.Client, bool) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		fmt.Fprintln(stderr, "kuryrctl: kubernetes client configuration:", err)
-		return 1
+		return nil, false
 	}
 	scheme, err := cmdutil.Scheme()
 	if err != nil {
 		fmt.Fprintln(stderr, "kuryrctl:", err)
-		return 1
+		return nil, false
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Fprintln(stderr, "kuryrctl:", err)
+		return nil, false
+	}
+	return c, true
+}
+
+func interfaces(kubeconfig, namespace, node string, stdout, stderr io.Writer) int {
+	c, ok := newClient(stderr, kubeconfig)
+	if !ok {
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -146,6 +160,30 @@ func interfaces(kubeconfig, namespace, node string, stdout, stderr io.Writer) in
 	if err := ctl.WriteInterfaces(stdout, list.Items); err != nil {
 		fmt.Fprintln(stderr, "kuryrctl:", err)
 		return 1
+	}
+	return 0
+}
+
+// pools prints the pools the controller records in the KuryrNodes.
+func pools(kubeconfig, node, output string, stdout, stderr io.Writer) int {
+	c, ok := newClient(stderr, kubeconfig)
+	if !ok {
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var list v1alpha1.KuryrNodeList
+	if err := c.List(ctx, &list); err != nil {
+		fmt.Fprintln(stderr, "kuryrctl: list KuryrNodes:", err)
+		return 1
+	}
+	nodes := list.Items
+	if node != "" {
+		nodes = slices.DeleteFunc(nodes, func(kn v1alpha1.KuryrNode) bool { return kn.Name != node })
+	}
+	if err := ctl.WritePools(stdout, ctl.Pools(nodes), output); err != nil {
+		fmt.Fprintln(stderr, "kuryrctl:", err)
+		return 2
 	}
 	return 0
 }

@@ -13,6 +13,7 @@ type Cloud interface {
 	openstack.PortCreator
 	openstack.PortReader
 	openstack.PortDeleter
+	openstack.PortTagger
 	openstack.AddressPairUpdater
 	openstack.NetworkReader
 	openstack.TrunkClient

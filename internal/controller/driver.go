@@ -33,6 +33,16 @@ type portDriver interface {
 	unwire(ctx context.Context, p openstack.Port) error
 }
 
+// poolWirer is a driver whose ports can be pooled: made and wired ahead of
+// any pod, a batch at a time (pool.go).
+type poolWirer interface {
+	// wireBatch wires ports to node in as few requests as the driver can
+	// (one for a batch) and returns the VLAN IDs by port (nested-vlan).
+	// Ports already wired are left as they are. what names the ports in
+	// errors.
+	wireBatch(ctx context.Context, node nodeInfo, what string, ports []openstack.Port) (map[string]int, error)
+}
+
 // wiring is one interface's cloud resources as far as they exist.
 type wiring struct {
 	port   openstack.Port

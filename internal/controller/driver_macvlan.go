@@ -31,13 +31,22 @@ func (d *macvlanDriver) prepare(node nodeInfo, spec *openstack.PortSpec) {
 }
 
 func (d *macvlanDriver) wire(ctx context.Context, node nodeInfo, _ string, p openstack.Port) (wiring, error) {
-	w := wiring{port: p}
-	if len(p.FixedIPs) == 0 {
-		return w, fmt.Errorf("port %s has no IP address to allow on port %s", p.ID, node.ParentPortID)
-	}
-	want := make([]openstack.AddressPair, 0, len(p.FixedIPs))
-	for _, f := range p.FixedIPs {
-		want = append(want, openstack.AddressPair{IPAddress: f.IPAddress, MACAddress: p.MACAddress})
+	_, err := d.wireBatch(ctx, node, "", []openstack.Port{p})
+	return wiring{port: p}, err
+}
+
+var _ poolWirer = (*macvlanDriver)(nil)
+
+// wireBatch allows every port's {ip, mac} on node's port in one update.
+func (d *macvlanDriver) wireBatch(ctx context.Context, node nodeInfo, _ string, ports []openstack.Port) (map[string]int, error) {
+	var want []openstack.AddressPair
+	for _, p := range ports {
+		if len(p.FixedIPs) == 0 {
+			return nil, fmt.Errorf("port %s has no IP address to allow on port %s", p.ID, node.ParentPortID)
+		}
+		for _, f := range p.FixedIPs {
+			want = append(want, openstack.AddressPair{IPAddress: f.IPAddress, MACAddress: p.MACAddress})
+		}
 	}
 	err := d.modify(ctx, node.ParentPortID, func(pairs []openstack.AddressPair) []openstack.AddressPair {
 		for _, w := range want {
@@ -48,9 +57,9 @@ func (d *macvlanDriver) wire(ctx context.Context, node nodeInfo, _ string, p ope
 		return pairs
 	})
 	if err != nil {
-		return w, fmt.Errorf("allow %s on port %s: %w", p.MACAddress, node.ParentPortID, err)
+		return nil, fmt.Errorf("allow %s (%d ports) on port %s: %w", want[0].MACAddress, len(ports), node.ParentPortID, err)
 	}
-	return w, nil
+	return nil, nil
 }
 
 // active: a MACVLAN port is never bound, so it never turns ACTIVE: it is

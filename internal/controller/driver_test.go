@@ -18,9 +18,18 @@ type fakeTrunks struct {
 	forgotten string
 }
 
-func (f *fakeTrunks) addSubport(context.Context, string, string) (int, error) { return f.vid, f.err }
-func (f *fakeTrunks) removeSubport(context.Context, string, string) error     { return nil }
-func (f *fakeTrunks) forget(node string)                                      { f.forgotten = node }
+func (f *fakeTrunks) addSubports(_ context.Context, _ string, ids []string) (map[string]int, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := map[string]int{}
+	for i, id := range ids {
+		out[id] = f.vid + i
+	}
+	return out, nil
+}
+func (f *fakeTrunks) removeSubport(context.Context, string, string) error { return nil }
+func (f *fakeTrunks) forget(node string)                                  { f.forgotten = node }
 
 // TestVLANDriverWire: a node without a trunk is terminal; a trunk that
 // vanished makes the node be looked up again; otherwise the port gets its

@@ -12,7 +12,9 @@ import (
 // node's trunk with a VLAN ID free on that trunk, and taken off again.
 // *nodes is one: it keeps the VLAN IDs in use per trunk.
 type trunkSubports interface {
-	addSubport(ctx context.Context, trunkID, portID string) (int, error)
+	// addSubports adds a batch of ports in one request and returns their
+	// VLAN IDs by port.
+	addSubports(ctx context.Context, trunkID string, portIDs []string) (map[string]int, error)
 	removeSubport(ctx context.Context, trunkID, portID string) error
 	// forget drops what is cached of node, e.g. after its trunk vanished.
 	forget(node string)
@@ -37,19 +39,29 @@ func (d *vlanDriver) prepare(node nodeInfo, spec *openstack.PortSpec) {
 
 func (d *vlanDriver) wire(ctx context.Context, node nodeInfo, ifName string, p openstack.Port) (wiring, error) {
 	w := wiring{port: p}
+	ids, err := d.wireBatch(ctx, node, "interface "+ifName, []openstack.Port{p})
+	w.vlanID = ids[p.ID]
+	return w, err
+}
+
+var _ poolWirer = (*vlanDriver)(nil)
+
+// wireBatch makes ports subports of node's trunk in one request; ports
+// already subports keep their VLAN IDs.
+func (d *vlanDriver) wireBatch(ctx context.Context, node nodeInfo, what string, ports []openstack.Port) (map[string]int, error) {
 	if node.TrunkID == "" {
-		return w, terminal(fmt.Errorf("interface %s is nested-vlan but node %s's port %s is not a trunk parent", ifName, node.Name, node.ParentPortID))
+		return nil, terminal(fmt.Errorf("%s is nested-vlan but node %s's port %s is not a trunk parent", what, node.Name, node.ParentPortID))
 	}
-	vid, err := d.trunks.addSubport(ctx, node.TrunkID, p.ID)
-	if err != nil {
-		if errors.Is(err, openstack.ErrNotFound) {
-			// The trunk is gone (node VM rebuilt?): look the node up again.
-			d.trunks.forget(node.Name)
-		}
-		return w, err
+	ids := make([]string, 0, len(ports))
+	for _, p := range ports {
+		ids = append(ids, p.ID)
 	}
-	w.vlanID = vid
-	return w, nil
+	vids, err := d.trunks.addSubports(ctx, node.TrunkID, ids)
+	if err != nil && errors.Is(err, openstack.ErrNotFound) {
+		// The trunk is gone (node VM rebuilt?): look the node up again.
+		d.trunks.forget(node.Name)
+	}
+	return vids, err
 }
 
 // active: the port is as fresh as this reconcile's read (or creation): a

@@ -80,7 +80,7 @@ func (g *GarbageCollector) Collect(ctx context.Context) (int, error) {
 	released := 0
 	var errs []error
 	for uid := range orphans {
-		if err := g.r.releasePod(ctx, uid); err != nil {
+		if err := g.r.releasePod(ctx, uid, false); err != nil {
 			if !errors.Is(err, errDetachPending) {
 				errs = append(errs, err)
 			}

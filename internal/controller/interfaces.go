@@ -79,15 +79,34 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 		entry.Message = err.Error()
 		return entry, err
 	}
-	port, err := r.ensurePort(ctx, pod, node, req, drv, existing)
-	if err != nil {
-		entry.Message = err.Error()
-		return entry, err
+	var w wiring
+	pooled := false
+	if existing == nil {
+		// Taken moments ago (the informer has not brought the status yet),
+		// or taken now: wired ahead of any pod, the tag write was its one
+		// call.
+		if w, pooled = r.created.pooled(pod.UID, req.IfName); !pooled {
+			w, pooled, err = r.pools.take(ctx, node, pod.UID, req)
+			if err != nil {
+				entry.Message = err.Error()
+				return entry, err
+			}
+			if pooled {
+				r.created.putPooled(pod.UID, req.IfName, w)
+			}
+		}
 	}
-	w, err := drv.wire(ctx, node, req.IfName, port)
-	if err != nil {
-		entry.PortID, entry.Message = port.ID, err.Error()
-		return entry, err
+	if !pooled {
+		port, err := r.ensurePort(ctx, pod, node, req, drv, existing)
+		if err != nil {
+			entry.Message = err.Error()
+			return entry, err
+		}
+		w, err = drv.wire(ctx, node, req.IfName, port)
+		if err != nil {
+			entry.PortID, entry.Message = port.ID, err.Error()
+			return entry, err
+		}
 	}
 	entry, err = r.describe(ctx, req, w)
 	entry.State, entry.Message = v1alpha1.StatePending, "waiting for the port to become ACTIVE"

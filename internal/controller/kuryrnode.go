@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,6 +21,7 @@ func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info 
 	st := v1alpha1.KuryrNodeStatus{
 		ServerID: info.ServerID, ParentPortID: info.ParentPortID, ParentMAC: info.ParentMAC,
 		ParentIPs: info.ParentIPs, TrunkID: info.TrunkID, VLANIDs: r.nodes.vlanIDs(info.TrunkID),
+		Pools: r.pools.byNode()[info.Name],
 	}
 	kn := &v1alpha1.KuryrNode{}
 	err := r.client.Get(ctx, types.NamespacedName{Name: info.Name}, kn)
@@ -39,7 +41,8 @@ func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info 
 		return fmt.Errorf("get KuryrNode %s: %w", info.Name, err)
 	}
 	if kn.Status.ServerID == st.ServerID && kn.Status.TrunkID == st.TrunkID && kn.Status.ParentPortID == st.ParentPortID &&
-		slices.Equal(kn.Status.VLANIDs, st.VLANIDs) && slices.Equal(kn.Status.ParentIPs, st.ParentIPs) {
+		slices.Equal(kn.Status.VLANIDs, st.VLANIDs) && slices.Equal(kn.Status.ParentIPs, st.ParentIPs) &&
+		equality.Semantic.DeepEqual(kn.Status.Pools, st.Pools) {
 		return nil
 	}
 	st.Conditions = kn.Status.Conditions

@@ -31,6 +31,11 @@ func (l *portLookup) port(ctx context.Context, ifName string, cur *v1alpha1.Inte
 		id = cur.PortID
 	}
 	if id == "" {
+		if _, ok := l.r.created.pooled(l.uid, ifName); ok {
+			// Taken from a pool moments ago, wired and ACTIVE: the
+			// caller uses what the take returned, with no call.
+			return nil, nil
+		}
 		// Made by this process moments ago, and the informer has not
 		// brought the status that records it yet.
 		id = l.r.created.get(l.uid, ifName)
@@ -83,25 +88,50 @@ func (l *portLookup) list(ctx context.Context) error {
 // status that records them when the pod is next reconciled.
 type createdPorts struct {
 	mu sync.Mutex
-	m  map[types.UID]map[string]string
+	m  map[types.UID]map[string]createdPort
 }
 
+// createdPort is a port made for an interface, or taken from a pool (then
+// with its wiring, which needs no check).
+type createdPort struct {
+	w      wiring
+	pooled bool
+}
+
+// put records port portID, created for the pod's interface.
 func (c *createdPorts) put(uid types.UID, ifName, portID string) {
+	c.record(uid, ifName, createdPort{w: wiring{port: openstack.Port{ID: portID}}})
+}
+
+// putPooled records w, a ready port the interface took from a pool.
+func (c *createdPorts) putPooled(uid types.UID, ifName string, w wiring) {
+	c.record(uid, ifName, createdPort{w: w, pooled: true})
+}
+
+func (c *createdPorts) record(uid types.UID, ifName string, cp createdPort) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[types.UID]map[string]string{}
+		c.m = map[types.UID]map[string]createdPort{}
 	}
 	if c.m[uid] == nil {
-		c.m[uid] = map[string]string{}
+		c.m[uid] = map[string]createdPort{}
 	}
-	c.m[uid][ifName] = portID
+	c.m[uid][ifName] = cp
 }
 
 func (c *createdPorts) get(uid types.UID, ifName string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.m[uid][ifName]
+	return c.m[uid][ifName].w.port.ID
+}
+
+// pooled returns the wiring of a port the interface took from a pool.
+func (c *createdPorts) pooled(uid types.UID, ifName string) (wiring, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cp := c.m[uid][ifName]
+	return cp.w, cp.pooled
 }
 
 func (c *createdPorts) forget(uid types.UID) {

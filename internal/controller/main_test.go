@@ -64,6 +64,9 @@ type fixture struct {
 	sg        string
 	servers   map[string]cloudsim.SeededServer // by node name
 	calls     atomic.Int64                     // OpenStack requests made by the controller
+	rec       atomic.Pointer[PodReconciler]    // the running controller's reconciler
+	writes    atomic.Int64                     // OpenStack writes in flight, as the controller's client sees them
+	maxWrites atomic.Int64                     // the most writes ever in flight at once
 }
 
 func newFixture(t *testing.T, nodes int) *fixture {
@@ -89,15 +92,7 @@ func newFixture(t *testing.T, nodes int) *fixture {
 	f.podSubnet = pods.ID
 	f.sg = f.sim.SeedSecurityGroup("pods").ID
 
-	creds := f.sim.Credentials()
-	hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		f.calls.Add(1)
-		return http.DefaultTransport.RoundTrip(r)
-	})}
-	f.cloud, err = openstack.New(ctx, openstack.Config{AuthURL: f.sim.AuthURL(), Username: creds.UserName, Password: creds.Password,
-		UserDomainName: creds.DomainName, ProjectName: creds.ProjectName, ProjectDomainName: creds.DomainName,
-		RequestTimeout: 5 * time.Second, HTTPClient: hc})
-	must(t, err)
+	f.cloud = f.newCloudClient(5 * time.Second)
 
 	f.c, err = client.New(env.Config, client.Options{Scheme: scheme})
 	must(t, err)
@@ -123,6 +118,28 @@ func newFixture(t *testing.T, nodes int) *fixture {
 	return f
 }
 
+// newCloudClient returns a client of the simulated cloud (at its current
+// base URL) whose requests count in f.calls.
+func (f *fixture) newCloudClient(timeout time.Duration) *openstack.Client {
+	f.t.Helper()
+	creds := f.sim.Credentials()
+	hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		f.calls.Add(1)
+		if r.Method != http.MethodGet && !strings.Contains(r.URL.Path, "/identity/") {
+			n := f.writes.Add(1)
+			defer f.writes.Add(-1)
+			for m := f.maxWrites.Load(); n > m && !f.maxWrites.CompareAndSwap(m, n); m = f.maxWrites.Load() {
+			}
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+	c, err := openstack.New(f.ctx, openstack.Config{AuthURL: f.sim.AuthURL(), Username: creds.UserName, Password: creds.Password,
+		UserDomainName: creds.DomainName, ProjectName: creds.ProjectName, ProjectDomainName: creds.DomainName,
+		RequestTimeout: timeout, HTTPClient: hc})
+	must(f.t, err)
+	return c
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -144,6 +161,7 @@ func (f *fixture) startControllerAs(cfg *rest.Config, leaderElect bool) (stop fu
 	skip := true
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
+		Cache:                   CacheOptions(), // as deployed: the tests run on the trimmed cache
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
 		Controller:              config.Controller{SkipNameValidation: &skip},
@@ -154,6 +172,7 @@ func (f *fixture) startControllerAs(cfg *rest.Config, leaderElect bool) (stop fu
 	must(f.t, err)
 	r := NewPodReconciler(mgr.GetClient(), f.cloud, mgr.GetEventRecorder("kuryr-controller"), f.opts, nil)
 	must(f.t, r.SetupWithManager(mgr))
+	f.rec.Store(r)
 	must(f.t, mgr.Add(NewGarbageCollector(r)))
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan error, 1)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
 
 // metrics of the controller. Reconcile counts and durations come from
@@ -27,6 +29,9 @@ type metrics struct {
 	podsWaiting  prometheus.Gauge
 	podReady     prometheus.Histogram
 	gcReleased   prometheus.Counter
+	poolTakes    *prometheus.CounterVec
+	poolFill     prometheus.Histogram
+	poolPorts    *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,9 +59,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		gcReleased: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kuryr_controller_gc_ports_released_total", Help: "Ports of vanished pods released by the garbage collector.",
 		}),
+		poolTakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kuryr_controller_pool_takes_total", Help: "Interfaces that asked a pool for a port, by driver and result (hit or miss).",
+		}, []string{"driver", "result"}),
+		poolFill: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "kuryr_controller_pool_fill_seconds", Help: "Duration of one pool refill: bulk create, wiring, listing.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}),
+		poolPorts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kuryr_controller_pool_ports", Help: "Pooled ports by driver and state (ready, warming, in_use), all nodes together.",
+		}, []string{"driver", "state"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.portsCreated, m.portsDeleted, m.attaches, m.detaches, m.podsWaiting, m.podReady, m.gcReleased)
+		reg.MustRegister(m.portsCreated, m.portsDeleted, m.attaches, m.detaches, m.podsWaiting, m.podReady, m.gcReleased,
+			m.poolTakes, m.poolFill, m.poolPorts)
 	}
 	return m
 }
@@ -71,6 +87,19 @@ func (m *metrics) setWaiting(uid types.UID, waiting bool) {
 		delete(m.waiting, uid)
 	}
 	m.podsWaiting.Set(float64(len(m.waiting)))
+}
+
+// setPoolPorts sets the pool size gauges from the pools of every node.
+func (m *metrics) setPoolPorts(byNode map[string][]v1alpha1.NodePool) {
+	m.poolPorts.Reset()
+	for _, l := range byNode {
+		for _, st := range l {
+			d := string(st.Driver)
+			m.poolPorts.WithLabelValues(d, "ready").Add(float64(st.Ready))
+			m.poolPorts.WithLabelValues(d, "warming").Add(float64(st.Warming))
+			m.poolPorts.WithLabelValues(d, "in_use").Add(float64(st.InUse))
+		}
+	}
 }
 
 // CloudMetrics instruments the HTTP client the OpenStack layer uses: every

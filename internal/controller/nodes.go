@@ -251,10 +251,11 @@ func (ns *nodes) load(ctx context.Context, trunkID string, t *trunkVLANs) error 
 
 const maxVLANAttempts = 6
 
-// addSubport makes portID a subport of trunkID with a VLAN ID free on that
-// trunk (never a global set) and returns the ID. A port that already is a
-// subport keeps its ID. On 409 (someone took the ID) it reloads and picks again.
-func (ns *nodes) addSubport(ctx context.Context, trunkID, portID string) (int, error) {
+// addSubports makes every port of portIDs a subport of trunkID in one
+// request (a pool's batch), each with a VLAN ID free on that trunk, and
+// returns the IDs by port. Ports that already are subports keep their IDs
+// and are not sent. On 409 (someone took an ID) it reloads and picks again.
+func (ns *nodes) addSubports(ctx context.Context, trunkID string, portIDs []string) (map[string]int, error) {
 	t := ns.trunk(trunkID)
 	var lastErr error
 	for attempt := 0; attempt < maxVLANAttempts; attempt++ {
@@ -262,43 +263,49 @@ func (ns *nodes) addSubport(ctx context.Context, trunkID, portID string) (int, e
 		if !t.loaded || attempt > 0 {
 			if err := ns.load(ctx, trunkID, t); err != nil {
 				t.mu.Unlock()
-				return 0, err
+				return nil, err
 			}
 		}
-		if vid, ok := t.byPort[portID]; ok {
-			t.mu.Unlock()
-			return vid, nil
-		}
-		vid := 0
-		for v := 1; v <= 4094; v++ {
-			if !t.used[v] {
-				vid = v
-				break
+		out := map[string]int{}
+		var subs []openstack.Subport
+		next := 1
+		for _, id := range portIDs {
+			if vid, ok := t.byPort[id]; ok {
+				out[id] = vid
+				continue
 			}
+			for next <= 4094 && t.used[next] {
+				next++
+			}
+			if next > 4094 {
+				t.mu.Unlock()
+				return nil, fmt.Errorf("trunk %s has no free VLAN ID for port %s", trunkID, id)
+			}
+			// Reserve it, and call Neutron without the lock so that pods
+			// on the same node are wired in parallel.
+			t.used[next], t.byPort[id], out[id] = true, next, next
+			subs = append(subs, openstack.Subport{PortID: id, SegmentationType: "vlan", SegmentationID: next})
 		}
-		if vid == 0 {
-			t.mu.Unlock()
-			return 0, fmt.Errorf("trunk %s has no free VLAN ID", trunkID)
-		}
-		// Reserve it, and call Neutron without the lock so that pods on the
-		// same node are wired in parallel.
-		t.used[vid], t.byPort[portID] = true, vid
 		t.mu.Unlock()
-
-		_, err := ns.cloud.AddSubports(ctx, trunkID, []openstack.Subport{{PortID: portID, SegmentationType: "vlan", SegmentationID: vid}})
+		if len(subs) == 0 {
+			return out, nil
+		}
+		_, err := ns.cloud.AddSubports(ctx, trunkID, subs)
 		if err == nil {
-			return vid, nil
+			return out, nil
 		}
 		t.mu.Lock()
-		delete(t.used, vid)
-		delete(t.byPort, portID)
+		for _, s := range subs {
+			delete(t.used, s.SegmentationID)
+			delete(t.byPort, s.PortID)
+		}
 		t.mu.Unlock()
 		if !errors.Is(err, openstack.ErrConflict) {
-			return 0, fmt.Errorf("add port %s to trunk %s as VLAN %d: %w", portID, trunkID, vid, err)
+			return nil, fmt.Errorf("add %d ports to trunk %s (first %s as VLAN %d): %w", len(subs), trunkID, subs[0].PortID, subs[0].SegmentationID, err)
 		}
 		lastErr = err
 	}
-	return 0, fmt.Errorf("add port %s to trunk %s: VLAN ID still taken after %d attempts: %w", portID, trunkID, maxVLANAttempts, lastErr)
+	return nil, fmt.Errorf("add %d ports to trunk %s: VLAN IDs still taken after %d attempts: %w", len(portIDs), trunkID, maxVLANAttempts, lastErr)
 }
 
 // removeSubport takes portID off trunkID; a subport already gone is fine.

@@ -53,6 +53,45 @@ type Options struct {
 	// concurrent writes to Neutron, which it serialises anyway (measured in
 	// docs/benchmarks.md).
 	Workers int `json:"workers"`
+	// MaxCloudWrites bounds the OpenStack writes (creates, deletes, tag,
+	// trunk, address pair and Nova attach calls) in flight at once, pools
+	// included; 0 is no bound.
+	MaxCloudWrites int `json:"maxCloudWrites"`
+	// Pools keep ports ready per (node, subnet, security groups) so that a
+	// pod's interface costs one Neutron call. Off unless max is set.
+	Pools PoolOptions `json:"pools"`
+}
+
+// PoolOptions size the pools of each driver that has them.
+type PoolOptions struct {
+	NestedVLAN    PoolSize `json:"nestedVLAN"`
+	NestedMACVLAN PoolSize `json:"nestedMACVLAN"`
+}
+
+// PoolSize sizes one pool. Max 0 turns the driver's pools off.
+type PoolSize struct {
+	// Min ready ports: below it the pool is refilled.
+	Min int `json:"min"`
+	// Max ready ports (created, wired, waiting): a released port goes back
+	// to the pool only below it, and a refill never goes above it.
+	Max int `json:"max"`
+	// Batch is how many ports one refill makes: one bulk create and one
+	// wiring call (add_subports, or one allowed-address-pairs update).
+	Batch int `json:"batch"`
+}
+
+// on says whether the pools of this size are on.
+func (s PoolSize) on() bool { return s.Max > 0 }
+
+// size returns the pool size of driver d (off for drivers without pools).
+func (o PoolOptions) size(d v1alpha1.Driver) PoolSize {
+	switch d {
+	case v1alpha1.DriverNestedVLAN:
+		return o.NestedVLAN
+	case v1alpha1.DriverNestedMACVLAN:
+		return o.NestedMACVLAN
+	}
+	return PoolSize{}
 }
 
 // Duration is a time.Duration written as "30s" in the config file.
@@ -82,6 +121,7 @@ func Defaults() Options {
 		GCPeriod:          Duration{5 * time.Minute},
 		ReleaseGrace:      Duration{2 * time.Minute},
 		Workers:           8,
+		MaxCloudWrites:    16,
 	}
 }
 
@@ -121,6 +161,15 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.GCPeriod.Duration, "gc-period", o.GCPeriod.Duration, "how often ports of vanished pods are released")
 	fs.DurationVar(&o.ReleaseGrace.Duration, "release-grace", o.ReleaseGrace.Duration, "how long a deleted pod's interfaces wait for the daemon to unplug them")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "pods handled at once")
+	fs.IntVar(&o.MaxCloudWrites, "max-cloud-writes", o.MaxCloudWrites, "OpenStack writes in flight at once (0: no bound)")
+	poolFlags(fs, "nested-vlan", &o.Pools.NestedVLAN)
+	poolFlags(fs, "nested-macvlan", &o.Pools.NestedMACVLAN)
+}
+
+func poolFlags(fs *flag.FlagSet, driver string, s *PoolSize) {
+	fs.IntVar(&s.Min, "pool-"+driver+"-min", s.Min, "ready "+driver+" ports kept per pool (node, subnet, security groups)")
+	fs.IntVar(&s.Max, "pool-"+driver+"-max", s.Max, "most ready "+driver+" ports per pool; 0 turns its pools off")
+	fs.IntVar(&s.Batch, "pool-"+driver+"-batch", s.Batch, driver+" ports made by one refill (one bulk create)")
 }
 
 func splitList(s string) []string {
@@ -167,6 +216,18 @@ func (o *Options) Validate() error {
 	}
 	if o.Workers < 1 || o.Workers > 1000 {
 		bad("workers", "%d must be within 1..1000", o.Workers)
+	}
+	if o.MaxCloudWrites < 0 {
+		bad("maxCloudWrites", "%d must not be negative", o.MaxCloudWrites)
+	}
+	for name, ps := range map[string]PoolSize{"pools.nestedVLAN": o.Pools.NestedVLAN, "pools.nestedMACVLAN": o.Pools.NestedMACVLAN} {
+		switch {
+		case ps == (PoolSize{}):
+		case ps.Min < 0 || ps.Max < 1 || ps.Min > ps.Max:
+			bad(name, "min %d and max %d must satisfy 0 <= min <= max, max >= 1", ps.Min, ps.Max)
+		case ps.Batch < 1 || ps.Batch > ps.Max:
+			bad(name+".batch", "%d must be within 1..max (%d)", ps.Batch, ps.Max)
+		}
 	}
 	return errors.Join(errs...)
 }

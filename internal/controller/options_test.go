@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,4 +58,41 @@ func TestOptionsLoadFile(t *testing.T) {
 			t.Errorf("%s: error %q names neither the field nor the value", name, err)
 		}
 	}
+}
+
+func TestOptionsPools(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "pools.yaml")
+	must(t, os.WriteFile(p, []byte("maxCloudWrites: 4\npools:\n  nestedVLAN: {min: 2, max: 8, batch: 4}\n"), 0o600))
+	o := Defaults()
+	must(t, o.LoadFile(p))
+	if o.MaxCloudWrites != 4 || o.Pools.NestedVLAN != (PoolSize{Min: 2, Max: 8, Batch: 4}) || o.Pools.NestedMACVLAN.on() {
+		t.Fatalf("loaded %+v", o)
+	}
+	must(t, o.Validate())
+	if Defaults().Pools.NestedVLAN.on() || Defaults().Pools.NestedMACVLAN.on() {
+		t.Fatal("pools are on by default")
+	}
+	o.MaxCloudWrites = -1
+	o.Pools.NestedVLAN = PoolSize{Min: 9, Max: 8, Batch: 4}
+	o.Pools.NestedMACVLAN = PoolSize{Min: 1, Max: 2, Batch: 3}
+	err := o.Validate()
+	for _, field := range []string{"maxCloudWrites:", "pools.nestedVLAN:", "pools.nestedMACVLAN.batch:"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("error %v does not name %s", err, field)
+		}
+	}
+}
+
+func TestOptionsPoolFlags(t *testing.T) {
+	t.Parallel()
+	o := Defaults()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	o.AddFlags(fs)
+	must(t, fs.Parse([]string{"--max-cloud-writes=3", "--pool-nested-vlan-min=1", "--pool-nested-vlan-max=8", "--pool-nested-vlan-batch=4", "--pool-nested-macvlan-max=2", "--pool-nested-macvlan-batch=2"}))
+	if o.MaxCloudWrites != 3 || o.Pools.NestedVLAN != (PoolSize{Min: 1, Max: 8, Batch: 4}) || o.Pools.NestedMACVLAN != (PoolSize{Max: 2, Batch: 2}) {
+		t.Fatalf("parsed %+v", o)
+	}
+	must(t, o.Validate())
 }

@@ -35,19 +35,22 @@ type PodReconciler struct {
 	nets     *netCache
 	metrics  *metrics
 	created  createdPorts
+	pools    *pools
 	now      func() time.Time
 }
 
 // NewPodReconciler builds the reconciler. reg may be nil (no metrics).
 func NewPodReconciler(c client.Client, cloud Cloud, rec recorder.EventRecorder, opts Options, reg prometheus.Registerer) *PodReconciler {
-	cloud = retryingCloud{cloud}
+	cloud = retryingCloud{limitWrites(cloud, opts.MaxCloudWrites)}
 	m := newMetrics(reg)
 	ns := newNodes(cloud, opts.WorkerSubnetIDs)
-	return &PodReconciler{
+	r := &PodReconciler{
 		client: c, cloud: cloud, recorder: rec, opts: opts,
 		nodes: ns, drivers: newDrivers(cloud, ns, m), nets: newNetCache(cloud),
 		metrics: m, now: time.Now,
 	}
+	r.pools = newPools(r)
+	return r
 }
 
 // podDone says the pod has finished for good: none of its containers will
@@ -232,7 +235,11 @@ func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alph
 	}
 	if uid != "" {
 		r.metrics.setWaiting(uid, false)
-		if err := r.releasePod(ctx, uid); err != nil {
+		// A pooled port goes back to its pool only once the daemon has
+		// unplugged it (not when the grace ran out, nor for a pod whose
+		// KuryrPod is gone and with it the record of what is plugged).
+		recycle := kp != nil && plugged(kp) == ""
+		if err := r.releasePod(ctx, uid, recycle); err != nil {
 			if errors.Is(err, errDetachPending) {
 				logger.V(1).Info("waiting for Nova to detach", "pod", uid, "reason", err.Error())
 				return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil

@@ -15,6 +15,7 @@ const (
 	reasonFailed       = "InterfacesFailed"
 	reasonPending      = "InterfacesPending"
 	reasonActive       = "InterfacesActive"
+	reasonPoolFill     = "PoolNotFilled"
 	reasonNodeNotReady = "NodeNotReady"
 	reasonPlanned      = "Planned"
 )

@@ -20,9 +20,11 @@ func (r *PodReconciler) podPorts(ctx context.Context, uid types.UID) ([]openstac
 }
 
 // releasePod unwires and deletes every port of the pod with uid, as Neutron
-// knows them (so it works whatever the KuryrPod says or lost). It returns
-// errDetachPending while Nova is still detaching a port.
-func (r *PodReconciler) releasePod(ctx context.Context, uid types.UID) error {
+// knows them (so it works whatever the KuryrPod says or lost). With
+// recycle (the daemon has unplugged them) a pooled port goes back to its
+// pool instead when the pool wants it. It returns errDetachPending while
+// Nova is still detaching a port.
+func (r *PodReconciler) releasePod(ctx context.Context, uid types.UID, recycle bool) error {
 	r.created.forget(uid)
 	ports, err := r.podPorts(ctx, uid)
 	if err != nil {
@@ -30,6 +32,15 @@ func (r *PodReconciler) releasePod(ctx context.Context, uid types.UID) error {
 	}
 	var errs []error
 	for _, p := range ports {
+		if recycle {
+			ok, err := r.pools.recycle(ctx, p)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if ok || err != nil {
+				continue
+			}
+		}
 		errs = append(errs, r.releasePort(ctx, p))
 	}
 	return errors.Join(errs...)
@@ -60,5 +71,6 @@ func (r *PodReconciler) releasePort(ctx context.Context, p openstack.Port) error
 		return fmt.Errorf("delete port %s: %w", p.ID, err)
 	}
 	r.metrics.portsDeleted.Inc()
+	r.pools.released(p)
 	return nil
 }

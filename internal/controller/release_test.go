@@ -157,7 +157,7 @@ func TestReleasesPortsOfThePreviousTagSchema(t *testing.T) {
 
 	r := NewPodReconciler(f.c, f.cloud, nil, f.opts, nil)
 	f.eventually(20*time.Second, "the old pod's ports released", func() (bool, string) {
-		if err := r.releasePod(f.ctx, "0ld-pod-uid"); err != nil {
+		if err := r.releasePod(f.ctx, "0ld-pod-uid", false); err != nil {
 			return false, err.Error()
 		}
 		return f.leftovers() == "", f.leftovers()

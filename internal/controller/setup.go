@@ -30,6 +30,11 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.KuryrPod{}, indexWaitingFor, waitingForIndex); err != nil {
 		return fmt.Errorf("index KuryrPods by %s: %w", indexWaitingFor, err)
 	}
+	if r.opts.Pools.any() {
+		if err := mgr.Add(r.pools); err != nil {
+			return fmt.Errorf("add the pools: %w", err)
+		}
+	}
 	scheduled := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		p, ok := o.(*corev1.Pod)
 		return ok && p.Spec.NodeName != "" && !p.Spec.HostNetwork

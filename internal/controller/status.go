@@ -132,7 +132,7 @@ func (r *PodReconciler) fanOut(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 // requeues, counts and reports as the outcome says.
 func (r *PodReconciler) apply(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod, v verdict) (ctrl.Result, error) {
 	if v.outcome == outcomeFailed {
-		if err := r.releasePod(ctx, pod.UID); err != nil {
+		if err := r.releasePod(ctx, pod.UID, false); err != nil {
 			if errors.Is(err, errDetachPending) {
 				return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil
 			}

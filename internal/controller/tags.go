@@ -33,6 +33,9 @@ const (
 	// subport of. Neutron itself marks subports only once an agent binds
 	// them (device_owner trunk:subport), so the tag is what release trusts.
 	tagPrefixTrunk = "kuryr-trunk="
+	// tagPrefixPool marks a port made for a pool, with the node whose pool
+	// it is in; its subnet and security groups are its own fields.
+	tagPrefixPool = "kuryr-pool="
 )
 
 // tagSchemaV1 is the tag schema this controller writes.

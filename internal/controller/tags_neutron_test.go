@@ -112,7 +112,7 @@ func TestTagSchemaOnRealNeutron(t *testing.T) {
 		t.Fatalf("VM port pairs before release %+v, %v; want the nested-macvlan port's", pp.AllowedAddressPairs, err)
 	}
 
-	must(t, r.releasePod(ctx, uid))
+	must(t, r.releasePod(ctx, uid, false))
 	if left, err := r.podPorts(ctx, uid); err != nil || len(left) != 0 {
 		t.Fatalf("after release the pod's tags still find %d ports, %v", len(left), err)
 	}

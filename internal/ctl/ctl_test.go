@@ -3,6 +3,7 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -90,5 +91,42 @@ func TestWriteInterfaces(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 3 || !strings.Contains(lines[1], "101") || !strings.Contains(lines[2], "0000:01:00.0") || !strings.Contains(lines[2], "uio_pci_generic") {
 		t.Fatalf("table:\n%s", out.String())
+	}
+}
+
+func TestWritePools(t *testing.T) {
+	t.Parallel()
+	nodes := []v1alpha1.KuryrNode{
+		{ObjectMeta: metav1.ObjectMeta{Name: "node-2"}, Status: v1alpha1.KuryrNodeStatus{Pools: []v1alpha1.NodePool{
+			{Driver: v1alpha1.DriverNestedMACVLAN, SubnetID: "s2", Ready: 0, Target: 2, Max: 4, LastError: "quota exceeded"},
+		}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}, Status: v1alpha1.KuryrNodeStatus{Pools: []v1alpha1.NodePool{
+			{Driver: v1alpha1.DriverNestedVLAN, SubnetID: "s1", SecurityGroups: []string{"sg1", "sg2"}, Ready: 3, Warming: 1, InUse: 5, Target: 4, Max: 8},
+		}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "node-3"}},
+	}
+	pools := Pools(nodes)
+	var table bytes.Buffer
+	if err := WritePools(&table, pools, ""); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(table.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "node-1") || !strings.Contains(lines[1], "sg1,sg2") ||
+		strings.Join(strings.Fields(lines[1])[4:9], " ") != "3 1 5 4 8" || !strings.Contains(lines[2], "quota exceeded") {
+		t.Fatalf("table:\n%s", table.String())
+	}
+	var js bytes.Buffer
+	if err := WritePools(&js, pools, "json"); err != nil {
+		t.Fatal(err)
+	}
+	var back []map[string]any
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 2 || back[0]["node"] != "node-1" || back[0]["ready"] != float64(3) || back[0]["inUse"] != float64(5) || back[0]["target"] != float64(4) {
+		t.Fatalf("json:\n%s", js.String())
+	}
+	if err := WritePools(&js, pools, "yaml"); err == nil {
+		t.Fatal("an unknown output format was accepted")
 	}
 }

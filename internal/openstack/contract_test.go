@@ -341,6 +341,8 @@ func runContract(t *testing.T, tg contractTarget) {
 		wantClass(t, err, ErrNotFound, 404, "TrunkNotFound")
 	})
 
+	t.Run("pool batch: bulk create then one add_subports then tags replaced", func(t *testing.T) { contractPoolBatch(t, tg) })
+
 	t.Run("binding", func(t *testing.T) {
 		f := newFixture(t, tg, "10.96.0.0/24")
 		p, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, Tags: []string{f.tag}})

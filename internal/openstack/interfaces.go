@@ -20,6 +20,12 @@ type PortDeleter interface {
 	DeletePort(ctx context.Context, id string) error
 }
 
+// PortTagger replaces a port's tags in one request (a pooled port taken by
+// a pod, or given back).
+type PortTagger interface {
+	ReplacePortTags(ctx context.Context, id string, tags []string) ([]string, error)
+}
+
 // SecurityGroupUpdater sets a port's security groups.
 type SecurityGroupUpdater interface {
 	UpdatePortSecurityGroups(ctx context.Context, id string, groups []string) (Port, error)
@@ -63,6 +69,7 @@ var (
 	_ PortCreator          = (*Client)(nil)
 	_ PortReader           = (*Client)(nil)
 	_ PortDeleter          = (*Client)(nil)
+	_ PortTagger           = (*Client)(nil)
 	_ SecurityGroupUpdater = (*Client)(nil)
 	_ AddressPairUpdater   = (*Client)(nil)
 	_ NetworkReader        = (*Client)(nil)

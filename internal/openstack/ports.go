@@ -140,6 +140,21 @@ func (c *Client) ensureTags(ctx context.Context, p Port, tags []string) (Port, e
 	return p, nil
 }
 
+// ReplacePortTags sets the tags of port id to tags (PUT /ports/{id}/tags,
+// one request) and returns the tags Neutron kept.
+func (c *Client) ReplacePortTags(ctx context.Context, id string, tags []string) ([]string, error) {
+	rctx, cancel := c.requestCtx(ctx)
+	defer cancel()
+	if tags == nil {
+		tags = []string{}
+	}
+	got, err := attributestags.ReplaceAll(rctx, c.network, "ports", id, attributestags.ReplaceAllOpts{Tags: tags}).Extract()
+	if err != nil {
+		return nil, classify("replace tags of port "+id, err)
+	}
+	return got, nil
+}
+
 // GetPort returns port id.
 func (c *Client) GetPort(ctx context.Context, id string) (Port, error) {
 	return request(ctx, c, "get port "+id, "port", "port", func(ctx context.Context) gophercloud.Result {

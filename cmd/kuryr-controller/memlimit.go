@@ -1,0 +1,41 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// memoryLimitShare is the part of the container's memory limit the Go
+// runtime aims to stay under: the GC works harder as the heap nears it,
+// well before the kernel's OOM killer acts at the limit itself.
+const memoryLimitShare = 0.9
+
+// defaultMemoryLimit returns the soft memory limit to give the Go runtime
+// when GOMEMLIMIT is not set: memoryLimitShare of the cgroup v2 limit
+// (<root>/sys/fs/cgroup/memory.max). ok is false when GOMEMLIMIT is set
+// (the runtime already reads it) or there is no limit to follow.
+func defaultMemoryLimit(getenv func(string) string, root string) (limit int64, ok bool, err error) {
+	if getenv("GOMEMLIMIT") != "" {
+		return 0, false, nil
+	}
+	path := filepath.Join(root, "sys/fs/cgroup/memory.max")
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read the container's memory limit: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "max" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false, fmt.Errorf("memory limit %q in %s is not a number of bytes", s, path)
+	}
+	return int64(float64(n) * memoryLimitShare), true, nil
+}

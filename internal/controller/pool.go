@@ -1,0 +1,321 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
+)
+
+// Pools keep ports made and wired ahead of any pod, per (node, driver,
+// subnet, security groups), so that a pod's interface costs one Neutron
+// call: the tag write that records its owner. The tags are the lock and the
+// record: a pooled port carries the cluster's tags, its driver's, and
+// kuryr-pool=<node>; taking it adds kuryr-pod and kuryr-ifname (one
+// PUT /ports/{id}/tags), giving it back removes them. After a restart the
+// pools are rebuilt from Neutron alone: a port with a pod tag is that pod's,
+// one without is ready again (once its wiring is checked).
+//
+// Which interfaces a pool can serve: nested-vlan and nested-macvlan ones
+// that name their security groups and ask for no fixed IP or MAC; the
+// others take the unpooled path. A pool is made by the first interface that
+// misses it (and by the rebuild); it is refilled in the background (fill.go
+// in pool_fill.go).
+type pools struct {
+	r    *PodReconciler
+	kick chan struct{}
+
+	mu     sync.Mutex
+	byKey  map[poolKey]*pool
+	loaded bool // rebuilt from Neutron: until then every take misses
+
+	// published is what the fill loop last wrote to each KuryrNode.
+	published map[string][]v1alpha1.NodePool
+}
+
+// poolKey names one pool. groups is the sorted, comma-joined security
+// group IDs.
+type poolKey struct {
+	node     string
+	driver   v1alpha1.Driver
+	subnetID string
+	groups   string
+}
+
+func newPoolKey(node string, d v1alpha1.Driver, subnetID string, groups []string) poolKey {
+	g := slices.Clone(groups)
+	slices.Sort(g)
+	return poolKey{node: node, driver: d, subnetID: subnetID, groups: strings.Join(slices.Compact(g), ",")}
+}
+
+// keyOfPort reads the pool of port p from its own tags and fields; ok is
+// false for a port made for a pod.
+func keyOfPort(p openstack.Port) (poolKey, bool) {
+	node := tagValue(p.Tags, tagPrefixPool)
+	d := tagValue(p.Tags, tagPrefixDriver)
+	if node == "" || d == "" || len(p.FixedIPs) == 0 {
+		return poolKey{}, false
+	}
+	return newPoolKey(node, v1alpha1.Driver(d), p.FixedIPs[0].SubnetID, p.SecurityGroups), true
+}
+
+// pool is one pool's ports, each in exactly one of the sets.
+type pool struct {
+	size PoolSize
+	// ready ports are wired and ACTIVE: a pod gets one as it is.
+	ready []wiring
+	// warming ports are wired and not ACTIVE yet (or not read since).
+	warming map[string]wiring
+	// unwired ports were made (or found after a restart, or given back)
+	// and their wiring is not known to be done.
+	unwired map[string]openstack.Port
+	// inUse ports belong to a pod (its tag is written, or being written).
+	inUse map[string]bool
+	// unsure ports are in use, but the write of their pod's tag failed: a
+	// listing that started after the failure says whether it landed.
+	unsure map[string]time.Time
+	// deleted ports were released here; a listing older than the delete
+	// must not bring them back.
+	deleted map[string]bool
+
+	lastErr string
+	// failures counts refills failed in a row; none is tried before
+	// notBefore (exponential backoff: a full subnet or an exhausted quota
+	// is not asked again every second).
+	failures  int
+	notBefore time.Time
+}
+
+// short says whether the pool wants a refill now.
+func (p *pool) short(now time.Time) bool {
+	return p.idle() < p.size.Min && !now.Before(p.notBefore)
+}
+
+// failed records a failed refill and returns when the next may be tried.
+func (p *pool) failed(now time.Time) {
+	p.failures++
+	p.notBefore = now.Add(min(time.Second<<min(p.failures, 6), time.Minute))
+}
+
+func newPool(size PoolSize) *pool {
+	return &pool{size: size, warming: map[string]wiring{}, unwired: map[string]openstack.Port{},
+		inUse: map[string]bool{}, unsure: map[string]time.Time{}, deleted: map[string]bool{}}
+}
+
+// idle counts the ports no pod has.
+func (p *pool) idle() int { return len(p.ready) + len(p.warming) + len(p.unwired) }
+
+// forget drops port id from every set.
+func (p *pool) forget(id string) {
+	p.ready = slices.DeleteFunc(p.ready, func(w wiring) bool { return w.port.ID == id })
+	delete(p.warming, id)
+	delete(p.unwired, id)
+	delete(p.inUse, id)
+	delete(p.unsure, id)
+}
+
+func (p *pool) has(id string) bool {
+	_, w := p.warming[id]
+	_, u := p.unwired[id]
+	return w || u || p.inUse[id] || slices.ContainsFunc(p.ready, func(w wiring) bool { return w.port.ID == id })
+}
+
+func newPools(r *PodReconciler) *pools {
+	return &pools{r: r, kick: make(chan struct{}, 1), byKey: map[poolKey]*pool{}, published: map[string][]v1alpha1.NodePool{}}
+}
+
+var _ manager.LeaderElectionRunnable = (*pools)(nil)
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable: only the
+// leader fills, as only it reconciles pods.
+func (ps *pools) NeedLeaderElection() bool { return true }
+
+// any says whether some driver has pools.
+func (o PoolOptions) any() bool { return o.NestedVLAN.on() || o.NestedMACVLAN.on() }
+
+// wake asks the fill loop for a round without waiting for it.
+func (ps *pools) wake() {
+	select {
+	case ps.kick <- struct{}{}:
+	default:
+	}
+}
+
+// eligible returns the pool that could serve req on node.
+func (ps *pools) eligible(node nodeInfo, req v1alpha1.InterfaceRequest) (poolKey, bool) {
+	if !ps.r.opts.Pools.size(req.Driver).on() || req.MAC != "" || len(req.IPs) > 0 || len(req.SecurityGroups) == 0 {
+		return poolKey{}, false
+	}
+	if req.Driver == v1alpha1.DriverNestedVLAN && node.TrunkID == "" {
+		return poolKey{}, false
+	}
+	return newPoolKey(node.Name, req.Driver, req.SubnetID, req.SecurityGroups), true
+}
+
+// take hands a ready port of req's pool to the pod with uid: one Neutron
+// call, the tag write that records the owner. ok is false on a miss (no
+// pool serves req, or it is empty: the pool is made or refilled in the
+// background and the caller takes the unpooled path).
+func (ps *pools) take(ctx context.Context, node nodeInfo, uid types.UID, req v1alpha1.InterfaceRequest) (w wiring, ok bool, err error) {
+	key, ok := ps.eligible(node, req)
+	if !ok {
+		return wiring{}, false, nil
+	}
+	ps.mu.Lock()
+	p := ps.byKey[key]
+	if p == nil && ps.loaded {
+		p = newPool(ps.r.opts.Pools.size(req.Driver))
+		ps.byKey[key] = p
+	}
+	if p == nil || len(p.ready) == 0 {
+		ps.mu.Unlock()
+		ps.r.metrics.poolTakes.WithLabelValues(string(req.Driver), "miss").Inc()
+		ps.wake()
+		return wiring{}, false, nil
+	}
+	w = p.ready[len(p.ready)-1]
+	p.ready = p.ready[:len(p.ready)-1]
+	p.inUse[w.port.ID] = true
+	low := p.idle() < p.size.Min
+	ps.mu.Unlock()
+	if low {
+		ps.wake()
+	}
+
+	tags := append(withoutOwner(w.port.Tags), podTag(uid), tagPrefixIfName+req.IfName)
+	got, err := ps.r.cloud.ReplacePortTags(ctx, w.port.ID, tags)
+	if err != nil {
+		ps.mu.Lock()
+		p.unsure[w.port.ID] = time.Now()
+		ps.mu.Unlock()
+		ps.wake()
+		return wiring{}, false, fmt.Errorf("take pooled port %s for interface %s of pod %s: %w", w.port.ID, req.IfName, uid, err)
+	}
+	w.port.Tags = got
+	ps.r.metrics.poolTakes.WithLabelValues(string(req.Driver), "hit").Inc()
+	return w, true, nil
+}
+
+// withoutOwner returns tags without the pod's tags.
+func withoutOwner(tags []string) []string {
+	return slices.DeleteFunc(slices.Clone(tags), func(t string) bool {
+		return strings.HasPrefix(t, tagPrefixPod) || strings.HasPrefix(t, tagPrefixIfName)
+	})
+}
+
+// recycle gives pooled port p, released by its pod (which the daemon has
+// unplugged), back to its pool when the pool wants it: its pod's tags are
+// removed (one call) and its wiring stays. ok is false when the pool does
+// not want it (full, gone, not rebuilt yet): the caller deletes it.
+func (ps *pools) recycle(ctx context.Context, p openstack.Port) (ok bool, err error) {
+	key, isPool := keyOfPort(p)
+	if !isPool {
+		return false, nil
+	}
+	ps.mu.Lock()
+	pl := ps.byKey[key]
+	want := ps.loaded && pl != nil && pl.size.on() && pl.idle() < pl.size.Max
+	ps.mu.Unlock()
+	if !want {
+		return false, nil
+	}
+	tags, err := ps.r.cloud.ReplacePortTags(ctx, p.ID, withoutOwner(p.Tags))
+	if err != nil {
+		return false, fmt.Errorf("give port %s back to the pool of node %s: %w", p.ID, key.node, err)
+	}
+	p.Tags = tags
+	ps.mu.Lock()
+	pl.forget(p.ID)
+	// Its wiring is checked again (no call when the cache knows it) before
+	// it is handed out.
+	pl.unwired[p.ID] = p
+	ps.mu.Unlock()
+	ps.wake()
+	return true, nil
+}
+
+// released tells the pools that port p was deleted.
+func (ps *pools) released(p openstack.Port) {
+	key, isPool := keyOfPort(p)
+	if !isPool {
+		return
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if pl := ps.byKey[key]; pl != nil {
+		pl.forget(p.ID)
+		pl.deleted[p.ID] = true
+	}
+}
+
+// rebuild reads every pool port of the cluster from Neutron: one with a
+// pod tag is that pod's; one without is idle, its wiring checked by the
+// next fill before it is handed out.
+func (ps *pools) rebuild(ctx context.Context) error {
+	ports, err := ps.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(ps.r.opts.ClusterID)}})
+	if err != nil {
+		return fmt.Errorf("list this cluster's ports to rebuild the pools: %w", err)
+	}
+	byKey := map[poolKey]*pool{}
+	for _, p := range ports {
+		key, ok := keyOfPort(p)
+		if !ok {
+			continue
+		}
+		pl := byKey[key]
+		if pl == nil {
+			pl = newPool(ps.r.opts.Pools.size(key.driver))
+			byKey[key] = pl
+		}
+		if tagValue(p.Tags, tagPrefixPod) != "" {
+			pl.inUse[p.ID] = true
+		} else {
+			pl.unwired[p.ID] = p
+		}
+	}
+	ps.mu.Lock()
+	ps.byKey, ps.loaded = byKey, true
+	ps.mu.Unlock()
+	return nil
+}
+
+// byNode returns every pool as recorded in KuryrNodes, by node, in a
+// stable order.
+func (ps *pools) byNode() map[string][]v1alpha1.NodePool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	out := map[string][]v1alpha1.NodePool{}
+	for k, p := range ps.byKey {
+		np := v1alpha1.NodePool{Driver: k.driver, SubnetID: k.subnetID, Ready: len(p.ready),
+			Warming: len(p.warming) + len(p.unwired), InUse: len(p.inUse), Target: p.size.Min, Max: p.size.Max, LastError: p.lastErr}
+		if k.groups != "" {
+			np.SecurityGroups = strings.Split(k.groups, ",")
+		}
+		out[k.node] = append(out[k.node], np)
+	}
+	for _, l := range out {
+		slices.SortFunc(l, func(a, b v1alpha1.NodePool) int {
+			return strings.Compare(string(a.Driver)+"/"+a.SubnetID+"/"+strings.Join(a.SecurityGroups, ","),
+				string(b.Driver)+"/"+b.SubnetID+"/"+strings.Join(b.SecurityGroups, ","))
+		})
+	}
+	return out
+}
+
+// nodeObject returns node name as a Kubernetes object (nil when gone).
+func (ps *pools) nodeObject(ctx context.Context, name string) (*corev1.Node, error) {
+	var n corev1.Node
+	if err := ps.r.client.Get(ctx, types.NamespacedName{Name: name}, &n); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}

@@ -1,0 +1,226 @@
+package controller
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestPoolKilledMidFillRebuilds: the controller is killed while a pool's
+// batch is made but not yet on the trunk (the add_subports request is held
+// until the client goes); the restarted controller rebuilds the pool from
+// Neutron's tags, wires the batch, makes no new port, and hands each port
+// out once.
+func TestPoolKilledMidFillRebuilds(t *testing.T) {
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	f.opts.Pools.NestedVLAN = PoolSize{Min: 3, Max: 3, Batch: 3}
+	var holding atomic.Bool // batches of subports wait for the client to go
+	holding.Store(true)
+	inFill := make(chan struct{}, 1)
+	f.interpose(5*time.Second, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if strings.HasSuffix(r.URL.Path, "/add_subports") && subportsIn(body(r)) > 1 {
+			if holding.Load() {
+				select {
+				case inFill <- struct{}{}:
+				default:
+				}
+				<-r.Context().Done()
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+	stop := f.startController()
+	f.createPod("first", node, "")
+	select {
+	case <-inFill:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the pool's add_subports never came")
+	}
+	made := f.poolPorts()
+	stop()
+	if len(made) != 3 {
+		t.Fatalf("killed with %d pool ports made, want the batch of 3", len(made))
+	}
+	for id := range made {
+		if f.subportVLAN(node, id) != 0 {
+			t.Fatalf("pool port %s is a subport already: the kill did not land mid-fill", id)
+		}
+	}
+
+	holding.Store(false)
+	// No refill after the restart: the pods below must get the rebuilt ports.
+	f.opts.Pools.NestedVLAN.Min = 0
+	creates := f.sim.Count("neutron.ports.create")
+	f.startController()
+	f.waitReady("first")
+	f.waitPoolReady(node, 3)
+	if got := f.readyPortIDs(node); !slices.Equal(got, sortedKeys(made)) {
+		t.Fatalf("rebuilt pool holds %v, want the batch made before the kill %v", got, sortedKeys(made))
+	}
+	for id := range made {
+		if f.subportVLAN(node, id) == 0 {
+			t.Fatalf("rebuilt pool port %s was not put on the trunk", id)
+		}
+	}
+	if n := f.sim.Count("neutron.ports.create") - creates; n != 0 {
+		t.Fatalf("%d port creates after the restart, want none", n)
+	}
+	// Each pooled port goes to one pod.
+	taken := map[string]string{}
+	for i := range 3 {
+		name := fmt.Sprintf("p%d", i)
+		f.createPod(name, node, "")
+		kp := f.waitReady(name)
+		id := kp.Status.Interfaces[0].PortID
+		if _, ok := made[id]; !ok {
+			t.Fatalf("pod %s got port %s, not one of the rebuilt pool", name, id)
+		}
+		if other, dup := taken[id]; dup {
+			t.Fatalf("port %s handed to %s and %s", id, other, name)
+		}
+		taken[id] = name
+	}
+}
+
+// TestPoolKilledMidTake: the controller is killed after Neutron recorded a
+// pod's tag on a pooled port and before the controller heard back (so
+// before any status write); the restarted controller gives the pod that
+// same port, and the pool never hands it to another pod.
+func TestPoolKilledMidTake(t *testing.T) {
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	f.opts.Pools.NestedVLAN = PoolSize{Min: 2, Max: 2, Batch: 2}
+	var holding atomic.Bool
+	tagged := make(chan string, 1)
+	f.interpose(5*time.Second, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/tags") && holding.Load() && strings.Contains(body(r), tagPrefixPod) {
+			// Neutron does the write; its answer never reaches the controller.
+			next.ServeHTTP(httptest.NewRecorder(), r)
+			select {
+			case tagged <- strings.Split(strings.TrimPrefix(r.URL.Path, "/network/v2.0/ports/"), "/")[0]:
+			default:
+			}
+			<-r.Context().Done()
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+	stop := f.startController()
+	f.createPod("first", node, "")
+	f.waitReady("first")
+	f.waitPoolReady(node, 2)
+
+	holding.Store(true)
+	taker := f.createPod("taker", node, "")
+	var portID string
+	select {
+	case portID = <-tagged:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the pooled port's tag write never came")
+	}
+	// The take left the pool one below min: let its refill be made first.
+	f.eventually(20*time.Second, "the refill after the take", func() (bool, string) {
+		return len(f.poolPorts()) == 3, fmt.Sprint(len(f.poolPorts()), " pool ports")
+	})
+	stop()
+	holding.Store(false)
+	if p, _ := f.sim.Port(portID); tagValue(p.Tags, tagPrefixPod) != string(taker.UID) {
+		t.Fatalf("port %s tags %v: the kill did not land after the tag write", portID, p.Tags)
+	}
+	if kp, err := f.kuryrPod("taker"); err == nil && len(kp.Status.Interfaces) > 0 && kp.Status.Interfaces[0].PortID != "" {
+		t.Fatalf("the status was written before the kill (%+v): the kill did not land mid-take", kp.Status)
+	}
+
+	f.opts.Pools.NestedVLAN.Min = 0 // no refill: the other pod must get the other pooled port
+	f.startController()
+	kp := f.waitReady("taker")
+	if got := kp.Status.Interfaces[0].PortID; got != portID {
+		t.Fatalf("after the restart the pod has port %s, want the one tagged for it, %s", got, portID)
+	}
+	// Before the kill the take had asked for a refill (one below min):
+	// the pool holds that port too.
+	pool := f.poolPorts()
+	if len(pool) != 3 {
+		t.Fatalf("%d pool ports, want 3 (2 made, 1 refilled after the take)", len(pool))
+	}
+	f.eventually(20*time.Second, "the rebuilt pool with the taker's port in use and the others ready", func() (bool, string) {
+		st, s := f.pool(node)
+		return st.InUse == 1 && slices.Equal(f.readyPortIDs(node), sortedKeys(without(pool, portID))), s + fmt.Sprint(f.readyPortIDs(node))
+	})
+	f.createPod("other", node, "")
+	other := f.waitReady("other").Status.Interfaces[0].PortID
+	if other == portID {
+		t.Fatalf("port %s handed out twice", portID)
+	}
+	if _, ok := pool[other]; !ok {
+		t.Fatalf("other pod got %s, not the remaining pooled port", other)
+	}
+	if n := len(f.poolPorts()); n != 3 {
+		t.Fatalf("%d pool ports, want the 3 made before the kill", n)
+	}
+}
+
+// TestPoolSlowCloud: every port create answers after the client's timeout
+// (Neutron made the ports, the controller never hears it) and writes are
+// bounded to 2 at once: no port is made twice for one interface or one
+// pool, none is leaked, and no more than 2 writes are ever in flight.
+func TestPoolSlowCloud(t *testing.T) {
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	f.opts.Pools.NestedVLAN = PoolSize{Min: 3, Max: 3, Batch: 3}
+	f.opts.MaxCloudWrites = 2
+	const timeout = 700 * time.Millisecond
+	var slowCreates atomic.Int64
+	f.interpose(timeout, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v2.0/ports") {
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			slowCreates.Add(1)
+			<-r.Context().Done() // answer only after the client gave up
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+	f.startController()
+	const pods = 4
+	for i := range pods {
+		f.createPod(fmt.Sprintf("p%d", i), node, "")
+	}
+	for i := range pods {
+		f.waitReady(fmt.Sprintf("p%d", i))
+	}
+	f.waitPoolReady(node, 3)
+	if slowCreates.Load() == 0 {
+		t.Fatal("no create was slower than the client: the test proves nothing")
+	}
+	// Leak check, with the slow cloud still on: every port of ours is a
+	// live pod's interface (one each) or a pool port the pool knows.
+	owners := map[string]string{}
+	ready := f.readyPortIDs(node)
+	for _, p := range f.ourPorts() {
+		owner := tagValue(p.Tags, tagPrefixPod) + "/" + tagValue(p.Tags, tagPrefixIfName)
+		switch {
+		case tagValue(p.Tags, tagPrefixPod) != "":
+			if prev, dup := owners[owner]; dup {
+				t.Errorf("interface %s has two ports, %s and %s", owner, prev, p.ID)
+			}
+			owners[owner] = p.ID
+		case !slices.Contains(ready, p.ID):
+			t.Errorf("port %s (%v) belongs to no pod and is not in the pool %v: leaked", p.ID, p.Tags, ready)
+		}
+	}
+	if len(owners) != pods {
+		t.Errorf("%d pod interfaces have ports, want %d", len(owners), pods)
+	}
+	if m := f.maxWrites.Load(); m > 2 {
+		t.Errorf("%d writes in flight at once, the bound is 2", m)
+	}
+	t.Logf("creates answered too late: %d; most writes in flight: %d", slowCreates.Load(), f.maxWrites.Load())
+}

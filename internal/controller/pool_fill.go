@@ -1,0 +1,344 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
+)
+
+// poolTick is how often the pools are looked at without being woken (a
+// warming port turning ACTIVE is not an event the controller sees).
+const poolTick = time.Second
+
+// Start implements manager.Runnable: it rebuilds the pools from Neutron,
+// then fills them whenever woken (a miss, a take below min, a port given
+// back) and every poolTick.
+func (ps *pools) Start(ctx context.Context) error {
+	logger := log.FromContext(ctx).WithName("pools")
+	ctx = log.IntoContext(ctx, logger)
+	for {
+		err := ps.rebuild(ctx)
+		if err == nil {
+			break
+		}
+		logger.Error(err, "pools not rebuilt yet: every interface takes the unpooled path")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(poolTick):
+		}
+	}
+	t := time.NewTicker(poolTick)
+	defer t.Stop()
+	for {
+		ps.round(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ps.kick:
+		case <-t.C:
+		}
+	}
+}
+
+// round fills every pool that has work, the pools in parallel (the write
+// bound, maxCloudWrites, keeps the cloud's load in check).
+func (ps *pools) round(ctx context.Context) {
+	ps.mu.Lock()
+	var keys, others []poolKey
+	for k, p := range ps.byKey {
+		if p.short(time.Now()) || len(p.warming)+len(p.unwired)+len(p.unsure) > 0 || !p.size.on() {
+			keys = append(keys, k)
+		} else {
+			others = append(others, k)
+		}
+	}
+	ps.mu.Unlock()
+	for _, k := range others {
+		// A pool of a node that is gone is drained (a read of the cache).
+		if _, err := ps.nodeObject(ctx, k.node); apierrors.IsNotFound(err) {
+			keys = append(keys, k)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Go(func() {
+			if err := ps.fill(ctx, k); err != nil {
+				log.FromContext(ctx).Info("pool not filled", "node", k.node, "driver", k.driver, "subnet", k.subnetID, "reason", err.Error())
+				ps.mu.Lock()
+				if p := ps.byKey[k]; p != nil {
+					p.lastErr = err.Error()
+				}
+				ps.mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	pools := ps.byNode()
+	ps.r.metrics.setPoolPorts(pools)
+	ps.publish(ctx, pools)
+}
+
+// publish writes the pools of each node whose pools changed since last
+// written into its KuryrNode (a cache for operators: kuryrctl pools).
+func (ps *pools) publish(ctx context.Context, pools map[string][]v1alpha1.NodePool) {
+	for _, info := range ps.r.nodes.known() {
+		l := pools[info.Name]
+		if equality.Semantic.DeepEqual(l, ps.published[info.Name]) {
+			continue
+		}
+		if err := ps.r.recordNode(ctx, nil, info); err != nil {
+			log.FromContext(ctx).Info("KuryrNode pools not recorded", "node", info.Name, "reason", err.Error())
+			continue
+		}
+		ps.published[info.Name] = l
+	}
+}
+
+// fill brings one pool towards its min: one bulk create of a batch, one
+// wiring call for every port not known wired, then one listing of the
+// node's pool ports that promotes the ACTIVE ones, adopts ports a lost
+// answer hid (a create that timed out is found by its tags before another
+// batch is made) and settles unsure takes.
+func (ps *pools) fill(ctx context.Context, key poolKey) error {
+	start := time.Now()
+	nodeObj, err := ps.nodeObject(ctx, key.node)
+	if apierrors.IsNotFound(err) || (err == nil && !ps.r.opts.Pools.size(key.driver).on()) {
+		// The node is gone (or its driver's pools were turned off): its
+		// idle ports are released; ports of pods are the pods' business.
+		return ps.drain(ctx, key)
+	}
+	if err != nil {
+		return fmt.Errorf("get node %s: %w", key.node, err)
+	}
+	node, _, err := ps.r.nodes.resolve(ctx, nodeObj)
+	if err != nil {
+		return err
+	}
+	drv, err := ps.r.drivers.get(key.driver)
+	if err != nil {
+		return err
+	}
+	wirer, ok := drv.(poolWirer)
+	if !ok {
+		return fmt.Errorf("driver %s has no pools", key.driver)
+	}
+
+	ps.mu.Lock()
+	p := ps.byKey[key]
+	if p == nil {
+		ps.mu.Unlock()
+		return nil
+	}
+	n := min(p.size.Batch, p.size.Max-p.idle())
+	if !p.short(start) {
+		n = 0
+	}
+	ps.mu.Unlock()
+
+	var errs []error
+	if n > 0 {
+		made, err := ps.create(ctx, key, node, drv, n)
+		if err != nil {
+			ps.r.recorder.Eventf(nodeObj, nil, corev1.EventTypeWarning, reasonPoolFill, "FillPool",
+				"pool of %s ports on subnet %s not filled: %s", key.driver, key.subnetID, err.Error())
+			errs = append(errs, err)
+		}
+		ps.mu.Lock()
+		for _, port := range made {
+			p.unwired[port.ID] = port
+		}
+		if err != nil {
+			p.failed(time.Now())
+		} else {
+			p.failures, p.notBefore = 0, time.Time{}
+		}
+		ps.mu.Unlock()
+	}
+
+	ps.mu.Lock()
+	var todo []openstack.Port
+	for _, port := range p.unwired {
+		todo = append(todo, port)
+	}
+	ps.mu.Unlock()
+	if len(todo) > 0 {
+		vids, err := wirer.wireBatch(ctx, node, fmt.Sprintf("pool of node %s on subnet %s", key.node, key.subnetID), todo)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			ps.mu.Lock()
+			for _, port := range todo {
+				if _, still := p.unwired[port.ID]; still {
+					delete(p.unwired, port.ID)
+					p.warming[port.ID] = wiring{port: port, vlanID: vids[port.ID]}
+				}
+			}
+			ps.mu.Unlock()
+		}
+	}
+	if err := ps.refresh(ctx, key, node, drv); err != nil {
+		errs = append(errs, err)
+	}
+	err = errors.Join(errs...)
+	ps.mu.Lock()
+	if err == nil {
+		p.lastErr = ""
+	}
+	short := p.short(time.Now())
+	ps.mu.Unlock()
+	if n > 0 {
+		ps.r.metrics.poolFill.Observe(time.Since(start).Seconds())
+	}
+	if short && err == nil {
+		ps.wake()
+	}
+	return err
+}
+
+// create makes n ports of pool key in one bulk request. The subnet and
+// network are read here (and cached), so that a pod taking one of these
+// ports finds them known.
+func (ps *pools) create(ctx context.Context, key poolKey, node nodeInfo, drv portDriver, n int) ([]openstack.Port, error) {
+	subnet, err := ps.r.nets.subnet(ctx, key.subnetID)
+	if err != nil {
+		return nil, fmt.Errorf("subnet %s of pool of node %s: %w", key.subnetID, key.node, err)
+	}
+	if _, err := ps.r.nets.network(ctx, subnet.NetworkID); err != nil {
+		return nil, fmt.Errorf("network %s of pool of node %s: %w", subnet.NetworkID, key.node, err)
+	}
+	specs := make([]openstack.PortSpec, 0, n)
+	for range n {
+		spec := openstack.PortSpec{
+			NetworkID: subnet.NetworkID, SubnetID: subnet.ID, Name: poolPortName(key.node),
+			SecurityGroups: keyGroups(key),
+			Tags:           append(portTags(ps.r.opts.ClusterID, key.driver), tagPrefixPool+key.node),
+		}
+		drv.prepare(node, &spec)
+		specs = append(specs, spec)
+	}
+	made, err := ps.r.cloud.CreatePorts(ctx, specs)
+	if err != nil {
+		return made, fmt.Errorf("create %d ports for the pool of node %s on subnet %s: %w", n, key.node, key.subnetID, err)
+	}
+	ps.r.metrics.portsCreated.WithLabelValues(string(key.driver)).Add(float64(len(made)))
+	return made, nil
+}
+
+// refresh lists the node's pool ports once and brings pool key in line
+// with what Neutron says (see fill).
+func (ps *pools) refresh(ctx context.Context, key poolKey, node nodeInfo, drv portDriver) error {
+	started := time.Now()
+	listed, err := ps.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(ps.r.opts.ClusterID), tagPrefixPool + key.node}})
+	if err != nil {
+		return fmt.Errorf("list the pool ports of node %s: %w", key.node, err)
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p := ps.byKey[key]
+	if p == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, lp := range listed {
+		if k, ok := keyOfPort(lp); !ok || k != key {
+			continue
+		}
+		seen[lp.ID] = true
+		owned := tagValue(lp.Tags, tagPrefixPod) != ""
+		switch w, warming := p.warming[lp.ID]; {
+		case p.inUse[lp.ID]:
+			if at, unsure := p.unsure[lp.ID]; unsure && at.Before(started) {
+				// This listing began after the failed tag write: it
+				// says whether the write landed.
+				delete(p.unsure, lp.ID)
+				if !owned {
+					delete(p.inUse, lp.ID)
+					p.unwired[lp.ID] = lp
+				}
+			}
+		case warming:
+			if drv.active(node, lp) {
+				delete(p.warming, lp.ID)
+				w.port = lp
+				p.ready = append(p.ready, w)
+			}
+		case p.has(lp.ID) || p.deleted[lp.ID]:
+		case owned:
+			p.inUse[lp.ID] = true
+		default:
+			// Made by a create whose answer was lost.
+			p.unwired[lp.ID] = lp
+		}
+	}
+	for id := range p.warming {
+		if !seen[id] {
+			p.forget(id)
+		}
+	}
+	for id := range p.deleted {
+		if !seen[id] {
+			delete(p.deleted, id)
+		}
+	}
+	return nil
+}
+
+// drain releases the idle ports of pool key (its node is gone, or its
+// driver's pools are off) and drops the pool once it has none.
+func (ps *pools) drain(ctx context.Context, key poolKey) error {
+	ps.mu.Lock()
+	p := ps.byKey[key]
+	if p == nil {
+		ps.mu.Unlock()
+		return nil
+	}
+	var idle []openstack.Port
+	for _, w := range p.ready {
+		idle = append(idle, w.port)
+	}
+	for _, w := range p.warming {
+		idle = append(idle, w.port)
+	}
+	for _, port := range p.unwired {
+		idle = append(idle, port)
+	}
+	ps.mu.Unlock()
+	var errs []error
+	for _, port := range idle {
+		if err := ps.r.releasePort(ctx, port); err != nil && !errors.Is(err, errDetachPending) {
+			errs = append(errs, err)
+		}
+	}
+	ps.mu.Lock()
+	if p.idle() == 0 && len(p.inUse) == 0 {
+		delete(ps.byKey, key)
+	}
+	ps.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+func keyGroups(k poolKey) []string {
+	if k.groups == "" {
+		return nil
+	}
+	return splitList(k.groups)
+}
+
+func poolPortName(node string) string {
+	n := "kuryr-pool-" + node
+	if len(n) > 255 {
+		n = n[:255]
+	}
+	return n
+}

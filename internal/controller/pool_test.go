@@ -1,0 +1,362 @@
+package controller
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
+)
+
+// interpose routes the cloud requests of the controllers started from now
+// on through mw, which reaches the simulated cloud with next. Requests
+// whose timeout is short enough let a test lose answers on purpose.
+func (f *fixture) interpose(timeout time.Duration, mw func(w http.ResponseWriter, r *http.Request, next http.Handler)) {
+	f.t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { mw(w, r, f.sim) }))
+	f.t.Cleanup(srv.Close)
+	f.sim.SetBaseURL(srv.URL)
+	f.cloud = f.newCloudClient(timeout)
+}
+
+// body reads r's body and puts it back.
+func body(r *http.Request) string {
+	b, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return string(b)
+}
+
+// subportsIn counts the subports an add_subports request carries.
+func subportsIn(b string) int {
+	var v struct {
+		SubPorts []json.RawMessage `json:"sub_ports"`
+	}
+	_ = json.Unmarshal([]byte(b), &v)
+	return len(v.SubPorts)
+}
+
+// poolPorts are the ports in the cloud tagged for this test's pools, by ID.
+func (f *fixture) poolPorts() map[string]cloudsim.Port {
+	out := map[string]cloudsim.Port{}
+	for _, p := range f.ourPorts() {
+		if tagValue(p.Tags, tagPrefixPool) != "" {
+			out[p.ID] = p
+		}
+	}
+	return out
+}
+
+// pool returns the running controller's one pool of node.
+func (f *fixture) pool(node string) (v1alpha1.NodePool, string) {
+	r := f.rec.Load()
+	if r == nil {
+		return v1alpha1.NodePool{}, "no controller"
+	}
+	st := r.pools.byNode()[node]
+	if len(st) != 1 {
+		return v1alpha1.NodePool{}, fmt.Sprintf("%d pools of node %s: %+v", len(st), node, st)
+	}
+	return st[0], fmt.Sprintf("%+v", st[0])
+}
+
+// readyPortIDs are the IDs of the ready ports of the running controller's
+// pools of node.
+func (f *fixture) readyPortIDs(node string) []string {
+	r := f.rec.Load()
+	r.pools.mu.Lock()
+	defer r.pools.mu.Unlock()
+	var ids []string
+	for k, p := range r.pools.byKey {
+		if k.node == node {
+			for _, w := range p.ready {
+				ids = append(ids, w.port.ID)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (f *fixture) waitPoolReady(node string, ready int) {
+	f.t.Helper()
+	f.eventually(20*time.Second, fmt.Sprintf("pool of %s with %d ready ports", node, ready), func() (bool, string) {
+		st, s := f.pool(node)
+		return st.Ready == ready && st.Warming == 0, s
+	})
+}
+
+// subportVLAN returns port id's VLAN ID on the node's trunk (0: not a subport).
+func (f *fixture) subportVLAN(node, id string) int {
+	subs, _ := f.sim.Subports(f.servers[node].TrunkID)
+	for _, s := range subs {
+		if s.PortID == id {
+			return s.SegmentationID
+		}
+	}
+	return 0
+}
+
+// TestPoolFillTakeRecycle: the first pod misses and makes the pool, which
+// fills to min with one bulk create and one add_subports; the next pod
+// takes a pooled port with one Neutron call (its owner tag) and reports
+// the subport's VLAN ID; its release gives the port back to the pool
+// instead of deleting it; the garbage collector leaves pool ports alone.
+func TestPoolFillTakeRecycle(t *testing.T) {
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	f.opts.Pools.NestedVLAN = PoolSize{Min: 3, Max: 4, Batch: 4}
+	f.startController()
+
+	f.createPod("first", node, "")
+	f.waitReady("first")
+	f.waitPoolReady(node, 4)
+	if n := len(f.poolPorts()); n != 4 {
+		t.Fatalf("%d pool ports in the cloud, want 4", n)
+	}
+	for id := range f.poolPorts() {
+		if f.subportVLAN(node, id) == 0 {
+			t.Fatalf("pool port %s is not a subport of the node's trunk", id)
+		}
+	}
+	// The first pod's own port (unpooled path) and the pool's batch.
+	if c, a := f.sim.Count("neutron.ports.create"), f.sim.Count("neutron.trunks.add_subports"); c != 2 || a != 2 {
+		t.Fatalf("port creates %d and add_subports %d, want 2 and 2 (the first pod's and one per batch)", c, a)
+	}
+
+	before, counts := f.calls.Load(), f.sim.Counts()
+	f.createPod("second", node, "")
+	kp := f.waitReady("second")
+	if n := f.calls.Load() - before; n != 1 {
+		t.Fatalf("the pooled pod's path made %d OpenStack requests, want 1 (%v)", n, countsSince(counts, f.sim.Counts()))
+	}
+	st := kp.Status.Interfaces[0]
+	pp, pooled := f.poolPorts()[st.PortID]
+	if !pooled || tagValue(pp.Tags, tagPrefixPod) != string(kp.Spec.PodUID) {
+		t.Fatalf("second pod's port %s: pooled %v, tags %v", st.PortID, pooled, pp.Tags)
+	}
+	if vid := f.subportVLAN(node, st.PortID); st.VLANID == 0 || st.VLANID != vid {
+		t.Fatalf("status VLAN ID %d, trunk says %d", st.VLANID, vid)
+	}
+	if got, _ := f.pool(node); got.Ready != 3 || got.InUse != 1 {
+		t.Fatalf("after the take the pool is %+v, want 3 ready and 1 in use", got)
+	}
+
+	deletes := f.sim.Count("neutron.ports.delete")
+	f.deletePod("second")
+	f.waitGone("second")
+	f.waitPoolReady(node, 4)
+	p, ok := f.sim.Port(st.PortID)
+	if !ok || tagValue(p.Tags, tagPrefixPod) != "" || f.subportVLAN(node, st.PortID) != st.VLANID {
+		t.Fatalf("recycled port %s: present %v, tags %v, VLAN %d", st.PortID, ok, p.Tags, f.subportVLAN(node, st.PortID))
+	}
+	if !slices.Contains(f.readyPortIDs(node), st.PortID) {
+		t.Fatalf("recycled port %s is not ready in the pool: %v", st.PortID, f.readyPortIDs(node))
+	}
+	if n := f.sim.Count("neutron.ports.delete"); n != deletes {
+		t.Fatalf("release deleted %d ports, want none (recycled)", n-deletes)
+	}
+
+	f.eventually(20*time.Second, "the pool in the KuryrNode", func() (bool, string) {
+		var kn v1alpha1.KuryrNode
+		if err := f.c.Get(f.ctx, types.NamespacedName{Name: node}, &kn); err != nil {
+			return false, err.Error()
+		}
+		ps := kn.Status.Pools
+		return len(ps) == 1 && ps[0].Ready == 4 && ps[0].InUse == 0 && ps[0].Target == 3 && ps[0].Max == 4 &&
+			ps[0].Driver == v1alpha1.DriverNestedVLAN && slices.Equal(ps[0].SecurityGroups, []string{f.sg}), fmt.Sprintf("%+v", ps)
+	})
+	if _, err := NewGarbageCollector(f.rec.Load()).Collect(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.poolPorts()); n != 4 {
+		t.Fatalf("after GC %d pool ports, want 4", n)
+	}
+}
+
+func without[V any](m map[string]V, key string) map[string]V {
+	out := map[string]V{}
+	for k, v := range m {
+		if k != key {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// countsSince returns the cloud's request counts that grew since before.
+func countsSince(before, now map[string]int64) map[string]int64 {
+	out := map[string]int64{}
+	for op, n := range now {
+		if n > before[op] {
+			out[op] = n - before[op]
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestPoolNotFilledReported: a pool whose batch the subnet cannot hold is
+// reported with the cloud's reason (a Warning Event on the node, the
+// pool's last error in its KuryrNode), the pod is served the unpooled way,
+// and the KuryrNode records the pool for kuryrctl pools.
+func TestPoolNotFilledReported(t *testing.T) {
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	_, tiny, err := f.sim.SeedNetwork("tiny", "10.9.0.0/28")
+	must(t, err)
+	f.opts.PodSubnetID = tiny.ID
+	f.opts.Pools.NestedVLAN = PoolSize{Min: 16, Max: 16, Batch: 16}
+	f.startController()
+	f.createPod("first", node, "")
+	f.waitReady("first")
+
+	f.eventually(20*time.Second, "a Warning Event on the node with the cloud's reason", func() (bool, string) {
+		var list corev1.EventList
+		if err := f.c.List(f.ctx, &list); err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, e := range list.Items {
+			if e.InvolvedObject.Name == node {
+				seen = append(seen, e.Reason+": "+e.Message)
+				if e.Reason == reasonPoolFill && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, "No more IP addresses") {
+					return true, ""
+				}
+			}
+		}
+		return false, fmt.Sprint(seen)
+	})
+	f.eventually(20*time.Second, "the pool and its error in the KuryrNode", func() (bool, string) {
+		var kn v1alpha1.KuryrNode
+		if err := f.c.Get(f.ctx, types.NamespacedName{Name: node}, &kn); err != nil {
+			return false, err.Error()
+		}
+		ps := kn.Status.Pools
+		return len(ps) == 1 && ps[0].SubnetID == tiny.ID && ps[0].Target == 16 && ps[0].Ready == 0 &&
+			strings.Contains(ps[0].LastError, "IpAddressGenerationFailure"), fmt.Sprintf("%+v", ps)
+	})
+	if n := len(f.poolPorts()); n != 0 {
+		t.Fatalf("%d pool ports made on a subnet that cannot hold the batch", n)
+	}
+}
+
+// TestPoolRefillBacksOff: refills that fail are tried again after 2 s, 4 s,
+// ... up to a minute, not every round.
+func TestPoolRefillBacksOff(t *testing.T) {
+	t.Parallel()
+	p := newPool(PoolSize{Min: 2, Max: 4, Batch: 2})
+	now := time.Now()
+	if !p.short(now) {
+		t.Fatal("an empty pool with min 2 does not want a refill")
+	}
+	var waits []time.Duration
+	for range 8 {
+		p.failed(now)
+		waits = append(waits, p.notBefore.Sub(now))
+		if p.short(now) || !p.short(p.notBefore) {
+			t.Fatalf("after %d failures: refill wanted at once %v, at notBefore %v", p.failures, p.short(now), p.short(p.notBefore))
+		}
+	}
+	want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, time.Minute, time.Minute, time.Minute}
+	if !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+}
+
+// TestPoolMACVLANAndNodeGone: a nested-macvlan pool fills with one bulk
+// create and one update of the VM port's allowed address pairs, a pod
+// takes a pooled port with one call, and when the Node is deleted the
+// pool's idle port is released (off the VM's port, deleted) while the
+// pod's stays.
+func TestPoolMACVLANAndNodeGone(t *testing.T) {
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	vm := f.servers[node].ParentPort.ID
+	f.opts.DefaultDriver = v1alpha1.DriverNestedMACVLAN
+	f.opts.Pools.NestedMACVLAN = PoolSize{Min: 1, Max: 2, Batch: 2}
+	// Updates of the VM's port that Neutron took (a 412, someone else
+	// changed the port in between, is retried and not counted).
+	var vmUpdates atomic.Int64
+	f.interpose(5*time.Second, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method != http.MethodPut || !strings.HasSuffix(r.URL.Path, "/ports/"+vm) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		if rec.Code == http.StatusOK {
+			vmUpdates.Add(1)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	})
+	f.startController()
+	f.createPod("first", node, "")
+	f.waitReady("first")
+	f.waitPoolReady(node, 2)
+	// The first pod's own port and pair, and the pool's batch.
+	if c, u := f.sim.Count("neutron.ports.create"), vmUpdates.Load(); c != 2 || u != 2 {
+		t.Fatalf("port creates %d and updates of the VM's port %d, want 2 and 2", c, u)
+	}
+	allowed := func(id string) bool {
+		p, _ := f.sim.Port(id)
+		parent, _ := f.sim.Port(vm)
+		return len(p.FixedIPs) > 0 && slices.ContainsFunc(parent.AllowedAddressPairs, func(a cloudsim.AddressPair) bool {
+			return a.IPAddress == p.FixedIPs[0].IPAddress && strings.EqualFold(a.MACAddress, p.MACAddress)
+		})
+	}
+	for id := range f.poolPorts() {
+		if !allowed(id) {
+			t.Fatalf("pool port %s is not an allowed address pair of the VM's port", id)
+		}
+	}
+
+	before := f.calls.Load()
+	f.createPod("second", node, "")
+	taken := f.waitReady("second").Status.Interfaces[0].PortID
+	if n := f.calls.Load() - before; n != 1 {
+		t.Fatalf("the pooled pod's path made %d OpenStack requests, want 1", n)
+	}
+	var idle string
+	for id := range f.poolPorts() {
+		if id != taken {
+			idle = id
+		}
+	}
+	if _, ok := f.poolPorts()[taken]; !ok || idle == "" {
+		t.Fatalf("second pod's port %s is not pooled, or no idle port is left (%v)", taken, sortedKeys(f.poolPorts()))
+	}
+
+	must(t, f.c.Delete(f.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}))
+	f.eventually(20*time.Second, "the gone node's idle pool port released", func() (bool, string) {
+		_, present := f.sim.Port(idle)
+		return !present && !allowed(idle), fmt.Sprintf("present %v, allowed %v", present, allowed(idle))
+	})
+	if _, ok := f.sim.Port(taken); !ok || !allowed(taken) {
+		t.Fatalf("the pod's pooled port %s was released with the node's pool", taken)
+	}
+}

@@ -1,0 +1,101 @@
+package openstack
+
+import (
+	"context"
+	"slices"
+	"testing"
+)
+
+// contractPoolBatch is what a port pool relies on: a batch made by one bulk
+// create, put on a trunk by one add_subports (a batch with one taken VLAN ID
+// adds none), and a pooled port's owner tag written and removed by one tag
+// replace.
+func contractPoolBatch(t *testing.T, tg contractTarget) {
+	ctx := context.Background()
+	c := tg.client
+	f := newFixture(t, tg, "10.99.0.0/24")
+	parent, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, Name: "vm-parent", Tags: []string{f.tag}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleteAfter(t, tg, parent.ID)
+	body := map[string]any{"port_id": parent.ID, "name": "contract-pool-trunk"}
+	if tg.project != "" {
+		body["project_id"] = tg.project
+	}
+	trunkID := field(rawCall(t, tg, "POST", "trunks", map[string]any{"trunk": body}, 201), "trunk", "id")
+	t.Cleanup(func() { rawCall(t, tg, "DELETE", "trunks/"+trunkID, nil, 204) })
+
+	pool := []string{f.tag, "pool-tag"}
+	var specs []PortSpec
+	for range 4 {
+		specs = append(specs, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, SecurityGroups: []string{f.sgID}, Tags: pool})
+	}
+	ps, err := c.CreatePorts(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := make([]Subport, 0, len(ps))
+	for i, p := range ps {
+		deleteAfter(t, tg, p.ID)
+		if !slices.Contains(p.Tags, "pool-tag") || !slices.Equal(p.SecurityGroups, []string{f.sgID}) {
+			t.Errorf("bulk-created port %s has tags %v and groups %v", p.ID, p.Tags, p.SecurityGroups)
+		}
+		subs = append(subs, Subport{PortID: p.ID, SegmentationID: 201 + i})
+	}
+	tr, err := c.AddSubports(ctx, trunkID, subs)
+	t.Cleanup(func() {
+		if _, err := c.RemoveSubports(ctx, trunkID, []string{ps[0].ID, ps[1].ID, ps[2].ID, ps[3].ID}); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	if err != nil || len(tr.Subports) != 4 {
+		t.Fatalf("AddSubports of 4 in one request = %+v, %v", tr, err)
+	}
+	got, err := c.ListSubports(ctx, trunkID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPort := map[string]int{}
+	for _, s := range got {
+		byPort[s.PortID] = s.SegmentationID
+	}
+	for _, s := range subs {
+		if byPort[s.PortID] != s.SegmentationID {
+			t.Errorf("subport %s has VLAN %d, want %d", s.PortID, byPort[s.PortID], s.SegmentationID)
+		}
+	}
+	// A batch with one taken VLAN ID adds none of the batch.
+	more, err := c.CreatePorts(ctx, []PortSpec{{NetworkID: f.netID, Tags: pool}, {NetworkID: f.netID, Tags: pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range more {
+		deleteAfter(t, tg, p.ID)
+	}
+	_, err = c.AddSubports(ctx, trunkID, []Subport{{PortID: more[0].ID, SegmentationID: 210}, {PortID: more[1].ID, SegmentationID: 201}})
+	wantClass(t, err, ErrConflict, 409, "DuplicateSubPort")
+	if got, err := c.ListSubports(ctx, trunkID); err != nil || len(got) != 4 {
+		t.Errorf("after a refused batch the trunk has %d subports (%v), want 4", len(got), err)
+	}
+
+	// Taking a pooled port: its tags replaced in one request.
+	owned := []string{f.tag, "pool-tag", "owner=pod-1"}
+	tags, err := c.ReplacePortTags(ctx, ps[0].ID, owned)
+	slices.Sort(tags)
+	slices.Sort(owned)
+	if err != nil || !slices.Equal(tags, owned) {
+		t.Fatalf("ReplacePortTags = %v, %v; want %v", tags, err, owned)
+	}
+	if l, err := c.ListPorts(ctx, PortFilter{Tags: []string{f.tag, "owner=pod-1"}}); err != nil || len(l) != 1 || l[0].ID != ps[0].ID {
+		t.Errorf("ListPorts by the owner tag = %d, %v", len(l), err)
+	}
+	if _, err := c.ReplacePortTags(ctx, ps[0].ID, pool); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := c.ListPorts(ctx, PortFilter{Tags: []string{f.tag, "owner=pod-1"}}); err != nil || len(l) != 0 {
+		t.Errorf("ListPorts by the owner tag after it was removed = %d, %v", len(l), err)
+	}
+	_, err = c.ReplacePortTags(ctx, "00000000-0000-4000-8000-000000000000", pool)
+	wantClass(t, err, ErrNotFound, 404, "")
+}
