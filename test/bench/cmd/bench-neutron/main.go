@@ -266,9 +266,9 @@ func bench1(ctx context.Context, c config) (err error) {
 		}
 		results = append(results, r)
 	}
-	activated, passes := agent.Activated()
+	activated, passes, deadlocks := agent.Activated()
 	// A multi-table UPDATE counts a row in ports and one in standardattributes per port.
-	logf("agent stand-in: %d ports set ACTIVE in %d passes", activated/2, passes)
+	logf("agent stand-in: %d ports set ACTIVE in %d passes (%d deadlocks retried)", activated/2, passes, deadlocks)
 	return writeResults(c, results, topo, args)
 }
 
