@@ -32,7 +32,8 @@ version_of() {
 	if git -C "$1" rev-parse --short=12 HEAD 2>/dev/null; then
 		return
 	fi
-	(cd "$1" && find . -name '*.py' -o -name setup.cfg | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)
+	(cd "$1" && find . \( -name build -o -name '*.egg-info' -o -name .git \) -prune -o \( -name '*.py' -o -name setup.cfg \) -print |
+		LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)
 }
 
 cache=${KURYR_PEER_CACHE:-/var/cache/kuryr-dpdk/peer}
@@ -57,10 +58,17 @@ mkdir -p "$cache"
 # Debian's interpreter on purpose: its dist-packages (oslo, openstacksdk) are
 # what the venv builds on; another python3 first on PATH would not see them.
 /usr/bin/python3 -m venv --system-site-packages "$venv"
-# pbr takes the version from git metadata, which a tarball export lacks.
+# pip builds in the source tree: build from copies, leaving the operator's
+# checkouts as they are. pbr takes the version from git metadata, which a
+# copy or a tarball export lacks: PBR_VERSION stands in.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 for src in "$lib_src" "$k8s_src"; do
 	log "pip install $src"
-	PBR_VERSION=0.0.0.dev0 "$venv/bin/pip" install --quiet --no-deps --no-build-isolation --no-index "$src" >&2
+	cp -a "$src" "$work/src"
+	rm -rf "$work/src/.git" "$work/src/build"
+	PBR_VERSION=0.0.0.dev0 "$venv/bin/pip" install --quiet --no-deps --no-build-isolation --no-index "$work/src" >&2
+	rm -rf "$work/src"
 done
 "$venv/bin/python" -c 'import kuryr_kubernetes.controller.service' >&2
 echo "$venv"

@@ -61,7 +61,7 @@ func (k *Kuryr) Start(kube *rest.Config, dir, logPath string) (*Process, error) 
 		}
 	}
 	conf := filepath.Join(dir, "kuryr.conf")
-	if err := os.WriteFile(conf, []byte(k.config(kube.Host, dir)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(k.config(strings.TrimSuffix(kube.Host, "/"), dir)), 0o600); err != nil {
 		return nil, err
 	}
 	// A pooled kuryr-controller reports ready only once this file (a fixed
