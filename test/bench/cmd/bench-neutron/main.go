@@ -7,6 +7,11 @@
 // Ready KuryrPod (p50/p90/max, wall), Neutron requests per pod (from the
 // server's log and the controller's metrics) and the controller's RSS.
 //
+// With --kuryr-venv and --kuryr-src it then runs kuryr-kubernetes' controller
+// (the retired Python project) on the same environment, without and with its
+// nested VIF pool, one controller at a time, and prints one table comparing
+// them with ratio columns (hack/bench/peer.sh, make bench-peer).
+//
 // hack/bench/neutron.sh (make bench-neutron) sets everything up and runs it.
 package main
 
