@@ -14,7 +14,8 @@
 # Environment, besides hack/bench/neutron.sh's: KURYR_BENCH_OURS_POOLED_ARGS
 # (kuryr-controller flags that turn our pools on; unset: reported as not
 # measured), KURYR_BENCH_KURYR_POOL (min,batch,max,update_frequency of its
-# pool; default 10,50,0,2).
+# pool; default 10,50,0,2); KURYR_BENCH_ARGS (more bench-neutron flags,
+# shell-quoted, e.g. "--round-timeout 15m") is passed on.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -37,4 +38,4 @@ if [[ -n ${KURYR_BENCH_OURS_POOLED_ARGS:-} ]]; then
 	args+=(--ours-pooled-args "$KURYR_BENCH_OURS_POOLED_ARGS")
 fi
 export KURYR_BENCH_OUT=${KURYR_BENCH_OUT:-results/$(date -u +%Y%m%dT%H%M%SZ)-peer}
-KURYR_BENCH_ARGS="${args[*]@Q}" exec hack/bench/neutron.sh
+KURYR_BENCH_ARGS="${args[*]@Q} ${KURYR_BENCH_ARGS:-}" exec hack/bench/neutron.sh
