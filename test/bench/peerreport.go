@@ -15,7 +15,9 @@ type Run struct {
 	Config string
 	// NotMeasured, when set, says why this run has no results.
 	NotMeasured string
-	Results     []Result
+	// Error, when set, is why the run stopped before its last round.
+	Error   string
+	Results []Result
 }
 
 // round returns r's round named name.
@@ -54,7 +56,11 @@ func WritePeerTable(w io.Writer, runs []Run) error {
 			}
 			r, ok := run.round(br.Name)
 			if !ok {
-				fmt.Fprintf(&b, "| %s | %s | no such round | | | | | | | |\n", br.Name, run.Name)
+				why := "no such round"
+				if run.Error != "" {
+					why = "failed: " + strings.ReplaceAll(run.Error, "|", "\\|")
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s | | | | | | | |\n", br.Name, run.Name, why)
 				continue
 			}
 			p50, p90 := Percentile(r.Latency, 50), Percentile(r.Latency, 90)

@@ -255,14 +255,20 @@ func bench1(ctx context.Context, c config) (err error) {
 				return err
 			}
 		}
+		// A failed peer run keeps the rounds it finished, and the next runs.
 		kuryr, err := h.kuryr(ctx, nil)
 		if err != nil {
-			return err
+			logf("%s: %v", kuryr.Name, err)
+			kuryr.Error = err.Error()
 		}
 		pool := &bench.KuryrPool{Min: c.kuryrPoolMin, Batch: c.kuryrPoolBatch, Max: c.kuryrPoolMax, UpdateFrequency: c.kuryrPoolUpdate}
 		kuryrPooled, err := h.kuryr(ctx, pool)
 		if err != nil {
-			return err
+			logf("%s: %v", kuryrPooled.Name, err)
+			kuryrPooled.Error = err.Error()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		runs[0].Name = "kuryr-dpdk, unpooled"
 		runs = append(runs, kuryr, oursPooled, kuryrPooled)
