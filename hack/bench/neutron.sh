@@ -43,6 +43,7 @@ trap cleanup EXIT
 log "4/5 neutron-server on MariaDB ($workers API workers) on 127.0.0.1:$port"
 url=$(KURYR_NEUTRON_API_WORKERS=$workers hack/neutron/start-mariadb.sh -p "$port" -d "$state" | tail -n1)
 log "5/5 benchmark: N = $counts, results in $out"
+extra=()
 eval "extra=(${KURYR_BENCH_ARGS:-})"
 bin/bench-neutron --neutron-url "$url" --neutron-state "$state" --counts "$counts" --out "$out" \
 	--controller bin/kuryr-controller --controller-args "${KURYR_BENCH_CONTROLLER_ARGS:-}" "${extra[@]}"
