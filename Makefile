@@ -59,6 +59,10 @@ bench: ## the all-in-one bench (root): N=1,10,100 pods, zero and realistic cloud
 bench-neutron: ## kuryr-controller against a real neutron-server on MariaDB: N=1,10,50 pods (nested-vlan), table + SVG in results/
 	@hack/bench/neutron.sh
 
+.PHONY: bench-peer
+bench-peer: ## ours vs kuryr-kubernetes on one real Neutron (by hand): KURYR_PEER_SRC=<kuryr-kubernetes> KURYR_LIB_SRC=<kuryr-lib>; results/
+	@KURYR_PEER_SRC="$(KURYR_PEER_SRC)" KURYR_LIB_SRC="$(KURYR_LIB_SRC)" hack/bench/peer.sh
+
 .PHONY: lint
 lint: ## gofmt check, go vet, staticcheck (pinned in hack/tools/lint)
 	@echo "gofmt"; out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \

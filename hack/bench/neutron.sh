@@ -9,7 +9,9 @@
 # Environment: KURYR_BENCH_COUNTS (default 1,10,50), KURYR_NEUTRON_API_WORKERS
 # (default 2), KURYR_BENCH_PORT (Neutron's port, default 19797; MariaDB takes
 # port+10000), KURYR_BENCH_OUT (default results/<UTC timestamp>-neutron),
-# KURYR_BENCH_CONTROLLER_ARGS (extra kuryr-controller flags, e.g. "--workers 4").
+# KURYR_BENCH_CONTROLLER_ARGS (extra kuryr-controller flags, e.g. "--workers 4"),
+# KURYR_BENCH_ARGS (extra bench-neutron flags, shell-quoted; hack/bench/peer.sh
+# passes the kuryr-kubernetes comparison's here).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -41,6 +43,8 @@ trap cleanup EXIT
 log "4/5 neutron-server on MariaDB ($workers API workers) on 127.0.0.1:$port"
 url=$(KURYR_NEUTRON_API_WORKERS=$workers hack/neutron/start-mariadb.sh -p "$port" -d "$state" | tail -n1)
 log "5/5 benchmark: N = $counts, results in $out"
+extra=()
+eval "extra=(${KURYR_BENCH_ARGS:-})"
 bin/bench-neutron --neutron-url "$url" --neutron-state "$state" --counts "$counts" --out "$out" \
-	--controller bin/kuryr-controller --controller-args "${KURYR_BENCH_CONTROLLER_ARGS:-}"
+	--controller bin/kuryr-controller --controller-args "${KURYR_BENCH_CONTROLLER_ARGS:-}" "${extra[@]}"
 cp "$state/neutron-server.log" "$out/neutron-server.log"

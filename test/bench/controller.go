@@ -52,14 +52,16 @@ type Process struct {
 	err  error
 }
 
-// StartProcess starts bin with args, output to logPath, in a new process
-// group so that Stop reaches whatever it forks.
-func StartProcess(bin string, args []string, logPath string) (*Process, error) {
+// StartProcess starts bin with args and environment env (nil: this
+// process's), output to logPath, in a new process group so that Stop
+// reaches whatever it forks.
+func StartProcess(bin string, args, env []string, logPath string) (*Process, error) {
 	out, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("log of %s: %w", bin, err)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

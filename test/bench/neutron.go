@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -168,13 +169,32 @@ func (n *Neutron) network(ctx context.Context, name, cidr string) (netID, subnet
 	return net.Network.ID, sub.Subnet.ID, nil
 }
 
-// CountPorts returns how many ports carry every one of tags.
-func (n *Neutron) CountPorts(ctx context.Context, tags ...string) (int, error) {
+// CountPorts returns how many ports match the filters of q (Neutron's
+// query parameters, e.g. tags=a,b or device_owner=compute:kuryr).
+func (n *Neutron) CountPorts(ctx context.Context, q url.Values) (int, error) {
+	q = maps.Clone(q)
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set("fields", "id")
 	var out struct {
 		Ports []idObj `json:"ports"`
 	}
-	if err := n.Do(ctx, http.MethodGet, "/ports?fields=id&tags="+url.QueryEscape(strings.Join(tags, ",")), nil, &out); err != nil {
+	if err := n.Do(ctx, http.MethodGet, "/ports?"+q.Encode(), nil, &out); err != nil {
 		return 0, err
 	}
 	return len(out.Ports), nil
+}
+
+// SecurityGroup creates a security group named name and returns its ID.
+func (n *Neutron) SecurityGroup(ctx context.Context, name string) (string, error) {
+	var sg struct {
+		SecurityGroup idObj `json:"security_group"`
+	}
+	if err := n.Do(ctx, http.MethodPost, "/security-groups", map[string]any{"security_group": map[string]any{
+		"name": name, "project_id": n.ProjectID,
+	}}, &sg); err != nil {
+		return "", fmt.Errorf("create security group %s: %w", name, err)
+	}
+	return sg.SecurityGroup.ID, nil
 }

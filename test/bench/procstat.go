@@ -66,11 +66,28 @@ const clockTicks = 100
 // pgid, and their summed RSS in bytes. A process that already exited is
 // not counted.
 func GroupCPU(procRoot string, pgid int) (cpuSeconds float64, rss int64, err error) {
+	ticks, m, err := groupStat(procRoot, pgid)
+	return float64(ticks) / clockTicks, m.RSS, err
+}
+
+// GroupMemory returns the memory of the live processes of process group
+// pgid, each field summed over them (Peak: the sum of their high-water
+// marks, an upper bound of the group's peak). It fails if the group has
+// no process.
+func GroupMemory(procRoot string, pgid int) (Memory, error) {
+	_, m, err := groupStat(procRoot, pgid)
+	if err == nil && m.RSS == 0 {
+		err = fmt.Errorf("memory of process group %d: no process", pgid)
+	}
+	return m, err
+}
+
+// groupStat sums CPU ticks and memory over the live processes of pgid.
+func groupStat(procRoot string, pgid int) (ticks int64, mem Memory, err error) {
 	entries, err := os.ReadDir(procRoot)
 	if err != nil {
-		return 0, 0, fmt.Errorf("read %s: %w", procRoot, err)
+		return 0, mem, fmt.Errorf("read %s: %w", procRoot, err)
 	}
-	var ticks int64
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -99,8 +116,11 @@ func GroupCPU(procRoot string, pgid int) (cpuSeconds float64, rss int64, err err
 			ticks += v
 		}
 		if m, err := ReadMemory(procRoot, pid); err == nil {
-			rss += m.RSS
+			mem.RSS += m.RSS
+			mem.Peak += m.Peak
+			mem.Anon += m.Anon
+			mem.File += m.File
 		}
 	}
-	return float64(ticks) / clockTicks, rss, nil
+	return ticks, mem, nil
 }

@@ -48,15 +48,24 @@ func (r Result) NeutronBusy() time.Duration {
 	return d
 }
 
+// metricsPerPod is the controller's own count of requests per pod, "–"
+// for a controller without that metric (kuryr-kubernetes).
+func metricsPerPod(r Result) string {
+	if len(r.Metrics) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", r.MetricRequests()/float64(r.N))
+}
+
 // WriteMarkdown writes the result tables.
 func WriteMarkdown(w io.Writer, results []Result) error {
 	var b strings.Builder
 	b.WriteString("| round | N | p50 | p90 | max | wall | Neutron req/pod (log) | req/pod (controller metrics) | controller RSS now / peak (anon + file; Go heap in use) | load avg start → end |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.2f | %.2f | %.1f / %.1f MiB (%.1f + %.1f; %.1f MiB) | %s → %s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.2f | %s | %.1f / %.1f MiB (%.1f + %.1f; %.1f MiB) | %s → %s |\n",
 			r.Name, r.N, ms(Percentile(r.Latency, 50)), ms(Percentile(r.Latency, 90)), ms(Percentile(r.Latency, 100)),
-			ms(r.Wall), float64(r.RequestCount())/float64(r.N), r.MetricRequests()/float64(r.N), mib(r.Memory.RSS), mib(r.Memory.Peak),
+			ms(r.Wall), float64(r.RequestCount())/float64(r.N), metricsPerPod(r), mib(r.Memory.RSS), mib(r.Memory.Peak),
 			mib(r.Memory.Anon), mib(r.Memory.File), r.HeapInuse/(1<<20), r.LoadAvg[0], r.LoadAvg[1])
 	}
 
@@ -114,7 +123,7 @@ func WriteMarkdown(w io.Writer, results []Result) error {
 	}
 
 	b.WriteString("\nWhere the time goes (window = first create to last ready):\n\n")
-	b.WriteString("| round | pod → KuryrPod p50 / max | first Neutron request ends at | wall | Neutron serving us (share of wall) | max in flight | Neutron server time (sum) | CPU s: neutron-server | CPU s: mariadb | CPU s: controller | release wall (req) |\n")
+	b.WriteString("| round | pod → its KuryrPod (ours) or KuryrPort (kuryr-kubernetes) p50 / max | first Neutron request ends at | wall | Neutron serving us (share of wall) | max in flight | Neutron server time (sum) | CPU s: neutron-server | CPU s: mariadb | CPU s: controller | release wall (req) |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range results {
 		first := "–"

@@ -26,18 +26,20 @@ type Env struct {
 	// Node is the Node pods are put on; NodeIP its InternalIP (the parent
 	// port's IP), written into each pod's status.hostIP.
 	Node, NodeIP string
-	// Neutron is used to check that released ports are gone.
-	Neutron   *Neutron
-	ClusterID string
+	// Subject is the controller under test: what it writes per pod and
+	// when that says ready.
+	Subject Subject
 	// NeutronLog is neutron-server's log file (access lines are counted).
 	NeutronLog string
-	// MetricsURL is the controller's /metrics.
+	// MetricsURL is the controller's /metrics (ours); empty: not scraped.
 	MetricsURL string
-	// ProcRoot is /proc; ControllerPID the controller's pid; Groups are
-	// process groups whose CPU time is measured (name → pgid).
-	ProcRoot      string
-	ControllerPID int
-	Groups        map[string]int
+	// ProcRoot is /proc; ControllerPGID the controller's process group
+	// (its memory is the sum over the group: kuryr-kubernetes forks
+	// workers); Groups are process groups whose CPU time is measured
+	// (name → pgid).
+	ProcRoot       string
+	ControllerPGID int
+	Groups         map[string]int
 	// Timeout bounds a round's wait for ready pods and for release.
 	Timeout time.Duration
 	// Parallel bounds how many pods are created at once.
@@ -71,8 +73,10 @@ type Result struct {
 	// Metrics is the controller's kuryr_openstack_requests_total delta in
 	// the window, by operation (non-2xx codes in the name).
 	Metrics map[string]float64
-	// Controller memory at the end of the round (Peak: since its start),
-	// and its Go heap in use then (go_memstats_heap_inuse_bytes).
+	// Controller memory at the end of the round, summed over its process
+	// group (Peak: the sum of each process's high-water mark since its
+	// start), and its Go heap in use then (go_memstats_heap_inuse_bytes;
+	// ours only).
 	Memory    Memory
 	HeapInuse float64
 	// LoadAvg is /proc/loadavg at the start and at the end of the window
@@ -130,9 +134,9 @@ func (e *Env) Run(ctx context.Context, name, ns string, n int) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.Timeout)
 	defer cancel()
 
-	w, err := e.Client.Watch(ctx, &v1alpha1.KuryrPodList{}, client.InNamespace(ns))
+	w, err := e.Client.Watch(ctx, e.Subject.NewList(), client.InNamespace(ns))
 	if err != nil {
-		return res, fmt.Errorf("watch KuryrPods in %s: %w", ns, err)
+		return res, fmt.Errorf("watch %s in %s: %w", e.Subject.Kind, ns, err)
 	}
 	defer w.Stop()
 
@@ -140,7 +144,7 @@ func (e *Env) Run(ctx context.Context, name, ns string, n int) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	before, err := ScrapeCounter(ctx, e.MetricsURL, "kuryr_openstack_requests_total")
+	before, err := e.scrape(ctx, "kuryr_openstack_requests_total")
 	if err != nil {
 		return res, err
 	}
@@ -197,20 +201,21 @@ func (e *Env) Run(ctx context.Context, name, ns string, n int) (Result, error) {
 			return res, fmt.Errorf("round %s: %d of %d pods ready after %s: %w", name, len(ready), n, e.Timeout, ctx.Err())
 		case ev, ok := <-w.ResultChan():
 			if !ok {
-				return res, fmt.Errorf("round %s: the KuryrPod watch closed with %d of %d ready", name, len(ready), n)
+				return res, fmt.Errorf("round %s: the %s watch closed with %d of %d ready", name, e.Subject.Kind, len(ready), n)
 			}
-			kp, isKP := ev.Object.(*v1alpha1.KuryrPod)
-			if !isKP || ev.Type == watch.Deleted {
+			obj, isObj := ev.Object.(client.Object)
+			if !isObj || ev.Type == watch.Deleted || ev.Type == watch.Error {
 				continue
 			}
-			if _, ok := seen[kp.Name]; !ok {
-				seen[kp.Name] = time.Now()
+			pod := obj.GetName()
+			if _, ok := seen[pod]; !ok {
+				seen[pod] = time.Now()
 			}
-			if !Ready(kp) {
+			if !e.Subject.Ready(obj) {
 				continue
 			}
-			if _, seen := ready[kp.Name]; !seen {
-				ready[kp.Name] = time.Now()
+			if _, seen := ready[pod]; !seen {
+				ready[pod] = time.Now()
 			}
 		}
 	}
@@ -243,7 +248,7 @@ func (e *Env) Run(ctx context.Context, name, ns string, n int) (Result, error) {
 	// requests that ended inside the window.
 	reqs = slices.DeleteFunc(reqs, func(r Request) bool { return r.At.Before(start.Truncate(time.Millisecond)) })
 	res.Neutron, res.Requests, res.Start = ByOp(reqs), reqs, start
-	after, err := ScrapeCounter(ctx, e.MetricsURL, "kuryr_openstack_requests_total")
+	after, err := e.scrape(ctx, "kuryr_openstack_requests_total")
 	if err != nil {
 		return res, err
 	}
@@ -251,17 +256,26 @@ func (e *Env) Run(ctx context.Context, name, ns string, n int) (Result, error) {
 	for labels, d := range CounterDelta(before, after) {
 		res.Metrics[OpOf(labels)] += d
 	}
-	if res.Memory, err = ReadMemory(e.ProcRoot, e.ControllerPID); err != nil {
+	if res.Memory, err = GroupMemory(e.ProcRoot, e.ControllerPGID); err != nil {
 		return res, err
 	}
-	if heap, err := ScrapeCounter(ctx, e.MetricsURL, "go_memstats_heap_inuse_bytes"); err == nil {
+	if heap, err := e.scrape(ctx, "go_memstats_heap_inuse_bytes"); err == nil {
 		res.HeapInuse = heap[""]
 	}
 	return res, e.release(ctx, &res, ns)
 }
 
-// release deletes the round's pods and waits until their KuryrPods and
-// Neutron ports are gone, so that the next round starts clean.
+// scrape reads a metric of the controller, nothing without MetricsURL.
+func (e *Env) scrape(ctx context.Context, name string) (map[string]float64, error) {
+	if e.MetricsURL == "" {
+		return map[string]float64{}, nil
+	}
+	return ScrapeCounter(ctx, e.MetricsURL, name)
+}
+
+// release deletes the round's pods and waits until the controller's
+// per-pod resources and (unless a pool keeps them) Neutron ports are gone,
+// so that the next round starts clean.
 func (e *Env) release(ctx context.Context, res *Result, ns string) error {
 	mark, err := MarkLog(e.NeutronLog)
 	if err != nil {
@@ -272,36 +286,40 @@ func (e *Env) release(ctx context.Context, res *Result, ns string) error {
 		return fmt.Errorf("delete pods in %s: %w", ns, err)
 	}
 	for {
-		var kps v1alpha1.KuryrPodList
+		kps := e.Subject.NewList()
 		var pods corev1.PodList
-		if err := e.Client.List(ctx, &kps, client.InNamespace(ns)); err != nil {
-			return fmt.Errorf("list KuryrPods in %s: %w", ns, err)
+		if err := e.Client.List(ctx, kps, client.InNamespace(ns)); err != nil {
+			return fmt.Errorf("list %s in %s: %w", e.Subject.Kind, ns, err)
 		}
 		if err := e.Client.List(ctx, &pods, client.InNamespace(ns)); err != nil {
 			return fmt.Errorf("list pods in %s: %w", ns, err)
 		}
-		if len(kps.Items) == 0 && len(pods.Items) == 0 {
+		if meta.LenList(kps) == 0 && len(pods.Items) == 0 {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("release %s: %d pods and %d KuryrPods left: %w", ns, len(pods.Items), len(kps.Items), ctx.Err())
+			return fmt.Errorf("release %s: %d pods and %d %s left: %w", ns, len(pods.Items), meta.LenList(kps), e.Subject.Kind, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	res.ReleaseWall = time.Since(start)
-	left, err := e.Neutron.CountPorts(ctx, "kuryr-cluster="+e.ClusterID)
-	if err != nil {
-		return err
-	}
-	if left != 0 {
-		return fmt.Errorf("release %s: %d ports tagged kuryr-cluster=%s still in Neutron", ns, left, e.ClusterID)
+	own := 0 // the harness's own requests
+	if e.Subject.PortsLeft != nil {
+		left, what, err := e.Subject.PortsLeft(ctx)
+		if err != nil {
+			return err
+		}
+		if left != 0 {
+			return fmt.Errorf("release %s: %d %s still in Neutron", ns, left, what)
+		}
+		own++
 	}
 	reqs, err := ReadRequests(e.NeutronLog, mark)
 	if err != nil {
 		return err
 	}
-	res.ReleaseRequests = len(reqs) - 1 // minus the harness's own CountPorts
+	res.ReleaseRequests = len(reqs) - own
 	e.Log("%s: released in %s (%d Neutron requests)", res.Name, res.ReleaseWall.Round(time.Millisecond), res.ReleaseRequests)
 	return nil
 }

@@ -7,6 +7,11 @@
 // Ready KuryrPod (p50/p90/max, wall), Neutron requests per pod (from the
 // server's log and the controller's metrics) and the controller's RSS.
 //
+// With --kuryr-venv and --kuryr-src it then runs kuryr-kubernetes' controller
+// (the retired Python project) on the same environment, without and with its
+// nested VIF pool, one controller at a time, and prints one table comparing
+// them with ratio columns (hack/bench/peer.sh, make bench-peer).
+//
 // hack/bench/neutron.sh (make bench-neutron) sets everything up and runs it.
 package main
 
@@ -16,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -29,6 +35,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
@@ -49,6 +56,13 @@ type config struct {
 	agentPeriod  time.Duration
 	parallel     int
 	extraArgs    string
+	// Comparison with kuryr-kubernetes (on when kuryrVenv is set).
+	kuryrVenv, kuryrSrc string
+	oursPooledArgs      string
+	kuryrPoolMin        int
+	kuryrPoolBatch      int
+	kuryrPoolMax        int
+	kuryrPoolUpdate     int
 }
 
 func main() { os.Exit(run()) }
@@ -67,6 +81,13 @@ func run() int {
 	flag.DurationVar(&c.agentPeriod, "agent-period", 200*time.Millisecond, "period of the L2 agent stand-in")
 	flag.IntVar(&c.parallel, "parallel", 50, "pods created at once")
 	flag.StringVar(&c.extraArgs, "controller-args", "", "extra controller flags, space-separated")
+	flag.StringVar(&c.kuryrVenv, "kuryr-venv", "", "also run kuryr-kubernetes from this venv (hack/bench/peer-venv.sh), unpooled and pooled, after ours, and print a comparison table")
+	flag.StringVar(&c.kuryrSrc, "kuryr-src", "", "kuryr-kubernetes checkout: its CRDs (kubernetes_crds/kuryr_crds) are installed; required with --kuryr-venv")
+	flag.StringVar(&c.oursPooledArgs, "ours-pooled-args", "", "with --kuryr-venv: extra kuryr-controller flags that turn our pools on; empty: our pooled run is reported as not measured")
+	flag.IntVar(&c.kuryrPoolMin, "kuryr-pool-min", 10, "kuryr-kubernetes [vif_pool] ports_pool_min")
+	flag.IntVar(&c.kuryrPoolBatch, "kuryr-pool-batch", 50, "kuryr-kubernetes [vif_pool] ports_pool_batch")
+	flag.IntVar(&c.kuryrPoolMax, "kuryr-pool-max", 0, "kuryr-kubernetes [vif_pool] ports_pool_max (0: no limit)")
+	flag.IntVar(&c.kuryrPoolUpdate, "kuryr-pool-update", 2, "kuryr-kubernetes [vif_pool] ports_pool_update_frequency, seconds")
 	render := flag.String("render", "", "only redraw DIR/latency.svg from DIR/results.json of an earlier run")
 	flag.Parse()
 	if *render != "" {
@@ -78,6 +99,10 @@ func run() int {
 	}
 	if c.neutronURL == "" || c.neutronState == "" {
 		fmt.Fprintln(os.Stderr, "bench-neutron: --neutron-url and --neutron-state are required")
+		return 2
+	}
+	if (c.kuryrVenv == "") != (c.kuryrSrc == "") {
+		fmt.Fprintln(os.Stderr, "bench-neutron: --kuryr-venv and --kuryr-src go together")
 		return 2
 	}
 	if c.out == "" {
@@ -116,10 +141,6 @@ func bench1(ctx context.Context, c config) (err error) {
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		return err
 	}
-	controllerBin, err := filepath.Abs(c.controller)
-	if err != nil {
-		return err
-	}
 	neutronPID, err := readPID(filepath.Join(c.neutronState, "neutron-server.pid"))
 	if err != nil {
 		return fmt.Errorf("neutron-server pid: %w", err)
@@ -143,6 +164,9 @@ func bench1(ctx context.Context, c config) (err error) {
 	var crdDirs []string
 	for _, d := range strings.Split(c.crds, ",") {
 		crdDirs = append(crdDirs, strings.TrimSpace(d))
+	}
+	if c.kuryrSrc != "" {
+		crdDirs = append(crdDirs, filepath.Join(c.kuryrSrc, "kubernetes_crds", "kuryr_crds"))
 	}
 	t0 = time.Now()
 	kube, err := testenv.Start(testenv.Options{CRDDirectoryPaths: crdDirs})
@@ -198,81 +222,222 @@ func bench1(ctx context.Context, c config) (err error) {
 			err = aerr
 		}
 	}()
+	agentHealth := func() error {
+		select {
+		case err := <-agentDone:
+			agentDone <- err // for the deferred stop
+			return fmt.Errorf("agent stand-in stopped: %v", err)
+		default:
+			return nil
+		}
+	}
 
-	// 5. The controller.
-	metricsPort, err := bench.FreePort()
+	// 5. The controllers, one after the other, each alone on the cloud.
+	h := &harness{c: c, counts: counts, kube: kube.Config, kubeconfig: kubeconfig, topo: topo, neutron: neutron,
+		env: bench.Env{
+			Client: cl, Node: node.Name, NodeIP: topo.ParentIP,
+			NeutronLog: filepath.Join(c.neutronState, "neutron-server.log"),
+			ProcRoot:   "/proc",
+			Groups:     map[string]int{"neutron-server": neutronPID, "mariadb": mariadbPID},
+			Timeout:    c.timeout, Parallel: c.parallel, Log: logf,
+		},
+		agentHealth: agentHealth,
+	}
+	ours, err := h.ours(ctx, "kuryr-dpdk", c.extraArgs)
 	if err != nil {
 		return err
+	}
+	runs := []bench.Run{ours}
+	if c.kuryrVenv != "" {
+		oursPooled := bench.Run{Name: "kuryr-dpdk, pooled", NotMeasured: "our pools are not merged yet"}
+		if c.oursPooledArgs != "" {
+			if oursPooled, err = h.ours(ctx, "kuryr-dpdk, pooled", c.extraArgs+" "+c.oursPooledArgs); err != nil {
+				return err
+			}
+		}
+		// A failed peer run keeps the rounds it finished, and the next runs.
+		kuryr, err := h.kuryr(ctx, nil)
+		if err != nil {
+			logf("%s: %v", kuryr.Name, err)
+			kuryr.Error = err.Error()
+		}
+		pool := &bench.KuryrPool{Min: c.kuryrPoolMin, Batch: c.kuryrPoolBatch, Max: c.kuryrPoolMax, UpdateFrequency: c.kuryrPoolUpdate}
+		kuryrPooled, err := h.kuryr(ctx, pool)
+		if err != nil {
+			logf("%s: %v", kuryrPooled.Name, err)
+			kuryrPooled.Error = err.Error()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		runs[0].Name = "kuryr-dpdk, unpooled"
+		runs = append(runs, kuryr, oursPooled, kuryrPooled)
+	}
+	activated, passes, deadlocks := agent.Activated()
+	// A multi-table UPDATE counts a row in ports and one in standardattributes per port.
+	logf("agent stand-in: %d ports set ACTIVE in %d passes (%d deadlocks retried)", activated/2, passes, deadlocks)
+	return writeResults(c, runs, topo)
+}
+
+// harness is the environment the controllers take turns on.
+type harness struct {
+	c           config
+	counts      []int
+	kube        *rest.Config
+	kubeconfig  string
+	topo        bench.Topology
+	neutron     *bench.Neutron
+	env         bench.Env
+	agentHealth func() error
+	// sgID is the security group made for kuryr-kubernetes (created once).
+	sgID string
+}
+
+// ours runs the rounds against kuryr-controller started with the
+// harness's flags and extra (space-separated).
+func (h *harness) ours(ctx context.Context, name, extra string) (bench.Run, error) {
+	run := bench.Run{Name: name}
+	metricsPort, err := bench.FreePort()
+	if err != nil {
+		return run, err
 	}
 	probePort, err := bench.FreePort()
 	if err != nil {
-		return err
+		return run, err
 	}
 	args := []string{
-		"--kubeconfig", kubeconfig, "--neutron-url", c.neutronURL, "--project-id", c.projectID,
-		"--primary", "--default-driver", "nested-vlan", "--pod-subnet-id", topo.PodSubnetID,
-		"--worker-subnet-ids", topo.WorkerSubnetID, "--cluster-id", c.clusterID, "--leader-elect=false",
+		"--kubeconfig", h.kubeconfig, "--neutron-url", h.c.neutronURL, "--project-id", h.c.projectID,
+		"--primary", "--default-driver", "nested-vlan", "--pod-subnet-id", h.topo.PodSubnetID,
+		"--worker-subnet-ids", h.topo.WorkerSubnetID, "--cluster-id", h.c.clusterID, "--leader-elect=false",
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--metrics-secure=false",
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort),
 		// Keep the garbage collector's periodic port listing out of the
 		// measured windows (it runs once at start).
 		"--gc-period", "1h",
 	}
-	args = append(args, strings.Fields(c.extraArgs)...)
-	ctrlProc, err := bench.StartProcess(controllerBin, args, filepath.Join(c.out, "controller.log"))
+	args = append(args, strings.Fields(extra)...)
+	run.Config = "kuryr-controller " + strings.Join(args[2:], " ")
+	bin, err := filepath.Abs(h.c.controller)
 	if err != nil {
-		return err
+		return run, err
 	}
-	defer ctrlProc.Stop(10 * time.Second)
+	logPath := filepath.Join(h.c.out, slug(name)+".log")
+	if name == "kuryr-dpdk" {
+		logPath = filepath.Join(h.c.out, "controller.log")
+	}
+	proc, err := bench.StartProcess(bin, args, nil, logPath)
+	if err != nil {
+		return run, err
+	}
+	defer proc.Stop(10 * time.Second)
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := ctrlProc.WaitHTTP(wctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort)); err != nil {
-		return err
+	if err := proc.WaitHTTP(wctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort)); err != nil {
+		return run, err
 	}
-	logf("kuryr-controller pid %d ready: %s", ctrlProc.PID(), strings.Join(args[2:], " "))
-
-	env := &bench.Env{
-		Client: cl, Node: node.Name, NodeIP: topo.ParentIP, Neutron: neutron, ClusterID: c.clusterID,
-		NeutronLog: filepath.Join(c.neutronState, "neutron-server.log"),
-		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort),
-		ProcRoot:   "/proc", ControllerPID: ctrlProc.PID(),
-		Groups:  map[string]int{"controller": ctrlProc.PID(), "neutron-server": neutronPID, "mariadb": mariadbPID},
-		Timeout: c.timeout, Parallel: c.parallel, Log: logf,
-		Health: func() error {
-			if done, err := ctrlProc.Exited(); done {
-				return fmt.Errorf("kuryr-controller exited (%v); see %s", err, filepath.Join(c.out, "controller.log"))
-			}
-			select {
-			case err := <-agentDone:
-				agentDone <- err // for the deferred stop
-				return fmt.Errorf("agent stand-in stopped: %v", err)
-			default:
-			}
-			return nil
-		},
-	}
-
-	// 6. A first pod with cold caches, then the rounds.
-	var results []bench.Result
-	r, err := env.Run(ctx, "first pod (cold)", "bench-cold", 1)
-	if err != nil {
-		return err
-	}
-	results = append(results, r)
-	for _, n := range counts {
-		r, err := env.Run(ctx, fmt.Sprintf("N=%d", n), fmt.Sprintf("bench-n%d", n), n)
-		if err != nil {
-			return err
-		}
-		results = append(results, r)
-	}
-	activated, passes := agent.Activated()
-	// A multi-table UPDATE counts a row in ports and one in standardattributes per port.
-	logf("agent stand-in: %d ports set ACTIVE in %d passes", activated/2, passes)
-	return writeResults(c, results, topo, args)
+	logf("%s: kuryr-controller pid %d ready: %s", name, proc.PID(), strings.Join(args[2:], " "))
+	env := h.env
+	env.Subject = bench.OursSubject(h.neutron, h.c.clusterID)
+	env.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+	run.Results, err = h.rounds(ctx, env, proc, logPath, "bench", 0)
+	return run, err
 }
 
-func writeResults(c config, results []bench.Result, topo bench.Topology, args []string) error {
+// kuryr runs the rounds against kuryr-kubernetes' controller, with its
+// nested VIF pool when pool is set.
+func (h *harness) kuryr(ctx context.Context, pool *bench.KuryrPool) (bench.Run, error) {
+	name, prefix := "kuryr-kubernetes, unpooled", "kuryr"
+	var settle time.Duration
+	if pool != nil {
+		name, prefix = "kuryr-kubernetes, pooled", "kuryrpool"
+		// Released ports go back to its pool in a periodic task: let it
+		// run before the next round.
+		settle = time.Duration(2*pool.UpdateFrequency+1) * time.Second
+	}
+	run := bench.Run{Name: name}
+	if h.sgID == "" {
+		var err error
+		if h.sgID, err = h.neutron.SecurityGroup(ctx, "bench-kuryr-pods"); err != nil {
+			return run, err
+		}
+	}
+	healthPort, err := bench.FreePort()
+	if err != nil {
+		return run, err
+	}
+	exporterPort, err := bench.FreePort()
+	if err != nil {
+		return run, err
+	}
+	k := &bench.Kuryr{
+		Venv: h.c.kuryrVenv, NeutronURL: h.c.neutronURL, ProjectID: h.c.projectID,
+		PodSubnetID: h.topo.PodSubnetID, WorkerSubnetID: h.topo.WorkerSubnetID, SecurityGroupID: h.sgID,
+		HealthPort: healthPort, ExporterPort: exporterPort, Pool: pool,
+	}
+	run.Config = fmt.Sprintf("kuryr-k8s-controller (%s), nested-vlan, handlers vif,kuryrport, %s", h.c.kuryrVenv, pool)
+	logPath := filepath.Join(h.c.out, prefix+".log")
+	proc, err := k.Start(h.kube, filepath.Join(h.c.out, prefix+"-conf"), logPath)
+	if err != nil {
+		return run, err
+	}
+	defer proc.Stop(10 * time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := proc.WaitHTTP(wctx, fmt.Sprintf("http://127.0.0.1:%d/ready", healthPort)); err != nil {
+		return run, err
+	}
+	logf("%s: kuryr-k8s-controller pid %d ready (%s)", name, proc.PID(), pool)
+	env := h.env
+	env.Subject = bench.KuryrSubject(h.neutron, pool != nil)
+	run.Results, err = h.rounds(ctx, env, proc, logPath, prefix, settle)
+	return run, err
+}
+
+// rounds runs a first pod with cold caches, then one round per count,
+// against the controller proc (its log at logPath), in namespaces named
+// prefix-…; settle is a pause before each round after the first.
+func (h *harness) rounds(ctx context.Context, env bench.Env, proc *bench.Process, logPath, prefix string, settle time.Duration) ([]bench.Result, error) {
+	env.ControllerPGID = proc.PID()
+	env.Groups = maps.Clone(env.Groups)
+	env.Groups["controller"] = proc.PID()
+	env.Health = func() error {
+		if done, err := proc.Exited(); done {
+			return fmt.Errorf("the controller exited (%v); see %s", err, logPath)
+		}
+		return h.agentHealth()
+	}
+	type round struct {
+		name, ns string
+		n        int
+	}
+	plan := []round{{"first pod (cold)", prefix + "-cold", 1}}
+	for _, n := range h.counts {
+		plan = append(plan, round{fmt.Sprintf("N=%d", n), fmt.Sprintf("%s-n%d", prefix, n), n})
+	}
+	var results []bench.Result
+	for i, r := range plan {
+		if i > 0 && settle > 0 {
+			select {
+			case <-ctx.Done():
+				return results, ctx.Err()
+			case <-time.After(settle):
+			}
+		}
+		res, err := env.Run(ctx, r.name, r.ns, r.n)
+		if err != nil {
+			return results, err
+		}
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+// slug turns a run's name into a file name part.
+func slug(name string) string {
+	return strings.NewReplacer(", ", "-", " ", "-").Replace(name)
+}
+
+func writeResults(c config, runs []bench.Run, topo bench.Topology) error {
 	machine := bench.ReadMachine("/proc")
 	workers := "?"
 	if b, err := os.ReadFile(filepath.Join(c.neutronState, "neutron.conf")); err == nil {
@@ -286,35 +451,46 @@ func writeResults(c config, results []bench.Result, topo bench.Topology, args []
 	fmt.Fprintf(&md, "# bench-neutron %s\n\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Fprintf(&md, "- machine: %s\n", machine)
 	fmt.Fprintf(&md, "- neutron-server (Debian, MariaDB, %s API workers) at %s; agent stand-in every %s\n", workers, c.neutronURL, c.agentPeriod)
-	fmt.Fprintf(&md, "- kuryr-controller %s\n\n", strings.Join(args[2:], " "))
-	if err := bench.WriteMarkdown(&md, results); err != nil {
-		return err
+	for _, run := range runs {
+		if run.NotMeasured == "" {
+			fmt.Fprintf(&md, "- %s: %s\n", run.Name, run.Config)
+		}
+	}
+	if len(runs) > 1 {
+		md.WriteString("\nThe controllers one after the other on the same kube-apiserver, Neutron and agent stand-in;" +
+			" latency is pod create → all interfaces active (KuryrPod Ready; KuryrPort vifs active); peak RSS summed over the controller's processes:\n\n")
+		if err := bench.WritePeerTable(&md, runs); err != nil {
+			return err
+		}
+	}
+	for i, run := range runs {
+		if run.NotMeasured != "" {
+			continue
+		}
+		if len(runs) > 1 {
+			fmt.Fprintf(&md, "\n## %s\n\n", run.Name)
+		}
+		if err := bench.WriteMarkdown(&md, run.Results); err != nil {
+			return err
+		}
+		name := slug(run.Name)
+		if i == 0 {
+			name = ""
+		}
+		if err := writeRunFiles(c.out, name, run); err != nil {
+			return err
+		}
 	}
 	if err := os.WriteFile(filepath.Join(c.out, "results.md"), []byte(md.String()), 0o644); err != nil {
-		return err
-	}
-	for i, r := range results {
-		f, err := os.Create(filepath.Join(c.out, fmt.Sprintf("neutron-requests-%d-n%d.tsv", i, r.N)))
-		if err != nil {
-			return err
-		}
-		if err := errors.Join(bench.WriteTimeline(f, r.Start, r.Requests), f.Close()); err != nil {
-			return err
-		}
-	}
-	svg, err := os.Create(filepath.Join(c.out, "latency.svg"))
-	if err != nil {
-		return err
-	}
-	werr := bench.WriteSVG(svg, chartTitle, results)
-	if err := errors.Join(werr, svg.Close()); err != nil {
 		return err
 	}
 	raw, err := json.MarshalIndent(struct {
 		Machine  bench.Machine
 		Topology bench.Topology
-		Results  []bench.Result
-	}{machine, topo, results}, "", "  ")
+		// Results are the first run's (ours), as -render reads them.
+		Results []bench.Result
+		Runs    []bench.Run `json:",omitempty"`
+	}{machine, topo, runs[0].Results, runs[1:]}, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -322,8 +498,35 @@ func writeResults(c config, results []bench.Result, topo bench.Topology, args []
 		return err
 	}
 	fmt.Print(md.String())
-	logf("results in %s (results.md, latency.svg, results.json, controller.log)", c.out)
+	logf("results in %s (results.md, latency*.svg, results.json, controller logs)", c.out)
 	return nil
+}
+
+// writeRunFiles writes a run's request timelines and latency chart, their
+// names suffixed with -name unless name is empty.
+func writeRunFiles(dir, name string, run bench.Run) error {
+	suffix := ""
+	if name != "" {
+		suffix = "-" + name
+	}
+	for i, r := range run.Results {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("neutron-requests%s-%d-n%d.tsv", suffix, i, r.N)))
+		if err != nil {
+			return err
+		}
+		if err := errors.Join(bench.WriteTimeline(f, r.Start, r.Requests), f.Close()); err != nil {
+			return err
+		}
+	}
+	svg, err := os.Create(filepath.Join(dir, "latency"+suffix+".svg"))
+	if err != nil {
+		return err
+	}
+	title := chartTitle
+	if name != "" {
+		title = run.Name + ", nested-vlan, real Neutron on MariaDB"
+	}
+	return errors.Join(bench.WriteSVG(svg, title, run.Results), svg.Close())
 }
 
 const chartTitle = "kuryr-controller, nested-vlan, real Neutron on MariaDB"
