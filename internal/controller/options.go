@@ -220,7 +220,12 @@ func (o *Options) Validate() error {
 	if o.MaxCloudWrites < 0 {
 		bad("maxCloudWrites", "%d must not be negative", o.MaxCloudWrites)
 	}
-	for name, ps := range map[string]PoolSize{"pools.nestedVLAN": o.Pools.NestedVLAN, "pools.nestedMACVLAN": o.Pools.NestedMACVLAN} {
+	// A slice, not a map: the errors come out in the same order every run.
+	for _, p := range []struct {
+		name string
+		size PoolSize
+	}{{"pools.nestedVLAN", o.Pools.NestedVLAN}, {"pools.nestedMACVLAN", o.Pools.NestedMACVLAN}} {
+		name, ps := p.name, p.size
 		switch {
 		case ps == (PoolSize{}):
 		case ps.Min < 0 || ps.Max < 1 || ps.Min > ps.Max:

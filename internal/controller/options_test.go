@@ -96,3 +96,20 @@ func TestOptionsPoolFlags(t *testing.T) {
 	}
 	must(t, o.Validate())
 }
+
+// TestValidateErrorOrderIsStable: Validate names its problems in the same
+// order every run (the pools' checks once ranged over a map).
+func TestValidateErrorOrderIsStable(t *testing.T) {
+	o := Defaults()
+	o.Pools.NestedVLAN = PoolSize{Min: 2, Max: 1, Batch: 1}
+	o.Pools.NestedMACVLAN = PoolSize{Min: 2, Max: 1, Batch: 1}
+	want := o.Validate().Error()
+	if !strings.Contains(want, "pools.nestedVLAN") || strings.Index(want, "pools.nestedVLAN") > strings.Index(want, "pools.nestedMACVLAN") {
+		t.Fatalf("Validate: %q, want pools.nestedVLAN before pools.nestedMACVLAN", want)
+	}
+	for range 50 {
+		if got := o.Validate().Error(); got != want {
+			t.Fatalf("Validate changed its answer:\n%s\nthen\n%s", want, got)
+		}
+	}
+}
