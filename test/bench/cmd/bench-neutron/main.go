@@ -249,7 +249,7 @@ func bench1(ctx context.Context, c config) (err error) {
 	}
 	runs := []bench.Run{ours}
 	if c.kuryrVenv != "" {
-		oursPooled := bench.Run{Name: "kuryr-dpdk, pooled", NotMeasured: "our pools are not merged yet"}
+		oursPooled := bench.Run{Name: "kuryr-dpdk, pooled", NotMeasured: "not run: set --ours-pooled-args (our pools take only interfaces that name security groups)"}
 		if c.oursPooledArgs != "" {
 			if oursPooled, err = h.ours(ctx, "kuryr-dpdk, pooled", c.extraArgs+" "+c.oursPooledArgs); err != nil {
 				return err
