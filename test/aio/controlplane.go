@@ -40,6 +40,11 @@ var identities = []struct{ name, user, groups string }{
 	{"kuryr-daemon", "system:serviceaccount:kuryr-dpdk:kuryr-daemon", "system:serviceaccounts,system:serviceaccounts:kuryr-dpdk"},
 }
 
+// FabricAPIPort is the API server's port on the fabric (the fabric proxy's,
+// in the fabric namespace: environments side by side do not collide), as
+// deploy/overlays/all-in-one tells kuryr's pods.
+const FabricAPIPort = 6443
+
 // controlPlane is etcd, kube-apiserver, kube-scheduler and
 // kube-controller-manager, run from the binaries hack/build-kube-bins.sh
 // builds.
@@ -98,7 +103,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	etcdURL := "http://" + loopback(ports[0])
 	peerURL := "http://" + loopback(ports[1])
 	e.cp.URL = "https://" + loopback(ports[2])
-	e.cp.FabricURL = "https://" + net.JoinHostPort(net.IP(gw).String(), strconv.Itoa(ports[2]))
+	e.cp.FabricURL = "https://" + net.JoinHostPort(net.IP(gw).String(), strconv.Itoa(FabricAPIPort))
 
 	etcd := e.newProcess("etcd", filepath.Join(kb, "etcd"), []string{
 		"--name=aio", "--data-dir=" + filepath.Join(dir, "etcd"),
@@ -121,7 +126,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		"--service-account-key-file=" + p.SAPub, "--service-account-signing-key-file=" + p.SAKey,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
-		"--disable-admission-plugins=ServiceAccount", "--allow-privileged=true",
+		"--allow-privileged=true",
 		"--cert-dir=" + filepath.Join(dir, "apiserver-certs"),
 	}, nil)
 	if err := e.startProc(api); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,6 +96,7 @@ type Env struct {
 	cp               controlPlane
 	mountNSDir       string // holds the real nodes' mount namespaces
 	pauseImage       string // the real nodes' sandbox image (OCI tarball)
+	kuryrImage       string // the kuryr-dpdk image of binDir (OCI tarball; real nodes)
 	fabricProxy      *fabricProxy
 	binDir           string
 	fabric           string // path of the fabric namespace
@@ -227,7 +229,15 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		if err := e.startController(ctx); err != nil {
 			return nil, err
 		}
+		if opts.RealNodes {
+			if err := e.deployDaemonSet(ctx); err != nil {
+				return nil, err
+			}
+		}
 		for _, n := range e.Nodes {
+			if n.real != nil {
+				continue // the DaemonSet's pod
+			}
 			if err := e.startDaemon(ctx, n); err != nil {
 				return nil, err
 			}
@@ -316,15 +326,20 @@ func (e *Env) Processes() []*Process {
 	return append([]*Process(nil), e.procs...)
 }
 
-// prepareBinaries finds or builds kuryr-controller, kuryr-daemon and kuryr-cni.
+// kuryrBinaries are the programs of the kuryr-dpdk image.
+var kuryrBinaries = []string{"kuryr-controller", "kuryr-daemon", "kuryr-cni", "kuryrctl"}
+
+// prepareBinaries finds or builds kuryrBinaries, static (as make build
+// does: they also go into the kuryr-dpdk image, which has no libc).
 func (e *Env) prepareBinaries(ctx context.Context) error {
 	e.binDir = e.opts.BinDir
 	if e.binDir == "" {
 		e.binDir = filepath.Join(e.StateDir, "bin")
-		e.logf("building kuryr-controller, kuryr-daemon, kuryr-cni into %s", e.binDir)
-		for _, b := range []string{"kuryr-controller", "kuryr-daemon", "kuryr-cni"} {
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(e.binDir, b), "./cmd/"+b)
+		e.logf("building %s into %s", strings.Join(kuryrBinaries, ", "), e.binDir)
+		for _, b := range kuryrBinaries {
+			cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(e.binDir, b), "./cmd/"+b)
 			cmd.Dir = e.opts.RepoRoot
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				return fmt.Errorf("go build ./cmd/%s: %w\n%s", b, err, out)
 			}
@@ -336,6 +351,9 @@ func (e *Env) prepareBinaries(ctx context.Context) error {
 	}
 	if !e.opts.NoKuryr {
 		need = append(need, "kuryr-controller", "kuryr-daemon")
+		if e.opts.RealNodes {
+			need = kuryrBinaries
+		}
 	}
 	for _, b := range need {
 		if _, err := os.Stat(filepath.Join(e.binDir, b)); err != nil {
