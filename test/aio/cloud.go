@@ -26,7 +26,9 @@ import (
 // the networks the all-in-one uses.
 func (e *Env) startCloud(ctx context.Context) error {
 	// A port turns ACTIVE a moment after it is bound, as with a real L2 agent.
-	e.Cloud = cloudsim.New(cloudsim.Options{BindDelay: 50 * time.Millisecond})
+	// The catalog names the address a client asked Keystone at: the host's
+	// 127.0.0.1, or the fabric proxy's for kuryr-controller's pod.
+	e.Cloud = cloudsim.New(cloudsim.Options{BindDelay: 50 * time.Millisecond, AdvertiseRequestHost: true})
 	if err := e.Cloud.Start(e.ctx, "127.0.0.1:0"); err != nil {
 		return fmt.Errorf("start the simulated cloud: %w", err)
 	}

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -22,7 +21,8 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
-// On real nodes kuryr-daemon runs as an operator deploys it: the DaemonSet
+// On real nodes kuryr-daemon (and kuryr-controller: controller.go) run as an
+// operator deploys them: the DaemonSet
 // of deploy/overlays/all-in-one, from the kuryr-dpdk image (built here from
 // the environment's binaries as `make image` builds it, and imported into
 // every node's containerd). Its init container installs kuryr-cni and the
@@ -70,32 +70,38 @@ func (e *Env) buildKuryrImage() error {
 	return nil
 }
 
-// deployDaemonSet applies the overlay's DaemonSet (and its ConfigMap) and
-// waits until kuryr-daemon serves on every node.
-func (e *Env) deployDaemonSet(ctx context.Context) error {
+// deployKuryr applies the overlay's kuryr-controller (controller.go) and
+// kuryr-daemon with their ConfigMaps, and waits until the controller is
+// available and the daemon serves on every node.
+func (e *Env) deployKuryr(ctx context.Context) error {
 	start := time.Now()
 	objs, err := testenv.Kustomize(filepath.Join(e.opts.RepoRoot, overlayDir))
 	if err != nil {
 		return err
 	}
-	var apply []*unstructured.Unstructured
+	rendered := map[string]*unstructured.Unstructured{}
 	for _, o := range objs {
-		switch {
-		case o.GetKind() == "DaemonSet" && o.GetName() == daemonSetName:
-			if err := e.checkAPIEnv(o); err != nil {
-				return err
-			}
-			apply = append(apply, o)
-		case o.GetKind() == "ConfigMap" && o.GetName() == "kuryr-cni":
-			apply = append(apply, o)
-		}
+		rendered[o.GetKind()+"/"+o.GetName()] = o
 	}
-	if len(apply) != 2 {
-		return fmt.Errorf("%s renders %d of the DaemonSet %s and the ConfigMap kuryr-cni", overlayDir, len(apply), daemonSetName)
+	apply, err := e.controllerObjects(rendered)
+	if err != nil {
+		return err
 	}
+	ds, cm := rendered["DaemonSet/"+daemonSetName], rendered["ConfigMap/kuryr-cni"]
+	if ds == nil || cm == nil {
+		return fmt.Errorf("%s renders no DaemonSet %s or ConfigMap kuryr-cni", overlayDir, daemonSetName)
+	}
+	if err := e.checkAPIEnv(ds); err != nil {
+		return err
+	}
+	apply = append(apply, cm, ds)
 	if err := testenv.ServerSideApply(ctx, e.cp.Admin, "kuryr-aio", apply...); err != nil {
-		return fmt.Errorf("apply %s's DaemonSet: %w", overlayDir, err)
+		return fmt.Errorf("apply %s: %w", overlayDir, err)
 	}
+	if err := e.waitController(ctx); err != nil {
+		return err
+	}
+	e.logf("kuryr-controller Deployment from %s available %.1f s after the apply", overlayDir, time.Since(start).Seconds())
 	for _, n := range e.Nodes {
 		if err := e.waitDaemonPod(ctx, n); err != nil {
 			return err
@@ -105,12 +111,17 @@ func (e *Env) deployDaemonSet(ctx context.Context) error {
 	return nil
 }
 
-// checkAPIEnv fails unless the DaemonSet's daemon container is told the API
-// server address the fabric proxy serves: the overlay hard-codes it.
-func (e *Env) checkAPIEnv(ds *unstructured.Unstructured) error {
-	var d appsv1.DaemonSet
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(ds.Object, &d); err != nil {
-		return fmt.Errorf("DaemonSet %s of %s: %w", ds.GetName(), overlayDir, err)
+// checkAPIEnv fails unless the containers of workload (a DaemonSet or a
+// Deployment) are told the API server address the fabric proxy serves: the
+// overlay hard-codes it.
+func (e *Env) checkAPIEnv(workload *unstructured.Unstructured) error {
+	var d struct {
+		Spec struct {
+			Template corev1.PodTemplateSpec `json:"template"`
+		} `json:"spec"`
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(workload.Object, &d); err != nil {
+		return fmt.Errorf("%s %s of %s: %w", workload.GetKind(), workload.GetName(), overlayDir, err)
 	}
 	env := map[string]string{}
 	for _, c := range d.Spec.Template.Spec.Containers {
@@ -120,8 +131,8 @@ func (e *Env) checkAPIEnv(ds *unstructured.Unstructured) error {
 	}
 	got := net.JoinHostPort(env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"])
 	if want := strings.TrimPrefix(e.cp.FabricURL, "https://"); got != want {
-		return fmt.Errorf("%s sets KUBERNETES_SERVICE_HOST/_PORT of %s to %s, but the API server is at %s for the nodes",
-			overlayDir, ds.GetName(), got, want)
+		return fmt.Errorf("%s sets KUBERNETES_SERVICE_HOST/_PORT of %s %s to %s, but the API server is at %s for the nodes",
+			overlayDir, workload.GetKind(), workload.GetName(), got, want)
 	}
 	return nil
 }

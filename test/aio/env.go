@@ -54,7 +54,8 @@ type Options struct {
 	// instead of kuryr-cni's. "@SOCKET@" in it is replaced by the node's
 	// daemon socket.
 	CNIConfig []byte
-	// ControllerArgs are extra kuryr-controller flags.
+	// ControllerArgs are extra kuryr-controller flags (not with RealNodes,
+	// where the controller is the overlay's Deployment).
 	ControllerArgs []string
 	// RealNodes runs a real containerd and kubelet per node (realnode.go)
 	// instead of the kubelet stand-in.
@@ -86,7 +87,8 @@ type Env struct {
 	MgmtDriver v1alpha1.Driver
 	// Nodes are the simulated node VMs.
 	Nodes []*Node
-	// Controller is the kuryr-controller process (nil with NoKuryr).
+	// Controller is the kuryr-controller process (nil with NoKuryr, and on
+	// real nodes, where it is the Deployment's pod).
 	Controller *Process
 	// Client and Clientset talk to the API server as admin.
 	Client    client.Client
@@ -94,10 +96,12 @@ type Env struct {
 
 	opts             Options
 	cp               controlPlane
-	mountNSDir       string // holds the real nodes' mount namespaces
-	pauseImage       string // the real nodes' sandbox image (OCI tarball)
-	kuryrImage       string // the kuryr-dpdk image of binDir (OCI tarball; real nodes)
-	fabricProxy      *fabricProxy
+	mountNSDir       string       // holds the real nodes' mount namespaces
+	pauseImage       string       // the real nodes' sandbox image (OCI tarball)
+	kuryrImage       string       // the kuryr-dpdk image of binDir (OCI tarball; real nodes)
+	fabricProxy      *fabricProxy // the API server for the real nodes
+	cloudProxy       *fabricProxy // the simulated cloud for the real nodes
+	fabricCloudURL   string       // the cloud's URL on the fabric
 	binDir           string
 	fabric           string // path of the fabric namespace
 	created          *createdTracker
@@ -162,6 +166,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 			}
 		}
 	}
+	if opts.RealNodes && len(opts.ControllerArgs) > 0 {
+		return nil, fmt.Errorf("ControllerArgs %v: on real nodes kuryr-controller is the Deployment of deploy/overlays/all-in-one", opts.ControllerArgs)
+	}
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
@@ -225,19 +232,17 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := e.startNodes(ctx); err != nil {
 		return nil, err
 	}
-	if !opts.NoKuryr {
+	switch {
+	case opts.NoKuryr:
+	case opts.RealNodes:
+		if err := e.deployKuryr(ctx); err != nil {
+			return nil, err
+		}
+	default:
 		if err := e.startController(ctx); err != nil {
 			return nil, err
 		}
-		if opts.RealNodes {
-			if err := e.deployDaemonSet(ctx); err != nil {
-				return nil, err
-			}
-		}
 		for _, n := range e.Nodes {
-			if n.real != nil {
-				continue // the DaemonSet's pod
-			}
 			if err := e.startDaemon(ctx, n); err != nil {
 				return nil, err
 			}

@@ -3,9 +3,11 @@ package aio
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +50,10 @@ var nodePaths = []bindMount{
 // /sys (Node.SysfsRoot/sys): the all-in-one overlay gives it to
 // kuryr-daemon's pod as its /sys.
 const nodeSysfs = "/var/lib/kuryr-aio/sys"
+
+// FabricCloudPort is the simulated cloud's port on the fabric (its fabric
+// proxy's), where kuryr-controller's pod reaches Keystone, Neutron and Nova.
+const FabricCloudPort = 5000
 
 // nodeSocket is kuryr-daemon's CNI socket on a real node, as the base
 // DaemonSet and its conflist have it.
@@ -127,7 +133,14 @@ func (e *Env) prepareRealNodes(ctx context.Context) error {
 		return err
 	}
 	e.defer_(e.fabricProxy.Close)
-	e.logf("real nodes: containerd, runc and kubelet from %s; the API server at %s for them", e.opts.NodeBinDir, e.cp.FabricURL)
+	cloudListen := net.JoinHostPort(e.Networks.Worker.GatewayIP.String(), strconv.Itoa(FabricCloudPort))
+	if e.cloudProxy, err = startFabricProxy(e.fabric, cloudListen, strings.TrimPrefix(e.Cloud.URL(), "http://")); err != nil {
+		return err
+	}
+	e.defer_(e.cloudProxy.Close)
+	e.fabricCloudURL = "http://" + cloudListen
+	e.logf("real nodes: containerd, runc and kubelet from %s; the API server at %s and the cloud at %s for them",
+		e.opts.NodeBinDir, e.cp.FabricURL, e.fabricCloudURL)
 	return nil
 }
 

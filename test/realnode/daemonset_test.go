@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
 )
@@ -60,6 +61,42 @@ func TestDaemonRunsAsDaemonSetPodAndNetworksPods(t *testing.T) {
 	}
 
 	app := runPod(t, ctx, appPod("realnode-daemonset", "app", aio.MgmtNAD))
+	requireInterfaces(t, ctx, app)
+	deleteAndRequireNoLeaks(t, ctx, app)
+}
+
+// TestControllerRunsAsDeploymentPod checks that kuryr-controller is the
+// all-in-one overlay's Deployment: one available replica whose pod runs on
+// the node's host network from the imported image, ready (its /readyz
+// answers), and that it is what gives a new pod its interfaces (the
+// environment runs no controller process).
+func TestControllerRunsAsDeploymentPod(t *testing.T) {
+	ctx := setup(t, "realnode-controller")
+	if env.Controller != nil {
+		t.Errorf("kuryr-controller is a process of the environment (%s), want the Deployment's pod", env.Controller.Name)
+	}
+	d, err := env.Clientset.AppsV1().Deployments("kuryr-dpdk").Get(ctx, "kuryr-controller", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status.AvailableReplicas != 1 {
+		t.Errorf("Deployment kuryr-controller: %d available replicas, want 1", d.Status.AvailableReplicas)
+	}
+	pods, err := env.Clientset.CoreV1().Pods("kuryr-dpdk").List(ctx, metav1.ListOptions{LabelSelector: "app=kuryr-controller"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 {
+		t.Fatalf("%d kuryr-controller pods, want 1", len(pods.Items))
+	}
+	p := pods.Items[0]
+	if !p.Spec.HostNetwork || p.Status.PodIP != env.Nodes[0].IP() {
+		t.Errorf("controller pod %s: hostNetwork %v, IP %s; want the host network of %s (%s)", p.Name, p.Spec.HostNetwork, p.Status.PodIP, env.Nodes[0].Name, env.Nodes[0].IP())
+	}
+	if len(p.Status.ContainerStatuses) != 1 || !p.Status.ContainerStatuses[0].Ready || p.Status.ContainerStatuses[0].Image != "docker.io/"+aio.KuryrImage {
+		t.Errorf("controller container statuses %+v, want one ready from docker.io/%s", p.Status.ContainerStatuses, aio.KuryrImage)
+	}
+	app := runPod(t, ctx, appPod("realnode-controller", "app", aio.MgmtNAD))
 	requireInterfaces(t, ctx, app)
 	deleteAndRequireNoLeaks(t, ctx, app)
 }
