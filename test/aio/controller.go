@@ -80,7 +80,7 @@ func (e *Env) waitController(ctx context.Context) error {
 		return d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == ptrOr(d.Spec.Replicas), nil
 	})
 	if err != nil {
-		return fmt.Errorf("Deployment %s not available (%s): %w", controllerName, last, err)
+		return fmt.Errorf("kuryr-controller Deployment %s not available (%s): %w", controllerName, last, err)
 	}
 	return nil
 }
