@@ -78,6 +78,11 @@ type Options struct {
 	// NoTagsOnCreate rejects "tags" in port create bodies (400), as a
 	// Neutron without the tag-ports-during-bulk-creation extension does.
 	NoTagsOnCreate bool `json:"noTagsOnCreate,omitempty"`
+	// AdvertiseRequestHost makes the catalog and the version documents
+	// name the host each request came to instead of the cloud's URL: a
+	// cloud reached at several addresses (the all-in-one's loopback and
+	// its node VMs' fabric) sends each client to the address it used.
+	AdvertiseRequestHost bool `json:"advertiseRequestHost,omitempty"`
 }
 
 // ServerHook lets a simulated VM learn that Nova attached or detached one of
@@ -111,9 +116,11 @@ type Cloud struct {
 
 	mux     *http.ServeMux
 	baseURL string
-	srv     *http.Server
-	closing chan struct{}
-	once    sync.Once
+	// advertiseRequestHost: Options.AdvertiseRequestHost.
+	advertiseRequestHost bool
+	srv                  *http.Server
+	closing              chan struct{}
+	once                 sync.Once
 }
 
 // New returns a simulated cloud. Serve it with Start, or mount Handler on a
@@ -127,7 +134,7 @@ func New(opts Options) *Cloud {
 		creds: creds, noAuth: opts.NoAuth, noTagsOnCreate: opts.NoTagsOnCreate, bindDelay: opts.BindDelay, noAgent: opts.NoAgent, st: newStore(),
 		latency: map[string]Latency{}, faults: map[string]Fault{}, rng: newRNG(opts.Seed),
 		counts: map[string]int64{}, faulted: map[string]int64{}, hooks: map[string]ServerHook{},
-		mux: http.NewServeMux(), closing: make(chan struct{}),
+		mux: http.NewServeMux(), closing: make(chan struct{}), advertiseRequestHost: opts.AdvertiseRequestHost,
 	}
 	for k, v := range opts.Latency {
 		c.latency[k] = v
@@ -186,13 +193,29 @@ func (c *Cloud) SetBaseURL(u string) { c.baseURL = strings.TrimSuffix(u, "/") }
 func (c *Cloud) URL() string { return c.baseURL }
 
 // AuthURL is Keystone's v3 endpoint, for OS_AUTH_URL.
-func (c *Cloud) AuthURL() string { return c.baseURL + "/identity/v3" }
+func (c *Cloud) AuthURL() string { return c.baseURL + identityPath }
 
 // NeutronURL is Neutron's endpoint as the catalog lists it (without /v2.0).
-func (c *Cloud) NeutronURL() string { return c.baseURL + "/network" }
+func (c *Cloud) NeutronURL() string { return c.baseURL + networkPath }
 
 // NovaURL is Nova's endpoint as the catalog lists it (with /v2.1).
-func (c *Cloud) NovaURL() string { return c.baseURL + "/compute/v2.1" }
+func (c *Cloud) NovaURL() string { return c.baseURL + computePath }
+
+// The services' paths under the cloud's URL, as the catalog lists them.
+const (
+	identityPath = "/identity/v3"
+	networkPath  = "/network"
+	computePath  = "/compute/v2.1"
+)
+
+// advertised is the base URL the answer to r names: the cloud's URL, or
+// with AdvertiseRequestHost the host r came to.
+func (c *Cloud) advertised(r *http.Request) string {
+	if c.advertiseRequestHost && r.Host != "" {
+		return "http://" + r.Host
+	}
+	return c.baseURL
+}
 
 // Credentials returns the credentials the cloud accepts.
 func (c *Cloud) Credentials() Credentials { return c.creds }

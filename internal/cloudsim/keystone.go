@@ -24,7 +24,7 @@ func keystoneRoutes(c *Cloud) []route {
 func (c *Cloud) neutronVersions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"versions": []map[string]any{{
 		"id": "v2.0", "status": "CURRENT",
-		"links": []map[string]string{{"rel": "self", "href": c.NeutronURL() + "/v2.0/"}},
+		"links": []map[string]string{{"rel": "self", "href": c.advertised(r) + networkPath + "/v2.0/"}},
 	}}})
 }
 
@@ -32,7 +32,7 @@ func (c *Cloud) novaVersions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"versions": []map[string]any{{
 		"id": "v2.1", "status": "CURRENT", "version": "2.96", "min_version": "2.1",
 		"updated": "2013-07-23T11:33:21Z",
-		"links":   []map[string]string{{"rel": "self", "href": c.NovaURL() + "/"}},
+		"links":   []map[string]string{{"rel": "self", "href": c.advertised(r) + computePath + "/"}},
 	}}})
 }
 
@@ -65,7 +65,7 @@ type authRequest struct {
 func (c *Cloud) identityVersion(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"version": map[string]any{
 		"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
-		"links":       []map[string]string{{"rel": "self", "href": c.AuthURL() + "/"}},
+		"links":       []map[string]string{{"rel": "self", "href": c.advertised(r) + identityPath + "/"}},
 		"media-types": []map[string]string{{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}},
 	}})
 }
@@ -105,6 +105,7 @@ func (c *Cloud) createToken(w http.ResponseWriter, r *http.Request) {
 	c.st.mu.Unlock()
 
 	now := time.Now().UTC()
+	base := c.advertised(r)
 	endpoint := func(url string) []map[string]string {
 		var eps []map[string]string
 		for _, iface := range []string{"public", "internal", "admin"} {
@@ -125,9 +126,9 @@ func (c *Cloud) createToken(w http.ResponseWriter, r *http.Request) {
 		"roles":      []map[string]string{{"id": "member-role-id", "name": "member"}, {"id": "reader-role-id", "name": "reader"}},
 		"is_domain":  false,
 		"catalog": []map[string]any{
-			{"id": newID(), "type": "identity", "name": "keystone", "endpoints": endpoint(c.AuthURL())},
-			{"id": newID(), "type": "network", "name": "neutron", "endpoints": endpoint(c.NeutronURL())},
-			{"id": newID(), "type": "compute", "name": "nova", "endpoints": endpoint(c.NovaURL())},
+			{"id": newID(), "type": "identity", "name": "keystone", "endpoints": endpoint(base + identityPath)},
+			{"id": newID(), "type": "network", "name": "neutron", "endpoints": endpoint(base + networkPath)},
+			{"id": newID(), "type": "compute", "name": "nova", "endpoints": endpoint(base + computePath)},
 		},
 	}})
 }

@@ -2,6 +2,7 @@ package aio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -24,7 +26,9 @@ import (
 // the networks the all-in-one uses.
 func (e *Env) startCloud(ctx context.Context) error {
 	// A port turns ACTIVE a moment after it is bound, as with a real L2 agent.
-	e.Cloud = cloudsim.New(cloudsim.Options{BindDelay: 50 * time.Millisecond})
+	// The catalog names the address a client asked Keystone at: the host's
+	// 127.0.0.1, or the fabric proxy's for kuryr-controller's pod.
+	e.Cloud = cloudsim.New(cloudsim.Options{BindDelay: 50 * time.Millisecond, AdvertiseRequestHost: true})
 	if err := e.Cloud.Start(e.ctx, "127.0.0.1:0"); err != nil {
 		return fmt.Errorf("start the simulated cloud: %w", err)
 	}
@@ -117,7 +121,7 @@ func (e *Env) startDaemon(ctx context.Context, n *Node) error {
 	args := []string{
 		"--kubeconfig=" + e.cp.Kubeconfigs["kuryr-daemon"], "--node-name=" + n.Name,
 		"--socket=" + n.Socket, "--sysfs-root=" + n.SysfsRoot,
-		"--checkpoint-dir=" + filepath.Join(n.Dir, "checkpoints"), "--devinfo-root=" + n.devinfoRoot,
+		"--checkpoint-dir=" + n.checkpointDir(), "--devinfo-root=" + n.devinfoRoot,
 		"--node-netns=" + n.NetNS, "--parent-interface=" + NodeNIC, "--primary",
 		"--metrics-bind-address=" + loopback(ports[0]), "--metrics-secure=false", "--health-probe-bind-address=" + loopback(ports[1]),
 		"--device-timeout=10s",
@@ -212,8 +216,17 @@ func (t *createdTracker) get(uid types.UID) (time.Time, bool) {
 }
 
 // CreatePod creates pod and records the time just before the call as its
-// creation time (for the time to network-ready).
+// creation time (for the time to network-ready). It first waits for the
+// pod's ServiceAccount, which the ServiceAccount admission plugin requires
+// (a new namespace gets "default" a moment after its creation).
 func (e *Env) CreatePod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	if err := e.WaitServiceAccount(ctx, pod.Namespace, sa); err != nil {
+		return nil, err
+	}
 	at := time.Now()
 	out, err := e.Clientset.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
@@ -239,4 +252,18 @@ func (e *Env) OpenStackClient(ctx context.Context) (*openstack.Client, error) {
 	c := e.Cloud.Credentials()
 	return openstack.New(ctx, openstack.Config{AuthURL: e.Cloud.AuthURL(), Username: c.UserName, Password: c.Password,
 		UserDomainName: c.DomainName, ProjectName: c.ProjectName, ProjectDomainName: c.DomainName, Region: c.Region})
+}
+
+// WaitServiceAccount waits until ServiceAccount namespace/name exists (the
+// ServiceAccount admission plugin refuses pods of a missing one).
+func (e *Env) WaitServiceAccount(ctx context.Context, namespace, name string) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, last = e.Clientset.CoreV1().ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("ServiceAccount %s/%s (kube-controller-manager makes default ones): %w", namespace, name, errors.Join(err, last))
+	}
+	return nil
 }

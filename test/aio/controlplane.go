@@ -40,6 +40,11 @@ var identities = []struct{ name, user, groups string }{
 	{"kuryr-daemon", "system:serviceaccount:kuryr-dpdk:kuryr-daemon", "system:serviceaccounts,system:serviceaccounts:kuryr-dpdk"},
 }
 
+// FabricAPIPort is the API server's port on the fabric (the fabric proxy's,
+// in the fabric namespace: environments side by side do not collide), as
+// deploy/overlays/all-in-one tells kuryr's pods.
+const FabricAPIPort = 6443
+
 // controlPlane is etcd, kube-apiserver, kube-scheduler and
 // kube-controller-manager, run from the binaries hack/build-kube-bins.sh
 // builds.
@@ -98,7 +103,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	etcdURL := "http://" + loopback(ports[0])
 	peerURL := "http://" + loopback(ports[1])
 	e.cp.URL = "https://" + loopback(ports[2])
-	e.cp.FabricURL = "https://" + net.JoinHostPort(net.IP(gw).String(), strconv.Itoa(ports[2]))
+	e.cp.FabricURL = "https://" + net.JoinHostPort(net.IP(gw).String(), strconv.Itoa(FabricAPIPort))
 
 	etcd := e.newProcess("etcd", filepath.Join(kb, "etcd"), []string{
 		"--name=aio", "--data-dir=" + filepath.Join(dir, "etcd"),
@@ -113,7 +118,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		return err
 	}
 
-	api := e.newProcess("kube-apiserver", filepath.Join(kb, "kube-apiserver"), []string{
+	apiArgs := []string{
 		"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		fmt.Sprintf("--secure-port=%d", ports[2]),
 		"--tls-cert-file=" + p.ServingCert, "--tls-private-key-file=" + p.ServingKey, "--client-ca-file=" + p.CACert,
@@ -121,9 +126,18 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		"--service-account-key-file=" + p.SAPub, "--service-account-signing-key-file=" + p.SAKey,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
-		"--disable-admission-plugins=ServiceAccount", "--allow-privileged=true",
+		"--allow-privileged=true",
 		"--cert-dir=" + filepath.Join(dir, "apiserver-certs"),
-	}, nil)
+	}
+	if e.opts.RealNodes {
+		egress, err := e.startEgressProxy(dir)
+		if err != nil {
+			return err
+		}
+		// The node names (the default's first choice) resolve nowhere.
+		apiArgs = append(apiArgs, "--egress-selector-config-file="+egress, "--kubelet-preferred-address-types=InternalIP")
+	}
+	api := e.newProcess("kube-apiserver", filepath.Join(kb, "kube-apiserver"), apiArgs, nil)
 	if err := e.startProc(api); err != nil {
 		return err
 	}
@@ -227,4 +241,33 @@ func waitHTTP(ctx context.Context, p *Process, ac *authClient, url string, bound
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// startEgressProxy starts the API server's way to the kubelets on the
+// fabric (an HTTP CONNECT proxy dialing from the fabric namespace) and
+// writes the EgressSelectorConfiguration that sends the "cluster" traffic
+// (exec, logs, port-forward) through it into dir; it returns the file.
+func (e *Env) startEgressProxy(dir string) (string, error) {
+	// A unix socket: the API server speaks HTTP CONNECT over TCP only with
+	// TLS (without a tlsConfig it panics).
+	p, err := startConnectProxy(filepath.Join(dir, "egress.sock"), func() string { return e.fabric })
+	if err != nil {
+		return "", err
+	}
+	e.defer_(p.Close)
+	path := filepath.Join(dir, "egress-selector.yaml")
+	conf := fmt.Sprintf(`apiVersion: apiserver.k8s.io/v1beta1
+kind: EgressSelectorConfiguration
+egressSelections:
+- name: cluster
+  connection:
+    proxyProtocol: HTTPConnect
+    transport:
+      uds:
+        udsName: %s
+`, p.Addr())
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return "", err
+	}
+	return path, nil
 }

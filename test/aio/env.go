@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,7 +54,8 @@ type Options struct {
 	// instead of kuryr-cni's. "@SOCKET@" in it is replaced by the node's
 	// daemon socket.
 	CNIConfig []byte
-	// ControllerArgs are extra kuryr-controller flags.
+	// ControllerArgs are extra kuryr-controller flags (not with RealNodes,
+	// where the controller is the overlay's Deployment).
 	ControllerArgs []string
 	// RealNodes runs a real containerd and kubelet per node (realnode.go)
 	// instead of the kubelet stand-in.
@@ -85,7 +87,8 @@ type Env struct {
 	MgmtDriver v1alpha1.Driver
 	// Nodes are the simulated node VMs.
 	Nodes []*Node
-	// Controller is the kuryr-controller process (nil with NoKuryr).
+	// Controller is the kuryr-controller process (nil with NoKuryr, and on
+	// real nodes, where it is the Deployment's pod).
 	Controller *Process
 	// Client and Clientset talk to the API server as admin.
 	Client    client.Client
@@ -93,9 +96,12 @@ type Env struct {
 
 	opts             Options
 	cp               controlPlane
-	mountNSDir       string // holds the real nodes' mount namespaces
-	pauseImage       string // the real nodes' sandbox image (OCI tarball)
-	fabricProxy      *fabricProxy
+	mountNSDir       string       // holds the real nodes' mount namespaces
+	pauseImage       string       // the real nodes' sandbox image (OCI tarball)
+	kuryrImage       string       // the kuryr-dpdk image of binDir (OCI tarball; real nodes)
+	fabricProxy      *fabricProxy // the API server for the real nodes
+	cloudProxy       *fabricProxy // the simulated cloud for the real nodes
+	fabricCloudURL   string       // the cloud's URL on the fabric
 	binDir           string
 	fabric           string // path of the fabric namespace
 	created          *createdTracker
@@ -160,6 +166,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 			}
 		}
 	}
+	if opts.RealNodes && len(opts.ControllerArgs) > 0 {
+		return nil, fmt.Errorf("ControllerArgs %v: on real nodes kuryr-controller is the Deployment of deploy/overlays/all-in-one", opts.ControllerArgs)
+	}
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
@@ -223,7 +232,13 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := e.startNodes(ctx); err != nil {
 		return nil, err
 	}
-	if !opts.NoKuryr {
+	switch {
+	case opts.NoKuryr:
+	case opts.RealNodes:
+		if err := e.deployKuryr(ctx); err != nil {
+			return nil, err
+		}
+	default:
 		if err := e.startController(ctx); err != nil {
 			return nil, err
 		}
@@ -316,15 +331,20 @@ func (e *Env) Processes() []*Process {
 	return append([]*Process(nil), e.procs...)
 }
 
-// prepareBinaries finds or builds kuryr-controller, kuryr-daemon and kuryr-cni.
+// kuryrBinaries are the programs of the kuryr-dpdk image.
+var kuryrBinaries = []string{"kuryr-controller", "kuryr-daemon", "kuryr-cni", "kuryrctl"}
+
+// prepareBinaries finds or builds kuryrBinaries, static (as make build
+// does: they also go into the kuryr-dpdk image, which has no libc).
 func (e *Env) prepareBinaries(ctx context.Context) error {
 	e.binDir = e.opts.BinDir
 	if e.binDir == "" {
 		e.binDir = filepath.Join(e.StateDir, "bin")
-		e.logf("building kuryr-controller, kuryr-daemon, kuryr-cni into %s", e.binDir)
-		for _, b := range []string{"kuryr-controller", "kuryr-daemon", "kuryr-cni"} {
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(e.binDir, b), "./cmd/"+b)
+		e.logf("building %s into %s", strings.Join(kuryrBinaries, ", "), e.binDir)
+		for _, b := range kuryrBinaries {
+			cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(e.binDir, b), "./cmd/"+b)
 			cmd.Dir = e.opts.RepoRoot
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				return fmt.Errorf("go build ./cmd/%s: %w\n%s", b, err, out)
 			}
@@ -336,6 +356,9 @@ func (e *Env) prepareBinaries(ctx context.Context) error {
 	}
 	if !e.opts.NoKuryr {
 		need = append(need, "kuryr-controller", "kuryr-daemon")
+		if e.opts.RealNodes {
+			need = kuryrBinaries
+		}
 	}
 	for _, b := range need {
 		if _, err := os.Stat(filepath.Join(e.binDir, b)); err != nil {

@@ -30,7 +30,7 @@ func (e *Env) Leaks() []string {
 		if d := n.AttachedDevices(); d > 0 {
 			out = append(out, fmt.Sprintf("%d devices attached to %s", d, n.Name))
 		}
-		for _, dir := range []string{filepath.Join(n.Dir, "checkpoints"), n.DevinfoDir} {
+		for _, dir := range []string{n.checkpointDir(), n.DevinfoDir} {
 			_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 				if err == nil && !d.IsDir() {
 					out = append(out, "file "+path)
@@ -46,4 +46,13 @@ func (e *Env) Leaks() []string {
 		}
 	}
 	return out
+}
+
+// checkpointDir is where the node's kuryr-daemon keeps its checkpoints:
+// the DaemonSet's /var/lib/kuryr-dpdk/checkpoints on a real node.
+func (n *Node) checkpointDir() string {
+	if n.real != nil {
+		return n.real.nodeFS("/var/lib/kuryr-dpdk/checkpoints")
+	}
+	return filepath.Join(n.Dir, "checkpoints")
 }

@@ -19,7 +19,12 @@ import (
 // (setns into a mount namespace is refused to a multi-threaded Go process).
 
 // bindMount is one directory (or file) of a node bind-mounted over a path.
-type bindMount struct{ Src, Dst string }
+// A Shared one propagates the mounts made under it to the bind mounts of it
+// that containers get with mount propagation HostToContainer (rslave).
+type bindMount struct {
+	Src, Dst string
+	Shared   bool
+}
 
 // mountNSHolder makes dir a private bind mount of itself: a mount
 // namespace's file can be bind-mounted only where mounts do not propagate.
@@ -69,6 +74,12 @@ func createMountNS(file string, binds []bindMount) (err error) {
 		}
 		if out, err := inMountNS(file, "mount", "--bind", b.Src, b.Dst).CombinedOutput(); err != nil {
 			return fmt.Errorf("bind %s over %s in mount namespace %s: %w: %s", b.Src, b.Dst, file, err, out)
+		}
+		if !b.Shared {
+			continue
+		}
+		if out, err := inMountNS(file, "mount", "--make-shared", b.Dst).CombinedOutput(); err != nil {
+			return fmt.Errorf("make %s shared in mount namespace %s: %w: %s", b.Dst, file, err, out)
 		}
 	}
 	return nil

@@ -55,7 +55,8 @@ type Node struct {
 	Server cloudsim.SeededServer
 	// PCI is the simulated PCI bus.
 	PCI *pcisim.Sim
-	// Daemon is the node's kuryr-daemon (nil with NoKuryr).
+	// Daemon is the node's kuryr-daemon process (nil with NoKuryr, and on a
+	// real node, where it is the DaemonSet's pod: Env.DaemonPod).
 	Daemon *Process
 	// Kubelet is the node's kubelet stand-in (nil on a real node).
 	Kubelet *Kubelet

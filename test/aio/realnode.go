@@ -3,9 +3,11 @@ package aio
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,12 +36,28 @@ var nodeBinaries = []string{"containerd", "containerd-shim-runc-v2", "ctr", "run
 
 // nodePaths are the paths a real node's mount namespace has of its own:
 // each is a directory under the node's fs/ directory bind-mounted over the
-// same path.
-var nodePaths = []string{
-	"/run/containerd", "/var/lib/containerd", "/var/lib/kubelet", "/var/lib/cni",
-	"/var/log/pods", "/var/log/containers", "/etc/cni/net.d", "/opt/cni/bin",
-	"/etc/containerd", "/etc/cdi", "/var/run/cdi", "/run/kuryr-dpdk",
+// same path. /run/netns, where containerd mounts the pods' network
+// namespaces, is shared: kuryr-daemon's pod gets it with HostToContainer
+// propagation (deploy/kuryr-dpdk/daemon.yaml) and sees each new one.
+var nodePaths = []bindMount{
+	{Dst: "/run/containerd"}, {Dst: "/var/lib/containerd"}, {Dst: "/var/lib/kubelet"}, {Dst: "/var/lib/cni"},
+	{Dst: "/var/log/pods"}, {Dst: "/var/log/containers"}, {Dst: "/etc/cni/net.d"}, {Dst: "/opt/cni/bin"},
+	{Dst: "/etc/containerd"}, {Dst: "/etc/cdi"}, {Dst: "/var/run/cdi"}, {Dst: "/run/kuryr-dpdk"},
+	{Dst: "/var/lib/kuryr-dpdk"}, {Dst: "/run/netns", Shared: true},
 }
+
+// nodeSysfs is where a real node's mount namespace shows its simulated
+// /sys (Node.SysfsRoot/sys): the all-in-one overlay gives it to
+// kuryr-daemon's pod as its /sys.
+const nodeSysfs = "/var/lib/kuryr-aio/sys"
+
+// FabricCloudPort is the simulated cloud's port on the fabric (its fabric
+// proxy's), where kuryr-controller's pod reaches Keystone, Neutron and Nova.
+const FabricCloudPort = 5000
+
+// nodeSocket is kuryr-daemon's CNI socket on a real node, as the base
+// DaemonSet and its conflist have it.
+const nodeSocket = "/run/kuryr-dpdk/cni.sock"
 
 // kernelTunables are the sysctls the kubelet sets when they differ (it
 // checks them at start). The kernel is the host's, shared by everything
@@ -97,6 +115,12 @@ func (e *Env) prepareRealNodes(ctx context.Context) error {
 		return fmt.Errorf("build the pause image: %w", err)
 	}
 
+	if !e.opts.NoKuryr {
+		if err := e.buildKuryrImage(); err != nil {
+			return err
+		}
+	}
+
 	e.mountNSDir = filepath.Join(e.StateDir, "mntns")
 	release, err := mountNSHolder(e.mountNSDir)
 	if err != nil {
@@ -109,7 +133,14 @@ func (e *Env) prepareRealNodes(ctx context.Context) error {
 		return err
 	}
 	e.defer_(e.fabricProxy.Close)
-	e.logf("real nodes: containerd, runc and kubelet from %s; the API server at %s for them", e.opts.NodeBinDir, e.cp.FabricURL)
+	cloudListen := net.JoinHostPort(e.Networks.Worker.GatewayIP.String(), strconv.Itoa(FabricCloudPort))
+	if e.cloudProxy, err = startFabricProxy(e.fabric, cloudListen, strings.TrimPrefix(e.Cloud.URL(), "http://")); err != nil {
+		return err
+	}
+	e.defer_(e.cloudProxy.Close)
+	e.fabricCloudURL = "http://" + cloudListen
+	e.logf("real nodes: containerd, runc and kubelet from %s; the API server at %s and the cloud at %s for them",
+		e.opts.NodeBinDir, e.cp.FabricURL, e.fabricCloudURL)
 	return nil
 }
 
@@ -119,13 +150,18 @@ func (e *Env) startRealNode(ctx context.Context, n *Node) error {
 	start := time.Now()
 	r := &realNode{fs: filepath.Join(n.Dir, "fs"), mountNS: filepath.Join(e.mountNSDir, n.Name), started: start}
 	n.real = r
-	binds := make([]bindMount, 0, len(nodePaths)+len(kernelTunables))
+	n.Socket = r.nodeFS(nodeSocket)
+	binds := make([]bindMount, 0, len(nodePaths)+len(kernelTunables)+2)
 	for _, p := range nodePaths {
-		if err := os.MkdirAll(r.nodeFS(p), 0o755); err != nil {
+		if err := os.MkdirAll(r.nodeFS(p.Dst), 0o755); err != nil {
 			return err
 		}
-		binds = append(binds, bindMount{Src: r.nodeFS(p), Dst: p})
+		binds = append(binds, bindMount{Src: r.nodeFS(p.Dst), Dst: p.Dst, Shared: p.Shared})
 	}
+	// The device-info files where the daemon's pod writes them (its
+	// /var/run/k8s.cni.cncf.io hostPath) are the node's DevinfoDir.
+	binds = append(binds, bindMount{Src: filepath.Join(n.devinfoRoot, "var/run/k8s.cni.cncf.io"), Dst: "/run/k8s.cni.cncf.io"},
+		bindMount{Src: filepath.Join(n.SysfsRoot, "sys"), Dst: nodeSysfs})
 	for name, v := range kernelTunables {
 		src := filepath.Join(n.Dir, "sysctl", strings.ReplaceAll(name, "/", "."))
 		if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
@@ -148,16 +184,24 @@ func (e *Env) startRealNode(ctx context.Context, n *Node) error {
 	// processes (shims and containers included) before the namespace goes.
 	e.defer_(r.cgroup.remove)
 
-	if err := e.installCNI(n, r); err != nil {
-		return err
+	if e.opts.NoKuryr {
+		// Else kuryr-daemon's init container installs kuryr-cni.
+		if err := e.installCNI(n, r); err != nil {
+			return err
+		}
 	}
 	if err := e.startContainerd(ctx, n, r); err != nil {
 		return err
 	}
-	if err := e.importImage(ctx, n, e.pauseImage); err != nil {
-		return err
+	for _, img := range []string{e.pauseImage, e.kuryrImage} {
+		if img == "" {
+			continue
+		}
+		if err := e.importImage(ctx, n, img); err != nil {
+			return err
+		}
 	}
-	e.logf("node %s: containerd up, pause image imported in %.1f s", n.Name, time.Since(start).Seconds())
+	e.logf("node %s: containerd up, images imported in %.1f s", n.Name, time.Since(start).Seconds())
 	if err := e.startRealKubelet(ctx, n, r); err != nil {
 		return err
 	}
@@ -165,8 +209,9 @@ func (e *Env) startRealNode(ctx context.Context, n *Node) error {
 	return nil
 }
 
-// installCNI puts kuryr-cni into the node's /opt/cni/bin and its network
-// configuration into /etc/cni/net.d, where containerd looks.
+// installCNI puts the CNI plugins of the environment's options (NoKuryr)
+// into the node's /opt/cni/bin and their network configuration into
+// /etc/cni/net.d, where containerd looks.
 func (e *Env) installCNI(n *Node, r *realNode) error {
 	conf, err := e.netConfList(n)
 	if err != nil {
@@ -274,9 +319,8 @@ func (e *Env) RestartRuntime(ctx context.Context, n *Node) error {
 
 // containerdConfig is a real node's containerd configuration. Paths are the
 // defaults (the node's own, through its mount namespace) but for the
-// binaries. restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE;
-// netns_mounts_under_state_dir: pod namespaces under /run/containerd, not
-// in the host's /run/netns; NRI off; the internal loopback (lo is
+// binaries. restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE; pod
+// network namespaces in /run/netns (the node's own, nodePaths); NRI off; the internal loopback (lo is
 // containerd's own); the pause image pinned and local.
 func containerdConfig(binDir string) string {
 	return `version = 4
@@ -289,7 +333,6 @@ disabled_plugins = ['io.containerd.nri.v1.nri']
 
 [plugins.'io.containerd.cri.v1.runtime']
   restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
   cdi_spec_dirs = ['/etc/cdi', '/var/run/cdi']
   [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
     runtime_type = 'io.containerd.runc.v2'
@@ -448,15 +491,12 @@ func (n *Node) ContainerdLog() string {
 // AdaptPod adapts a pod written for the kubelet stand-in to what a real
 // node has: its containers run the local pause image (there is no
 // registry), without CPU, memory or hugepages requests (the host's CPUs
-// are few and it has no hugepages), and without a service-account token
-// (the API server runs without the ServiceAccount admission plugin).
+// are few and it has no hugepages).
 func (e *Env) AdaptPod(pod *corev1.Pod) {
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		c.Image, c.ImagePullPolicy, c.Resources = PauseImage, corev1.PullNever, corev1.ResourceRequirements{}
 	}
-	no := false
-	pod.Spec.AutomountServiceAccountToken = &no
 }
 
 // Kubectl is a kubectl matching the cluster: v1.37.2 from the cache of
@@ -468,3 +508,16 @@ func (e *Env) Kubectl() string {
 	}
 	return "kubectl"
 }
+
+// FS is path inside a real node's mount namespace (one of its own
+// directories), as seen from the host; "" on a stand-in node.
+func (n *Node) FS(path string) string {
+	if n.real == nil {
+		return ""
+	}
+	return n.real.nodeFS(path)
+}
+
+// BinDir holds the kuryr-dpdk binaries the environment runs (and put into
+// the kuryr-dpdk image).
+func (e *Env) BinDir() string { return e.binDir }

@@ -316,6 +316,9 @@ func createBenchNADs(ctx context.Context, env *aio.Env, ns string) error {
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s: %w", ns, err)
 	}
+	if err := env.WaitServiceAccount(ctx, ns, "default"); err != nil {
+		return err
+	}
 	_, mgmt, err := env.Cloud.SeedNetwork("bench-management", "10.20.0.0/16")
 	if err != nil {
 		return err

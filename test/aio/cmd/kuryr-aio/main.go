@@ -77,7 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if cmd == "run" && ctx.Err() == nil {
 		fmt.Fprintf(stdout, "\nThe all-in-one is running. Kubeconfig (admin):\n\n    %s\n\n"+
-			"    export KUBECONFIG=%s\n    %s get nodes -o wide\n    kubectl get pods,kuryrpods -A\n\n"+
+			"    export KUBECONFIG=%s\n    %s get nodes -o wide\n    kubectl get pods,kuryrpods -A\n"+
+			"    kubectl -n kuryr-dpdk exec ds/kuryr-daemon -- kuryrctl devices   (real nodes)\n\n"+
 			"Node namespaces: ip netns exec %s ip link   (and -node-2, …)\nLogs: %s\n"+
 			"Ctrl-C stops it and removes every namespace, process and file it made.\n",
 			env.Kubeconfig(), env.Kubeconfig(), env.Kubectl(), "kuryr-aio-"+env.ID+"-node-1", env.LogDir())
