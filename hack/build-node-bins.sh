@@ -26,7 +26,9 @@ source "$here/lib/apt.sh"
 bindir="$(kuryr_cache)/node-k8s-${KUBE_VERSION}-containerd-${CONTAINERD_VERSION}-crictl-${CRICTL_VERSION}"
 mkdir -p "$bindir"
 
-apt_ensure build-node-bins runc
+# runc runs the real nodes' containers; busybox-static is the demo workload
+# image's one binary (test/aio builds that image as make image does).
+apt_ensure build-node-bins runc busybox-static
 
 cd_ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=${CONTAINERD_VERSION}"
 for b in containerd containerd-shim-runc-v2 ctr; do

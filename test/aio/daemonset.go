@@ -46,28 +46,14 @@ var overlayDir = filepath.Join("deploy", "overlays", "all-in-one")
 // buildKuryrImage writes the kuryr-dpdk image of the environment's binaries
 // (the files and command of hack/image.sh) into the state directory.
 func (e *Env) buildKuryrImage() error {
-	dir := filepath.Join(e.StateDir, "images")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
 	spec := imagebuild.Spec{Ref: KuryrImage, Env: []string{"PATH=/usr/bin:/bin"}, Cmd: []string{"/usr/bin/kuryrctl", "help"},
 		Entries: []imagebuild.Entry{{Path: "/tmp", Mode: 0o777 | os.ModeSticky}}}
 	for _, b := range kuryrBinaries {
 		spec.Entries = append(spec.Entries, imagebuild.Entry{Path: "/usr/bin/" + b, Source: filepath.Join(e.binDir, b), Mode: 0o755})
 	}
-	e.kuryrImage = filepath.Join(dir, "kuryr-dpdk.oci.tar")
-	out, err := os.Create(e.kuryrImage)
-	if err != nil {
-		return err
-	}
-	_, err = imagebuild.Build(spec, out, dir)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("build the %s image: %w", KuryrImage, err)
-	}
-	return nil
+	var err error
+	e.kuryrImage, err = writeImage(filepath.Join(e.StateDir, "images"), "kuryr-dpdk.oci.tar", spec)
+	return err
 }
 
 // deployKuryr applies the overlay's kuryr-controller (controller.go) and

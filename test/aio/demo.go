@@ -81,6 +81,7 @@ func (e *Env) RunDemo(ctx context.Context, w io.Writer, timeout time.Duration) e
 	demo := DPDKPod(DemoNamespace, "dpdk-app")
 	if e.opts.RealNodes {
 		e.AdaptPod(demo)
+		runDemoImage(demo)
 	}
 	pod, err := e.CreatePod(ctx, demo)
 	if err != nil {
@@ -91,7 +92,10 @@ func (e *Env) RunDemo(ctx context.Context, w io.Writer, timeout time.Duration) e
 	if err := e.WriteTable(ctx, w, pod.Namespace, pod.Name); err != nil {
 		return errors.Join(waitErr, err)
 	}
-	return waitErr
+	if waitErr != nil || !e.opts.RealNodes {
+		return waitErr
+	}
+	return e.writeContainerView(ctx, w, pod)
 }
 
 // PodReady says why the pod is not ready yet (nil when it is): it must be

@@ -99,6 +99,7 @@ type Env struct {
 	mountNSDir       string       // holds the real nodes' mount namespaces
 	pauseImage       string       // the real nodes' sandbox image (OCI tarball)
 	kuryrImage       string       // the kuryr-dpdk image of binDir (OCI tarball; real nodes)
+	demoImage        string       // DemoImage (OCI tarball; real nodes)
 	fabricProxy      *fabricProxy // the API server for the real nodes
 	cloudProxy       *fabricProxy // the simulated cloud for the real nodes
 	fabricCloudURL   string       // the cloud's URL on the fabric

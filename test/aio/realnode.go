@@ -101,18 +101,14 @@ func (e *Env) prepareRealNodes(ctx context.Context) error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./test/aio/cmd/pause: %w\n%s", err, out)
 	}
-	e.pauseImage = filepath.Join(images, "pause.oci.tar")
-	out, err := os.Create(e.pauseImage)
+	var err error
+	e.pauseImage, err = writeImage(images, "pause.oci.tar", imagebuild.Spec{Ref: PauseImage, Entrypoint: []string{"/pause"},
+		Entries: []imagebuild.Entry{{Path: "/pause", Source: pause, Mode: 0o755}}})
 	if err != nil {
 		return err
 	}
-	_, err = imagebuild.Build(imagebuild.Spec{Ref: PauseImage, Entrypoint: []string{"/pause"},
-		Entries: []imagebuild.Entry{{Path: "/pause", Source: pause, Mode: 0o755}}}, out, images)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("build the pause image: %w", err)
+	if e.demoImage, err = buildDemoImage(images); err != nil {
+		return err
 	}
 
 	if !e.opts.NoKuryr {
@@ -193,7 +189,7 @@ func (e *Env) startRealNode(ctx context.Context, n *Node) error {
 	if err := e.startContainerd(ctx, n, r); err != nil {
 		return err
 	}
-	for _, img := range []string{e.pauseImage, e.kuryrImage} {
+	for _, img := range []string{e.pauseImage, e.demoImage, e.kuryrImage} {
 		if img == "" {
 			continue
 		}
