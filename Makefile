@@ -45,7 +45,10 @@ test: deps ## run every test (unit, root/netns, real kube-apiserver, real Neutro
 	nodebins="$$(hack/build-node-bins.sh | tail -n1)"; \
 	guest="$$(hack/vm/build-guest.sh | tail -n1)"; \
 	echo "go test ./... (control plane from $$assets, real nodes from $$nodebins, node VM guest $$guest)"; \
-	KUBEBUILDER_ASSETS="$$assets" KURYR_NODE_BINS="$$nodebins" KURYR_VM_GUEST="$$guest" $(GO) test -count=1 -timeout 30m $(TESTFLAGS) ./...
+	export KUBEBUILDER_ASSETS="$$assets" KURYR_NODE_BINS="$$nodebins" KURYR_VM_GUEST="$$guest"; \
+	$(GO) test -count=1 -timeout 30m $(TESTFLAGS) $$($(GO) list ./... | grep -v /test/realnode$$); \
+	echo "go test -v ./test/realnode (real containerd and kubelet calling kuryr-cni; verbose, so the log shows the calls)"; \
+	$(GO) test -count=1 -timeout 20m -v $(TESTFLAGS) ./test/realnode
 
 .PHONY: test-vm
 test-vm: ## only the real node VM tests (QEMU guest: hot-plug, bind, testpmd)

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
@@ -155,7 +156,40 @@ func TestRealNodeRunsPodNetworkedByKuryrCNI(t *testing.T) {
 	if eth0, _, _ := strings.Cut(want["eth0"], "/"); got.Status.PodIP != eth0 {
 		t.Errorf("pod IP %q (set by the kubelet from containerd's CNI result), want eth0's %q", got.Status.PodIP, eth0)
 	}
+	requireContainerdCalledKuryrCNI(t, got, node.Status.NodeInfo.ContainerRuntimeVersion)
 	deleteAndRequireNoLeaks(t, ctx, pod)
+}
+
+// requireContainerdCalledKuryrCNI checks, from the daemon's checkpoints on
+// the node, that the pod's eth0 was plugged by an ADD in containerd's
+// conventions (the sandbox's ID as CNI_CONTAINERID, a network namespace that
+// containerd made under the node's /var/run/netns as cni-<uuid>; the
+// stand-in names its namespaces kuryr-aio-…), and logs the call for the
+// CI log.
+func requireContainerdCalledKuryrCNI(t *testing.T, pod *corev1.Pod, runtime string) {
+	t.Helper()
+	store, err := checkpoint.New(env.Nodes[0].FS("/var/lib/kuryr-dpdk/checkpoints"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, err := store.List()
+	if err != nil {
+		t.Fatalf("checkpoints of node-1: %v", err)
+	}
+	for _, r := range records {
+		if r.PodUID != string(pod.UID) || r.IfName != "eth0" {
+			continue
+		}
+		if !strings.HasPrefix(r.NetNS, "/var/run/netns/cni-") && !strings.HasPrefix(r.NetNS, "/run/netns/cni-") {
+			t.Errorf("eth0 of %s/%s plugged in netns %q, not one containerd made (/var/run/netns/cni-…)", pod.Namespace, pod.Name, r.NetNS)
+		}
+		t.Logf("%s called kuryr-cni ADD for pod %s/%s: CNI_CONTAINERID=%s CNI_NETNS=%s CNI_IFNAME=eth0 (from kuryr-daemon's checkpoint)",
+			runtime, pod.Namespace, pod.Name, r.ContainerID, r.NetNS)
+		fmt.Fprintf(os.Stderr, "realnode: %s called kuryr-cni ADD for pod %s/%s (sandbox %.12s, netns %s)\n",
+			runtime, pod.Namespace, pod.Name, r.ContainerID, r.NetNS)
+		return
+	}
+	t.Errorf("no checkpoint of eth0 for pod %s/%s (UID %s) among %d on node-1", pod.Namespace, pod.Name, pod.UID, len(records))
 }
 
 // TestRuntimeRestartKeepsPodInterfaces restarts containerd and the kubelet
