@@ -128,3 +128,38 @@ func KernelHasVLAN(scratch string) (bool, error) {
 	})
 	return has, err
 }
+
+// Link is one link of a network namespace as Links reads it.
+type Link struct {
+	MAC string
+	// Addrs are its IPv4 addresses in CIDR form (10.0.0.5/24).
+	Addrs []string
+}
+
+// Links lists the links of the network namespace at path by name (a pod's,
+// a node's), for tests to compare with what the KuryrPod records.
+func Links(path string) (map[string]Link, error) {
+	out := map[string]Link{}
+	err := ns.WithNetNSPath(path, func(ns.NetNS) error {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+			if err != nil {
+				return err
+			}
+			link := Link{MAC: l.Attrs().HardwareAddr.String()}
+			for _, a := range addrs {
+				link.Addrs = append(link.Addrs, a.IPNet.String())
+			}
+			out[l.Attrs().Name] = link
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the links in %s: %w", path, err)
+	}
+	return out, nil
+}

@@ -13,45 +13,20 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
-	"github.com/vishvananda/netlink"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
 	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
 )
 
-// linkAddrs lists the links of the namespace at path with their MAC and
-// IPv4 addresses in CIDR form.
-func linkAddrs(t *testing.T, path string) map[string][]string {
+// linkAddrs lists the links of the namespace at path (aio.Links).
+func linkAddrs(t *testing.T, path string) map[string]aio.Link {
 	t.Helper()
-	n, err := ns.GetNS(path)
+	links, err := aio.Links(path)
 	if err != nil {
-		t.Fatalf("open netns %s: %v", path, err)
+		t.Fatal(err)
 	}
-	defer n.Close()
-	out := map[string][]string{}
-	err = n.Do(func(ns.NetNS) error {
-		links, err := netlink.LinkList()
-		if err != nil {
-			return err
-		}
-		for _, l := range links {
-			v := []string{l.Attrs().HardwareAddr.String()}
-			addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
-			if err != nil {
-				return err
-			}
-			for _, a := range addrs {
-				v = append(v, a.IPNet.String())
-			}
-			out[l.Attrs().Name] = v
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("list links in %s: %v", path, err)
-	}
-	return out
+	return links
 }
 
 // A pod asking for the management network and a DPDK interface gets eth0,
@@ -83,12 +58,12 @@ func TestMultiVIFPod(t *testing.T) {
 			t.Errorf("pod namespace has no %s (links: %v)", want.IfName, links)
 			continue
 		}
-		if !strings.EqualFold(got[0], want.MAC) {
-			t.Errorf("%s MAC %s, want the Neutron port's %s", want.IfName, got[0], want.MAC)
+		if !strings.EqualFold(got.MAC, want.MAC) {
+			t.Errorf("%s MAC %s, want the Neutron port's %s", want.IfName, got.MAC, want.MAC)
 		}
 		for _, ip := range want.IPs {
-			if !slices.Contains(got[1:], ip) {
-				t.Errorf("%s has %v, want %s", want.IfName, got[1:], ip)
+			if !slices.Contains(got.Addrs, ip) {
+				t.Errorf("%s has %v, want %s", want.IfName, got.Addrs, ip)
 			}
 		}
 	}
@@ -111,7 +86,7 @@ func TestMultiVIFPod(t *testing.T) {
 		t.Errorf("sysfs says %s is bound to %q (%v), want %s", addr, drv, err, pci.DriverUIO)
 	}
 	for name, v := range linkAddrs(t, node.NetNS) {
-		if strings.EqualFold(v[0], dpdk0.MAC) {
+		if strings.EqualFold(v.MAC, dpdk0.MAC) {
 			t.Errorf("node %s still has netdev %s with dpdk0's MAC", node.Name, name)
 		}
 	}

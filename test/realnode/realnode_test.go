@@ -6,7 +6,6 @@ package realnode
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,9 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/ns"
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -356,25 +353,13 @@ func inode(t *testing.T, path string) uint64 {
 // network namespace at path.
 func linkAddrs(t *testing.T, path string) map[string][]string {
 	t.Helper()
-	out := map[string][]string{}
-	err := ns.WithNetNSPath(path, func(ns.NetNS) error {
-		links, err := netlink.LinkList()
-		if err != nil {
-			return err
-		}
-		for _, l := range links {
-			as, err := netlink.AddrList(l, netlink.FAMILY_V4)
-			if err != nil {
-				return err
-			}
-			for _, a := range as {
-				out[l.Attrs().Name] = append(out[l.Attrs().Name], (&net.IPNet{IP: a.IP, Mask: a.Mask}).String())
-			}
-		}
-		return nil
-	})
+	links, err := aio.Links(path)
 	if err != nil {
-		t.Fatalf("list addresses in %s: %v", path, err)
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for name, l := range links {
+		out[name] = l.Addrs
 	}
 	return out
 }
