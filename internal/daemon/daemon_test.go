@@ -228,16 +228,7 @@ func TestAddWaitsForThePlan(t *testing.T) {
 	kp.Status = v1alpha1.KuryrPodStatus{}
 	must(t, n.c.Status().Update(n.ctx, kp))
 
-	done := make(chan error, 1)
-	go func() {
-		_, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		t.Fatalf("ADD answered (%v) before the controller recorded its plan", err)
-	case <-time.After(700 * time.Millisecond):
-	}
+	done := n.addStillWaiting(t, "before the controller recorded its plan")
 	kp.Status = *planned
 	must(t, n.c.Status().Update(n.ctx, kp))
 	if err := <-done; err != nil {
@@ -287,16 +278,7 @@ func TestAddWaitingReturnsWhenThePodGoes(t *testing.T) {
 	n.startDaemon(30 * time.Second)
 	_, kp := n.createPod("going", v1alpha1.StatePending)
 
-	done := make(chan error, 1)
-	go func() {
-		_, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		t.Fatalf("ADD answered (%v) while the interfaces were pending", err)
-	case <-time.After(700 * time.Millisecond):
-	}
+	done := n.addStillWaiting(t, "while the interfaces were pending")
 	deleted := time.Now()
 	must(t, n.c.Delete(n.ctx, kp))
 	select {
@@ -310,4 +292,22 @@ func TestAddWaitingReturnsWhenThePodGoes(t *testing.T) {
 		t.Fatal("ADD still waiting 10 s after the KuryrPod was deleted (the wait's timeout is 30 s)")
 	}
 	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
+}
+
+// addStillWaiting starts an ADD in the background and fails t ("ADD
+// answered (…) <when>") when it answers within 700 ms, while it should be
+// waiting; the channel gets its answer.
+func (n *node) addStillWaiting(t *testing.T, when string) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("ADD answered (%v) %s", err, when)
+	case <-time.After(700 * time.Millisecond):
+	}
+	return done
 }
