@@ -43,6 +43,9 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 	if existing != nil {
 		return *existing, nil
 	}
+	if err := r.checkRequestedMAC(ctx, node, req); err != nil {
+		return openstack.Port{}, err
+	}
 	subnet, err := r.nets.subnet(ctx, req.SubnetID)
 	if err != nil {
 		return openstack.Port{}, cloudTerminal(err, fmt.Sprintf("subnet %s of interface %s", req.SubnetID, req.IfName))
