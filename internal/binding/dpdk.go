@@ -31,6 +31,9 @@ type DPDKSysfs interface {
 	Unbind(ctx context.Context, addr string) error
 	// WaitForNetdev waits until the device has a netdev with the MAC.
 	WaitForNetdev(ctx context.Context, addr, mac string) (string, error)
+	// Netdevs lists the device's kernel netdevs (none once it is bound
+	// to a DPDK driver).
+	Netdevs(addr string) ([]pci.Netdev, error)
 }
 
 var _ DPDKSysfs = (*pci.SysFS)(nil)
@@ -46,6 +49,10 @@ type DPDKOptions struct {
 	// DevInfoRoot, when set, is the root under which the device-info file
 	// of a request that names none goes (see DeviceInfoPath).
 	DevInfoRoot string
+	// Node says where the node's own NIC is: a device the node uses is
+	// never bound (see refuseNodeDevice). Zero: the caller's network
+	// namespace, no uplink name.
+	Node KernelOptions
 }
 
 // DPDK binds hot-plugged virtio-net devices to a DPDK driver for pods and
@@ -160,6 +167,9 @@ func (d *DPDK) newRecord(ctx context.Context, rec checkpoint.Record) (_ checkpoi
 			err = fmt.Errorf("%w: %w", ErrDeviceNotFound, err)
 		}
 		return checkpoint.Record{}, waited, fmt.Errorf("dpdk attach %s: %w%s", key, err, d.holder(mac))
+	}
+	if err := d.refuseNodeDevice(ctx, addr, mac); err != nil {
+		return checkpoint.Record{}, waited, fmt.Errorf("dpdk attach %s: %w", key, err)
 	}
 	orig, err := d.sys.Driver(addr)
 	if err != nil {

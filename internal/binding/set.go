@@ -43,7 +43,7 @@ func New(opts Options) (*Set, error) {
 	}
 	sys := pci.New(opts.SysfsRoot, pci.WithBindTimeout(opts.DeviceTimeout))
 	vlan, macvlan := NewVLAN(store, opts.Kernel), NewMACVLAN(store, opts.Kernel)
-	dpdk := NewDPDK(sys, store, DPDKOptions{DeviceTimeout: opts.DeviceTimeout, DevInfoRoot: opts.DevInfoRoot})
+	dpdk := NewDPDK(sys, store, DPDKOptions{DeviceTimeout: opts.DeviceTimeout, DevInfoRoot: opts.DevInfoRoot, Node: opts.Kernel})
 	return &Set{
 		store: store,
 		byDriver: map[string]Driver{

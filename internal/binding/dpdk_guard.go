@@ -1,0 +1,109 @@
+package binding
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
+)
+
+// ErrNodeDevice means the device found by a port's MAC carries the node's
+// own network: it is never bound to a DPDK driver.
+var ErrNodeDevice = errors.New("the device carries the node's own network")
+
+// refuseNodeDevice returns an error wrapping ErrNodeDevice when the PCI
+// device at addr, found by mac, is one the node itself uses. A link in the
+// node's network namespace is the device's when it has one of the device's
+// netdev names (sysfs) or its MAC; such a link must not be the node's
+// uplink (KernelOptions.Parent), be enslaved to another link (a bridge, a
+// bond), have another link stacked on it (VLAN, MACVLAN), hold an address
+// other than an IPv6 link-local one, or be the output of a route other than
+// link-local and multicast ones. A hot-plugged port's device, as Nova and
+// the guest kernel leave it, is none of these.
+//
+// This is what stops a pod whose port has the node's MAC (Neutron checks
+// MAC uniqueness per network only) from getting the node's NIC: until the
+// hot-plugged twin appears, the node's NIC is the only device with that
+// MAC.
+func (d *DPDK) refuseNodeDevice(ctx context.Context, addr, mac string) error {
+	netdevs, err := d.sys.Netdevs(addr)
+	if err != nil {
+		return err
+	}
+	var parent string
+	if d.opts.Node.Parent != nil {
+		if parent, err = d.opts.Node.Parent(ctx); err != nil {
+			return fmt.Errorf("find the node's NIC to check PCI device %s against it: %w", addr, err)
+		}
+	}
+	h, err := kernelHandleAt(d.opts.Node.ParentNetns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return fmt.Errorf("list the node's links: %w", err)
+	}
+	addrs, err := kernelAddrList(h, nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("list the node's addresses: %w", err)
+	}
+	routes, err := h.RouteList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("list the node's routes: %w", err)
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if !slices.ContainsFunc(netdevs, func(n pci.Netdev) bool { return n.Name == a.Name }) &&
+			!strings.EqualFold(a.HardwareAddr.String(), mac) {
+			continue
+		}
+		if why := nodeUse(a, parent, links, addrs, routes); why != "" {
+			return fmt.Errorf("PCI device %s with MAC %s is the node's link %s, which %s: %w", addr, mac, a.Name, why, ErrNodeDevice)
+		}
+	}
+	return nil
+}
+
+// nodeUse says how the node uses link a, "" when it does not.
+func nodeUse(a *netlink.LinkAttrs, parent string, links []netlink.Link, addrs []netlink.Addr, routes []netlink.Route) string {
+	if a.Name == parent {
+		return "is the node's uplink"
+	}
+	if a.MasterIndex != 0 {
+		return fmt.Sprintf("is enslaved to link %d", a.MasterIndex)
+	}
+	for _, l := range links {
+		if l.Attrs().ParentIndex == a.Index && l.Attrs().Index != a.Index {
+			return fmt.Sprintf("carries link %s", l.Attrs().Name)
+		}
+	}
+	for _, ad := range addrs {
+		if ad.LinkIndex == a.Index && ad.IPNet != nil && !ad.IP.IsLinkLocalUnicast() {
+			return "holds " + ad.IPNet.String()
+		}
+	}
+	for _, r := range routes {
+		if r.LinkIndex == a.Index && !localRoute(r.Dst) {
+			dst := "default"
+			if r.Dst != nil {
+				dst = r.Dst.String()
+			}
+			return "routes " + dst
+		}
+	}
+	return ""
+}
+
+// localRoute: the routes the kernel adds to any link that is up (IPv6
+// link-local and multicast).
+func localRoute(dst *net.IPNet) bool {
+	return dst != nil && dst.IP.To4() == nil && (dst.IP.IsLinkLocalUnicast() || dst.IP.IsMulticast())
+}
