@@ -63,7 +63,10 @@ type DPDK struct {
 	sys   DPDKSysfs
 	store Checkpoints
 	opts  DPDKOptions
-	locks dpdkKeyLocks
+	// devInfoDir is the one directory device-info files are written to
+	// and removed from ("" without a DevInfoRoot: none is).
+	devInfoDir string
+	locks      dpdkKeyLocks
 }
 
 // NewDPDK returns the DPDK driver.
@@ -74,7 +77,11 @@ func NewDPDK(sys DPDKSysfs, store Checkpoints, opts DPDKOptions) *DPDK {
 	if opts.DeviceTimeout <= 0 {
 		opts.DeviceTimeout = 10 * time.Second
 	}
-	return &DPDK{sys: sys, store: store, opts: opts}
+	d := &DPDK{sys: sys, store: store, opts: opts}
+	if opts.DevInfoRoot != "" {
+		d.devInfoDir = DeviceInfoDir(opts.DevInfoRoot)
+	}
+	return d
 }
 
 // Attach finds the device by MAC (waiting up to the device timeout for it
@@ -98,6 +105,11 @@ func (d *DPDK) Attach(ctx context.Context, req Request) (Result, error) {
 		target = d.opts.DefaultDriver
 	}
 	devInfo := req.DeviceInfoFile
+	if devInfo != "" {
+		if _, err := deviceInfoName(d.devInfoDir, devInfo); err != nil {
+			return Result{}, fmt.Errorf("dpdk attach %s: %w", key, err)
+		}
+	}
 	if devInfo == "" && d.opts.DevInfoRoot != "" {
 		devInfo = DeviceInfoPath(d.opts.DevInfoRoot, req.Network, req.ContainerID, req.IfName)
 	}
@@ -144,7 +156,7 @@ func (d *DPDK) Attach(ctx context.Context, req Request) (Result, error) {
 		return Result{}, d.rollback(ctx, rec, fmt.Errorf("dpdk attach %s: %w", key, err))
 	}
 	if devInfo != "" {
-		if err := WriteDeviceInfo(devInfo, rec.PCIAddress); err != nil {
+		if err := WriteDeviceInfo(d.devInfoDir, devInfo, rec.PCIAddress); err != nil {
 			return Result{}, d.rollback(ctx, rec, fmt.Errorf("dpdk attach %s: %w", key, err))
 		}
 	}
@@ -254,7 +266,14 @@ func (d *DPDK) Detach(ctx context.Context, containerID, ifName string) error {
 		return fmt.Errorf("dpdk detach %s: %w", key, err)
 	}
 	if rec.DeviceInfoFile != "" {
-		if err := RemoveDeviceInfo(rec.DeviceInfoFile); err != nil {
+		err := RemoveDeviceInfo(d.devInfoDir, rec.DeviceInfoFile)
+		switch {
+		case errors.Is(err, ErrDeviceInfoPath):
+			// A record from before paths were confined, or edited: the
+			// file is not the daemon's to remove.
+			logr.FromContextOrDiscard(ctx).Info("Left a device-info file outside the device-info directory alone",
+				"container", containerID, "ifname", ifName, "file", rec.DeviceInfoFile, "dir", d.devInfoDir)
+		case err != nil:
 			return fmt.Errorf("dpdk detach %s: %w", key, err)
 		}
 	}
@@ -292,7 +311,7 @@ func (d *DPDK) Check(ctx context.Context, req Request) error {
 		return fmt.Errorf("dpdk check %s: PCI device %s is bound to %q, want %s", key, rec.PCIAddress, got, rec.TargetDriver)
 	}
 	if rec.DeviceInfoFile != "" {
-		di, err := ReadDeviceInfo(rec.DeviceInfoFile)
+		di, err := ReadDeviceInfo(d.devInfoDir, rec.DeviceInfoFile)
 		if err != nil {
 			return fmt.Errorf("dpdk check %s: %w", key, err)
 		}

@@ -1,13 +1,12 @@
 package binding
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 	"unicode/utf8"
 )
 
-// FuzzReadDeviceInfo: reading any file never panics, and a PCI address read
+// FuzzReadDeviceInfo: parsing any file never panics, and a PCI address read
 // (or written, when it is valid UTF-8 as sysfs names are) survives a write
 // and a read unchanged, which is what CHECK compares. Run longer with
 // go test -run '^$' -fuzz FuzzReadDeviceInfo ./internal/binding/
@@ -19,26 +18,23 @@ func FuzzReadDeviceInfo(f *testing.F) {
 	f.Add([]byte(`{"type":`), "0000:00:05.0")
 	f.Fuzz(func(t *testing.T, data []byte, addr string) {
 		dir := t.TempDir()
-		in := filepath.Join(dir, "in")
-		if err := os.WriteFile(in, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		di, err := ReadDeviceInfo(in)
+		di, err := ParseDeviceInfo("in", data)
 		if err == nil && di.PCI != nil {
-			wantRoundTrip(t, filepath.Join(dir, "again"), di.PCI.PCIAddress)
+			wantRoundTrip(t, dir, "again", di.PCI.PCIAddress)
 		}
 		if utf8.ValidString(addr) {
-			wantRoundTrip(t, filepath.Join(dir, "written"), addr)
+			wantRoundTrip(t, dir, "written", addr)
 		}
 	})
 }
 
-func wantRoundTrip(t *testing.T, path, addr string) {
+func wantRoundTrip(t *testing.T, dir, name, addr string) {
 	t.Helper()
-	if err := WriteDeviceInfo(path, addr); err != nil {
+	path := filepath.Join(dir, name)
+	if err := WriteDeviceInfo(dir, path, addr); err != nil {
 		t.Fatal(err)
 	}
-	di, err := ReadDeviceInfo(path)
+	di, err := ReadDeviceInfo(dir, path)
 	if err != nil {
 		t.Fatalf("reading what WriteDeviceInfo(%q) wrote: %v", addr, err)
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/pcisim"
@@ -59,7 +61,7 @@ func (e *dpdkEnv) daemon(deviceTimeout time.Duration) *DPDK {
 		e.t.Fatal(err)
 	}
 	sys := pci.New(e.root, pci.WithPollInterval(2*time.Millisecond), pci.WithBindTimeout(2*time.Second))
-	return NewDPDK(sys, store, DPDKOptions{DeviceTimeout: deviceTimeout})
+	return NewDPDK(sys, store, DPDKOptions{DeviceTimeout: deviceTimeout, DevInfoRoot: e.root})
 }
 
 func (e *dpdkEnv) store() *checkpoint.Store {
@@ -267,7 +269,7 @@ func TestDPDKDaemonRestartBetweenAddAndDel(t *testing.T) {
 	if err := e.sim.AddVirtioNet(dpdkAddr, dpdkMAC); err != nil {
 		t.Fatal(err)
 	}
-	devInfo := filepath.Join(e.root, "devinfo.json")
+	devInfo := filepath.Join(DeviceInfoDir(e.root), "devinfo.json")
 	if _, err := e.daemon(time.Second).Attach(ctx, Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC), DeviceInfoFile: devInfo}); err != nil {
 		t.Fatal(err)
 	}
@@ -445,12 +447,13 @@ func TestDeviceInfoFiles(t *testing.T) {
 	if want := filepath.Join(root, "var/run/k8s.cni.cncf.io/devinfo/cni/ns1-dpdk-net-abc123_net1"); p != want {
 		t.Errorf("DeviceInfoPath = %s, want %s", p, want)
 	}
+	dir := DeviceInfoDir(root)
 	for range 2 { // a retried ADD rewrites it
-		if err := WriteDeviceInfo(p, "0000:00:05.0"); err != nil {
+		if err := WriteDeviceInfo(dir, p, "0000:00:05.0"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	di, err := ReadDeviceInfo(p)
+	di, err := ReadDeviceInfo(dir, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,8 +465,81 @@ func TestDeviceInfoFiles(t *testing.T) {
 		t.Errorf("directory holds %d entries, want only the file", len(entries))
 	}
 	for range 2 {
-		if err := RemoveDeviceInfo(p); err != nil {
+		if err := RemoveDeviceInfo(dir, p); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestDeviceInfoPathsConfined: a device-info file named by the runtime's
+// configuration (under Multus: the NetworkAttachmentDefinition's author)
+// is written only directly in the device-info directory. A path elsewhere,
+// in a subdirectory, through a symlinked directory or onto a symlink is
+// refused before anything happens: no file written, none deleted, the
+// device not bound and no checkpoint. A symlink at a removed name is
+// removed itself, never its target.
+func TestDeviceInfoPathsConfined(t *testing.T) {
+	t.Parallel()
+	e := newDPDKEnv(t)
+	ctx := testCtx(t)
+	if err := e.sim.AddVirtioNet(dpdkAddr, dpdkMAC); err != nil {
+		t.Fatal(err)
+	}
+	dir := DeviceInfoDir(e.root)
+	outside := filepath.Join(e.root, "etc")
+	victim := filepath.Join(outside, "victim")
+	for _, p := range []string{dir, outside} {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink(outside, filepath.Join(dir, "linkdir")))
+	must(os.Symlink(victim, filepath.Join(dir, "linkfile")))
+	d := e.daemon(time.Second)
+	for _, p := range []string{
+		victim,                                  // elsewhere
+		"/etc/kuryr-dpdk-test-never-written",    // elsewhere, on the host
+		filepath.Join(dir, "linkdir", "victim"), // through a symlinked directory
+		filepath.Join(dir, "linkfile"),          // onto a symlink
+		filepath.Join(dir, "sub", "x"),          // a subdirectory
+		dir,                                     // the directory itself
+	} {
+		_, err := d.Attach(ctx, Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC), DeviceInfoFile: p})
+		if !errors.Is(err, ErrDeviceInfoPath) {
+			t.Errorf("Attach with device-info file %s: %v, want ErrDeviceInfoPath", p, err)
+		}
+		if drv := e.sim.Driver(dpdkAddr); drv != pci.DriverVirtioPCI {
+			t.Fatalf("after the refused Attach (%s) the device is bound to %q", p, drv)
+		}
+		e.requireNoCheckpoint()
+		if p == filepath.Join(dir, "linkfile") {
+			continue // a name in the directory: removable (below)
+		}
+		if err := RemoveDeviceInfo(dir, p); !errors.Is(err, ErrDeviceInfoPath) {
+			t.Errorf("RemoveDeviceInfo(%s): %v, want ErrDeviceInfoPath", p, err)
+		}
+	}
+	if _, err := ReadDeviceInfo(dir, filepath.Join(dir, "linkfile")); !errors.Is(err, unix.ELOOP) {
+		t.Errorf("ReadDeviceInfo of a symlink: %v, want ELOOP (not followed)", err)
+	}
+	// Removing the symlink's name removes the symlink only.
+	must(RemoveDeviceInfo(dir, filepath.Join(dir, "linkfile")))
+	if _, err := os.Lstat(filepath.Join(dir, "linkfile")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("symlink still there: %v", err)
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "precious" {
+		t.Fatalf("the symlink's target is now %q, %v", b, err)
+	}
+	if _, err := os.Stat("/etc/kuryr-dpdk-test-never-written"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a file was written in /etc: %v", err)
 	}
 }

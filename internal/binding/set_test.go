@@ -55,7 +55,7 @@ func TestDeviceTimeoutReachesAttach(t *testing.T) {
 	if err != nil || rec.PortID != "port-1" || rec.DeviceInfoFile != DeviceInfoPath(e.root, "ns1/dp", dpdkCID, "net1") {
 		t.Fatalf("checkpoint %+v, %v", rec, err)
 	}
-	if _, err := ReadDeviceInfo(rec.DeviceInfoFile); err != nil {
+	if _, err := ReadDeviceInfo(DeviceInfoDir(e.root), rec.DeviceInfoFile); err != nil {
 		t.Fatalf("device-info under the root: %v", err)
 	}
 }

@@ -182,6 +182,9 @@ func (d *Daemon) plug(ctx context.Context, req *cniapi.Request, podUID types.UID
 	p.req.PodUID = string(podUID)
 	t := time.Now()
 	if p.res, err = drv.Attach(ctx, p.req); err != nil {
+		if errors.Is(err, binding.ErrDeviceInfoPath) {
+			return p, cniErr(cniapi.CodeBadConfig, "interface %s: runtimeConfig.CNIDeviceInfoFile refused: %v", ir.IfName, err)
+		}
 		if errors.Is(err, binding.ErrDeviceNotFound) {
 			return p, cniErr(cniapi.CodeTryAgainLater, "interface %s: the device with MAC %s (port %s) has not appeared in this VM: %v",
 				ir.IfName, st.MAC, st.PortID, err)

@@ -92,7 +92,7 @@ func TestAddCheckDelThroughLibcni(t *testing.T) {
 		t.Fatalf("device %s bound to %q, want uio_pci_generic", dpdkPCI, drv)
 	}
 	devInfo := binding.DeviceInfoPath(n.dir, "default/dataplane", sandboxID, "net1")
-	di, err := binding.ReadDeviceInfo(devInfo)
+	di, err := binding.ReadDeviceInfo(binding.DeviceInfoDir(n.dir), devInfo)
 	if err != nil || di.Type != "pci" || di.Version != "1.1.0" || di.PCI == nil || di.PCI.PCIAddress != dpdkPCI {
 		t.Fatalf("device-info %s = %+v, %v", devInfo, di, err)
 	}

@@ -30,7 +30,7 @@ func TestMultusDelegate(t *testing.T) {
 		"driver":"nested-dpdk","subnetId":"6a2d7ffc-1c87-4d4b-9d2f-4b0f4a39d2e1","capabilities":{"CNIDeviceInfoFile":true}}]}`, n.socket)
 	nc, err := libcni.NetworkConfFromBytes([]byte(conf))
 	must(t, err)
-	devInfo := filepath.Join(n.dir, "multus", "dataplane-net1.json")
+	devInfo := filepath.Join(binding.DeviceInfoDir(n.dir), "dataplane-net1.json")
 	rt := n.rt()
 	rt.IfName = "net1"
 	rt.CapabilityArgs = map[string]any{"CNIDeviceInfoFile": devInfo}
@@ -47,7 +47,7 @@ func TestMultusDelegate(t *testing.T) {
 	if mac, _, _ := n.podLink("eth0"); mac != "" {
 		t.Fatal("a delegate call for net1 plugged eth0 too")
 	}
-	di, err := binding.ReadDeviceInfo(devInfo)
+	di, err := binding.ReadDeviceInfo(binding.DeviceInfoDir(n.dir), devInfo)
 	if err != nil || di.PCI == nil || di.PCI.PCIAddress != dpdkPCI {
 		t.Fatalf("device-info at Multus' path %s = %+v, %v", devInfo, di, err)
 	}

@@ -1,14 +1,20 @@
 package daemon
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 )
 
@@ -62,4 +68,55 @@ func TestDPDKRefusesTheNodesNIC(t *testing.T) {
 		}
 	}
 	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
+}
+
+// TestNADDeviceInfoFileOutsideTheDirectoryIsRefused performs the NAD
+// author's attack on the root daemon's file writes: Multus passes the NAD's
+// config with a CNIDeviceInfoFile, and the NAD names a file in /etc or one
+// reached through a symlink out of the device-info directory. ADD is
+// refused with code 7 naming runtimeConfig.CNIDeviceInfoFile before
+// anything happens (device not bound, no checkpoint, no file written); the
+// DEL that follows succeeds and deletes nothing.
+func TestNADDeviceInfoFileOutsideTheDirectoryIsRefused(t *testing.T) {
+	n := newNode(t)
+	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	n.startDaemonMode(5*time.Second, false)
+	n.createPod("vnf", v1alpha1.StateActive)
+
+	dir := binding.DeviceInfoDir(n.dir)
+	outside := filepath.Join(n.dir, "outside")
+	victim := filepath.Join(outside, "victim")
+	must(t, os.MkdirAll(dir, 0o755))
+	must(t, os.MkdirAll(outside, 0o755))
+	must(t, os.WriteFile(victim, []byte("precious"), 0o600))
+	must(t, os.Symlink(outside, filepath.Join(dir, "linkdir")))
+	inEtc := fmt.Sprintf("/etc/kuryr-dpdk-test-%s", n.name)
+
+	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"dataplane","plugins":[{"type":"kuryr-cni","daemonSocket":%q,
+		"driver":"nested-dpdk","subnetId":"6a2d7ffc-1c87-4d4b-9d2f-4b0f4a39d2e1","capabilities":{"CNIDeviceInfoFile":true}}]}`, n.socket)
+	nc, err := libcni.NetworkConfFromBytes([]byte(conf))
+	must(t, err)
+	for _, path := range []string{inEtc, filepath.Join(dir, "linkdir", "victim")} {
+		rt := n.rt()
+		rt.IfName = "net1"
+		rt.CapabilityArgs = map[string]any{"CNIDeviceInfoFile": path}
+		_, err := n.cni.AddNetworkList(n.ctx, nc, rt)
+		cniCode(t, "ADD with CNIDeviceInfoFile "+path, err, cniapi.CodeBadConfig)
+		if !strings.Contains(err.Error(), "runtimeConfig.CNIDeviceInfoFile refused") || !strings.Contains(err.Error(), dir) {
+			t.Fatalf("ADD error %q names neither the field nor the directory", err)
+		}
+		if drv := n.sim.Driver(dpdkPCI); drv != "virtio-pci" {
+			t.Fatalf("device bound to %q after the refused ADD", drv)
+		}
+		if recs := n.records(sandboxID); len(recs) != 0 {
+			t.Fatalf("checkpoints left by the refused ADD: %+v", recs)
+		}
+		must(t, n.cni.DelNetworkList(n.ctx, nc, rt))
+		if b, err := os.ReadFile(victim); err != nil || string(b) != "precious" {
+			t.Fatalf("after ADD and DEL with %s the file outside is %q, %v", path, b, err)
+		}
+		if _, err := os.Stat(inEtc); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("a file was written in /etc: %v", err)
+		}
+	}
 }
