@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -30,7 +31,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	s := newShim(ctx, stdout, stderr)
+	// The node-local file naming the daemon's socket is next to the
+	// binary; without a path to the binary only the default applies.
+	nodeDir := ""
+	if exe, err := os.Executable(); err == nil {
+		nodeDir = filepath.Dir(exe)
+	}
+	s := newShim(ctx, stdout, stderr, nodeDir)
 	about := fmt.Sprintf("kuryr-cni %s: forwards CNI calls to kuryr-daemon", version.Version)
 	if e := skel.PluginMainFuncsWithError(s.funcs(), cniversion.PluginSupports(cniapi.SupportedVersions...), about); e != nil {
 		// The CNI error, as JSON on stdout, is the answer the runtime reads.

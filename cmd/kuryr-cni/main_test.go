@@ -128,6 +128,9 @@ type harness struct {
 	list   *libcni.NetworkConfigList
 	rt     *libcni.RuntimeConf
 	socket string
+	// binDir is this harness's CNI binary directory: the shim and the
+	// node-local file naming socket.
+	binDir string
 }
 
 const podUID = "5bae17b3-ddbb-4ec6-8adb-30fca2bcfefa"
@@ -140,6 +143,10 @@ func newHarness(t *testing.T, cniVersion string) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "cni.sock")
+	bin := filepath.Join(dir, "bin")
+	if err := testenv.NodeCNIBin(binDir, bin, socket); err != nil {
+		t.Fatal(err)
+	}
 	conf := fmt.Sprintf(`{
   "cniVersion": %q,
   "name": "kuryr",
@@ -157,9 +164,10 @@ func newHarness(t *testing.T, cniVersion string) *harness {
 	}
 	const sandbox = "0123456789abcdef0123456789abcdef"
 	return &harness{
-		cni:    libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(dir, "cache"), nil),
+		cni:    libcni.NewCNIConfigWithCacheDir([]string{bin}, filepath.Join(dir, "cache"), nil),
 		list:   list,
 		socket: socket,
+		binDir: bin,
 		rt: &libcni.RuntimeConf{
 			ContainerID: sandbox,
 			NetNS:       filepath.Join(dir, "netns", "cni-0000"), // containerd's state dir; not opened by the fake
@@ -218,7 +226,7 @@ func TestLibcniLifecycle(t *testing.T) {
 	}
 	add := reqs[0]
 	if add.Command != cniapi.CmdAdd || add.ContainerID != h.rt.ContainerID || add.Netns != h.rt.NetNS ||
-		add.IfName != "eth0" || add.Path != binDir {
+		add.IfName != "eth0" || add.Path != h.binDir {
 		t.Fatalf("ADD request = %+v", add)
 	}
 	wantArgs := cniapi.CNIArgs{PodNamespace: "default", PodName: "web-0", PodUID: podUID,

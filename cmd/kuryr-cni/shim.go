@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -30,10 +31,13 @@ type shim struct {
 	stdout io.Writer
 	stderr io.Writer
 	wait   time.Duration
+	// nodeDir holds the node-local file that names the daemon's socket
+	// (cniapi.NodeConfigName): the shim's own directory.
+	nodeDir string
 }
 
-func newShim(ctx context.Context, stdout, stderr io.Writer) *shim {
-	return &shim{ctx: ctx, stdout: stdout, stderr: stderr, wait: daemonWait}
+func newShim(ctx context.Context, stdout, stderr io.Writer, nodeDir string) *shim {
+	return &shim{ctx: ctx, stdout: stdout, stderr: stderr, wait: daemonWait, nodeDir: nodeDir}
 }
 
 func (s *shim) funcs() skel.CNIFuncs {
@@ -44,14 +48,30 @@ func (s *shim) funcs() skel.CNIFuncs {
 // configuration and CNI_ARGS here so that a bad one is code 7 even when the
 // daemon is down.
 //
+// The daemon's socket comes from the node-local file in the shim's
+// directory (default /run/kuryr-dpdk/cni.sock), never from the
+// configuration: a daemonSocket there that names another socket is code 7.
+//
 // DEL is best effort (CNI spec 1.1): a prevResult that does not parse is
-// dropped, and CNI_ARGS pairs that do not parse are left out, each said on
-// stderr; the daemon undoes the attachment by container ID and interface
-// name alone.
+// dropped, CNI_ARGS pairs that do not parse are left out, and a
+// daemonSocket naming another socket is ignored, each said on stderr; the
+// daemon undoes the attachment by container ID and interface name alone.
 func (s *shim) request(cmd string, args *skel.CmdArgs) (*cniapi.Request, *cniapi.Client, error) {
 	conf, cerr := cniapi.ParseNetConfFor(cmd, args.StdinData)
 	if cerr != nil {
 		return nil, nil, cerr
+	}
+	node := cniapi.NodeConfig{DaemonSocket: cniapi.DefaultSocketPath}
+	from := "the default"
+	if s.nodeDir != "" {
+		if node, cerr = cniapi.LoadNodeConfig(s.nodeDir); cerr != nil {
+			return nil, nil, cerr
+		}
+		from = filepath.Join(s.nodeDir, cniapi.NodeConfigName) + " or the default"
+	}
+	sockErr := conf.CheckDaemonSocket(node, from)
+	if sockErr != nil && cmd != cniapi.CmdDel {
+		return nil, nil, sockErr
 	}
 	parseArgs := cniapi.ParseCNIArgs
 	if cmd == cniapi.CmdDel {
@@ -61,7 +81,7 @@ func (s *shim) request(cmd string, args *skel.CmdArgs) (*cniapi.Request, *cniapi
 	if cerr != nil && cmd != cniapi.CmdDel {
 		return nil, nil, cerr
 	}
-	for _, e := range []*types.Error{cerr, conf.PrevResultErr} {
+	for _, e := range []*types.Error{cerr, conf.PrevResultErr, sockErr} {
 		if e != nil {
 			fmt.Fprintf(s.stderr, "kuryr-cni: DEL of container %s ifname %s: ignoring %s\n", args.ContainerID, args.IfName, e.Msg)
 		}
@@ -76,7 +96,7 @@ func (s *shim) request(cmd string, args *skel.CmdArgs) (*cniapi.Request, *cniapi
 		Config:      args.StdinData,
 		NetConf:     conf,
 	}
-	return req, cniapi.NewClient(conf.DaemonSocket), nil
+	return req, cniapi.NewClient(node.DaemonSocket), nil
 }
 
 // notReachable is code 11 for a daemon that does not answer.

@@ -24,9 +24,9 @@ func TestStdoutIsOnlyTheResult(t *testing.T) {
 	h := newHarness(t, "1.0.0")
 	conf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"kuryr","type":"kuryr-cni","daemonSocket":%q}`, h.socket)
 	run := func(cmd string) (stdout, stderr string, err error) {
-		c := exec.Command(filepath.Join(binDir, "kuryr-cni"))
+		c := exec.Command(filepath.Join(h.binDir, "kuryr-cni"))
 		c.Env = append(os.Environ(), "CNI_COMMAND="+cmd, "CNI_CONTAINERID=abc", "CNI_NETNS="+h.rt.NetNS,
-			"CNI_IFNAME=net1", "CNI_PATH="+binDir,
+			"CNI_IFNAME=net1", "CNI_PATH="+h.binDir,
 			"CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0")
 		c.Stdin = strings.NewReader(conf)
 		var o, e strings.Builder

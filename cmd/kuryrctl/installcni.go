@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/ctl"
 )
 
@@ -20,9 +21,9 @@ func installCNI(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.BinDir, "cni-bin-dir", o.BinDir, "the runtime's CNI binary directory")
 	fs.StringVar(&o.ConfDir, "cni-conf-dir", o.ConfDir, "the runtime's CNI configuration directory")
 	fs.StringVar(&o.ConflistName, "conflist-name", o.ConflistName, "file name of the network configuration in --cni-conf-dir")
-	fs.StringVar(&o.Conflist, "conflist", o.Conflist, "a network configuration list to install as it is (default: one made from --network-name and --daemon-socket)")
+	fs.StringVar(&o.Conflist, "conflist", o.Conflist, "a network configuration list to install as it is (default: one made from --network-name)")
 	fs.StringVar(&o.NetworkName, "network-name", o.NetworkName, "the network's name in the generated configuration")
-	fs.StringVar(&o.DaemonSocket, "daemon-socket", o.DaemonSocket, "kuryr-daemon's socket in the generated configuration")
+	fs.StringVar(&o.DaemonSocket, "daemon-socket", o.DaemonSocket, "kuryr-daemon's socket, written next to the shim ("+cniapi.NodeConfigName+"), the only place the shim takes it from")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

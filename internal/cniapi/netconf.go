@@ -35,7 +35,8 @@ type NetConf struct {
 	Type         string          `json:"type"`
 	Capabilities map[string]bool `json:"capabilities,omitempty"`
 
-	// DaemonSocket is the daemon's unix socket; DefaultSocketPath if empty.
+	// DaemonSocket is accepted only when it names the node's socket (see
+	// NodeConfig and CheckDaemonSocket): the socket is never chosen here.
 	DaemonSocket string `json:"daemonSocket,omitempty"`
 	// Kuryr holds driver, subnetId, securityGroups, dpdkDriver and mtu.
 	// An empty Driver in primary mode means the node's default nested
@@ -139,11 +140,8 @@ func (c *NetConf) validate() *types.Error {
 		return badField("type", "%q, want %q", c.Type, netconf.PluginType)
 	}
 	if c.DaemonSocket != "" {
-		if err := checkPath("daemonSocket", c.DaemonSocket); err != nil {
+		if err := checkSocket("daemonSocket", c.DaemonSocket); err != nil {
 			return err
-		}
-		if len(c.DaemonSocket) > maxSocketPath {
-			return badField("daemonSocket", "longer than %d bytes (a unix socket path limit)", maxSocketPath)
 		}
 	}
 	if err := c.Kuryr.Validate(); err != nil {
@@ -157,6 +155,17 @@ func (c *NetConf) validate() *types.Error {
 		if err := checkPath("runtimeConfig.CNIDeviceInfoFile", f); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkSocket accepts a unix socket path: absolute, clean, short enough.
+func checkSocket(field, p string) *types.Error {
+	if err := checkPath(field, p); err != nil {
+		return err
+	}
+	if len(p) > maxSocketPath {
+		return badField(field, "longer than %d bytes (a unix socket path limit)", maxSocketPath)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 )
 
 // InstallCNIOptions say what `kuryrctl install-cni` installs where. The
@@ -28,9 +30,12 @@ type InstallCNIOptions struct {
 	ConflistName string
 	// Conflist is a network configuration list file to install as it is
 	// (the DaemonSet mounts it from the ConfigMap kuryr-cni). Empty: the
-	// one DefaultConflist makes from NetworkName and DaemonSocket.
-	Conflist     string
-	NetworkName  string
+	// one DefaultConflist makes from NetworkName.
+	Conflist    string
+	NetworkName string
+	// DaemonSocket is kuryr-daemon's socket, written to the node-local
+	// file next to the shim (cniapi.NodeConfigName), the only place the
+	// shim takes it from.
 	DaemonSocket string
 }
 
@@ -60,22 +65,25 @@ func (o InstallCNIOptions) Validate() error {
 	if o.ConflistName != "" && (strings.ContainsRune(o.ConflistName, '/') || !strings.HasSuffix(o.ConflistName, ".conflist")) {
 		errs = append(errs, fmt.Errorf("--conflist-name %q: a file name ending in .conflist", o.ConflistName))
 	}
-	if o.Conflist == "" && (o.NetworkName == "" || o.DaemonSocket == "") {
-		errs = append(errs, errors.New("--network-name and --daemon-socket: required unless --conflist is given"))
+	if o.Conflist == "" && o.NetworkName == "" {
+		errs = append(errs, errors.New("--network-name: required unless --conflist is given"))
+	}
+	if _, err := cniapi.MarshalNodeConfig(cniapi.NodeConfig{DaemonSocket: o.DaemonSocket}); err != nil {
+		errs = append(errs, fmt.Errorf("--daemon-socket: %w", err))
 	}
 	return errors.Join(errs...)
 }
 
 // DefaultConflist is the network configuration list of kuryr-cni as the
 // cluster's network: one plugin, asking the runtime for the pod's
-// annotations and for a device-info file path.
-func DefaultConflist(networkName, daemonSocket string) ([]byte, error) {
+// annotations and for a device-info file path. It names no daemon socket:
+// the shim takes that from the node-local file only.
+func DefaultConflist(networkName string) ([]byte, error) {
 	b, err := json.MarshalIndent(map[string]any{
 		"cniVersion": "1.1.0",
 		"name":       networkName,
 		"plugins": []any{map[string]any{
 			"type":         "kuryr-cni",
-			"daemonSocket": daemonSocket,
 			"capabilities": map[string]bool{"io.kubernetes.cri.pod-annotations": true, "CNIDeviceInfoFile": true},
 		}},
 	}, "", "  ")
@@ -93,9 +101,9 @@ type Installed struct {
 	Changed bool
 }
 
-// InstallCNI installs the shim into BinDir and then the conflist into
-// ConfDir, in that order: a runtime that sees the configuration must find
-// the binary. Each file is written to a temporary file in its target
+// InstallCNI installs the shim and the node-local file naming the daemon's
+// socket into BinDir and then the conflist into ConfDir, in that order: a
+// runtime that sees the configuration must find the binary. Each file is written to a temporary file in its target
 // directory, synced and renamed over the target, so a runtime never reads
 // half a file. Running it again with the same inputs changes nothing.
 func InstallCNI(o InstallCNIOptions) ([]Installed, error) {
@@ -117,6 +125,15 @@ func InstallCNI(o InstallCNIOptions) ([]Installed, error) {
 		return done, err
 	}
 	done = append(done, Installed{Path: filepath.Join(o.BinDir, filepath.Base(o.Shim)), Changed: changed})
+	nodeConf, err := cniapi.MarshalNodeConfig(cniapi.NodeConfig{DaemonSocket: o.DaemonSocket})
+	if err != nil {
+		return done, err
+	}
+	nodePath := filepath.Join(o.BinDir, cniapi.NodeConfigName)
+	if changed, err = writeFileAtomic(nodePath, bytes.NewReader(nodeConf), 0o644); err != nil {
+		return done, err
+	}
+	done = append(done, Installed{Path: nodePath, Changed: changed})
 	target := filepath.Join(o.ConfDir, o.ConflistName)
 	changed, err = writeFileAtomic(target, bytes.NewReader(conflist), 0o644)
 	if err != nil {
@@ -136,7 +153,7 @@ func (o InstallCNIOptions) conflist() ([]byte, error) {
 		if b, err = os.ReadFile(o.Conflist); err != nil {
 			return nil, fmt.Errorf("conflist: %w", err)
 		}
-	} else if b, err = DefaultConflist(o.NetworkName, o.DaemonSocket); err != nil {
+	} else if b, err = DefaultConflist(o.NetworkName); err != nil {
 		return nil, err
 	}
 	list, err := libcni.NetworkConfFromBytes(b)
@@ -144,9 +161,20 @@ func (o InstallCNIOptions) conflist() ([]byte, error) {
 		return nil, fmt.Errorf("%s: not a network configuration list: %w", what, err)
 	}
 	for _, p := range list.Plugins {
-		if p.Network.Type == "kuryr-cni" {
-			return b, nil
+		if p.Network.Type != "kuryr-cni" {
+			continue
 		}
+		var f struct {
+			DaemonSocket string `json:"daemonSocket"`
+		}
+		if err := json.Unmarshal(p.Bytes, &f); err != nil {
+			return nil, fmt.Errorf("%s: kuryr-cni plugin: %w", what, err)
+		}
+		if f.DaemonSocket != "" && f.DaemonSocket != o.DaemonSocket {
+			return nil, fmt.Errorf("%s: daemonSocket %q differs from --daemon-socket %q (the shim would refuse every call); remove the field",
+				what, f.DaemonSocket, o.DaemonSocket)
+		}
+		return b, nil
 	}
 	return nil, fmt.Errorf("%s: no plugin of type kuryr-cni in network %q", what, list.Name)
 }

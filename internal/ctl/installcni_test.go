@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 )
 
 // installDirs makes a shim binary and empty CNI directories under a temp
@@ -66,9 +68,14 @@ func TestInstallCNIInstallsAndIsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	shim := filepath.Join(o.BinDir, "kuryr-cni")
+	node := filepath.Join(o.BinDir, cniapi.NodeConfigName)
 	conf := filepath.Join(o.ConfDir, "10-kuryr.conflist")
-	if len(done) != 2 || done[0] != (Installed{shim, true}) || done[1] != (Installed{conf, true}) {
+	if len(done) != 3 || done[0] != (Installed{shim, true}) || done[1] != (Installed{node, true}) || done[2] != (Installed{conf, true}) {
 		t.Fatalf("first install: %+v", done)
+	}
+	nb, _ := mustRead(t, node)
+	if nc, err := cniapi.LoadNodeConfig(o.BinDir); err != nil || nc.DaemonSocket != "/run/kuryr-dpdk/cni.sock" {
+		t.Errorf("node-local file %q reads as %+v, %v", nb, nc, err)
 	}
 	if b, mode := mustRead(t, shim); b != "shim v1" || mode != 0o755 {
 		t.Errorf("shim %q mode %v", b, mode)
@@ -82,7 +89,7 @@ func TestInstallCNIInstallsAndIsIdempotent(t *testing.T) {
 		t.Fatalf("installed conflist: %v", err)
 	}
 	if list.Name != "kuryr" || len(list.Plugins) != 1 || list.Plugins[0].Network.Type != "kuryr-cni" ||
-		!strings.Contains(string(list.Plugins[0].Bytes), `"daemonSocket":"/run/kuryr-dpdk/cni.sock"`) {
+		strings.Contains(string(list.Plugins[0].Bytes), "daemonSocket") {
 		t.Errorf("installed conflist: %s", b)
 	}
 
@@ -91,7 +98,7 @@ func TestInstallCNIInstallsAndIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if done[0].Changed || done[1].Changed {
+	if done[0].Changed || done[1].Changed || done[2].Changed {
 		t.Errorf("second install changed files: %+v", done)
 	}
 
@@ -106,19 +113,20 @@ func TestInstallCNIInstallsAndIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !done[0].Changed || done[1].Changed {
+	if !done[0].Changed || done[1].Changed || done[2].Changed {
 		t.Errorf("install of a new shim: %+v", done)
 	}
 	if b, mode := mustRead(t, shim); b != "shim v2" || mode != 0o755 {
 		t.Errorf("shim %q mode %v", b, mode)
 	}
-	onlyFiles(t, o.BinDir, "kuryr-cni")
+	onlyFiles(t, o.BinDir, "kuryr-cni", cniapi.NodeConfigName)
 	onlyFiles(t, o.ConfDir, "10-kuryr.conflist")
 }
 
 func TestInstallCNIGivenConflist(t *testing.T) {
 	o := installDirs(t)
 	given := `{"cniVersion":"1.1.0","name":"mine","plugins":[{"type":"kuryr-cni","daemonSocket":"/x.sock"}]}`
+	o.DaemonSocket = "/x.sock"
 	o.Conflist = filepath.Join(t.TempDir(), "given.conflist")
 	o.ConflistName = "05-mine.conflist"
 	if err := os.WriteFile(o.Conflist, []byte(given), 0o600); err != nil {
@@ -137,9 +145,13 @@ func TestInstallCNIRefusesBadInput(t *testing.T) {
 		change func(*InstallCNIOptions)
 		want   string
 	}{
-		"no bin dir":     {func(o *InstallCNIOptions) { o.BinDir = "" }, "--cni-bin-dir: required"},
-		"bad name":       {func(o *InstallCNIOptions) { o.ConflistName = "../10-kuryr.conf" }, "--conflist-name"},
-		"no socket":      {func(o *InstallCNIOptions) { o.DaemonSocket = "" }, "--daemon-socket"},
+		"no bin dir":      {func(o *InstallCNIOptions) { o.BinDir = "" }, "--cni-bin-dir: required"},
+		"bad name":        {func(o *InstallCNIOptions) { o.ConflistName = "../10-kuryr.conf" }, "--conflist-name"},
+		"no socket":       {func(o *InstallCNIOptions) { o.DaemonSocket = "" }, "--daemon-socket"},
+		"relative socket": {func(o *InstallCNIOptions) { o.DaemonSocket = "run/cni.sock" }, "--daemon-socket"},
+		"other socket in the conflist": {func(o *InstallCNIOptions) {
+			o.Conflist = writeTemp(t, `{"cniVersion":"1.1.0","name":"n","plugins":[{"type":"kuryr-cni","daemonSocket":"/other.sock"}]}`)
+		}, "differs from --daemon-socket"},
 		"missing shim":   {func(o *InstallCNIOptions) { o.Shim += ".none" }, "shim:"},
 		"missing binDir": {func(o *InstallCNIOptions) { o.BinDir += "/none" }, "install "},
 		"not a conflist": {func(o *InstallCNIOptions) { o.Conflist = writeTemp(t, `{"type":"kuryr-cni"}`) }, "not a network configuration list"},

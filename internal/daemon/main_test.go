@@ -137,7 +137,11 @@ func newNode(t *testing.T) *node {
 		"capabilities":{"io.kubernetes.cri.pod-annotations":true}}]}`, n.socket)
 	n.list, err = libcni.NetworkConfFromBytes([]byte(conf))
 	must(t, err)
-	n.cni = libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(n.dir, "cache"), nil)
+	// The node's own CNI binary directory: the shims and the node-local
+	// file naming this node's socket.
+	bin := filepath.Join(n.dir, "bin")
+	must(t, testenv.NodeCNIBin(binDir, bin, n.socket))
+	n.cni = libcni.NewCNIConfigWithCacheDir([]string{bin}, filepath.Join(n.dir, "cache"), nil)
 	return n
 }
 

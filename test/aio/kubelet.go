@@ -25,6 +25,8 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 // Timing is when things happened to one pod, as the kubelet stand-in saw
@@ -75,8 +77,10 @@ type sandbox struct {
 }
 
 // kuryrNetConf is the network configuration containerd would find in
-// /etc/cni/net.d with kuryr-dpdk as the primary CNI.
-const kuryrNetConf = `{"cniVersion":"1.1.0","name":"kuryr","type":"kuryr-cni","daemonSocket":"@SOCKET@",` +
+// /etc/cni/net.d with kuryr-dpdk as the primary CNI. It names no socket:
+// the shim takes the node's from the node-local file next to it
+// (cniapi.NodeConfigName), which each node's CNI binary directory has.
+const kuryrNetConf = `{"cniVersion":"1.1.0","name":"kuryr","type":"kuryr-cni",` +
 	`"capabilities":{"io.kubernetes.cri.pod-annotations":true}}`
 
 // podAnnotationsCap is the capability through which containerd gives the
@@ -93,6 +97,24 @@ func (e *Env) netConfList(n *Node) ([]byte, error) {
 	return asConfList(conf)
 }
 
+// nodeCNIBin makes node n's own CNI binary directory: the plugins of the
+// environment's options (the kuryr-cni shim, or every plugin of
+// CNIBinDir) and the node-local file naming n's daemon socket.
+func (e *Env) nodeCNIBin(n *Node) (string, error) {
+	binDir, names := e.opts.CNIBinDir, []string(nil)
+	if binDir == "" {
+		binDir = e.binDir
+	}
+	if e.opts.CNIConfig == nil {
+		names = []string{"kuryr-cni"}
+	}
+	dir := filepath.Join(n.Dir, "cni-bin")
+	if err := testenv.NodeCNIBin(binDir, dir, n.Socket, names...); err != nil {
+		return "", fmt.Errorf("CNI binaries of %s: %w", n.Name, err)
+	}
+	return dir, nil
+}
+
 func (e *Env) startKubelet(n *Node) error {
 	confDir := filepath.Join(n.Dir, "net.d")
 	if err := os.MkdirAll(confDir, 0o755); err != nil {
@@ -107,9 +129,9 @@ func (e *Env) startKubelet(n *Node) error {
 	if err := os.WriteFile(k.confPath, conf, 0o644); err != nil {
 		return err
 	}
-	binDir := e.opts.CNIBinDir
-	if binDir == "" {
-		binDir = e.binDir
+	binDir, err := e.nodeCNIBin(n)
+	if err != nil {
+		return err
 	}
 	k.cni = libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(n.Dir, "cni-cache"), nil)
 	k.queue = workqueue.NewTypedRateLimitingQueueWithConfig(

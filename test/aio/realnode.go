@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/imagebuild"
 )
 
@@ -236,7 +237,13 @@ func (e *Env) installCNI(n *Node, r *realNode) error {
 			return err
 		}
 	}
-	return nil
+	// The node-local file naming the daemon's socket, as install-cni
+	// writes it: the shim takes the socket from nowhere else.
+	b, err := cniapi.MarshalNodeConfig(cniapi.NodeConfig{DaemonSocket: n.Socket})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(r.nodeFS(filepath.Join("/opt/cni/bin", cniapi.NodeConfigName)), b, 0o644)
 }
 
 // nodeProcess is a process of node n: in its network and mount namespaces,

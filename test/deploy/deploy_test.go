@@ -86,8 +86,20 @@ func TestBaseIsAcceptedAndItsConfigParses(t *testing.T) {
 		}
 	}
 
-	// The init container installs the shim with kuryrctl: the image has no shell.
+	// The init container installs the shim with kuryrctl: the image has no
+	// shell. The socket it writes into the node-local file (the only place
+	// the shim takes it from) is the one the daemon listens on.
+	sockets := map[string]string{}
 	for _, c := range containers(t, seen["DaemonSet/kuryr-daemon"]) {
+		args, _ := c["args"].([]any)
+		for _, a := range args {
+			s, _ := a.(string)
+			for _, flag := range []string{"--daemon-socket=", "--socket="} {
+				if v, ok := strings.CutPrefix(s, flag); ok {
+					sockets[c["name"].(string)] = v
+				}
+			}
+		}
 		if c["name"] != "install-cni" {
 			continue
 		}
@@ -95,6 +107,9 @@ func TestBaseIsAcceptedAndItsConfigParses(t *testing.T) {
 		if string(cmd) != `["/usr/bin/kuryrctl","install-cni"]` {
 			t.Errorf("init container install-cni runs %s", cmd)
 		}
+	}
+	if sockets["install-cni"] == "" || sockets["install-cni"] != sockets["daemon"] {
+		t.Errorf("install-cni writes socket %q for the shim, the daemon listens on %q", sockets["install-cni"], sockets["daemon"])
 	}
 
 	// The controller's configuration file parses and validates.
@@ -135,7 +150,7 @@ func TestBaseIsAcceptedAndItsConfigParses(t *testing.T) {
 	}
 
 	// It is the conflist `kuryrctl install-cni` writes by default.
-	def, err := ctl.DefaultConflist("kuryr", "/run/kuryr-dpdk/cni.sock")
+	def, err := ctl.DefaultConflist("kuryr")
 	if err != nil {
 		t.Fatal(err)
 	}
