@@ -262,8 +262,19 @@ func (d *DPDK) Detach(ctx context.Context, containerID, ifName string) error {
 	if err != nil {
 		return fmt.Errorf("dpdk detach %s: %w", key, err)
 	}
-	if err := d.restore(ctx, rec); err != nil {
-		return fmt.Errorf("dpdk detach %s: %w", key, err)
+	restoreErr := d.restore(ctx, rec)
+	mismatch := errors.Is(restoreErr, ErrDeviceMismatch)
+	switch {
+	case mismatch:
+		// Not this attachment's device any more: left alone, the record
+		// set aside (reported), and the DEL done.
+		if err := d.store.SetAside(rec, restoreErr); err != nil {
+			return fmt.Errorf("dpdk detach %s: %w (setting the checkpoint aside: %w)", key, restoreErr, err)
+		}
+		logr.FromContextOrDiscard(ctx).Info("Left a device that is not as its checkpoint says alone", "container", containerID,
+			"ifname", ifName, "pci", rec.PCIAddress, "reason", restoreErr.Error())
+	case restoreErr != nil:
+		return fmt.Errorf("dpdk detach %s: %w", key, restoreErr)
 	}
 	if rec.DeviceInfoFile != "" {
 		err := RemoveDeviceInfo(d.devInfoDir, rec.DeviceInfoFile)
@@ -276,6 +287,9 @@ func (d *DPDK) Detach(ctx context.Context, containerID, ifName string) error {
 		case err != nil:
 			return fmt.Errorf("dpdk detach %s: %w", key, err)
 		}
+	}
+	if mismatch {
+		return nil // the record is set aside already
 	}
 	if err := d.store.Delete(containerID, ifName); err != nil {
 		return fmt.Errorf("dpdk detach %s: %w", key, err)
@@ -323,10 +337,15 @@ func (d *DPDK) Check(ctx context.Context, req Request) error {
 }
 
 // restore rebinds the device to its original driver and waits for its
-// netdev. A device that is gone (hot-unplugged) needs nothing.
+// netdev. A device that is gone (hot-unplugged) needs nothing; one that is
+// not as the record says is not touched (ErrDeviceMismatch, see
+// asRecorded).
 func (d *DPDK) restore(ctx context.Context, rec checkpoint.Record) error {
 	if !d.sys.Exists(rec.PCIAddress) {
 		return nil
+	}
+	if err := d.asRecorded(rec); err != nil {
+		return err
 	}
 	if rec.OriginalDriver == "" {
 		return d.sys.Unbind(ctx, rec.PCIAddress)
@@ -344,7 +363,8 @@ func (d *DPDK) restore(ctx context.Context, rec checkpoint.Record) error {
 
 // GC detaches every DPDK attachment keep does not want (CNI GC's list of
 // valid attachments, or the pods the node still runs) and says how many it
-// released. Unreadable records are reported and left alone.
+// released. Corrupt records are set aside by the listing; files that cannot
+// be read at all are reported and left alone.
 func (d *DPDK) GC(ctx context.Context, keep func(checkpoint.Key) bool) (int, error) {
 	recs, listErr := d.store.List()
 	n := 0

@@ -7,9 +7,11 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
 )
 
@@ -106,4 +108,52 @@ func nodeUse(a *netlink.LinkAttrs, parent string, links []netlink.Link, addrs []
 // link-local and multicast).
 func localRoute(dst *net.IPNet) bool {
 	return dst != nil && dst.IP.To4() == nil && (dst.IP.IsLinkLocalUnicast() || dst.IP.IsMulticast())
+}
+
+// ErrDeviceMismatch means the device at a checkpoint's PCI address is not
+// as the checkpoint says: giving it "back" would take it from whoever has
+// it now.
+var ErrDeviceMismatch = errors.New("the device is not as its checkpoint says")
+
+// asRecorded returns an error wrapping ErrDeviceMismatch unless the device
+// at rec's address may still be rec's: no newer checkpoint names the same
+// address (a newer record was made after the device at that address was
+// seen with its own MAC on a kernel driver: the device of the older one
+// was replaced), and the device is on the recorded target driver, on no
+// driver (a bind cut short), or on its original driver with its netdev
+// carrying the recorded MAC (a rebind already done).
+func (d *DPDK) asRecorded(rec checkpoint.Record) error {
+	recs, err := d.store.List()
+	if err != nil {
+		return err
+	}
+	for _, o := range recs {
+		if o.Kind != checkpoint.KindDPDK || o.Key() == rec.Key() || o.PCIAddress != rec.PCIAddress {
+			continue
+		}
+		if !o.Created.Before(rec.Created) {
+			return fmt.Errorf("PCI device %s is also in the checkpoint of %s, created %s, not before this one's (%s): %w",
+				rec.PCIAddress, o.Key(), o.Created.Format(time.RFC3339Nano), rec.Created.Format(time.RFC3339Nano), ErrDeviceMismatch)
+		}
+	}
+	cur, err := d.sys.Driver(rec.PCIAddress)
+	if err != nil {
+		return err
+	}
+	switch cur {
+	case rec.TargetDriver, "":
+		return nil
+	case rec.OriginalDriver:
+		nds, err := d.sys.Netdevs(rec.PCIAddress)
+		if err != nil {
+			return err
+		}
+		if len(nds) == 0 || slices.ContainsFunc(nds, func(n pci.Netdev) bool { return strings.EqualFold(n.MAC, rec.MAC) }) {
+			return nil
+		}
+		return fmt.Errorf("PCI device %s is on %s with MAC %s, the checkpoint says MAC %s: %w",
+			rec.PCIAddress, cur, nds[0].MAC, rec.MAC, ErrDeviceMismatch)
+	}
+	return fmt.Errorf("PCI device %s is bound to %q, the checkpoint says %s (or %s, its original driver): %w",
+		rec.PCIAddress, cur, rec.TargetDriver, rec.OriginalDriver, ErrDeviceMismatch)
 }

@@ -543,3 +543,44 @@ func TestDeviceInfoPathsConfined(t *testing.T) {
 		t.Fatalf("a file was written in /etc: %v", err)
 	}
 }
+
+// TestDetachLeavesADeviceOnAnotherDriver: a device someone rebound to
+// another driver after Attach (here vfio-pci instead of the recorded
+// uio_pci_generic) is not "given back" by Detach: it stays on that
+// driver, the checkpoint is set aside into the quarantine directory (and
+// reported) and Detach succeeds, so the DEL is not retried forever.
+func TestDetachLeavesADeviceOnAnotherDriver(t *testing.T) {
+	t.Parallel()
+	e := newDPDKEnv(t, pcisim.WithIOMMU())
+	ctx := testCtx(t)
+	if err := e.sim.AddVirtioNet(dpdkAddr, dpdkMAC); err != nil {
+		t.Fatal(err)
+	}
+	var reports []checkpoint.SetAsideReport
+	store, err := checkpoint.New(e.ckDir, checkpoint.WithReport(func(r checkpoint.SetAsideReport) { reports = append(reports, r) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := pci.New(e.root, pci.WithPollInterval(2*time.Millisecond), pci.WithBindTimeout(2*time.Second))
+	d := NewDPDK(sys, store, DPDKOptions{DeviceTimeout: time.Second, DevInfoRoot: e.root})
+	if _, err := d.Attach(ctx, Request{ContainerID: dpdkCID, IfName: "net1", MAC: hw(t, dpdkMAC), DPDKDriver: pci.DriverUIO}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Bind(ctx, dpdkAddr, pci.DriverVFIO); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Detach(ctx, dpdkCID, "net1"); err != nil {
+		t.Fatalf("Detach of a device on another driver: %v", err)
+	}
+	if drv := e.sim.Driver(dpdkAddr); drv != pci.DriverVFIO {
+		t.Fatalf("device moved to %q, want it left on vfio-pci", drv)
+	}
+	if len(reports) != 1 || !errors.Is(reports[0].Reason, ErrDeviceMismatch) ||
+		filepath.Dir(reports[0].To) != filepath.Join(e.ckDir, checkpoint.QuarantineDir) {
+		t.Fatalf("set-aside reports %+v, want the checkpoint moved to the quarantine directory", reports)
+	}
+	e.requireNoCheckpoint()
+	if _, err := os.Stat(DeviceInfoPath(e.root, "", dpdkCID, "net1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("device-info left: %v", err)
+	}
+}

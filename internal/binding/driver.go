@@ -109,6 +109,9 @@ type Checkpoints interface {
 	Put(r checkpoint.Record) error
 	Delete(containerID, ifName string) error
 	List() ([]checkpoint.Record, error)
+	// SetAside moves a record that must not be acted on out of the way,
+	// for an operator, and reports it.
+	SetAside(r checkpoint.Record, reason error) error
 }
 
 var _ Checkpoints = (*checkpoint.Store)(nil)

@@ -24,6 +24,10 @@ type Options struct {
 	DeviceTimeout time.Duration
 	// Kernel says where the VM's NIC is.
 	Kernel KernelOptions
+	// OnSetAside, when set, is told of every checkpoint set aside (a
+	// corrupt record, one of a newer schema, one whose device is no
+	// longer as it says): the daemon logs and counts them.
+	OnSetAside func(checkpoint.SetAsideReport)
 }
 
 // Set is a node's drivers, one per driver name, sharing one checkpoint
@@ -37,7 +41,11 @@ type Set struct {
 
 // New builds the drivers of a node.
 func New(opts Options) (*Set, error) {
-	store, err := checkpoint.New(opts.CheckpointDir)
+	var copts []checkpoint.Option
+	if opts.OnSetAside != nil {
+		copts = append(copts, checkpoint.WithReport(opts.OnSetAside))
+	}
+	store, err := checkpoint.New(opts.CheckpointDir, copts...)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -30,19 +31,48 @@ const (
 	tmpPrefix = ".tmp-"
 )
 
+// QuarantineDir is the subdirectory of the record directory where records
+// that cannot be used are set aside (see SetAside).
+const QuarantineDir = "quarantine"
+
+// SetAsideReport says that one record file was set aside: moved to the
+// quarantine directory (To), or, for a record of a newer schema version,
+// left in place (To ""), with the reason.
+type SetAsideReport struct {
+	File   string
+	To     string
+	Reason error
+}
+
 // Store is a directory of records. It is safe for concurrent use on
 // different keys; callers serialise ADD and DEL of one key.
 type Store struct {
-	dir string
-	now func() time.Time
+	dir    string
+	now    func() time.Time
+	report func(SetAsideReport)
+
+	mu    sync.Mutex
+	newer map[string]bool // newer-schema files already reported
+}
+
+// Option changes a Store built by New.
+type Option func(*Store)
+
+// WithReport calls report (logs, metrics) for every record set aside.
+func WithReport(report func(SetAsideReport)) Option {
+	return func(s *Store) { s.report = report }
 }
 
 // New opens (creating it, mode 0700) the record directory.
-func New(dir string) (*Store, error) {
+func New(dir string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create checkpoint directory %s: %w", dir, err)
 	}
-	return &Store{dir: dir, now: time.Now}, nil
+	s := &Store{dir: dir, now: time.Now, report: func(SetAsideReport) {}, newer: map[string]bool{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // Dir is the record directory.
@@ -124,13 +154,54 @@ func (s *Store) Get(containerID, ifName string) (Record, error) {
 		return Record{}, fmt.Errorf("read checkpoint %s: %w", k, err)
 	}
 	r, err := Parse(data)
+	if err == nil && r.Key() != k {
+		err = fmt.Errorf("%w: file holds %s", ErrCorrupt, r.Key())
+	}
+	if errors.Is(err, ErrCorrupt) {
+		// Nothing can be undone from it: set it aside, and to its caller
+		// the attachment has no record.
+		if qerr := s.quarantine(filepath.Base(s.fileName(k)), err); qerr != nil {
+			return Record{}, fmt.Errorf("checkpoint %s: %w (setting it aside: %w)", k, err, qerr)
+		}
+		return Record{}, fmt.Errorf("%w for %s (its record was corrupt and is set aside: %w)", ErrNotFound, k, err)
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("checkpoint %s: %w", k, err)
 	}
-	if r.Key() != k {
-		return Record{}, fmt.Errorf("checkpoint %s: %w: file holds %s", k, ErrCorrupt, r.Key())
-	}
 	return r, nil
+}
+
+// SetAside moves the record of r's key to the quarantine directory and
+// reports it with reason: for a record whose device is no longer as it
+// says (see binding), kept for an operator, out of every later List.
+func (s *Store) SetAside(r Record, reason error) error {
+	k := r.Key()
+	if err := ValidateKey(k); err != nil {
+		return err
+	}
+	return s.quarantine(filepath.Base(s.fileName(k)), reason)
+}
+
+// quarantine moves the record file name into QuarantineDir, under a name
+// that does not replace an earlier one, and reports it. A file already
+// gone is not an error.
+func (s *Store) quarantine(name string, reason error) error {
+	qdir := filepath.Join(s.dir, QuarantineDir)
+	if err := os.MkdirAll(qdir, 0o700); err != nil {
+		return err
+	}
+	to := filepath.Join(qdir, fmt.Sprintf("%s.%d", name, s.now().UnixNano()))
+	if err := os.Rename(filepath.Join(s.dir, name), to); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if err := syncDir(s.dir); err != nil {
+		return err
+	}
+	s.report(SetAsideReport{File: name, To: to, Reason: reason})
+	return nil
 }
 
 // Delete removes the record; deleting a missing record is not an error.
@@ -145,10 +216,13 @@ func (s *Store) Delete(containerID, ifName string) error {
 	return syncDir(s.dir)
 }
 
-// List returns every readable record, sorted by key. Records that cannot be
-// parsed are left in place (they may be all that is known about a device)
-// and reported in the error, which wraps ErrCorrupt; the readable records
-// are returned with it.
+// List returns every readable record, sorted by key. A record that cannot
+// be parsed or does not match its file name (ErrCorrupt) is set aside in
+// QuarantineDir and reported, once; one of a newer schema version is left
+// in place (a newer daemon may read it again) and reported once. Neither
+// is returned nor fails the listing, so no other attachment waits on it.
+// The error says which files could not be read at all; the readable
+// records are returned with it.
 func (s *Store) List() ([]Record, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -173,7 +247,16 @@ func (s *Store) List() ([]Record, error) {
 		if err == nil && s.fileName(r.Key()) != filepath.Join(s.dir, name) {
 			err = fmt.Errorf("%w: file name does not match %s", ErrCorrupt, r.Key())
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrCorrupt):
+			if qerr := s.quarantine(name, err); qerr != nil {
+				errs = append(errs, fmt.Errorf("checkpoint file %s: %w (setting it aside: %w)", name, err, qerr))
+			}
+			continue
+		case errors.Is(err, ErrNewerSchema):
+			s.reportNewer(name, err)
+			continue
+		case err != nil:
 			errs = append(errs, fmt.Errorf("checkpoint file %s: %w", name, err))
 			continue
 		}
@@ -186,6 +269,16 @@ func (s *Store) List() ([]Record, error) {
 		return out[i].IfName < out[j].IfName
 	})
 	return out, errors.Join(errs...)
+}
+
+func (s *Store) reportNewer(name string, err error) {
+	s.mu.Lock()
+	seen := s.newer[name]
+	s.newer[name] = true
+	s.mu.Unlock()
+	if !seen {
+		s.report(SetAsideReport{File: name, Reason: err})
+	}
 }
 
 // Stale returns the records keep says are no longer wanted (for example

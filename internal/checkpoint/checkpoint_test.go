@@ -120,9 +120,18 @@ func TestInvalidKeysRefused(t *testing.T) {
 	}
 }
 
+// TestListStaleAndCorrupt: records that do not parse, or do not match
+// their file name, are set aside into the quarantine directory and
+// reported once each; List returns the others without an error, so no
+// other attachment waits on them. A record of a newer schema stays in
+// place, reported once.
 func TestListStaleAndCorrupt(t *testing.T) {
 	t.Parallel()
-	s := newStore(t)
+	var reports []SetAsideReport
+	s, err := New(filepath.Join(t.TempDir(), "checkpoints"), WithReport(func(r SetAsideReport) { reports = append(reports, r) }))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range []string{"c2", "c1", "c3"} {
 		if err := s.Put(dpdkRecord(id, "net1")); err != nil {
 			t.Fatal(err)
@@ -136,9 +145,13 @@ func TestListStaleAndCorrupt(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(s.Dir(), "other@net1.json"), moved, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	newer := fmt.Sprintf(`{"version": %d, "containerID": "c8", "ifName": "net1", "kind": "dpdk"}`, SchemaVersion+1)
+	if err := os.WriteFile(filepath.Join(s.Dir(), "c8@net1.json"), []byte(newer), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	recs, err := s.List()
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "bad@net1.json") || !strings.Contains(err.Error(), "other@net1.json") {
-		t.Errorf("List error = %v, want ErrCorrupt naming both bad files", err)
+	if err != nil {
+		t.Errorf("List error = %v, want none (the bad files are set aside)", err)
 	}
 	var ids []string
 	for _, r := range recs {
@@ -151,8 +164,39 @@ func TestListStaleAndCorrupt(t *testing.T) {
 	if len(stale) != 2 || stale[0].ContainerID != "c1" || stale[1].ContainerID != "c3" {
 		t.Errorf("Stale = %+v", stale)
 	}
-	if _, err := os.Stat(filepath.Join(s.Dir(), "bad@net1.json")); err != nil {
-		t.Errorf("corrupt record was removed: %v", err)
+	if _, err := s.List(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]SetAsideReport{}
+	for _, r := range reports {
+		got[r.File] = r
+	}
+	if len(reports) != 3 || !errors.Is(got["bad@net1.json"].Reason, ErrCorrupt) || !errors.Is(got["other@net1.json"].Reason, ErrCorrupt) ||
+		!errors.Is(got["c8@net1.json"].Reason, ErrNewerSchema) || got["c8@net1.json"].To != "" {
+		t.Fatalf("reports after two Lists: %+v, want the two corrupt files and the newer one, once each", reports)
+	}
+	for _, name := range []string{"bad@net1.json", "other@net1.json"} {
+		if _, err := os.Stat(filepath.Join(s.Dir(), name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("corrupt record %s still in place: %v", name, err)
+		}
+		if to := got[name].To; filepath.Dir(to) != filepath.Join(s.Dir(), QuarantineDir) || !strings.HasPrefix(filepath.Base(to), name) {
+			t.Errorf("corrupt record %s set aside to %q", name, to)
+		} else if _, err := os.Stat(to); err != nil {
+			t.Errorf("set-aside record %s: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(), "c8@net1.json")); err != nil {
+		t.Errorf("newer-schema record moved: %v", err)
+	}
+	// Get of a corrupt record sets it aside too: no record for the key.
+	if err := os.WriteFile(filepath.Join(s.Dir(), "c5@net1.json"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("c5", "net1"); !errors.Is(err, ErrNotFound) || !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Get of a corrupt record = %v, want ErrNotFound (and ErrCorrupt)", err)
+	}
+	if len(reports) != 4 || reports[3].File != "c5@net1.json" {
+		t.Errorf("reports %+v, want c5@net1.json's last", reports)
 	}
 }
 

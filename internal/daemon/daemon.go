@@ -20,6 +20,7 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 )
 
@@ -63,6 +64,7 @@ func New(opts Options, c client.Client, reader client.Reader, reg prometheus.Reg
 		SysfsRoot: opts.SysfsRoot, CheckpointDir: opts.CheckpointDir, DevInfoRoot: opts.DevInfoRoot,
 		DeviceTimeout: opts.DeviceTimeout,
 		Kernel:        binding.KernelOptions{ParentNetns: opts.NodeNetns, Parent: d.parentLink},
+		OnSetAside:    d.checkpointSetAside,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint directory %s: %w", opts.CheckpointDir, err)
@@ -161,6 +163,37 @@ func (d *Daemon) findParentLink(ctx context.Context) (string, error) {
 	}
 	d.parent = name
 	return name, nil
+}
+
+// Reasons a checkpoint was set aside, as counted in
+// kuryr_daemon_checkpoints_set_aside_total.
+const (
+	setAsideCorrupt        = "corrupt"
+	setAsideNewerSchema    = "newer_schema"
+	setAsideDeviceMismatch = "device_mismatch"
+	setAsideOther          = "other"
+)
+
+// checkpointSetAside logs and counts a checkpoint the bindings set aside:
+// one that is corrupt or whose device is not as it says (moved to the
+// quarantine directory) or of a newer schema (left in place). No other
+// attachment's DEL, CHECK or GC waits on it.
+func (d *Daemon) checkpointSetAside(r checkpoint.SetAsideReport) {
+	reason := setAsideOther
+	switch {
+	case errors.Is(r.Reason, checkpoint.ErrCorrupt):
+		reason = setAsideCorrupt
+	case errors.Is(r.Reason, checkpoint.ErrNewerSchema):
+		reason = setAsideNewerSchema
+	case errors.Is(r.Reason, binding.ErrDeviceMismatch):
+		reason = setAsideDeviceMismatch
+	}
+	d.metrics.setAside.WithLabelValues(reason).Inc()
+	if r.To == "" {
+		d.log.Error(r.Reason, "Left a checkpoint this daemon cannot read in place", "file", r.File, "dir", d.opts.CheckpointDir, "reason", reason)
+		return
+	}
+	d.log.Error(r.Reason, "Set a checkpoint aside", "file", r.File, "to", r.To, "reason", reason)
 }
 
 // observe records a request in the metrics.

@@ -10,12 +10,16 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	cnitypes "github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/vishvananda/netlink"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
 )
 
 // nodeNICPCI is where the node VM's own NIC sits on its PCI bus.
@@ -117,6 +121,132 @@ func TestNADDeviceInfoFileOutsideTheDirectoryIsRefused(t *testing.T) {
 		}
 		if _, err := os.Stat(inEtc); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("a file was written in /etc: %v", err)
+		}
+	}
+}
+
+// quarantined lists the files set aside in the node's checkpoint
+// quarantine directory.
+func (n *node) quarantined() []string {
+	n.t.Helper()
+	ents, err := os.ReadDir(filepath.Join(n.ckptDir, checkpoint.QuarantineDir))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		n.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func (n *node) setAside(reason string) float64 {
+	return testutil.ToFloat64(n.daemon.metrics.setAside.WithLabelValues(reason))
+}
+
+// TestCorruptCheckpointsDoNotBlockOthers: two unusable records appear in
+// the checkpoint directory (one that is not JSON, one whose content is
+// another attachment's). A pod's CHECK, GC and DEL still work; the two are
+// moved to the quarantine directory, logged and counted, once each.
+func TestCorruptCheckpointsDoNotBlockOthers(t *testing.T) {
+	n := newNode(t)
+	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	n.createPod("vnf", v1alpha1.StateActive)
+	n.startDaemon(5 * time.Second)
+	if _, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt()); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	good, err := os.ReadFile(filepath.Join(n.ckptDir, sandboxID+"@net1.json"))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(n.ckptDir, "feedface@net1.json"), []byte("{not json"), 0o600))
+	must(t, os.WriteFile(filepath.Join(n.ckptDir, "c0ffee@net1.json"), good, 0o600))
+
+	if err := n.cni.CheckNetworkList(n.ctx, n.list, n.rt()); err != nil {
+		t.Fatalf("CHECK with corrupt checkpoints beside: %v", err)
+	}
+	keep := &libcni.GCArgs{ValidAttachments: []cnitypes.GCAttachment{{ContainerID: sandboxID, IfName: "eth0"}}}
+	if err := n.cni.GCNetworkList(n.ctx, n.list, keep); err != nil {
+		t.Fatalf("GC with corrupt checkpoints beside: %v", err)
+	}
+	if drv := n.sim.Driver(dpdkPCI); drv != "uio_pci_generic" {
+		t.Fatalf("GC undid a kept attachment: device on %q", drv)
+	}
+	if err := n.cni.DelNetworkList(n.ctx, n.list, n.rt()); err != nil {
+		t.Fatalf("DEL with corrupt checkpoints beside: %v", err)
+	}
+	if drv := n.sim.Driver(dpdkPCI); drv != "virtio-pci" {
+		t.Fatalf("device on %q after DEL", drv)
+	}
+	q := n.quarantined()
+	if len(q) != 2 || !strings.HasPrefix(q[0], "c0ffee@net1.json.") || !strings.HasPrefix(q[1], "feedface@net1.json.") {
+		t.Fatalf("quarantine holds %v, want the two bad records", q)
+	}
+	for _, f := range []string{"feedface@net1.json", "c0ffee@net1.json", sandboxID + "@net1.json"} {
+		if _, err := os.Stat(filepath.Join(n.ckptDir, f)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still in the checkpoint directory: %v", f, err)
+		}
+	}
+	if got := n.setAside(setAsideCorrupt); got != 2 {
+		t.Errorf("kuryr_daemon_checkpoints_set_aside_total{reason=corrupt} = %v, want 2", got)
+	}
+}
+
+// TestRestoreRefusesADeviceNotAsRecorded: DEL gives a device back only
+// when it is as its checkpoint says. A device at an address that a newer
+// checkpoint names (the old device was unplugged and a new pod's device
+// appeared at the same address, while the old pod's DEL was lost) is left
+// alone: the old checkpoint is set aside and counted, its DEL succeeds,
+// and the new pod keeps the device until its own DEL. (A device rebound to
+// another driver: internal/binding TestDetachLeavesADeviceOnAnotherDriver.)
+func TestRestoreRefusesADeviceNotAsRecorded(t *testing.T) {
+	n := newNode(t)
+	n.specEdit = func(s *v1alpha1.KuryrPodSpec) { s.Interfaces = s.Interfaces[1:] } // net1 (DPDK) only
+	n.startDaemon(5 * time.Second)
+	const (
+		pciB, macB = "0000:02:00.0", "fa:16:3e:00:0b:01"
+		macC       = "fa:16:3e:00:0c:01"
+	)
+	add := func(name, sandbox, mac string) *libcni.RuntimeConf {
+		t.Helper()
+		pod, _ := n.createPodMACs(name, v1alpha1.StateActive, eth0MAC, mac)
+		rt := rtFor(pod, sandbox, n.podNS.Path())
+		if _, err := n.cni.AddNetworkList(n.ctx, n.list, rt); err != nil {
+			t.Fatalf("ADD of %s: %v", name, err)
+		}
+		return rt
+	}
+	driver := func(addr, want string) {
+		t.Helper()
+		if got := n.sim.Driver(addr); got != want {
+			t.Fatalf("device %s on %q, want %s", addr, got, want)
+		}
+	}
+
+	// Two checkpoints on one address: b's device is replaced by c's.
+	must(t, n.sim.AddVirtioNet(pciB, macB))
+	rtB := add("b", "5a0d00000000000000000000000000b1", macB)
+	must(t, n.sim.Remove(pciB))
+	must(t, n.sim.AddVirtioNet(pciB, macC))
+	rtC := add("c", "5a0d00000000000000000000000000c1", macC)
+	driver(pciB, pci.DriverUIO)
+	must(t, n.cni.DelNetworkList(n.ctx, n.list, rtB))
+	driver(pciB, pci.DriverUIO) // still c's
+	must(t, n.cni.DelNetworkList(n.ctx, n.list, rtC))
+	driver(pciB, pci.DriverVirtioPCI)
+	if nd := n.sim.Netdev(pciB); nd == "" {
+		t.Fatal("c's device has no netdev after its DEL")
+	}
+
+	if got := n.setAside(setAsideDeviceMismatch); got != 1 {
+		t.Errorf("kuryr_daemon_checkpoints_set_aside_total{reason=device_mismatch} = %v, want 1", got)
+	}
+	q := n.quarantined()
+	if len(q) != 1 || !strings.HasPrefix(q[0], "5a0d00000000000000000000000000b1@net1.json.") {
+		t.Fatalf("quarantine holds %v, want b's checkpoint", q)
+	}
+	for _, sb := range []string{"5a0d00000000000000000000000000b1", "5a0d00000000000000000000000000c1"} {
+		if recs := n.records(sb); len(recs) != 0 {
+			t.Errorf("checkpoints of %s left: %+v", sb, recs)
 		}
 	}
 }

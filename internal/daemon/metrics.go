@@ -20,6 +20,8 @@ type metrics struct {
 	// reconciled counts the checkpoints the start-up reconcile looked at,
 	// by outcome.
 	reconciled *prometheus.CounterVec
+	// setAside counts checkpoints set aside, by reason.
+	setAside *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,9 +41,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "kuryr_daemon_startup_reconcile_total",
 			Help: "Checkpointed attachments seen by the start-up reconcile, by outcome: kept, undone_pod_gone, undone_netns_gone, failed.",
 		}, []string{"outcome"}),
+		setAside: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kuryr_daemon_checkpoints_set_aside_total",
+			Help: "Checkpoints set aside, by reason: corrupt (moved to the quarantine directory), newer_schema (left in place), device_mismatch (the device is not as recorded; moved to the quarantine directory, the device left alone).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.phases, m.reconciled)
+		reg.MustRegister(m.requests, m.duration, m.phases, m.reconciled, m.setAside)
 	}
 	return m
 }

@@ -54,7 +54,8 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	// exists, is in the pod list.
 	recs, err := d.bindings.Records()
 	if err != nil {
-		// Unreadable records are left in place; the readable ones are
+		// Files that cannot be read at all are left in place (corrupt
+		// ones are set aside by the listing); the readable ones are
 		// reconciled.
 		log.Error(err, "Some checkpoints are unreadable", "dir", d.opts.CheckpointDir)
 	}
