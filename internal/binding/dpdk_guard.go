@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/vishvananda/netlink"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
@@ -40,8 +41,12 @@ func (d *DPDK) refuseNodeDevice(ctx context.Context, addr, mac string) error {
 	}
 	var parent string
 	if d.opts.Node.Parent != nil {
-		if parent, err = d.opts.Node.Parent(ctx); err != nil {
-			return fmt.Errorf("find the node's NIC to check PCI device %s against it: %w", addr, err)
+		// Not knowing the uplink's name leaves the other checks, which
+		// catch an uplink found by the node's address anyway: a node
+		// serving only DPDK interfaces need not resolve its NIC.
+		var perr error
+		if parent, perr = d.opts.Node.Parent(ctx); perr != nil {
+			logr.FromContextOrDiscard(ctx).V(1).Info("Checking a DPDK device without the node's uplink name", "pci", addr, "reason", perr.Error())
 		}
 	}
 	h, err := kernelHandleAt(d.opts.Node.ParentNetns)
