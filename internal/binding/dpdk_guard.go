@@ -88,7 +88,7 @@ func nodeUse(a *netlink.LinkAttrs, parent string, links []netlink.Link, addrs []
 		return fmt.Sprintf("is enslaved to link %d", a.MasterIndex)
 	}
 	for _, l := range links {
-		if l.Attrs().ParentIndex == a.Index && l.Attrs().Index != a.Index {
+		if stackedOn(l, a.Index) {
 			return fmt.Sprintf("carries link %s", l.Attrs().Name)
 		}
 	}
@@ -107,6 +107,22 @@ func nodeUse(a *netlink.LinkAttrs, parent string, links []netlink.Link, addrs []
 		}
 	}
 	return ""
+}
+
+// stackedOn says whether l is a link made on top of the link with index
+// parent in the same namespace (a VLAN, MACVLAN or IPVLAN: what pods'
+// kernel interfaces are made of). A veth's peer index is not one: it
+// names the other end.
+func stackedOn(l netlink.Link, parent int) bool {
+	a := l.Attrs()
+	if a.ParentIndex != parent || a.Index == parent || a.NetNsID >= 0 {
+		return false
+	}
+	switch l.Type() {
+	case "vlan", "macvlan", "macvtap", "ipvlan", "ipvtap":
+		return true
+	}
+	return false
 }
 
 // localRoute: the routes the kernel adds to any link that is up (IPv6
