@@ -38,10 +38,12 @@ type Port struct {
 	FixedIPs            []FixedIP
 	SecurityGroups      []string
 	AllowedAddressPairs []AddressPair
-	Tags                []string
-	RevisionNumber      int
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
+	// PortSecurity is port_security_enabled (true unless asked off).
+	PortSecurity   bool
+	Tags           []string
+	RevisionNumber int
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 func (p *Port) clone() Port {

@@ -264,15 +264,83 @@ func runContract(t *testing.T, tg contractTarget) {
 		f := newFixture(t, tg, "10.94.0.0/24")
 		_, err := c.CreatePort(ctx, PortSpec{NetworkID: "00000000-0000-4000-8000-000000000000"})
 		wantClass(t, err, ErrNotFound, 404, "NetworkNotFound")
-		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, IPAddress: "not-an-ip"})
+		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, IPs: []FixedIP{{SubnetID: f.subnetID, IPAddress: "not-an-ip"}}})
 		wantClass(t, err, ErrTerminal, 400, "")
-		p, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, IPAddress: "10.94.0.50", Tags: []string{f.tag}})
+		p, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, IPs: []FixedIP{{SubnetID: f.subnetID, IPAddress: "10.94.0.50"}}, Tags: []string{f.tag}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		deleteAfter(t, tg, p.ID)
-		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, IPAddress: "10.94.0.50"})
+		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, IPs: []FixedIP{{SubnetID: f.subnetID, IPAddress: "10.94.0.50"}}})
 		wantClass(t, err, ErrConflict, 409, "IpAddressAlreadyAllocated")
+	})
+
+	// NPWG ips: every address of a selection element on the one port.
+	t.Run("several fixed ips", func(t *testing.T) {
+		f := newFixture(t, tg, "10.88.0.0/24")
+		p, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, Tags: []string{f.tag},
+			IPs: []FixedIP{{SubnetID: f.subnetID, IPAddress: "10.88.0.10"}, {IPAddress: "10.88.0.11"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleteAfter(t, tg, p.ID)
+		want := []FixedIP{{SubnetID: f.subnetID, IPAddress: "10.88.0.10"}, {SubnetID: f.subnetID, IPAddress: "10.88.0.11"}}
+		if !slices.Equal(p.FixedIPs, want) {
+			t.Errorf("fixed IPs %+v, want %+v", p.FixedIPs, want)
+		}
+		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, IPs: []FixedIP{{IPAddress: "10.87.0.11"}}})
+		wantClass(t, err, ErrTerminal, 400, "InvalidIpForNetwork")
+		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, IPs: []FixedIP{{IPAddress: "10.88.0.20"}, {IPAddress: "10.88.0.20"}}})
+		wantClass(t, err, ErrTerminal, 400, "")
+		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, IPs: []FixedIP{{IPAddress: "10.88.0.21"}, {IPAddress: "10.88.0.11"}}})
+		wantClass(t, err, ErrConflict, 409, "IpAddressAlreadyAllocated")
+	})
+
+	// The VNF options of a NAD: a port without port security has no
+	// security groups (none asked, no default given); Neutron refuses
+	// groups or address pairs on it; address pairs without a MAC take the
+	// port's.
+	t.Run("port security and allowed address pairs", func(t *testing.T) {
+		f := newFixture(t, tg, "10.89.0.0/24")
+		off := false
+		open, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, Tags: []string{f.tag}, PortSecurityEnabled: &off})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleteAfter(t, tg, open.ID)
+		if open.PortSecurityEnabled == nil || *open.PortSecurityEnabled || len(open.SecurityGroups) != 0 {
+			t.Errorf("port without port security: port_security_enabled %v, security groups %v", open.PortSecurityEnabled, open.SecurityGroups)
+		}
+		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, PortSecurityEnabled: &off, SecurityGroups: []string{f.sgID}})
+		wantClass(t, err, ErrTerminal, 400, "PortSecurityAndIPRequiredForSecurityGroups")
+		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, PortSecurityEnabled: &off,
+			AllowedAddressPairs: []AddressPair{{IPAddress: "10.90.0.0/24"}}})
+		wantClass(t, err, ErrConflict, 409, "AddressPairAndPortSecurityRequired")
+		_, err = c.UpdateAllowedAddressPairs(ctx, open.ID, []AddressPair{{IPAddress: "10.90.0.1"}}, -1)
+		wantClass(t, err, ErrConflict, 409, "AddressPairAndPortSecurityRequired")
+
+		pairs := []AddressPair{{IPAddress: "10.90.0.0/24"}, {IPAddress: "10.90.1.1", MACAddress: "fa:16:3e:12:34:56"}}
+		fwd, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, Tags: []string{f.tag},
+			SecurityGroups: []string{f.sgID}, AllowedAddressPairs: pairs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleteAfter(t, tg, fwd.ID)
+		want := []AddressPair{{IPAddress: "10.90.0.0/24", MACAddress: fwd.MACAddress}, pairs[1]}
+		got := slices.SortedFunc(slices.Values(fwd.AllowedAddressPairs), func(a, b AddressPair) int { return strings.Compare(a.IPAddress, b.IPAddress) })
+		if fwd.PortSecurityEnabled == nil || !*fwd.PortSecurityEnabled || !slices.Equal(got, want) || !slices.Equal(fwd.SecurityGroups, []string{f.sgID}) {
+			t.Errorf("port with address pairs: port security %v, pairs %+v (want %+v), groups %v", fwd.PortSecurityEnabled, got, want, fwd.SecurityGroups)
+		}
+		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, AllowedAddressPairs: []AddressPair{{IPAddress: "10.90.0.5"}, {IPAddress: "10.90.0.5"}}})
+		wantClass(t, err, ErrTerminal, 400, "DuplicateAddressPairInRequest")
+		var eleven []AddressPair
+		for i := range 11 {
+			eleven = append(eleven, AddressPair{IPAddress: fmt.Sprintf("10.90.2.%d", i+1)})
+		}
+		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, AllowedAddressPairs: eleven})
+		wantClass(t, err, ErrTerminal, 400, "AllowedAddressPairExhausted")
+		_, err = c.CreatePort(ctx, PortSpec{NetworkID: f.netID, AllowedAddressPairs: []AddressPair{{IPAddress: "any"}}})
+		wantClass(t, err, ErrTerminal, 400, "")
 	})
 
 	t.Run("trunk subports", func(t *testing.T) {
