@@ -89,8 +89,10 @@ type node struct {
 	cni     *libcni.CNIConfig
 	list    *libcni.NetworkConfigList
 	pod     *corev1.Pod
-	// specEdit, when set, changes the KuryrPod spec createPod makes.
-	specEdit func(*v1alpha1.KuryrPodSpec)
+	// specEdit and statusEdit, when set, change the KuryrPod spec and
+	// status createPod makes.
+	specEdit   func(*v1alpha1.KuryrPodSpec)
+	statusEdit func(*v1alpha1.KuryrPodStatus)
 	// daemon is the daemon startDaemon last started.
 	daemon *Daemon
 	// deviceTimeout, when set, is the daemons' --device-timeout (else the
@@ -239,6 +241,9 @@ func (n *node) createPodMACs(name string, state v1alpha1.InterfaceState, eth0MAC
 		{IfName: "net1", Driver: v1alpha1.DriverNestedDPDK, Network: "default/dataplane", PortID: "port-net1", MAC: dpdkMAC,
 			IPs: []string{"10.3.0.7/24"}, MTU: 1450, Gateway: "10.3.0.1", State: state},
 	}}
+	if n.statusEdit != nil {
+		n.statusEdit(&kp.Status)
+	}
 	must(n.t, n.c.Status().Update(n.ctx, kp))
 	n.pod = p
 	return p, kp
