@@ -45,7 +45,7 @@ type Port struct {
 	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs"`
 	// PortSecurityEnabled is nil when the cloud has no port-security
 	// extension.
-	PortSecurityEnabled *bool `json:"port_security_enabled,omitempty"`
+	PortSecurityEnabled *bool         `json:"port_security_enabled,omitempty"`
 	Tags                []string      `json:"tags"`
 	RevisionNumber      int           `json:"revision_number"`
 	TrunkDetails        *TrunkDetails `json:"trunk_details,omitempty"`
