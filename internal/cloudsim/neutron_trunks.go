@@ -171,8 +171,10 @@ func (c *Cloud) attachSubports(t *Trunk, subs []Subport) {
 		if c.noAgent {
 			continue // only an agent binds subports
 		}
+		// As the trunk RPC's update_subport_bindings: host and owner;
+		// device_id stays as it was.
 		p := c.st.ports[sp.PortID]
-		p.DeviceOwner, p.DeviceID = "trunk:subport", t.ID
+		p.DeviceOwner = "trunk:subport"
 		c.setBinding(p, host)
 		touch(&p.RevisionNumber, &p.UpdatedAt)
 	}
