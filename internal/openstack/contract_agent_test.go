@@ -59,7 +59,9 @@ func runAgentContract(t *testing.T, tg contractTarget, hooks agentHooks) map[str
 	// A trunk first, then the parent's binding (else 409).
 	rawCall(t, tg, "PUT", "ports/"+parent.ID, map[string]any{"port": map[string]any{"binding:host_id": nodeHost}}, 200)
 	// Neutron keeps a trunk whose parent is bound (409 TrunkInUse).
-	t.Cleanup(func() { rawCall(t, tg, "PUT", "ports/"+parent.ID, map[string]any{"port": map[string]any{"binding:host_id": ""}}, 200) })
+	t.Cleanup(func() {
+		rawCall(t, tg, "PUT", "ports/"+parent.ID, map[string]any{"port": map[string]any{"binding:host_id": ""}}, 200)
+	})
 	if hooks.plugged != nil {
 		hooks.plugged(t, parent.ID)
 	}
