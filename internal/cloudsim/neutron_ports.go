@@ -34,9 +34,7 @@ func (c *Cloud) portJSON(p *Port) map[string]any {
 		"created_at": timeString(p.CreatedAt), "updated_at": timeString(p.UpdatedAt),
 		"binding:host_id": p.HostID, "binding:vif_type": vif, "binding:vnic_type": p.VNICType,
 		"binding:profile": map[string]any{}, "binding:vif_details": map[string]any{},
-		"port_security_enabled": p.PortSecurity, "propagate_uplink_status": false, "extra_dhcp_opts": []any{},
-		"dns_name": "", "dns_assignment": []any{}, "qos_policy_id": nil, "qos_network_policy_id": nil,
-		"resource_request": nil, "ip_allocation": "immediate",
+		"port_security_enabled": !p.NoPortSecurity, "extra_dhcp_opts": []any{},
 	}
 	if t := c.st.trunkOfParent(p.ID); t != nil {
 		subs := []map[string]any{}
@@ -140,12 +138,13 @@ func (c *Cloud) createPorts(w http.ResponseWriter, r *http.Request) *apiError {
 func (c *Cloud) newPort(project string, obj map[string]json.RawMessage) (*Port, *apiError) {
 	now := nowUTC()
 	p := &Port{ID: newID(), ProjectID: project, Status: "DOWN", AdminStateUp: true, VNICType: "normal",
-		PortSecurity: true, RevisionNumber: 1, CreatedAt: now, UpdatedAt: now}
+		RevisionNumber: 1, CreatedAt: now, UpdatedAt: now}
 	var fixed []struct {
 		SubnetID  string `json:"subnet_id"`
 		IPAddress string `json:"ip_address"`
 	}
 	var sgs *[]string
+	psec := true
 	if e := members(obj, []field{
 		{"network_id", &p.NetworkID, true}, {"name", &p.Name, false}, {"description", &p.Description, false},
 		{"admin_state_up", &p.AdminStateUp, false}, {"mac_address", &p.MACAddress, false},
@@ -153,22 +152,23 @@ func (c *Cloud) newPort(project string, obj map[string]json.RawMessage) (*Port, 
 		{"device_owner", &p.DeviceOwner, false}, {"security_groups", &sgs, false},
 		{"allowed_address_pairs", &p.AllowedAddressPairs, false}, {"binding:host_id", &p.HostID, false},
 		{"binding:vnic_type", &p.VNICType, false}, {"tags", &p.Tags, false},
-		{"port_security_enabled", &p.PortSecurity, false},
+		{"port_security_enabled", &psec, false},
 	}); e != nil {
 		return nil, e
 	}
+	p.NoPortSecurity = !psec
 	n, e := networksAPI.find(c.st, p.NetworkID)
 	if e != nil {
 		return nil, e
 	}
-	if e := checkPortSecurity(p.PortSecurity, sgs, p.AllowedAddressPairs); e != nil {
+	if e := checkPortSecurity(psec, sgs, p.AllowedAddressPairs); e != nil {
 		return nil, e
 	}
 	if e := checkFixedIPs(fixed); e != nil {
 		return nil, e
 	}
 	switch {
-	case !p.PortSecurity:
+	case p.NoPortSecurity:
 		// Without port security a port gets no default group.
 		p.SecurityGroups = []string{}
 	case sgs == nil:
@@ -204,6 +204,11 @@ func (c *Cloud) newPort(project string, obj map[string]json.RawMessage) (*Port, 
 	}
 	if p.HostID != "" {
 		c.setBinding(p, p.HostID)
+	}
+	if len(p.Tags) > 0 {
+		// Neutron tags a port in a second step of its create: one more
+		// revision.
+		p.RevisionNumber++
 	}
 	return p, nil
 }
@@ -392,18 +397,20 @@ func (c *Cloud) updatePort(w http.ResponseWriter, r *http.Request) *apiError {
 		next := p.clone()
 		var sgs []string
 		var pairs []AddressPair
+		psec := !p.NoPortSecurity
 		if e := members(obj, []field{
 			{"name", &next.Name, false}, {"description", &next.Description, false},
 			{"admin_state_up", &next.AdminStateUp, false}, {"device_id", &next.DeviceID, false},
 			{"device_owner", &next.DeviceOwner, false}, {"binding:host_id", &next.HostID, false},
 			{"binding:vnic_type", &next.VNICType, false}, {"security_groups", &sgs, false},
-			{"allowed_address_pairs", &pairs, false}, {"port_security_enabled", &next.PortSecurity, false},
+			{"allowed_address_pairs", &pairs, false}, {"port_security_enabled", &psec, false},
 		}); e != nil {
 			return e
 		}
-		if e := checkPortUpdate(obj, p, next.PortSecurity, sgs, pairs); e != nil {
+		if e := checkPortUpdate(obj, p, psec, sgs, pairs); e != nil {
 			return e
 		}
+		next.NoPortSecurity = !psec
 		if _, ok := obj["security_groups"]; ok {
 			if e := c.checkSecurityGroups(sgs); e != nil {
 				return e
@@ -439,7 +446,7 @@ func checkPortUpdate(obj map[string]json.RawMessage, p *Port, on bool, sgs []str
 	if !newPairs {
 		pairs = p.AllowedAddressPairs
 	}
-	if !on && p.PortSecurity && !newSGs && len(sgs) > 0 {
+	if !on && !p.NoPortSecurity && !newSGs && len(sgs) > 0 {
 		return errf(409, "PortSecurityPortHasSecurityGroup",
 			"Port has security group associated. Cannot disable port security or IP address until security group is removed.")
 	}

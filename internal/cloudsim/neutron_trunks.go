@@ -62,6 +62,9 @@ func (c *Cloud) createTrunk(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := c.checkTrunkable(t.PortID); e != nil {
 		return e
 	}
+	if e := c.checkParentUnbound(t.PortID); e != nil {
+		return e
+	}
 	if e := c.validateSubports(t, subs); e != nil {
 		return e
 	}
@@ -155,6 +158,15 @@ func (c *Cloud) checkTrunkable(portID string) *apiError {
 		return errf(409, "TrunkPortInUse", "Port %s is in use by another trunk.", portID)
 	}
 	if c.st.trunkOfParent(portID) != nil {
+		return parentPortInUse(portID)
+	}
+	return nil
+}
+
+// checkParentUnbound: Neutron's trunk plugin takes no bound port as a new
+// trunk's parent (make the trunk first, then bind the VM's port).
+func (c *Cloud) checkParentUnbound(portID string) *apiError {
+	if p, ok := c.st.ports[portID]; ok && p.HostID != "" {
 		return parentPortInUse(portID)
 	}
 	return nil

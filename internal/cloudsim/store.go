@@ -38,8 +38,9 @@ type Port struct {
 	FixedIPs            []FixedIP
 	SecurityGroups      []string
 	AllowedAddressPairs []AddressPair
-	// PortSecurity is port_security_enabled (true unless asked off).
-	PortSecurity   bool
+	// NoPortSecurity is port_security_enabled false (asked off); the zero
+	// value is Neutron's default, on.
+	NoPortSecurity bool
 	Tags           []string
 	RevisionNumber int
 	CreatedAt      time.Time

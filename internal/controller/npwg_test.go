@@ -71,14 +71,14 @@ func TestNPWGSelectionAndVNFOptions(t *testing.T) {
 	if a := addrs(dpPort); !slices.Equal(a, []string{"10.3.0.60", "10.3.0.61"}) {
 		t.Errorf("net2's port has fixed IPs %v", a)
 	}
-	if dpPort.PortSecurity || len(dpPort.SecurityGroups) != 0 {
-		t.Errorf("net2's port: port security %v, security groups %v; want off and none", dpPort.PortSecurity, dpPort.SecurityGroups)
+	if !dpPort.NoPortSecurity || len(dpPort.SecurityGroups) != 0 {
+		t.Errorf("net2's port: port security off %v, security groups %v; want off and none", dpPort.NoPortSecurity, dpPort.SecurityGroups)
 	}
 
 	fwd := port("net3")
 	wantPairs := []cloudsim.AddressPair{{IPAddress: "192.168.50.0/24", MACAddress: fwd.MACAddress}, {IPAddress: "192.168.51.1", MACAddress: "fa:16:3e:aa:bb:cc"}}
-	if !fwd.PortSecurity || !slices.Equal(fwd.AllowedAddressPairs, wantPairs) || !slices.Equal(fwd.SecurityGroups, []string{f.sg}) {
-		t.Errorf("net3's port: port security %v, pairs %+v (want %+v), groups %v", fwd.PortSecurity, fwd.AllowedAddressPairs, wantPairs, fwd.SecurityGroups)
+	if fwd.NoPortSecurity || !slices.Equal(fwd.AllowedAddressPairs, wantPairs) || !slices.Equal(fwd.SecurityGroups, []string{f.sg}) {
+		t.Errorf("net3's port: port security off %v, pairs %+v (want %+v), groups %v", fwd.NoPortSecurity, fwd.AllowedAddressPairs, wantPairs, fwd.SecurityGroups)
 	}
 
 	// A gateway the interface cannot reach: terminal, named, nothing left.
