@@ -1,11 +1,11 @@
 package cloudsim
 
 import (
-	"strconv"
 	"maps"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 )
 
 // resource is one kind of record of the simulated cloud (network, subnet,
