@@ -45,17 +45,7 @@ func runAgentContract(t *testing.T, tg contractTarget, hooks agentHooks) map[str
 	c := tg.client
 	f := newFixture(t, tg, "10.86.0.0/24")
 	const nodeHost = "node-host-1"
-	parent, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, Name: "vm-parent", Tags: []string{f.tag}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	deleteAfter(t, tg, parent.ID)
-	body := map[string]any{"port_id": parent.ID, "name": "agent-trunk"}
-	if tg.project != "" {
-		body["project_id"] = tg.project
-	}
-	trunkID := field(rawCall(t, tg, "POST", "trunks", map[string]any{"trunk": body}, 201), "trunk", "id")
-	t.Cleanup(func() { rawCall(t, tg, "DELETE", "trunks/"+trunkID, nil, 204) })
+	parent, trunkID := newTrunk(t, tg, f, f.subnetID, "agent-trunk")
 	// A trunk first, then the parent's binding (else 409).
 	rawCall(t, tg, "PUT", "ports/"+parent.ID, map[string]any{"port": map[string]any{"binding:host_id": nodeHost}}, 200)
 	// Neutron keeps a trunk whose parent is bound (409 TrunkInUse).

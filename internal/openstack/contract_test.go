@@ -89,6 +89,25 @@ func newFixture(t *testing.T, tg contractTarget, cidr string) fixture {
 	return f
 }
 
+// newTrunk makes a VM's parent port on f's network (on subnet, when not
+// "") and a trunk called name on it, both removed when the test ends; it
+// returns the parent and the trunk's ID.
+func newTrunk(t *testing.T, tg contractTarget, f fixture, subnet, name string) (Port, string) {
+	t.Helper()
+	parent, err := tg.client.CreatePort(context.Background(), PortSpec{NetworkID: f.netID, SubnetID: subnet, Name: "vm-parent", Tags: []string{f.tag}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleteAfter(t, tg, parent.ID)
+	body := map[string]any{"port_id": parent.ID, "name": name}
+	if tg.project != "" {
+		body["project_id"] = tg.project
+	}
+	trunkID := field(rawCall(t, tg, "POST", "trunks", map[string]any{"trunk": body}, 201), "trunk", "id")
+	t.Cleanup(func() { rawCall(t, tg, "DELETE", "trunks/"+trunkID, nil, 204) })
+	return parent, trunkID
+}
+
 // deleteAfter deletes a port made by the test when it ends.
 func deleteAfter(t *testing.T, tg contractTarget, id string) {
 	t.Cleanup(func() {
@@ -345,17 +364,7 @@ func runContract(t *testing.T, tg contractTarget) {
 
 	t.Run("trunk subports", func(t *testing.T) {
 		f := newFixture(t, tg, "10.95.0.0/24")
-		parent, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, Name: "vm-parent", Tags: []string{f.tag}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		deleteAfter(t, tg, parent.ID)
-		body := map[string]any{"port_id": parent.ID, "name": "contract-trunk"}
-		if tg.project != "" {
-			body["project_id"] = tg.project
-		}
-		trunkID := field(rawCall(t, tg, "POST", "trunks", map[string]any{"trunk": body}, 201), "trunk", "id")
-		t.Cleanup(func() { rawCall(t, tg, "DELETE", "trunks/"+trunkID, nil, 204) })
+		parent, trunkID := newTrunk(t, tg, f, "", "contract-trunk")
 
 		subs, err := c.CreatePorts(ctx, []PortSpec{{NetworkID: f.netID, Tags: []string{f.tag}}, {NetworkID: f.netID, Tags: []string{f.tag}}})
 		if err != nil {
