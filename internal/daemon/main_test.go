@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -277,23 +278,34 @@ func (n *node) kuryrPod(name string) *v1alpha1.KuryrPod {
 // the link is absent).
 func (n *node) podLink(ifName string) (mac string, addrs []string, defaultVia string) {
 	n.t.Helper()
-	_ = n.podNS.Do(func(ns.NetNS) error {
+	// A link that is absent is "" (a DEL's work); a lookup that fails
+	// fails the test, not read as nothing there.
+	must(n.t, n.podNS.Do(func(ns.NetNS) error {
 		l, err := netlink.LinkByName(ifName)
-		if err != nil {
+		if errors.As(err, new(netlink.LinkNotFoundError)) {
 			return nil
 		}
+		if err != nil {
+			return err
+		}
 		mac = l.Attrs().HardwareAddr.String()
-		as, _ := netlink.AddrList(l, netlink.FAMILY_V4)
+		as, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
 		for _, a := range as {
 			addrs = append(addrs, a.IPNet.String())
 		}
-		rs, _ := netlink.RouteList(l, netlink.FAMILY_V4)
+		rs, err := netlink.RouteList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
 		for _, r := range rs {
 			if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
 				defaultVia = r.Gw.String()
 			}
 		}
 		return nil
-	})
+	}))
 	return mac, addrs, defaultVia
 }
