@@ -88,6 +88,12 @@ type InterfaceRequest struct {
 	// DefaultRoute: this interface carries the pod's default route.
 	// +optional
 	DefaultRoute bool `json:"defaultRoute,omitempty"`
+	// DefaultRouteGateways are the gateways the pod named for its default
+	// route (the networks annotation entry's default-route), at most one
+	// per IP family; empty with DefaultRoute means the subnet's gateway.
+	// +optional
+	// +kubebuilder:validation:MaxItems=2
+	DefaultRouteGateways []string `json:"defaultRouteGateways,omitempty"`
 	// MTU is the network's mtu (the NetworkAttachmentDefinition's), 0 for the
 	// Neutron network's. The daemon applies it when it is not above the
 	// Neutron network's MTU (status), and refuses the interface otherwise.
@@ -101,6 +107,23 @@ type InterfaceRequest struct {
 	// +kubebuilder:validation:Type=object
 	// +kubebuilder:pruning:PreserveUnknownFields
 	CNIArgs *runtime.RawExtension `json:"cniArgs,omitempty"`
+	// PortSecurityEnabled false: the port is created with Neutron port
+	// security off and no security groups (the network's
+	// portSecurityEnabled). Nil is Neutron's default (on).
+	// +optional
+	PortSecurityEnabled *bool `json:"portSecurityEnabled,omitempty"`
+	// AllowedAddressPairs the port is created with (the network's).
+	// +optional
+	// +kubebuilder:validation:MaxItems=10
+	AllowedAddressPairs []AddressPair `json:"allowedAddressPairs,omitempty"`
+}
+
+// AddressPair is an address (IP or CIDR) a port may use besides its own,
+// with the MAC that may use it ("" is the port's).
+type AddressPair struct {
+	IPAddress string `json:"ipAddress"`
+	// +optional
+	MACAddress string `json:"macAddress,omitempty"`
 }
 
 // KuryrPodStatus is what exists for the pod, in the cloud and on the node.

@@ -30,6 +30,8 @@ func neutronRoutes(c *Cloud) []route {
 		{"PUT " + n + "/ports/{id}/tags", "neutron.ports.tags.replace", h(c.replaceTags)},
 		{"PUT " + n + "/ports/{id}/tags/{tag}", "neutron.ports.tags.add", h(c.addTag)},
 		{"DELETE " + n + "/ports/{id}/tags/{tag}", "neutron.ports.tags.delete", h(c.deleteTag)},
+		{"GET " + n + "/ports/{id}/tags/{tag}", "neutron.ports.tags.check", h(c.checkTag)},
+		{"DELETE " + n + "/ports/{id}/tags", "neutron.ports.tags.delete_all", h(c.deleteTags)},
 		{"POST " + n + "/trunks", "neutron.trunks.create", h(c.createTrunk)},
 		{"GET " + n + "/trunks", "neutron.trunks.list", h(trunksAPI.list(c))},
 		{"GET " + n + "/trunks/{id}", "neutron.trunks.get", h(trunksAPI.get(c))},
@@ -104,10 +106,22 @@ func networkJSON(n *Network) map[string]any {
 		"subnets": nonNil(n.Subnets), "project_id": n.ProjectID, "tenant_id": n.ProjectID,
 		"shared": false, "router:external": false, "port_security_enabled": true,
 		"description": "", "tags": nonNil(n.Tags), "revision_number": n.RevisionNumber,
-		"availability_zone_hints": []string{}, "availability_zones": []string{"nova"},
+		// No DHCP agent hosts it: no availability zone yet.
+		"availability_zone_hints": []string{}, "availability_zones": []string{},
 		"created_at": timeString(n.CreatedAt), "updated_at": timeString(n.UpdatedAt),
-		"ipv4_address_scope": nil, "ipv6_address_scope": nil, "l2_adjacency": true,
+		"ipv4_address_scope": nil, "ipv6_address_scope": nil,
+		"provider:network_type": "vxlan", "provider:physical_network": nil, "provider:segmentation_id": n.segmentation(),
 	}
+}
+
+// segmentation is the network's VXLAN ID, derived from its ID (Neutron
+// allocates one per network from its range).
+func (n *Network) segmentation() int {
+	h := 0
+	for _, r := range n.ID {
+		h = (h*31 + int(r)) % 16000000
+	}
+	return h + 1
 }
 
 func subnetJSON(s *Subnet) map[string]any {
@@ -126,7 +140,7 @@ func subnetJSON(s *Subnet) map[string]any {
 		"enable_dhcp":      s.EnableDHCP, "dns_nameservers": []string{}, "host_routes": []any{},
 		"description": "", "tags": nonNil(s.Tags), "revision_number": s.RevisionNumber,
 		"ipv6_address_mode": nil, "ipv6_ra_mode": nil, "subnetpool_id": nil, "service_types": []string{},
-		"segment_id": nil, "created_at": timeString(s.CreatedAt), "updated_at": timeString(s.UpdatedAt),
+		"created_at": timeString(s.CreatedAt), "updated_at": timeString(s.UpdatedAt),
 	}
 }
 

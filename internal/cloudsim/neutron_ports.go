@@ -2,6 +2,7 @@ package cloudsim
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/netip"
 	"sort"
@@ -33,9 +34,7 @@ func (c *Cloud) portJSON(p *Port) map[string]any {
 		"created_at": timeString(p.CreatedAt), "updated_at": timeString(p.UpdatedAt),
 		"binding:host_id": p.HostID, "binding:vif_type": vif, "binding:vnic_type": p.VNICType,
 		"binding:profile": map[string]any{}, "binding:vif_details": map[string]any{},
-		"port_security_enabled": true, "propagate_uplink_status": false, "extra_dhcp_opts": []any{},
-		"dns_name": "", "dns_assignment": []any{}, "qos_policy_id": nil, "qos_network_policy_id": nil,
-		"resource_request": nil, "ip_allocation": "immediate",
+		"port_security_enabled": !p.NoPortSecurity, "extra_dhcp_opts": []any{},
 	}
 	if t := c.st.trunkOfParent(p.ID); t != nil {
 		subs := []map[string]any{}
@@ -145,6 +144,7 @@ func (c *Cloud) newPort(project string, obj map[string]json.RawMessage) (*Port, 
 		IPAddress string `json:"ip_address"`
 	}
 	var sgs *[]string
+	psec := true
 	if e := members(obj, []field{
 		{"network_id", &p.NetworkID, true}, {"name", &p.Name, false}, {"description", &p.Description, false},
 		{"admin_state_up", &p.AdminStateUp, false}, {"mac_address", &p.MACAddress, false},
@@ -152,16 +152,28 @@ func (c *Cloud) newPort(project string, obj map[string]json.RawMessage) (*Port, 
 		{"device_owner", &p.DeviceOwner, false}, {"security_groups", &sgs, false},
 		{"allowed_address_pairs", &p.AllowedAddressPairs, false}, {"binding:host_id", &p.HostID, false},
 		{"binding:vnic_type", &p.VNICType, false}, {"tags", &p.Tags, false},
+		{"port_security_enabled", &psec, false},
 	}); e != nil {
 		return nil, e
 	}
+	p.NoPortSecurity = !psec
 	n, e := networksAPI.find(c.st, p.NetworkID)
 	if e != nil {
 		return nil, e
 	}
-	if sgs == nil {
+	if e := checkPortSecurity(psec, sgs, p.AllowedAddressPairs); e != nil {
+		return nil, e
+	}
+	if e := checkFixedIPs(fixed); e != nil {
+		return nil, e
+	}
+	switch {
+	case p.NoPortSecurity:
+		// Without port security a port gets no default group.
+		p.SecurityGroups = []string{}
+	case sgs == nil:
 		p.SecurityGroups = []string{c.st.defaultSecurityGroup(project)}
-	} else {
+	default:
 		if e := c.checkSecurityGroups(*sgs); e != nil {
 			return nil, e
 		}
@@ -193,6 +205,11 @@ func (c *Cloud) newPort(project string, obj map[string]json.RawMessage) (*Port, 
 	if p.HostID != "" {
 		c.setBinding(p, p.HostID)
 	}
+	if len(p.Tags) > 0 {
+		// Neutron tags a port in a second step of its create: one more
+		// revision.
+		p.RevisionNumber++
+	}
 	return p, nil
 }
 
@@ -211,7 +228,7 @@ func (c *Cloud) allocateIP(p *Port, n *Network, subnetID, ip string) *apiError {
 			}
 		}
 		if sub == nil {
-			return badRequest("IP address %s is not a valid IP for any of the subnets on the specified network.", ip)
+			return errf(400, "InvalidIpForNetwork", "IP address %s is not a valid IP for any of the subnets on the specified network.", ip)
 		}
 	} else {
 		s, e := subnetsAPI.find(c.st, subnetID)
@@ -240,6 +257,67 @@ func (c *Cloud) allocateIP(p *Port, n *Network, subnetID, ip string) *apiError {
 	}
 	sub.used[a] = p.ID
 	p.FixedIPs = append(p.FixedIPs, FixedIP{SubnetID: sub.ID, IPAddress: a.String()})
+	return nil
+}
+
+// maxAddressPairs is Neutron's default max_allowed_address_pair.
+const maxAddressPairs = 10
+
+// checkPortSecurity applies Neutron's rules (checked against the real one,
+// internal/openstack's contract suite): a port without port security takes
+// no security groups (400) and no allowed address pairs (409); pairs are
+// valid addresses, at most maxAddressPairs, none twice. sgs nil is "not
+// given".
+func checkPortSecurity(on bool, sgs *[]string, pairs []AddressPair) *apiError {
+	if !on && sgs != nil && len(*sgs) > 0 {
+		return errf(400, "PortSecurityAndIPRequiredForSecurityGroups",
+			"Port security must be enabled and port must have an IP address in order to use security groups.")
+	}
+	if !on && len(pairs) > 0 {
+		return errf(409, "AddressPairAndPortSecurityRequired", "Port Security must be enabled in order to have allowed address pairs on a port.")
+	}
+	if len(pairs) > maxAddressPairs {
+		return errf(400, "AllowedAddressPairExhausted", "The number of allowed address pair exceeds the maximum %d.", maxAddressPairs)
+	}
+	seen := map[AddressPair]bool{}
+	for _, ap := range pairs {
+		if _, err := netip.ParseAddr(ap.IPAddress); err != nil {
+			if _, err := netip.ParsePrefix(ap.IPAddress); err != nil {
+				return badRequest("'%s' is not a valid IP address", ap.IPAddress)
+			}
+		}
+		if ap.MACAddress != "" {
+			if _, err := net.ParseMAC(ap.MACAddress); err != nil {
+				return badRequest("'%s' is not a valid MAC address", ap.MACAddress)
+			}
+		}
+		if seen[ap] {
+			mac := ap.MACAddress
+			if mac == "" {
+				mac = "None"
+			}
+			return errf(400, "DuplicateAddressPairInRequest", "Request contains duplicate address pair: mac_address %s ip_address %s.", mac, ap.IPAddress)
+		}
+		seen[ap] = true
+	}
+	return nil
+}
+
+// checkFixedIPs refuses an address asked for twice, as Neutron does.
+func checkFixedIPs(fixed []struct {
+	SubnetID  string `json:"subnet_id"`
+	IPAddress string `json:"ip_address"`
+}) *apiError {
+	seen := map[string]bool{}
+	for _, f := range fixed {
+		if f.IPAddress == "" {
+			continue
+		}
+		if seen[f.IPAddress] {
+			return badRequest("Invalid input for fixed_ips. Reason: Duplicate IP address '%s'.", f.IPAddress)
+		}
+		seen[f.IPAddress] = true
+	}
 	return nil
 }
 
@@ -319,15 +397,20 @@ func (c *Cloud) updatePort(w http.ResponseWriter, r *http.Request) *apiError {
 		next := p.clone()
 		var sgs []string
 		var pairs []AddressPair
+		psec := !p.NoPortSecurity
 		if e := members(obj, []field{
 			{"name", &next.Name, false}, {"description", &next.Description, false},
 			{"admin_state_up", &next.AdminStateUp, false}, {"device_id", &next.DeviceID, false},
 			{"device_owner", &next.DeviceOwner, false}, {"binding:host_id", &next.HostID, false},
 			{"binding:vnic_type", &next.VNICType, false}, {"security_groups", &sgs, false},
-			{"allowed_address_pairs", &pairs, false},
+			{"allowed_address_pairs", &pairs, false}, {"port_security_enabled", &psec, false},
 		}); e != nil {
 			return e
 		}
+		if e := checkPortUpdate(obj, p, psec, sgs, pairs); e != nil {
+			return e
+		}
+		next.NoPortSecurity = !psec
 		if _, ok := obj["security_groups"]; ok {
 			if e := c.checkSecurityGroups(sgs); e != nil {
 				return e
@@ -348,6 +431,32 @@ func (c *Cloud) updatePort(w http.ResponseWriter, r *http.Request) *apiError {
 		writeJSON(w, http.StatusOK, map[string]any{"port": c.portJSON(p)})
 		return nil
 	})
+}
+
+// checkPortUpdate applies Neutron's port security rules to an update of p
+// (obj) that leaves port security at on: turning it off while the port keeps
+// security groups is 409 PortSecurityPortHasSecurityGroup; otherwise the
+// create rules hold for what the port would have.
+func checkPortUpdate(obj map[string]json.RawMessage, p *Port, on bool, sgs []string, pairs []AddressPair) *apiError {
+	_, newSGs := obj["security_groups"]
+	_, newPairs := obj["allowed_address_pairs"]
+	if !newSGs {
+		sgs = p.SecurityGroups
+	}
+	if !newPairs {
+		pairs = p.AllowedAddressPairs
+	}
+	if !on && !p.NoPortSecurity && !newSGs && len(sgs) > 0 {
+		return errf(409, "PortSecurityPortHasSecurityGroup",
+			"Port has security group associated. Cannot disable port security or IP address until security group is removed.")
+	}
+	if !newPairs {
+		pairs = nil // the pairs already there were checked when set
+		if !on && len(p.AllowedAddressPairs) > 0 {
+			return errf(409, "AddressPairAndPortSecurityRequired", "Port Security must be enabled in order to have allowed address pairs on a port.")
+		}
+	}
+	return checkPortSecurity(on, &sgs, pairs)
 }
 
 // dropPort removes p unless it is in use. Callers hold c.st.mu.

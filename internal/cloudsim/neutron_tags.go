@@ -152,3 +152,28 @@ func (c *Cloud) deleteTag(w http.ResponseWriter, r *http.Request) *apiError {
 		return nil
 	})
 }
+
+// checkTag answers GET /v2.0/ports/{id}/tags/{tag}: 204 when the port has
+// it, else 404 TagNotFound.
+func (c *Cloud) checkTag(w http.ResponseWriter, r *http.Request) *apiError {
+	tag := r.PathValue("tag")
+	return portsAPI.with(c, r, func(p *Port) *apiError {
+		if !slices.Contains(p.Tags, tag) {
+			return errf(404, "TagNotFound", "Tag %s could not be found for port %s.", tag, p.ID)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+}
+
+// deleteTags answers DELETE /v2.0/ports/{id}/tags: every tag gone, 204.
+func (c *Cloud) deleteTags(w http.ResponseWriter, r *http.Request) *apiError {
+	return portsAPI.with(c, r, func(p *Port) *apiError {
+		if len(p.Tags) > 0 {
+			p.Tags = nil
+			touch(&p.RevisionNumber, &p.UpdatedAt)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+}

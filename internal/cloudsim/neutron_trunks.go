@@ -62,6 +62,9 @@ func (c *Cloud) createTrunk(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := c.checkTrunkable(t.PortID); e != nil {
 		return e
 	}
+	if e := c.checkParentUnbound(t.PortID); e != nil {
+		return e
+	}
 	if e := c.validateSubports(t, subs); e != nil {
 		return e
 	}
@@ -160,6 +163,15 @@ func (c *Cloud) checkTrunkable(portID string) *apiError {
 	return nil
 }
 
+// checkParentUnbound: Neutron's trunk plugin takes no bound port as a new
+// trunk's parent (make the trunk first, then bind the VM's port).
+func (c *Cloud) checkParentUnbound(portID string) *apiError {
+	if p, ok := c.st.ports[portID]; ok && p.HostID != "" {
+		return parentPortInUse(portID)
+	}
+	return nil
+}
+
 // attachSubports adds validated subs to t. Callers hold c.st.mu.
 func (c *Cloud) attachSubports(t *Trunk, subs []Subport) {
 	host := ""
@@ -171,8 +183,10 @@ func (c *Cloud) attachSubports(t *Trunk, subs []Subport) {
 		if c.noAgent {
 			continue // only an agent binds subports
 		}
+		// As the trunk RPC's update_subport_bindings: host and owner;
+		// device_id stays as it was.
 		p := c.st.ports[sp.PortID]
-		p.DeviceOwner, p.DeviceID = "trunk:subport", t.ID
+		p.DeviceOwner = "trunk:subport"
 		c.setBinding(p, host)
 		touch(&p.RevisionNumber, &p.UpdatedAt)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 )
 
 // resource is one kind of record of the simulated cloud (network, subnet,
@@ -106,15 +107,56 @@ func (rs *resource[T]) list(c *Cloud) handlerFunc {
 		} else {
 			ids = slices.Sorted(maps.Keys(records))
 		}
-		out := []map[string]any{}
-		for _, id := range ids {
-			if v := records[id]; rs.matches(q, v) {
-				out = append(out, rs.render(c, v))
+		if m := q.Get("marker"); m != "" {
+			// Pages after the record named by marker.
+			if i := slices.Index(ids, m); i >= 0 {
+				ids = ids[i+1:]
 			}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{rs.many: out})
+		out := []map[string]any{}
+		var last string
+		limit, err := strconv.Atoi(q.Get("limit"))
+		for _, id := range ids {
+			v := records[id]
+			if !rs.matches(q, v) {
+				continue
+			}
+			if err == nil && limit > 0 && len(out) == limit {
+				break
+			}
+			out = append(out, onlyFields(rs.render(c, v), q["fields"]))
+			last = id
+		}
+		body := map[string]any{rs.many: out}
+		if err == nil && limit > 0 && last != "" {
+			// Neutron links the next and previous pages of a limited list
+			// (a full last page too: the next one is then empty).
+			next, prev := r.URL.Query(), r.URL.Query()
+			next.Set("marker", last)
+			prev.Set("marker", last)
+			prev.Set("page_reverse", "True")
+			base := c.baseURL + r.URL.Path + "?"
+			links := []map[string]string{{"href": base + next.Encode(), "rel": "next"}}
+			body[rs.many+"_links"] = append(links, map[string]string{"href": base + prev.Encode(), "rel": "previous"})
+		}
+		writeJSON(w, http.StatusOK, body)
 		return nil
 	}
+}
+
+// onlyFields keeps the keys ?fields= names (all without it), as Neutron
+// does.
+func onlyFields(m map[string]any, fields []string) map[string]any {
+	if len(fields) == 0 {
+		return m
+	}
+	out := make(map[string]any, len(fields))
+	for _, f := range fields {
+		if v, ok := m[f]; ok {
+			out[f] = v
+		}
+	}
+	return out
 }
 
 // fieldsMatch applies filters that take one value each (?name=x): a

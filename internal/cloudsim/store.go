@@ -38,10 +38,13 @@ type Port struct {
 	FixedIPs            []FixedIP
 	SecurityGroups      []string
 	AllowedAddressPairs []AddressPair
-	Tags                []string
-	RevisionNumber      int
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
+	// NoPortSecurity is port_security_enabled false (asked off); the zero
+	// value is Neutron's default, on.
+	NoPortSecurity bool
+	Tags           []string
+	RevisionNumber int
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 func (p *Port) clone() Port {

@@ -41,7 +41,10 @@ func TestMultiVIFPodLifecycle(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("interfaces %+v, want eth0, net1, dpdk0", kp.Status.Interfaces)
 	}
-	subs, _ := f.sim.Subports(srv.TrunkID)
+	subs, ok := f.sim.Subports(srv.TrunkID)
+	if !ok {
+		t.Fatalf("trunk %s of node %s not found", srv.TrunkID, node)
+	}
 	for ifName, want := range map[string]struct {
 		driver v1alpha1.Driver
 		subnet string
@@ -121,7 +124,10 @@ func TestKuryrKubernetesNADs(t *testing.T) {
 		t.Fatalf("interfaces %+v, want mgmt0 (macvlan) and net2 (dpdk), no eth0 in delegate mode", kp.Status.Interfaces)
 	}
 	mv := kp.Status.Interfaces[0]
-	parent, _ := f.sim.Port(f.servers[node].ParentPort.ID)
+	parent, ok := f.sim.Port(f.servers[node].ParentPort.ID)
+	if !ok {
+		t.Fatalf("node %s's port is gone", node)
+	}
 	ip := strings.Split(mv.IPs[0], "/")[0]
 	if !slices.ContainsFunc(parent.AllowedAddressPairs, func(a cloudsim.AddressPair) bool { return a.IPAddress == ip && strings.EqualFold(a.MACAddress, mv.MAC) }) {
 		t.Fatalf("parent port pairs %+v lack %s/%s", parent.AllowedAddressPairs, ip, mv.MAC)
@@ -131,9 +137,8 @@ func TestKuryrKubernetesNADs(t *testing.T) {
 	}
 	f.deletePod("legacy")
 	f.waitGone("legacy")
-	parent, _ = f.sim.Port(f.servers[node].ParentPort.ID)
-	if len(parent.AllowedAddressPairs) != 0 {
-		t.Fatalf("parent port still allows %+v", parent.AllowedAddressPairs)
+	if parent, ok = f.sim.Port(f.servers[node].ParentPort.ID); !ok || len(parent.AllowedAddressPairs) != 0 {
+		t.Fatalf("parent port (found: %v) still allows %+v", ok, parent.AllowedAddressPairs)
 	}
 	if left := f.leftovers(); left != "" {
 		t.Fatalf("after delete the cloud still holds: %s", left)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -57,11 +58,15 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 		MACAddress: req.MAC,
 		Tags:       append(portTags(r.opts.ClusterID, req.Driver), ownerTags(pod.UID, req.IfName)...),
 	}
-	if len(req.IPs) > 0 {
-		spec.IPAddress = req.IPs[0]
+	if spec.IPs, err = fixedIPs(req, subnet); err != nil {
+		return openstack.Port{}, err
 	}
 	if len(req.SecurityGroups) > 0 {
 		spec.SecurityGroups = req.SecurityGroups
+	}
+	spec.PortSecurityEnabled = req.PortSecurityEnabled
+	for _, ap := range req.AllowedAddressPairs {
+		spec.AllowedAddressPairs = append(spec.AllowedAddressPairs, openstack.AddressPair{IPAddress: ap.IPAddress, MACAddress: ap.MACAddress})
 	}
 	drv.prepare(node, &spec)
 	p, err := r.cloud.CreatePort(ctx, spec)
@@ -71,6 +76,35 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 	r.metrics.portsCreated.WithLabelValues(string(req.Driver)).Inc()
 	r.created.put(pod.UID, req.IfName, p.ID)
 	return p, nil
+}
+
+// fixedIPs are the addresses the pod asked for (every entry of the
+// networks annotation's ips), each on the NAD's subnet when that holds it;
+// another address is left for Neutron to place on the subnet of the same
+// network that holds it (a dual-stack network's other family), or to refuse
+// (400, terminal). An address the subnet holds is checked here, so that the
+// error names the field.
+func fixedIPs(req v1alpha1.InterfaceRequest, subnet openstack.Subnet) ([]openstack.FixedIP, error) {
+	if len(req.IPs) == 0 {
+		return nil, nil
+	}
+	cidr, err := netip.ParsePrefix(subnet.CIDR)
+	if err != nil {
+		return nil, fmt.Errorf("subnet %s has CIDR %q: %w", subnet.ID, subnet.CIDR, err)
+	}
+	out := make([]openstack.FixedIP, 0, len(req.IPs))
+	for i, ip := range req.IPs {
+		a, err := netip.ParseAddr(ip)
+		if err != nil {
+			return nil, terminal(fmt.Errorf("interface %s: ips[%d] %q is not an IP address", req.IfName, i, ip))
+		}
+		f := openstack.FixedIP{IPAddress: a.String()}
+		if cidr.Contains(a) {
+			f.SubnetID = subnet.ID
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 // wireOne creates (unless it exists) and wires one interface's port with
@@ -123,11 +157,17 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 }
 
 // describe fills an interface's status from its port, subnet and network.
+// The default route (req.DefaultRoute) goes via the gateways the pod named
+// (NPWG default-route), each of which must lie on one of the port's
+// subnets, else via the first subnet's gateway; the subnets' own default
+// host routes give way to named gateways.
 func (r *PodReconciler) describe(ctx context.Context, req v1alpha1.InterfaceRequest, w wiring) (v1alpha1.InterfaceStatus, error) {
 	st := v1alpha1.InterfaceStatus{
 		IfName: req.IfName, Driver: req.Driver, Network: req.Network,
 		PortID: w.port.ID, MAC: w.port.MACAddress, VLANID: w.vlanID,
 	}
+	named := req.DefaultRoute && len(req.DefaultRouteGateways) > 0
+	var prefixes []netip.Prefix
 	for _, f := range w.port.FixedIPs {
 		subnet, err := r.nets.subnet(ctx, f.SubnetID)
 		if err != nil {
@@ -137,11 +177,15 @@ func (r *PodReconciler) describe(ctx context.Context, req v1alpha1.InterfaceRequ
 		if err != nil {
 			return st, fmt.Errorf("subnet %s has CIDR %q: %w", subnet.ID, subnet.CIDR, err)
 		}
+		prefixes = append(prefixes, prefix)
 		st.IPs = append(st.IPs, fmt.Sprintf("%s/%d", f.IPAddress, prefix.Bits()))
 		if st.Gateway == "" {
 			st.Gateway = subnet.GatewayIP
 		}
 		for _, hr := range subnet.HostRoutes {
+			if named && isDefaultDst(hr.Destination) {
+				continue
+			}
 			st.Routes = append(st.Routes, v1alpha1.Route{Dst: hr.Destination, Gateway: hr.NextHop})
 		}
 		if len(subnet.DNSNameservers) > 0 && st.DNS == nil {
@@ -155,10 +199,27 @@ func (r *PodReconciler) describe(ctx context.Context, req v1alpha1.InterfaceRequ
 			st.MTU = network.MTU
 		}
 	}
-	if req.DefaultRoute && st.Gateway != "" {
+	switch {
+	case named:
+		for i, gw := range req.DefaultRouteGateways {
+			a, err := netip.ParseAddr(gw)
+			if err != nil || !slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(a) }) {
+				return st, terminal(fmt.Errorf("interface %s: default-route[%d] %s is not on a subnet of port %s (%v): the pod could not reach it",
+					req.IfName, i, gw, w.port.ID, prefixes))
+			}
+			st.Routes = append(st.Routes, v1alpha1.Route{Dst: defaultDst(gw), Gateway: gw})
+		}
+		st.Gateway = req.DefaultRouteGateways[0]
+	case req.DefaultRoute && st.Gateway != "":
 		st.Routes = append(st.Routes, v1alpha1.Route{Dst: defaultDst(st.Gateway), Gateway: st.Gateway})
 	}
 	return st, nil
+}
+
+// isDefaultDst says whether dst is a default destination (0.0.0.0/0, ::/0).
+func isDefaultDst(dst string) bool {
+	p, err := netip.ParsePrefix(dst)
+	return err == nil && p.Bits() == 0
 }
 
 func defaultDst(gw string) string {

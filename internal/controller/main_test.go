@@ -296,7 +296,10 @@ func (f *fixture) leftovers() string {
 		fmt.Fprintf(&b, "port %s (%s, device %s %s); ", p.ID, p.Name, p.DeviceOwner, p.DeviceID)
 	}
 	for _, srv := range f.servers {
-		subs, _ := f.sim.Subports(srv.TrunkID)
+		subs, ok := f.sim.Subports(srv.TrunkID)
+		if !ok {
+			fmt.Fprintf(&b, "trunk %s of %s not found: its subports cannot be counted; ", srv.TrunkID, srv.Server.Name)
+		}
 		for _, s := range subs {
 			fmt.Fprintf(&b, "subport %s vlan %d on %s; ", s.PortID, s.SegmentationID, srv.Server.Name)
 		}

@@ -150,9 +150,12 @@ func (ps *pools) wake() {
 	}
 }
 
-// eligible returns the pool that could serve req on node.
+// eligible returns the pool that could serve req on node. A request for
+// its own addresses, MAC or port security settings is never pooled: pooled
+// ports are made alike, before any request.
 func (ps *pools) eligible(node nodeInfo, req v1alpha1.InterfaceRequest) (poolKey, bool) {
-	if !ps.r.opts.Pools.size(req.Driver).on() || req.MAC != "" || len(req.IPs) > 0 || len(req.SecurityGroups) == 0 {
+	if !ps.r.opts.Pools.size(req.Driver).on() || req.MAC != "" || len(req.IPs) > 0 || len(req.SecurityGroups) == 0 ||
+		req.PortSecurityEnabled != nil || len(req.AllowedAddressPairs) > 0 {
 		return poolKey{}, false
 	}
 	if req.Driver == v1alpha1.DriverNestedVLAN && node.TrunkID == "" {

@@ -98,9 +98,14 @@ func (f *fixture) waitPoolReady(node string, ready int) {
 	})
 }
 
-// subportVLAN returns port id's VLAN ID on the node's trunk (0: not a subport).
+// subportVLAN returns port id's VLAN ID on the node's trunk (0: not a
+// subport). A trunk that is gone fails the test.
 func (f *fixture) subportVLAN(node, id string) int {
-	subs, _ := f.sim.Subports(f.servers[node].TrunkID)
+	f.t.Helper()
+	subs, ok := f.sim.Subports(f.servers[node].TrunkID)
+	if !ok {
+		f.t.Fatalf("trunk %s of node %s not found", f.servers[node].TrunkID, node)
+	}
 	for _, s := range subs {
 		if s.PortID == id {
 			return s.SegmentationID

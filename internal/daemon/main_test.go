@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -89,8 +90,10 @@ type node struct {
 	cni     *libcni.CNIConfig
 	list    *libcni.NetworkConfigList
 	pod     *corev1.Pod
-	// specEdit, when set, changes the KuryrPod spec createPod makes.
-	specEdit func(*v1alpha1.KuryrPodSpec)
+	// specEdit and statusEdit, when set, change the KuryrPod spec and
+	// status createPod makes.
+	specEdit   func(*v1alpha1.KuryrPodSpec)
+	statusEdit func(*v1alpha1.KuryrPodStatus)
 	// daemon is the daemon startDaemon last started.
 	daemon *Daemon
 	// deviceTimeout, when set, is the daemons' --device-timeout (else the
@@ -243,6 +246,9 @@ func (n *node) createPodMACs(name string, state v1alpha1.InterfaceState, eth0MAC
 		{IfName: "net1", Driver: v1alpha1.DriverNestedDPDK, Network: "default/dataplane", PortID: "port-net1", MAC: dpdkMAC,
 			IPs: []string{"10.3.0.7/24"}, MTU: 1450, Gateway: "10.3.0.1", State: state},
 	}}
+	if n.statusEdit != nil {
+		n.statusEdit(&kp.Status)
+	}
 	must(n.t, n.c.Status().Update(n.ctx, kp))
 	n.pod = p
 	return p, kp
@@ -276,23 +282,34 @@ func (n *node) kuryrPod(name string) *v1alpha1.KuryrPod {
 // the link is absent).
 func (n *node) podLink(ifName string) (mac string, addrs []string, defaultVia string) {
 	n.t.Helper()
-	_ = n.podNS.Do(func(ns.NetNS) error {
+	// A link that is absent is "" (a DEL's work); a lookup that fails
+	// fails the test, not read as nothing there.
+	must(n.t, n.podNS.Do(func(ns.NetNS) error {
 		l, err := netlink.LinkByName(ifName)
-		if err != nil {
+		if errors.As(err, new(netlink.LinkNotFoundError)) {
 			return nil
 		}
+		if err != nil {
+			return err
+		}
 		mac = l.Attrs().HardwareAddr.String()
-		as, _ := netlink.AddrList(l, netlink.FAMILY_V4)
+		as, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
 		for _, a := range as {
 			addrs = append(addrs, a.IPNet.String())
 		}
-		rs, _ := netlink.RouteList(l, netlink.FAMILY_V4)
+		rs, err := netlink.RouteList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
 		for _, r := range rs {
 			if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
 				defaultVia = r.Gw.String()
 			}
 		}
 		return nil
-	})
+	}))
 	return mac, addrs, defaultVia
 }

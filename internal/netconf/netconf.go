@@ -10,6 +10,8 @@ package netconf
 import (
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -73,6 +75,31 @@ type Kuryr struct {
 	DPDKDriver string `json:"dpdkDriver,omitempty"`
 	// MTU of the interface; 0 takes the Neutron network's.
 	MTU int `json:"mtu,omitempty"`
+	// PortSecurityEnabled false creates the network's ports with Neutron
+	// port security off: no security groups and no anti-spoofing, so the
+	// pod may send and receive traffic that is not its own (a VNF that
+	// forwards). Nil leaves Neutron's default (on).
+	PortSecurityEnabled *bool `json:"portSecurityEnabled,omitempty"`
+	// AllowedAddressPairs are addresses (IP or CIDR), beyond the port's
+	// own, that the network's ports may send from and receive for, with
+	// port security on.
+	AllowedAddressPairs []AddressPair `json:"allowedAddressPairs,omitempty"`
+}
+
+// AddressPair is an allowed address pair of a port: an IP address or CIDR,
+// and the MAC that may use it ("" is the port's own).
+type AddressPair struct {
+	IPAddress  string `json:"ipAddress"`
+	MACAddress string `json:"macAddress,omitempty"`
+}
+
+// MaxAllowedAddressPairs is Neutron's default limit of allowed address
+// pairs per port (max_allowed_address_pair); it refuses more.
+const MaxAllowedAddressPairs = 10
+
+// PortSecurityOff reports whether k turns port security off.
+func (k Kuryr) PortSecurityOff() bool {
+	return k.PortSecurityEnabled != nil && !*k.PortSecurityEnabled
 }
 
 // FieldError says which field of a configuration is wrong and why.
@@ -126,7 +153,62 @@ func (k Kuryr) Validate() error {
 	if k.MTU != 0 && (k.MTU < MinMTU || k.MTU > MaxMTU) {
 		return bad("mtu", "%d is outside %d..%d", k.MTU, MinMTU, MaxMTU)
 	}
+	return k.validatePortSecurity()
+}
+
+// validatePortSecurity checks the VNF options with Neutron's own rules: a
+// port without port security takes neither security groups nor allowed
+// address pairs. A nested-macvlan pod's traffic leaves through the node
+// VM's port, not its own, so they would change nothing there.
+func (k Kuryr) validatePortSecurity() error {
+	if k.Driver == DriverNestedMACVLAN && (k.PortSecurityEnabled != nil || len(k.AllowedAddressPairs) > 0) {
+		return bad(firstSet(k), "set for driver %s, whose traffic passes the node VM's port, not the pod's; use %s or %s",
+			DriverNestedMACVLAN, DriverNestedVLAN, DriverNestedDPDK)
+	}
+	if k.PortSecurityOff() {
+		if len(k.SecurityGroups) > 0 {
+			return bad("portSecurityEnabled", "false while securityGroups are set; Neutron takes no security groups on a port without port security: drop one")
+		}
+		if len(k.AllowedAddressPairs) > 0 {
+			return bad("portSecurityEnabled", "false while allowedAddressPairs are set; a port without port security lets every address through already: drop allowedAddressPairs")
+		}
+	}
+	if len(k.AllowedAddressPairs) > MaxAllowedAddressPairs {
+		return bad("allowedAddressPairs", "%d pairs; Neutron allows at most %d per port (use a CIDR for a range)", len(k.AllowedAddressPairs), MaxAllowedAddressPairs)
+	}
+	for i, ap := range k.AllowedAddressPairs {
+		field := fmt.Sprintf("allowedAddressPairs[%d]", i)
+		if !validIPOrCIDR(ap.IPAddress) {
+			return bad(field+".ipAddress", "%q is not an IP address or CIDR", ap.IPAddress)
+		}
+		if ap.MACAddress != "" {
+			hw, err := net.ParseMAC(ap.MACAddress)
+			if err != nil || len(hw) != 6 || hw[0]&1 == 1 {
+				return bad(field+".macAddress", "%q is not a unicast Ethernet MAC address (want aa:bb:cc:dd:ee:ff)", ap.MACAddress)
+			}
+		}
+		for j, prev := range k.AllowedAddressPairs[:i] {
+			if prev.IPAddress == ap.IPAddress && strings.EqualFold(prev.MACAddress, ap.MACAddress) {
+				return bad(field, "repeats allowedAddressPairs[%d]", j)
+			}
+		}
+	}
 	return nil
+}
+
+func firstSet(k Kuryr) string {
+	if k.PortSecurityEnabled != nil {
+		return "portSecurityEnabled"
+	}
+	return "allowedAddressPairs"
+}
+
+func validIPOrCIDR(s string) bool {
+	if _, err := netip.ParseAddr(s); err == nil {
+		return true
+	}
+	_, err := netip.ParsePrefix(s)
+	return err == nil
 }
 
 // KuryrConfigAnnotation is kuryr-kubernetes' way of saying what backs a

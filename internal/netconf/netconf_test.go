@@ -3,6 +3,7 @@ package netconf
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -59,6 +60,32 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"security group twice", func(k *Kuryr) { k.SecurityGroups = []string{sgA, sgA} }, "securityGroups[1]", "listed twice"},
 		{"mtu too small", func(k *Kuryr) { k.MTU = 67 }, "mtu", "outside 68..65535"},
 		{"mtu too big", func(k *Kuryr) { k.MTU = 65536 }, "mtu", "outside 68..65535"},
+		{"port security off with security groups", func(k *Kuryr) { k.PortSecurityEnabled = ptr(false) }, "portSecurityEnabled", "securityGroups are set"},
+		{"port security off with address pairs", func(k *Kuryr) {
+			k.SecurityGroups, k.PortSecurityEnabled = nil, ptr(false)
+			k.AllowedAddressPairs = []AddressPair{{IPAddress: "10.0.0.0/24"}}
+		}, "portSecurityEnabled", "allowedAddressPairs are set"},
+		{"port security on macvlan", func(k *Kuryr) {
+			k.Driver, k.DPDKDriver, k.SecurityGroups, k.PortSecurityEnabled = DriverNestedMACVLAN, "", nil, ptr(false)
+		}, "portSecurityEnabled", "node VM's port"},
+		{"address pairs on macvlan", func(k *Kuryr) {
+			k.Driver, k.DPDKDriver, k.AllowedAddressPairs = DriverNestedMACVLAN, "", []AddressPair{{IPAddress: "10.0.0.9"}}
+		}, "allowedAddressPairs", "node VM's port"},
+		{"address pair not an IP", func(k *Kuryr) { k.AllowedAddressPairs = []AddressPair{{IPAddress: "10.0.0.9"}, {IPAddress: "any"}} },
+			"allowedAddressPairs[1].ipAddress", `"any" is not an IP address or CIDR`},
+		{"address pair without an IP", func(k *Kuryr) { k.AllowedAddressPairs = []AddressPair{{MACAddress: "fa:16:3e:00:00:01"}} },
+			"allowedAddressPairs[0].ipAddress", `"" is not an IP address`},
+		{"address pair multicast MAC", func(k *Kuryr) {
+			k.AllowedAddressPairs = []AddressPair{{IPAddress: "10.0.0.9", MACAddress: "01:00:5e:00:00:01"}}
+		}, "allowedAddressPairs[0].macAddress", "not a unicast Ethernet MAC"},
+		{"address pair twice", func(k *Kuryr) {
+			k.AllowedAddressPairs = []AddressPair{{IPAddress: "10.0.0.9"}, {IPAddress: "10.0.0.8"}, {IPAddress: "10.0.0.9"}}
+		}, "allowedAddressPairs[2]", "repeats allowedAddressPairs[0]"},
+		{"too many address pairs", func(k *Kuryr) {
+			for i := range MaxAllowedAddressPairs + 1 {
+				k.AllowedAddressPairs = append(k.AllowedAddressPairs, AddressPair{IPAddress: fmt.Sprintf("10.0.0.%d", i)})
+			}
+		}, "allowedAddressPairs", "at most 10"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,6 +105,36 @@ func TestValidateNamesTheField(t *testing.T) {
 				t.Fatalf("Error() = %q does not start with the field", err)
 			}
 		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// A VNF's data-plane network: port security off, or allowed address pairs,
+// decoded from a configuration and valid as Neutron would take them.
+func TestVNFOptionsDecodeAndValidate(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		`{"driver":"nested-dpdk","subnetId":"` + subnet + `","portSecurityEnabled":false}`,
+		`{"driver":"nested-vlan","subnetId":"` + subnet + `","securityGroups":["` + sgA + `"],` +
+			`"allowedAddressPairs":[{"ipAddress":"0.0.0.0/0"},{"ipAddress":"10.1.0.5","macAddress":"fa:16:3e:00:00:05"},{"ipAddress":"2001:db8::/64"}]}`,
+	} {
+		var k Kuryr
+		if err := json.Unmarshal([]byte(raw), &k); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.Validate(); err != nil {
+			t.Errorf("Validate(%s) = %v", raw, err)
+		}
+		if strings.Contains(raw, "portSecurityEnabled") != k.PortSecurityOff() {
+			t.Errorf("%s: PortSecurityOff = %v", raw, k.PortSecurityOff())
+		}
+		if strings.Contains(raw, "allowedAddressPairs") && (len(k.AllowedAddressPairs) != 3 || k.AllowedAddressPairs[1].MACAddress != "fa:16:3e:00:00:05") {
+			t.Errorf("%s: pairs %+v", raw, k.AllowedAddressPairs)
+		}
+	}
+	if (Kuryr{PortSecurityEnabled: ptr(true)}).PortSecurityOff() || (Kuryr{}).PortSecurityOff() {
+		t.Error("PortSecurityOff with port security on or unset")
 	}
 }
 

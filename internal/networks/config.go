@@ -23,6 +23,10 @@ type Config struct {
 	// MTU is spec.config's mtu, 0 when it gives none (the Neutron
 	// network's).
 	MTU int
+	// PortSecurityEnabled and AllowedAddressPairs are the VNF options of
+	// spec.config (docs/vnf.md).
+	PortSecurityEnabled *bool
+	AllowedAddressPairs []netconf.AddressPair
 }
 
 // cniConfig is a CNI network config (what a NAD's spec.config, and Multus,
@@ -60,7 +64,8 @@ func ConfigFromNAD(ref string, annotations map[string]string, specConfig string)
 	if err := validate(obj, cfg); err != nil {
 		return Config{}, err
 	}
-	return Config{Driver: v1alpha1.Driver(cfg.Driver), SubnetID: cfg.SubnetID, SecurityGroups: cfg.SecurityGroups, DPDKDriver: cfg.DPDKDriver, MTU: cfg.MTU}, nil
+	return Config{Driver: v1alpha1.Driver(cfg.Driver), SubnetID: cfg.SubnetID, SecurityGroups: cfg.SecurityGroups,
+		DPDKDriver: cfg.DPDKDriver, MTU: cfg.MTU, PortSecurityEnabled: cfg.PortSecurityEnabled, AllowedAddressPairs: cfg.AllowedAddressPairs}, nil
 }
 
 // fromSpecConfig fills cfg from spec.config when it is a kuryr-cni config.

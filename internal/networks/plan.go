@@ -89,7 +89,10 @@ func Plan(ctx context.Context, pod *corev1.Pod, get NADGetter, d Defaults) ([]v1
 		req := v1alpha1.InterfaceRequest{
 			IfName: ifName, Network: s.Key(), Driver: cfg.Driver, SubnetID: cfg.SubnetID,
 			SecurityGroups: cfg.SecurityGroups, MAC: s.MAC, IPs: s.IPs, DefaultRoute: len(s.DefaultRoute) > 0,
-			MTU: cfg.MTU,
+			DefaultRouteGateways: s.DefaultRoute, MTU: cfg.MTU, PortSecurityEnabled: cfg.PortSecurityEnabled,
+		}
+		for _, ap := range cfg.AllowedAddressPairs {
+			req.AllowedAddressPairs = append(req.AllowedAddressPairs, v1alpha1.AddressPair{IPAddress: ap.IPAddress, MACAddress: ap.MACAddress})
 		}
 		if s.CNIArgs != nil {
 			req.CNIArgs = &runtime.RawExtension{Raw: s.CNIArgs}
@@ -101,7 +104,13 @@ func Plan(ctx context.Context, pod *corev1.Pod, get NADGetter, d Defaults) ([]v1
 			return nil, &SpecError{Object: "NetworkAttachmentDefinition " + s.Key(), Field: "driver",
 				Reason: "no driver given and the controller has no default driver configured"}
 		}
-		if len(req.SecurityGroups) == 0 {
+		if req.Driver == v1alpha1.DriverNestedMACVLAN && (req.PortSecurityEnabled != nil || len(req.AllowedAddressPairs) > 0) {
+			// The node's default driver, which the NAD left open.
+			return nil, &SpecError{Object: "NetworkAttachmentDefinition " + s.Key(), Field: "portSecurityEnabled",
+				Reason: "portSecurityEnabled and allowedAddressPairs need driver nested-vlan or nested-dpdk; the node's default driver is nested-macvlan, whose traffic passes the node VM's port"}
+		}
+		if len(req.SecurityGroups) == 0 && (req.PortSecurityEnabled == nil || *req.PortSecurityEnabled) {
+			// A port without port security takes no security groups.
 			req.SecurityGroups = d.SecurityGroups
 		}
 		if req.Driver == v1alpha1.DriverNestedDPDK {

@@ -37,6 +37,9 @@ var testNADs = fakeNADs(map[string]NAD{
 	"pods/plain": {Annotations: map[string]string{v1alpha1.KuryrConfigAnnotation: `{"subnetId":"5a5a5a5a-0000-4000-8000-000000000007"}`}},
 	"other/dp":   {Config: `{"type":"kuryr-cni","driver":"nested-dpdk","subnetId":"5a5a5a5a-0000-4000-8000-000000000008"}`},
 	"pods/mtu":   {Config: `{"type":"kuryr-cni","driver":"nested-macvlan","subnetId":"5a5a5a5a-0000-4000-8000-000000000009","mtu":1400}`},
+	"pods/vnf":   {Config: `{"type":"kuryr-cni","driver":"nested-dpdk","subnetId":"5a5a5a5a-0000-4000-8000-00000000000a","portSecurityEnabled":false}`},
+	"pods/pairs": {Config: `{"type":"kuryr-cni","driver":"nested-vlan","subnetId":"5a5a5a5a-0000-4000-8000-00000000000b","allowedAddressPairs":[{"ipAddress":"10.9.0.0/24"},{"ipAddress":"10.9.1.1","macAddress":"fa:16:3e:00:00:09"}]}`},
+	"pods/open":  {Config: `{"type":"kuryr-cni","subnetId":"5a5a5a5a-0000-4000-8000-00000000000c","portSecurityEnabled":false}`},
 	"pods/bad":   {Config: `{"type":"kuryr-cni","driver":"nested-sriov","subnetId":"5a5a5a5a-0000-4000-8000-000000000001"}`},
 })
 
@@ -66,7 +69,21 @@ func TestPlan(t *testing.T) {
 		{name: "default route claimed by a network", pod: pod("pods", `[{"name":"mgmt","default-route":["10.0.0.1"],"ips":["10.0.0.9/24"],"mac":"02:00:00:00:00:01"}]`), defaults: primary,
 			want: []v1alpha1.InterfaceRequest{
 				{IfName: "eth0", Driver: "nested-vlan", SubnetID: "sub-pod", SecurityGroups: []string{"sg-default"}},
-				{IfName: "net1", Network: "pods/mgmt", Driver: "nested-vlan", SubnetID: "5a5a5a5a-0000-4000-8000-000000000003", SecurityGroups: []string{"sg-default"}, DefaultRoute: true, IPs: []string{"10.0.0.9"}, MAC: "02:00:00:00:00:01"},
+				{IfName: "net1", Network: "pods/mgmt", Driver: "nested-vlan", SubnetID: "5a5a5a5a-0000-4000-8000-000000000003", SecurityGroups: []string{"sg-default"}, DefaultRoute: true,
+					DefaultRouteGateways: []string{"10.0.0.1"}, IPs: []string{"10.0.0.9"}, MAC: "02:00:00:00:00:01"},
+			}},
+		{name: "every ip and both default gateways passed on", pod: pod("pods", `[{"name":"mgmt","default-route":["10.0.0.1","fd00::1"],"ips":["10.0.0.9/24","10.0.0.10","fd00::9"]}]`), defaults: primary,
+			want: []v1alpha1.InterfaceRequest{
+				{IfName: "eth0", Driver: "nested-vlan", SubnetID: "sub-pod", SecurityGroups: []string{"sg-default"}},
+				{IfName: "net1", Network: "pods/mgmt", Driver: "nested-vlan", SubnetID: "5a5a5a5a-0000-4000-8000-000000000003", SecurityGroups: []string{"sg-default"}, DefaultRoute: true,
+					DefaultRouteGateways: []string{"10.0.0.1", "fd00::1"}, IPs: []string{"10.0.0.9", "10.0.0.10", "fd00::9"}},
+			}},
+		{name: "VNF options: port security off takes no default security groups; address pairs passed on", pod: pod("pods", "vnf,pairs"), defaults: primary,
+			want: []v1alpha1.InterfaceRequest{
+				{IfName: "eth0", Driver: "nested-vlan", SubnetID: "sub-pod", SecurityGroups: []string{"sg-default"}, DefaultRoute: true},
+				{IfName: "net1", Network: "pods/vnf", Driver: "nested-dpdk", SubnetID: "5a5a5a5a-0000-4000-8000-00000000000a", DPDKDriver: "uio_pci_generic", PortSecurityEnabled: ptr(false)},
+				{IfName: "net2", Network: "pods/pairs", Driver: "nested-vlan", SubnetID: "5a5a5a5a-0000-4000-8000-00000000000b", SecurityGroups: []string{"sg-default"},
+					AllowedAddressPairs: []v1alpha1.AddressPair{{IPAddress: "10.9.0.0/24"}, {IPAddress: "10.9.1.1", MACAddress: "fa:16:3e:00:00:09"}}},
 			}},
 		{name: "NAD mtu and cni-args passed on", pod: pod("pods", `[{"name":"mtu","cni-args":{"mode":"x","n":1}}]`), defaults: Defaults{}, want: []v1alpha1.InterfaceRequest{
 			{IfName: "net1", Network: "pods/mtu", Driver: "nested-macvlan", SubnetID: "5a5a5a5a-0000-4000-8000-000000000009", MTU: 1400,
@@ -90,6 +107,8 @@ func TestPlan(t *testing.T) {
 	}
 }
 
+func ptr[T any](v T) *T { return &v }
+
 func TestPlanErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -110,6 +129,10 @@ func TestPlanErrors(t *testing.T) {
 			wantErr: "[1].default-route: network pods/dp is nested-dpdk", spec: true},
 		{name: "cni-args not an object", pod: pod("pods", `[{"name":"mtu","cni-args":["x"]}]`), defaults: primary, wantErr: "[0].cni-args: not a JSON object", spec: true},
 		{name: "no default driver", pod: pod("pods", "plain"), defaults: Defaults{}, wantErr: "no default driver", spec: true},
+		{name: "port security off on the default driver nested-macvlan", pod: pod("pods", "open"), defaults: Defaults{Driver: v1alpha1.DriverNestedMACVLAN},
+			wantErr: "NetworkAttachmentDefinition pods/open: portSecurityEnabled: portSecurityEnabled and allowedAddressPairs need driver nested-vlan or nested-dpdk", spec: true},
+		{name: "two IPv4 default gateways", pod: pod("pods", `[{"name":"mgmt","default-route":["10.0.0.1"]},{"name":"pairs","default-route":["10.9.0.1"]}]`), defaults: primary,
+			wantErr: "[1].default-route[0]: 10.9.0.1 is a second IPv4 default gateway (entry 0 already names 10.0.0.1)", spec: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -79,7 +79,36 @@ func ParseSelections(value, podNamespace string) ([]Selection, error) {
 		}
 		seen[s.Interface] = i
 	}
+	if err := oneDefaultRoutePerFamily(sels); err != nil {
+		return nil, err
+	}
 	return sels, nil
+}
+
+// oneDefaultRoutePerFamily: a pod has one default route per IP family, so
+// its default-route gateways name each family once, across all entries.
+func oneDefaultRoutePerFamily(sels []Selection) error {
+	type at struct{ entry, gw int }
+	claimed := map[bool]at{} // by "is IPv4"
+	for i, s := range sels {
+		for j, gw := range s.DefaultRoute {
+			v4 := netip.MustParseAddr(gw).Is4()
+			if prev, ok := claimed[v4]; ok {
+				return annotationError(fmt.Sprintf("[%d].default-route[%d]", i, j), fmt.Sprintf(
+					"%s is a second %s default gateway (entry %d already names %s); a pod has one default route per IP family",
+					gw, family(v4), prev.entry, sels[prev.entry].DefaultRoute[prev.gw]))
+			}
+			claimed[v4] = at{i, j}
+		}
+	}
+	return nil
+}
+
+func family(v4 bool) string {
+	if v4 {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 func annotationError(field, reason string) error {

@@ -14,17 +14,7 @@ func contractPoolBatch(t *testing.T, tg contractTarget) {
 	ctx := context.Background()
 	c := tg.client
 	f := newFixture(t, tg, "10.99.0.0/24")
-	parent, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, Name: "vm-parent", Tags: []string{f.tag}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	deleteAfter(t, tg, parent.ID)
-	body := map[string]any{"port_id": parent.ID, "name": "contract-pool-trunk"}
-	if tg.project != "" {
-		body["project_id"] = tg.project
-	}
-	trunkID := field(rawCall(t, tg, "POST", "trunks", map[string]any{"trunk": body}, 201), "trunk", "id")
-	t.Cleanup(func() { rawCall(t, tg, "DELETE", "trunks/"+trunkID, nil, 204) })
+	_, trunkID := newTrunk(t, tg, f, "", "contract-pool-trunk")
 
 	pool := []string{f.tag, "pool-tag"}
 	var specs []PortSpec

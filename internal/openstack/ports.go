@@ -16,8 +16,11 @@ import (
 // portBody builds the create body of one port.
 func (c *Client) portBody(s PortSpec) map[string]any {
 	b := map[string]any{"network_id": s.NetworkID}
-	if s.SubnetID != "" || s.IPAddress != "" {
-		b["fixed_ips"] = []FixedIP{{SubnetID: s.SubnetID, IPAddress: s.IPAddress}}
+	switch {
+	case len(s.IPs) > 0:
+		b["fixed_ips"] = s.IPs
+	case s.SubnetID != "":
+		b["fixed_ips"] = []FixedIP{{SubnetID: s.SubnetID}}
 	}
 	for k, v := range map[string]string{"name": s.Name, "device_owner": s.DeviceOwner,
 		"device_id": s.DeviceID, "mac_address": s.MACAddress, "project_id": c.project} {
@@ -30,6 +33,12 @@ func (c *Client) portBody(s PortSpec) map[string]any {
 	}
 	if len(s.Tags) > 0 {
 		b["tags"] = s.Tags
+	}
+	if s.PortSecurityEnabled != nil {
+		b["port_security_enabled"] = *s.PortSecurityEnabled
+	}
+	if len(s.AllowedAddressPairs) > 0 {
+		b["allowed_address_pairs"] = s.AllowedAddressPairs
 	}
 	return b
 }

@@ -43,6 +43,9 @@ type Port struct {
 	FixedIPs            []FixedIP     `json:"fixed_ips"`
 	SecurityGroups      []string      `json:"security_groups"`
 	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs"`
+	// PortSecurityEnabled is nil when the cloud has no port-security
+	// extension.
+	PortSecurityEnabled *bool         `json:"port_security_enabled,omitempty"`
 	Tags                []string      `json:"tags"`
 	RevisionNumber      int           `json:"revision_number"`
 	TrunkDetails        *TrunkDetails `json:"trunk_details,omitempty"`
@@ -57,11 +60,14 @@ const (
 // PortSpec says what port to create.
 type PortSpec struct {
 	NetworkID string
-	// SubnetID, when set, asks for an address on that subnet (IPAddress,
-	// when set too, for that address).
-	SubnetID  string
-	IPAddress string
-	Name      string
+	// SubnetID, when set and IPs are not, asks for an address on that
+	// subnet.
+	SubnetID string
+	// IPs, when set, are the addresses asked for, every one: a FixedIP
+	// without SubnetID lets Neutron find the network's subnet that holds
+	// its address.
+	IPs  []FixedIP
+	Name string
 	// SecurityGroups nil means the project's default group; empty means
 	// none.
 	SecurityGroups []string
@@ -69,6 +75,13 @@ type PortSpec struct {
 	DeviceID       string
 	Tags           []string
 	MACAddress     string
+	// PortSecurityEnabled false creates the port without port security and
+	// without security groups (Neutron refuses groups, and allowed address
+	// pairs, on such a port; with SecurityGroups nil it gives it none).
+	// Nil is the cloud's default.
+	PortSecurityEnabled *bool
+	// AllowedAddressPairs the port is created with.
+	AllowedAddressPairs []AddressPair
 }
 
 // PortFilter selects ports in ListPorts. Empty fields do not filter.

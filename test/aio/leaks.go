@@ -1,7 +1,9 @@
 package aio
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,10 +23,15 @@ func (e *Env) Leaks() []string {
 		}
 	}
 	for _, n := range e.Nodes {
-		if subs, _ := e.Cloud.Subports(n.Server.TrunkID); len(subs) > 0 {
+		// A lookup that fails is a leak check that failed, reported as such.
+		if subs, ok := e.Cloud.Subports(n.Server.TrunkID); !ok {
+			out = append(out, fmt.Sprintf("trunk %s of %s not found: its subports cannot be counted", n.Server.TrunkID, n.Name))
+		} else if len(subs) > 0 {
 			out = append(out, fmt.Sprintf("%d subports on the trunk of %s", len(subs), n.Name))
 		}
-		if p, ok := e.Cloud.Port(n.Server.ParentPort.ID); ok && len(p.AllowedAddressPairs) > 0 {
+		if p, ok := e.Cloud.Port(n.Server.ParentPort.ID); !ok {
+			out = append(out, fmt.Sprintf("port %s of %s not found: its allowed address pairs cannot be counted", n.Server.ParentPort.ID, n.Name))
+		} else if len(p.AllowedAddressPairs) > 0 {
 			out = append(out, fmt.Sprintf("%d allowed address pairs on the port of %s", len(p.AllowedAddressPairs), n.Name))
 		}
 		if d := n.AttachedDevices(); d > 0 {
@@ -32,14 +39,20 @@ func (e *Env) Leaks() []string {
 		}
 		for _, dir := range []string{n.checkpointDir(), n.DevinfoDir} {
 			_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-				if err == nil && !d.IsDir() {
+				switch {
+				case err != nil && !errors.Is(err, fs.ErrNotExist):
+					out = append(out, fmt.Sprintf("%s not listed: %v", path, err))
+				case err == nil && !d.IsDir():
 					out = append(out, "file "+path)
 				}
 				return nil
 			})
 		}
 	}
-	entries, _ := os.ReadDir(netnsDir)
+	entries, err := os.ReadDir(netnsDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		out = append(out, fmt.Sprintf("%s not listed: %v", netnsDir, err))
+	}
 	for _, ent := range entries {
 		if strings.HasPrefix(ent.Name(), e.nsName("pod-")) {
 			out = append(out, "netns "+ent.Name())

@@ -57,10 +57,22 @@ type Server struct {
 	Hotplug Hotplugger
 }
 
+// Agent stands in for the L2 agent of the compute host: Nova's attach
+// waits for Neutron's network-vif-plugged event, which comes once the agent
+// has wired the port and Neutron has marked it ACTIVE. Plugged returns once
+// the port is ACTIVE.
+type Agent interface {
+	Plugged(ctx context.Context, portID string) error
+}
+
 // Nova is the stand-in. It is an http.Handler; Start serves it.
 type Nova struct {
 	neutron Neutron
 	log     logr.Logger
+	// agent, when set (SetAgent), is waited for on attach; without one
+	// the attach answers once the device is plugged and the port stays as
+	// Neutron leaves it (DOWN with no agent).
+	agent Agent
 
 	mu      sync.Mutex
 	servers map[string]*server
@@ -98,6 +110,10 @@ func New(neutron Neutron, log logr.Logger) *Nova {
 	n.mux.HandleFunc("DELETE "+p+"/os-interface/{port}", n.detach)
 	return n
 }
+
+// SetAgent makes attaches wait for a (test's) L2 agent; call it before
+// Start.
+func (n *Nova) SetAgent(a Agent) { n.agent = a }
 
 // AddServer makes s known (replacing a server of the same ID).
 func (n *Nova) AddServer(s Server) {
@@ -227,6 +243,16 @@ func (n *Nova) attach(w http.ResponseWriter, r *http.Request) {
 		}
 		novaError(w, http.StatusInternalServerError, fmt.Sprintf("Failed to attach network adapter device to %s: %v", s.ID, err))
 		return
+	}
+	if n.agent != nil {
+		if err := n.agent.Plugged(ctx, portID); err != nil {
+			novaError(w, http.StatusInternalServerError, fmt.Sprintf("Failed waiting for network-vif-plugged of port %s: %v", portID, err))
+			return
+		}
+		if p, err = n.neutron.GetPort(ctx, portID); err != nil {
+			novaError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
 	}
 	n.log.V(1).Info("attached", "server", s.ID, "port", portID, "mac", p.MACAddress)
 	writeJSON(w, http.StatusOK, map[string]any{"interfaceAttachment": interfaceJSON(p, s.ID)})
