@@ -75,12 +75,7 @@ func requireAPIServer(t *testing.T) *testenv.Env {
 		shared.api, shared.apiErr = testenv.Start(testenv.Options{CRDDirectoryPaths: []string{"../../deploy/crds", "../../deploy/third-party"}})
 	})
 	if errors.Is(shared.apiErr, testenv.ErrMissingBinaries) {
-		msg := shared.apiErr.Error()
-		if os.Getenv(RequireEnv) == "1" {
-			t.Fatal(msg + " (" + RequireEnv + "=1 forbids skipping)")
-		}
-		t.Log("SKIPPED: " + msg)
-		t.Skip(msg)
+		qemu.SkipOrFail(t, shared.apiErr.Error())
 	}
 	if shared.apiErr != nil {
 		t.Fatal(shared.apiErr)

@@ -1,0 +1,266 @@
+package vmpod
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
+	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
+)
+
+// guestMemoryMiB is the node VM's memory: the kubelet, containerd and the
+// images live in the initramfs and in tmpfs (docs/node-vm.md has the
+// measured use).
+const guestMemoryMiB = 3072
+
+// nodeBinaries are the programs the guest node takes from the cache of
+// hack/build-node-bins.sh (runc is in the guest build, from Debian).
+var nodeBinaries = []string{"containerd", "containerd-shim-runc-v2", "ctr", "kubelet"}
+
+// guestNode is the node VM with containerd and the kubelet running.
+type guestNode struct {
+	t   *testing.T
+	ctx context.Context
+	vm  *qemu.VM
+	cp  *aio.ControlPlane
+	cs  kubernetes.Interface
+	// booted is when qemu.Start returned; registered when the Node object
+	// was first seen.
+	started, booted, registered time.Time
+}
+
+// nodeOptions are the per-test parts of a guest node.
+type nodeOptions struct {
+	// ProviderID is the Node's spec.providerID.
+	ProviderID string
+	// Images are OCI layout tarballs that the node imports into containerd
+	// at boot (the pause image is always imported).
+	Images []string
+	// Files are more files for the extra initramfs.
+	Files []qemu.CPIOFile
+	// VIOMMU boots with an emulated IOMMU (vfio-pci).
+	VIOMMU bool
+}
+
+// startNode boots the node VM with containerd and the kubelet and waits
+// until the kubelet has registered the Node.
+func startNode(ctx context.Context, t *testing.T, opts nodeOptions) *guestNode {
+	t.Helper()
+	g := qemu.RequireGuest(t)
+	cp := requireControlPlane(t)
+	binDir := testenv.NodeBinDir()
+	for _, b := range nodeBinaries {
+		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+			qemu.SkipOrFail(t, fmt.Sprintf("%s not in %s: build it with hack/build-node-bins.sh", b, binDir))
+		}
+	}
+	cs, err := kubernetes.NewForConfig(cp.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &guestNode{t: t, ctx: ctx, cp: cp, cs: cs}
+	initrd := n.initramfs(binDir, opts)
+	_, apiPort, _ := strings.Cut(strings.TrimPrefix(cp.URL, "https://"), ":")
+	n.started = time.Now()
+	n.vm = qemu.StartForTest(t, qemu.Options{
+		Kernel: g.Kernel, Initrd: g.Initrd, ExtraInitrd: []string{initrd}, MemoryMiB: guestMemoryMiB, VIOMMU: opts.VIOMMU,
+		Mgmt: &qemu.Mgmt{GuestFwd: []qemu.GuestFwd{{Guest: guestAPIAddr, Host: "127.0.0.1:" + apiPort}}},
+	})
+	n.booted = time.Now()
+	t.Cleanup(func() {
+		if t.Failed() {
+			n.dumpLogs()
+		}
+		// The Node outlives the VM in the shared control plane: remove it
+		// so that the next test's kubelet registers afresh.
+		_ = cs.CoreV1().Nodes().Delete(context.Background(), nodeName, metav1.DeleteOptions{})
+	})
+	if out := n.sh("test -x /usr/sbin/runc && echo ok || echo missing"); strings.TrimSpace(out) != "ok" {
+		t.Fatalf("the guest in %s has no /usr/sbin/runc: rebuild it with hack/vm/build-guest.sh", g.Dir)
+	}
+	n.waitRegistered()
+	return n
+}
+
+// initramfs writes the extra initramfs of the node: the node binaries, the
+// images, containerd's and the kubelet's configuration, the kubelet's
+// kubeconfig and the boot hook that starts them (what a node's service
+// manager does).
+func (n *guestNode) initramfs(binDir string, opts nodeOptions) string {
+	t := n.t
+	var files []qemu.CPIOFile
+	for _, b := range nodeBinaries {
+		f, err := qemu.HostFile("usr/bin/"+b, filepath.Join(binDir, b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	imgDir := t.TempDir()
+	pause, err := aio.BuildPauseImage(n.ctx, repoRoot(t), imgDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, img := range append([]string{pause}, opts.Images...) {
+		f, err := qemu.HostFile(fmt.Sprintf("var/lib/kuryr-images/%02d-%s", i, filepath.Base(img)), img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	kubeconfig, err := n.cp.NodeKubeconfig(nodeName, "https://"+guestAPIAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files,
+		qemu.CPIOFile{Name: "etc/containerd/config.toml", Mode: 0o644, Data: []byte(aio.ContainerdConfig("/usr/sbin/runc", true))},
+		qemu.CPIOFile{Name: "etc/kubernetes/kubelet.yaml", Mode: 0o644, Data: []byte(aio.KubeletConfig(guestNodeIP, "/", opts.ProviderID))},
+		qemu.CPIOFile{Name: "etc/kubernetes/kubelet.kubeconfig", Mode: 0o600, Data: kubeconfig},
+		qemu.CPIOFile{Name: "etc/hosts", Mode: 0o644, Data: []byte("127.0.0.1 localhost\n" + guestNodeIP + " " + nodeName + "\n")},
+		qemu.CPIOFile{Name: "etc/resolv.conf", Mode: 0o644, Data: []byte("nameserver 10.0.2.3\n")},
+		// The kubelet reads the user namespace ranges from /etc/passwd.
+		qemu.CPIOFile{Name: "etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/root:/bin/sh\n")},
+		qemu.CPIOFile{Name: "etc/group", Mode: 0o644, Data: []byte("root:x:0:\n")},
+		qemu.CPIOFile{Name: "etc/machine-id", Mode: 0o444, Data: []byte(strings.Repeat("5a", 16) + "\n")},
+		qemu.CPIOFile{Name: "etc/os-release", Mode: 0o644, Data: []byte("NAME=\"kuryr-dpdk node VM\"\nID=kuryr-node\nPRETTY_NAME=\"kuryr-dpdk node VM (busybox initramfs)\"\n")},
+		qemu.CPIOFile{Name: "etc/kuryr/start-node", Mode: 0o755, Data: []byte(startNodeScript)},
+		qemu.CPIOFile{Name: "etc/kuryr/start-kubelet", Mode: 0o755, Data: []byte(startKubeletScript)},
+		qemu.CPIOFile{Name: "etc/kuryr/init.d/40-node", Mode: 0o755, Data: []byte(nodeHook)},
+	)
+	files = append(files, opts.Files...)
+	path := filepath.Join(t.TempDir(), "node.cpio")
+	if err := qemu.WriteCPIOFile(path, files); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// guestNodeIP is the management NIC's address (hack/vm/init), the Node's
+// InternalIP.
+const guestNodeIP = "10.0.2.15"
+
+// nodeHook is the boot hook: what a node's service manager prepares before
+// the kubelet (cgroup v2 with its controllers for the kubelet's QoS
+// cgroups, a shared root for mount propagation into pods, tmpfs file systems
+// for the kubelet and containerd, 2 MiB huge pages
+// reported as hugepages-2Mi, the DPDK drivers as a node's modules-load.d
+// has them), then /etc/kuryr/start-node in the background so that the guest
+// agent comes up meanwhile.
+const nodeHook = `#!/bin/sh
+mkdir -p /sys/fs/cgroup
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control; done
+mount --make-rshared /
+# The kubelet's and containerd's file systems (cAdvisor finds no file system
+# for the initramfs's rootfs, and the kubelet refuses to start without one).
+for d in /var/lib/kubelet /var/lib/containerd; do mkdir -p $d; mount -t tmpfs -o mode=0700 tmpfs $d; done
+echo 256 >/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+for m in overlay uio_pci_generic vfio-pci vfio_iommu_type1; do modprobe $m || echo "modprobe $m failed" >/dev/console; done
+mkdir -p /var/log
+/etc/kuryr/start-node </dev/null >/var/log/start-node.log 2>&1 &
+`
+
+// startNodeScript starts containerd, imports the images and starts the
+// kubelet, printing guest uptimes ("<step> <uptime>") for the timings.
+const startNodeScript = `#!/bin/sh
+up() { cut -d' ' -f1 /proc/uptime; }
+echo "start $(up)"
+mkdir -p /var/lib/containerd /run/containerd /var/log/pods /var/log/containers /etc/cni/net.d /opt/cni/bin /run/netns
+/usr/bin/containerd --config=/etc/containerd/config.toml --log-level=info >>/var/log/containerd.log 2>&1 &
+echo $! >/run/containerd.pid
+until /usr/bin/ctr version >/dev/null 2>&1; do sleep 0.1; done
+echo "containerd $(up)"
+for i in /var/lib/kuryr-images/*; do
+	/usr/bin/ctr -n k8s.io images import "$i" || echo "import $i failed" >/dev/console
+done
+echo "images $(up)"
+/etc/kuryr/start-kubelet
+`
+
+// startKubeletScript starts (again, after a stop) the kubelet.
+const startKubeletScript = `#!/bin/sh
+/usr/bin/kubelet --config=/etc/kubernetes/kubelet.yaml --kubeconfig=/etc/kubernetes/kubelet.kubeconfig \
+	--hostname-override=` + nodeName + ` --node-ip=` + guestNodeIP + ` --v=2 </dev/null >>/var/log/kubelet.log 2>&1 &
+echo $! >/run/kubelet.pid
+echo "kubelet $(cut -d' ' -f1 /proc/uptime)"
+`
+
+// sh runs script in the guest and fails the test unless it exits 0.
+func (n *guestNode) sh(script string) string {
+	n.t.Helper()
+	return qemu.MustSh(n.ctx, n.t, n.vm, script)
+}
+
+// waitRegistered waits until the kubelet has registered the Node.
+func (n *guestNode) waitRegistered() {
+	n.t.Helper()
+	polls := 0
+	err := wait.PollUntilContextTimeout(n.ctx, 200*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		if _, err := n.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{}); err == nil {
+			return true, nil
+		}
+		if polls++; polls%10 == 0 {
+			// start-node ends by starting the kubelet: a kubelet that is
+			// gone by then has failed.
+			res, err := n.vm.Agent.Run(ctx, "[ ! -f /run/kubelet.pid ] || kill -0 $(cat /run/kubelet.pid)")
+			if err == nil && res.ExitCode != 0 {
+				return false, errors.New("the kubelet exited")
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		n.t.Fatalf("the guest's kubelet did not register Node %s: %v", nodeName, err)
+	}
+	n.registered = time.Now()
+}
+
+// bootSteps are the guest uptimes start-node printed, by step.
+func (n *guestNode) bootSteps() map[string]float64 {
+	n.t.Helper()
+	out := n.sh("cat /var/log/start-node.log")
+	steps := map[string]float64{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 {
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				steps[f[0]] = v
+			}
+		}
+	}
+	return steps
+}
+
+// dumpLogs logs the tails of the guest's node logs.
+func (n *guestNode) dumpLogs() {
+	res, err := n.vm.Agent.Run(context.Background(), `for f in /var/log/start-node.log /var/log/containerd.log /var/log/kubelet.log /var/log/kuryr-*.log; do
+	[ -f $f ] && { echo "=== $f"; tail -n 40 $f; }
+done; free -m`)
+	if err != nil {
+		n.t.Logf("guest logs: %v", err)
+		return
+	}
+	n.t.Logf("guest logs:\n%s%s", res.Stdout, res.Stderr)
+}
+
+// repoRoot is the repository's root, from the test's directory.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
