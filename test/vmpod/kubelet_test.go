@@ -27,10 +27,7 @@ func TestKubeletRegistersNodeAndRunsHostNetworkPod(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	n := startNode(ctx, t, nodeOptions{ProviderID: "openstack:///node-vm-1"})
-	steps := n.bootSteps()
-	t.Logf("timings: VM start → agent %v; guest uptime: start-node %.2f s, containerd up %.2f s, images imported %.2f s, kubelet started %.2f s; VM start → Node registered %v",
-		n.booted.Sub(n.started).Round(time.Millisecond), steps["start"], steps["containerd"], steps["images"], steps["kubelet"],
-		n.registered.Sub(n.started).Round(time.Millisecond))
+	n.logBootTimings()
 
 	node, err := n.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 	if err != nil {

@@ -43,6 +43,8 @@ var shared struct {
 	cp   *aio.ControlPlane
 	err  error
 	miss bool // err says what to build
+
+	tmpDirs []string // removed by TestMain
 }
 
 func TestMain(m *testing.M) {
@@ -52,6 +54,9 @@ func TestMain(m *testing.M) {
 		if err := shared.cp.Close(); err != nil {
 			fmt.Fprintf(os.Stderr, "warning: stopping the control plane: %v\n", err)
 		}
+	}
+	for _, d := range shared.tmpDirs {
+		os.RemoveAll(d)
 	}
 	os.Exit(code)
 }

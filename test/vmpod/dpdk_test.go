@@ -1,0 +1,199 @@
+package vmpod
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/novastandin"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
+	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
+	"github.com/kuryr-dpdk/kuryr-dpdk/test/vmenv"
+)
+
+// testpmdImage is the dpdk-testpmd image of the guest build
+// (hack/vm/build-guest.sh writes it into <guest>/images).
+const testpmdImage = "kuryr-dpdk/dpdk-testpmd:dev"
+
+// TestDPDKPodUIO is the user's case on a real node: a DPDK container from
+// the dpdk-testpmd image, started by the kubelet in the node VM, asks for
+// the nested-dpdk network by annotation; containerd calls kuryr-cni (the
+// primary CNI, installed by the kuryr-daemon DaemonSet's pod), which gives
+// it eth0 as a VLAN subinterface of the VM's trunk and net1 as a
+// hot-plugged virtio-net device bound to uio_pci_generic; dpdk-testpmd in
+// the container sends frames that the host counts.
+func TestDPDKPodUIO(t *testing.T) {
+	dpdkPod(t, false, v1alpha1.DPDKDriverUIOPCIGeneric)
+}
+
+// TestDPDKPodVFIOWithVIOMMU is the same with a virtual IOMMU in the VM and
+// the network asking for vfio-pci.
+func TestDPDKPodVFIOWithVIOMMU(t *testing.T) {
+	dpdkPod(t, true, v1alpha1.DPDKDriverVFIOPCI)
+}
+
+var runSeq atomic.Int64
+
+// testpmdScript is the DPDK container's command: it finds the device the
+// CNI bound to a DPDK driver (the only one on the node), runs testpmd in
+// txonly mode on it for 10 s, and then stays up (the pod keeps its device).
+const testpmdScript = `pci=
+for d in /sys/bus/pci/drivers/uio_pci_generic/0000:* /sys/bus/pci/drivers/vfio-pci/0000:*; do
+	[ -e "$d" ] && pci=${d##*/}
+done
+echo "DPDK device: $pci"
+[ -n "$pci" ] || exit 1
+timeout -s INT 10 dpdk-testpmd -l 0-1 -n 1 -a $pci --file-prefix=vmpod -- \
+	--forward-mode=txonly --stats-period 2 --nb-cores=1 --total-num-mbufs=8192
+echo "testpmd exited: $?"
+exec sleep 100000`
+
+func dpdkPod(t *testing.T, viommu bool, driver string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	g := qemu.RequireGuest(t)
+	cp := requireControlPlane(t)
+	testpmd := filepath.Join(g.Dir, "images", "dpdk-testpmd.oci.tar")
+	kuryr, err := kuryrImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := runSeq.Add(1)
+	cloud := vmenv.StartSimCloud(ctx, t, nodeName, true)
+	hp := &novastandin.QEMUHotplug{Match: vmenv.IsTxonlyFrame}
+	hook := vmenv.NewVMHook(hp)
+
+	n := startNode(ctx, t, nodeOptions{ProviderID: "openstack:///" + cloud.Server.Server.ID, Images: []string{kuryr, testpmd}, VIOMMU: viommu})
+	n.logBootTimings()
+	hp.VM = n.vm
+	cloud.Sim.SetServerHook(cloud.Server.Server.ID, hook)
+	vmenv.StartController(ctx, t, cp.Admin, aio.Scheme, cloud, vmenv.ControllerOptions{ClusterID: fmt.Sprintf("vmpod-%d", seq), Primary: true})
+	n.deployDaemon()
+
+	c, err := client.New(cp.Admin, client.Options{Scheme: aio.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := fmt.Sprintf("vmpod-%d", seq)
+	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	nadConf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"dataplane","type":"kuryr-cni","driver":"nested-dpdk","subnetId":%q,"dpdkDriver":%q}`,
+		cloud.Dataplane.ID, driver)
+	must(t, c.Create(ctx, &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: "dataplane", Namespace: ns},
+		Spec: nadv1.NetworkAttachmentDefinitionSpec{Config: nadConf}}))
+
+	hugepages := resource.MustParse("256Mi")
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "vnf", Namespace: ns, Annotations: map[string]string{v1alpha1.NetworksAnnotation: "dataplane"}},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To(int64(2)),
+			Containers: []corev1.Container{{
+				Name: "testpmd", Image: testpmdImage, ImagePullPolicy: corev1.PullNever,
+				Command: []string{"/bin/sh", "-c", testpmdScript},
+				// The device nodes (/dev/uio*, /dev/vfio/*) and sysfs; the DRA
+				// issue takes privileged away.
+				SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
+				Resources: corev1.ResourceRequirements{
+					// A whole CPU's weight for the polling lcore.
+					Requests: corev1.ResourceList{"hugepages-2Mi": hugepages, corev1.ResourceMemory: resource.MustParse("128Mi"),
+						corev1.ResourceCPU: resource.MustParse("1")},
+					Limits:   corev1.ResourceList{"hugepages-2Mi": hugepages, corev1.ResourceMemory: resource.MustParse("512Mi")},
+				},
+				VolumeMounts: []corev1.VolumeMount{{Name: "hugepages", MountPath: "/dev/hugepages"}},
+			}},
+			Volumes: []corev1.Volume{{Name: "hugepages", VolumeSource: corev1.VolumeSource{
+				EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumHugePages}}}},
+		},
+	}
+	created := time.Now()
+	must(t, c.Create(ctx, pod))
+	var ev vmenv.AttachEvent
+	select {
+	case ev = <-hook.Attaches:
+	case <-ctx.Done():
+		t.Fatal("Nova never attached the pod's port to the VM")
+	}
+	if ev.Err != nil {
+		t.Fatalf("hot-plug of port %s: %v", ev.Port.ID, ev.Err)
+	}
+	running := n.waitContainerRunning(ns, pod.Name, 4*time.Minute)
+	t.Logf("timings: pod created → Nova's attach reaches the VM %v, device_add done %v, container running %v",
+		ev.Called.Sub(created).Round(time.Millisecond), ev.DeviceAdded.Sub(created).Round(time.Millisecond),
+		running.Sub(created).Round(time.Millisecond))
+
+	// eth0: kuryr's nested-vlan on the VM's NIC, with the pod's address.
+	must(t, c.Get(ctx, client.ObjectKeyFromObject(pod), pod))
+	netns, link := n.podNetNS(pod.Status.PodIP)
+	if !strings.Contains(link, "vlan protocol 802.1Q") {
+		t.Errorf("eth0 of pod %s (netns %s) is not an 802.1Q VLAN link: %s", pod.Name, netns, link)
+	}
+	t.Logf("pod IP %s; eth0 in %s: %s", pod.Status.PodIP, netns, link)
+	// containerd ran kuryr-cni for the sandbox: its CNI result cache names
+	// the sandbox, and the daemon logged the ADD of that container.
+	out := n.sh(`ls /var/lib/cni/results; grep -h '"plugged"' /var/log/pods/kuryr-dpdk_kuryr-daemon-*/daemon/*.log | tail -n 3`)
+	t.Logf("guest: containerd's CNI results and the daemon's ADDs:\n%s", out)
+	sandbox := ""
+	for _, f := range strings.Fields(out) {
+		if id, ok := strings.CutPrefix(f, "kuryr-"); ok && strings.HasSuffix(id, "-eth0") {
+			sandbox = strings.TrimSuffix(id, "-eth0")
+		}
+	}
+	if sandbox == "" || !strings.Contains(out, `container="`+sandbox+`"`) {
+		t.Errorf("no CNI result of network kuryr from containerd matched by a daemon ADD (sandbox %q)", sandbox)
+	}
+	t.Logf("containerd called kuryr-cni for sandbox %s (CNI result kuryr-%s-eth0), and the daemon plugged that container", sandbox, sandbox)
+
+	// net1: the hot-plugged device, bound to the network's driver.
+	var kp v1alpha1.KuryrPod
+	must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: pod.Name}, &kp))
+	var pci string
+	for _, st := range kp.Status.Interfaces {
+		if st.IfName == "net1" {
+			pci = st.PCIAddress
+		}
+	}
+	bound := strings.TrimSpace(n.sh(fmt.Sprintf(`basename "$(readlink /sys/bus/pci/devices/%s/driver)"`, pci)))
+	if pci == "" || bound != driver {
+		t.Fatalf("net1 of pod %s: PCI %q bound to %q, want %s", pod.Name, pci, bound, driver)
+	}
+	nic, _ := hp.NIC(ev.Port.ID)
+
+	// testpmd in the container: wait for it to finish its 10 s.
+	logPath := fmt.Sprintf("/var/log/pods/%s_%s_%s/testpmd/0.log", ns, pod.Name, pod.UID)
+	var log string
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		log = n.sh("cat " + logPath + " 2>/dev/null || true")
+		if strings.Contains(log, "testpmd exited") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	t.Logf("testpmd (%s) in the container, log tail:\n%s", driver, vmenv.LastLines(log, 20))
+	frames := nic.Matched()
+	if frames == 0 {
+		t.Fatalf("testpmd in the container on %s (%s) sent no frame the host could count", pci, driver)
+	}
+	t.Logf("host counted %d testpmd txonly frames from the container (%s, port %s, PCI %s; %d frames in all)",
+		frames, driver, ev.Port.ID, pci, nic.Frames())
+	t.Logf("guest memory (MiB: total used free shared buff/cache available): %s",
+		strings.Join(strings.Fields(n.sh("free -m | sed -n 2p"))[1:], " "))
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
