@@ -49,8 +49,8 @@ test: deps ## run every test (unit, root/netns, real kube-apiserver, real Neutro
 	$(GO) test -count=1 -timeout 30m $(TESTFLAGS) $$($(GO) list ./... | grep -v -e /test/realnode$$ -e /test/vmpod$$); \
 	echo "go test -v ./test/realnode (real containerd and kubelet calling kuryr-cni; verbose, so the log shows the calls)"; \
 	$(GO) test -count=1 -timeout 20m -v $(TESTFLAGS) ./test/realnode; \
-	echo "go test -v ./test/vmpod (kubelet and containerd in the node VM, a DPDK container; verbose, so the log shows the frames counted)"; \
-	$(GO) test -count=1 -timeout 10m -v $(TESTFLAGS) ./test/vmpod
+	echo "go test -v ./test/vmpod/... (kubelet and containerd in the node VM, a DPDK container; verbose, so the log shows the frames counted)"; \
+	$(GO) test -count=1 -timeout 10m -v $(TESTFLAGS) ./test/vmpod/...
 
 .PHONY: test-vm
 test-vm: ## only the real node VM tests (QEMU guest: hot-plug, bind, testpmd; kubelet and a DPDK container)

@@ -1,91 +1,22 @@
-// Package vmpod holds the node VM tests in which pods are containers: the
-// QEMU guest of hack/vm/build-guest.sh runs containerd v2 (with Debian's
-// runc) and the kubelet v1.37.2 from the cache of hack/build-node-bins.sh,
-// registered with a control plane on the host (test/aio's: etcd,
-// kube-apiserver, kube-scheduler, kube-controller-manager) through the
-// management NIC's restricted forward. See docs/node-vm.md.
-//
-// Without a built guest or the binaries the tests skip loudly; with
-// KURYR_TEST_VM=1 they fail instead.
+// Package vmpod holds the node VM tests in which pods are containers, on a
+// real kubelet and containerd in the QEMU guest (test/vmnode): the node's
+// registration, the kuryr-daemon DaemonSet's pod, and a DPDK container with
+// uio_pci_generic. The vfio-pci run
+// is test/vmpod/vfio, a package of its own so that each stays within go
+// test's 10-minute timeout. See docs/node-vm.md.
 package vmpod
 
 import (
-	"context"
-	"fmt"
-	"net"
 	"os"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/go-logr/logr"
-	ctrl "sigs.k8s.io/controller-runtime"
-
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
-	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/test/vmnode"
 )
 
-// nodeName is the guest's hostname and its Node's name.
-const nodeName = "kuryr-node"
+func TestMain(m *testing.M) { os.Exit(vmnode.Main(m)) }
 
-// guestAPIIP and guestAPIAddr are where the guest reaches the host's API
-// server: QEMU user networking forwards guestAPIAddr (guestfwd) to the API
-// server's loopback port. The serving certificate names guestAPIIP.
-const (
-	guestAPIIP   = "10.0.2.100"
-	guestAPIAddr = guestAPIIP + ":6443"
-)
-
-// The tests share one control plane; TestMain stops it.
-var shared struct {
-	once sync.Once
-	cp   *aio.ControlPlane
-	err  error
-	miss bool // err says what to build
-
-	tmpDirs []string // removed by TestMain
-}
-
-func TestMain(m *testing.M) {
-	ctrl.SetLogger(logr.Discard())
-	code := m.Run()
-	if shared.cp != nil {
-		if err := shared.cp.Close(); err != nil {
-			fmt.Fprintf(os.Stderr, "warning: stopping the control plane: %v\n", err)
-		}
-	}
-	for _, d := range shared.tmpDirs {
-		os.RemoveAll(d)
-	}
-	os.Exit(code)
-}
-
-// requireControlPlane returns the shared control plane, skipping (failing
-// with KURYR_TEST_VM=1) when its binaries are not built.
-func requireControlPlane(t *testing.T) *aio.ControlPlane {
-	t.Helper()
-	shared.once.Do(func() {
-		if _, err := os.Stat(testenv.AssetsDir() + "/kube-scheduler"); err != nil {
-			shared.err = fmt.Errorf("no control plane in %s: build it with hack/build-kube-bins.sh: %w", testenv.AssetsDir(), err)
-			shared.miss = true
-			return
-		}
-		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		shared.cp, shared.err = aio.StartControlPlane(ctx, aio.ControlPlaneOptions{
-			ServingIPs: []net.IP{net.ParseIP(guestAPIIP)}, Nodes: []string{nodeName}})
-		if shared.err == nil {
-			fmt.Fprintf(os.Stderr, "control plane (etcd, kube-apiserver, kube-scheduler, kube-controller-manager) up in %v\n",
-				time.Since(start).Round(time.Millisecond))
-		}
-	})
-	if shared.miss {
-		qemu.SkipOrFail(t, shared.err.Error())
-	}
-	if shared.err != nil {
-		t.Fatal(shared.err)
-	}
-	return shared.cp
+// TestDPDKPodUIO: vmnode.DPDKPod with uio_pci_generic.
+func TestDPDKPodUIO(t *testing.T) {
+	vmnode.DPDKPod(t, false, v1alpha1.DPDKDriverUIOPCIGeneric)
 }

@@ -1,8 +1,9 @@
-package vmpod
+package vmnode
 
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -11,8 +12,10 @@ import (
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -26,23 +29,6 @@ import (
 // testpmdImage is the dpdk-testpmd image of the guest build
 // (hack/vm/build-guest.sh writes it into <guest>/images).
 const testpmdImage = "kuryr-dpdk/dpdk-testpmd:dev"
-
-// TestDPDKPodUIO is the user's case on a real node: a DPDK container from
-// the dpdk-testpmd image, started by the kubelet in the node VM, asks for
-// the nested-dpdk network by annotation; containerd calls kuryr-cni (the
-// primary CNI, installed by the kuryr-daemon DaemonSet's pod), which gives
-// it eth0 as a VLAN subinterface of the VM's trunk and net1 as a
-// hot-plugged virtio-net device bound to uio_pci_generic; dpdk-testpmd in
-// the container sends frames that the host counts.
-func TestDPDKPodUIO(t *testing.T) {
-	dpdkPod(t, false, v1alpha1.DPDKDriverUIOPCIGeneric)
-}
-
-// TestDPDKPodVFIOWithVIOMMU is the same with a virtual IOMMU in the VM and
-// the network asking for vfio-pci.
-func TestDPDKPodVFIOWithVIOMMU(t *testing.T) {
-	dpdkPod(t, true, v1alpha1.DPDKDriverVFIOPCI)
-}
 
 var runSeq atomic.Int64
 
@@ -60,37 +46,49 @@ timeout -s INT 10 dpdk-testpmd -l 0-1 -n 1 -a $pci --file-prefix=vmpod -- \
 echo "testpmd exited: $?"
 exec sleep 100000`
 
-func dpdkPod(t *testing.T, viommu bool, driver string) {
+// DPDKPod is the user's case on a real node. The node VM boots with the
+// kubelet and containerd and registers (CheckRegistration); the kuryr-daemon
+// DaemonSet's pod (hostNetwork, so a container that runc starts in a guest
+// whose root is an initramfs) makes the Node Ready. Then a DPDK container from the
+// dpdk-testpmd image, started by the kubelet in the node VM (with a vIOMMU
+// when viommu), asks for the nested-dpdk network (dpdkDriver driver) by
+// annotation; containerd calls kuryr-cni (the primary CNI, installed by the
+// kuryr-daemon DaemonSet's pod), which gives it eth0 as a VLAN
+// subinterface of the VM's NIC and net1 as a hot-plugged virtio-net device
+// bound to driver; dpdk-testpmd in the container sends frames that the host
+// counts.
+func DPDKPod(t *testing.T, viommu bool, driver string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	g := qemu.RequireGuest(t)
-	cp := requireControlPlane(t)
+	cp := RequireControlPlane(t)
 	testpmd := filepath.Join(g.Dir, "images", "dpdk-testpmd.oci.tar")
-	kuryr, err := kuryrImage()
-	if err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(testpmd); err != nil {
+		t.Fatalf("the guest in %s has no dpdk-testpmd image: rebuild it with hack/vm/build-guest.sh (%v)", g.Dir, err)
 	}
+	kuryr := kuryrImage(t, RepoRoot(t))
 	seq := runSeq.Add(1)
-	cloud := vmenv.StartSimCloud(ctx, t, nodeName, true)
+	cloud := vmenv.StartSimCloud(ctx, t, NodeName, true)
 	hp := &novastandin.QEMUHotplug{Match: vmenv.IsTxonlyFrame}
 	hook := vmenv.NewVMHook(hp)
 
-	n := startNode(ctx, t, nodeOptions{ProviderID: "openstack:///" + cloud.Server.Server.ID, Images: []string{kuryr, testpmd}, VIOMMU: viommu})
-	n.logBootTimings()
-	hp.VM = n.vm
+	n := StartNode(ctx, t, NodeOptions{ProviderID: "openstack:///" + cloud.Server.Server.ID, Images: []string{kuryr, testpmd}, VIOMMU: viommu})
+	n.LogBootTimings()
+	n.CheckRegistration("openstack:///" + cloud.Server.Server.ID)
+	hp.VM = n.VM
 	cloud.Sim.SetServerHook(cloud.Server.Server.ID, hook)
 	vmenv.StartController(ctx, t, cp.Admin, aio.Scheme, cloud, vmenv.ControllerOptions{ClusterID: fmt.Sprintf("vmpod-%d", seq), Primary: true})
-	n.deployDaemon()
+	n.DeployDaemon()
 
 	c, err := client.New(cp.Admin, client.Options{Scheme: aio.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ns := fmt.Sprintf("vmpod-%d", seq)
-	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	Must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	nadConf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"dataplane","type":"kuryr-cni","driver":"nested-dpdk","subnetId":%q,"dpdkDriver":%q}`,
 		cloud.Dataplane.ID, driver)
-	must(t, c.Create(ctx, &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: "dataplane", Namespace: ns},
+	Must(t, c.Create(ctx, &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: "dataplane", Namespace: ns},
 		Spec: nadv1.NetworkAttachmentDefinitionSpec{Config: nadConf}}))
 
 	hugepages := resource.MustParse("256Mi")
@@ -108,7 +106,7 @@ func dpdkPod(t *testing.T, viommu bool, driver string) {
 					// A whole CPU's weight for the polling lcore.
 					Requests: corev1.ResourceList{"hugepages-2Mi": hugepages, corev1.ResourceMemory: resource.MustParse("128Mi"),
 						corev1.ResourceCPU: resource.MustParse("1")},
-					Limits:   corev1.ResourceList{"hugepages-2Mi": hugepages, corev1.ResourceMemory: resource.MustParse("512Mi")},
+					Limits: corev1.ResourceList{"hugepages-2Mi": hugepages, corev1.ResourceMemory: resource.MustParse("512Mi")},
 				},
 				VolumeMounts: []corev1.VolumeMount{{Name: "hugepages", MountPath: "/dev/hugepages"}},
 			}},
@@ -117,7 +115,7 @@ func dpdkPod(t *testing.T, viommu bool, driver string) {
 		},
 	}
 	created := time.Now()
-	must(t, c.Create(ctx, pod))
+	Must(t, c.Create(ctx, pod))
 	var ev vmenv.AttachEvent
 	select {
 	case ev = <-hook.Attaches:
@@ -127,21 +125,21 @@ func dpdkPod(t *testing.T, viommu bool, driver string) {
 	if ev.Err != nil {
 		t.Fatalf("hot-plug of port %s: %v", ev.Port.ID, ev.Err)
 	}
-	running := n.waitContainerRunning(ns, pod.Name, 4*time.Minute)
+	running := n.WaitContainerRunning(ns, pod.Name, 4*time.Minute)
 	t.Logf("timings: pod created → Nova's attach reaches the VM %v, device_add done %v, container running %v",
 		ev.Called.Sub(created).Round(time.Millisecond), ev.DeviceAdded.Sub(created).Round(time.Millisecond),
 		running.Sub(created).Round(time.Millisecond))
 
 	// eth0: kuryr's nested-vlan on the VM's NIC, with the pod's address.
-	must(t, c.Get(ctx, client.ObjectKeyFromObject(pod), pod))
-	netns, link := n.podNetNS(pod.Status.PodIP)
+	Must(t, c.Get(ctx, client.ObjectKeyFromObject(pod), pod))
+	netns, link := n.PodNetNS(pod.Status.PodIP)
 	if !strings.Contains(link, "vlan protocol 802.1Q") {
 		t.Errorf("eth0 of pod %s (netns %s) is not an 802.1Q VLAN link: %s", pod.Name, netns, link)
 	}
 	t.Logf("pod IP %s; eth0 in %s: %s", pod.Status.PodIP, netns, link)
 	// containerd ran kuryr-cni for the sandbox: its CNI result cache names
 	// the sandbox, and the daemon logged the ADD of that container.
-	out := n.sh(`ls /var/lib/cni/results; grep -h '"plugged"' /var/log/pods/kuryr-dpdk_kuryr-daemon-*/daemon/*.log | tail -n 3`)
+	out := n.Sh(`ls /var/lib/cni/results; grep -h '"plugged"' /var/log/pods/kuryr-dpdk_kuryr-daemon-*/daemon/*.log | tail -n 3`)
 	t.Logf("guest: containerd's CNI results and the daemon's ADDs:\n%s", out)
 	sandbox := ""
 	for _, f := range strings.Fields(out) {
@@ -156,14 +154,14 @@ func dpdkPod(t *testing.T, viommu bool, driver string) {
 
 	// net1: the hot-plugged device, bound to the network's driver.
 	var kp v1alpha1.KuryrPod
-	must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: pod.Name}, &kp))
+	Must(t, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: pod.Name}, &kp))
 	var pci string
 	for _, st := range kp.Status.Interfaces {
 		if st.IfName == "net1" {
 			pci = st.PCIAddress
 		}
 	}
-	bound := strings.TrimSpace(n.sh(fmt.Sprintf(`basename "$(readlink /sys/bus/pci/devices/%s/driver)"`, pci)))
+	bound := strings.TrimSpace(n.Sh(fmt.Sprintf(`basename "$(readlink /sys/bus/pci/devices/%s/driver)"`, pci)))
 	if pci == "" || bound != driver {
 		t.Fatalf("net1 of pod %s: PCI %q bound to %q, want %s", pod.Name, pci, bound, driver)
 	}
@@ -174,7 +172,7 @@ func dpdkPod(t *testing.T, viommu bool, driver string) {
 	var log string
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		log = n.sh("cat " + logPath + " 2>/dev/null || true")
+		log = n.Sh("cat " + logPath + " 2>/dev/null || true")
 		if strings.Contains(log, "testpmd exited") || time.Now().After(deadline) {
 			break
 		}
@@ -188,10 +186,63 @@ func dpdkPod(t *testing.T, viommu bool, driver string) {
 	t.Logf("host counted %d testpmd txonly frames from the container (%s, port %s, PCI %s; %d frames in all)",
 		frames, driver, ev.Port.ID, pci, nic.Frames())
 	t.Logf("guest memory (MiB: total used free shared buff/cache available): %s",
-		strings.Join(strings.Fields(n.sh("free -m | sed -n 2p"))[1:], " "))
+		strings.Join(strings.Fields(n.Sh("free -m | sed -n 2p"))[1:], " "))
+
+	// Deleting the pod: the kubelet stops the container, containerd's CNI
+	// DEL makes the daemon rebind the device to virtio-pci, and the
+	// controller has Nova detach it. A guest watcher notes the driver
+	// changes until the device has left.
+	watch := make(chan string, 1)
+	go func() {
+		res, err := n.VM.Agent.Run(ctx, fmt.Sprintf(`d=/sys/bus/pci/devices/%s
+last=
+i=0
+while [ -e $d ]; do
+	drv=$(basename "$(readlink $d/driver)" 2>/dev/null)
+	[ "$drv" = "$last" ] || { echo "driver $drv"; last=$drv; }
+	i=$((i+1)); [ $i -lt 30000 ] || { echo "still there after 300 s"; exit 1; }
+	sleep 0.01
+done
+echo gone`, pci))
+		if err != nil {
+			watch <- err.Error()
+			return
+		}
+		watch <- res.Stdout + res.Stderr
+	}()
+	time.Sleep(time.Second) // the watcher runs before the deletion
+	deleted := time.Now()
+	Must(t, c.Delete(ctx, pod))
+	var detached time.Time
+	select {
+	case p := <-hook.Detaches:
+		detached = time.Now()
+		if p.ID != ev.Port.ID {
+			t.Fatalf("Nova detached port %s, want %s", p.ID, ev.Port.ID)
+		}
+	case <-ctx.Done():
+		t.Fatal("Nova never detached the pod's port")
+	}
+	seen := <-watch
+	t.Logf("timings: pod deleted → device_del done %v; the device in the guest: %s",
+		detached.Sub(deleted).Round(time.Millisecond), strings.Join(strings.Fields(seen), " "))
+	if !strings.Contains(seen, "driver virtio-pci\n") || !strings.HasSuffix(strings.TrimSpace(seen), "gone") {
+		t.Errorf("the device %s was not rebound to virtio-pci before it left the guest: %q", pci, seen)
+	}
+	var last string
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		err := c.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{})
+		left := cloud.DataplanePorts()
+		last = fmt.Sprintf("pod: %v, ports: %+v", err, left)
+		return apierrors.IsNotFound(err) && len(left) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("the pod gone and no port left on the dataplane network: %s: %v", last, err)
+	}
 }
 
-func must(t *testing.T, err error) {
+// Must fails the test on err.
+func Must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

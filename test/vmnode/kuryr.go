@@ -1,4 +1,4 @@
-package vmpod
+package vmnode
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,30 +19,32 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
 )
 
-// kuryrImage builds, once per test binary (TestMain removes them), the kuryr binaries and the
-// kuryr-dpdk image of them (as make image does) and returns the tarball.
-var kuryrImage = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "kuryr-vmpod-")
-	if err != nil {
-		return "", err
-	}
-	shared.tmpDirs = append(shared.tmpDirs, dir)
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		return "", err
-	}
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := aio.BuildKuryrBinaries(ctx, root, dir); err != nil {
-		return "", err
-	}
-	img, err := aio.BuildKuryrImage(dir, filepath.Join(dir, "images"))
-	if err == nil {
+// kuryrImage builds, once per test binary, the kuryr binaries of the
+// repository at root and the kuryr-dpdk image of them (as make image does,
+// into a directory Main removes) and returns the tarball.
+func kuryrImage(t testing.TB, root string) string {
+	t.Helper()
+	shared.imageOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kuryr-vmpod-")
+		if err != nil {
+			shared.imageErr = err
+			return
+		}
+		shared.tmpDirs = append(shared.tmpDirs, dir)
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if shared.imageErr = aio.BuildKuryrBinaries(ctx, root, dir); shared.imageErr != nil {
+			return
+		}
+		shared.image, shared.imageErr = aio.BuildKuryrImage(dir, filepath.Join(dir, "images"))
 		fmt.Fprintf(os.Stderr, "built the kuryr binaries and the kuryr-dpdk image in %v\n", time.Since(start).Round(time.Millisecond))
+	})
+	if shared.imageErr != nil {
+		t.Fatal(shared.imageErr)
 	}
-	return img, err
-})
+	return shared.image
+}
 
 // daemonObjects renders deploy/kuryr-dpdk and returns its ConfigMap
 // kuryr-cni and DaemonSet kuryr-daemon, adapted to the node VM: the images
@@ -52,7 +53,7 @@ var kuryrImage = sync.OnceValues(func() (string, error) {
 // a device (TCG), and logs its ADDs (-v=2).
 func daemonObjects(t *testing.T) (*corev1.ConfigMap, *appsv1.DaemonSet) {
 	t.Helper()
-	objs, err := testenv.Kustomize(filepath.Join(repoRoot(t), "deploy", "kuryr-dpdk"))
+	objs, err := testenv.Kustomize(filepath.Join(RepoRoot(t), "deploy", "kuryr-dpdk"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,28 +92,28 @@ func daemonObjects(t *testing.T) (*corev1.ConfigMap, *appsv1.DaemonSet) {
 	return cm, ds
 }
 
-// deployDaemon applies the daemon's objects and waits until its pod runs
+// DeployDaemon applies the daemon's objects and waits until its pod runs
 // on the node and the Node is Ready (containerd reports the network ready
 // once kuryr-cni answers STATUS, that is once the daemon serves).
-func (n *guestNode) deployDaemon() {
+func (n *Node) DeployDaemon() {
 	t := n.t
 	t.Helper()
 	cm, ds := daemonObjects(t)
 	start := time.Now()
-	if _, err := n.cs.CoreV1().ConfigMaps(cm.Namespace).Create(n.ctx, cm, metav1.CreateOptions{}); err != nil {
+	if _, err := n.CS.CoreV1().ConfigMaps(cm.Namespace).Create(n.ctx, cm, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.cs.AppsV1().DaemonSets(ds.Namespace).Create(n.ctx, ds, metav1.CreateOptions{}); err != nil {
+	if _, err := n.CS.AppsV1().DaemonSets(ds.Namespace).Create(n.ctx, ds, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
-		_ = n.cs.AppsV1().DaemonSets(ds.Namespace).Delete(ctx, ds.Name, metav1.DeleteOptions{})
-		_ = n.cs.CoreV1().ConfigMaps(cm.Namespace).Delete(ctx, cm.Name, metav1.DeleteOptions{})
+		_ = n.CS.AppsV1().DaemonSets(ds.Namespace).Delete(ctx, ds.Name, metav1.DeleteOptions{})
+		_ = n.CS.CoreV1().ConfigMaps(cm.Namespace).Delete(ctx, cm.Name, metav1.DeleteOptions{})
 	})
 	var pod string
 	err := wait.PollUntilContextTimeout(n.ctx, 200*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err := n.cs.CoreV1().Pods(ds.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=kuryr-daemon"})
+		pods, err := n.CS.CoreV1().Pods(ds.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=kuryr-daemon"})
 		if err != nil || len(pods.Items) != 1 {
 			return false, nil
 		}
@@ -120,19 +121,19 @@ func (n *guestNode) deployDaemon() {
 		return pods.Items[0].Status.Phase == corev1.PodRunning, nil
 	})
 	if err != nil {
-		t.Fatalf("kuryr-daemon pod %q not running on %s: %v", pod, nodeName, err)
+		t.Fatalf("kuryr-daemon pod %q not running on %s: %v", pod, NodeName, err)
 	}
 	running := time.Now()
-	n.waitNodeCondition(corev1.NodeReady, corev1.ConditionTrue, 2*time.Minute)
+	n.WaitNodeCondition(corev1.NodeReady, corev1.ConditionTrue, 2*time.Minute)
 	t.Logf("timings: DaemonSet created → kuryr-daemon pod %s running %v, → Node Ready %v",
 		pod, running.Sub(start).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
 
-// podNetNS finds, in the guest, the network namespace containerd made
+// PodNetNS finds, in the guest, the network namespace containerd made
 // whose eth0 holds ip, and returns its name and eth0's details.
-func (n *guestNode) podNetNS(ip string) (string, string) {
+func (n *Node) PodNetNS(ip string) (string, string) {
 	n.t.Helper()
-	out := n.sh(fmt.Sprintf(`for ns in $(ls /run/netns); do
+	out := n.Sh(fmt.Sprintf(`for ns in $(ls /run/netns); do
 	if /bin/ip -n $ns -o addr show dev eth0 2>/dev/null | grep -q " %s/"; then echo "$ns"; /bin/ip -n $ns -d -o link show dev eth0; fi
 done`, ip))
 	name, link, _ := strings.Cut(strings.TrimSpace(out), "\n")

@@ -1,4 +1,4 @@
-package vmpod
+package vmnode
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -30,20 +31,22 @@ const guestMemoryMiB = 3072
 // hack/build-node-bins.sh (runc is in the guest build, from Debian).
 var nodeBinaries = []string{"containerd", "containerd-shim-runc-v2", "ctr", "kubelet"}
 
-// guestNode is the node VM with containerd and the kubelet running.
-type guestNode struct {
+// Node is the node VM with containerd and the kubelet running.
+type Node struct {
 	t   *testing.T
 	ctx context.Context
-	vm  *qemu.VM
 	cp  *aio.ControlPlane
-	cs  kubernetes.Interface
-	// booted is when qemu.Start returned; registered when the Node object
-	// was first seen.
-	started, booted, registered time.Time
+	// CS talks to the API server as admin.
+	CS kubernetes.Interface
+	// VM is the QEMU guest.
+	VM *qemu.VM
+	// Started is when the VM was started, Booted when its agent answered,
+	// Registered when the Node object was first seen.
+	Started, Booted, Registered time.Time
 }
 
-// nodeOptions are the per-test parts of a guest node.
-type nodeOptions struct {
+// NodeOptions are the per-test parts of a guest node.
+type NodeOptions struct {
 	// ProviderID is the Node's spec.providerID.
 	ProviderID string
 	// Images are OCI layout tarballs that the node imports into containerd
@@ -55,12 +58,12 @@ type nodeOptions struct {
 	VIOMMU bool
 }
 
-// startNode boots the node VM with containerd and the kubelet and waits
+// StartNode boots the node VM with containerd and the kubelet and waits
 // until the kubelet has registered the Node.
-func startNode(ctx context.Context, t *testing.T, opts nodeOptions) *guestNode {
+func StartNode(ctx context.Context, t *testing.T, opts NodeOptions) *Node {
 	t.Helper()
 	g := qemu.RequireGuest(t)
-	cp := requireControlPlane(t)
+	cp := RequireControlPlane(t)
 	binDir := testenv.NodeBinDir()
 	for _, b := range nodeBinaries {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
@@ -71,24 +74,24 @@ func startNode(ctx context.Context, t *testing.T, opts nodeOptions) *guestNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &guestNode{t: t, ctx: ctx, cp: cp, cs: cs}
+	n := &Node{t: t, ctx: ctx, cp: cp, CS: cs}
 	initrd := n.initramfs(binDir, opts)
 	_, apiPort, _ := strings.Cut(strings.TrimPrefix(cp.URL, "https://"), ":")
-	n.started = time.Now()
-	n.vm = qemu.StartForTest(t, qemu.Options{
+	n.Started = time.Now()
+	n.VM = qemu.StartForTest(t, qemu.Options{
 		Kernel: g.Kernel, Initrd: g.Initrd, ExtraInitrd: []string{initrd}, MemoryMiB: guestMemoryMiB, VIOMMU: opts.VIOMMU,
 		Mgmt: &qemu.Mgmt{GuestFwd: []qemu.GuestFwd{{Guest: guestAPIAddr, Host: "127.0.0.1:" + apiPort}}},
 	})
-	n.booted = time.Now()
+	n.Booted = time.Now()
 	t.Cleanup(func() {
 		if t.Failed() {
 			n.dumpLogs()
 		}
 		// The Node outlives the VM in the shared control plane: remove it
 		// so that the next test's kubelet registers afresh.
-		_ = cs.CoreV1().Nodes().Delete(context.Background(), nodeName, metav1.DeleteOptions{})
+		_ = cs.CoreV1().Nodes().Delete(context.Background(), NodeName, metav1.DeleteOptions{})
 	})
-	if out := n.sh("test -x /usr/sbin/runc && echo ok || echo missing"); strings.TrimSpace(out) != "ok" {
+	if out := n.Sh("test -x /usr/sbin/runc && echo ok || echo missing"); strings.TrimSpace(out) != "ok" {
 		t.Fatalf("the guest in %s has no /usr/sbin/runc: rebuild it with hack/vm/build-guest.sh", g.Dir)
 	}
 	n.waitRegistered()
@@ -99,7 +102,7 @@ func startNode(ctx context.Context, t *testing.T, opts nodeOptions) *guestNode {
 // images, containerd's and the kubelet's configuration, the kubelet's
 // kubeconfig and the boot hook that starts them (what a node's service
 // manager does).
-func (n *guestNode) initramfs(binDir string, opts nodeOptions) string {
+func (n *Node) initramfs(binDir string, opts NodeOptions) string {
 	t := n.t
 	var files []qemu.CPIOFile
 	for _, b := range nodeBinaries {
@@ -110,7 +113,7 @@ func (n *guestNode) initramfs(binDir string, opts nodeOptions) string {
 		files = append(files, f)
 	}
 	imgDir := t.TempDir()
-	pause, err := aio.BuildPauseImage(n.ctx, repoRoot(t), imgDir)
+	pause, err := aio.BuildPauseImage(n.ctx, RepoRoot(t), imgDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,15 +124,15 @@ func (n *guestNode) initramfs(binDir string, opts nodeOptions) string {
 		}
 		files = append(files, f)
 	}
-	kubeconfig, err := n.cp.NodeKubeconfig(nodeName, "https://"+guestAPIAddr)
+	kubeconfig, err := n.cp.NodeKubeconfig(NodeName, "https://"+guestAPIAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	files = append(files,
 		qemu.CPIOFile{Name: "etc/containerd/config.toml", Mode: 0o644, Data: []byte(aio.ContainerdConfig("/usr/sbin/runc", true))},
-		qemu.CPIOFile{Name: "etc/kubernetes/kubelet.yaml", Mode: 0o644, Data: []byte(aio.KubeletConfig(guestNodeIP, "/", opts.ProviderID))},
+		qemu.CPIOFile{Name: "etc/kubernetes/kubelet.yaml", Mode: 0o644, Data: []byte(aio.KubeletConfig(GuestNodeIP, "/", opts.ProviderID))},
 		qemu.CPIOFile{Name: "etc/kubernetes/kubelet.kubeconfig", Mode: 0o600, Data: kubeconfig},
-		qemu.CPIOFile{Name: "etc/hosts", Mode: 0o644, Data: []byte("127.0.0.1 localhost\n" + guestNodeIP + " " + nodeName + "\n")},
+		qemu.CPIOFile{Name: "etc/hosts", Mode: 0o644, Data: []byte("127.0.0.1 localhost\n" + GuestNodeIP + " " + NodeName + "\n")},
 		qemu.CPIOFile{Name: "etc/resolv.conf", Mode: 0o644, Data: []byte("nameserver 10.0.2.3\n")},
 		// The kubelet reads the user namespace ranges from /etc/passwd.
 		qemu.CPIOFile{Name: "etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/root:/bin/sh\n")},
@@ -148,9 +151,9 @@ func (n *guestNode) initramfs(binDir string, opts nodeOptions) string {
 	return path
 }
 
-// guestNodeIP is the management NIC's address (hack/vm/init), the Node's
+// GuestNodeIP is the management NIC's address (hack/vm/init), the Node's
 // InternalIP.
-const guestNodeIP = "10.0.2.15"
+const GuestNodeIP = "10.0.2.15"
 
 // nodeHook is the boot hook: what a node's service manager prepares before
 // the kubelet (cgroup v2 with its controllers for the kubelet's QoS
@@ -201,20 +204,20 @@ echo "images $(up)"
 // startKubeletScript starts (again, after a stop) the kubelet.
 const startKubeletScript = `#!/bin/sh
 /usr/bin/kubelet --config=/etc/kubernetes/kubelet.yaml --kubeconfig=/etc/kubernetes/kubelet.kubeconfig \
-	--hostname-override=` + nodeName + ` --node-ip=` + guestNodeIP + ` --v=2 </dev/null >>/var/log/kubelet.log 2>&1 &
+	--hostname-override=` + NodeName + ` --node-ip=` + GuestNodeIP + ` --v=2 </dev/null >>/var/log/kubelet.log 2>&1 &
 echo $! >/run/kubelet.pid
 echo "kubelet $(cut -d' ' -f1 /proc/uptime)"
 `
 
 // sh runs script in the guest and fails the test unless it exits 0.
-func (n *guestNode) sh(script string) string {
+func (n *Node) Sh(script string) string {
 	n.t.Helper()
-	return qemu.MustSh(n.ctx, n.t, n.vm, script)
+	return qemu.MustSh(n.ctx, n.t, n.VM, script)
 }
 
 // waitImages waits until start-node has imported every image and returns
 // its steps.
-func (n *guestNode) waitImages() map[string]float64 {
+func (n *Node) waitImages() map[string]float64 {
 	n.t.Helper()
 	var steps map[string]float64
 	err := wait.PollUntilContextTimeout(n.ctx, time.Second, 4*time.Minute, true, func(context.Context) (bool, error) {
@@ -229,17 +232,17 @@ func (n *guestNode) waitImages() map[string]float64 {
 }
 
 // waitRegistered waits until the kubelet has registered the Node.
-func (n *guestNode) waitRegistered() {
+func (n *Node) waitRegistered() {
 	n.t.Helper()
 	polls := 0
 	err := wait.PollUntilContextTimeout(n.ctx, 200*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		if _, err := n.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{}); err == nil {
+		if _, err := n.CS.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{}); err == nil {
 			return true, nil
 		}
 		if polls++; polls%10 == 0 {
 			// start-node ends by starting the kubelet: a kubelet that is
 			// gone by then has failed.
-			res, err := n.vm.Agent.Run(ctx, "[ ! -f /run/kubelet.pid ] || kill -0 $(cat /run/kubelet.pid)")
+			res, err := n.VM.Agent.Run(ctx, "[ ! -f /run/kubelet.pid ] || kill -0 $(cat /run/kubelet.pid)")
 			if err == nil && res.ExitCode != 0 {
 				return false, errors.New("the kubelet exited")
 			}
@@ -247,24 +250,24 @@ func (n *guestNode) waitRegistered() {
 		return false, nil
 	})
 	if err != nil {
-		n.t.Fatalf("the guest's kubelet did not register Node %s: %v", nodeName, err)
+		n.t.Fatalf("the guest's kubelet did not register Node %s: %v", NodeName, err)
 	}
-	n.registered = time.Now()
+	n.Registered = time.Now()
 }
 
-// logBootTimings waits for the images and logs the boot's timings.
-func (n *guestNode) logBootTimings() {
+// LogBootTimings waits for the images and logs the boot's timings.
+func (n *Node) LogBootTimings() {
 	n.t.Helper()
 	steps := n.waitImages()
 	n.t.Logf("timings: VM start → agent %v; guest uptime: start-node %.2f s, containerd up %.2f s, pause image imported %.2f s, kubelet started %.2f s, other images imported %.2f s; VM start → Node registered %v",
-		n.booted.Sub(n.started).Round(time.Millisecond), steps["start"], steps["containerd"], steps["pause"], steps["kubelet"], steps["images"],
-		n.registered.Sub(n.started).Round(time.Millisecond))
+		n.Booted.Sub(n.Started).Round(time.Millisecond), steps["start"], steps["containerd"], steps["pause"], steps["kubelet"], steps["images"],
+		n.Registered.Sub(n.Started).Round(time.Millisecond))
 }
 
 // bootSteps are the guest uptimes start-node printed, by step.
-func (n *guestNode) bootSteps() map[string]float64 {
+func (n *Node) bootSteps() map[string]float64 {
 	n.t.Helper()
-	out := n.sh("cat /var/log/start-node.log")
+	out := n.Sh("cat /var/log/start-node.log")
 	steps := map[string]float64{}
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
@@ -278,8 +281,8 @@ func (n *guestNode) bootSteps() map[string]float64 {
 }
 
 // dumpLogs logs the tails of the guest's node logs.
-func (n *guestNode) dumpLogs() {
-	res, err := n.vm.Agent.Run(context.Background(), `for f in /var/log/start-node.log /var/log/containerd.log /var/log/kubelet.log /var/log/kuryr-*.log; do
+func (n *Node) dumpLogs() {
+	res, err := n.VM.Agent.Run(context.Background(), `for f in /var/log/start-node.log /var/log/containerd.log /var/log/kubelet.log /var/log/kuryr-*.log; do
 	[ -f $f ] && { echo "=== $f"; tail -n 40 $f; }
 done; free -m`)
 	if err != nil {
@@ -289,22 +292,31 @@ done; free -m`)
 	n.t.Logf("guest logs:\n%s%s", res.Stdout, res.Stderr)
 }
 
-// repoRoot is the repository's root, from the test's directory.
-func repoRoot(t *testing.T) string {
+// RepoRoot is the repository's root: the nearest directory above the
+// working directory that holds go.mod.
+func RepoRoot(t testing.TB) string {
 	t.Helper()
-	root, err := filepath.Abs("../..")
+	dir, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return root
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the working directory")
+		}
+		dir = parent
+	}
 }
 
-// waitNodeCondition waits until the Node's condition typ has status want.
-func (n *guestNode) waitNodeCondition(typ corev1.NodeConditionType, want corev1.ConditionStatus, bound time.Duration) {
+func (n *Node) WaitNodeCondition(typ corev1.NodeConditionType, want corev1.ConditionStatus, bound time.Duration) {
 	n.t.Helper()
 	var last string
 	err := wait.PollUntilContextTimeout(n.ctx, 200*time.Millisecond, bound, true, func(ctx context.Context) (bool, error) {
-		node, err := n.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		node, err := n.CS.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
 		if err != nil {
 			last = err.Error()
 			return false, nil
@@ -318,6 +330,95 @@ func (n *guestNode) waitNodeCondition(typ corev1.NodeConditionType, want corev1.
 		return false, nil
 	})
 	if err != nil {
-		n.t.Fatalf("Node %s: %s not %s (%s): %v", nodeName, typ, want, last, err)
+		n.t.Fatalf("Node %s: %s not %s (%s): %v", NodeName, typ, want, last, err)
+	}
+}
+
+// WaitCapacity waits until the Node reports a capacity of resource name
+// and returns it.
+func (n *Node) WaitCapacity(name corev1.ResourceName) resource.Quantity {
+	n.t.Helper()
+	var q resource.Quantity
+	err := wait.PollUntilContextTimeout(n.ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		node, err := n.CS.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		var ok bool
+		q, ok = node.Status.Capacity[name]
+		return ok, nil
+	})
+	if err != nil {
+		n.t.Fatalf("Node %s reports no %s capacity: %v", NodeName, name, err)
+	}
+	return q
+}
+
+// WaitContainerRunning waits until every container of the pod runs and
+// returns when the test saw it.
+func (n *Node) WaitContainerRunning(namespace, name string, bound time.Duration) time.Time {
+	n.t.Helper()
+	var last string
+	err := wait.PollUntilContextTimeout(n.ctx, 100*time.Millisecond, bound, true, func(ctx context.Context) (bool, error) {
+		pod, err := n.CS.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = fmt.Sprintf("phase %s, node %q", pod.Status.Phase, pod.Spec.NodeName)
+		if len(pod.Status.ContainerStatuses) != len(pod.Spec.Containers) {
+			return false, nil
+		}
+		for _, c := range pod.Status.ContainerStatuses {
+			if c.State.Running == nil {
+				last += fmt.Sprintf(", container %s: %+v", c.Name, c.State)
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		ev, _ := n.CS.CoreV1().Events(namespace).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
+		var evs []string
+		if ev != nil {
+			for _, e := range ev.Items {
+				evs = append(evs, e.Reason+": "+e.Message)
+			}
+		}
+		n.t.Fatalf("pod %s/%s not running (%s; events %q): %v", namespace, name, last, evs, err)
+	}
+	return time.Now()
+}
+
+// CheckRegistration checks the Node the kubelet registered with the host's
+// API server through the restricted forward: kubelet v1.37.2, containerd
+// 2.4.2, the management NIC's address as InternalIP, providerID, and the
+// huge pages the boot hook reserved as hugepages-2Mi capacity.
+func (n *Node) CheckRegistration(providerID string) {
+	n.t.Helper()
+	node, err := n.CS.CoreV1().Nodes().Get(n.ctx, NodeName, metav1.GetOptions{})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	info := node.Status.NodeInfo
+	if info.KubeletVersion != "v1.37.2" || info.ContainerRuntimeVersion != "containerd://2.4.2" {
+		n.t.Errorf("Node %s: kubelet %q, runtime %q; want v1.37.2 and containerd://2.4.2", NodeName, info.KubeletVersion, info.ContainerRuntimeVersion)
+	}
+	if node.Spec.ProviderID != providerID {
+		n.t.Errorf("Node %s: providerID %q, want %q", NodeName, node.Spec.ProviderID, providerID)
+	}
+	var ip string
+	for _, a := range node.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			ip = a.Address
+		}
+	}
+	if ip != GuestNodeIP {
+		n.t.Errorf("Node %s: InternalIP %q, want %s (%v)", NodeName, ip, GuestNodeIP, node.Status.Addresses)
+	}
+	// The capacity follows the kubelet's first status update.
+	hp := n.WaitCapacity("hugepages-2Mi")
+	if want := resource.MustParse("512Mi"); hp.Cmp(want) != 0 {
+		n.t.Errorf("Node %s: hugepages-2Mi capacity %s, want %s (256 pages reserved at boot)", NodeName, hp.String(), want.String())
 	}
 }
