@@ -56,9 +56,12 @@ exec sleep 100000`
 // kuryr-daemon DaemonSet's pod), which gives it eth0 as a VLAN
 // subinterface of the VM's NIC and net1 as a hot-plugged virtio-net device
 // bound to driver; dpdk-testpmd in the container sends frames that the host
-// counts.
-func DPDKPod(t *testing.T, viommu bool, driver string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+// counts. With killMidAdd, Nova's attach is held while containerd's first
+// ADD runs (the daemon then waits for the pod's interfaces), the daemon's
+// pod is killed in the middle of it, and the kubelet's retry converges once
+// the DaemonSet's pod is back and the attach goes on.
+func DPDKPod(t *testing.T, viommu bool, driver string, killMidAdd bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
 	defer cancel()
 	g := qemu.RequireGuest(t)
 	cp := RequireControlPlane(t)
@@ -114,8 +117,15 @@ func DPDKPod(t *testing.T, viommu bool, driver string) {
 				EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumHugePages}}}},
 		},
 	}
+	if killMidAdd {
+		hook.Gate = make(chan struct{})
+	}
 	created := time.Now()
 	Must(t, c.Create(ctx, pod))
+	if killMidAdd {
+		n.killDaemonMidAdd(pod)
+		close(hook.Gate)
+	}
 	var ev vmenv.AttachEvent
 	select {
 	case ev = <-hook.Attaches:
@@ -188,6 +198,26 @@ func DPDKPod(t *testing.T, viommu bool, driver string) {
 	t.Logf("guest memory (MiB: total used free shared buff/cache available): %s",
 		strings.Join(strings.Fields(n.Sh("free -m | sed -n 2p"))[1:], " "))
 
+	// The kubelet restarted (containerd and the pod keep running): the new
+	// kubelet syncs the pod and leaves its sandbox (the CNI results of
+	// containerd, one per sandbox and network), container and device as
+	// they are.
+	sandboxes := func() string { return n.Sh("ls /var/lib/cni/results") }
+	sandboxesBefore, containerBefore := sandboxes(), pod.Status.ContainerStatuses[0].ContainerID
+	restarted := time.Now()
+	n.RestartKubelet(ns + "/" + pod.Name)
+	time.Sleep(5 * time.Second) // the new kubelet's first sync of the pod
+	Must(t, c.Get(ctx, client.ObjectKeyFromObject(pod), pod))
+	cs := pod.Status.ContainerStatuses
+	if after := sandboxes(); after != sandboxesBefore || len(cs) != 1 || cs[0].ContainerID != containerBefore || cs[0].State.Running == nil || cs[0].RestartCount != 0 {
+		t.Errorf("after the kubelet's restart: CNI results %q (before %q), container %+v (before %s)", after, sandboxesBefore, cs, containerBefore)
+	}
+	if drv := strings.TrimSpace(n.Sh(fmt.Sprintf(`basename "$(readlink /sys/bus/pci/devices/%s/driver)"`, pci))); drv != driver {
+		t.Errorf("after the kubelet's restart the pod's device %s is bound to %q, want %s", pci, drv, driver)
+	}
+	t.Logf("timings: kubelet restarted and synced the pod in %v; the pod kept its container %s and its device %s (%s)",
+		time.Since(restarted).Round(time.Millisecond), containerBefore, pci, driver)
+
 	// Deleting the pod: the kubelet stops the container, containerd's CNI
 	// DEL makes the daemon rebind the device to virtio-pci, and the
 	// controller has Nova detach it. A guest watcher notes the driver
@@ -247,4 +277,57 @@ func Must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// killDaemonMidAdd waits until containerd's ADD for pod is in flight (its
+// kuryr-cni process, CNI_COMMAND=ADD for the pod, is alive while Nova's
+// attach is held), SIGKILLs the daemon in the same guest script that checks
+// it, and waits until the kubelet has reported the failed sandbox and
+// restarted the daemon's container.
+func (n *Node) killDaemonMidAdd(pod *corev1.Pod) {
+	t := n.t
+	t.Helper()
+	addShim := fmt.Sprintf(`addshim() {
+	for p in $(pidof kuryr-cni); do
+		e=$(tr '\0' '\n' </proc/$p/environ 2>/dev/null)
+		case "$e" in *CNI_COMMAND=ADD*) case "$e" in *K8S_POD_NAME=%s*) echo $p ;; esac ;; esac
+	done
+}
+`, pod.Name)
+	err := wait.PollUntilContextTimeout(n.ctx, 200*time.Millisecond, 3*time.Minute, true, func(context.Context) (bool, error) {
+		return strings.TrimSpace(n.Sh(addShim+"addshim")) != "", nil
+	})
+	if err != nil {
+		t.Fatalf("containerd never ran kuryr-cni ADD for pod %s: %v", pod.Name, err)
+	}
+	killed := time.Now()
+	out := n.Sh(addShim + `s=$(addshim); d=$(pidof kuryr-daemon)
+[ -n "$s" ] && [ -n "$d" ] || { echo "no ADD in flight (kuryr-cni '$s', daemon '$d')" >&2; exit 1; }
+kill -9 $d
+echo "kuryr-daemon $d killed (SIGKILL) while kuryr-cni $s runs containerd's ADD"`)
+	t.Logf("mid-ADD (Nova's attach held, the daemon waiting for the pod's interfaces): %s", strings.TrimSpace(out))
+	var last string
+	err = wait.PollUntilContextTimeout(n.ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		evs, err := n.CS.CoreV1().Events(pod.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name})
+		if err != nil {
+			return false, nil
+		}
+		failed := false
+		for _, e := range evs.Items {
+			if e.Reason == "FailedCreatePodSandBox" {
+				failed, last = true, e.Message
+			}
+		}
+		pods, err := n.CS.CoreV1().Pods("kuryr-dpdk").List(ctx, metav1.ListOptions{LabelSelector: "app=kuryr-daemon"})
+		if err != nil || len(pods.Items) != 1 || len(pods.Items[0].Status.ContainerStatuses) != 1 {
+			return false, nil
+		}
+		cs := pods.Items[0].Status.ContainerStatuses[0]
+		return failed && cs.RestartCount > 0 && cs.State.Running != nil, nil
+	})
+	if err != nil {
+		t.Fatalf("after the kill: the failed sandbox not reported, or the daemon's container not restarted (last event %q): %v", last, err)
+	}
+	t.Logf("timings: daemon killed → the kubelet reported the failed ADD and restarted the daemon's container %v; the failed ADD: %s",
+		time.Since(killed).Round(time.Millisecond), last)
 }

@@ -50,7 +50,8 @@ func kuryrImage(t testing.TB, root string) string {
 // kuryr-cni and DaemonSet kuryr-daemon, adapted to the node VM: the images
 // are never pulled (imported at boot), the daemon reaches the API server
 // at guestAPIAddr (no kube-proxy), is the primary CNI, waits up to 60 s for
-// a device (TCG), and logs its ADDs (-v=2).
+// a device, gets a liveness probe of 10 s timeout and six failures (TCG),
+// and logs its ADDs (-v=2).
 func daemonObjects(t *testing.T) (*corev1.ConfigMap, *appsv1.DaemonSet) {
 	t.Helper()
 	objs, err := testenv.Kustomize(filepath.Join(RepoRoot(t), "deploy", "kuryr-dpdk"))
@@ -87,6 +88,10 @@ func daemonObjects(t *testing.T) (*corev1.ConfigMap, *appsv1.DaemonSet) {
 			c.Env = append(c.Env, corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: guestAPIIP},
 				corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: "6443"})
 			c.Args = append(c.Args, "--primary", "--device-timeout=60s", "-v=2")
+			// A busy TCG guest answers slower than the probe's default 1 s.
+			if p := c.LivenessProbe; p != nil {
+				p.TimeoutSeconds, p.PeriodSeconds, p.FailureThreshold = 10, 10, 6
+			}
 		}
 	}
 	return cm, ds

@@ -215,6 +215,28 @@ func (n *Node) Sh(script string) string {
 	return qemu.MustSh(n.ctx, n.t, n.VM, script)
 }
 
+// RestartKubelet stops the kubelet (SIGTERM, as a service manager does),
+// starts it again and waits until the new kubelet answers its health check
+// and has logged the pod key (namespace/name) in a "SyncLoop ADD" from the
+// API server.
+func (n *Node) RestartKubelet(key string) {
+	n.t.Helper()
+	n.Sh(`lines=$(wc -l </var/log/kubelet.log)
+echo $lines >/run/kubelet.log.restart
+pid=$(cat /run/kubelet.pid)
+kill $pid
+i=0
+while kill -0 $pid 2>/dev/null; do i=$((i+1)); [ $i -lt 300 ] || exit 1; sleep 0.1; done
+/etc/kuryr/start-kubelet`)
+	err := wait.PollUntilContextTimeout(n.ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		res, err := n.VM.Agent.Run(ctx, `wget -q -O - http://127.0.0.1:10248/healthz && echo && tail -n +$(cat /run/kubelet.log.restart) /var/log/kubelet.log | grep '"SyncLoop ADD" source="api"'`)
+		return err == nil && res.ExitCode == 0 && strings.Contains(res.Stdout, `"`+key+`"`), nil
+	})
+	if err != nil {
+		n.t.Fatalf("the restarted kubelet did not sync pod %s: %v", key, err)
+	}
+}
+
 // waitImages waits until start-node has imported every image and returns
 // its steps.
 func (n *Node) waitImages() map[string]float64 {

@@ -18,5 +18,5 @@ func TestMain(m *testing.M) { os.Exit(vmnode.Main(m)) }
 
 // TestDPDKPodUIO: vmnode.DPDKPod with uio_pci_generic.
 func TestDPDKPodUIO(t *testing.T) {
-	vmnode.DPDKPod(t, false, v1alpha1.DPDKDriverUIOPCIGeneric)
+	vmnode.DPDKPod(t, false, v1alpha1.DPDKDriverUIOPCIGeneric, false)
 }

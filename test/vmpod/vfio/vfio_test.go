@@ -16,5 +16,5 @@ func TestMain(m *testing.M) { os.Exit(vmnode.Main(m)) }
 // TestDPDKPodVFIOWithVIOMMU: vmnode.DPDKPod with a virtual IOMMU in the
 // VM and the network asking for vfio-pci.
 func TestDPDKPodVFIOWithVIOMMU(t *testing.T) {
-	vmnode.DPDKPod(t, true, v1alpha1.DPDKDriverVFIOPCI)
+	vmnode.DPDKPod(t, true, v1alpha1.DPDKDriverVFIOPCI, true)
 }
