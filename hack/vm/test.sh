@@ -18,4 +18,4 @@ nodebins="$("$root/hack/build-node-bins.sh" | tail -n1)"
 echo "vm tests: guest $guest, control plane $assets, kubelet and containerd $nodebins" >&2
 cd "$root"
 export KUBEBUILDER_ASSETS="$assets" KURYR_NODE_BINS="$nodebins" KURYR_VM_GUEST="$guest" KURYR_TEST_VM=1
-exec go test -count=1 -timeout 15m "$@" ./test/vm ./test/vmpod/... ./internal/testing/qemu
+exec go test -count=1 -timeout 15m -p 1 "$@" ./test/vm ./test/vmpod/... ./internal/testing/qemu
