@@ -305,7 +305,7 @@ func (n *Node) killDaemonMidAdd(pod *corev1.Pod) {
 [ -n "$s" ] && [ -n "$d" ] || { echo "no ADD in flight (kuryr-cni '$s', daemon '$d')" >&2; exit 1; }
 kill -9 $d
 echo "kuryr-daemon $d killed (SIGKILL) while kuryr-cni $s runs containerd's ADD"`)
-	t.Logf("mid-ADD (Nova's attach held, the daemon waiting for the pod's interfaces): %s", strings.TrimSpace(out))
+	t.Logf("mid-ADD (Nova's attach held, so the ADD cannot complete): %s", strings.TrimSpace(out))
 	var last string
 	err = wait.PollUntilContextTimeout(n.ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		evs, err := n.CS.CoreV1().Events(pod.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name})
