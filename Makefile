@@ -46,12 +46,14 @@ test: deps ## run every test (unit, root/netns, real kube-apiserver, real Neutro
 	guest="$$(hack/vm/build-guest.sh | tail -n1)"; \
 	echo "go test ./... (control plane from $$assets, real nodes from $$nodebins, node VM guest $$guest)"; \
 	export KUBEBUILDER_ASSETS="$$assets" KURYR_NODE_BINS="$$nodebins" KURYR_VM_GUEST="$$guest"; \
-	$(GO) test -count=1 -timeout 30m $(TESTFLAGS) $$($(GO) list ./... | grep -v /test/realnode$$); \
+	$(GO) test -count=1 -timeout 30m $(TESTFLAGS) $$($(GO) list ./... | grep -v -e /test/realnode$$ -e /test/vmpod); \
 	echo "go test -v ./test/realnode (real containerd and kubelet calling kuryr-cni; verbose, so the log shows the calls)"; \
-	$(GO) test -count=1 -timeout 20m -v $(TESTFLAGS) ./test/realnode
+	$(GO) test -count=1 -timeout 20m -v $(TESTFLAGS) ./test/realnode; \
+	echo "go test -v ./test/vmpod/... (kubelet and containerd in the node VM, a DPDK container; verbose, so the log shows the frames counted)"; \
+	$(GO) test -count=1 -timeout 10m -p 1 -v $(TESTFLAGS) ./test/vmpod/...
 
 .PHONY: test-vm
-test-vm: ## only the real node VM tests (QEMU guest: hot-plug, bind, testpmd)
+test-vm: ## only the real node VM tests (QEMU guest: hot-plug, bind, testpmd; kubelet and a DPDK container)
 	hack/vm/test.sh
 
 .PHONY: bench

@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Builds the node VM guest for the real-VM tests (test/vm): Debian's cloud
-# kernel and an uncompressed initramfs holding busybox, the kernel modules the
-# project needs, dpdk-testpmd with its shared libraries and the virtio PMD, and
+# Builds the node VM guest for the real-VM tests (test/vm, test/vmpod): Debian's
+# cloud kernel and an uncompressed initramfs holding busybox, the kernel modules
+# the project needs, dpdk-testpmd with its shared libraries and the virtio PMD,
+# Debian's runc (the container runtime a test's containerd calls), and
 # hack/vm/init as /init. Nothing is installed on the host but qemu-system-x86,
 # busybox-static and cpio: the kernel and DPDK packages are only downloaded
 # (apt-get download) and unpacked (dpkg-deb -x).
 #
-# The result is cached by content: a hash of this script, hack/vm/init and the
+# The result is cached by content: a hash of this script, hack/vm/init, the
+# image builder's source (hack/image, internal/imagebuild, go.sum) and the
 # versions of every package used. A second run only checks and returns in
 # seconds. $KURYR_CACHE/vm/current points to the newest build.
 #
 # Usage: hack/vm/build-guest.sh     # prints the guest directory on the last line
 # Env:   KURYR_CACHE (default /var/cache/kuryr-dpdk or ~/.cache/kuryr-dpdk)
-# Output: <dir>/vmlinuz, <dir>/initrd.img, <dir>/kernel-release, <dir>/manifest.txt
+# Output: <dir>/vmlinuz, <dir>/initrd.img, <dir>/kernel-release, <dir>/manifest.txt,
+#         <dir>/images/dpdk-testpmd.oci.tar (kuryr-dpdk/dpdk-testpmd:dev)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+# The dpdk-testpmd image's name (test/vmpod's testpmdImage).
+TESTPMD_IMAGE=kuryr-dpdk/dpdk-testpmd:dev
 cache="${KURYR_CACHE:-}"
 if [[ -z "$cache" ]]; then
 	if [[ -w /var/cache ]]; then cache=/var/cache/kuryr-dpdk; else cache="$HOME/.cache/kuryr-dpdk"; fi
@@ -25,10 +31,11 @@ log() { printf '[build-guest %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # Kernel modules the node VM needs (with their dependencies from modules.dep);
-# veth is for the binding tests run in the guest (a stand-in parent NIC).
+# veth is for the binding tests run in the guest (a stand-in parent NIC);
+# overlay is containerd's snapshotter (test/vmpod).
 # Those built into the kernel are skipped; any other missing one is an error.
 MODULES=(virtio_pci virtio_net virtio_console uio uio_pci_generic vfio vfio_pci
-	vfio_iommu_type1 8021q macvlan veth)
+	vfio_iommu_type1 8021q macvlan veth overlay)
 # Loaded by /init at boot (the rest are loaded by whoever needs them).
 BOOT_MODULES=(virtio_pci virtio_net virtio_console)
 # DPDK drivers put in the EAL plugin directory (loaded by every DPDK app).
@@ -53,24 +60,32 @@ kpkg=$(apt-cache show --no-all-versions linux-image-cloud-amd64 | sed -n 's/^Dep
 [[ -n "$kpkg" ]] || die "cannot resolve linux-image-cloud-amd64 to a kernel package"
 
 # DPDK: dpdk-dev holds dpdk-testpmd; its Depends name the libraries it links.
-# iproute2 brings a full ip(8) (busybox's cannot add vlan or macvlan links).
+# iproute2 brings a full ip(8) (busybox's cannot add vlan or macvlan links);
+# runc is the OCI runtime of test/vmpod's containerd, as on the host.
 dpdk_deps=$(apt-cache show --no-all-versions dpdk-dev | sed -n 's/^Depends: //p' | tr ',' '\n' |
 	sed 's/|.*//; s/(.*)//; s/ //g' | grep -vxE 'libdpdk-dev|python3')
 # shellcheck disable=SC2086
 pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-	--no-replaces --no-enhances $dpdk_deps librte-net-virtio23 librte-mempool-ring23 iproute2 |
+	--no-replaces --no-enhances $dpdk_deps librte-net-virtio23 librte-mempool-ring23 iproute2 runc |
 	grep -E '^[a-z0-9]' | grep -vxE 'libdpdk-dev|python3.*|rdma-core' |
 	grep -vE "$SKIP_PKGS" | sort -u)
 pkgs="$kpkg
 dpdk-dev
 iproute2
+runc
 $pkgs"
 
 # shellcheck disable=SC2086
 versions=$(apt-cache show --no-all-versions $pkgs busybox-static | awk '/^Package:/{p=$2} /^Version:/{print p"="$2}' | sort -u)
-hash=$( { cat "${BASH_SOURCE[0]}" "$here/init"; echo "$versions"; } | sha256sum | cut -c1-16)
+# The image builder's source is part of the key too (it writes the
+# dpdk-testpmd image).
+hash=$( {
+	cat "${BASH_SOURCE[0]}" "$here/init" "$repo/hack/image/main.go" "$repo/go.sum"
+	find "$repo/internal/imagebuild" -name '*.go' ! -name '*_test.go' | LC_ALL=C sort | xargs cat
+	echo "$versions"
+} | sha256sum | cut -c1-16)
 out="$cache/vm/$hash"
-if [[ -f "$out/initrd.img" && -f "$out/vmlinuz" ]]; then
+if [[ -f "$out/initrd.img" && -f "$out/vmlinuz" && -f "$out/images/dpdk-testpmd.oci.tar" ]]; then
 	log "guest cached at $out ($(wc -l <<<"$versions") packages, $kpkg)"
 	ln -sfn "$hash" "$cache/vm/current"
 	echo "$out"
@@ -164,7 +179,7 @@ for m in "${BOOT_MODULES[@]}"; do
 done
 echo "$kver" >"$work/kernel-release"
 
-log "dpdk-testpmd, iproute2's ip and their shared libraries"
+log "dpdk-testpmd, iproute2's ip, runc and their shared libraries"
 pmddir=$(cd "$P" && compgen -G "usr/lib/x86_64-linux-gnu/dpdk/pmds-*" | head -n1) || die "no DPDK plugin directory in the unpacked packages"
 libdirs=("$P/lib/x86_64-linux-gnu" "$P/usr/lib/x86_64-linux-gnu")
 declare -A copied=()
@@ -203,10 +218,6 @@ resolve_elf() { # resolve_elf REL: copy the file and, recursively, the libraries
 resolve_elf usr/bin/dpdk-testpmd
 # glibc dlopens libgcc_s for pthread_cancel (testpmd's exit path).
 resolve_elf "$(cd "$P" && compgen -G "lib/x86_64-linux-gnu/libgcc_s.so.1" || compgen -G "usr/lib/x86_64-linux-gnu/libgcc_s.so.1")"
-# iproute2's ip replaces busybox's, which cannot create links (vlan, macvlan).
-rm -f "$R/bin/ip" "$R/sbin/ip"
-resolve_elf bin/ip
-ln -s /bin/ip "$R/sbin/ip"
 mkdir -p "$R/$pmddir"
 for d in "${PMDS[@]}"; do
 	lib=$(cd "$P" && compgen -G "usr/lib/x86_64-linux-gnu/$d.so.*" | head -n1) || die "no $d in the unpacked DPDK packages"
@@ -219,6 +230,35 @@ copy_path "${ld#"$P"/}"
 mkdir -p "$R/$(dirname "$interp")"
 [[ -e "$R/$interp" ]] || ln -sfn /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$R/$interp"
 log "  $(( ${#copied[@]} )) files from the DPDK closure"
+
+# The dpdk-testpmd image (test/vmpod runs it as a pod): the same DPDK closure
+# (testpmd, its libraries, the PMDs, the loader) and busybox for a shell,
+# built as make image builds the project's images (hack/image).
+log "dpdk-testpmd image"
+mkdir -p "$work/images"
+CGO_ENABLED=0 go -C "$repo" build -trimpath -o "$work/kuryr-image" ./hack/image
+img_args=(-file "$R/bin/busybox:/bin/busybox:0755" -link /bin/sh:/bin/busybox -dir /tmp:1777 -dir /var/run:0755)
+declare -A in_image=()
+for l in "${!copied[@]}" "${interp#/}" $(cd "$R" && compgen -G "$pmddir/*.so"); do
+	[[ -z "${in_image[$l]:-}" ]] || continue
+	in_image[$l]=1
+	if [[ -L "$R/$l" ]]; then
+		img_args+=(-link "/$l:$(readlink "$R/$l")")
+	else
+		img_args+=(-file "$R/$l:/$l:0755")
+	fi
+done
+"$work/kuryr-image" -o "$work/images/dpdk-testpmd.oci.tar" -name "$TESTPMD_IMAGE" "${img_args[@]}" \
+	-env PATH=/usr/bin:/bin -env LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu \
+	-cmd '["/usr/bin/dpdk-testpmd","--help"]' \
+	-label "org.opencontainers.image.title=dpdk-testpmd" \
+	-label "org.opencontainers.image.description=Debian $(grep -E '^dpdk-dev=' <<<"$versions"): dpdk-testpmd, its libraries and the PMDs ${PMDS[*]}" >&2
+
+# iproute2's ip replaces busybox's, which cannot create links (vlan, macvlan).
+rm -f "$R/bin/ip" "$R/sbin/ip"
+resolve_elf bin/ip
+ln -s /bin/ip "$R/sbin/ip"
+resolve_elf usr/sbin/runc
 
 install -m 0755 "$here/init" "$R/init"
 
@@ -235,7 +275,7 @@ log "initramfs"
 mkdir -p "$cache/vm"
 rm -rf "$out.tmp"
 mkdir -p "$out.tmp"
-mv "$work/vmlinuz" "$work/initrd.img" "$work/kernel-release" "$work/manifest.txt" "$out.tmp/"
+mv "$work/vmlinuz" "$work/initrd.img" "$work/kernel-release" "$work/manifest.txt" "$work/images" "$out.tmp/"
 rm -rf "$out"
 mv "$out.tmp" "$out"
 ln -sfn "$hash" "$cache/vm/current"

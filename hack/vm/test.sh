@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds (or finds in the cache) the node VM guest and the Kubernetes control
-# plane (for the end-to-end tests) and runs the real-VM tests with
+# Builds (or finds in the cache) the node VM guest, the Kubernetes control
+# plane (for the end-to-end tests) and the kubelet and containerd (for
+# test/vmpod) and runs the real-VM tests with
 # KURYR_TEST_VM=1, so that a missing guest is a failure, not a skip.
 # About a minute for a first guest build (the control plane: ~12 minutes the
 # first time, seconds once cached), then ~2.5 minutes of tests. The test that
@@ -13,6 +14,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 guest="$("$root/hack/vm/build-guest.sh" | tail -n1)"
 assets="$("$root/hack/build-kube-bins.sh" | tail -n1)"
-echo "vm tests: guest $guest, control plane $assets" >&2
+nodebins="$("$root/hack/build-node-bins.sh" | tail -n1)"
+echo "vm tests: guest $guest, control plane $assets, kubelet and containerd $nodebins" >&2
 cd "$root"
-KUBEBUILDER_ASSETS="$assets" KURYR_VM_GUEST="$guest" KURYR_TEST_VM=1 exec go test -count=1 -timeout 15m "$@" ./test/vm ./internal/testing/qemu
+export KUBEBUILDER_ASSETS="$assets" KURYR_NODE_BINS="$nodebins" KURYR_VM_GUEST="$guest" KURYR_TEST_VM=1
+exec go test -count=1 -timeout 15m -p 1 "$@" ./test/vm ./test/vmpod/... ./internal/testing/qemu

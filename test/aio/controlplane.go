@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -60,6 +62,19 @@ type controlPlane struct {
 }
 
 func (e *Env) startControlPlane(ctx context.Context) error {
+	gw := net.IP(e.Networks.Worker.GatewayIP.AsSlice())
+	var nodes []string
+	for i := 1; e.opts.RealNodes && i <= e.opts.Nodes; i++ {
+		nodes = append(nodes, nodeName(i))
+	}
+	e.cp.FabricURL = "https://" + net.JoinHostPort(gw.String(), strconv.Itoa(FabricAPIPort))
+	return e.runControlPlane(ctx, []net.IP{gw}, nodes, e.opts.RealNodes)
+}
+
+// runControlPlane starts the control plane with a serving certificate for
+// 127.0.0.1 and servingIPs, a token per kubelet of nodes (system:node:<name>)
+// and, with egress, the API server's way to the kubelets on the fabric.
+func (e *Env) runControlPlane(ctx context.Context, servingIPs []net.IP, nodes []string, egress bool) error {
 	dir := filepath.Join(e.StateDir, "control-plane")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -70,8 +85,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 			return fmt.Errorf("%s not found in %s: build it with hack/build-kube-bins.sh (make kube-bins): %w", b, kb, err)
 		}
 	}
-	gw := e.Networks.Worker.GatewayIP.AsSlice()
-	p, err := writePKI(dir, gw)
+	p, err := writePKI(dir, servingIPs...)
 	if err != nil {
 		return err
 	}
@@ -84,8 +98,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	}
 	// The real nodes' kubelets, as the Node authorizer knows them.
 	e.cp.nodeTokens = map[string]string{}
-	for i := 1; e.opts.RealNodes && i <= e.opts.Nodes; i++ {
-		name := nodeName(i)
+	for _, name := range nodes {
 		e.cp.nodeTokens[name] = randomHex(16)
 		fmt.Fprintf(&tokFile, "%s,system:node:%s,system:node:%s,\"system:nodes\"\n", e.cp.nodeTokens[name], name, name)
 	}
@@ -103,7 +116,6 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 	etcdURL := "http://" + loopback(ports[0])
 	peerURL := "http://" + loopback(ports[1])
 	e.cp.URL = "https://" + loopback(ports[2])
-	e.cp.FabricURL = "https://" + net.JoinHostPort(net.IP(gw).String(), strconv.Itoa(FabricAPIPort))
 
 	etcd := e.newProcess("etcd", filepath.Join(kb, "etcd"), []string{
 		"--name=aio", "--data-dir=" + filepath.Join(dir, "etcd"),
@@ -129,7 +141,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		"--allow-privileged=true",
 		"--cert-dir=" + filepath.Join(dir, "apiserver-certs"),
 	}
-	if e.opts.RealNodes {
+	if egress {
 		egress, err := e.startEgressProxy(dir)
 		if err != nil {
 			return err
@@ -271,3 +283,94 @@ egressSelections:
 	}
 	return path, nil
 }
+
+// ControlPlaneOptions configure a control plane started on its own
+// (StartControlPlane), for real nodes that are not the all-in-one's, such
+// as the QEMU node VM of test/vmpod.
+type ControlPlaneOptions struct {
+	// RepoRoot is the repository (deploy/crds, deploy/kuryr-dpdk/rbac.yaml);
+	// found from the working directory when empty.
+	RepoRoot string
+	// KubeBinDir holds etcd and the Kubernetes binaries; the cache of
+	// hack/build-kube-bins.sh when empty.
+	KubeBinDir string
+	// ServingIPs are put into the API server's serving certificate besides
+	// 127.0.0.1 (the addresses the nodes dial).
+	ServingIPs []net.IP
+	// Nodes are the names of the kubelets that get a token
+	// (system:node:<name>, group system:nodes).
+	Nodes []string
+	// Log receives progress lines; nothing when nil.
+	Log io.Writer
+}
+
+// ControlPlane is the all-in-one's control plane (etcd, kube-apiserver,
+// kube-scheduler, kube-controller-manager, the CRDs and kuryr's RBAC)
+// without the rest of the environment.
+type ControlPlane struct {
+	env *Env
+	// Admin talks to the API server as a member of system:masters.
+	Admin *rest.Config
+	// URL is the API server's loopback address.
+	URL string
+	// StateDir holds the control plane's files; LogDir its processes' logs.
+	StateDir, LogDir string
+}
+
+// StartControlPlane starts a control plane as the all-in-one does. On
+// failure everything it started is stopped before it returns.
+func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (_ *ControlPlane, err error) {
+	if opts.RepoRoot == "" {
+		if opts.RepoRoot, err = findRepoRoot(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.KubeBinDir == "" {
+		opts.KubeBinDir = testenv.AssetsDir()
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	e := &Env{ID: randomHex(3), opts: Options{RepoRoot: opts.RepoRoot, KubeBinDir: opts.KubeBinDir, Log: opts.Log}}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, e.Close())
+		}
+	}()
+	if e.StateDir, err = os.MkdirTemp("", "kuryr-cp-"+e.ID+"-"); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	dir := e.StateDir
+	e.defer_(func() error { return os.RemoveAll(dir) })
+	if err := os.MkdirAll(e.LogDir(), 0o755); err != nil {
+		return nil, err
+	}
+	if err := e.runControlPlane(ctx, opts.ServingIPs, opts.Nodes, false); err != nil {
+		return nil, err
+	}
+	return &ControlPlane{env: e, Admin: e.cp.Admin, URL: e.cp.URL, StateDir: e.StateDir, LogDir: e.LogDir()}, nil
+}
+
+// NodeKubeconfig is a kubeconfig for the kubelet of node (one of
+// ControlPlaneOptions.Nodes) that names the API server at server.
+func (c *ControlPlane) NodeKubeconfig(node, server string) ([]byte, error) {
+	tok, ok := c.env.cp.nodeTokens[node]
+	if !ok {
+		return nil, fmt.Errorf("node %q has no token: name it in ControlPlaneOptions.Nodes", node)
+	}
+	path := filepath.Join(c.StateDir, "kubelet-"+node+".kubeconfig")
+	if err := writeKubeconfig(path, server, c.env.cp.caPEM, "system:node:"+node, tok); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(path)
+}
+
+// CAPEM is the cluster CA (PEM), which signed the API server's certificate.
+func (c *ControlPlane) CAPEM() []byte { return c.env.cp.caPEM }
+
+// Processes are the control plane's programs.
+func (c *ControlPlane) Processes() []*Process { return c.env.Processes() }
+
+// Close stops the control plane and removes its files.
+func (c *ControlPlane) Close() error { return c.env.Close() }

@@ -46,14 +46,21 @@ var overlayDir = filepath.Join("deploy", "overlays", "all-in-one")
 // buildKuryrImage writes the kuryr-dpdk image of the environment's binaries
 // (the files and command of hack/image.sh) into the state directory.
 func (e *Env) buildKuryrImage() error {
+	var err error
+	e.kuryrImage, err = BuildKuryrImage(e.binDir, filepath.Join(e.StateDir, "images"))
+	return err
+}
+
+// BuildKuryrImage writes KuryrImage, of the binaries in binDir (the files
+// and command of hack/image.sh), into dir as an OCI layout tarball and
+// returns its path.
+func BuildKuryrImage(binDir, dir string) (string, error) {
 	spec := imagebuild.Spec{Ref: KuryrImage, Env: []string{"PATH=/usr/bin:/bin"}, Cmd: []string{"/usr/bin/kuryrctl", "help"},
 		Entries: []imagebuild.Entry{{Path: "/tmp", Mode: 0o777 | os.ModeSticky}}}
 	for _, b := range kuryrBinaries {
-		spec.Entries = append(spec.Entries, imagebuild.Entry{Path: "/usr/bin/" + b, Source: filepath.Join(e.binDir, b), Mode: 0o755})
+		spec.Entries = append(spec.Entries, imagebuild.Entry{Path: "/usr/bin/" + b, Source: filepath.Join(binDir, b), Mode: 0o755})
 	}
-	var err error
-	e.kuryrImage, err = writeImage(filepath.Join(e.StateDir, "images"), "kuryr-dpdk.oci.tar", spec)
-	return err
+	return writeImage(dir, "kuryr-dpdk.oci.tar", spec)
 }
 
 // deployKuryr applies the overlay's kuryr-controller (controller.go) and

@@ -335,20 +335,29 @@ func (e *Env) Processes() []*Process {
 // kuryrBinaries are the programs of the kuryr-dpdk image.
 var kuryrBinaries = []string{"kuryr-controller", "kuryr-daemon", "kuryr-cni", "kuryrctl"}
 
-// prepareBinaries finds or builds kuryrBinaries, static (as make build
-// does: they also go into the kuryr-dpdk image, which has no libc).
+// BuildKuryrBinaries builds kuryr-controller, kuryr-daemon, kuryr-cni and
+// kuryrctl from the repository at repoRoot into binDir, static (as make
+// build does: they also go into the kuryr-dpdk image, which has no libc).
+func BuildKuryrBinaries(ctx context.Context, repoRoot, binDir string) error {
+	for _, b := range kuryrBinaries {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(binDir, b), "./cmd/"+b)
+		cmd.Dir = repoRoot
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./cmd/%s: %w\n%s", b, err, out)
+		}
+	}
+	return nil
+}
+
+// prepareBinaries finds or builds (BuildKuryrBinaries) kuryrBinaries.
 func (e *Env) prepareBinaries(ctx context.Context) error {
 	e.binDir = e.opts.BinDir
 	if e.binDir == "" {
 		e.binDir = filepath.Join(e.StateDir, "bin")
 		e.logf("building %s into %s", strings.Join(kuryrBinaries, ", "), e.binDir)
-		for _, b := range kuryrBinaries {
-			cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(e.binDir, b), "./cmd/"+b)
-			cmd.Dir = e.opts.RepoRoot
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return fmt.Errorf("go build ./cmd/%s: %w\n%s", b, err, out)
-			}
+		if err := BuildKuryrBinaries(ctx, e.opts.RepoRoot, e.binDir); err != nil {
+			return err
 		}
 	}
 	var need []string

@@ -95,17 +95,8 @@ func (e *Env) prepareRealNodes(ctx context.Context) error {
 	if err := os.MkdirAll(images, 0o755); err != nil {
 		return err
 	}
-	pause := filepath.Join(images, "pause")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", pause, "./test/aio/cmd/pause")
-	build.Dir = e.opts.RepoRoot
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./test/aio/cmd/pause: %w\n%s", err, out)
-	}
 	var err error
-	e.pauseImage, err = writeImage(images, "pause.oci.tar", imagebuild.Spec{Ref: PauseImage, Entrypoint: []string{"/pause"},
-		Entries: []imagebuild.Entry{{Path: "/pause", Source: pause, Mode: 0o755}}})
-	if err != nil {
+	if e.pauseImage, err = BuildPauseImage(ctx, e.opts.RepoRoot, images); err != nil {
 		return err
 	}
 	if e.demoImage, err = buildDemoImage(images); err != nil {
@@ -139,6 +130,24 @@ func (e *Env) prepareRealNodes(ctx context.Context) error {
 	e.logf("real nodes: containerd, runc and kubelet from %s; the API server at %s and the cloud at %s for them",
 		e.opts.NodeBinDir, e.cp.FabricURL, e.fabricCloudURL)
 	return nil
+}
+
+// BuildPauseImage builds test/aio/cmd/pause (static) and writes PauseImage
+// into dir as an OCI layout tarball (internal/imagebuild, as make image
+// builds its images); it returns the tarball's path.
+func BuildPauseImage(ctx context.Context, repoRoot, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	pause := filepath.Join(dir, "pause")
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", pause, "./test/aio/cmd/pause")
+	build.Dir = repoRoot
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./test/aio/cmd/pause: %w\n%s", err, out)
+	}
+	return writeImage(dir, "pause.oci.tar", imagebuild.Spec{Ref: PauseImage, Entrypoint: []string{"/pause"},
+		Entries: []imagebuild.Entry{{Path: "/pause", Source: pause, Mode: 0o755}}})
 }
 
 // startRealNode starts containerd and the kubelet of n and waits until its
@@ -265,7 +274,7 @@ func (e *Env) startNodeProcess(n *Node, p *Process) error {
 
 func (e *Env) startContainerd(ctx context.Context, n *Node, r *realNode) error {
 	conf := r.nodeFS("/etc/containerd/config.toml")
-	if err := os.WriteFile(conf, []byte(containerdConfig(e.opts.NodeBinDir)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(ContainerdConfig(filepath.Join(e.opts.NodeBinDir, "runc"), false)), 0o644); err != nil {
 		return err
 	}
 	r.containerd = e.nodeProcess(n, "containerd", filepath.Join(e.opts.NodeBinDir, "containerd"),
@@ -320,12 +329,15 @@ func (e *Env) RestartRuntime(ctx context.Context, n *Node) error {
 	return nil
 }
 
-// containerdConfig is a real node's containerd configuration. Paths are the
-// defaults (the node's own, through its mount namespace) but for the
-// binaries. restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE; pod
-// network namespaces in /run/netns (the node's own, nodePaths); NRI off; the internal loopback (lo is
-// containerd's own); the pause image pinned and local.
-func containerdConfig(binDir string) string {
+// ContainerdConfig is a real node's containerd configuration, runc being
+// the runc binary. Paths are the defaults (the node's own, through its
+// mount namespace) but for runc. restrict_oom_score_adj: root here lacks
+// CAP_SYS_RESOURCE; pod network namespaces in /run/netns (the node's own,
+// nodePaths); NRI off; the internal loopback (lo is containerd's own); the
+// pause image pinned and local. noPivotRoot makes runc enter a container's
+// root with chroot instead of pivot_root, which fails on a node whose root
+// is an initramfs (the node VM of test/vmpod).
+func ContainerdConfig(runc string, noPivotRoot bool) string {
 	return `version = 4
 disabled_plugins = ['io.containerd.nri.v1.nri']
 
@@ -340,9 +352,10 @@ disabled_plugins = ['io.containerd.nri.v1.nri']
   [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
     runtime_type = 'io.containerd.runc.v2'
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-      BinaryName = '` + filepath.Join(binDir, "runc") + `'
+      BinaryName = '` + runc + `'
       Root = '/run/containerd/runc'
       SystemdCgroup = false
+      NoPivotRoot = ` + strconv.FormatBool(noPivotRoot) + `
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['/opt/cni/bin']
     conf_dir = '/etc/cni/net.d'
@@ -368,7 +381,7 @@ func (e *Env) startRealKubelet(ctx context.Context, n *Node, r *realNode) error 
 		return err
 	}
 	config := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(config, []byte(e.kubeletConfig(n)), 0o644); err != nil {
+	if err := os.WriteFile(config, []byte(KubeletConfig(n.IP(), n.real.cgroup.Path, "openstack:///"+n.Server.Server.ID)), 0o644); err != nil {
 		return err
 	}
 	r.kubelet = e.nodeProcess(n, "kubelet", filepath.Join(e.opts.NodeBinDir, "kubelet"),
@@ -426,11 +439,12 @@ func (e *Env) waitRealNodesReady(ctx context.Context) error {
 	return e.waitSchedulable(ctx)
 }
 
-// kubeletConfig is a real node's KubeletConfiguration. cgroupfs and
-// failCgroupV1=false: the host has cgroup v1; the node's pods go under its
-// own cgroup parent. The kubelet serves only inside the node's namespace,
-// so it lets anyone in (the API server's exec and logs calls).
-func (e *Env) kubeletConfig(n *Node) string {
+// KubeletConfig is a real node's KubeletConfiguration: the kubelet serves
+// on address, its pods go under the cgroup parent cgroupRoot, the Node gets
+// providerID. cgroupfs and failCgroupV1=false: the host has cgroup v1. The
+// kubelet serves only inside the node's namespace (or VM), so it lets anyone
+// in (the API server's exec and logs calls).
+func KubeletConfig(address, cgroupRoot, providerID string) string {
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: %s
@@ -441,7 +455,7 @@ cgroupRoot: %s
 failCgroupV1: false
 failSwapOn: false
 containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
-providerID: openstack:///%s
+providerID: %s
 authentication:
   anonymous: {enabled: true}
   webhook: {enabled: false}
@@ -451,7 +465,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 resolvConf: /etc/resolv.conf
-`, n.IP(), n.real.cgroup.Path, n.Server.Server.ID)
+`, address, cgroupRoot, providerID)
 }
 
 // PodNetNS returns a path to the network namespace of a pod running on one

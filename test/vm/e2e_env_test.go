@@ -1,7 +1,6 @@
 package vm
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -19,14 +18,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/controller"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/novastandin"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
@@ -75,12 +68,7 @@ func requireAPIServer(t *testing.T) *testenv.Env {
 		shared.api, shared.apiErr = testenv.Start(testenv.Options{CRDDirectoryPaths: []string{"../../deploy/crds", "../../deploy/third-party"}})
 	})
 	if errors.Is(shared.apiErr, testenv.ErrMissingBinaries) {
-		msg := shared.apiErr.Error()
-		if os.Getenv(RequireEnv) == "1" {
-			t.Fatal(msg + " (" + RequireEnv + "=1 forbids skipping)")
-		}
-		t.Log("SKIPPED: " + msg)
-		t.Skip(msg)
+		qemu.SkipOrFail(t, shared.apiErr.Error())
 	}
 	if shared.apiErr != nil {
 		t.Fatal(shared.apiErr)
@@ -139,143 +127,6 @@ func guestKubeconfig(env *testenv.Env) ([]byte, string, error) {
 	cfg.CurrentContext = "test"
 	b, err := clientcmd.Write(*cfg)
 	return b, u.Host, err
-}
-
-// simCloud is the simulated cloud of one end-to-end run: a dataplane
-// network, a node VM's server, and the controller's client.
-type simCloud struct {
-	sim       *cloudsim.Cloud
-	client    *openstack.Client
-	server    cloudsim.SeededServer
-	workers   cloudsim.Subnet
-	dataplane cloudsim.Subnet
-}
-
-func startSimCloud(ctx context.Context, t *testing.T, node string) *simCloud {
-	t.Helper()
-	c := &simCloud{sim: cloudsim.New(cloudsim.Options{})}
-	if err := c.sim.Start(ctx, "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.sim.Close)
-	var err error
-	if _, c.workers, err = c.sim.SeedNetwork("workers", "10.0.0.0/24"); err != nil {
-		t.Fatal(err)
-	}
-	if _, c.dataplane, err = c.sim.SeedNetwork("dataplane", "10.3.0.0/24"); err != nil {
-		t.Fatal(err)
-	}
-	if c.server, err = c.sim.SeedServer(cloudsim.ServerSpec{Name: node, SubnetID: c.workers.ID}); err != nil {
-		t.Fatal(err)
-	}
-	creds := c.sim.Credentials()
-	c.client, err = openstack.New(ctx, openstack.Config{AuthURL: c.sim.AuthURL(), Username: creds.UserName, Password: creds.Password,
-		UserDomainName: creds.DomainName, ProjectName: creds.ProjectName, ProjectDomainName: creds.DomainName,
-		RequestTimeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// dataplanePorts are the ports left on the dataplane network.
-func (c *simCloud) dataplanePorts() []cloudsim.Port {
-	var out []cloudsim.Port
-	for _, p := range c.sim.Ports() {
-		if p.NetworkID == c.dataplane.NetworkID {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// attachEvent is one Nova attach as the VM's hook saw it.
-type attachEvent struct {
-	port        cloudsim.Port
-	called      time.Time // Nova's attach reached the hypervisor
-	released    time.Time // the test let it go on (see vmHook.gate)
-	deviceAdded time.Time // QMP device_add returned
-	err         error
-}
-
-// vmHook is the simulated Nova's view of the QEMU VM: attach and detach go
-// to the Nova stand-in's QEMU hot-plugger, as libvirt's would.
-type vmHook struct {
-	hp *novastandin.QEMUHotplug
-	// gate, when set, holds attaches until it is closed, so that a guest
-	// watcher started meanwhile sees the device appear.
-	gate     chan struct{}
-	attached chan attachEvent
-	detached chan cloudsim.Port
-}
-
-var _ cloudsim.ServerHook = (*vmHook)(nil)
-
-func (h *vmHook) Attached(ctx context.Context, serverID string, p cloudsim.Port) error {
-	ev := attachEvent{port: p, called: time.Now()}
-	if h.gate != nil {
-		select {
-		case <-h.gate:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	ev.released = time.Now()
-	ev.err = h.hp.Plug(ctx, serverID, novastandin.Device{PortID: p.ID, MAC: p.MACAddress})
-	ev.deviceAdded = time.Now()
-	select {
-	case h.attached <- ev:
-	default:
-	}
-	return ev.err
-}
-
-func (h *vmHook) Detached(ctx context.Context, serverID string, p cloudsim.Port) error {
-	err := h.hp.Unplug(ctx, serverID, novastandin.Device{PortID: p.ID, MAC: p.MACAddress})
-	if err == nil {
-		select {
-		case h.detached <- p:
-		default:
-		}
-	}
-	return err
-}
-
-// startController runs the controller in process (manager, reconciler,
-// garbage collector) until the test ends.
-func startController(ctx context.Context, t *testing.T, env *testenv.Env, cloud *simCloud, clusterID string) {
-	t.Helper()
-	skip := true
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-		Controller: config.Controller{SkipNameValidation: &skip},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := controller.Defaults()
-	opts.ClusterID = clusterID
-	opts.Primary = false
-	opts.WorkerSubnetIDs = []string{cloud.workers.ID}
-	opts.ActiveTimeout = controller.Duration{Duration: 30 * time.Second}
-	opts.GCPeriod = controller.Duration{Duration: time.Hour}
-	opts.ReleaseGrace = controller.Duration{Duration: 30 * time.Second}
-	r := controller.NewPodReconciler(mgr.GetClient(), cloud.client, mgr.GetEventRecorder("kuryr-controller"), opts, nil)
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	if err := mgr.Add(controller.NewGarbageCollector(r)); err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(cctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller stopped with: %v", err)
-		}
-	})
 }
 
 // guestFiles are the per-run additions to the guest: the static binaries,

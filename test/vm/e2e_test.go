@@ -17,9 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/novastandin"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
+	"github.com/kuryr-dpdk/kuryr-dpdk/test/vmenv"
 )
 
 // TestEndToEndUIO is the whole nested-DPDK path on a real node VM: the
@@ -68,13 +68,14 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 	n := e2eSeq.Add(1)
 	node := fmt.Sprintf("vm-node-%d", n)
 	e := &e2e{t: t, ctx: ctx, ns: fmt.Sprintf("vm-e2e-%d", n), driver: driver}
-	cloud := startSimCloud(ctx, t, node)
+	cloud := vmenv.StartSimCloud(ctx, t, node, false)
 	kubeconfig, apiHost, err := guestKubeconfig(env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hp := &novastandin.QEMUHotplug{Match: isTxonlyFrame}
-	hook := &vmHook{hp: hp, gate: make(chan struct{}), attached: make(chan attachEvent, 4), detached: make(chan cloudsim.Port, 4)}
+	hp := &novastandin.QEMUHotplug{Match: vmenv.IsTxonlyFrame}
+	hook := vmenv.NewVMHook(hp)
+	hook.Gate = make(chan struct{})
 	e.vm = startVM(t, qemu.Options{
 		Kernel: g.Kernel, Initrd: g.Initrd, ExtraInitrd: []string{guestFiles(t, binDir, node, kubeconfig)}, VIOMMU: viommu,
 		Mgmt: &qemu.Mgmt{GuestFwd: []qemu.GuestFwd{{Guest: guestAPIAddr, Host: apiHost}}},
@@ -86,7 +87,7 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 		}
 	})
 	hp.VM = e.vm
-	cloud.sim.SetServerHook(cloud.server.Server.ID, hook)
+	cloud.Sim.SetServerHook(cloud.Server.Server.ID, hook)
 
 	// The Kubernetes side: namespace, node (providerID = the seeded server),
 	// the nested-dpdk network, the controller.
@@ -95,17 +96,17 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 		t.Fatal(err)
 	}
 	e.must(e.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}}))
-	kn := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}, Spec: corev1.NodeSpec{ProviderID: "openstack:///" + cloud.server.Server.ID}}
+	kn := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}, Spec: corev1.NodeSpec{ProviderID: "openstack:///" + cloud.Server.Server.ID}}
 	e.must(e.c.Create(ctx, kn))
 	t.Cleanup(func() { _ = e.c.Delete(context.Background(), kn) })
-	kn.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: cloud.server.ParentPort.FixedIPs[0].IPAddress}}
+	kn.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: cloud.Server.ParentPort.FixedIPs[0].IPAddress}}
 	e.must(e.c.Status().Update(ctx, kn))
 	nadConf := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"dataplane","type":"kuryr-cni","driver":"nested-dpdk","subnetId":%q,"dpdkDriver":%q}`,
-		cloud.dataplane.ID, driver)
+		cloud.Dataplane.ID, driver)
 	e.must(e.c.Create(ctx, &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: "dataplane", Namespace: e.ns},
 		Spec: nadv1.NetworkAttachmentDefinitionSpec{Config: nadConf}}))
 	e.must(json.Unmarshal([]byte(nadConf), &e.conf))
-	startController(ctx, t, env, cloud, fmt.Sprintf("vm-cluster-%d", n))
+	vmenv.StartController(ctx, t, env.Config, scheme, cloud, vmenv.ControllerOptions{ClusterID: fmt.Sprintf("vm-cluster-%d", n)})
 
 	// The guest: the daemon was started by the boot hook; the pod's network
 	// namespace is what the runtime makes before calling CNI.
@@ -130,17 +131,17 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 	// The guest shell is running within tens of milliseconds; Nova's
 	// attach waits for it (the wait is not part of any timing below).
 	time.Sleep(500 * time.Millisecond)
-	close(hook.gate)
-	var ev attachEvent
+	close(hook.Gate)
+	var ev vmenv.AttachEvent
 	select {
-	case ev = <-hook.attached:
+	case ev = <-hook.Attaches:
 	case <-ctx.Done():
 		t.Fatal("Nova never attached the pod's port to the VM")
 	}
-	if ev.err != nil {
-		t.Fatalf("hot-plug of port %s: %v", ev.port.ID, ev.err)
+	if ev.Err != nil {
+		t.Fatalf("hot-plug of port %s: %v", ev.Port.ID, ev.Err)
 	}
-	mac := ev.port.MACAddress
+	mac := ev.Port.MACAddress
 	w := <-done
 	if w.err != nil {
 		t.Fatal(w.err)
@@ -155,8 +156,8 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 	if w.firstLook {
 		t.Log("note: the device was there at the watcher's first look: its visible time is an upper bound")
 	}
-	nic, _ := hp.NIC(ev.port.ID)
-	t.Logf("port %s (MAC %s) hot-plugged on %s: pci %s", ev.port.ID, mac, nic.RootPort, pci)
+	nic, _ := hp.NIC(ev.Port.ID)
+	t.Logf("port %s (MAC %s) hot-plugged on %s: pci %s", ev.Port.ID, mac, nic.RootPort, pci)
 	if viommu {
 		if out := e.sh(fmt.Sprintf("ls /sys/bus/pci/devices/%s/iommu_group/devices", pci)); !strings.Contains(out, pci) {
 			t.Fatalf("device %s has no IOMMU group: %q", pci, out)
@@ -179,10 +180,10 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 			t.Fatalf("CNI ADD: exit code %d: %s", w.addRC, w.addOut)
 		}
 		t.Logf("timing (%s): pod created → Nova attach reached the VM %v (then held until the guest watcher ran); QMP netdev_add+device_add %v; device_add returned → PCI device in the guest's sysfs %v → virtio-net netdev %v → bound to %s %v; bound → CNI ADD returned %v; pod created → ADD returned, minus the hold %v",
-			driver, ev.called.Sub(created).Round(time.Millisecond), ev.deviceAdded.Sub(ev.released).Round(time.Millisecond),
-			clock(w.visible).Sub(ev.deviceAdded).Round(time.Millisecond), clock(w.netdev).Sub(clock(w.visible)).Round(time.Millisecond),
+			driver, ev.Called.Sub(created).Round(time.Millisecond), ev.DeviceAdded.Sub(ev.Released).Round(time.Millisecond),
+			clock(w.visible).Sub(ev.DeviceAdded).Round(time.Millisecond), clock(w.netdev).Sub(clock(w.visible)).Round(time.Millisecond),
 			driver, clock(w.bound).Sub(clock(w.netdev)).Round(time.Millisecond),
-			clock(w.added).Sub(clock(w.bound)).Round(time.Millisecond), clock(w.added).Sub(created).Round(time.Millisecond)-ev.released.Sub(ev.called).Round(time.Millisecond))
+			clock(w.added).Sub(clock(w.bound)).Round(time.Millisecond), clock(w.added).Sub(created).Round(time.Millisecond)-ev.Released.Sub(ev.Called).Round(time.Millisecond))
 		t.Logf("daemon's own phase metrics (seconds, sum over this ADD):\n%s", e.daemonPhases())
 	}
 	if !strings.Contains(result, pci) {
@@ -210,8 +211,8 @@ timeout -s INT 10 /bin/ip netns exec pod1 dpdk-testpmd -l 0-1 -n 1 -a %s --file-
 cat /tmp/testpmd.log
 exit 0`, pci))
 	frames := nic.Matched() - before
-	t.Logf("testpmd (%s, in the pod's netns) output tail:\n%s", driver, lastLines(out, 12))
-	t.Logf("host counted %d testpmd txonly frames from port %s (%d frames in all)", frames, ev.port.ID, nic.Frames())
+	t.Logf("testpmd (%s, in the pod's netns) output tail:\n%s", driver, vmenv.LastLines(out, 12))
+	t.Logf("host counted %d testpmd txonly frames from port %s (%d frames in all)", frames, ev.Port.ID, nic.Frames())
 	if frames <= 0 {
 		t.Fatalf("testpmd on %s (%s) sent no frame the host could count", pci, driver)
 	}
@@ -242,9 +243,9 @@ exit 0`, pci))
 	deleted := time.Now()
 	e.must(client.IgnoreNotFound(e.c.Delete(ctx, e.pod, client.GracePeriodSeconds(0))))
 	select {
-	case p := <-hook.detached:
-		if p.ID != ev.port.ID {
-			t.Fatalf("detached port %s, want %s", p.ID, ev.port.ID)
+	case p := <-hook.Detaches:
+		if p.ID != ev.Port.ID {
+			t.Fatalf("detached port %s, want %s", p.ID, ev.Port.ID)
 		}
 	case <-ctx.Done():
 		t.Fatal("Nova never detached the port after the pod's deletion")
@@ -255,7 +256,7 @@ exit 0`, pci))
 	}
 	e.eventually("the pod gone and no port left on the dataplane network", func() (bool, string) {
 		err := e.c.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: e.pod.Name}, &corev1.Pod{})
-		left := cloud.dataplanePorts()
+		left := cloud.DataplanePorts()
 		return apierrors.IsNotFound(err) && len(left) == 0, fmt.Sprintf("pod: %v, ports: %+v", err, left)
 	})
 	t.Logf("timing (%s): pod deleted → device_del done (DEVICE_DELETED) %v", driver, detached.Sub(deleted).Round(time.Millisecond))

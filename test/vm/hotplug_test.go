@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/qemu"
+	"github.com/kuryr-dpdk/kuryr-dpdk/test/vmenv"
 )
 
 const testMAC = "fa:16:3e:00:00:10"
@@ -38,7 +39,7 @@ func hotplugBindRun(t *testing.T, vm *qemu.VM, driver string) {
 	defer cancel()
 
 	start := time.Now()
-	nic, err := vm.AttachNIC(ctx, qemu.NICOptions{ID: "port1", MAC: testMAC, Match: isTxonlyFrame})
+	nic, err := vm.AttachNIC(ctx, qemu.NICOptions{ID: "port1", MAC: testMAC, Match: vmenv.IsTxonlyFrame})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ rc=$?
 cat /tmp/testpmd.log
 exit 0`, pci))
 	frames := nic.Matched() - before
-	t.Logf("testpmd (%s) output tail:\n%s", driver, lastLines(out, 25))
+	t.Logf("testpmd (%s) output tail:\n%s", driver, vmenv.LastLines(out, 25))
 	t.Logf("host counted %d txonly frames from %s (%d frames in all)", frames, nic.ID, nic.Frames())
 	if frames <= 0 {
 		t.Fatalf("testpmd on %s (%s) sent no frame the host could count", pci, driver)
@@ -158,19 +159,4 @@ ip link set %[1]s down`, ifname))
 		t.Fatalf("802.1Q link on %s: %s", ifname, out)
 	}
 	t.Logf("guest kernel: 802.1Q VLAN link (id 100) and MACVLAN link created on %s", ifname)
-}
-
-// isTxonlyFrame reports whether frame is one that testpmd's txonly mode
-// sends by default: IPv4/UDP from 198.18.0.1 to 198.18.0.2.
-func isTxonlyFrame(f []byte) bool {
-	return len(f) >= 34 && f[12] == 0x08 && f[13] == 0x00 && f[23] == 17 &&
-		string(f[26:30]) == "\xc6\x12\x00\x01" && string(f[30:34]) == "\xc6\x12\x00\x02"
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

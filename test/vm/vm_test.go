@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,59 +21,22 @@ import (
 )
 
 // RequireEnv, when 1, turns a skip for lack of a built guest into a failure.
-const RequireEnv = "KURYR_TEST_VM"
+const RequireEnv = qemu.RequireEnv
 
 func requireGuest(t *testing.T) qemu.Guest {
 	t.Helper()
-	fail := func(msg string) {
-		if os.Getenv(RequireEnv) == "1" {
-			t.Fatal(msg + " (" + RequireEnv + "=1 forbids skipping)")
-		}
-		t.Log("SKIPPED: " + msg)
-		t.Skip(msg)
-	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		fail("qemu-system-x86_64 not found: run hack/vm/build-guest.sh (installs qemu-system-x86)")
-	}
-	g, err := qemu.FindGuest("")
-	if err != nil {
-		fail(err.Error())
-	}
-	return g
+	return qemu.RequireGuest(t)
 }
 
 func startVM(t *testing.T, opts qemu.Options) *qemu.VM {
 	t.Helper()
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	vm, err := qemu.Start(ctx, opts)
-	if err != nil {
-		t.Fatalf("start vm: %v", err)
-	}
-	t.Logf("guest booted, agent answering after %v", time.Since(start).Round(time.Millisecond))
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("guest console (tail):\n%s", vm.Console(6000))
-		}
-		if err := vm.Close(); err != nil {
-			t.Errorf("close vm: %v", err)
-		}
-	})
-	return vm
+	return qemu.StartForTest(t, opts)
 }
 
 // sh runs script in the guest and fails the test unless it exits 0.
 func sh(ctx context.Context, t *testing.T, vm *qemu.VM, script string) string {
 	t.Helper()
-	res, err := vm.Agent.Run(ctx, script)
-	if err != nil {
-		t.Fatalf("guest %q: %v", script, err)
-	}
-	if res.ExitCode != 0 {
-		t.Fatalf("guest %q: exit code %d\nstdout: %s\nstderr: %s", script, res.ExitCode, res.Stdout, res.Stderr)
-	}
-	return res.Stdout
+	return qemu.MustSh(ctx, t, vm, script)
 }
 
 func TestBootExecAndExtraInitrd(t *testing.T) {
