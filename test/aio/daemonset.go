@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -44,15 +43,10 @@ const (
 var overlayDir = filepath.Join("deploy", "overlays", "all-in-one")
 
 // buildKuryrImage writes the kuryr-dpdk image of the environment's binaries
-// (the files and command of hack/image.sh) into the state directory.
+// (imagebuild.KuryrSpec, as make image builds it) into the state directory.
 func (e *Env) buildKuryrImage() error {
-	spec := imagebuild.Spec{Ref: KuryrImage, Env: []string{"PATH=/usr/bin:/bin"}, Cmd: []string{"/usr/bin/kuryrctl", "help"},
-		Entries: []imagebuild.Entry{{Path: "/tmp", Mode: 0o777 | os.ModeSticky}}}
-	for _, b := range kuryrBinaries {
-		spec.Entries = append(spec.Entries, imagebuild.Entry{Path: "/usr/bin/" + b, Source: filepath.Join(e.binDir, b), Mode: 0o755})
-	}
 	var err error
-	e.kuryrImage, err = writeImage(filepath.Join(e.StateDir, "images"), "kuryr-dpdk.oci.tar", spec)
+	e.kuryrImage, err = writeImage(filepath.Join(e.StateDir, "images"), "kuryr-dpdk.oci.tar", imagebuild.KuryrSpec(KuryrImage, e.binDir, ""))
 	return err
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/imagebuild"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
@@ -332,17 +333,14 @@ func (e *Env) Processes() []*Process {
 	return append([]*Process(nil), e.procs...)
 }
 
-// kuryrBinaries are the programs of the kuryr-dpdk image.
-var kuryrBinaries = []string{"kuryr-controller", "kuryr-daemon", "kuryr-cni", "kuryrctl"}
-
-// prepareBinaries finds or builds kuryrBinaries, static (as make build
+// prepareBinaries finds or builds the programs of the kuryr-dpdk image, static (as make build
 // does: they also go into the kuryr-dpdk image, which has no libc).
 func (e *Env) prepareBinaries(ctx context.Context) error {
 	e.binDir = e.opts.BinDir
 	if e.binDir == "" {
 		e.binDir = filepath.Join(e.StateDir, "bin")
-		e.logf("building %s into %s", strings.Join(kuryrBinaries, ", "), e.binDir)
-		for _, b := range kuryrBinaries {
+		e.logf("building %s into %s", strings.Join(imagebuild.KuryrBinaries, ", "), e.binDir)
+		for _, b := range imagebuild.KuryrBinaries {
 			cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", filepath.Join(e.binDir, b), "./cmd/"+b)
 			cmd.Dir = e.opts.RepoRoot
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -358,7 +356,7 @@ func (e *Env) prepareBinaries(ctx context.Context) error {
 	if !e.opts.NoKuryr {
 		need = append(need, "kuryr-controller", "kuryr-daemon")
 		if e.opts.RealNodes {
-			need = kuryrBinaries
+			need = imagebuild.KuryrBinaries
 		}
 	}
 	for _, b := range need {
