@@ -40,8 +40,10 @@ type Options struct {
 	// KubeBinDir holds etcd and the Kubernetes binaries; the cache of
 	// hack/build-kube-bins.sh when empty.
 	KubeBinDir string
-	// BinDir holds kuryr-controller, kuryr-daemon and kuryr-cni; when empty
-	// they are built (go build, cached) into the state directory.
+	// BinDir holds kuryr-controller, kuryr-daemon and kuryr-cni (and
+	// kuryrctl); when empty, $KURYR_AIO_BIN_DIR (make test sets it to the
+	// binaries it has just built), else they are built (go build, cached)
+	// into the state directory.
 	BinDir string
 	// Log receives progress lines; nothing when nil.
 	Log io.Writer
@@ -118,6 +120,10 @@ type Env struct {
 	closed   bool
 }
 
+// BinDirEnv names the directory of prebuilt kuryr-dpdk binaries that
+// Options.BinDir defaults to.
+const BinDirEnv = "KURYR_AIO_BIN_DIR"
+
 // Scheme knows the built-in types, the project's CRDs and NADs.
 var Scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
@@ -158,6 +164,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	if opts.NodeBinDir == "" {
 		opts.NodeBinDir = testenv.NodeBinDir()
+	}
+	if opts.BinDir == "" {
+		opts.BinDir = os.Getenv(BinDirEnv)
 	}
 	// Absolute: real nodes' programs start in other mount namespaces,
 	// where nsenter leaves the working directory.
