@@ -71,30 +71,23 @@ func TestDeleteReleasesEverything(t *testing.T) {
 // of them took over three minutes a round on the shared 2-core machine.)
 const podsPerRound = 15
 
-// podsPerRound pods across the three nodes, created at once and deleted,
-// twice (the second round reuses VLAN IDs, PCI slots and addresses the
-// first released), use every node and leave nothing.
+// podsPerRound pods, five on each of the three nodes, created at once and
+// deleted, twice (the second round reuses VLAN IDs, PCI slots and addresses
+// the first released), all get their interfaces and leave nothing. The pods
+// are placed with spec.nodeName, round-robin: under the shared machine's
+// load a node's kubelet was once late with its status, the node went
+// NotReady for ten seconds, and the scheduler put a round on two nodes.
 func TestPodsOnAllNodesTwiceLeaveNothing(t *testing.T) {
 	const namespace = "e2e-scale"
 	ctx := setup(t, namespace, 8*time.Minute)
 	for round := 1; round <= 2; round++ {
 		var names []string
 		for i := range podsPerRound {
-			p := createPod(t, ctx, dpdkPod(namespace, fmt.Sprintf("scale-%d-%02d", round, i)))
-			names = append(names, p.Name)
+			p := dpdkPod(namespace, fmt.Sprintf("scale-%d-%02d", round, i))
+			p.Spec.NodeName = env.Nodes[i%len(env.Nodes)].Name
+			names = append(names, createPod(t, ctx, p).Name)
 		}
 		waitReady(t, ctx, namespace, 4*time.Minute, names...)
-		perNode := map[string]int{}
-		pods, err := env.Clientset.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range pods.Items {
-			perNode[p.Spec.NodeName]++
-		}
-		if len(perNode) != 3 {
-			t.Errorf("round %d: pods on %v, want all three nodes used", round, perNode)
-		}
 		deleteAndWait(t, ctx, namespace, names...)
 		requireNoLeaks(t, ctx)
 	}

@@ -175,7 +175,7 @@ func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
 	for i, node := range []string{env.Nodes[0].Name, env.Nodes[1].Name} {
 		p := dpdkPod(namespace, fmt.Sprintf("peer-%d", i))
 		p.Annotations[v1alpha1.NetworksAnnotation] = aio.MgmtNAD
-		p.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": node}
+		p.Spec.NodeName = node
 		names = append(names, createPod(t, ctx, p).Name)
 	}
 	waitReady(t, ctx, namespace, 2*time.Minute, names...)
