@@ -22,8 +22,9 @@ import (
 // Deployment makes a new one).
 
 // restartPodTimeout bounds a restart: the kubelet's first restart of a
-// crashed container is immediate, a new controller waits for the dead
-// leader's lease to expire (15 s).
+// crashed container is immediate, later ones back off (10 s, 20 s, 40 s, …);
+// with leader election (not in the all-in-one overlay) a new controller
+// would also wait for a killed leader's lease to expire (15 s).
 const restartPodTimeout = 2 * time.Minute
 
 // restartDaemonPod restarts node n's kuryr-daemon pod and waits until the

@@ -121,7 +121,7 @@ func TestDaemonRestartBetweenAddAndDel(t *testing.T) {
 
 // A controller killed while pods are being set up (its container's process
 // killed; the kubelet starts the container again in the same Deployment
-// pod, which waits for the dead leader's lease) picks up where it was:
+// pod) picks up where it was:
 // every pod gets ready with exactly one port per interface, and all of it
 // is released afterwards.
 func TestControllerRestartMidRun(t *testing.T) {
