@@ -2,7 +2,8 @@
 # make image: builds the kuryr-dpdk image (the binaries of `make build`) and
 # the demo workload image (Debian's static busybox: a shell and `ip`) as OCI
 # image layout tarballs, without a container engine (hack/image,
-# internal/imagebuild). Prints each image's digest, name and tarball.
+# internal/imagebuild; their contents in internal/imagebuild/specs.go).
+# Prints each image's digest, name and tarball.
 #
 # Same inputs, same digest: the binaries are built with -trimpath and
 # CGO_ENABLED=0, and the image has fixed owners, mtimes and creation time.
@@ -31,29 +32,7 @@ done
 apt_ensure image busybox-static
 CGO_ENABLED=0 "$GO" build -trimpath -o "$BIN/kuryr-image" ./hack/image
 
-"$BIN/kuryr-image" -o "$out/kuryr-dpdk.oci.tar" -name "$IMAGE" \
-	-file "$BIN/kuryr-controller:/usr/bin/kuryr-controller:0755" \
-	-file "$BIN/kuryr-daemon:/usr/bin/kuryr-daemon:0755" \
-	-file "$BIN/kuryr-cni:/usr/bin/kuryr-cni:0755" \
-	-file "$BIN/kuryrctl:/usr/bin/kuryrctl:0755" \
-	-dir /tmp:1777 \
-	-env PATH=/usr/bin:/bin \
-	-cmd '["/usr/bin/kuryrctl","help"]' \
-	-label "org.opencontainers.image.title=kuryr-dpdk" \
-	-label "org.opencontainers.image.version=$VERSION" \
-	-label "org.opencontainers.image.description=kuryr-controller, kuryr-daemon, kuryr-cni, kuryrctl"
-
-# Every busybox applet (sh, ip, ping, sleep, ...) as a link to /bin/busybox.
-links=()
-while read -r applet; do
-	case $applet in bin/busybox | linuxrc) continue ;; esac
-	links+=(-link "/$applet:/bin/busybox")
-done < <(/bin/busybox --list-full | sort)
-busybox_version="$(dpkg-query -W -f='${Version}' busybox-static)"
-"$BIN/kuryr-image" -o "$out/demo.oci.tar" -name "$DEMO_IMAGE" \
-	-file /bin/busybox:/bin/busybox:0755 "${links[@]}" \
-	-dir /tmp:1777 \
-	-env PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-	-cmd '["/bin/sh"]' \
-	-label "org.opencontainers.image.title=kuryr-dpdk demo workload" \
-	-label "org.opencontainers.image.description=Debian busybox-static $busybox_version: a shell and ip"
+# What goes into each image is defined once, in internal/imagebuild
+# (specs.go): the all-in-one builds the same images from it.
+"$BIN/kuryr-image" -preset kuryr -bin "$BIN" -version "$VERSION" -o "$out/kuryr-dpdk.oci.tar" -name "$IMAGE"
+"$BIN/kuryr-image" -preset demo -o "$out/demo.oci.tar" -name "$DEMO_IMAGE"

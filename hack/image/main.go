@@ -1,10 +1,12 @@
 // Command image builds a container image from files on this machine, without
 // a container engine, as an OCI image layout tarball (internal/imagebuild),
 // and prints its digest, name and path. `make image` (hack/image.sh) runs it
-// for the kuryr-dpdk image and the demo workload image.
+// for the project's images, defined once in internal/imagebuild (the
+// all-in-one builds the same): -preset kuryr (the binaries of -bin) and
+// -preset demo. Flags add to a preset, or describe an image of their own.
 //
-//	go run ./hack/image -o bin/images/kuryr-dpdk.oci.tar -name kuryr-dpdk/kuryr-dpdk:dev \
-//	    -file bin/kuryrctl:/usr/bin/kuryrctl:0755 -dir /tmp:1777 -cmd '["/usr/bin/kuryrctl","help"]'
+//	go run ./hack/image -preset kuryr -bin bin -version dev -o bin/images/kuryr-dpdk.oci.tar -name kuryr-dpdk/kuryr-dpdk:dev
+//	go run ./hack/image -o x.oci.tar -name example/x:1 -file bin/x:/usr/bin/x:0755 -dir /tmp:1777 -cmd '["/usr/bin/x"]'
 //
 // It lives under hack/ because it is release tooling, not part of the product:
 // cmd/ holds what goes into the image.
@@ -46,6 +48,7 @@ func (a *jsonArgs) Set(v string) error {
 }
 
 type options struct {
+	preset, binDir, version string
 	out, ref, user, workdir string
 	files, links, dirs      list
 	env, labels             list
@@ -56,6 +59,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var o options
 	flags := flag.NewFlagSet("image", flag.ContinueOnError)
 	flags.SetOutput(stderr)
+	flags.StringVar(&o.preset, "preset", "", "start from one of the project's images: kuryr (the binaries of -bin) or demo (Debian's busybox-static)")
+	flags.StringVar(&o.binDir, "bin", "", "with -preset kuryr: the directory holding "+strings.Join(imagebuild.KuryrBinaries, ", "))
+	flags.StringVar(&o.version, "version", "", "with -preset kuryr: the version label")
 	flags.StringVar(&o.out, "o", "", "the OCI layout tarball to write (required)")
 	flags.StringVar(&o.ref, "name", "", "the image's name with a tag, e.g. kuryr-dpdk/kuryr-dpdk:dev (required)")
 	flags.Var(&o.files, "file", "SRC:DST:MODE: a file of this machine at DST in the image, octal mode (repeatable)")
@@ -66,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	flags.Var(&o.entrypoint, "entrypoint", `the entrypoint, a JSON list ("[\"/bin/sh\"]")`)
 	flags.Var(&o.cmd, "cmd", "the default command, a JSON list")
 	flags.StringVar(&o.user, "user", "", "the default user (empty: root)")
-	flags.StringVar(&o.workdir, "workdir", "/", "the working directory")
+	flags.StringVar(&o.workdir, "workdir", "", "the working directory (empty: the preset's, else /)")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -98,7 +104,42 @@ func (o options) spec() (imagebuild.Spec, error) {
 	if o.ref == "" {
 		errs = append(errs, errors.New("-name: required"))
 	}
-	spec := imagebuild.Spec{Ref: o.ref, Entrypoint: o.entrypoint, Cmd: o.cmd, Env: o.env, User: o.user, WorkingDir: o.workdir}
+	var spec imagebuild.Spec
+	switch o.preset {
+	case "":
+	case "kuryr":
+		if o.binDir == "" {
+			errs = append(errs, errors.New("-preset kuryr: -bin is required"))
+		}
+		spec = imagebuild.KuryrSpec(o.ref, o.binDir, o.version)
+	case "demo":
+		var err error
+		if spec, err = imagebuild.DemoSpec(o.ref); err != nil {
+			errs = append(errs, fmt.Errorf("-preset demo: %w", err))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("-preset %q: want kuryr or demo", o.preset))
+	}
+	if o.preset != "kuryr" && (o.binDir != "" || o.version != "") {
+		errs = append(errs, errors.New("-bin and -version go with -preset kuryr"))
+	}
+	spec.Ref = o.ref
+	if len(o.entrypoint) > 0 {
+		spec.Entrypoint = o.entrypoint
+	}
+	if len(o.cmd) > 0 {
+		spec.Cmd = o.cmd
+	}
+	spec.Env = append(spec.Env, o.env...)
+	if o.user != "" {
+		spec.User = o.user
+	}
+	if o.workdir != "" {
+		spec.WorkingDir = o.workdir
+	}
+	if spec.WorkingDir == "" {
+		spec.WorkingDir = "/"
+	}
 	for _, f := range o.files {
 		parts := strings.Split(f, ":")
 		if len(parts) != 3 {

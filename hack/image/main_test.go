@@ -85,3 +85,48 @@ func TestRunWritesTheTarballAndPrintsTheDigest(t *testing.T) {
 		t.Errorf("images dir holds %v (a temporary file left?)", ents)
 	}
 }
+
+// -preset kuryr gives imagebuild.KuryrSpec (the binaries of -bin in
+// /usr/bin, the version label); flags add to it or override its command.
+func TestPresetKuryrIsTheSharedSpecWithFlagsOnTop(t *testing.T) {
+	o := options{preset: "kuryr", binDir: "bin", version: "v1.2.3", out: "x.tar", ref: "example/kuryr:dev"}
+	_ = o.labels.Set("extra=1")
+	if err := o.cmd.Set(`["/usr/bin/kuryr-daemon"]`); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := o.spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, e := range spec.Entries {
+		files[e.Path] = e.Source
+	}
+	for _, b := range []string{"kuryr-controller", "kuryr-daemon", "kuryr-cni", "kuryrctl"} {
+		if files["/usr/bin/"+b] != filepath.Join("bin", b) {
+			t.Errorf("/usr/bin/%s from %q, want bin/%s", b, files["/usr/bin/"+b], b)
+		}
+	}
+	if spec.Ref != "example/kuryr:dev" || spec.Labels["org.opencontainers.image.version"] != "v1.2.3" || spec.Labels["extra"] != "1" {
+		t.Errorf("ref %q labels %v", spec.Ref, spec.Labels)
+	}
+	if strings.Join(spec.Cmd, " ") != "/usr/bin/kuryr-daemon" || spec.WorkingDir != "/" {
+		t.Errorf("cmd %v workdir %q, want the flag's cmd and /", spec.Cmd, spec.WorkingDir)
+	}
+}
+
+func TestBadPresetsAreNamed(t *testing.T) {
+	for _, tc := range []struct {
+		o    options
+		want string
+	}{
+		{options{preset: "nginx"}, `-preset "nginx": want kuryr or demo`},
+		{options{preset: "kuryr"}, "-preset kuryr: -bin is required"},
+		{options{binDir: "bin"}, "-bin and -version go with -preset kuryr"},
+	} {
+		tc.o.out, tc.o.ref = "x.tar", "example/x:dev"
+		if _, err := tc.o.spec(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want %q", tc.o, err, tc.want)
+		}
+	}
+}

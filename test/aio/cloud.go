@@ -89,8 +89,13 @@ func (e *Env) startController(ctx context.Context) error {
 }
 
 // RestartController stops kuryr-controller (SIGTERM) and starts it again.
-// With crash, it is killed instead.
+// With crash, it is killed instead. On real nodes it is the Deployment's
+// pod: deleted (or its process killed, with crash) and waited for
+// (restart.go).
 func (e *Env) RestartController(ctx context.Context, crash bool) error {
+	if e.opts.RealNodes && !e.opts.NoKuryr {
+		return e.restartControllerPod(ctx, crash)
+	}
 	if e.Controller == nil {
 		return fmt.Errorf("restart kuryr-controller: environment %s runs none", e.ID)
 	}
@@ -159,8 +164,13 @@ func (e *Env) waitDaemon(ctx context.Context, n *Node) error {
 }
 
 // RestartDaemon stops node's kuryr-daemon (SIGTERM; killed with crash) and
-// starts it again.
+// starts it again. On a real node it is the DaemonSet's pod: deleted (or
+// its process killed, with crash) and waited for until it serves again
+// (restart.go).
 func (e *Env) RestartDaemon(ctx context.Context, n *Node, crash bool) error {
+	if n.real != nil && !e.opts.NoKuryr {
+		return e.restartDaemonPod(ctx, n, crash)
+	}
 	if n.Daemon == nil {
 		return fmt.Errorf("restart kuryr-daemon of %s: environment %s runs none", n.Name, e.ID)
 	}

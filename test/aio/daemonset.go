@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -44,23 +43,18 @@ const (
 var overlayDir = filepath.Join("deploy", "overlays", "all-in-one")
 
 // buildKuryrImage writes the kuryr-dpdk image of the environment's binaries
-// (the files and command of hack/image.sh) into the state directory.
+// (imagebuild.KuryrSpec, as make image builds it) into the state directory.
 func (e *Env) buildKuryrImage() error {
 	var err error
 	e.kuryrImage, err = BuildKuryrImage(e.binDir, filepath.Join(e.StateDir, "images"))
 	return err
 }
 
-// BuildKuryrImage writes KuryrImage, of the binaries in binDir (the files
-// and command of hack/image.sh), into dir as an OCI layout tarball and
-// returns its path.
+// BuildKuryrImage writes KuryrImage of the binaries in binDir
+// (imagebuild.KuryrSpec, as make image builds it) into dir as an OCI layout
+// tarball and returns its path.
 func BuildKuryrImage(binDir, dir string) (string, error) {
-	spec := imagebuild.Spec{Ref: KuryrImage, Env: []string{"PATH=/usr/bin:/bin"}, Cmd: []string{"/usr/bin/kuryrctl", "help"},
-		Entries: []imagebuild.Entry{{Path: "/tmp", Mode: 0o777 | os.ModeSticky}}}
-	for _, b := range kuryrBinaries {
-		spec.Entries = append(spec.Entries, imagebuild.Entry{Path: "/usr/bin/" + b, Source: filepath.Join(binDir, b), Mode: 0o755})
-	}
-	return writeImage(dir, "kuryr-dpdk.oci.tar", spec)
+	return writeImage(dir, "kuryr-dpdk.oci.tar", imagebuild.KuryrSpec(KuryrImage, binDir, ""))
 }
 
 // deployKuryr applies the overlay's kuryr-controller (controller.go) and

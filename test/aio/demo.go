@@ -157,7 +157,7 @@ func (e *Env) WriteTable(ctx context.Context, w io.Writer, namespace string, nam
 		if t, ok := e.Timing(pod.UID); ok && !t.AddDone.IsZero() {
 			ready = fmt.Sprintf("network-ready in %s (pod created → CNI ADD returned; ADD took %s, %d attempt(s))",
 				t.NetworkReady().Round(time.Millisecond), t.AddDone.Sub(t.AddStart).Round(time.Millisecond), t.Attempts)
-		} else if c := podCondition(&pod, corev1.PodReadyToStartContainers); c != nil && c.Status == corev1.ConditionTrue {
+		} else if c := PodCondition(&pod, corev1.PodReadyToStartContainers); c != nil && c.Status == corev1.ConditionTrue {
 			// A real kubelet: its sandbox (network included) is ready;
 			// the API's times have 1 s resolution.
 			ready = fmt.Sprintf("sandbox and network ready %s after creation (the kubelet's PodReadyToStartContainers, 1 s resolution)",
@@ -197,7 +197,8 @@ func orDash(s string) string {
 	return s
 }
 
-func podCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+// PodCondition is the pod's condition of type t, nil when it has none.
+func PodCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
 	for i := range pod.Status.Conditions {
 		if pod.Status.Conditions[i].Type == t {
 			return &pod.Status.Conditions[i]

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/imagebuild"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
@@ -39,8 +40,10 @@ type Options struct {
 	// KubeBinDir holds etcd and the Kubernetes binaries; the cache of
 	// hack/build-kube-bins.sh when empty.
 	KubeBinDir string
-	// BinDir holds kuryr-controller, kuryr-daemon and kuryr-cni; when empty
-	// they are built (go build, cached) into the state directory.
+	// BinDir holds kuryr-controller, kuryr-daemon and kuryr-cni (and
+	// kuryrctl); when empty, $KURYR_AIO_BIN_DIR (make test sets it to the
+	// binaries it has just built), else they are built (go build, cached)
+	// into the state directory.
 	BinDir string
 	// Log receives progress lines; nothing when nil.
 	Log io.Writer
@@ -117,6 +120,10 @@ type Env struct {
 	closed   bool
 }
 
+// BinDirEnv names the directory of prebuilt kuryr-dpdk binaries that
+// Options.BinDir defaults to.
+const BinDirEnv = "KURYR_AIO_BIN_DIR"
+
 // Scheme knows the built-in types, the project's CRDs and NADs.
 var Scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
@@ -157,6 +164,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	if opts.NodeBinDir == "" {
 		opts.NodeBinDir = testenv.NodeBinDir()
+	}
+	if opts.BinDir == "" {
+		opts.BinDir = os.Getenv(BinDirEnv)
 	}
 	// Absolute: real nodes' programs start in other mount namespaces,
 	// where nsenter leaves the working directory.
@@ -332,14 +342,11 @@ func (e *Env) Processes() []*Process {
 	return append([]*Process(nil), e.procs...)
 }
 
-// kuryrBinaries are the programs of the kuryr-dpdk image.
-var kuryrBinaries = []string{"kuryr-controller", "kuryr-daemon", "kuryr-cni", "kuryrctl"}
-
 // BuildKuryrBinaries builds kuryr-controller, kuryr-daemon, kuryr-cni and
 // kuryrctl from the repository at repoRoot into binDir, static (as make
 // build does: they also go into the kuryr-dpdk image, which has no libc).
 func BuildKuryrBinaries(ctx context.Context, repoRoot, binDir string) error {
-	for _, b := range kuryrBinaries {
+	for _, b := range imagebuild.KuryrBinaries {
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(binDir, b), "./cmd/"+b)
 		cmd.Dir = repoRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -350,12 +357,12 @@ func BuildKuryrBinaries(ctx context.Context, repoRoot, binDir string) error {
 	return nil
 }
 
-// prepareBinaries finds or builds (BuildKuryrBinaries) kuryrBinaries.
+// prepareBinaries finds or builds (BuildKuryrBinaries) imagebuild.KuryrBinaries.
 func (e *Env) prepareBinaries(ctx context.Context) error {
 	e.binDir = e.opts.BinDir
 	if e.binDir == "" {
 		e.binDir = filepath.Join(e.StateDir, "bin")
-		e.logf("building %s into %s", strings.Join(kuryrBinaries, ", "), e.binDir)
+		e.logf("building %s into %s", strings.Join(imagebuild.KuryrBinaries, ", "), e.binDir)
 		if err := BuildKuryrBinaries(ctx, e.opts.RepoRoot, e.binDir); err != nil {
 			return err
 		}
@@ -367,7 +374,7 @@ func (e *Env) prepareBinaries(ctx context.Context) error {
 	if !e.opts.NoKuryr {
 		need = append(need, "kuryr-controller", "kuryr-daemon")
 		if e.opts.RealNodes {
-			need = kuryrBinaries
+			need = imagebuild.KuryrBinaries
 		}
 	}
 	for _, b := range need {

@@ -70,10 +70,9 @@ type Kubelet struct {
 }
 
 type sandbox struct {
-	uid    types.UID
-	id     string // the sandbox (infra container) ID: CNI_CONTAINERID
-	netns  string
-	result *types100.Result
+	uid   types.UID
+	id    string // the sandbox (infra container) ID: CNI_CONTAINERID
+	netns string
 }
 
 // kuryrNetConf is the network configuration containerd would find in
@@ -206,16 +205,6 @@ func (k *Kubelet) NetNS(namespace, name string) string {
 	return ""
 }
 
-// Result returns the pod's CNI ADD result, nil when it has none.
-func (k *Kubelet) Result(namespace, name string) *types100.Result {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if sb, ok := k.sandboxes[namespace+"/"+name]; ok {
-		return sb.result
-	}
-	return nil
-}
-
 func (k *Kubelet) timing(pod *corev1.Pod) *Timing {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -310,7 +299,6 @@ func (k *Kubelet) runSandbox(ctx context.Context, key string, pod *corev1.Pod) e
 	if err != nil {
 		return fmt.Errorf("CNI ADD result of pod %s: %w", key, err)
 	}
-	sb.result = r
 	k.mu.Lock()
 	k.sandboxes[key] = sb
 	t.AddStart, t.AddDone = start, done

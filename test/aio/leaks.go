@@ -12,8 +12,12 @@ import (
 
 // Leaks lists what is left in the cloud and on the nodes once no pod of
 // kuryr-dpdk exists: ports with the cluster's tag, trunk subports, allowed
-// address pairs on the VMs' ports, attached devices, pod namespaces,
-// checkpoints and device-info files.
+// address pairs on the VMs' ports, attached devices, VLAN and MACVLAN links
+// in the node VMs' namespaces (kuryr's, under temporary names, when a move
+// into a pod failed), pod namespaces (the stand-ins'; on a real node
+// containerd's in its /run/netns), checkpoints, device-info files and the
+// runtimes' cached CNI results (removed by a DEL). kuryr-daemon's and
+// kuryr-controller's own pods use the host network: they have none of these.
 func (e *Env) Leaks() []string {
 	var out []string
 	tag := "kuryr-cluster=" + e.ClusterID()
@@ -37,7 +41,22 @@ func (e *Env) Leaks() []string {
 		if d := n.AttachedDevices(); d > 0 {
 			out = append(out, fmt.Sprintf("%d devices attached to %s", d, n.Name))
 		}
-		for _, dir := range []string{n.checkpointDir(), n.DevinfoDir} {
+		if links, err := Links(n.NetNS); err != nil {
+			out = append(out, err.Error())
+		} else {
+			for name, l := range links {
+				if l.Kind == "vlan" || l.Kind == "macvlan" {
+					out = append(out, fmt.Sprintf("%s link %s on %s", l.Kind, name, n.Name))
+				}
+			}
+		}
+		if n.real != nil {
+			entries, _ := os.ReadDir(n.real.nodeFS(netnsDir))
+			for _, ent := range entries {
+				out = append(out, fmt.Sprintf("netns %s on %s", ent.Name(), n.Name))
+			}
+		}
+		for _, dir := range []string{n.checkpointDir(), n.DevinfoDir, filepath.Join(n.cniCacheDir(), "results")} {
 			_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 				switch {
 				case err != nil && !errors.Is(err, fs.ErrNotExist):

@@ -131,7 +131,9 @@ func KernelHasVLAN(scratch string) (bool, error) {
 
 // Link is one link of a network namespace as Links reads it.
 type Link struct {
-	MAC string
+	// Kind is the link's type as netlink names it (vlan, macvlan, veth, …).
+	Kind string
+	MAC  string
 	// Addrs are its IPv4 addresses in CIDR form (10.0.0.5/24).
 	Addrs []string
 }
@@ -150,7 +152,7 @@ func Links(path string) (map[string]Link, error) {
 			if err != nil {
 				return err
 			}
-			link := Link{MAC: l.Attrs().HardwareAddr.String()}
+			link := Link{Kind: l.Type(), MAC: l.Attrs().HardwareAddr.String()}
 			for _, a := range addrs {
 				link.Addrs = append(link.Addrs, a.IPNet.String())
 			}

@@ -505,11 +505,28 @@ func (n *Node) ContainerdLog() string {
 	return n.real.containerd.Log
 }
 
+// SandboxRuns counts the sandboxes containerd of pod's real node was asked
+// to run for it (RunPodSandbox in its log): one CNI ADD each, the failed
+// ones included.
+func (e *Env) SandboxRuns(pod *corev1.Pod) (int, error) {
+	n := e.Node(pod.Spec.NodeName)
+	if n == nil || n.real == nil {
+		return 0, fmt.Errorf("pod %s/%s is on %q, not a real node of the environment", pod.Namespace, pod.Name, pod.Spec.NodeName)
+	}
+	b, err := os.ReadFile(n.real.containerd.Log)
+	if err != nil {
+		return 0, err
+	}
+	return strings.Count(string(b), `RunPodSandbox for name:\"`+pod.Name+`\" uid:\"`+string(pod.UID)+`\"`), nil
+}
+
 // AdaptPod adapts a pod written for the kubelet stand-in to what a real
 // node has: its containers run the local pause image (there is no
 // registry), without CPU, memory or hugepages requests (the host's CPUs
-// are few and it has no hugepages).
+// are few and it has no hugepages), and it uses the node's DNS settings
+// (there is no cluster DNS; the kubelet would warn about each pod).
 func (e *Env) AdaptPod(pod *corev1.Pod) {
+	pod.Spec.DNSPolicy = corev1.DNSDefault
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
 		c.Image, c.ImagePullPolicy, c.Resources = PauseImage, corev1.PullNever, corev1.ResourceRequirements{}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -229,6 +230,10 @@ func TestAllInOneOverlayIsAccepted(t *testing.T) {
 	}
 	if r, _, _ := unstructured.NestedInt64(seen["Deployment/kuryr-controller"].Object, "spec", "replicas"); r != 1 {
 		t.Errorf("all-in-one controller replicas %d, want 1", r)
+	}
+	// One replica: nothing to elect, and a lost lease would stop it.
+	if args := fmt.Sprint(containers(t, seen["Deployment/kuryr-controller"])[0]["args"]); !strings.Contains(args, "--leader-elect=false") {
+		t.Errorf("all-in-one controller args %s, want --leader-elect=false", args)
 	}
 }
 

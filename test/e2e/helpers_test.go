@@ -9,21 +9,24 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
 )
 
 // setup makes a namespace with the two NADs for one test, and returns a
-// context bounded by timeout.
+// context bounded by timeout. The test's pods are deleted when it ends.
 func setup(t *testing.T, namespace string, timeout time.Duration) context.Context {
 	t.Helper()
-	netnstest.RequireRoot(t)
+	testenv.RequireNodeBins(t)
+	if env == nil {
+		t.Fatal("the environment did not start (see TestMain's output)")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	if err := env.CreateNADs(ctx, namespace); err != nil {
@@ -52,14 +55,13 @@ func cleanNamespace(t *testing.T, namespace string) {
 	}
 }
 
-// smallDPDKPod is aio.DPDKPod with requests small enough for ten a node.
-func smallDPDKPod(namespace, name string) *corev1.Pod {
+// dpdkPod is aio.DPDKPod (the management network and a DPDK interface)
+// adapted to the real nodes (aio.Env.AdaptPod: the local pause image, no
+// CPU, memory or hugepages requests), with a short grace period.
+func dpdkPod(namespace, name string) *corev1.Pod {
 	p := aio.DPDKPod(namespace, name)
-	res := corev1.ResourceList{}
-	for k, v := range map[corev1.ResourceName]string{corev1.ResourceCPU: "100m", corev1.ResourceMemory: "64Mi", "hugepages-2Mi": "128Mi"} {
-		res[k] = resource.MustParse(v)
-	}
-	p.Spec.Containers[0].Resources = corev1.ResourceRequirements{Requests: res, Limits: res}
+	env.AdaptPod(p)
+	p.Spec.TerminationGracePeriodSeconds = ptr.To(int64(1))
 	return p
 }
 

@@ -42,7 +42,7 @@ func checkReleaseOrder(t *testing.T, n *aio.Node, addr string) {
 func TestDeleteReleasesEverything(t *testing.T) {
 	const namespace = "e2e-delete"
 	ctx := setup(t, namespace, 3*time.Minute)
-	pod := createPod(t, ctx, aio.DPDKPod(namespace, "gone"))
+	pod := createPod(t, ctx, dpdkPod(namespace, "gone"))
 	waitReady(t, ctx, namespace, 2*time.Minute, pod.Name)
 	pod = getPod(t, ctx, namespace, pod.Name)
 	kp := kuryrPod(t, ctx, namespace, pod.Name)
@@ -65,39 +65,43 @@ func TestDeleteReleasesEverything(t *testing.T) {
 	checkReleaseOrder(t, node, addr)
 }
 
-// Thirty pods across three nodes, created and deleted twice, leave nothing.
-func TestThirtyPodsTwice(t *testing.T) {
+// podsPerRound is how many pods TestPodsOnAllNodesTwiceLeaveNothing
+// creates at once: five a node. (On the kubelet stand-ins it was thirty;
+// each real pod is a sandbox and a container with their shims, and thirty
+// of them took over three minutes a round on the shared 2-core machine.)
+const podsPerRound = 15
+
+// podsPerRound pods, five on each of the three nodes, created at once and
+// deleted, twice (the second round reuses VLAN IDs, PCI slots and addresses
+// the first released), all get their interfaces and leave nothing. The pods
+// are placed with spec.nodeName, round-robin: under the shared machine's
+// load a node's kubelet was once late with its status, the node went
+// NotReady for ten seconds, and the scheduler put a round on two nodes.
+func TestPodsOnAllNodesTwiceLeaveNothing(t *testing.T) {
 	const namespace = "e2e-scale"
-	ctx := setup(t, namespace, 10*time.Minute)
+	ctx := setup(t, namespace, 8*time.Minute)
 	for round := 1; round <= 2; round++ {
 		var names []string
-		for i := range 30 {
-			p := createPod(t, ctx, smallDPDKPod(namespace, fmt.Sprintf("scale-%d-%02d", round, i)))
-			names = append(names, p.Name)
+		for i := range podsPerRound {
+			p := dpdkPod(namespace, fmt.Sprintf("scale-%d-%02d", round, i))
+			p.Spec.NodeName = env.Nodes[i%len(env.Nodes)].Name
+			names = append(names, createPod(t, ctx, p).Name)
 		}
 		waitReady(t, ctx, namespace, 4*time.Minute, names...)
-		perNode := map[string]int{}
-		pods, err := env.Clientset.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range pods.Items {
-			perNode[p.Spec.NodeName]++
-		}
-		if len(perNode) != 3 {
-			t.Errorf("round %d: pods on %v, want all three nodes used", round, perNode)
-		}
 		deleteAndWait(t, ctx, namespace, names...)
 		requireNoLeaks(t, ctx)
 	}
 }
 
-// A daemon restarted between ADD and DEL still unplugs the pod (from its
-// checkpoints), so the release completes and nothing leaks.
+// A daemon that crashes between ADD and DEL (its container's process
+// killed; the kubelet starts the container again in the same DaemonSet pod)
+// still unplugs the pod on containerd's DEL (from its checkpoints), so the
+// release completes, the device is rebound before its detach, and nothing
+// leaks.
 func TestDaemonRestartBetweenAddAndDel(t *testing.T) {
 	const namespace = "e2e-daemon-restart"
 	ctx := setup(t, namespace, 3*time.Minute)
-	pod := createPod(t, ctx, aio.DPDKPod(namespace, "survivor"))
+	pod := createPod(t, ctx, dpdkPod(namespace, "survivor"))
 	waitReady(t, ctx, namespace, 2*time.Minute, pod.Name)
 	pod = getPod(t, ctx, namespace, pod.Name)
 	node := env.Node(pod.Spec.NodeName)
@@ -115,7 +119,9 @@ func TestDaemonRestartBetweenAddAndDel(t *testing.T) {
 	checkReleaseOrder(t, node, addr)
 }
 
-// A controller killed while pods are being set up picks up where it was:
+// A controller killed while pods are being set up (its container's process
+// killed; the kubelet starts the container again in the same Deployment
+// pod) picks up where it was:
 // every pod gets ready with exactly one port per interface, and all of it
 // is released afterwards.
 func TestControllerRestartMidRun(t *testing.T) {
@@ -123,7 +129,7 @@ func TestControllerRestartMidRun(t *testing.T) {
 	ctx := setup(t, namespace, 5*time.Minute)
 	var names []string
 	for i := range 6 {
-		names = append(names, createPod(t, ctx, smallDPDKPod(namespace, fmt.Sprintf("mid-%d", i))).Name)
+		names = append(names, createPod(t, ctx, dpdkPod(namespace, fmt.Sprintf("mid-%d", i))).Name)
 	}
 	time.Sleep(200 * time.Millisecond) // let the controller get some of the way
 	if err := env.RestartController(ctx, true); err != nil {
@@ -146,13 +152,14 @@ func TestControllerRestartMidRun(t *testing.T) {
 }
 
 // A pod asking for a NAD that does not exist gets an Event, stays out of
-// Running, and causes no storm of cloud calls or CNI retries.
+// Running, and causes no storm of cloud calls or CNI retries (sandboxes
+// containerd was asked to run for it, each a CNI ADD).
 func TestMissingNADIsReportedWithoutARetryStorm(t *testing.T) {
 	const namespace = "e2e-missing-nad"
 	ctx := setup(t, namespace, 2*time.Minute)
 	requireNoLeaks(t, ctx) // nothing else in flight to count
 	before := totalCalls()
-	pod := aio.DPDKPod(namespace, "orphan")
+	pod := dpdkPod(namespace, "orphan")
 	pod.Annotations[v1alpha1.NetworksAnnotation] = "no-such-network"
 	pod = createPod(t, ctx, pod)
 
@@ -177,15 +184,23 @@ func TestMissingNADIsReportedWithoutARetryStorm(t *testing.T) {
 	time.Sleep(10 * time.Second)
 	if p := getPod(t, ctx, namespace, pod.Name); p.Status.Phase == corev1.PodRunning {
 		kp := kuryrPod(t, ctx, namespace, pod.Name)
-		t.Errorf("pod with a missing NAD is Running with IPs %v; KuryrPod spec %+v status %+v; CNI result %v",
-			p.Status.PodIPs, kp.Spec.Interfaces, kp.Status, env.Node(p.Spec.NodeName).Kubelet.Result(namespace, pod.Name))
+		t.Errorf("pod with a missing NAD is Running with IPs %v; KuryrPod spec %+v status %+v; network-status %s",
+			p.Status.PodIPs, kp.Spec.Interfaces, kp.Status, p.Annotations[v1alpha1.NetworkStatusAnnotation])
 	}
 	if calls := totalCalls() - before; calls > 3 {
 		t.Errorf("%d cloud calls for a pod whose network does not exist, want none or a few (a retry storm?)", calls)
 	}
-	if tm, _ := env.Timing(pod.UID); tm.Attempts > 6 {
-		t.Errorf("%d CNI ADDs in about 10 s: the kubelet's backoff, not a storm, should pace them", tm.Attempts)
+	runs, err := env.SandboxRuns(getPod(t, ctx, namespace, pod.Name))
+	if err != nil {
+		t.Fatal(err)
 	}
+	if runs == 0 {
+		t.Errorf("containerd ran no sandbox for the pod: it never reached kuryr-cni")
+	}
+	if runs > 6 {
+		t.Errorf("containerd ran %d sandboxes (CNI ADDs) in about 10 s: the kubelet's backoff, not a storm, should pace them", runs)
+	}
+	t.Logf("containerd ran %d sandboxes (CNI ADDs) for the pod in about 10 s", runs)
 	kp := kuryrPod(t, ctx, namespace, pod.Name)
 	for _, c := range kp.Status.Conditions {
 		if c.Type == v1alpha1.ConditionSpecValid && c.Status != metav1.ConditionFalse {
@@ -193,6 +208,7 @@ func TestMissingNADIsReportedWithoutARetryStorm(t *testing.T) {
 		}
 	}
 	deleteAndWait(t, ctx, namespace, pod.Name)
+	requireNoLeaks(t, ctx)
 }
 
 func totalCalls() int64 {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
@@ -32,11 +35,13 @@ func linkAddrs(t *testing.T, path string) map[string]aio.Link {
 // A pod asking for the management network and a DPDK interface gets eth0,
 // net1 (kernel netdevs with the Neutron addresses in its namespace) and
 // dpdk0 (a hot-plugged device bound to uio_pci_generic), reported in the
-// CNI result, the device-info file and the network-status annotation.
+// CNI result containerd got from kuryr-cni (its libcni cache on the node),
+// the device-info file and the network-status annotation; the kubelet
+// reports the pod's sandbox, network included, ready.
 func TestMultiVIFPod(t *testing.T) {
 	const namespace = "e2e-multivif"
 	ctx := setup(t, namespace, 3*time.Minute)
-	pod := createPod(t, ctx, aio.DPDKPod(namespace, "multi"))
+	pod := createPod(t, ctx, dpdkPod(namespace, "multi"))
 	waitReady(t, ctx, namespace, 2*time.Minute, pod.Name)
 	pod = getPod(t, ctx, namespace, pod.Name)
 	kp := kuryrPod(t, ctx, namespace, pod.Name)
@@ -51,7 +56,7 @@ func TestMultiVIFPod(t *testing.T) {
 	}
 
 	// The kernel interfaces are in the pod's namespace with their addresses.
-	links := linkAddrs(t, node.Kubelet.NetNS(namespace, pod.Name))
+	links := linkAddrs(t, podNetNS(t, ctx, namespace, pod.Name))
 	for _, want := range []v1alpha1.InterfaceStatus{eth0, net1} {
 		got, ok := links[want.IfName]
 		if !ok {
@@ -91,14 +96,17 @@ func TestMultiVIFPod(t *testing.T) {
 		}
 	}
 
-	// The CNI result names the device.
-	res := node.Kubelet.Result(namespace, pod.Name)
-	if res == nil {
-		t.Fatal("no CNI result recorded")
+	// containerd called kuryr-cni, and the result it got names the device.
+	call, err := env.ContainerdADD(pod)
+	if err != nil {
+		t.Fatal(err)
 	}
+	runtime := containerRuntime(t, ctx, pod.Spec.NodeName)
+	t.Logf("%s called %s", runtime, call)
+	fmt.Fprintf(os.Stderr, "e2e: %s on %s called %s for pod %s/%s\n", runtime, pod.Spec.NodeName, call, pod.Namespace, pod.Name)
 	var pciID string
 	var ifnames []string
-	for _, i := range res.Interfaces {
+	for _, i := range call.Result.Interfaces {
 		ifnames = append(ifnames, i.Name)
 		if i.Name == "dpdk0" {
 			pciID = i.PciID
@@ -146,29 +154,16 @@ func TestMultiVIFPod(t *testing.T) {
 		t.Errorf("network-status dpdk0 %+v: want %s/%s with device-info pci %s", s, namespace, aio.DataPlaneNAD, addr)
 	}
 
-	// The time to network-ready comes from recorded timestamps.
-	if tm, ok := env.Timing(pod.UID); !ok || tm.NetworkReady() <= 0 {
-		t.Errorf("no network-ready timing for the pod: %+v", tm)
+	// The kubelet says the sandbox, network included, is ready.
+	if c := aio.PodCondition(pod, corev1.PodReadyToStartContainers); c == nil || c.Status != corev1.ConditionTrue {
+		t.Errorf("pod condition PodReadyToStartContainers %+v, want True", c)
+	} else {
+		t.Logf("sandbox and network ready %s after the pod's creation (the kubelet's PodReadyToStartContainers, 1 s resolution)",
+			c.LastTransitionTime.Sub(pod.CreationTimestamp.Time))
 	}
 
 	deleteAndWait(t, ctx, namespace, pod.Name)
 	requireNoLeaks(t, ctx)
-}
-
-// The demo of `make run` / `make demo` prints a ready table.
-func TestDemoTable(t *testing.T) {
-	ctx := setup(t, aio.DemoNamespace, 3*time.Minute)
-	var out strings.Builder
-	if err := env.RunDemo(ctx, &out, 2*time.Minute); err != nil {
-		t.Fatalf("demo: %v\n%s", err, out.String())
-	}
-	table := out.String()
-	for _, want := range []string{"dpdk0", "nested-dpdk", "uio_pci_generic", "net1", string(env.MgmtDriver), "network-ready in"} {
-		if !strings.Contains(table, want) {
-			t.Errorf("demo table lacks %q:\n%s", want, table)
-		}
-	}
-	deleteAndWait(t, ctx, aio.DemoNamespace, "dpdk-app")
 }
 
 // Pods on two nodes reach each other over eth0 and over the management
@@ -178,15 +173,15 @@ func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
 	ctx := setup(t, namespace, 3*time.Minute)
 	var names []string
 	for i, node := range []string{env.Nodes[0].Name, env.Nodes[1].Name} {
-		p := smallDPDKPod(namespace, fmt.Sprintf("peer-%d", i))
+		p := dpdkPod(namespace, fmt.Sprintf("peer-%d", i))
 		p.Annotations[v1alpha1.NetworksAnnotation] = aio.MgmtNAD
-		p.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": node}
+		p.Spec.NodeName = node
 		names = append(names, createPod(t, ctx, p).Name)
 	}
 	waitReady(t, ctx, namespace, 2*time.Minute, names...)
 	server, client := getPod(t, ctx, namespace, names[0]), getPod(t, ctx, namespace, names[1])
-	serverNS := env.Node(server.Spec.NodeName).Kubelet.NetNS(namespace, server.Name)
-	clientNS := env.Node(client.Spec.NodeName).Kubelet.NetNS(namespace, client.Name)
+	serverNS := podNetNS(t, ctx, namespace, server.Name)
+	clientNS := podNetNS(t, ctx, namespace, client.Name)
 	for _, ifc := range kuryrPod(t, ctx, namespace, server.Name).Status.Interfaces {
 		ip := strings.Split(ifc.IPs[0], "/")[0]
 		var l net.Listener
@@ -206,6 +201,7 @@ func TestPodsOnTwoNodesReachEachOther(t *testing.T) {
 		_ = l.Close()
 	}
 	deleteAndWait(t, ctx, namespace, names...)
+	requireNoLeaks(t, ctx)
 }
 
 func inPodNS(t *testing.T, path string, f func() error) {
@@ -218,4 +214,26 @@ func inPodNS(t *testing.T, path string, f func() error) {
 	if err := n.Do(func(ns.NetNS) error { return f() }); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// podNetNS is a path to the network namespace of a running pod
+// (aio.Env.PodNetNS: /proc/<pid>/ns/net of one of its processes).
+func podNetNS(t *testing.T, ctx context.Context, namespace, name string) string {
+	t.Helper()
+	p, err := env.PodNetNS(ctx, namespace, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// containerRuntime is the runtime the node's kubelet reports
+// (containerd://2.x).
+func containerRuntime(t *testing.T, ctx context.Context, node string) string {
+	t.Helper()
+	n, err := env.Clientset.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.Status.NodeInfo.ContainerRuntimeVersion
 }

@@ -11,17 +11,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
 )
 
 // TestDemoShowsTheContainersOwnView runs the demo as make demo does on a
-// real node: its pod's container (the busybox demo image) shows, through
+// real node: its table lists dpdk0 (nested-dpdk, bound to
+// uio_pci_generic) and net1 (the management driver) and says when the
+// sandbox's network was ready; its pod's container (the busybox demo image) shows, through
 // kubectl exec, its own eth0 and net1 with the addresses its KuryrPod
 // records, and the device-info file naming the PCI address its dpdk0 was
 // bound at; deleting the demo pod then leaves nothing behind (the other
 // tests' leak checks count the whole environment).
 func TestDemoShowsTheContainersOwnView(t *testing.T) {
-	requireNodeBins(t)
+	testenv.RequireNodeBins(t)
 	if env == nil {
 		t.Fatal("the environment did not start (see TestMain's output)")
 	}
@@ -35,7 +38,12 @@ func TestDemoShowsTheContainersOwnView(t *testing.T) {
 		t.Fatalf("RunDemo: %v\n%s", err, out.String())
 	}
 	t.Logf("demo output:\n%s", out.String())
-	_, view, ok := strings.Cut(out.String(), "inside the container")
+	table, view, ok := strings.Cut(out.String(), "inside the container")
+	for _, want := range []string{"dpdk0", "nested-dpdk", "uio_pci_generic", "net1", string(env.MgmtDriver), "network ready"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("demo table lacks %q", want)
+		}
+	}
 	if !ok {
 		t.Fatal("the demo printed no view from inside the container")
 	}

@@ -19,6 +19,8 @@ import (
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
 )
 
 // Versions of the control plane the tests run against. They must match
@@ -52,6 +54,29 @@ func NodeBinDir() string {
 		return d
 	}
 	return filepath.Join(CacheDir(), fmt.Sprintf("node-k8s-%s-containerd-%s-crictl-%s", KubeVersion, ContainerdVersion, CrictlVersion))
+}
+
+// HaveNodeBins says whether hack/build-node-bins.sh has filled NodeBinDir
+// (its kubelet is there).
+func HaveNodeBins() bool {
+	_, err := os.Stat(filepath.Join(NodeBinDir(), "kubelet"))
+	return err == nil
+}
+
+// RequireNodeBins skips a test of the all-in-one's real nodes, loudly,
+// without root or when hack/build-node-bins.sh has not run, and fails it
+// instead under KURYR_TEST_STRICT=1 (CI builds them first).
+func RequireNodeBins(t testing.TB) {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	if HaveNodeBins() {
+		return
+	}
+	msg := fmt.Sprintf("SKIPPED: no kubelet in %s: run hack/build-node-bins.sh (make test does)", NodeBinDir())
+	if os.Getenv(netnstest.StrictEnv) == "1" {
+		t.Fatal(msg + " (" + netnstest.StrictEnv + "=1 forbids skipping)")
+	}
+	t.Skip(msg)
 }
 
 // CacheDir is the build scripts' cache: $KURYR_CACHE, else
