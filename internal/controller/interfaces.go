@@ -61,7 +61,8 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 		spec.SecurityGroups = req.SecurityGroups
 	}
 	drv.prepare(node, &spec)
-	p, err := r.cloud.CreatePort(ctx, spec)
+	// Pods that arrive together share one bulk create.
+	p, err := r.creates.do(ctx, spec.NetworkID, spec)
 	if err != nil {
 		return openstack.Port{}, cloudTerminal(err, fmt.Sprintf("create port for interface %s on subnet %s", req.IfName, req.SubnetID))
 	}

@@ -35,6 +35,7 @@ type PodReconciler struct {
 	nets     *netCache
 	metrics  *metrics
 	created  createdPorts
+	creates  *portCreates
 	pools    *pools
 	now      func() time.Time
 }
@@ -47,7 +48,7 @@ func NewPodReconciler(c client.Client, cloud Cloud, rec recorder.EventRecorder, 
 	r := &PodReconciler{
 		client: c, cloud: cloud, recorder: rec, opts: opts,
 		nodes: ns, drivers: newDrivers(cloud, ns, m), nets: newNetCache(cloud),
-		metrics: m, now: time.Now,
+		metrics: m, creates: newPortCreates(cloud), now: time.Now,
 	}
 	r.pools = newPools(r)
 	return r
