@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -253,6 +254,14 @@ func bench1(ctx context.Context, c config) (err error) {
 		if oursPooled, err = h.ours(ctx, "kuryr-dpdk, pooled", c.extraArgs+" "+c.oursPooledArgs, true); err != nil {
 			return err
 		}
+		// Its pool stays in Neutron on purpose; the next controller must
+		// not find it (kuryr-kubernetes would adopt compute:kuryr subports
+		// into its own pool).
+		n, err := neutron.DropPorts(ctx, topo.TrunkID, url.Values{"tags": {"kuryr-cluster=" + c.clusterID}})
+		if err != nil {
+			return fmt.Errorf("remove the ports our pooled run left: %w", err)
+		}
+		logf("%s: removed the %d ports it left (its pool)", oursPooled.Name, n)
 		if c.kuryrVenv == "" {
 			runs[0].Name = "kuryr-dpdk, unpooled"
 			runs = append(runs, oursPooled)
