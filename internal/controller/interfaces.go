@@ -105,6 +105,10 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 		}
 		w, err = drv.wire(ctx, node, req.IfName, port)
 		if err != nil {
+			var full *errNoHotplugSlot
+			if errors.As(err, &full) {
+				r.recorder.Eventf(pod, nil, corev1.EventTypeWarning, reasonNoSlot, "AttachInterface", "interface %s waits: %s", req.IfName, err.Error())
+			}
 			entry.PortID, entry.Message = port.ID, err.Error()
 			return entry, err
 		}

@@ -22,6 +22,10 @@ type nodeInfo struct {
 	ParentIPs    []string
 	// TrunkID is empty when the VM's port is not a trunk parent.
 	TrunkID string
+	// HotplugSlots is how many ports Nova may hot-attach to the VM
+	// besides its own (0: not counted). It comes from the Node object, not
+	// the cloud: nodeOf sets it on every reconcile.
+	HotplugSlots int
 }
 
 // errNodeNotReady says the node cannot be resolved yet (no providerID and no
