@@ -87,7 +87,6 @@ func WritePeerSVG(w io.Writer, title string, runs []Run) error {
 		left, right   = 70, 20
 		top, bottom   = 50, 90
 		barGap        = 6
-		plotH         = height - top - bottom
 		plotW         = width - left - right
 	)
 	colors := []string{"#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"}
@@ -102,19 +101,7 @@ func WritePeerSVG(w io.Writer, title string, runs []Run) error {
 	if hi == 0 {
 		lo, hi = 100, 1000
 	}
-	lo, hi = decadeFloor(lo), decadeFloor(hi)*10
-	y := func(msv float64) float64 {
-		msv = max(msv, lo)
-		return float64(top) + float64(plotH)*(1-math.Log10(msv/lo)/math.Log10(hi/lo))
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
-	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
-	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="15" font-weight="bold">%s</text>`+"\n", left, xmlEscape(title))
-	for v := lo; v <= hi*1.001; v *= 10 {
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", left, width-right, y(v), y(v))
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, y(v)+4, axisLabel(v))
-	}
+	b, y := logChart(title, width, height, left, right, top, bottom, lo, hi)
 	rounds := runs[0].Results
 	group := float64(plotW) / float64(max(1, len(rounds)))
 	barW := (group - 20) / float64(len(runs))
@@ -127,19 +114,19 @@ func WritePeerSVG(w io.Writer, title string, runs []Run) error {
 			}
 			v := float64(r.Wall) / float64(time.Millisecond)
 			x := gx + float64(j)*barW
-			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s, %s: wall %.0f ms, %.2f Neutron req/pod</title></rect>`+"\n",
+			fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s, %s: wall %.0f ms, %.2f Neutron req/pod</title></rect>`+"\n",
 				x, y(v), barW-barGap, y(0)-y(v), colors[j%len(colors)], xmlEscape(run.Name), xmlEscape(r.Name), v, float64(r.RequestCount())/float64(r.N))
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10">%s</text>`+"\n", x+(barW-barGap)/2, y(v)-3, axisLabel(math.Round(v)))
+			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10">%s</text>`+"\n", x+(barW-barGap)/2, y(v)-3, axisLabel(math.Round(v)))
 		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle" font-weight="bold">%s</text>`+"\n", float64(left)+group*(float64(i)+0.5), height-bottom+18, xmlEscape(br.Name))
+		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle" font-weight="bold">%s</text>`+"\n", float64(left)+group*(float64(i)+0.5), height-bottom+18, xmlEscape(br.Name))
 	}
-	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#333"/>`+"\n", left, width-right, y(0), y(0))
+	fmt.Fprintf(b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#333"/>`+"\n", left, width-right, y(0), y(0))
 	for j, run := range runs {
 		x := left + 10 + (j%3)*260
 		yy := height - 50 + (j/3)*18
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", x, yy-10, colors[j%len(colors)], x+16, yy, xmlEscape(run.Name))
+		fmt.Fprintf(b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", x, yy-10, colors[j%len(colors)], x+16, yy, xmlEscape(run.Name))
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="%d">wall: first pod create → last pod's interfaces active (log scale)</text>`+"\n", left, height-6)
+	fmt.Fprintf(b, `<text x="%d" y="%d">wall: first pod create → last pod's interfaces active (log scale)</text>`+"\n", left, height-6)
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
 	return err
