@@ -60,6 +60,7 @@ type config struct {
 	// Comparison with kuryr-kubernetes (on when kuryrVenv is set).
 	kuryrVenv, kuryrSrc string
 	oursPooledArgs      string
+	poolWarm            time.Duration
 	kuryrPoolMin        int
 	kuryrPoolBatch      int
 	kuryrPoolMax        int
@@ -85,6 +86,7 @@ func run() int {
 	flag.StringVar(&c.kuryrVenv, "kuryr-venv", "", "also run kuryr-kubernetes from this venv (hack/bench/peer-venv.sh), unpooled and pooled, after ours, and print a comparison table")
 	flag.StringVar(&c.kuryrSrc, "kuryr-src", "", "kuryr-kubernetes checkout: its CRDs (kubernetes_crds/kuryr_crds) are installed; required with --kuryr-venv")
 	flag.StringVar(&c.oursPooledArgs, "ours-pooled-args", "", "extra kuryr-controller flags that turn our pools on: our controller runs again with them after its unpooled run; empty: no pooled run (reported as not measured beside kuryr-kubernetes)")
+	flag.DurationVar(&c.poolWarm, "pool-warm-timeout", 5*time.Minute, "with --ours-pooled-args: how long a round waits for our pools to be warm before it goes on anyway")
 	flag.IntVar(&c.kuryrPoolMin, "kuryr-pool-min", 10, "kuryr-kubernetes [vif_pool] ports_pool_min")
 	flag.IntVar(&c.kuryrPoolBatch, "kuryr-pool-batch", 50, "kuryr-kubernetes [vif_pool] ports_pool_batch")
 	flag.IntVar(&c.kuryrPoolMax, "kuryr-pool-max", 0, "kuryr-kubernetes [vif_pool] ports_pool_max (0: no limit)")
@@ -370,7 +372,7 @@ func (h *harness) ours(ctx context.Context, name, extra string, pooled bool) (be
 	env := h.env
 	env.Subject = bench.OursSubject(h.neutron, h.c.clusterID)
 	if pooled {
-		env.Subject = bench.OursPooledSubject(h.neutron, h.c.clusterID, h.env.Client, h.env.Node, 2*time.Minute, logf)
+		env.Subject = bench.OursPooledSubject(h.neutron, h.c.clusterID, h.env.Client, h.env.Node, h.c.poolWarm, logf)
 	}
 	env.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
 	run.Results, err = h.rounds(ctx, env, proc, logPath, "bench", 0)
