@@ -27,10 +27,28 @@ type KuryrNodeStatus struct {
 	// Pools are the node's port pools, as the controller last saw them.
 	// +optional
 	Pools []NodePool `json:"pools,omitempty"`
+	// HotplugSlots counts the VM's hot-plug slots (PCIe root ports, fixed
+	// at boot) for Nova attachments, when the controller is told how many
+	// there are: a nested-dpdk interface is never attached past them.
+	// +optional
+	HotplugSlots *HotplugSlots `json:"hotplugSlots,omitempty"`
 	// +listType=map
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// HotplugSlots is the use of a node VM's hot-plug slots.
+type HotplugSlots struct {
+	// Limit is how many ports Nova may hot-attach to the VM besides its
+	// own port (--hotplug-slots, or the node's kuryr-dpdk.io/hotplug-slots
+	// annotation).
+	Limit int `json:"limit"`
+	// Used counts the ports attached to the VM besides its own port,
+	// attachments under way included.
+	Used int `json:"used"`
+	// Free is Limit - Used (never below 0).
+	Free int `json:"free"`
 }
 
 // NodePool is one pool of ready ports on a node: a driver, a subnet and a

@@ -20,6 +20,11 @@ const (
 	// NetworkAttachmentDefinition: {"subnetId": ..., "driverType": ...}.
 	KuryrConfigAnnotation = netconf.KuryrConfigAnnotation
 
+	// HotplugSlotsAnnotation on a Node sets how many ports Nova may
+	// hot-attach to its VM (its free PCIe root ports), overriding the
+	// controller's --hotplug-slots.
+	HotplugSlotsAnnotation = "kuryr-dpdk.io/hotplug-slots"
+
 	// CNIType is the "type" of a CNI network config handled by kuryr-dpdk.
 	CNIType = netconf.PluginType
 )

@@ -10,6 +10,9 @@
 # (default 2), KURYR_BENCH_PORT (Neutron's port, default 19797; MariaDB takes
 # port+10000), KURYR_BENCH_OUT (default results/<UTC timestamp>-neutron),
 # KURYR_BENCH_CONTROLLER_ARGS (extra kuryr-controller flags, e.g. "--workers 4"),
+# KURYR_BENCH_OURS_POOLED_ARGS (flags that turn the controller's pools on, e.g.
+# "--pool-nested-vlan-min=10 --pool-nested-vlan-max=60 --pool-nested-vlan-batch=50":
+# the controller runs again with them, after its unpooled run),
 # KURYR_BENCH_ARGS (extra bench-neutron flags, shell-quoted; hack/bench/peer.sh
 # passes the kuryr-kubernetes comparison's here).
 set -euo pipefail
@@ -45,6 +48,9 @@ url=$(KURYR_NEUTRON_API_WORKERS=$workers hack/neutron/start-mariadb.sh -p "$port
 log "5/5 benchmark: N = $counts, results in $out"
 extra=()
 eval "extra=(${KURYR_BENCH_ARGS:-})"
+if [[ -n ${KURYR_BENCH_OURS_POOLED_ARGS:-} ]]; then
+	extra+=(--ours-pooled-args "$KURYR_BENCH_OURS_POOLED_ARGS")
+fi
 bin/bench-neutron --neutron-url "$url" --neutron-state "$state" --counts "$counts" --out "$out" \
 	--controller bin/kuryr-controller --controller-args "${KURYR_BENCH_CONTROLLER_ARGS:-}" "${extra[@]}"
 cp "$state/neutron-server.log" "$out/neutron-server.log"

@@ -11,9 +11,9 @@
 #   KURYR_LIB_SRC   openstack/kuryr-lib, repository openstack/kuryr (265782df)
 # hack/bench/peer-venv.sh makes (and caches outside the repository) the venv.
 #
-# Environment, besides hack/bench/neutron.sh's: KURYR_BENCH_OURS_POOLED_ARGS
-# (kuryr-controller flags that turn our pools on; unset: reported as not
-# measured), KURYR_BENCH_KURYR_POOL (min,batch,max,update_frequency of its
+# Environment, besides hack/bench/neutron.sh's (KURYR_BENCH_OURS_POOLED_ARGS
+# among them: unset, our pooled rows are reported as not measured):
+# KURYR_BENCH_KURYR_POOL (min,batch,max,update_frequency of its
 # pool; default 10,50,0,2); KURYR_BENCH_ARGS (more bench-neutron flags,
 # shell-quoted, e.g. "--round-timeout 15m") is passed on.
 set -euo pipefail
@@ -34,8 +34,5 @@ src=$(cd "$KURYR_PEER_SRC" && pwd)
 IFS=, read -r pmin pbatch pmax pupdate <<<"${KURYR_BENCH_KURYR_POOL:-10,50,0,2}"
 args=(--kuryr-venv "$venv" --kuryr-src "$src" --kuryr-pool-min "$pmin" --kuryr-pool-batch "$pbatch"
 	--kuryr-pool-max "$pmax" --kuryr-pool-update "$pupdate")
-if [[ -n ${KURYR_BENCH_OURS_POOLED_ARGS:-} ]]; then
-	args+=(--ours-pooled-args "$KURYR_BENCH_OURS_POOLED_ARGS")
-fi
 export KURYR_BENCH_OUT=${KURYR_BENCH_OUT:-results/$(date -u +%Y%m%dT%H%M%SZ)-peer}
 KURYR_BENCH_ARGS="${args[*]@Q} ${KURYR_BENCH_ARGS:-}" exec hack/bench/neutron.sh

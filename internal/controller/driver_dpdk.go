@@ -25,7 +25,9 @@ var errDetachPending = errors.New("detach still in progress")
 // dpdkDriver is nested-dpdk: Nova hot-attaches the port to the node VM (a
 // new virtio-net PCI device there), which the daemon binds to a DPDK driver.
 type dpdkDriver struct {
-	cloud              novaAttachments
+	cloud novaAttachments
+	// slots keeps attaches within the VM's hot-plug slots.
+	slots              *hotplugSlots
 	attaches, detaches prometheus.Counter
 }
 
@@ -45,8 +47,14 @@ func (d *dpdkDriver) wire(ctx context.Context, node nodeInfo, ifName string, p o
 	case p.DeviceID != "":
 		return w, terminal(fmt.Errorf("port %s of interface %s is in use by device %s, not server %s", p.ID, ifName, p.DeviceID, node.ServerID))
 	}
+	if err := d.slots.reserve(ctx, node, p.ID); err != nil {
+		return w, err
+	}
 	iface, err := d.cloud.AttachInterface(ctx, node.ServerID, p.ID)
 	if err != nil {
+		// Attached after all (a lost answer)? The count is read again
+		// from Neutron before the node is called full.
+		d.slots.free(node.ServerID, p.ID)
 		return w, fmt.Errorf("attach port %s to server %s: %w", p.ID, node.ServerID, err)
 	}
 	d.attaches.Inc()
@@ -82,11 +90,13 @@ func (d *dpdkDriver) unwire(ctx context.Context, p openstack.Port) error {
 	fresh, err := d.cloud.GetPort(ctx, p.ID)
 	switch {
 	case errors.Is(err, openstack.ErrNotFound):
+		d.slots.free(p.DeviceID, p.ID)
 		return fmt.Errorf("port %s after detach from server %s: %w", p.ID, p.DeviceID, errPortGone)
 	case err != nil:
 		return fmt.Errorf("read port %s after detach: %w", p.ID, err)
 	case fresh.DeviceID != "":
 		return fmt.Errorf("port %s still attached to server %s: %w", p.ID, fresh.DeviceID, errDetachPending)
 	}
+	d.slots.free(p.DeviceID, p.ID)
 	return nil
 }

@@ -69,7 +69,8 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 		spec.AllowedAddressPairs = append(spec.AllowedAddressPairs, openstack.AddressPair{IPAddress: ap.IPAddress, MACAddress: ap.MACAddress})
 	}
 	drv.prepare(node, &spec)
-	p, err := r.cloud.CreatePort(ctx, spec)
+	// Pods that arrive together share one bulk create.
+	p, err := r.creates.do(ctx, spec.NetworkID, spec)
 	if err != nil {
 		return openstack.Port{}, cloudTerminal(err, fmt.Sprintf("create port for interface %s on subnet %s", req.IfName, req.SubnetID))
 	}
@@ -141,6 +142,10 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 		}
 		w, err = drv.wire(ctx, node, req.IfName, port)
 		if err != nil {
+			var full *errNoHotplugSlot
+			if errors.As(err, &full) {
+				r.recorder.Eventf(pod, nil, corev1.EventTypeWarning, reasonNoSlot, "AttachInterface", "interface %s waits: %s", req.IfName, err.Error())
+			}
 			entry.PortID, entry.Message = port.ID, err.Error()
 			return entry, err
 		}

@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
@@ -21,7 +22,7 @@ func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info 
 	st := v1alpha1.KuryrNodeStatus{
 		ServerID: info.ServerID, ParentPortID: info.ParentPortID, ParentMAC: info.ParentMAC,
 		ParentIPs: info.ParentIPs, TrunkID: info.TrunkID, VLANIDs: r.nodes.vlanIDs(info.TrunkID),
-		Pools: r.pools.byNode()[info.Name],
+		Pools: r.pools.byNode()[info.Name], HotplugSlots: r.slots.status(info.ServerID),
 	}
 	kn := &v1alpha1.KuryrNode{}
 	err := r.client.Get(ctx, types.NamespacedName{Name: info.Name}, kn)
@@ -42,7 +43,7 @@ func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info 
 	}
 	if kn.Status.ServerID == st.ServerID && kn.Status.TrunkID == st.TrunkID && kn.Status.ParentPortID == st.ParentPortID &&
 		slices.Equal(kn.Status.VLANIDs, st.VLANIDs) && slices.Equal(kn.Status.ParentIPs, st.ParentIPs) &&
-		equality.Semantic.DeepEqual(kn.Status.Pools, st.Pools) {
+		equality.Semantic.DeepEqual(kn.Status.Pools, st.Pools) && equality.Semantic.DeepEqual(kn.Status.HotplugSlots, st.HotplugSlots) {
 		return nil
 	}
 	st.Conditions = kn.Status.Conditions
@@ -51,6 +52,18 @@ func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info 
 		return fmt.Errorf("update KuryrNode %s: %w", info.Name, err)
 	}
 	return nil
+}
+
+// recordSlots rewrites the KuryrNode of the node whose VM is server
+// serverID, if known, after its hot-plug slots changed.
+func (r *PodReconciler) recordSlots(ctx context.Context, serverID string) {
+	for _, info := range r.nodes.known() {
+		if info.ServerID == serverID {
+			if err := r.recordNode(ctx, nil, info); err != nil {
+				log.FromContext(ctx).Info("KuryrNode hot-plug slots not recorded", "node", info.Name, "reason", err.Error())
+			}
+		}
+	}
 }
 
 // refreshNodes rewrites the KuryrNodes whose facts changed since (the VLAN

@@ -22,6 +22,10 @@ type nodeInfo struct {
 	ParentIPs    []string
 	// TrunkID is empty when the VM's port is not a trunk parent.
 	TrunkID string
+	// HotplugSlots is how many ports Nova may hot-attach to the VM
+	// besides its own (0: not counted). It comes from the Node object, not
+	// the cloud: nodeOf sets it on every reconcile.
+	HotplugSlots int
 }
 
 // errNodeNotReady says the node cannot be resolved yet (no providerID and no
@@ -38,6 +42,9 @@ type nodes struct {
 	mu     sync.Mutex
 	byName map[string]nodeInfo
 	trunks map[string]*trunkVLANs
+
+	// adds merges the add_subports of ports waiting for the same trunk.
+	adds *batcher[string, []string, map[string]int]
 }
 
 // nodeCloud is what resolving nodes and handing out VLAN IDs need: the
@@ -50,7 +57,9 @@ type nodeCloud interface {
 }
 
 func newNodes(c nodeCloud, workerSubnets []string) *nodes {
-	return &nodes{cloud: c, workerSubnets: workerSubnets, byName: map[string]nodeInfo{}, trunks: map[string]*trunkVLANs{}}
+	ns := &nodes{cloud: c, workerSubnets: workerSubnets, byName: map[string]nodeInfo{}, trunks: map[string]*trunkVLANs{}}
+	ns.adds = newBatcher(ns.addSubportsBatch)
+	return ns
 }
 
 // serverIDFromProviderID accepts openstack:///<id> and openstack://<region>/<id>.
@@ -251,13 +260,54 @@ func (ns *nodes) load(ctx context.Context, trunkID string, t *trunkVLANs) error 
 
 const maxVLANAttempts = 6
 
-// addSubports makes every port of portIDs a subport of trunkID in one
-// request (a pool's batch), each with a VLAN ID free on that trunk, and
-// returns the IDs by port. Ports that already are subports keep their IDs
-// and are not sent. On 409 (someone took an ID) it reloads and picks again.
+// addSubports makes every port of portIDs a subport of trunkID, each with
+// a VLAN ID free on that trunk, and returns the IDs by port. Ports that
+// already are subports keep their IDs. Callers waiting for the same trunk
+// at the same time (pods of one node, a pool's batch) share one
+// add_subports request, whose VLAN IDs are chosen together.
 func (ns *nodes) addSubports(ctx context.Context, trunkID string, portIDs []string) (map[string]int, error) {
+	return ns.adds.do(ctx, trunkID, portIDs)
+}
+
+// addSubportsBatch is one add_subports for the ports of several callers;
+// if Neutron refuses the batch (it takes all or none), each caller's ports
+// are tried on their own.
+func (ns *nodes) addSubportsBatch(ctx context.Context, trunkID string, reqs [][]string) ([]map[string]int, []error) {
+	var all []string
+	for _, ids := range reqs {
+		for _, id := range ids {
+			if !slices.Contains(all, id) {
+				all = append(all, id)
+			}
+		}
+	}
+	vids, err := ns.addSubportsNow(ctx, trunkID, all)
+	if err != nil {
+		return splitOnRefusal(ctx, reqs, err, func(ctx context.Context, ids []string) (map[string]int, error) {
+			return ns.addSubportsNow(ctx, trunkID, ids)
+		})
+	}
+	outs := make([]map[string]int, len(reqs))
+	for i, ids := range reqs {
+		outs[i] = make(map[string]int, len(ids))
+		for _, id := range ids {
+			outs[i][id] = vids[id]
+		}
+	}
+	return outs, make([]error, len(reqs))
+}
+
+// addSubportsNow makes every port of portIDs a subport of trunkID in one
+// request, each with a VLAN ID free on that trunk, and returns the IDs by
+// port. Ports that already are subports keep their IDs and are not sent.
+// On 409 it reloads the trunk and picks again: for a VLAN ID taken behind
+// our back (DuplicateSubPort) up to maxVLANAttempts times; for any other
+// conflict once (a port added by a request whose answer was lost is then
+// known and not sent again; a port of another trunk stays refused).
+func (ns *nodes) addSubportsNow(ctx context.Context, trunkID string, portIDs []string) (map[string]int, error) {
 	t := ns.trunk(trunkID)
 	var lastErr error
+	otherConflicts := 0
 	for attempt := 0; attempt < maxVLANAttempts; attempt++ {
 		t.mu.Lock()
 		if !t.loaded || attempt > 0 {
@@ -281,8 +331,8 @@ func (ns *nodes) addSubports(ctx context.Context, trunkID string, portIDs []stri
 				t.mu.Unlock()
 				return nil, fmt.Errorf("trunk %s has no free VLAN ID for port %s", trunkID, id)
 			}
-			// Reserve it, and call Neutron without the lock so that pods
-			// on the same node are wired in parallel.
+			// Reserve it, and call Neutron without the lock (a removal
+			// may go on meanwhile).
 			t.used[next], t.byPort[id], out[id] = true, next, next
 			subs = append(subs, openstack.Subport{PortID: id, SegmentationType: "vlan", SegmentationID: next})
 		}
@@ -299,8 +349,15 @@ func (ns *nodes) addSubports(ctx context.Context, trunkID string, portIDs []stri
 			delete(t.used, s.SegmentationID)
 			delete(t.byPort, s.PortID)
 		}
+		// A lost answer may have added them after all: the next call
+		// reads the trunk again.
+		t.loaded = false
 		t.mu.Unlock()
-		if !errors.Is(err, openstack.ErrConflict) {
+		var oe *openstack.Error
+		if !errors.As(err, &oe) || oe.Type != "DuplicateSubPort" {
+			otherConflicts++
+		}
+		if !errors.Is(err, openstack.ErrConflict) || otherConflicts > 1 {
 			return nil, fmt.Errorf("add %d ports to trunk %s (first %s as VLAN %d): %w", len(subs), trunkID, subs[0].PortID, subs[0].SegmentationID, err)
 		}
 		lastErr = err

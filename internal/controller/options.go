@@ -60,6 +60,10 @@ type Options struct {
 	// Pools keep ports ready per (node, subnet, security groups) so that a
 	// pod's interface costs one Neutron call. Off unless max is set.
 	Pools PoolOptions `json:"pools"`
+	// HotplugSlots is how many ports Nova may hot-attach to each node VM
+	// besides its own port (the PCIe root ports it boots with); a Node's
+	// kuryr-dpdk.io/hotplug-slots annotation overrides it. 0: not counted.
+	HotplugSlots int `json:"hotplugSlots"`
 }
 
 // PoolOptions size the pools of each driver that has them.
@@ -164,6 +168,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxCloudWrites, "max-cloud-writes", o.MaxCloudWrites, "OpenStack writes in flight at once (0: no bound)")
 	poolFlags(fs, "nested-vlan", &o.Pools.NestedVLAN)
 	poolFlags(fs, "nested-macvlan", &o.Pools.NestedMACVLAN)
+	fs.IntVar(&o.HotplugSlots, "hotplug-slots", o.HotplugSlots, "ports Nova may hot-attach to each node VM besides its own (its free PCIe root ports); a node's "+
+		v1alpha1.HotplugSlotsAnnotation+" annotation overrides it; 0: not counted")
 }
 
 func poolFlags(fs *flag.FlagSet, driver string, s *PoolSize) {
@@ -219,6 +225,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxCloudWrites < 0 {
 		bad("maxCloudWrites", "%d must not be negative", o.MaxCloudWrites)
+	}
+	if o.HotplugSlots < 0 || o.HotplugSlots > maxHotplugSlots {
+		bad("hotplugSlots", "%d must be within 0..%d", o.HotplugSlots, maxHotplugSlots)
 	}
 	// A slice, not a map: the errors come out in the same order every run.
 	for _, p := range []struct {

@@ -35,7 +35,9 @@ type PodReconciler struct {
 	nets     *netCache
 	metrics  *metrics
 	created  createdPorts
+	creates  *portCreates
 	pools    *pools
+	slots    *hotplugSlots
 	now      func() time.Time
 }
 
@@ -44,10 +46,11 @@ func NewPodReconciler(c client.Client, cloud Cloud, rec recorder.EventRecorder, 
 	cloud = retryingCloud{limitWrites(cloud, opts.MaxCloudWrites)}
 	m := newMetrics(reg)
 	ns := newNodes(cloud, opts.WorkerSubnetIDs)
+	slots := newHotplugSlots(cloud)
 	r := &PodReconciler{
 		client: c, cloud: cloud, recorder: rec, opts: opts,
-		nodes: ns, drivers: newDrivers(cloud, ns, m), nets: newNetCache(cloud),
-		metrics: m, now: time.Now,
+		nodes: ns, drivers: newDrivers(cloud, ns, slots, m), nets: newNetCache(cloud),
+		metrics: m, creates: newPortCreates(cloud), slots: slots, now: time.Now,
 	}
 	r.pools = newPools(r)
 	return r

@@ -16,6 +16,8 @@ const (
 	reasonPending      = "InterfacesPending"
 	reasonActive       = "InterfacesActive"
 	reasonPoolFill     = "PoolNotFilled"
+	reasonNoSlot       = "NoHotplugSlot"
+	reasonBadSlots     = "InvalidHotplugSlots"
 	reasonNodeNotReady = "NodeNotReady"
 	reasonPlanned      = "Planned"
 )

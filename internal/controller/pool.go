@@ -88,6 +88,11 @@ type pool struct {
 	deleted map[string]bool
 
 	lastErr string
+	// lostAt is when a create of this pool failed without an answer (a
+	// timeout, a 5xx): Neutron may still make its ports, later than the
+	// listing right after the failure. Until lostWait has passed the pool
+	// is listed every round (to adopt them) and makes no new batch.
+	lostAt time.Time
 	// failures counts refills failed in a row; none is tried before
 	// notBefore (exponential backoff: a full subnet or an exhausted quota
 	// is not asked again every second).
@@ -95,9 +100,20 @@ type pool struct {
 	notBefore time.Time
 }
 
+// lostWait is how long the ports of a create whose answer was lost may
+// take to appear. Neutron finishes what it accepted, but on the loaded
+// bench machine a 50-port bulk create took more than twice the client's
+// 30 s timeout: four request timeouts.
+const lostWait = 4 * openstack.DefaultRequestTimeout
+
 // short says whether the pool wants a refill now.
 func (p *pool) short(now time.Time) bool {
-	return p.idle() < p.size.Min && !now.Before(p.notBefore)
+	return p.idle() < p.size.Min && !now.Before(p.notBefore) && !p.awaitingLost(now)
+}
+
+// awaitingLost says whether ports of a lost create may still appear.
+func (p *pool) awaitingLost(now time.Time) bool {
+	return !p.lostAt.IsZero() && now.Sub(p.lostAt) < lostWait
 }
 
 // failed records a failed refill and returns when the next may be tried.

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -223,4 +224,44 @@ func TestPoolSlowCloud(t *testing.T) {
 		t.Errorf("%d writes in flight at once, the bound is 2", m)
 	}
 	t.Logf("creates answered too late: %d; most writes in flight: %d", slowCreates.Load(), f.maxWrites.Load())
+}
+
+// TestPoolLateCreateAdopted: the pool's first bulk create is made by
+// Neutron only after the client gave up (3 s after its timeout, later than
+// the listing right after the failure and than a retry's whole refill):
+// the pool makes no second batch meanwhile, adopts the late ports when
+// they appear, and ends with exactly one batch in the cloud, every port
+// of it known and ready.
+func TestPoolLateCreateAdopted(t *testing.T) {
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	f.opts.Pools.NestedVLAN = PoolSize{Min: 3, Max: 6, Batch: 3}
+	var late atomic.Int64 // 1: the late create is held, 2: made
+	f.interpose(700*time.Millisecond, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v2.0/ports") &&
+			strings.Contains(body(r), tagPrefixPool) && late.CompareAndSwap(0, 1) {
+			<-r.Context().Done()
+			time.Sleep(3 * time.Second)
+			next.ServeHTTP(httptest.NewRecorder(), r.Clone(context.Background()))
+			late.Store(2)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+	f.startController()
+	f.createPod("first", node, "")
+	f.waitReady("first")
+	f.eventually(20*time.Second, "the late batch made", func() (bool, string) { return late.Load() == 2, fmt.Sprint(late.Load()) })
+	f.eventually(20*time.Second, "every pool port in the cloud known and ready", func() (bool, string) {
+		var inCloud []string
+		for id := range f.poolPorts() {
+			inCloud = append(inCloud, id)
+		}
+		slices.Sort(inCloud)
+		ready := f.readyPortIDs(node)
+		return len(inCloud) == 3 && slices.Equal(inCloud, ready), fmt.Sprintf("in the cloud %v, ready %v", inCloud, ready)
+	})
+	if c := f.sim.Count("neutron.ports.create"); c != 2 {
+		t.Errorf("%d port creates, want 2 (the first pod's and the late batch)", c)
+	}
 }

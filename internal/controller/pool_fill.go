@@ -57,7 +57,7 @@ func (ps *pools) round(ctx context.Context) {
 	ps.mu.Lock()
 	var keys, others []poolKey
 	for k, p := range ps.byKey {
-		if p.short(time.Now()) || len(p.warming)+len(p.unwired)+len(p.unsure) > 0 || !p.size.on() {
+		if p.short(time.Now()) || len(p.warming)+len(p.unwired)+len(p.unsure) > 0 || !p.size.on() || p.awaitingLost(time.Now()) {
 			keys = append(keys, k)
 		} else {
 			others = append(others, k)
@@ -160,6 +160,9 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 		}
 		if err != nil {
 			p.failed(time.Now())
+			if openstack.IsRetryable(err, false) {
+				p.lostAt = time.Now()
+			}
 		} else {
 			p.failures, p.notBefore = 0, time.Time{}
 		}

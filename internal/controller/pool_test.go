@@ -136,9 +136,10 @@ func TestPoolFillTakeRecycle(t *testing.T) {
 			t.Fatalf("pool port %s is not a subport of the node's trunk", id)
 		}
 	}
-	// The first pod's own port (unpooled path) and the pool's batch.
-	if c, a := f.sim.Count("neutron.ports.create"), f.sim.Count("neutron.trunks.add_subports"); c != 2 || a != 2 {
-		t.Fatalf("port creates %d and add_subports %d, want 2 and 2 (the first pod's and one per batch)", c, a)
+	// The first pod's own port (unpooled path) and the pool's batch; the
+	// pod's subport may share the batch's add_subports (batch.go).
+	if c, a := f.sim.Count("neutron.ports.create"), f.sim.Count("neutron.trunks.add_subports"); c != 2 || a < 1 || a > 2 {
+		t.Fatalf("port creates %d and add_subports %d, want 2 and 1 or 2 (the first pod's and one per batch)", c, a)
 	}
 
 	before, counts := f.calls.Load(), f.sim.Counts()

@@ -60,7 +60,12 @@ func (r *PodReconciler) releasePort(ctx context.Context, p openstack.Port) error
 		if err != nil {
 			return fmt.Errorf("release port %s: %w", p.ID, err)
 		}
-		switch err := drv.unwire(ctx, p); {
+		err = drv.unwire(ctx, p)
+		if p.DeviceID != "" && (err == nil || errors.Is(err, errPortGone)) && r.slots.status(p.DeviceID) != nil {
+			// A counted hot-plug slot of that VM is free again.
+			r.recordSlots(ctx, p.DeviceID)
+		}
+		switch {
 		case errors.Is(err, errPortGone):
 			return nil
 		case err != nil:

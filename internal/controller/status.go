@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -70,6 +71,11 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		if err != nil {
 			return ctrl.Result{}, err
 		}
+		if info.HotplugSlots > 0 && slices.ContainsFunc(kp.Spec.Interfaces, func(i v1alpha1.InterfaceRequest) bool {
+			return i.Driver == v1alpha1.DriverNestedDPDK
+		}) {
+			r.recordSlots(ctx, info.ServerID)
+		}
 	}
 	return r.apply(ctx, pod, kp, podStatus(obs))
 }
@@ -81,6 +87,11 @@ func (r *PodReconciler) nodeOf(ctx context.Context, pod *corev1.Pod) (nodeInfo, 
 		return nodeInfo{}, fmt.Errorf("get node %s of pod %s/%s: %w", pod.Spec.NodeName, pod.Namespace, pod.Name, err)
 	}
 	info, fresh, err := r.nodes.resolve(ctx, &node)
+	limit, lerr := hotplugLimit(&node, r.opts.HotplugSlots)
+	if lerr != nil {
+		r.recorder.Eventf(&node, nil, corev1.EventTypeWarning, reasonBadSlots, "CountHotplugSlots", "%s", lerr.Error())
+	}
+	info.HotplugSlots = limit
 	if err == nil && fresh {
 		// KuryrNode is a cache for people and tools: failing to write it
 		// (a conflict with another pod of the node) does not hold the pod.

@@ -2,7 +2,9 @@ package openstack
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -88,4 +90,101 @@ func contractPoolBatch(t *testing.T, tg contractTarget) {
 	}
 	_, err = c.ReplacePortTags(ctx, "00000000-0000-4000-8000-000000000000", pool)
 	wantClass(t, err, ErrNotFound, 404, "")
+}
+
+// contractBatchRefusals is what the controller's batching (pods that
+// arrive together share one bulk create, pods of one trunk one
+// add_subports) relies on when one request of a batch is bad: Neutron
+// refuses the whole batch with that request's reason and makes none of it,
+// and the others, sent again without it, go through.
+func contractBatchRefusals(t *testing.T, tg contractTarget) {
+	ctx := context.Background()
+	c := tg.client
+	f := newFixture(t, tg, "10.98.0.0/24")
+	taken, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, IPAddress: "10.98.0.50", Tags: []string{f.tag}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleteAfter(t, tg, taken.ID)
+
+	// Bulk create: the second of three asks for the taken address.
+	batch := f.tag + "-batch"
+	specs := []PortSpec{
+		{NetworkID: f.netID, SubnetID: f.subnetID, Tags: []string{f.tag, batch}},
+		{NetworkID: f.netID, SubnetID: f.subnetID, IPAddress: "10.98.0.50", Tags: []string{f.tag, batch}},
+		{NetworkID: f.netID, SubnetID: f.subnetID, Tags: []string{f.tag, batch}},
+	}
+	_, err = c.CreatePorts(ctx, specs)
+	wantClass(t, err, ErrConflict, 409, "IpAddressAlreadyAllocated")
+	if l, err := c.ListPorts(ctx, PortFilter{Tags: []string{batch}}); err != nil || len(l) != 0 {
+		t.Fatalf("after a refused bulk create %d of its ports exist (%v), want none", len(l), err)
+	}
+	for i, s := range specs {
+		p, err := c.CreatePort(ctx, s)
+		if i == 1 {
+			wantClass(t, err, ErrConflict, 409, "IpAddressAlreadyAllocated")
+			continue
+		}
+		if err != nil {
+			t.Fatalf("port %d of the refused batch alone: %v", i, err)
+		}
+		deleteAfter(t, tg, p.ID)
+	}
+
+	// add_subports: three ports in one request, the third already a
+	// subport of another trunk; then one that does not exist.
+	trunk := func(name string) string {
+		parent, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, Name: name, Tags: []string{f.tag}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleteAfter(t, tg, parent.ID)
+		body := map[string]any{"port_id": parent.ID, "name": name}
+		if tg.project != "" {
+			body["project_id"] = tg.project
+		}
+		id := field(rawCall(t, tg, "POST", "trunks", map[string]any{"trunk": body}, 201), "trunk", "id")
+		t.Cleanup(func() { rawCall(t, tg, "DELETE", "trunks/"+id, nil, 204) })
+		return id
+	}
+	a, b := trunk("contract-batch-a"), trunk("contract-batch-b")
+	ps, err := c.CreatePorts(ctx, []PortSpec{{NetworkID: f.netID, Tags: []string{f.tag}}, {NetworkID: f.netID, Tags: []string{f.tag}},
+		{NetworkID: f.netID, Tags: []string{f.tag}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		deleteAfter(t, tg, p.ID)
+	}
+	if _, err := c.AddSubports(ctx, b, []Subport{{PortID: ps[2].ID, SegmentationID: 300}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, tr := range []string{a, b} {
+			if _, err := c.RemoveSubports(ctx, tr, []string{ps[0].ID, ps[1].ID, ps[2].ID}); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+	})
+	_, err = c.AddSubports(ctx, a, []Subport{{PortID: ps[0].ID, SegmentationID: 301}, {PortID: ps[1].ID, SegmentationID: 302},
+		{PortID: ps[2].ID, SegmentationID: 303}})
+	wantClass(t, err, ErrConflict, 409, "TrunkPortInUse")
+	var e *Error
+	if errors.As(err, &e) && !strings.Contains(e.Message, ps[2].ID) {
+		t.Errorf("the refusal %q does not name the port it is about, %s", e.Message, ps[2].ID)
+	}
+	if got, err := c.ListSubports(ctx, a); err != nil || len(got) != 0 {
+		t.Fatalf("after a refused add_subports trunk %s has %d subports (%v), want none", a, len(got), err)
+	}
+	_, err = c.AddSubports(ctx, a, []Subport{{PortID: ps[0].ID, SegmentationID: 301}, {PortID: "00000000-0000-4000-8000-000000000000", SegmentationID: 304}})
+	wantClass(t, err, ErrNotFound, 404, "PortNotFound")
+	if got, err := c.ListSubports(ctx, a); err != nil || len(got) != 0 {
+		t.Fatalf("after an add_subports with a missing port trunk %s has %d subports (%v), want none", a, len(got), err)
+	}
+	if _, err := c.AddSubports(ctx, a, []Subport{{PortID: ps[0].ID, SegmentationID: 301}, {PortID: ps[1].ID, SegmentationID: 302}}); err != nil {
+		t.Fatalf("the good ports of the refused batch, again without the bad one: %v", err)
+	}
+	if got, err := c.ListSubports(ctx, a); err != nil || len(got) != 2 {
+		t.Errorf("trunk %s has %d subports (%v), want 2", a, len(got), err)
+	}
 }

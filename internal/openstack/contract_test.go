@@ -419,6 +419,7 @@ func runContract(t *testing.T, tg contractTarget) {
 	})
 
 	t.Run("pool batch: bulk create then one add_subports then tags replaced", func(t *testing.T) { contractPoolBatch(t, tg) })
+	t.Run("batch refused whole for one bad request", func(t *testing.T) { contractBatchRefusals(t, tg) })
 
 	t.Run("binding", func(t *testing.T) {
 		f := newFixture(t, tg, "10.96.0.0/24")

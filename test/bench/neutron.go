@@ -198,3 +198,47 @@ func (n *Neutron) SecurityGroup(ctx context.Context, name string) (string, error
 	}
 	return sg.SecurityGroup.ID, nil
 }
+
+// DropPorts deletes the ports matching the filters of q, first taking
+// those that are subports of trunkID off it, and returns how many it
+// deleted: what a pooled controller leaves on purpose (its pool), removed
+// so that the next controller starts from the same Neutron.
+func (n *Neutron) DropPorts(ctx context.Context, trunkID string, q url.Values) (int, error) {
+	q = maps.Clone(q)
+	q.Set("fields", "id")
+	var ports struct {
+		Ports []idObj `json:"ports"`
+	}
+	if err := n.Do(ctx, http.MethodGet, "/ports?"+q.Encode(), nil, &ports); err != nil {
+		return 0, err
+	}
+	var subs struct {
+		SubPorts []struct {
+			PortID string `json:"port_id"`
+		} `json:"sub_ports"`
+	}
+	if err := n.Do(ctx, http.MethodGet, "/trunks/"+trunkID+"/get_subports", nil, &subs); err != nil {
+		return 0, err
+	}
+	drop := map[string]bool{}
+	for _, p := range ports.Ports {
+		drop[p.ID] = true
+	}
+	var off []map[string]string
+	for _, s := range subs.SubPorts {
+		if drop[s.PortID] {
+			off = append(off, map[string]string{"port_id": s.PortID})
+		}
+	}
+	if len(off) > 0 {
+		if err := n.Do(ctx, http.MethodPut, "/trunks/"+trunkID+"/remove_subports", map[string]any{"sub_ports": off}, nil); err != nil {
+			return 0, err
+		}
+	}
+	for _, p := range ports.Ports {
+		if err := n.Do(ctx, http.MethodDelete, "/ports/"+p.ID, nil, nil); err != nil {
+			return 0, err
+		}
+	}
+	return len(ports.Ports), nil
+}

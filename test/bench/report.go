@@ -166,47 +166,56 @@ func WriteSVG(w io.Writer, title string, results []Result) error {
 			}
 		}
 	}
-	lo, hi = decadeFloor(lo), decadeFloor(hi)*10
-	y := func(msv float64) float64 {
-		msv = max(msv, lo)
-		return float64(top) + float64(plotH)*(1-math.Log10(msv/lo)/math.Log10(hi/lo))
-	}
-
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
-	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
-	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="15" font-weight="bold">%s</text>`+"\n", left, xmlEscape(title))
-	for v := lo; v <= hi*1.001; v *= 10 {
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", left, width-right, y(v), y(v))
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, y(v)+4, axisLabel(v))
-	}
+	b, y := logChart(title, width, height, left, right, top, bottom, lo, hi)
 	goal := float64(GoalLatencyN1) / float64(time.Millisecond)
-	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#54a24b" stroke-dasharray="6 4"/>`+"\n", left, width-right, y(goal), y(goal))
-	fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" fill="#54a24b">goal N=1: %.0f ms</text>`+"\n", width-right, y(goal)-4, goal)
+	fmt.Fprintf(b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#54a24b" stroke-dasharray="6 4"/>`+"\n", left, width-right, y(goal), y(goal))
+	fmt.Fprintf(b, `<text x="%d" y="%.1f" text-anchor="end" fill="#54a24b">goal N=1: %.0f ms</text>`+"\n", width-right, y(goal)-4, goal)
 	group := float64(plotW) / float64(max(1, len(results)))
 	for i, r := range results {
 		gx := float64(left) + group*float64(i) + (group-float64(len(series)*(barW+barGap)))/2
 		for j, s := range series {
 			v := float64(Percentile(r.Latency, s.p)) / float64(time.Millisecond)
 			x := gx + float64(j*(barW+barGap))
-			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%d" height="%.1f" fill="%s"><title>%s %s: %.0f ms</title></rect>`+"\n",
+			fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%d" height="%.1f" fill="%s"><title>%s %s: %.0f ms</title></rect>`+"\n",
 				x, y(v), barW, y(0)-y(v), s.color, xmlEscape(r.Name), s.name, v)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10">%.0f</text>`+"\n", x+barW/2, y(v)-3, v)
+			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10">%.0f</text>`+"\n", x+barW/2, y(v)-3, v)
 		}
 		cx := float64(left) + group*(float64(i)+0.5)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle" font-weight="bold">%s</text>`+"\n", cx, height-bottom+18, xmlEscape(r.Name))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">wall %s</text>`+"\n", cx, height-bottom+34, ms(r.Wall))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%.1f Neutron req/pod</text>`+"\n", cx, height-bottom+50, float64(r.RequestCount())/float64(r.N))
+		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle" font-weight="bold">%s</text>`+"\n", cx, height-bottom+18, xmlEscape(r.Name))
+		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">wall %s</text>`+"\n", cx, height-bottom+34, ms(r.Wall))
+		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%.1f Neutron req/pod</text>`+"\n", cx, height-bottom+50, float64(r.RequestCount())/float64(r.N))
 	}
-	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#333"/>`+"\n", left, width-right, y(0), y(0))
+	fmt.Fprintf(b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#333"/>`+"\n", left, width-right, y(0), y(0))
 	for j, s := range series {
 		x := left + 10 + j*80
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", x, height-20, s.color, x+16, height-10, s.name)
+		fmt.Fprintf(b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", x, height-20, s.color, x+16, height-10, s.name)
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="%d">pod created → KuryrPod all interfaces Active</text>`+"\n", left+260, height-10)
+	fmt.Fprintf(b, `<text x="%d" y="%d">pod created → KuryrPod all interfaces Active</text>`+"\n", left+260, height-10)
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// logChart starts an SVG chart of width × height with title and a log
+// scale of milliseconds from the decade at or below lo to the one above hi,
+// drawn as a grid between the margins; it returns the chart so far and the
+// scale (milliseconds → y).
+func logChart(title string, width, height, left, right, top, bottom int, lo, hi float64) (*strings.Builder, func(float64) float64) {
+	lo, hi = decadeFloor(lo), decadeFloor(hi)*10
+	plotH := height - top - bottom
+	y := func(msv float64) float64 {
+		msv = max(msv, lo)
+		return float64(top) + float64(plotH)*(1-math.Log10(msv/lo)/math.Log10(hi/lo))
+	}
+	b := &strings.Builder{}
+	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
+	fmt.Fprintf(b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
+	fmt.Fprintf(b, `<text x="%d" y="24" font-size="15" font-weight="bold">%s</text>`+"\n", left, xmlEscape(title))
+	for v := lo; v <= hi*1.001; v *= 10 {
+		fmt.Fprintf(b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", left, width-right, y(v), y(v))
+		fmt.Fprintf(b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, y(v)+4, axisLabel(v))
+	}
+	return b, y
 }
 
 // axisLabel writes a millisecond value as "100 ms" or "10 s".

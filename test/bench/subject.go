@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"net/url"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -26,6 +28,9 @@ type Subject struct {
 	// round's pods are deleted, and says what they are; nil when nothing
 	// must be gone (a pool keeps released ports).
 	PortsLeft func(ctx context.Context) (n int, what string, err error)
+	// Warm, when set, waits before every round after the first until the
+	// controller's pools are ready for it.
+	Warm func(ctx context.Context) error
 }
 
 // OursSubject is kuryr-controller: KuryrPods, ready by Ready; released
@@ -43,6 +48,52 @@ func OursSubject(n *Neutron, clusterID string) Subject {
 			return c, "ports tagged kuryr-cluster=" + clusterID, err
 		},
 	}
+}
+
+// OursPooledSubject is kuryr-controller with pools on node: as
+// OursSubject, but the pool's ports (tagged kuryr-pool=<node>) stay after
+// a round; every other port of the cluster must be gone. Before a round it
+// waits (at most warmFor) until the node's pools are warm: each with no
+// port warming and at least its target ready, as its KuryrNode says.
+func OursPooledSubject(n *Neutron, clusterID string, c client.Client, node string, warmFor time.Duration, logf func(string, ...any)) Subject {
+	s := OursSubject(n, clusterID)
+	s.PortsLeft = func(ctx context.Context) (int, string, error) {
+		c, err := n.CountPorts(ctx, url.Values{"tags": {"kuryr-cluster=" + clusterID}, "not-tags-any": {"kuryr-pool=" + node}})
+		return c, "ports tagged kuryr-cluster=" + clusterID + " and not kuryr-pool=" + node, err
+	}
+	s.Warm = func(ctx context.Context) error {
+		start := time.Now()
+		last := "no KuryrNode"
+		for time.Since(start) < warmFor {
+			var kn v1alpha1.KuryrNode
+			if err := c.Get(ctx, client.ObjectKey{Name: node}, &kn); err == nil {
+				last = fmt.Sprintf("%+v", kn.Status.Pools)
+				if poolsWarm(kn.Status.Pools) {
+					logf("pools of %s warm after %s: %s", node, time.Since(start).Round(time.Millisecond), last)
+					return nil
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		logf("pools of %s not warm after %s, round goes on: %s", node, warmFor, last)
+		return nil
+	}
+	return s
+}
+
+// poolsWarm says whether there is a pool and every pool has nothing
+// warming and at least its target ready.
+func poolsWarm(pools []v1alpha1.NodePool) bool {
+	for _, p := range pools {
+		if p.Warming > 0 || p.Ready < p.Target {
+			return false
+		}
+	}
+	return len(pools) > 0
 }
 
 // kuryrPortList is kuryr-kubernetes' per-pod resource.

@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -59,6 +60,7 @@ type config struct {
 	// Comparison with kuryr-kubernetes (on when kuryrVenv is set).
 	kuryrVenv, kuryrSrc string
 	oursPooledArgs      string
+	poolWarm            time.Duration
 	kuryrPoolMin        int
 	kuryrPoolBatch      int
 	kuryrPoolMax        int
@@ -83,7 +85,8 @@ func run() int {
 	flag.StringVar(&c.extraArgs, "controller-args", "", "extra controller flags, space-separated")
 	flag.StringVar(&c.kuryrVenv, "kuryr-venv", "", "also run kuryr-kubernetes from this venv (hack/bench/peer-venv.sh), unpooled and pooled, after ours, and print a comparison table")
 	flag.StringVar(&c.kuryrSrc, "kuryr-src", "", "kuryr-kubernetes checkout: its CRDs (kubernetes_crds/kuryr_crds) are installed; required with --kuryr-venv")
-	flag.StringVar(&c.oursPooledArgs, "ours-pooled-args", "", "with --kuryr-venv: extra kuryr-controller flags that turn our pools on; empty: our pooled run is reported as not measured")
+	flag.StringVar(&c.oursPooledArgs, "ours-pooled-args", "", "extra kuryr-controller flags that turn our pools on: our controller runs again with them after its unpooled run; empty: no pooled run (reported as not measured beside kuryr-kubernetes)")
+	flag.DurationVar(&c.poolWarm, "pool-warm-timeout", 5*time.Minute, "with --ours-pooled-args: how long a round waits for our pools to be warm before it goes on anyway")
 	flag.IntVar(&c.kuryrPoolMin, "kuryr-pool-min", 10, "kuryr-kubernetes [vif_pool] ports_pool_min")
 	flag.IntVar(&c.kuryrPoolBatch, "kuryr-pool-batch", 50, "kuryr-kubernetes [vif_pool] ports_pool_batch")
 	flag.IntVar(&c.kuryrPoolMax, "kuryr-pool-max", 0, "kuryr-kubernetes [vif_pool] ports_pool_max (0: no limit)")
@@ -243,18 +246,30 @@ func bench1(ctx context.Context, c config) (err error) {
 		},
 		agentHealth: agentHealth,
 	}
-	ours, err := h.ours(ctx, "kuryr-dpdk", c.extraArgs)
+	ours, err := h.ours(ctx, "kuryr-dpdk", c.extraArgs, false)
 	if err != nil {
 		return err
 	}
 	runs := []bench.Run{ours}
-	if c.kuryrVenv != "" {
-		oursPooled := bench.Run{Name: "kuryr-dpdk, pooled", NotMeasured: "not run: set --ours-pooled-args (our pools take only interfaces that name security groups)"}
-		if c.oursPooledArgs != "" {
-			if oursPooled, err = h.ours(ctx, "kuryr-dpdk, pooled", c.extraArgs+" "+c.oursPooledArgs); err != nil {
-				return err
-			}
+	oursPooled := bench.Run{Name: "kuryr-dpdk, pooled", NotMeasured: "not run: set --ours-pooled-args"}
+	if c.oursPooledArgs != "" {
+		if oursPooled, err = h.ours(ctx, "kuryr-dpdk, pooled", c.extraArgs+" "+c.oursPooledArgs, true); err != nil {
+			return err
 		}
+		// Its pool stays in Neutron on purpose; the next controller must
+		// not find it (kuryr-kubernetes would adopt compute:kuryr subports
+		// into its own pool).
+		n, err := neutron.DropPorts(ctx, topo.TrunkID, url.Values{"tags": {"kuryr-cluster=" + c.clusterID}})
+		if err != nil {
+			return fmt.Errorf("remove the ports our pooled run left: %w", err)
+		}
+		logf("%s: removed the %d ports it left (its pool)", oursPooled.Name, n)
+		if c.kuryrVenv == "" {
+			runs[0].Name = "kuryr-dpdk, unpooled"
+			runs = append(runs, oursPooled)
+		}
+	}
+	if c.kuryrVenv != "" {
 		// A failed peer run keeps the rounds it finished, and the next runs.
 		kuryr, err := h.kuryr(ctx, nil)
 		if err != nil {
@@ -289,14 +304,31 @@ type harness struct {
 	neutron     *bench.Neutron
 	env         bench.Env
 	agentHealth func() error
-	// sgID is the security group made for kuryr-kubernetes (created once).
+	// sgID is the pods' security group, made once and given to every
+	// controller (our pools serve only interfaces that name theirs).
 	sgID string
 }
 
+// podSecurityGroup returns the pods' security group, made on first use.
+func (h *harness) podSecurityGroup(ctx context.Context) (string, error) {
+	if h.sgID == "" {
+		var err error
+		if h.sgID, err = h.neutron.SecurityGroup(ctx, "bench-pods"); err != nil {
+			return "", err
+		}
+	}
+	return h.sgID, nil
+}
+
 // ours runs the rounds against kuryr-controller started with the
-// harness's flags and extra (space-separated).
-func (h *harness) ours(ctx context.Context, name, extra string) (bench.Run, error) {
+// harness's flags and extra (space-separated); pooled says extra turns its
+// pools on.
+func (h *harness) ours(ctx context.Context, name, extra string, pooled bool) (bench.Run, error) {
 	run := bench.Run{Name: name}
+	sg, err := h.podSecurityGroup(ctx)
+	if err != nil {
+		return run, err
+	}
 	metricsPort, err := bench.FreePort()
 	if err != nil {
 		return run, err
@@ -314,6 +346,7 @@ func (h *harness) ours(ctx context.Context, name, extra string) (bench.Run, erro
 		// Keep the garbage collector's periodic port listing out of the
 		// measured windows (it runs once at start).
 		"--gc-period", "1h",
+		"--pod-security-groups", sg,
 	}
 	args = append(args, strings.Fields(extra)...)
 	run.Config = "kuryr-controller " + strings.Join(args[2:], " ")
@@ -338,6 +371,9 @@ func (h *harness) ours(ctx context.Context, name, extra string) (bench.Run, erro
 	logf("%s: kuryr-controller pid %d ready: %s", name, proc.PID(), strings.Join(args[2:], " "))
 	env := h.env
 	env.Subject = bench.OursSubject(h.neutron, h.c.clusterID)
+	if pooled {
+		env.Subject = bench.OursPooledSubject(h.neutron, h.c.clusterID, h.env.Client, h.env.Node, h.c.poolWarm, logf)
+	}
 	env.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
 	run.Results, err = h.rounds(ctx, env, proc, logPath, "bench", 0)
 	return run, err
@@ -355,11 +391,9 @@ func (h *harness) kuryr(ctx context.Context, pool *bench.KuryrPool) (bench.Run, 
 		settle = time.Duration(2*pool.UpdateFrequency+1) * time.Second
 	}
 	run := bench.Run{Name: name}
-	if h.sgID == "" {
-		var err error
-		if h.sgID, err = h.neutron.SecurityGroup(ctx, "bench-kuryr-pods"); err != nil {
-			return run, err
-		}
+	sg, err := h.podSecurityGroup(ctx)
+	if err != nil {
+		return run, err
 	}
 	healthPort, err := bench.FreePort()
 	if err != nil {
@@ -371,7 +405,7 @@ func (h *harness) kuryr(ctx context.Context, pool *bench.KuryrPool) (bench.Run, 
 	}
 	k := &bench.Kuryr{
 		Venv: h.c.kuryrVenv, NeutronURL: h.c.neutronURL, ProjectID: h.c.projectID,
-		PodSubnetID: h.topo.PodSubnetID, WorkerSubnetID: h.topo.WorkerSubnetID, SecurityGroupID: h.sgID,
+		PodSubnetID: h.topo.PodSubnetID, WorkerSubnetID: h.topo.WorkerSubnetID, SecurityGroupID: sg,
 		HealthPort: healthPort, ExporterPort: exporterPort, Pool: pool,
 	}
 	run.Config = fmt.Sprintf("kuryr-k8s-controller (%s), nested-vlan, handlers vif,kuryrport, %s", h.c.kuryrVenv, pool)
@@ -421,6 +455,11 @@ func (h *harness) rounds(ctx context.Context, env bench.Env, proc *bench.Process
 			case <-ctx.Done():
 				return results, ctx.Err()
 			case <-time.After(settle):
+			}
+		}
+		if i > 0 && env.Subject.Warm != nil {
+			if err := env.Subject.Warm(ctx); err != nil {
+				return results, err
 			}
 		}
 		res, err := env.Run(ctx, r.name, r.ns, r.n)
@@ -484,6 +523,11 @@ func writeResults(c config, runs []bench.Run, topo bench.Topology) error {
 	if err := os.WriteFile(filepath.Join(c.out, "results.md"), []byte(md.String()), 0o644); err != nil {
 		return err
 	}
+	if len(runs) > 1 {
+		if err := writePeerChart(c.out, runs); err != nil {
+			return err
+		}
+	}
 	raw, err := json.MarshalIndent(struct {
 		Machine  bench.Machine
 		Topology bench.Topology
@@ -530,6 +574,15 @@ func writeRunFiles(dir, name string, run bench.Run) error {
 }
 
 const chartTitle = "kuryr-controller, nested-vlan, real Neutron on MariaDB"
+
+// writePeerChart draws the runs side by side into dir/peer.svg.
+func writePeerChart(dir string, runs []bench.Run) error {
+	svg, err := os.Create(filepath.Join(dir, "peer.svg"))
+	if err != nil {
+		return err
+	}
+	return errors.Join(bench.WritePeerSVG(svg, "wall per round, nested-vlan, real Neutron on MariaDB", runs), svg.Close())
+}
 
 // redraw rewrites dir/latency.svg from dir/results.json.
 func redraw(dir string) error {
