@@ -155,7 +155,7 @@ func TestBatchingRefusedCreateIsSplit(t *testing.T) {
 	f := newFixture(t, 1)
 	node := f.ns + "-node-0"
 	f.standardNADs()
-	_, err := f.cloud.CreatePort(f.ctx, openstack.PortSpec{NetworkID: f.mgmtNet.NetworkID, SubnetID: f.mgmtNet.ID, IPAddress: "10.2.0.50", Name: "squatter"})
+	_, err := f.cloud.CreatePort(f.ctx, openstack.PortSpec{NetworkID: f.mgmtNet.NetworkID, IPs: []openstack.FixedIP{{SubnetID: f.mgmtNet.ID, IPAddress: "10.2.0.50"}}, Name: "squatter"})
 	must(t, err)
 	f.sim.SetLatency("neutron.ports.create", cloudsim.Latency{Fixed: 300 * time.Millisecond})
 	f.startController()

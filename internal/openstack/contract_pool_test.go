@@ -101,7 +101,7 @@ func contractBatchRefusals(t *testing.T, tg contractTarget) {
 	ctx := context.Background()
 	c := tg.client
 	f := newFixture(t, tg, "10.98.0.0/24")
-	taken, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, SubnetID: f.subnetID, IPAddress: "10.98.0.50", Tags: []string{f.tag}})
+	taken, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, IPs: []FixedIP{{SubnetID: f.subnetID, IPAddress: "10.98.0.50"}}, Tags: []string{f.tag}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func contractBatchRefusals(t *testing.T, tg contractTarget) {
 	batch := f.tag + "-batch"
 	specs := []PortSpec{
 		{NetworkID: f.netID, SubnetID: f.subnetID, Tags: []string{f.tag, batch}},
-		{NetworkID: f.netID, SubnetID: f.subnetID, IPAddress: "10.98.0.50", Tags: []string{f.tag, batch}},
+		{NetworkID: f.netID, IPs: []FixedIP{{SubnetID: f.subnetID, IPAddress: "10.98.0.50"}}, Tags: []string{f.tag, batch}},
 		{NetworkID: f.netID, SubnetID: f.subnetID, Tags: []string{f.tag, batch}},
 	}
 	_, err = c.CreatePorts(ctx, specs)
