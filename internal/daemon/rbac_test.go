@@ -4,19 +4,24 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 // TestRunsWithDeployedRBAC runs the daemon as the ServiceAccount of
-// deploy/kuryr-dpdk through ADD and DEL: its ClusterRole grants every call
-// the node side makes (informers, status, network-status, the node).
+// deploy/kuryr-dpdk, with a token bound to a pod on its node as the kubelet
+// gives it, through ADD and DEL in primary mode: its ClusterRole grants
+// every call the node side makes (informers, status, network-status, the
+// node), and the node-scoping admission policy lets each through.
 func TestRunsWithDeployedRBAC(t *testing.T) {
 	n := newNode(t)
-	if _, err := testenv.Apply(n.ctx, env.Config, "../../deploy/kuryr-dpdk/rbac.yaml"); err != nil {
+	if _, err := testenv.Apply(n.ctx, env.Config, "../../deploy/kuryr-dpdk/rbac.yaml", "../../deploy/kuryr-dpdk/admission.yaml"); err != nil {
 		t.Fatal(err)
 	}
-	sa, err := env.ServiceAccountConfig("kuryr-dpdk", "kuryr-daemon")
+	sa, err := env.NodeBoundServiceAccountConfig(n.ctx, "kuryr-dpdk", "kuryr-daemon", "kuryr-daemon-"+n.name, n.name)
 	must(t, err)
 	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
 	n.startDaemonAs(sa, 30*time.Second, true)
@@ -26,6 +31,11 @@ func TestRunsWithDeployedRBAC(t *testing.T) {
 	}
 	if st := findStatus(n.kuryrPod("rbac"), "net1"); st.State != v1alpha1.StatePlugged {
 		t.Fatalf("net1 %+v, want Plugged", st)
+	}
+	var pod corev1.Pod
+	must(t, n.c.Get(n.ctx, types.NamespacedName{Namespace: n.pod.Namespace, Name: n.pod.Name}, &pod))
+	if pod.Annotations[v1alpha1.NetworkStatusAnnotation] == "" {
+		t.Fatalf("pod %s has no network-status after ADD: %v", pod.Name, pod.Annotations)
 	}
 	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
 	if st := findStatus(n.kuryrPod("rbac"), "net1"); st.State != v1alpha1.StateActive {
