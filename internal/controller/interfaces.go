@@ -52,7 +52,7 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 		SubnetID:   subnet.ID,
 		Name:       portName(pod.Namespace, pod.Name, req.IfName),
 		MACAddress: req.MAC,
-		Tags:       append(portTags(r.opts.ClusterID, req.Driver), ownerTags(pod.UID, req.IfName)...),
+		Tags:       append(portTags(r.cluster(), req.Driver), ownerTags(pod.UID, req.IfName)...),
 	}
 	if len(req.IPs) > 0 {
 		spec.IPAddress = req.IPs[0]

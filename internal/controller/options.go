@@ -24,6 +24,11 @@ type Options struct {
 	// ClusterID tags every port this controller makes, so that the garbage
 	// collector only ever touches its own.
 	ClusterID string `json:"clusterID"`
+	// ClusterUID is the UID of the cluster's kube-system namespace, read
+	// at start (SetupWithManager), never configured: with ClusterID it
+	// tells this cluster's ports from those of another cluster given the
+	// same ClusterID in the project.
+	ClusterUID string `json:"-"`
 	// Primary: kuryr-dpdk is the cluster's primary CNI; every pod gets eth0.
 	Primary bool `json:"primary"`
 	// DefaultDriver is the node's default driver (nested-vlan or nested-macvlan)

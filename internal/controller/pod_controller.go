@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -51,6 +52,24 @@ func NewPodReconciler(c client.Client, cloud Cloud, rec recorder.EventRecorder, 
 	}
 	r.pools = newPools(r)
 	return r
+}
+
+// cluster is the identity this controller's ports carry.
+func (r *PodReconciler) cluster() clusterIdentity {
+	return clusterIdentity{name: r.opts.ClusterID, uid: r.opts.ClusterUID}
+}
+
+// ReadClusterUID returns the UID of the kube-system namespace: made with the
+// cluster and never recreated, it is what no other cluster shares.
+func ReadClusterUID(ctx context.Context, c client.Reader) (string, error) {
+	var ns corev1.Namespace
+	if err := c.Get(ctx, types.NamespacedName{Name: metav1.NamespaceSystem}, &ns); err != nil {
+		return "", fmt.Errorf("read namespace %s, whose UID identifies the cluster's ports: %w", metav1.NamespaceSystem, err)
+	}
+	if ns.UID == "" {
+		return "", fmt.Errorf("namespace %s has no UID", metav1.NamespaceSystem)
+	}
+	return string(ns.UID), nil
 }
 
 // podDone says the pod has finished for good: none of its containers will

@@ -109,12 +109,20 @@ func (r *PodReconciler) fanOut(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 			continue
 		}
 		existing, err := lookup.port(ctx, req.IfName, cur)
-		if err != nil {
-			return nil, nil, err
-		}
 		entry := v1alpha1.InterfaceStatus{IfName: req.IfName, Driver: req.Driver, Network: req.Network, State: v1alpha1.StatePending}
 		if cur != nil {
 			entry = *cur
+		}
+		if errors.Is(err, errNotOwned) {
+			// Refused: the verdict rolls the pod back, and nothing
+			// touches the port the status named.
+			log.FromContext(ctx).Info("KuryrPod status names a port that is not the interface's", "pod", pod.UID, "ifName", req.IfName, "reason", err.Error())
+			entry.Message = err.Error()
+			out[i], errs[i] = entry, err
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 		todo = append(todo, func() { out[i], errs[i] = r.wireOne(ctx, pod, node, req, existing, entry) })
 	}

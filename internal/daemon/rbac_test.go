@@ -1,11 +1,14 @@
 package daemon
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
@@ -41,4 +44,74 @@ func TestRunsWithDeployedRBAC(t *testing.T) {
 	if st := findStatus(n.kuryrPod("rbac"), "net1"); st.State != v1alpha1.StateActive {
 		t.Fatalf("net1 %+v after DEL, want Active", st)
 	}
+}
+
+// TestEveryDeployedRuleIsUsed: the daemon's ClusterRole in
+// deploy/kuryr-dpdk/rbac.yaml grants nothing the daemon does not call.
+// With all of it, a start (its reconcile), an ADD and a DEL in primary mode
+// are refused nothing; with any one verb of any rule removed, the same run
+// makes a call the API server refuses (403). Informers list first (see the
+// controller's twin).
+func TestEveryDeployedRuleIsUsed(t *testing.T) {
+	perms, err := testenv.ClusterRolePermissions("../../deploy/kuryr-dpdk/rbac.yaml", "kuryr-daemon")
+	must(t, err)
+	if len(perms) < 5 {
+		t.Fatalf("only %d permissions read: %v", len(perms), perms)
+	}
+	testenv.InformersListFirst(t)
+	t.Run("all", func(t *testing.T) {
+		n := newNode(t)
+		cfg, err := env.UserWithPermissions(n.ctx, "rbac-"+n.name, perms)
+		must(t, err)
+		rec := testenv.NewRefusals()
+		if err := n.daemonCalls(n.ctx, rec.Wrap(cfg)); err != nil {
+			t.Fatal(err)
+		}
+		if r := rec.Refused(); len(r) > 0 {
+			t.Fatalf("with the whole role the API server refused: %v", r)
+		}
+	})
+	for i, p := range perms {
+		t.Run("without "+p.String(), func(t *testing.T) {
+			n := newNode(t)
+			n.refusalsExpected = true
+			cfg, err := env.UserWithPermissions(n.ctx, "rbac-"+n.name, testenv.Without(perms, i))
+			must(t, err)
+			rec := testenv.NewRefusals()
+			ctx, cancel := context.WithCancel(n.ctx)
+			defer cancel()
+			go func() {
+				select {
+				case <-rec.First():
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			err = n.daemonCalls(ctx, rec.Wrap(cfg))
+			// Given back before the daemon stops (startDaemonAs's cleanup,
+			// registered earlier, runs later).
+			t.Cleanup(func() { must(t, env.Grant(context.Background(), "rbac-"+n.name, perms)) })
+			r := rec.Refused()
+			if len(r) == 0 {
+				t.Fatalf("with %q removed the API server refused nothing the daemon called (run: %v): the rule is not needed, or daemonCalls misses its call", p, err)
+			}
+			t.Logf("refused: %s", r[0])
+		})
+	}
+}
+
+// daemonCalls runs the daemon as cfg (primary mode) through a start, an
+// ADD of a pod with a DPDK interface and its DEL, stopping early when ctx
+// ends. It returns the first CNI failure.
+func (n *node) daemonCalls(ctx context.Context, cfg *rest.Config) error {
+	must(n.t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	n.startDaemonAs(cfg, 5*time.Second, true)
+	n.createPod("rbac", v1alpha1.StateActive)
+	if _, err := n.cni.AddNetworkList(ctx, n.list, n.rt()); err != nil {
+		return fmt.Errorf("ADD: %w", err)
+	}
+	if err := n.cni.DelNetworkList(ctx, n.list, n.rt()); err != nil {
+		return fmt.Errorf("DEL: %w", err)
+	}
+	return nil
 }
