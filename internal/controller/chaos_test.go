@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -234,4 +236,49 @@ func TestGarbageCollectorReleasesOrphans(t *testing.T) {
 	if p, _ := f.sim.Port(legacyOrphan); tagValue(p.Tags, tagPrefixClusterUID) != "" {
 		t.Errorf("a previous-schema port whose pod is not here was adopted: tags %v", p.Tags)
 	}
+}
+
+// TestCloudOutageDoesNotHoldDeletion: with Neutron and Nova down, a deleted
+// pod still goes once releaseTimeout has passed since its deletion, with a
+// ReleaseDeferred Event; its ports stay in the cloud, tagged, and the
+// garbage collector releases them once the cloud is back (two rounds).
+func TestCloudOutageDoesNotHoldDeletion(t *testing.T) {
+	f := newFixture(t, 1)
+	f.standardNADs()
+	f.opts.ReleaseTimeout = Duration{2 * time.Second}
+	node := f.ns + "-node-0"
+	f.startController()
+	f.createPod("held", node, "dataplane")
+	f.waitReady("held")
+	f.sim.SetFault("neutron.*", cloudsim.Fault{Rate: 1, Status: 503})
+	f.sim.SetFault("nova.*", cloudsim.Fault{Rate: 1, Status: 503})
+	start := time.Now()
+	f.deletePod("held")
+	f.waitGone("held")
+	if took := time.Since(start); took < f.opts.ReleaseTimeout.Duration {
+		t.Fatalf("the pod went after %s, before releaseTimeout %s, with the cloud down", took, f.opts.ReleaseTimeout)
+	}
+	if left := f.leftovers(); left == "" {
+		t.Fatal("nothing left in the cloud: the outage did not hold the release")
+	}
+	f.eventually(10*time.Second, "the ReleaseDeferred Event", func() (bool, string) {
+		evs := f.events("held")
+		return slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, "ReleaseDeferred") }), strings.Join(evs, "; ")
+	})
+
+	f.sim.SetFault("neutron.*", cloudsim.Fault{})
+	f.sim.SetFault("nova.*", cloudsim.Fault{})
+	gc := NewGarbageCollector(NewPodReconciler(f.c, f.cloud, nil, f.opts, nil))
+	for round := 0; round < 2; round++ {
+		if _, err := gc.Collect(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.eventually(20*time.Second, "the garbage collector to release the ports", func() (bool, string) {
+		if _, err := gc.Collect(f.ctx); err != nil {
+			return false, err.Error()
+		}
+		left := f.leftovers()
+		return left == "", left
+	})
 }

@@ -53,6 +53,12 @@ type Options struct {
 	// ReleaseGrace bounds how long a deleted pod's interfaces wait for the
 	// daemon to unplug them before they are released anyway.
 	ReleaseGrace Duration `json:"releaseGrace"`
+	// ReleaseTimeout bounds how long a deleted pod (or KuryrPod) waits
+	// for the cloud to release its ports: past it, its finalizers are
+	// dropped anyway and the ports are left to the garbage collector,
+	// which retries every GCPeriod. A cloud outage does not hold pod
+	// deletion forever.
+	ReleaseTimeout Duration `json:"releaseTimeout"`
 	// Workers is the number of pods handled at once. Waits (for ACTIVE,
 	// for a detach) hold no worker; more workers mostly mean more
 	// concurrent writes to Neutron, which it serialises anyway (measured in
@@ -125,6 +131,7 @@ func Defaults() Options {
 		ActiveTimeout:     Duration{3 * time.Minute},
 		GCPeriod:          Duration{5 * time.Minute},
 		ReleaseGrace:      Duration{2 * time.Minute},
+		ReleaseTimeout:    Duration{10 * time.Minute},
 		Workers:           8,
 		MaxCloudWrites:    16,
 	}
@@ -165,6 +172,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.ActiveTimeout.Duration, "active-timeout", o.ActiveTimeout.Duration, "how long an interface may take to become ACTIVE before it is failed")
 	fs.DurationVar(&o.GCPeriod.Duration, "gc-period", o.GCPeriod.Duration, "how often ports of vanished pods are released")
 	fs.DurationVar(&o.ReleaseGrace.Duration, "release-grace", o.ReleaseGrace.Duration, "how long a deleted pod's interfaces wait for the daemon to unplug them")
+	fs.DurationVar(&o.ReleaseTimeout.Duration, "release-timeout", o.ReleaseTimeout.Duration, "how long a deleted pod waits for the cloud to release its ports before its finalizers are dropped and the garbage collector takes over")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "pods handled at once")
 	fs.IntVar(&o.MaxCloudWrites, "max-cloud-writes", o.MaxCloudWrites, "OpenStack writes in flight at once (0: no bound)")
 	poolFlags(fs, "nested-vlan", &o.Pools.NestedVLAN)
@@ -218,6 +226,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ReleaseGrace.Duration < 0 {
 		bad("releaseGrace", "%s must not be negative", o.ReleaseGrace)
+	}
+	if o.ReleaseTimeout.Duration <= 0 {
+		bad("releaseTimeout", "%s must be positive", o.ReleaseTimeout)
 	}
 	if o.Workers < 1 || o.Workers > 1000 {
 		bad("workers", "%d must be within 1..1000", o.Workers)

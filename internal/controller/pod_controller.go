@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -259,11 +260,21 @@ func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		// KuryrPod is gone and with it the record of what is plugged).
 		recycle := kp != nil && plugged(kp) == ""
 		if err := r.releasePod(ctx, uid, recycle); err != nil {
-			if errors.Is(err, errDetachPending) {
+			switch {
+			case r.releaseOverdue(pod, kp):
+				// The cloud has not let go for releaseTimeout: the pod
+				// goes, its ports stay tagged for the garbage collector.
+				logger.Info("release overdue: finalizers dropped, ports left to the garbage collector", "pod", uid, "reason", err.Error())
+				if obj := releaseSubject(pod, kp); obj != nil {
+					r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "ReleaseDeferred", "ReleaseInterfaces",
+						"the cloud did not release the pod's ports within %s; the garbage collector will", r.opts.ReleaseTimeout.Duration)
+				}
+			case errors.Is(err, errDetachPending):
 				logger.V(1).Info("waiting for Nova to detach", "pod", uid, "reason", err.Error())
 				return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil
+			default:
+				return ctrl.Result{}, err
 			}
-			return ctrl.Result{}, err
 		}
 	}
 	if kp != nil {
@@ -289,6 +300,30 @@ func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alph
 	}
 	logger.V(1).Info("released pod's interfaces", "pod", uid)
 	return ctrl.Result{}, nil
+}
+
+// releaseOverdue says the release of a deleted pod (or of a KuryrPod whose
+// pod is gone) has waited releaseTimeout since the deletion.
+func (r *PodReconciler) releaseOverdue(pod *corev1.Pod, kp *v1alpha1.KuryrPod) bool {
+	var since *metav1.Time
+	switch {
+	case pod != nil:
+		since = pod.DeletionTimestamp
+	case kp != nil:
+		since = kp.DeletionTimestamp
+	}
+	return since != nil && r.now().Sub(since.Time) > r.opts.ReleaseTimeout.Duration
+}
+
+// releaseSubject is the object a release's Events are about.
+func releaseSubject(pod *corev1.Pod, kp *v1alpha1.KuryrPod) runtime.Object {
+	if pod != nil {
+		return pod
+	}
+	if kp != nil {
+		return kp
+	}
+	return nil
 }
 
 // unplugWait is how long to wait for the daemon to unplug a deleted pod's
