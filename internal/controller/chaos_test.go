@@ -282,3 +282,42 @@ func TestCloudOutageDoesNotHoldDeletion(t *testing.T) {
 		return left == "", left
 	})
 }
+
+// TestOutageLongerThanActiveTimeout: a pod created while Neutron answers
+// 503 for three times activeTimeout is not rolled back: the timeout counts
+// from the step that waits for ACTIVE, and the pod's retries (backing off)
+// resume when the cloud answers again, and it becomes Ready.
+func TestOutageLongerThanActiveTimeout(t *testing.T) {
+	f := newFixture(t, 1)
+	f.opts.ActiveTimeout = Duration{time.Second}
+	node := f.ns + "-node-0"
+	f.startController()
+	f.createPod("warm", node, "") // the node resolved before the outage
+	f.waitReady("warm")
+
+	f.sim.SetFault("neutron.*", cloudsim.Fault{Rate: 1, Status: 503})
+	f.createPod("patient", node, "")
+	outage := time.Now()
+	f.eventually(10*time.Second, "the KuryrPod waiting on the cloud", func() (bool, string) {
+		kp, err := f.kuryrPod("patient")
+		if err != nil {
+			return false, err.Error()
+		}
+		c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionReady)
+		return c != nil && c.Reason == reasonPending, fmt.Sprintf("%+v", kp.Status)
+	})
+	// The outage lasts three activeTimeouts (what is asserted is the
+	// outcome after it, not its length).
+	time.Sleep(3*f.opts.ActiveTimeout.Duration - time.Since(outage))
+	f.sim.SetFault("neutron.*", cloudsim.Fault{})
+
+	kp := f.waitReady("patient")
+	if c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("patient: %+v", kp.Status)
+	}
+	for _, e := range f.events("patient") {
+		if strings.HasPrefix(e, reasonFailed) {
+			t.Errorf("the pod was rolled back during the outage: %s", e)
+		}
+	}
+}

@@ -46,7 +46,9 @@ type Options struct {
 	// AllowCrossNamespaceNetworks lets pods use NADs of other namespaces.
 	AllowCrossNamespaceNetworks bool `json:"allowCrossNamespaceNetworks"`
 
-	// ActiveTimeout bounds the wait for an interface to become ACTIVE.
+	// ActiveTimeout bounds the wait for an interface to become ACTIVE,
+	// counted from when the pod's interfaces began to wait with every
+	// cloud call answered (waitClock).
 	ActiveTimeout Duration `json:"activeTimeout"`
 	// GCPeriod is how often ports of vanished pods are looked for.
 	GCPeriod Duration `json:"gcPeriod"`
@@ -169,7 +171,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&o.DefaultDPDKDriver, "default-dpdk-driver", o.DefaultDPDKDriver, "uio_pci_generic or vfio-pci")
 	fs.BoolVar(&o.AllowCrossNamespaceNetworks, "allow-cross-namespace-networks", o.AllowCrossNamespaceNetworks, "let pods use NetworkAttachmentDefinitions of other namespaces")
-	fs.DurationVar(&o.ActiveTimeout.Duration, "active-timeout", o.ActiveTimeout.Duration, "how long an interface may take to become ACTIVE before it is failed")
+	fs.DurationVar(&o.ActiveTimeout.Duration, "active-timeout", o.ActiveTimeout.Duration, "how long an interface may wait to become ACTIVE (with the cloud answering) before it is failed")
 	fs.DurationVar(&o.GCPeriod.Duration, "gc-period", o.GCPeriod.Duration, "how often ports of vanished pods are released")
 	fs.DurationVar(&o.ReleaseGrace.Duration, "release-grace", o.ReleaseGrace.Duration, "how long a deleted pod's interfaces wait for the daemon to unplug them")
 	fs.DurationVar(&o.ReleaseTimeout.Duration, "release-timeout", o.ReleaseTimeout.Duration, "how long a deleted pod waits for the cloud to release its ports before its finalizers are dropped and the garbage collector takes over")

@@ -37,6 +37,7 @@ type PodReconciler struct {
 	nets     *netCache
 	metrics  *metrics
 	created  createdPorts
+	waits    waitClock
 	pools    *pools
 	now      func() time.Time
 }
@@ -255,6 +256,7 @@ func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alph
 	}
 	if uid != "" {
 		r.metrics.setWaiting(uid, false)
+		r.waits.forget(uid)
 		// A pooled port goes back to its pool only once the daemon has
 		// unplugged it (not when the grace ran out, nor for a pod whose
 		// KuryrPod is gone and with it the record of what is plugged).

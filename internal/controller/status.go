@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -68,8 +69,12 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 	default:
 		obs.entries, obs.errs, err = r.fanOut(ctx, pod, kp, info, newKP)
 		if err != nil {
+			r.waits.forget(pod.UID)
 			return ctrl.Result{}, err
 		}
+		waiting := slices.ContainsFunc(obs.entries, func(s v1alpha1.InterfaceStatus) bool { return s.State == v1alpha1.StatePending }) &&
+			!slices.ContainsFunc(obs.errs, func(err error) bool { return err != nil })
+		obs.waited = r.waits.waited(pod.UID, r.now(), waiting)
 	}
 	return r.apply(ctx, pod, kp, podStatus(obs))
 }
