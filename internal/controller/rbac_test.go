@@ -90,50 +90,11 @@ func TestEveryDeployedRuleIsUsed(t *testing.T) {
 	if len(perms) < 10 {
 		t.Fatalf("only %d permissions read: %v", len(perms), perms)
 	}
-	testenv.InformersListFirst(t)
-	t.Run("all", func(t *testing.T) {
-		t.Parallel()
+	env.EveryPermissionUsed(t, perms, true, func(t *testing.T, ctx context.Context, cfg *rest.Config, _ bool) error {
 		f := newFixture(t, 1)
 		f.ownNamespace = true
-		cfg, err := env.UserWithPermissions(f.ctx, "rbac-"+f.ns, perms)
-		must(t, err)
-		rec := testenv.NewRefusals()
-		if err := f.controllerCalls(f.ctx, rec.Wrap(cfg)); err != nil {
-			t.Fatal(err)
-		}
-		if r := rec.Refused(); len(r) > 0 {
-			t.Fatalf("with the whole role the API server refused: %v", r)
-		}
+		return f.controllerCalls(ctx, cfg)
 	})
-	for i, p := range perms {
-		t.Run("without "+p.String(), func(t *testing.T) {
-			t.Parallel()
-			f := newFixture(t, 1)
-			f.ownNamespace = true
-			cfg, err := env.UserWithPermissions(f.ctx, "rbac-"+f.ns, testenv.Without(perms, i))
-			must(t, err)
-			rec := testenv.NewRefusals()
-			// The first refusal is the proof: stop there.
-			ctx, cancel := context.WithCancel(f.ctx)
-			defer cancel()
-			go func() {
-				select {
-				case <-rec.First():
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			err = f.controllerCalls(ctx, rec.Wrap(cfg))
-			// Given back before the controller stops (runController's
-			// cleanup, registered earlier, runs later).
-			t.Cleanup(func() { must(t, env.Grant(context.Background(), "rbac-"+f.ns, perms)) })
-			r := rec.Refused()
-			if len(r) == 0 {
-				t.Fatalf("with %q removed the API server refused nothing the controller called (run: %v): the rule is not needed, or controllerCalls misses its call", p, err)
-			}
-			t.Logf("refused: %s", r[0])
-		})
-	}
 }
 
 // controllerCalls runs the controller as cfg (pools on, no leader

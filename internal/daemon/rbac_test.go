@@ -58,46 +58,11 @@ func TestEveryDeployedRuleIsUsed(t *testing.T) {
 	if len(perms) < 5 {
 		t.Fatalf("only %d permissions read: %v", len(perms), perms)
 	}
-	testenv.InformersListFirst(t)
-	t.Run("all", func(t *testing.T) {
+	env.EveryPermissionUsed(t, perms, false, func(t *testing.T, ctx context.Context, cfg *rest.Config, refusalExpected bool) error {
 		n := newNode(t)
-		cfg, err := env.UserWithPermissions(n.ctx, "rbac-"+n.name, perms)
-		must(t, err)
-		rec := testenv.NewRefusals()
-		if err := n.daemonCalls(n.ctx, rec.Wrap(cfg)); err != nil {
-			t.Fatal(err)
-		}
-		if r := rec.Refused(); len(r) > 0 {
-			t.Fatalf("with the whole role the API server refused: %v", r)
-		}
+		n.refusalsExpected = refusalExpected
+		return n.daemonCalls(ctx, cfg)
 	})
-	for i, p := range perms {
-		t.Run("without "+p.String(), func(t *testing.T) {
-			n := newNode(t)
-			n.refusalsExpected = true
-			cfg, err := env.UserWithPermissions(n.ctx, "rbac-"+n.name, testenv.Without(perms, i))
-			must(t, err)
-			rec := testenv.NewRefusals()
-			ctx, cancel := context.WithCancel(n.ctx)
-			defer cancel()
-			go func() {
-				select {
-				case <-rec.First():
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			err = n.daemonCalls(ctx, rec.Wrap(cfg))
-			// Given back before the daemon stops (startDaemonAs's cleanup,
-			// registered earlier, runs later).
-			t.Cleanup(func() { must(t, env.Grant(context.Background(), "rbac-"+n.name, perms)) })
-			r := rec.Refused()
-			if len(r) == 0 {
-				t.Fatalf("with %q removed the API server refused nothing the daemon called (run: %v): the rule is not needed, or daemonCalls misses its call", p, err)
-			}
-			t.Logf("refused: %s", r[0])
-		})
-	}
 }
 
 // daemonCalls runs the daemon as cfg (primary mode) through a start, an

@@ -1,23 +1,18 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	clientfeatures "k8s.io/client-go/features"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,19 +40,11 @@ func (p Permission) String() string {
 // YAML) and returns its rules split into one Permission per verb, group
 // and resource.
 func ClusterRolePermissions(file, name string) ([]Permission, error) {
-	b, err := os.ReadFile(file)
+	objs, err := decodeFile(file)
 	if err != nil {
 		return nil, err
 	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("%s holds no ClusterRole %s", file, name)
-			}
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
+	for _, u := range objs {
 		if u.GetKind() != "ClusterRole" || u.GetName() != name {
 			continue
 		}
@@ -77,6 +64,7 @@ func ClusterRolePermissions(file, name string) ([]Permission, error) {
 		}
 		return out, nil
 	}
+	return nil, fmt.Errorf("%s holds no ClusterRole %s", file, name)
 }
 
 // Without returns perms without the one at index i.
@@ -127,6 +115,67 @@ func (e *Env) Grant(ctx context.Context, name string, perms []Permission) error 
 		}
 	}
 	return nil
+}
+
+var userSeq atomic.Int64
+
+// EveryPermissionUsed shows that a component needs every one of perms:
+// run (the component driven through its calls as cfg) is run once as a
+// user granted all of them, which must succeed with nothing refused, then
+// once per permission as a user granted all but that one, where the API
+// server must refuse one of its calls (ctx ends at that first refusal, and
+// the permission is given back before the test's later cleanups, such as
+// stopping the component, run). refusalExpected tells run which case it
+// is in. Informers list first (InformersListFirst). With parallel the runs
+// go side by side.
+func (e *Env) EveryPermissionUsed(t *testing.T, perms []Permission, parallel bool,
+	run func(t *testing.T, ctx context.Context, cfg *rest.Config, refusalExpected bool) error) {
+	InformersListFirst(t)
+	one := func(t *testing.T, granted []Permission, removed *Permission) {
+		if parallel {
+			t.Parallel()
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		name := fmt.Sprintf("kuryr-rbac-test-%d", userSeq.Add(1))
+		cfg, err := e.UserWithPermissions(ctx, name, granted)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := NewRefusals()
+		if removed == nil {
+			if err := run(t, ctx, rec.Wrap(cfg), false); err != nil {
+				t.Fatal(err)
+			}
+			if r := rec.Refused(); len(r) > 0 {
+				t.Fatalf("with every permission the API server refused: %v", r)
+			}
+			return
+		}
+		go func() {
+			select {
+			case <-rec.First():
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err = run(t, ctx, rec.Wrap(cfg), true)
+		// Registered after run's cleanups, so it runs before them.
+		t.Cleanup(func() {
+			if err := e.Grant(context.Background(), name, perms); err != nil {
+				t.Error(err)
+			}
+		})
+		r := rec.Refused()
+		if len(r) == 0 {
+			t.Fatalf("with %q removed the API server refused nothing (run: %v): the permission is not needed, or the run misses the call that needs it", removed, err)
+		}
+		t.Logf("refused: %s", r[0])
+	}
+	t.Run("all", func(t *testing.T) { one(t, perms, nil) })
+	for i, p := range perms {
+		t.Run("without "+p.String(), func(t *testing.T) { one(t, Without(perms, i), &p) })
+	}
 }
 
 // Refusals records the requests the API server refused (403) to clients
