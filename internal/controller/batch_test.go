@@ -51,7 +51,13 @@ func TestBatcherMergesWhileInFlight(t *testing.T) {
 	got := make([]int, 20)
 	gotErr := make([]error, 20)
 	wg.Go(func() { got[0], gotErr[0] = b.do(ctx, "a", 0) })
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) == 1 })
+	if err := waitFor(context.Background(), 5*time.Second, "the first call", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls) == 1, fmt.Sprintf("%d calls", len(calls))
+	}); err != nil {
+		t.Fatal(err)
+	}
 	// While "a"'s first call is held: ten more for "a", one of which
 	// gives up, and one for "b", which must not wait.
 	quit, cancel := context.WithCancel(ctx)
@@ -93,16 +99,6 @@ func TestBatcherMergesWhileInFlight(t *testing.T) {
 	if !errors.Is(gotErr[19], context.Canceled) {
 		t.Errorf("the caller that gave up got %v, want context.Canceled", gotErr[19])
 	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatal("condition not met in 5 s")
 }
 
 // TestBatchingTenPodsShareCalls: ten pods created at once on one node,

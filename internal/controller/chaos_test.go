@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 )
 
 // TestChaosFaultsAndRestarts: with 30 % of cloud requests failing (some
@@ -108,9 +111,9 @@ func TestChaosFaultsAndRestarts(t *testing.T) {
 	f.sim.SetFault("neutron.trunks.add_subports", cloudsim.Fault{})
 	f.sim.SetFault("nova.interfaces.attach", cloudsim.Fault{})
 	stop()
-	r := NewPodReconciler(f.c, f.cloud, nil, f.opts, nil)
+	gc := NewGarbageCollector(NewPodReconciler(f.c, f.cloud, nil, f.opts, nil))
 	f.eventually(time.Minute, "GC to leave nothing", func() (bool, string) {
-		if _, err := NewGarbageCollector(r).Collect(context.Background()); err != nil {
+		if _, err := gc.Collect(context.Background()); err != nil {
 			return false, err.Error()
 		}
 		left := f.leftovers()
@@ -170,43 +173,153 @@ func TestPodGoneWhileControllerDown(t *testing.T) {
 	}
 }
 
-// TestGarbageCollectorReleasesOrphans: ports tagged with our cluster ID whose
-// pod does not exist (a crash right after creating them) are released at
-// start; ports of other clusters and of live pods are not touched.
+// TestGarbageCollectorReleasesOrphans: ports of this cluster (its name and
+// UID) whose pod does not exist (a crash right after creating them) are
+// released once two rounds in a row found them orphaned; ports of another
+// cluster with the same name, of live pods, and of the previous tag schema
+// (the name alone) whose pod is not here are not touched; a port of the
+// previous schema whose pod lives here is adopted (given the UID tag).
 func TestGarbageCollectorReleasesOrphans(t *testing.T) {
 	f := newFixture(t, 1)
 	f.standardNADs()
 	node := f.ns + "-node-0"
 	srv := f.servers[node]
 	stop := f.startController()
-	f.createPod("alive", node, "mgmt")
+	alive := f.createPod("alive", node, "mgmt")
 	f.waitReady("alive")
 	stop()
 
-	mk := func(cluster, uid string) string {
+	ours := clusterIdentity{name: f.clusterID, uid: f.opts.ClusterUID}
+	mk := func(tags []string, uid string) string {
 		t.Helper()
-		p, err := f.cloud.CreatePort(f.ctx, openstackPortSpec(f.mgmtNet.NetworkID, f.mgmtNet.ID, cluster, uid))
+		p, err := f.cloud.CreatePort(f.ctx, openstackPortSpec(f.mgmtNet.NetworkID, f.mgmtNet.ID, tags, uid))
 		must(t, err)
 		return p.ID
 	}
-	orphan := mk(f.clusterID, "0rphan-uid")
-	attached := mk(f.clusterID, "0rphan-uid-2")
+	orphan := mk(ours.tags(), "0rphan-uid")
+	attached := mk(ours.tags(), "0rphan-uid-2")
 	if _, err := f.cloud.AttachInterface(f.ctx, srv.Server.ID, attached); err != nil {
 		t.Fatal(err)
 	}
-	foreign := mk("another-cluster", "0rphan-uid")
-	before := len(f.ourPorts())
+	foreign := mk(clusterIdentity{name: "another-cluster", uid: "another-uid"}.tags(), "0rphan-uid")
+	sameName := mk(clusterIdentity{name: f.clusterID, uid: "uid-of-another-cluster"}.tags(), "0rphan-uid-3")
+	legacyOrphan := mk([]string{clusterTag(f.clusterID)}, "0rphan-uid-4")
+	legacyAlive := mk([]string{clusterTag(f.clusterID)}, string(alive.UID))
+	all := []string{orphan, attached, foreign, sameName, legacyOrphan, legacyAlive}
 
-	f.startController() // GC runs at start
-	f.eventually(20*time.Second, "orphans released", func() (bool, string) {
-		_, a := f.sim.Port(orphan)
-		_, b := f.sim.Port(attached)
-		return !a && !b, fmt.Sprintf("orphan present %v, attached orphan present %v", a, b)
-	})
-	if _, ok := f.sim.Port(foreign); !ok {
-		t.Fatal("GC deleted another cluster's port")
+	gc := NewGarbageCollector(NewPodReconciler(f.c, f.cloud, nil, f.opts, nil))
+	if n, err := gc.Collect(f.ctx); err != nil || n != 0 {
+		t.Fatalf("first round released %d pods' ports (%v), want none: an orphan goes on its second sighting", n, err)
 	}
-	if got := len(f.ourPorts()); got != before-2 {
-		t.Fatalf("%d ports of ours left, want %d (the live pod's)", got, before-2)
+	for _, id := range all {
+		if _, ok := f.sim.Port(id); !ok {
+			t.Fatalf("first round deleted port %s", id)
+		}
+	}
+	if n, err := gc.Collect(f.ctx); err != nil || n != 2 {
+		t.Fatalf("second round released %d pods' ports (%v), want 2", n, err)
+	}
+	for _, id := range []string{orphan, attached} {
+		if _, ok := f.sim.Port(id); ok {
+			t.Errorf("orphan %s still there after two rounds", id)
+		}
+	}
+	for id, what := range map[string]string{foreign: "another cluster's port", sameName: "the port of another cluster with the same name",
+		legacyOrphan: "a previous-schema port whose pod is not here", legacyAlive: "a live pod's previous-schema port"} {
+		if _, ok := f.sim.Port(id); !ok {
+			t.Errorf("GC deleted %s (%s)", what, id)
+		}
+	}
+	if p, _ := f.sim.Port(legacyAlive); !ours.owns(openstack.Port{Tags: p.Tags}) {
+		t.Errorf("a live pod's previous-schema port was not adopted: tags %v", p.Tags)
+	}
+	if p, _ := f.sim.Port(legacyOrphan); tagValue(p.Tags, tagPrefixClusterUID) != "" {
+		t.Errorf("a previous-schema port whose pod is not here was adopted: tags %v", p.Tags)
+	}
+}
+
+// TestCloudOutageDoesNotHoldDeletion: with Neutron and Nova down, a deleted
+// pod still goes once releaseTimeout has passed since its deletion, with a
+// ReleaseDeferred Event; its ports stay in the cloud, tagged, and the
+// garbage collector releases them once the cloud is back (two rounds).
+func TestCloudOutageDoesNotHoldDeletion(t *testing.T) {
+	f := newFixture(t, 1)
+	f.standardNADs()
+	f.opts.ReleaseTimeout = Duration{2 * time.Second}
+	node := f.ns + "-node-0"
+	f.startController()
+	f.createPod("held", node, "dataplane")
+	f.waitReady("held")
+	f.sim.SetFault("neutron.*", cloudsim.Fault{Rate: 1, Status: 503})
+	f.sim.SetFault("nova.*", cloudsim.Fault{Rate: 1, Status: 503})
+	start := time.Now()
+	f.deletePod("held")
+	f.waitGone("held")
+	// A deletion timestamp has whole seconds: the release timeout counts
+	// from up to a second before the delete call.
+	if took := time.Since(start); took < f.opts.ReleaseTimeout.Duration-time.Second {
+		t.Fatalf("the pod went after %s, before releaseTimeout %s, with the cloud down", took, f.opts.ReleaseTimeout)
+	}
+	if left := f.leftovers(); left == "" {
+		t.Fatal("nothing left in the cloud: the outage did not hold the release")
+	}
+	f.eventually(10*time.Second, "the ReleaseDeferred Event", func() (bool, string) {
+		evs := f.events("held")
+		return slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, "ReleaseDeferred") }), strings.Join(evs, "; ")
+	})
+
+	f.sim.SetFault("neutron.*", cloudsim.Fault{})
+	f.sim.SetFault("nova.*", cloudsim.Fault{})
+	gc := NewGarbageCollector(NewPodReconciler(f.c, f.cloud, nil, f.opts, nil))
+	for round := 0; round < 2; round++ {
+		if _, err := gc.Collect(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.eventually(20*time.Second, "the garbage collector to release the ports", func() (bool, string) {
+		if _, err := gc.Collect(f.ctx); err != nil {
+			return false, err.Error()
+		}
+		left := f.leftovers()
+		return left == "", left
+	})
+}
+
+// TestOutageLongerThanActiveTimeout: a pod created while Neutron answers
+// 503 for three times activeTimeout is not rolled back: the timeout counts
+// from the step that waits for ACTIVE, and the pod's retries (backing off)
+// resume when the cloud answers again, and it becomes Ready.
+func TestOutageLongerThanActiveTimeout(t *testing.T) {
+	f := newFixture(t, 1)
+	f.opts.ActiveTimeout = Duration{time.Second}
+	node := f.ns + "-node-0"
+	f.startController()
+	f.createPod("warm", node, "") // the node resolved before the outage
+	f.waitReady("warm")
+
+	f.sim.SetFault("neutron.*", cloudsim.Fault{Rate: 1, Status: 503})
+	f.createPod("patient", node, "")
+	outage := time.Now()
+	f.eventually(10*time.Second, "the KuryrPod waiting on the cloud", func() (bool, string) {
+		kp, err := f.kuryrPod("patient")
+		if err != nil {
+			return false, err.Error()
+		}
+		c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionReady)
+		return c != nil && c.Reason == reasonPending, fmt.Sprintf("%+v", kp.Status)
+	})
+	// The outage lasts three activeTimeouts (what is asserted is the
+	// outcome after it, not its length).
+	time.Sleep(3*f.opts.ActiveTimeout.Duration - time.Since(outage))
+	f.sim.SetFault("neutron.*", cloudsim.Fault{})
+
+	kp := f.waitReady("patient")
+	if c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("patient: %+v", kp.Status)
+	}
+	for _, e := range f.events("patient") {
+		if strings.HasPrefix(e, reasonFailed) {
+			t.Errorf("the pod was rolled back during the outage: %s", e)
+		}
 	}
 }

@@ -19,6 +19,7 @@ type Cloud interface {
 	openstack.TrunkClient
 	openstack.ServerReader
 	openstack.InterfaceAttacher
+	openstack.Projecter
 }
 
 var _ Cloud = (*openstack.Client)(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,13 +16,23 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 )
 
-// GarbageCollector releases ports tagged with this cluster's ID whose pod no
-// longer exists: what a crash between creating a port and recording it, or a
-// pod removed while the controller was down, left behind. It runs once at
-// start and then every period, on the leader only.
+// GarbageCollector releases ports of this cluster (its name and UID tags,
+// in its project) whose pod no longer exists: what a crash between creating
+// a port and recording it, or a pod removed while the controller was down,
+// left behind. A pod's ports are released only once two rounds in a row
+// found them orphaned, so that a pod that one round's listings missed (a
+// cache behind, a pod created between the two lists) keeps them. It runs
+// once at start and then every period, on the leader only.
+//
+// Ports of the previous tag schema carry the cluster's name and no UID:
+// they may be another cluster's of the same name. The collector adopts
+// those whose pod exists here (adds the UID tag) and leaves the others
+// alone, logged (docs/controller.md, "Cluster identity").
 type GarbageCollector struct {
 	r      *PodReconciler
 	period time.Duration
+	// suspects are the pods the last round found orphaned.
+	suspects map[types.UID]bool
 }
 
 // NewGarbageCollector returns the collector of r's cluster.
@@ -57,13 +68,16 @@ func (g *GarbageCollector) Start(ctx context.Context) error {
 	}
 }
 
-// Collect runs one round and returns how many pods' ports it released.
+// Collect runs one round and returns how many pods' ports it released:
+// those of pods this round and the previous one found orphaned.
 func (g *GarbageCollector) Collect(ctx context.Context) (int, error) {
-	ports, err := g.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(g.r.opts.ClusterID)}})
+	c := g.r.cluster()
+	ports, err := g.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(c.name)}, ProjectID: g.r.cloud.ProjectID()})
 	if err != nil {
 		return 0, fmt.Errorf("list this cluster's ports: %w", err)
 	}
 	if len(ports) == 0 {
+		g.suspects = nil
 		return 0, nil
 	}
 	live, err := g.liveUIDs(ctx)
@@ -71,15 +85,34 @@ func (g *GarbageCollector) Collect(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	orphans := map[types.UID]bool{}
+	var errs []error
+	legacyLeft := 0
 	for _, p := range ports {
 		uid := types.UID(tagValue(p.Tags, tagPrefixPod))
-		if uid != "" && !live[uid] {
+		switch {
+		case c.legacy(p) && uid != "" && live[uid]:
+			if err := g.adopt(ctx, p); err != nil {
+				errs = append(errs, err)
+			}
+		case c.legacy(p):
+			legacyLeft++
+		case !c.owns(p):
+			// Another cluster's, of the same name.
+		case uid != "" && !live[uid]:
 			orphans[uid] = true
 		}
 	}
+	if legacyLeft > 0 {
+		log.FromContext(ctx).Info("ports tagged with this cluster's name but no cluster UID and no pod of this cluster left alone (docs/controller.md, Cluster identity)",
+			"cluster", c.name, "ports", legacyLeft)
+	}
+	prev := g.suspects
+	g.suspects = orphans
 	released := 0
-	var errs []error
 	for uid := range orphans {
+		if !prev[uid] {
+			continue
+		}
 		if err := g.r.releasePod(ctx, uid, false); err != nil {
 			if !errors.Is(err, errDetachPending) {
 				errs = append(errs, err)
@@ -87,9 +120,20 @@ func (g *GarbageCollector) Collect(ctx context.Context) (int, error) {
 			continue
 		}
 		released++
+		delete(g.suspects, uid)
 		g.r.metrics.gcReleased.Inc()
 	}
 	return released, errors.Join(errs...)
+}
+
+// adopt adds this cluster's UID tag to port p, of the previous tag schema,
+// whose pod exists in this cluster (a pod's UID is unique to its cluster).
+func (g *GarbageCollector) adopt(ctx context.Context, p openstack.Port) error {
+	tags := append(slices.Clone(p.Tags), tagPrefixClusterUID+g.r.opts.ClusterUID)
+	if _, err := g.r.cloud.ReplacePortTags(ctx, p.ID, tags); err != nil {
+		return fmt.Errorf("adopt port %s of the previous tag schema: %w", p.ID, err)
+	}
+	return nil
 }
 
 // liveUIDs are the pods that exist, and the pods whose KuryrPod still

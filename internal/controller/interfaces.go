@@ -56,7 +56,7 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 		SubnetID:   subnet.ID,
 		Name:       portName(pod.Namespace, pod.Name, req.IfName),
 		MACAddress: req.MAC,
-		Tags:       append(portTags(r.opts.ClusterID, req.Driver), ownerTags(pod.UID, req.IfName)...),
+		Tags:       append(portTags(r.cluster(), req.Driver), ownerTags(pod.UID, req.IfName)...),
 	}
 	if spec.IPs, err = fixedIPs(req, subnet); err != nil {
 		return openstack.Port{}, err

@@ -25,10 +25,13 @@ type portLookup struct {
 	byIf map[string]*openstack.Port
 }
 
+// A port named by the status is checked against its tags and project
+// before anything uses it (checkOwner): the status is also written by the
+// node's daemon. One that is not the interface's fails with errNotOwned.
 func (l *portLookup) port(ctx context.Context, ifName string, cur *v1alpha1.InterfaceStatus) (*openstack.Port, error) {
-	id := ""
+	id, fromStatus := "", false
 	if cur != nil {
-		id = cur.PortID
+		id, fromStatus = cur.PortID, cur.PortID != ""
 	}
 	if id == "" {
 		if _, ok := l.r.created.pooled(l.uid, ifName); ok {
@@ -43,6 +46,11 @@ func (l *portLookup) port(ctx context.Context, ifName string, cur *v1alpha1.Inte
 	if id != "" {
 		p, err := l.r.cloud.GetPort(ctx, id)
 		switch {
+		case err == nil && fromStatus:
+			if err := l.r.checkOwner(p, l.uid, ifName); err != nil {
+				return nil, err
+			}
+			return &p, nil
 		case err == nil:
 			return &p, nil
 		case !errors.Is(err, openstack.ErrNotFound):

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -67,6 +68,9 @@ type fixture struct {
 	rec       atomic.Pointer[PodReconciler]    // the running controller's reconciler
 	writes    atomic.Int64                     // OpenStack writes in flight, as the controller's client sees them
 	maxWrites atomic.Int64                     // the most writes ever in flight at once
+	// ownNamespace limits the controllers' informers to the fixture's
+	// namespace, so that fixtures can run controllers side by side.
+	ownNamespace bool
 }
 
 func newFixture(t *testing.T, nodes int) *fixture {
@@ -109,6 +113,8 @@ func newFixture(t *testing.T, nodes int) *fixture {
 	}
 	f.opts = Defaults()
 	f.opts.ClusterID = f.clusterID
+	f.opts.ClusterUID, err = ReadClusterUID(ctx, f.c)
+	must(t, err)
 	f.opts.Primary = true
 	f.opts.PodSubnetID = pods.ID
 	f.opts.PodSecurityGroups = []string{f.sg}
@@ -158,10 +164,23 @@ func (f *fixture) startController() (stop func()) {
 // with leader election (a Lease in kuryr-dpdk, as deployed).
 func (f *fixture) startControllerAs(cfg *rest.Config, leaderElect bool) (stop func()) {
 	f.t.Helper()
+	stop, err := f.runController(cfg, leaderElect)
+	must(f.t, err)
+	return stop
+}
+
+// runController is startControllerAs that returns the controller's set-up
+// error.
+func (f *fixture) runController(cfg *rest.Config, leaderElect bool) (stop func(), err error) {
+	f.t.Helper()
 	skip := true
+	cache := CacheOptions() // as deployed: the tests run on the trimmed cache
+	if f.ownNamespace {
+		cache.DefaultNamespaces = map[string]crcache.Config{f.ns: {}}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Cache:                   CacheOptions(), // as deployed: the tests run on the trimmed cache
+		Cache:                   cache,
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
 		Controller:              config.Controller{SkipNameValidation: &skip},
@@ -169,11 +188,24 @@ func (f *fixture) startControllerAs(cfg *rest.Config, leaderElect bool) (stop fu
 		LeaderElectionID:        "kuryr-controller-" + f.ns,
 		LeaderElectionNamespace: "kuryr-dpdk",
 	})
-	must(f.t, err)
-	r := NewPodReconciler(mgr.GetClient(), f.cloud, mgr.GetEventRecorder("kuryr-controller"), f.opts, nil)
-	must(f.t, r.SetupWithManager(mgr))
+	if err != nil {
+		return nil, err
+	}
+	// As deployed, SetupWithManager reads the cluster's UID with the
+	// controller's identity.
+	opts := f.opts
+	opts.ClusterUID = ""
+	r := NewPodReconciler(mgr.GetClient(), f.cloud, mgr.GetEventRecorder("kuryr-controller"), opts, nil)
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if cfg.Host == env.Config.Host && r.opts.ClusterUID != f.opts.ClusterUID {
+		f.t.Fatalf("the controller read cluster UID %q, kube-system's is %q", r.opts.ClusterUID, f.opts.ClusterUID)
+	}
 	f.rec.Store(r)
-	must(f.t, mgr.Add(NewGarbageCollector(r)))
+	if err := mgr.Add(NewGarbageCollector(r)); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
@@ -182,13 +214,22 @@ func (f *fixture) startControllerAs(cfg *rest.Config, leaderElect bool) (stop fu
 		if once.Swap(true) {
 			return
 		}
+		// controller-runtime v0.25.2 cannot stop a manager whose caches
+		// never synced (its start loop spins on the closed context): let
+		// them sync first. A test that took a permission away gives it
+		// back before this runs.
+		if f.ownNamespace {
+			sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
+			mgr.GetCache().WaitForCacheSync(sctx)
+			scancel()
+		}
 		cancel()
 		if err := <-done; err != nil {
 			f.t.Errorf("controller stopped with: %v", err)
 		}
 	}
 	f.t.Cleanup(stop)
-	return stop
+	return stop, nil
 }
 
 func (f *fixture) createNAD(name, config string, annotations map[string]string) {
@@ -232,6 +273,14 @@ func (f *fixture) deletePod(name string) {
 // last saw. Long waits poll less often.
 func (f *fixture) eventually(timeout time.Duration, what string, cond func() (bool, string)) {
 	f.t.Helper()
+	if err := waitFor(f.ctx, timeout, what, cond); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// waitFor is eventually that returns its failure, and stops early when ctx
+// ends.
+func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, string)) error {
 	every := 50 * time.Millisecond
 	if timeout > time.Minute {
 		every = 250 * time.Millisecond
@@ -241,12 +290,16 @@ func (f *fixture) eventually(timeout time.Duration, what string, cond func() (bo
 	for time.Now().Before(deadline) {
 		ok, state := cond()
 		if ok {
-			return
+			return nil
 		}
 		last = state
-		time.Sleep(every)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped waiting for %s: %w; last seen: %s", what, ctx.Err(), last)
+		case <-time.After(every):
+		}
 	}
-	f.t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, what, last)
+	return fmt.Errorf("timed out after %s waiting for %s; last seen: %s", timeout, what, last)
 }
 
 func (f *fixture) kuryrPod(name string) (*v1alpha1.KuryrPod, error) {
@@ -257,8 +310,15 @@ func (f *fixture) kuryrPod(name string) (*v1alpha1.KuryrPod, error) {
 
 func (f *fixture) waitReady(name string) *v1alpha1.KuryrPod {
 	f.t.Helper()
+	kp, err := f.readyWithin(f.ctx, name)
+	must(f.t, err)
+	return kp
+}
+
+// readyWithin is waitReady that returns its failure.
+func (f *fixture) readyWithin(ctx context.Context, name string) (*v1alpha1.KuryrPod, error) {
 	var kp *v1alpha1.KuryrPod
-	f.eventually(20*time.Second, "KuryrPod "+name+" Ready", func() (bool, string) {
+	err := waitFor(ctx, 20*time.Second, "KuryrPod "+name+" Ready", func() (bool, string) {
 		var err error
 		kp, err = f.kuryrPod(name)
 		if err != nil {
@@ -266,12 +326,17 @@ func (f *fixture) waitReady(name string) *v1alpha1.KuryrPod {
 		}
 		return meta.IsStatusConditionTrue(kp.Status.Conditions, v1alpha1.ConditionReady), fmt.Sprintf("%+v", kp.Status)
 	})
-	return kp
+	return kp, err
 }
 
 func (f *fixture) waitGone(name string) {
 	f.t.Helper()
-	f.eventually(20*time.Second, "pod and KuryrPod "+name+" gone", func() (bool, string) {
+	must(f.t, f.goneWithin(f.ctx, name))
+}
+
+// goneWithin is waitGone that returns its failure.
+func (f *fixture) goneWithin(ctx context.Context, name string) error {
+	return waitFor(ctx, 20*time.Second, "pod and KuryrPod "+name+" gone", func() (bool, string) {
 		_, kerr := f.kuryrPod(name)
 		perr := f.c.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: name}, &corev1.Pod{})
 		return apierrors.IsNotFound(kerr) && apierrors.IsNotFound(perr), fmt.Sprintf("KuryrPod: %v, pod: %v", kerr, perr)
@@ -326,7 +391,9 @@ func (f *fixture) events(object string) []string {
 	return out
 }
 
-func openstackPortSpec(networkID, subnetID, cluster, uid string) openstack.PortSpec {
+// openstackPortSpec is a port as a controller made it for interface net9
+// of pod uid, with the cluster's tags given.
+func openstackPortSpec(networkID, subnetID string, clusterTags []string, uid string) openstack.PortSpec {
 	return openstack.PortSpec{NetworkID: networkID, SubnetID: subnetID, Name: "leftover",
-		Tags: []string{clusterTag(cluster), tagPrefixPod + uid, tagPrefixIfName + "net9"}}
+		Tags: append(slices.Clone(clusterTags), tagPrefixPod+uid, tagPrefixIfName+"net9")}
 }

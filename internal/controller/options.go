@@ -24,6 +24,11 @@ type Options struct {
 	// ClusterID tags every port this controller makes, so that the garbage
 	// collector only ever touches its own.
 	ClusterID string `json:"clusterID"`
+	// ClusterUID is the UID of the cluster's kube-system namespace, read
+	// at start (SetupWithManager), never configured: with ClusterID it
+	// tells this cluster's ports from those of another cluster given the
+	// same ClusterID in the project.
+	ClusterUID string `json:"-"`
 	// Primary: kuryr-dpdk is the cluster's primary CNI; every pod gets eth0.
 	Primary bool `json:"primary"`
 	// DefaultDriver is the node's default driver (nested-vlan or nested-macvlan)
@@ -41,13 +46,21 @@ type Options struct {
 	// AllowCrossNamespaceNetworks lets pods use NADs of other namespaces.
 	AllowCrossNamespaceNetworks bool `json:"allowCrossNamespaceNetworks"`
 
-	// ActiveTimeout bounds the wait for an interface to become ACTIVE.
+	// ActiveTimeout bounds the wait for an interface to become ACTIVE,
+	// counted from when the pod's interfaces began to wait with every
+	// cloud call answered (waitClock).
 	ActiveTimeout Duration `json:"activeTimeout"`
 	// GCPeriod is how often ports of vanished pods are looked for.
 	GCPeriod Duration `json:"gcPeriod"`
 	// ReleaseGrace bounds how long a deleted pod's interfaces wait for the
 	// daemon to unplug them before they are released anyway.
 	ReleaseGrace Duration `json:"releaseGrace"`
+	// ReleaseTimeout bounds how long a deleted pod (or KuryrPod) waits
+	// for the cloud to release its ports: past it, its finalizers are
+	// dropped anyway and the ports are left to the garbage collector,
+	// which retries every GCPeriod. A cloud outage does not hold pod
+	// deletion forever.
+	ReleaseTimeout Duration `json:"releaseTimeout"`
 	// Workers is the number of pods handled at once. Waits (for ACTIVE,
 	// for a detach) hold no worker; more workers mostly mean more
 	// concurrent writes to Neutron, which it serialises anyway (measured in
@@ -124,6 +137,7 @@ func Defaults() Options {
 		ActiveTimeout:     Duration{3 * time.Minute},
 		GCPeriod:          Duration{5 * time.Minute},
 		ReleaseGrace:      Duration{2 * time.Minute},
+		ReleaseTimeout:    Duration{10 * time.Minute},
 		Workers:           8,
 		MaxCloudWrites:    16,
 	}
@@ -161,9 +175,10 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&o.DefaultDPDKDriver, "default-dpdk-driver", o.DefaultDPDKDriver, "uio_pci_generic or vfio-pci")
 	fs.BoolVar(&o.AllowCrossNamespaceNetworks, "allow-cross-namespace-networks", o.AllowCrossNamespaceNetworks, "let pods use NetworkAttachmentDefinitions of other namespaces")
-	fs.DurationVar(&o.ActiveTimeout.Duration, "active-timeout", o.ActiveTimeout.Duration, "how long an interface may take to become ACTIVE before it is failed")
+	fs.DurationVar(&o.ActiveTimeout.Duration, "active-timeout", o.ActiveTimeout.Duration, "how long an interface may wait to become ACTIVE (with the cloud answering) before it is failed")
 	fs.DurationVar(&o.GCPeriod.Duration, "gc-period", o.GCPeriod.Duration, "how often ports of vanished pods are released")
 	fs.DurationVar(&o.ReleaseGrace.Duration, "release-grace", o.ReleaseGrace.Duration, "how long a deleted pod's interfaces wait for the daemon to unplug them")
+	fs.DurationVar(&o.ReleaseTimeout.Duration, "release-timeout", o.ReleaseTimeout.Duration, "how long a deleted pod waits for the cloud to release its ports before its finalizers are dropped and the garbage collector takes over")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "pods handled at once")
 	fs.IntVar(&o.MaxCloudWrites, "max-cloud-writes", o.MaxCloudWrites, "OpenStack writes in flight at once (0: no bound)")
 	poolFlags(fs, "nested-vlan", &o.Pools.NestedVLAN)
@@ -219,6 +234,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ReleaseGrace.Duration < 0 {
 		bad("releaseGrace", "%s must not be negative", o.ReleaseGrace)
+	}
+	if o.ReleaseTimeout.Duration <= 0 {
+		bad("releaseTimeout", "%s must be positive", o.ReleaseTimeout)
 	}
 	if o.Workers < 1 || o.Workers > 1000 {
 		bad("workers", "%d must be within 1..1000", o.Workers)

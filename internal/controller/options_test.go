@@ -14,11 +14,12 @@ func TestOptionsValidateNamesEveryBadField(t *testing.T) {
 	o := Defaults()
 	o.ClusterID, o.DefaultDriver, o.Primary, o.DefaultDPDKDriver = "a b", "nested-dpdk", true, "igb_uio"
 	o.ActiveTimeout, o.GCPeriod, o.ReleaseGrace, o.Workers = Duration{0}, Duration{time.Millisecond}, Duration{-time.Second}, 0
+	o.ReleaseTimeout = Duration{0}
 	err := o.Validate()
 	if err == nil {
 		t.Fatal("Validate accepted bad options")
 	}
-	for _, field := range []string{"clusterID", "defaultDriver", "podSubnetID", "defaultDPDKDriver", "activeTimeout", "gcPeriod", "releaseGrace", "workers"} {
+	for _, field := range []string{"clusterID", "defaultDriver", "podSubnetID", "defaultDPDKDriver", "activeTimeout", "gcPeriod", "releaseGrace", "releaseTimeout", "workers"} {
 		if !strings.Contains(err.Error(), field+":") {
 			t.Errorf("error %q does not name %s", err, field)
 		}

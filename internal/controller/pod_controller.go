@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -36,6 +38,7 @@ type PodReconciler struct {
 	metrics  *metrics
 	created  createdPorts
 	creates  *portCreates
+	waits    waitClock
 	pools    *pools
 	slots    *hotplugSlots
 	now      func() time.Time
@@ -54,6 +57,24 @@ func NewPodReconciler(c client.Client, cloud Cloud, rec recorder.EventRecorder, 
 	}
 	r.pools = newPools(r)
 	return r
+}
+
+// cluster is the identity this controller's ports carry.
+func (r *PodReconciler) cluster() clusterIdentity {
+	return clusterIdentity{name: r.opts.ClusterID, uid: r.opts.ClusterUID}
+}
+
+// ReadClusterUID returns the UID of the kube-system namespace: made with the
+// cluster and never recreated, it is what no other cluster shares.
+func ReadClusterUID(ctx context.Context, c client.Reader) (string, error) {
+	var ns corev1.Namespace
+	if err := c.Get(ctx, types.NamespacedName{Name: metav1.NamespaceSystem}, &ns); err != nil {
+		return "", fmt.Errorf("read namespace %s, whose UID identifies the cluster's ports: %w", metav1.NamespaceSystem, err)
+	}
+	if ns.UID == "" {
+		return "", fmt.Errorf("namespace %s has no UID", metav1.NamespaceSystem)
+	}
+	return string(ns.UID), nil
 }
 
 // podDone says the pod has finished for good: none of its containers will
@@ -238,16 +259,27 @@ func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alph
 	}
 	if uid != "" {
 		r.metrics.setWaiting(uid, false)
+		r.waits.forget(uid)
 		// A pooled port goes back to its pool only once the daemon has
 		// unplugged it (not when the grace ran out, nor for a pod whose
 		// KuryrPod is gone and with it the record of what is plugged).
 		recycle := kp != nil && plugged(kp) == ""
 		if err := r.releasePod(ctx, uid, recycle); err != nil {
-			if errors.Is(err, errDetachPending) {
+			switch {
+			case r.releaseOverdue(pod, kp):
+				// The cloud has not let go for releaseTimeout: the pod
+				// goes, its ports stay tagged for the garbage collector.
+				logger.Info("release overdue: finalizers dropped, ports left to the garbage collector", "pod", uid, "reason", err.Error())
+				if obj := releaseSubject(pod, kp); obj != nil {
+					r.recorder.Eventf(obj, nil, corev1.EventTypeWarning, "ReleaseDeferred", "ReleaseInterfaces",
+						"the cloud did not release the pod's ports within %s; the garbage collector will", r.opts.ReleaseTimeout.Duration)
+				}
+			case errors.Is(err, errDetachPending):
 				logger.V(1).Info("waiting for Nova to detach", "pod", uid, "reason", err.Error())
 				return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil
+			default:
+				return ctrl.Result{}, err
 			}
-			return ctrl.Result{}, err
 		}
 	}
 	if kp != nil {
@@ -273,6 +305,30 @@ func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alph
 	}
 	logger.V(1).Info("released pod's interfaces", "pod", uid)
 	return ctrl.Result{}, nil
+}
+
+// releaseOverdue says the release of a deleted pod (or of a KuryrPod whose
+// pod is gone) has waited releaseTimeout since the deletion.
+func (r *PodReconciler) releaseOverdue(pod *corev1.Pod, kp *v1alpha1.KuryrPod) bool {
+	var since *metav1.Time
+	switch {
+	case pod != nil:
+		since = pod.DeletionTimestamp
+	case kp != nil:
+		since = kp.DeletionTimestamp
+	}
+	return since != nil && r.now().Sub(since.Time) > r.opts.ReleaseTimeout.Duration
+}
+
+// releaseSubject is the object a release's Events are about.
+func releaseSubject(pod *corev1.Pod, kp *v1alpha1.KuryrPod) runtime.Object {
+	if pod != nil {
+		return pod
+	}
+	if kp != nil {
+		return kp
+	}
+	return nil
 }
 
 // unplugWait is how long to wait for the daemon to unplug a deleted pod's

@@ -3,10 +3,12 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
@@ -59,8 +61,14 @@ type observation struct {
 	// entries and errs are each interface's status and error, in spec order.
 	entries []v1alpha1.InterfaceStatus
 	errs    []error
-	// age is the time since the KuryrPod was created.
-	age           time.Duration
+	// age is the time since the KuryrPod was created; it paces the polls.
+	age time.Duration
+	// waited is how long the pod's interfaces have been waiting for ACTIVE
+	// with every call answered (waitClock): the active timeout counts
+	// from the step that waits, not from the KuryrPod's creation, so a
+	// cloud that did not answer for a while (retried with backoff) does
+	// not fail the pod once it answers again.
+	waited        time.Duration
 	activeTimeout time.Duration
 }
 
@@ -113,7 +121,7 @@ func podStatus(o observation) verdict {
 			pending++
 		}
 	}
-	if fatal == nil && pending > 0 && o.age > o.activeTimeout {
+	if fatal == nil && pending > 0 && o.waited > o.activeTimeout {
 		fatal = fmt.Errorf("%d interfaces not ACTIVE after %s (activeTimeout)", pending, o.activeTimeout)
 	}
 
@@ -148,6 +156,41 @@ func podStatus(o observation) verdict {
 
 func summary(total, pending int) string {
 	return fmt.Sprintf("%d/%d active", total-pending, total)
+}
+
+// waitClock remembers, per pod, since when its interfaces have been
+// waiting for ACTIVE with no error. It lives in memory: after a restart a
+// pod's wait starts over (erring on the side of not failing it).
+type waitClock struct {
+	mu    sync.Mutex
+	since map[types.UID]time.Time
+}
+
+// waited records one reconcile's view of the pod with uid (waiting: some
+// interface is pending and no call failed) and returns how long it has
+// been waiting: 0 when it is not, or has just begun.
+func (c *waitClock) waited(uid types.UID, now time.Time, waiting bool) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !waiting {
+		delete(c.since, uid)
+		return 0
+	}
+	if c.since == nil {
+		c.since = map[types.UID]time.Time{}
+	}
+	s, ok := c.since[uid]
+	if !ok {
+		c.since[uid] = now
+		return 0
+	}
+	return now.Sub(s)
+}
+
+func (c *waitClock) forget(uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.since, uid)
 }
 
 // pollDelay paces the wait for ACTIVE: quick at first (Neutron usually

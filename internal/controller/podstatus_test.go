@@ -62,9 +62,16 @@ func TestPodStatus(t *testing.T) {
 	}, {
 		name: "pending past the active timeout rolls back",
 		obs: observation{planned: 2, entries: []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StateActive, "p0", 1), iface("net1", v1alpha1.StatePending, "p1", 2)},
-			errs: make([]error, 2), age: 2 * time.Minute, activeTimeout: time.Minute},
+			errs: make([]error, 2), age: 2 * time.Minute, waited: 2 * time.Minute, activeTimeout: time.Minute},
 		outcome: outcomeFailed, ready: metav1.ConditionFalse, reason: reasonFailed, msg: "1 interfaces not ACTIVE after 1m0s (activeTimeout)", summary: reasonFailed,
 		states: []v1alpha1.InterfaceState{v1alpha1.StateFailed, v1alpha1.StateFailed}, portIDs: []string{"", ""},
+	}, {
+		name: "an old KuryrPod whose wait for ACTIVE began moments ago (the cloud was down) waits",
+		obs: observation{planned: 2, entries: []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StateActive, "p0", 1), iface("net1", v1alpha1.StatePending, "p1", 2)},
+			errs: make([]error, 2), age: time.Hour, waited: time.Second, activeTimeout: time.Minute},
+		outcome: outcomePending, ready: metav1.ConditionFalse, reason: reasonPending, msg: "1 of 2 interfaces not ACTIVE yet", summary: "1/2 active",
+		states: []v1alpha1.InterfaceState{v1alpha1.StateActive, v1alpha1.StatePending}, portIDs: []string{"p0", "p1"},
+		requeue: 2 * time.Second,
 	}, {
 		name: "a transient error retries with backoff",
 		obs: observation{planned: 2, entries: []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StateActive, "p0", 1), iface("net1", v1alpha1.StatePending, "p1", 0)},

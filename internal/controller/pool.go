@@ -280,7 +280,7 @@ func (ps *pools) released(p openstack.Port) {
 // pod tag is that pod's; one without is idle, its wiring checked by the
 // next fill before it is handed out.
 func (ps *pools) rebuild(ctx context.Context) error {
-	ports, err := ps.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(ps.r.opts.ClusterID)}})
+	ports, err := ps.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: ps.r.cluster().tags(), ProjectID: ps.r.cloud.ProjectID()})
 	if err != nil {
 		return fmt.Errorf("list this cluster's ports to rebuild the pools: %w", err)
 	}

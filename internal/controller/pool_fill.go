@@ -225,7 +225,7 @@ func (ps *pools) create(ctx context.Context, key poolKey, node nodeInfo, drv por
 		spec := openstack.PortSpec{
 			NetworkID: subnet.NetworkID, SubnetID: subnet.ID, Name: poolPortName(key.node),
 			SecurityGroups: keyGroups(key),
-			Tags:           append(portTags(ps.r.opts.ClusterID, key.driver), tagPrefixPool+key.node),
+			Tags:           append(portTags(ps.r.cluster(), key.driver), tagPrefixPool+key.node),
 		}
 		drv.prepare(node, &spec)
 		specs = append(specs, spec)

@@ -1,11 +1,17 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
@@ -65,4 +71,98 @@ func TestPoolsRunWithDeployedRBAC(t *testing.T) {
 	if p, ok := f.sim.Port(id); !ok || tagValue(p.Tags, tagPrefixPod) != "" {
 		t.Fatalf("port %s after release: present %v, tags %v; want it back in the pool", id, ok, p.Tags)
 	}
+}
+
+// TestEveryDeployedRuleIsUsed: the controller's ClusterRole in
+// deploy/kuryr-dpdk/rbac.yaml grants nothing the controller does not call.
+// With all of it, a run through every kind of call (controllerCalls) is
+// refused nothing; with any one verb of any rule removed, the same run
+// makes a call the API server refuses (403). A rule no call needs fails
+// here, as does a call the role lacks.
+//
+// Informers take their first list as a watch stream (client-go's
+// WatchListClient), which RBAC authorizes as watch, and fall back to a
+// LIST whenever the stream fails: the test turns the stream off so that
+// the LIST they need then is made, and its verb proven.
+func TestEveryDeployedRuleIsUsed(t *testing.T) {
+	perms, err := testenv.ClusterRolePermissions("../../deploy/kuryr-dpdk/rbac.yaml", "kuryr-controller")
+	must(t, err)
+	if len(perms) < 10 {
+		t.Fatalf("only %d permissions read: %v", len(perms), perms)
+	}
+	env.EveryPermissionUsed(t, perms, true, func(t *testing.T, ctx context.Context, cfg *rest.Config, _ bool) error {
+		f := newFixture(t, 1)
+		f.ownNamespace = true
+		return f.controllerCalls(ctx, cfg)
+	})
+}
+
+// controllerCalls runs the controller as cfg (pools on, no leader
+// election: its Role is not the ClusterRole's; its informers limited to
+// f's namespace, so that runs go side by side) through every kind of call
+// it makes: the cluster's UID, informers of pods, nodes, NADs, KuryrPods
+// and KuryrNodes, a pod's finalizer, a KuryrPod created, updated (a NAD
+// that came late), its status, its finalizer and its deletion, a KuryrNode
+// created and its status, and an Event recorded twice (created, then
+// patched). It stops early when ctx ends.
+func (f *fixture) controllerCalls(ctx context.Context, cfg *rest.Config) error {
+	f.opts.Pools.NestedVLAN = PoolSize{Min: 1, Max: 2, Batch: 2}
+	f.standardNADs()
+	if _, err := f.runController(cfg, false); err != nil {
+		return err
+	}
+	node := f.ns + "-node-0"
+	f.createPod("waiting", node, "late")
+	// A NAD without a subnet: each change of it plans the pod again, to
+	// the same Event about the same objects (their resource versions
+	// unchanged), which the recorder counts in a series: a patch.
+	f.createNAD("late", `{"cniVersion":"1.0.0","name":"late","type":"kuryr-cni","driver":"nested-vlan"}`, nil)
+	nad := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "late"}}
+	if err := waitFor(ctx, 20*time.Second, "the InvalidNetworkRequest Event recorded as a series", func() (bool, string) {
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{"touched":"%d"}}}`, time.Now().UnixNano())
+		if err := f.c.Patch(ctx, nad, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+			return false, err.Error()
+		}
+		var list eventsv1.EventList
+		if err := f.c.List(ctx, &list, client.InNamespace(f.ns)); err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, e := range list.Items {
+			if e.Regarding.Name == "waiting" && e.Series != nil {
+				return true, ""
+			}
+			seen = append(seen, e.Reason)
+		}
+		return false, fmt.Sprintf("Events %v", seen)
+	}); err != nil {
+		return err
+	}
+	nad.Spec.Config = fmt.Sprintf(`{"cniVersion":"1.0.0","name":"late","type":"kuryr-cni","driver":"nested-vlan","subnetId":%q,"securityGroups":[%q]}`, f.mgmtNet.ID, f.sg)
+	if err := f.c.Update(ctx, nad); err != nil {
+		return err
+	}
+	if _, err := f.readyWithin(ctx, "waiting"); err != nil {
+		return err
+	}
+	f.createPod("first", node, "mgmt,dataplane")
+	if _, err := f.readyWithin(ctx, "first"); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, 20*time.Second, "the pool in the KuryrNode", func() (bool, string) {
+		var kn v1alpha1.KuryrNode
+		if err := f.c.Get(ctx, types.NamespacedName{Name: node}, &kn); err != nil {
+			return false, err.Error()
+		}
+		return len(kn.Status.Pools) > 0, fmt.Sprintf("%+v", kn.Status)
+	}); err != nil {
+		return err
+	}
+	for _, name := range []string{"first", "waiting"} {
+		f.deletePod(name)
+		if err := f.goneWithin(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -4,19 +4,58 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 )
 
-// podPorts lists the ports this cluster made for the pod with uid.
+// podPorts lists the ports this cluster made for the pod with uid, in the
+// controller's project. A pod's UID is unique across clusters, so its
+// ports of the previous tag schema (the cluster name without its UID) are
+// its own too; a port naming another cluster's UID is not.
 func (r *PodReconciler) podPorts(ctx context.Context, uid types.UID) ([]openstack.Port, error) {
-	ports, err := r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(r.opts.ClusterID), podTag(uid)}})
+	c := r.cluster()
+	ports, err := r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(c.name), podTag(uid)}, ProjectID: r.cloud.ProjectID()})
 	if err != nil {
 		return nil, fmt.Errorf("list ports of pod %s: %w", uid, err)
 	}
-	return ports, nil
+	return slices.DeleteFunc(ports, func(p openstack.Port) bool { return !c.owns(p) && !c.legacy(p) }), nil
+}
+
+// errNotOwned says a port named by a KuryrPod's status is not the one the
+// controller made for that interface: the status was written by someone
+// else (a node's daemon may write the status, and the controller trusts
+// no port ID from it unchecked).
+var errNotOwned = errors.New("not this interface's port")
+
+// checkOwner refuses port p for interface ifName of the pod with uid
+// unless p carries this cluster's tags (or its name alone: the previous
+// schema), the pod's and the interface's, and is in the controller's
+// project. The error is terminal; it names which check failed, not whose
+// the port is (the message reaches the pod's Events).
+func (r *PodReconciler) checkOwner(p openstack.Port, uid types.UID, ifName string) error {
+	c := r.cluster()
+	var bad []string
+	if !c.owns(p) && !c.legacy(p) {
+		bad = append(bad, "cluster")
+	}
+	if tagValue(p.Tags, tagPrefixPod) != string(uid) {
+		bad = append(bad, "pod")
+	}
+	if tagValue(p.Tags, tagPrefixIfName) != ifName {
+		bad = append(bad, "interface")
+	}
+	if project := r.cloud.ProjectID(); project != "" && p.ProjectID != project {
+		bad = append(bad, "project")
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return terminal(fmt.Errorf("status.interfaces[%s].portID names port %s, whose %s differ from this pod's: refused: %w",
+		ifName, p.ID, strings.Join(bad, ", "), errNotOwned))
 }
 
 // releasePod unwires and deletes every port of the pod with uid, as Neutron

@@ -62,7 +62,7 @@ func (c *recordingCloud) DeletePort(_ context.Context, id string) error {
 func TestReleaseDispatchesOnTheRecordedDriver(t *testing.T) {
 	t.Parallel()
 	v1 := func(d v1alpha1.Driver, extra ...string) []string {
-		return append(append(portTags("c", d), ownerTags("u", "eth0")...), extra...)
+		return append(append(portTags(clusterIdentity{name: "c", uid: "c-uid"}, d), ownerTags("u", "eth0")...), extra...)
 	}
 	v0 := func(extra ...string) []string {
 		return append([]string{clusterTag("c"), podTag("u"), tagPrefixIfName + "eth0"}, extra...)
@@ -86,7 +86,7 @@ func TestReleaseDispatchesOnTheRecordedDriver(t *testing.T) {
 			[]string{"detach p from srv", "delete p"}},
 		{"v1 nested-dpdk never attached", openstack.Port{ID: "p", Tags: v1(v1alpha1.DriverNestedDPDK)}, []string{"delete p"}},
 		{"v0 never wired", openstack.Port{ID: "p", Tags: v0()}, []string{"delete p"}},
-		{"v1 pool port (no pod)", openstack.Port{ID: "p", Tags: portTags("c", v1alpha1.DriverNestedDPDK), DeviceID: "srv"},
+		{"v1 pool port (no pod)", openstack.Port{ID: "p", Tags: portTags(clusterIdentity{name: "c", uid: "c-uid"}, v1alpha1.DriverNestedDPDK), DeviceID: "srv"},
 			[]string{"detach p from srv", "delete p"}},
 	}
 	for _, c := range cases {

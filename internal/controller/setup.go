@@ -26,7 +26,17 @@ import (
 // SetupWithManager registers the pod controller: pods (those on a node, not
 // host-network), their KuryrPods, and NADs (a NAD created or fixed wakes the
 // pods that wait for it).
+//
+// Unless Options.ClusterUID is set, it reads it first (kube-system's UID,
+// from the API server itself).
 func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.opts.ClusterUID == "" {
+		uid, err := ReadClusterUID(context.Background(), mgr.GetAPIReader())
+		if err != nil {
+			return err
+		}
+		r.opts.ClusterUID = uid
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.KuryrPod{}, indexWaitingFor, waitingForIndex); err != nil {
 		return fmt.Errorf("index KuryrPods by %s: %w", indexWaitingFor, err)
 	}

@@ -69,6 +69,7 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 	default:
 		obs.entries, obs.errs, err = r.fanOut(ctx, pod, kp, info, newKP)
 		if err != nil {
+			r.waits.forget(pod.UID)
 			return ctrl.Result{}, err
 		}
 		if info.HotplugSlots > 0 && slices.ContainsFunc(kp.Spec.Interfaces, func(i v1alpha1.InterfaceRequest) bool {
@@ -76,6 +77,9 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		}) {
 			r.recordSlots(ctx, info.ServerID)
 		}
+		waiting := slices.ContainsFunc(obs.entries, func(s v1alpha1.InterfaceStatus) bool { return s.State == v1alpha1.StatePending }) &&
+			!slices.ContainsFunc(obs.errs, func(err error) bool { return err != nil })
+		obs.waited = r.waits.waited(pod.UID, r.now(), waiting)
 	}
 	return r.apply(ctx, pod, kp, podStatus(obs))
 }
@@ -120,12 +124,20 @@ func (r *PodReconciler) fanOut(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 			continue
 		}
 		existing, err := lookup.port(ctx, req.IfName, cur)
-		if err != nil {
-			return nil, nil, err
-		}
 		entry := v1alpha1.InterfaceStatus{IfName: req.IfName, Driver: req.Driver, Network: req.Network, State: v1alpha1.StatePending}
 		if cur != nil {
 			entry = *cur
+		}
+		if errors.Is(err, errNotOwned) {
+			// Refused: the verdict rolls the pod back, and nothing
+			// touches the port the status named.
+			log.FromContext(ctx).Info("KuryrPod status names a port that is not the interface's", "pod", pod.UID, "ifName", req.IfName, "reason", err.Error())
+			entry.Message = err.Error()
+			out[i], errs[i] = entry, err
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 		todo = append(todo, func() { out[i], errs[i] = r.wireOne(ctx, pod, node, req, existing, entry) })
 	}

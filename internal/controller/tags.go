@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -19,9 +20,15 @@ import (
 // kuryr-driver tag) are still read: their driver is inferred from the
 // per-driver tags and the port's device, as that schema's writer left them.
 const (
-	tagPrefixCluster = "kuryr-cluster="
-	tagPrefixPod     = "kuryr-pod="
-	tagPrefixIfName  = "kuryr-ifname="
+	// tagPrefixCluster carries the configured cluster name (clusterID),
+	// tagPrefixClusterUID the UID of the cluster's kube-system namespace:
+	// two clusters given the same name in one project still tell their
+	// ports apart. Ports made before the UID tag existed carry the name
+	// alone (see clusterIdentity).
+	tagPrefixCluster    = "kuryr-cluster="
+	tagPrefixClusterUID = "kuryr-cluster-uid="
+	tagPrefixPod        = "kuryr-pod="
+	tagPrefixIfName     = "kuryr-ifname="
 	// tagPrefixDriver names the driver that wires the port (v1).
 	tagPrefixDriver = "kuryr-driver="
 	// tagPrefixSchema carries the version of this tag schema (v1).
@@ -47,12 +54,38 @@ const DeviceOwnerKuryr = "compute:kuryr"
 func clusterTag(clusterID string) string { return tagPrefixCluster + clusterID }
 func podTag(uid types.UID) string        { return tagPrefixPod + string(uid) }
 
-// portTags are the tags of a new port of the cluster for driver d: the
-// cluster, the driver and the schema. A port made for a pod also carries
+// clusterIdentity is what tells this cluster's ports from any other's in
+// the project: the configured name and the UID of kube-system, which no
+// other cluster has.
+type clusterIdentity struct {
+	name, uid string
+}
+
+// tags are the identity's tags, as every port of the cluster carries them.
+func (c clusterIdentity) tags() []string {
+	return []string{clusterTag(c.name), tagPrefixClusterUID + c.uid}
+}
+
+// owns says whether port p is this cluster's: both tags. A port of the
+// previous tag schema (the name alone, no UID tag) is not known to be
+// ours: another cluster of the same name may have made it (legacy says so).
+func (c clusterIdentity) owns(p openstack.Port) bool {
+	return slices.Contains(p.Tags, clusterTag(c.name)) && tagValue(p.Tags, tagPrefixClusterUID) == c.uid
+}
+
+// legacy says whether port p carries this cluster's name and no cluster
+// UID: made by a controller older than the UID tag, of this cluster or of
+// another with the same name.
+func (c clusterIdentity) legacy(p openstack.Port) bool {
+	return slices.Contains(p.Tags, clusterTag(c.name)) && tagValue(p.Tags, tagPrefixClusterUID) == ""
+}
+
+// portTags are the tags of a new port of cluster c for driver d: the
+// cluster's, the driver and the schema. A port made for a pod also carries
 // podTag and its interface name (ownerTags); one made ahead of any pod (a
 // pool) does not, and still releases by these alone.
-func portTags(clusterID string, d v1alpha1.Driver) []string {
-	return []string{clusterTag(clusterID), tagPrefixDriver + string(d), tagPrefixSchema + tagSchemaV1}
+func portTags(c clusterIdentity, d v1alpha1.Driver) []string {
+	return append(c.tags(), tagPrefixDriver+string(d), tagPrefixSchema+tagSchemaV1)
 }
 
 // ownerTags say which pod and which of its interfaces a port is for.

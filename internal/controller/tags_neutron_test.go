@@ -77,7 +77,7 @@ func TestTagSchemaOnRealNeutron(t *testing.T) {
 	for i, d := range []v1alpha1.Driver{v1alpha1.DriverNestedVLAN, v1alpha1.DriverNestedMACVLAN, v1alpha1.DriverNestedDPDK} {
 		drv, err := r.drivers.get(d)
 		must(t, err)
-		spec := openstack.PortSpec{NetworkID: netID, SubnetID: subnetID, Tags: append(portTags(cluster, d), ownerTags(uid, fmt.Sprintf("net%d", i))...)}
+		spec := openstack.PortSpec{NetworkID: netID, SubnetID: subnetID, Tags: append(portTags(r.cluster(), d), ownerTags(uid, fmt.Sprintf("net%d", i))...)}
 		drv.prepare(node, &spec)
 		p, err := c.CreatePort(ctx, spec)
 		must(t, err)

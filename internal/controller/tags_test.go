@@ -56,7 +56,7 @@ func TestEveryDriverRecordsItselfOnItsPorts(t *testing.T) {
 	ds := newDrivers(nil, nil, nil, newMetrics(nil))
 	node := nodeInfo{Name: "n1", ServerID: "srv", ParentPortID: "vm", TrunkID: "t1"}
 	for name, drv := range ds {
-		spec := openstack.PortSpec{Tags: append(portTags("c", name), ownerTags("u", "eth0")...)}
+		spec := openstack.PortSpec{Tags: append(portTags(clusterIdentity{name: "c", uid: "c-uid"}, name), ownerTags("u", "eth0")...)}
 		drv.prepare(node, &spec)
 		got, err := portDriverOf(openstack.Port{ID: "p", Tags: spec.Tags, DeviceOwner: spec.DeviceOwner})
 		if err != nil || got != name {

@@ -1,22 +1,30 @@
 package daemon
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 // TestRunsWithDeployedRBAC runs the daemon as the ServiceAccount of
-// deploy/kuryr-dpdk through ADD and DEL: its ClusterRole grants every call
-// the node side makes (informers, status, network-status, the node).
+// deploy/kuryr-dpdk, with a token bound to a pod on its node as the kubelet
+// gives it, through ADD and DEL in primary mode: its ClusterRole grants
+// every call the node side makes (informers, status, network-status, the
+// node), and the node-scoping admission policy lets each through.
 func TestRunsWithDeployedRBAC(t *testing.T) {
 	n := newNode(t)
-	if _, err := testenv.Apply(n.ctx, env.Config, "../../deploy/kuryr-dpdk/rbac.yaml"); err != nil {
+	if _, err := testenv.Apply(n.ctx, env.Config, "../../deploy/kuryr-dpdk/rbac.yaml", "../../deploy/kuryr-dpdk/admission.yaml"); err != nil {
 		t.Fatal(err)
 	}
-	sa, err := env.ServiceAccountConfig("kuryr-dpdk", "kuryr-daemon")
+	sa, err := env.NodeBoundServiceAccountConfig(n.ctx, "kuryr-dpdk", "kuryr-daemon", "kuryr-daemon-"+n.name, n.name)
 	must(t, err)
 	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
 	n.startDaemonAs(sa, 30*time.Second, true)
@@ -27,8 +35,48 @@ func TestRunsWithDeployedRBAC(t *testing.T) {
 	if st := findStatus(n.kuryrPod("rbac"), "net1"); st.State != v1alpha1.StatePlugged {
 		t.Fatalf("net1 %+v, want Plugged", st)
 	}
+	var pod corev1.Pod
+	must(t, n.c.Get(n.ctx, types.NamespacedName{Namespace: n.pod.Namespace, Name: n.pod.Name}, &pod))
+	if pod.Annotations[v1alpha1.NetworkStatusAnnotation] == "" {
+		t.Fatalf("pod %s has no network-status after ADD: %v", pod.Name, pod.Annotations)
+	}
 	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
 	if st := findStatus(n.kuryrPod("rbac"), "net1"); st.State != v1alpha1.StateActive {
 		t.Fatalf("net1 %+v after DEL, want Active", st)
 	}
+}
+
+// TestEveryDeployedRuleIsUsed: the daemon's ClusterRole in
+// deploy/kuryr-dpdk/rbac.yaml grants nothing the daemon does not call.
+// With all of it, a start (its reconcile), an ADD and a DEL in primary mode
+// are refused nothing; with any one verb of any rule removed, the same run
+// makes a call the API server refuses (403). Informers list first (see the
+// controller's twin).
+func TestEveryDeployedRuleIsUsed(t *testing.T) {
+	perms, err := testenv.ClusterRolePermissions("../../deploy/kuryr-dpdk/rbac.yaml", "kuryr-daemon")
+	must(t, err)
+	if len(perms) < 5 {
+		t.Fatalf("only %d permissions read: %v", len(perms), perms)
+	}
+	env.EveryPermissionUsed(t, perms, false, func(t *testing.T, ctx context.Context, cfg *rest.Config, refusalExpected bool) error {
+		n := newNode(t)
+		n.refusalsExpected = refusalExpected
+		return n.daemonCalls(ctx, cfg)
+	})
+}
+
+// daemonCalls runs the daemon as cfg (primary mode) through a start, an
+// ADD of a pod with a DPDK interface and its DEL, stopping early when ctx
+// ends. It returns the first CNI failure.
+func (n *node) daemonCalls(ctx context.Context, cfg *rest.Config) error {
+	must(n.t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	n.startDaemonAs(cfg, 5*time.Second, true)
+	n.createPod("rbac", v1alpha1.StateActive)
+	if _, err := n.cni.AddNetworkList(ctx, n.list, n.rt()); err != nil {
+		return fmt.Errorf("ADD: %w", err)
+	}
+	if err := n.cni.DelNetworkList(ctx, n.list, n.rt()); err != nil {
+		return fmt.Errorf("DEL: %w", err)
+	}
+	return nil
 }

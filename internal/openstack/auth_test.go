@@ -58,6 +58,9 @@ func TestAuthPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	works(t, sim, c)
+	if got, want := c.ProjectID(), sim.Credentials().ProjectID; got != want {
+		t.Errorf("ProjectID() = %q, want the token's project %q", got, want)
+	}
 }
 
 func TestAuthApplicationCredential(t *testing.T) {
@@ -160,5 +163,44 @@ func TestNoAuthNeedsProject(t *testing.T) {
 	t.Parallel()
 	if _, err := New(context.Background(), Config{NeutronURL: "http://127.0.0.1:9"}); !errors.Is(err, ErrTerminal) {
 		t.Errorf("noauth without a project: %v", err)
+	}
+}
+
+// TestListPortsOfOneProject: a listing that names the project holds only
+// that project's ports; one that does not holds every project's, as an
+// admin's listing in Neutron does.
+func TestListPortsOfOneProject(t *testing.T) {
+	t.Parallel()
+	sim := startSim(t, cloudsim.Options{NoAuth: true})
+	n, _, err := sim.SeedNetwork("n", "10.1.0.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, project := range []string{"project-a", "project-b"} {
+		c, err := New(context.Background(), Config{NeutronURL: sim.NeutronURL(), ProjectID: project})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ProjectID() != project {
+			t.Fatalf("ProjectID() = %q, want %q", c.ProjectID(), project)
+		}
+		p, err := c.CreatePort(context.Background(), PortSpec{NetworkID: n.ID, Tags: []string{"same-tag"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[project] = p.ID
+	}
+	c, err := New(context.Background(), Config{NeutronURL: sim.NeutronURL(), ProjectID: "project-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := c.ListPorts(context.Background(), PortFilter{Tags: []string{"same-tag"}, ProjectID: c.ProjectID()})
+	if err != nil || len(own) != 1 || own[0].ID != ids["project-a"] {
+		t.Errorf("project-a's listing: %+v, %v; want only port %s", own, err, ids["project-a"])
+	}
+	all, err := c.ListPorts(context.Background(), PortFilter{Tags: []string{"same-tag"}})
+	if err != nil || len(all) != 2 {
+		t.Errorf("listing without a project: %d ports, %v; want both projects'", len(all), err)
 	}
 }

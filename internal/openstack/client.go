@@ -19,6 +19,7 @@ import (
 	gcos "github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/config"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 )
 
 // DefaultRequestTimeout bounds each request when Config.RequestTimeout is 0.
@@ -72,7 +73,9 @@ type Client struct {
 	compute *gophercloud.ServiceClient
 	// project is sent in create bodies in noauth mode.
 	project string
-	timeout time.Duration
+	// tokenProject is the project Keystone scoped the token to.
+	tokenProject string
+	timeout      time.Duration
 }
 
 // New authenticates (unless noauth) and returns a Client.
@@ -118,7 +121,29 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, classify("find the compute endpoint", err)
 	}
-	return &Client{network: network, compute: compute, timeout: timeout}, nil
+	return &Client{network: network, compute: compute, tokenProject: tokenProject(pc), timeout: timeout}, nil
+}
+
+// tokenProject returns the project pc's Keystone v3 token is scoped to, or
+// "" (unscoped, or another identity version).
+func tokenProject(pc *gophercloud.ProviderClient) string {
+	r, ok := pc.GetAuthResult().(tokens.CreateResult)
+	if !ok {
+		return ""
+	}
+	p, err := r.ExtractProject()
+	if err != nil || p == nil {
+		return ""
+	}
+	return p.ID
+}
+
+// ProjectID implements Projecter.
+func (c *Client) ProjectID() string {
+	if c.project != "" {
+		return c.project
+	}
+	return c.tokenProject
 }
 
 // ConfigFromEnv reads the OS_* variables of an openrc file: OS_AUTH_URL,

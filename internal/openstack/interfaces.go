@@ -15,6 +15,13 @@ type PortReader interface {
 	ListPorts(ctx context.Context, f PortFilter) ([]Port, error)
 }
 
+// Projecter tells which project the client acts in.
+type Projecter interface {
+	// ProjectID is the project of the client's token (or of its noauth
+	// configuration); "" when unscoped.
+	ProjectID() string
+}
+
 // PortDeleter deletes ports; deleting a port that is gone succeeds.
 type PortDeleter interface {
 	DeletePort(ctx context.Context, id string) error

@@ -176,7 +176,7 @@ type portQuery PortFilter
 func (f portQuery) ToPortListQuery() (string, error) {
 	q := url.Values{}
 	for k, v := range map[string]string{"network_id": f.NetworkID, "device_id": f.DeviceID,
-		"device_owner": f.DeviceOwner, "name": f.Name, "tags": strings.Join(f.Tags, ","),
+		"device_owner": f.DeviceOwner, "name": f.Name, "project_id": f.ProjectID, "tags": strings.Join(f.Tags, ","),
 		"tags-any": strings.Join(f.TagsAny, ",")} {
 		if v != "" {
 			q.Set(k, v)

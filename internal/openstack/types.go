@@ -96,6 +96,9 @@ type PortFilter struct {
 	FixedIP  string
 	SubnetID string
 	Name     string
+	// ProjectID selects the ports of one project: an admin's listing
+	// otherwise holds every project's.
+	ProjectID string
 }
 
 // Network is a Neutron network.

@@ -25,22 +25,11 @@ func Apply(ctx context.Context, cfg *rest.Config, files ...string) ([]*unstructu
 	}
 	var out []*unstructured.Unstructured
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		objs, err := decodeFile(f)
 		if err != nil {
 			return nil, err
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				return nil, fmt.Errorf("%s: %w", f, err)
-			}
-			if len(u.Object) == 0 {
-				continue
-			}
+		for _, u := range objs {
 			if err := c.Create(ctx, u, client.FieldValidation("Strict")); err != nil && !isAlreadyExists(err) {
 				return nil, fmt.Errorf("%s: create %s %s: %w", f, u.GetKind(), u.GetName(), err)
 			}
@@ -48,6 +37,28 @@ func Apply(ctx context.Context, cfg *rest.Config, files ...string) ([]*unstructu
 		}
 	}
 	return out, nil
+}
+
+// decodeFile reads the objects of a YAML file (multi-document).
+func decodeFile(f string) ([]*unstructured.Unstructured, error) {
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
 }
 
 func isAlreadyExists(err error) bool { return apierrors.IsAlreadyExists(err) }

@@ -8,6 +8,7 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"go/build"
@@ -17,6 +18,10 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -228,4 +233,43 @@ func GoTestBuild(out, pkg string) error {
 		return fmt.Errorf("go test -c %s: %w\n%s", pkg, err, b)
 	}
 	return nil
+}
+
+// NodeBoundServiceAccountConfig returns a client configuration that
+// authenticates as ServiceAccount namespace/name with a token bound to a pod
+// of that ServiceAccount scheduled on node, as the kubelet gives a
+// DaemonSet's pod: the API server then knows the node from the token (user
+// extra authentication.kubernetes.io/node-name), which admission policies
+// check. The pod (named pod, in namespace) is created here and must not
+// exist; it stays, since deleting it revokes the token.
+func (e *Env) NodeBoundServiceAccountConfig(ctx context.Context, namespace, name, pod, node string) (*rest.Config, error) {
+	cs, err := kubernetes.NewForConfig(e.Config)
+	if err != nil {
+		return nil, err
+	}
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: pod, Namespace: namespace},
+		Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: name,
+			Containers: []corev1.Container{{Name: "c", Image: "kuryr-dpdk/kuryr-dpdk:dev"}}},
+	}
+	if p, err = cs.CoreV1().Pods(namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("create pod %s/%s on node %s: %w", namespace, pod, node, err)
+	}
+	expiry := int64(3600)
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry,
+			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("token of ServiceAccount %s/%s bound to pod %s: %w", namespace, name, pod, err)
+	}
+	return e.TokenConfig(tr.Status.Token), nil
+}
+
+// TokenConfig returns a client configuration that authenticates with the
+// bearer token alone.
+func (e *Env) TokenConfig(token string) *rest.Config {
+	cfg := rest.AnonymousClientConfig(e.Config)
+	cfg.BearerToken = token
+	return cfg
 }
