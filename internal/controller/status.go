@@ -54,7 +54,10 @@ func (r *PodReconciler) writeStatus(ctx context.Context, kp *v1alpha1.KuryrPod, 
 //
 // newKP says the KuryrPod was made by this very reconcile: no port of the
 // pod can exist yet, so none is looked up.
-func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod, newKP bool) (ctrl.Result, error) {
+//
+// policyMsg, when not empty, is the tenant policy's decision just made
+// (enforcePolicy): recorded as PolicyAllowed=True with this status.
+func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod, newKP bool, policyMsg string) (ctrl.Result, error) {
 	obs := observation{
 		prev: kp.Status, generation: kp.Generation, planned: len(kp.Spec.Interfaces),
 		age: r.now().Sub(kp.CreationTimestamp.Time), activeTimeout: r.opts.ActiveTimeout.Duration,
@@ -71,7 +74,11 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 			return ctrl.Result{}, err
 		}
 	}
-	return r.apply(ctx, pod, kp, podStatus(obs))
+	v := podStatus(obs)
+	if policyMsg != "" {
+		setCondition(&v.status, v1alpha1.ConditionPolicyAllowed, true, reasonPolicyAllowed, policyMsg, kp.Generation)
+	}
+	return r.apply(ctx, pod, kp, v)
 }
 
 // nodeOf resolves the pod's node to its VM in the cloud.
