@@ -88,6 +88,11 @@ func (r *PodReconciler) nodeOf(ctx context.Context, pod *corev1.Pod) (nodeInfo, 
 		return nodeInfo{}, fmt.Errorf("get node %s of pod %s/%s: %w", pod.Spec.NodeName, pod.Namespace, pod.Name, err)
 	}
 	info, fresh, err := r.nodes.resolve(ctx, &node)
+	if err != nil {
+		// Why a node is not ready names its server, ports and the worker
+		// subnets: not the pod's own objects.
+		err = private(fmt.Sprintf("node %s cannot carry interfaces yet (details in the controller's log)", node.Name), err)
+	}
 	if err == nil && fresh {
 		// KuryrNode is a cache for people and tools: failing to write it
 		// (a conflict with another pod of the node) does not hold the pod.
@@ -151,10 +156,12 @@ func (r *PodReconciler) apply(ctx context.Context, pod *corev1.Pod, kp *v1alpha1
 	}
 	switch v.outcome {
 	case outcomeNodeNotReady:
+		log.FromContext(ctx).V(1).Info("node not ready for the pod's interfaces", "pod", pod.Namespace+"/"+pod.Name, "reason", v.cause.Error())
 		return ctrl.Result{RequeueAfter: v.requeueAfter}, nil
 	case outcomeFailed:
 		r.metrics.setWaiting(kp.Spec.PodUID, false)
-		r.recorder.Eventf(pod, kp, corev1.EventTypeWarning, reasonFailed, "WireInterfaces", "interfaces rolled back: %s", v.cause.Error())
+		log.FromContext(ctx).Info("interfaces rolled back", "pod", pod.Namespace+"/"+pod.Name, "reason", v.cause.Error())
+		r.recorder.Eventf(pod, kp, corev1.EventTypeWarning, reasonFailed, "WireInterfaces", "interfaces rolled back: %s", publicText(v.cause))
 		return ctrl.Result{}, nil
 	case outcomeRetry:
 		// Returning the error requeues the pod with controller-runtime's
