@@ -14,6 +14,7 @@ func AddToScheme(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&KuryrPod{}, &KuryrPodList{},
 		&KuryrNode{}, &KuryrNodeList{},
+		&KuryrTenantPolicy{}, &KuryrTenantPolicyList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -39,4 +39,9 @@ const (
 	// ConditionSpecValid: the pod's network request could be understood.
 	// False with reason InvalidSpec is terminal until the pod or NAD changes.
 	ConditionSpecValid = "SpecValid"
+	// ConditionPolicyAllowed: the KuryrTenantPolicies that select the pod's
+	// namespace allow its request. False (reason PolicyViolation, the
+	// message naming the policy and the rule) is terminal: the pod gets no
+	// interface and no cloud call is made for it; it waits to be recreated.
+	ConditionPolicyAllowed = "PolicyAllowed"
 )

@@ -114,7 +114,7 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 	existing *openstack.Port, entry v1alpha1.InterfaceStatus) (v1alpha1.InterfaceStatus, error) {
 	drv, err := r.drivers.get(req.Driver)
 	if err != nil {
-		entry.Message = err.Error()
+		entry.Message = publicText(err)
 		return entry, err
 	}
 	var w wiring
@@ -126,7 +126,7 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 		if w, pooled = r.created.pooled(pod.UID, req.IfName); !pooled {
 			w, pooled, err = r.pools.take(ctx, node, pod.UID, req)
 			if err != nil {
-				entry.Message = err.Error()
+				entry.Message = publicText(err)
 				return entry, err
 			}
 			if pooled {
@@ -137,7 +137,7 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 	if !pooled {
 		port, err := r.ensurePort(ctx, pod, node, req, drv, existing)
 		if err != nil {
-			entry.Message = err.Error()
+			entry.Message = publicText(err)
 			return entry, err
 		}
 		w, err = drv.wire(ctx, node, req.IfName, port)
@@ -146,7 +146,7 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 			if errors.As(err, &full) {
 				r.recorder.Eventf(pod, nil, corev1.EventTypeWarning, reasonNoSlot, "AttachInterface", "interface %s waits: %s", req.IfName, err.Error())
 			}
-			entry.PortID, entry.Message = port.ID, err.Error()
+			entry.PortID, entry.Message = port.ID, publicText(err)
 			return entry, err
 		}
 	}
@@ -156,7 +156,7 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 		entry.State, entry.Message = v1alpha1.StateActive, ""
 	}
 	if err != nil {
-		entry.Message = err.Error()
+		entry.Message = publicText(err)
 	}
 	return entry, err
 }

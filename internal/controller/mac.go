@@ -25,8 +25,11 @@ func (r *PodReconciler) checkRequestedMAC(ctx context.Context, node nodeInfo, re
 		return terminal(fmt.Errorf("interface %s: requested mac %q: %w", req.IfName, req.MAC, err))
 	}
 	refuse := func(portID string) error {
-		return terminal(fmt.Errorf("interface %s: requested mac %s is the MAC of port %s of node %s; a pod may not take a MAC of its node's ports",
-			req.IfName, want, portID, node.Name))
+		// The port may be another pod's: its ID is for the log only.
+		return terminal(private(
+			fmt.Sprintf("interface %s: requested mac %s is the MAC of a port of node %s; a pod may not take a MAC of its node's ports", req.IfName, want, node.Name),
+			fmt.Errorf("interface %s: requested mac %s is the MAC of port %s of node %s; a pod may not take a MAC of its node's ports",
+				req.IfName, want, portID, node.Name)))
 	}
 	if sameMAC(node.ParentMAC, want) {
 		return refuse(node.ParentPortID)

@@ -157,10 +157,20 @@ func (r *PodReconciler) ensure(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 		}
 	}
 	if failed(kp) {
-		// Rolled back after a terminal error: wait for the pod to be recreated.
+		// Rolled back after a terminal error, or refused by a tenant
+		// policy: wait for the pod to be recreated.
 		return ctrl.Result{}, nil
 	}
-	return r.wireAll(ctx, pod, kp, newKP)
+	policyMsg := ""
+	if !policyDecided(kp) {
+		// Before any cloud call: a refused pod costs the cloud nothing.
+		var refused bool
+		var err error
+		if policyMsg, refused, err = r.enforcePolicy(ctx, pod, kp); err != nil || refused {
+			return ctrl.Result{}, err
+		}
+	}
+	return r.wireAll(ctx, pod, kp, newKP, policyMsg)
 }
 
 // plan works out the pod's interfaces and creates (or fixes) its KuryrPod.

@@ -98,7 +98,7 @@ func podStatus(o observation) verdict {
 	}
 
 	if o.nodeErr != nil {
-		ready(false, reasonNodeNotReady, o.nodeErr.Error())
+		ready(false, reasonNodeNotReady, publicText(o.nodeErr))
 		st.Summary = reasonNodeNotReady
 		return verdict{status: st, outcome: outcomeNodeNotReady, cause: o.nodeErr, requeueAfter: nodeNotReadyDelay}
 	}
@@ -131,17 +131,17 @@ func podStatus(o observation) verdict {
 			s := &st.Interfaces[i]
 			s.State = v1alpha1.StateFailed
 			if s.Message == "" {
-				s.Message = "rolled back: " + fatal.Error()
+				s.Message = "rolled back: " + publicText(fatal)
 			}
 			s.PortID, s.VLANID = "", 0
 		}
-		ready(false, reasonFailed, fatal.Error())
+		ready(false, reasonFailed, publicText(fatal))
 		st.Summary = reasonFailed
 		return verdict{status: st, outcome: outcomeFailed, cause: fatal}
 	case len(transient) > 0:
 		cause := errors.Join(transient...)
 		st.Summary = summary(len(st.Interfaces), pending)
-		ready(false, reasonPending, cause.Error())
+		ready(false, reasonPending, publicText(cause))
 		return verdict{status: st, outcome: outcomeRetry, cause: cause}
 	case pending > 0:
 		st.Summary = summary(len(st.Interfaces), pending)

@@ -55,7 +55,10 @@ func (r *PodReconciler) writeStatus(ctx context.Context, kp *v1alpha1.KuryrPod, 
 //
 // newKP says the KuryrPod was made by this very reconcile: no port of the
 // pod can exist yet, so none is looked up.
-func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod, newKP bool) (ctrl.Result, error) {
+//
+// policyMsg, when not empty, is the tenant policy's decision just made
+// (enforcePolicy): recorded as PolicyAllowed=True with this status.
+func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod, newKP bool, policyMsg string) (ctrl.Result, error) {
 	obs := observation{
 		prev: kp.Status, generation: kp.Generation, planned: len(kp.Spec.Interfaces),
 		age: r.now().Sub(kp.CreationTimestamp.Time), activeTimeout: r.opts.ActiveTimeout.Duration,
@@ -81,7 +84,11 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 			!slices.ContainsFunc(obs.errs, func(err error) bool { return err != nil })
 		obs.waited = r.waits.waited(pod.UID, r.now(), waiting)
 	}
-	return r.apply(ctx, pod, kp, podStatus(obs))
+	v := podStatus(obs)
+	if policyMsg != "" {
+		setCondition(&v.status, v1alpha1.ConditionPolicyAllowed, true, reasonPolicyAllowed, policyMsg, kp.Generation)
+	}
+	return r.apply(ctx, pod, kp, v)
 }
 
 // nodeOf resolves the pod's node to its VM in the cloud.
@@ -91,6 +98,11 @@ func (r *PodReconciler) nodeOf(ctx context.Context, pod *corev1.Pod) (nodeInfo, 
 		return nodeInfo{}, fmt.Errorf("get node %s of pod %s/%s: %w", pod.Spec.NodeName, pod.Namespace, pod.Name, err)
 	}
 	info, fresh, err := r.nodes.resolve(ctx, &node)
+	if err != nil {
+		// Why a node is not ready names its server, ports and the worker
+		// subnets: not the pod's own objects.
+		err = private(fmt.Sprintf("node %s cannot carry interfaces yet (details in the controller's log)", node.Name), err)
+	}
 	limit, lerr := hotplugLimit(&node, r.opts.HotplugSlots)
 	if lerr != nil {
 		r.recorder.Eventf(&node, nil, corev1.EventTypeWarning, reasonBadSlots, "CountHotplugSlots", "%s", lerr.Error())
@@ -167,10 +179,12 @@ func (r *PodReconciler) apply(ctx context.Context, pod *corev1.Pod, kp *v1alpha1
 	}
 	switch v.outcome {
 	case outcomeNodeNotReady:
+		log.FromContext(ctx).V(1).Info("node not ready for the pod's interfaces", "pod", pod.Namespace+"/"+pod.Name, "reason", v.cause.Error())
 		return ctrl.Result{RequeueAfter: v.requeueAfter}, nil
 	case outcomeFailed:
 		r.metrics.setWaiting(kp.Spec.PodUID, false)
-		r.recorder.Eventf(pod, kp, corev1.EventTypeWarning, reasonFailed, "WireInterfaces", "interfaces rolled back: %s", v.cause.Error())
+		log.FromContext(ctx).Info("interfaces rolled back", "pod", pod.Namespace+"/"+pod.Name, "reason", v.cause.Error())
+		r.recorder.Eventf(pod, kp, corev1.EventTypeWarning, reasonFailed, "WireInterfaces", "interfaces rolled back: %s", publicText(v.cause))
 		return ctrl.Result{}, nil
 	case outcomeRetry:
 		// Returning the error requeues the pod with controller-runtime's

@@ -72,7 +72,8 @@ func TestBaseIsAcceptedAndItsConfigParses(t *testing.T) {
 	apply(t, objs)
 	for _, want := range []string{"Deployment/kuryr-controller", "DaemonSet/kuryr-daemon", "ClusterRole/kuryr-controller", "ClusterRole/kuryr-daemon",
 		"ConfigMap/kuryr-controller", "ConfigMap/kuryr-cni", "Namespace/kuryr-dpdk",
-		"CustomResourceDefinition/kuryrpods.kuryr-dpdk.io", "CustomResourceDefinition/kuryrnodes.kuryr-dpdk.io"} {
+		"CustomResourceDefinition/kuryrpods.kuryr-dpdk.io", "CustomResourceDefinition/kuryrnodes.kuryr-dpdk.io",
+		"CustomResourceDefinition/kuryrtenantpolicies.kuryr-dpdk.io"} {
 		if seen[want] == nil {
 			t.Errorf("deploy/kuryr-dpdk lacks %s", want)
 		}
