@@ -83,6 +83,13 @@ type Options struct {
 	// cloud reached at several addresses (the all-in-one's loopback and
 	// its node VMs' fabric) sends each client to the address it used.
 	AdvertiseRequestHost bool `json:"advertiseRequestHost,omitempty"`
+	// MaxAllowedAddressPairs is Neutron's max_allowed_address_pair: how
+	// many allowed address pairs a port may carry (400
+	// AllowedAddressPairExhausted past it); DefaultMaxAllowedAddressPairs
+	// (Neutron's default, 10) when zero. nested-macvlan puts one pair per
+	// pod on its node VM's port, so a cloud that runs more than ten such
+	// pods a node has it raised (docs/cloudsim.md).
+	MaxAllowedAddressPairs int `json:"maxAllowedAddressPairs,omitempty"`
 }
 
 // ServerHook lets a simulated VM learn that Nova attached or detached one of
@@ -100,6 +107,7 @@ type Cloud struct {
 	noTagsOnCreate bool
 	bindDelay      time.Duration
 	noAgent        bool
+	maxPairs       int
 	st             *store
 
 	knobs   sync.Mutex
@@ -135,6 +143,9 @@ func New(opts Options) *Cloud {
 		latency: map[string]Latency{}, faults: map[string]Fault{}, rng: newRNG(opts.Seed),
 		counts: map[string]int64{}, faulted: map[string]int64{}, hooks: map[string]ServerHook{},
 		mux: http.NewServeMux(), closing: make(chan struct{}), advertiseRequestHost: opts.AdvertiseRequestHost,
+	}
+	if c.maxPairs = opts.MaxAllowedAddressPairs; c.maxPairs <= 0 {
+		c.maxPairs = DefaultMaxAllowedAddressPairs
 	}
 	for k, v := range opts.Latency {
 		c.latency[k] = v

@@ -413,3 +413,29 @@ func TestBindDelay(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestMaxAllowedAddressPairs: an update past the cloud's
+// max_allowed_address_pair is 400 AllowedAddressPairExhausted at Neutron's
+// default (10) and goes through where Options raise it.
+func TestMaxAllowedAddressPairs(t *testing.T) {
+	t.Parallel()
+	var pairs []string
+	for i := range 11 {
+		pairs = append(pairs, fmt.Sprintf(`{"ip_address": "10.20.0.%d"}`, 100+i))
+	}
+	body := `{"port": {"allowed_address_pairs": [` + strings.Join(pairs, ", ") + `]}}`
+	for _, tc := range []struct {
+		max, status int
+	}{{0, 400}, {11, 200}} {
+		h := start(t, Options{MaxAllowedAddressPairs: tc.max})
+		n, _ := h.seed()
+		id := h.port(n.ID, "")["id"].(string)
+		st, out := h.do("PUT", nw+"/ports/"+id, body)
+		if st != tc.status {
+			t.Errorf("11 pairs with MaxAllowedAddressPairs %d: %d, want %d", tc.max, st, tc.status)
+		}
+		if tc.status == 400 {
+			neutronErr(t, out, "AllowedAddressPairExhausted")
+		}
+	}
+}

@@ -19,12 +19,15 @@ type Config struct {
 	AdvertiseURL string `json:"advertiseURL,omitempty"`
 	NoAuth       bool   `json:"noAuth,omitempty"`
 	// BindDelay: ports stay DOWN this long after binding (see Options).
-	BindDelay   Duration           `json:"bindDelay,omitempty"`
-	Credentials *Credentials       `json:"credentials,omitempty"`
-	Seed        uint64             `json:"seed,omitempty"`
-	Latency     map[string]Latency `json:"latency,omitempty"`
-	Faults      map[string]Fault   `json:"faults,omitempty"`
-	Networks    []NetworkSpec      `json:"networks,omitempty"`
+	BindDelay Duration `json:"bindDelay,omitempty"`
+	// MaxAllowedAddressPairs: Neutron's max_allowed_address_pair (see
+	// Options).
+	MaxAllowedAddressPairs int                `json:"maxAllowedAddressPairs,omitempty"`
+	Credentials            *Credentials       `json:"credentials,omitempty"`
+	Seed                   uint64             `json:"seed,omitempty"`
+	Latency                map[string]Latency `json:"latency,omitempty"`
+	Faults                 map[string]Fault   `json:"faults,omitempty"`
+	Networks               []NetworkSpec      `json:"networks,omitempty"`
 	// SecurityGroups are names of groups to create.
 	SecurityGroups []string       `json:"securityGroups,omitempty"`
 	Servers        []ServerConfig `json:"servers,omitempty"`
@@ -52,7 +55,7 @@ func LoadConfig(path string) (Config, error) {
 // Options returns the cloud options of cfg.
 func (cfg Config) Options() Options {
 	return Options{Credentials: cfg.Credentials, NoAuth: cfg.NoAuth, Latency: cfg.Latency, Faults: cfg.Faults,
-		Seed: cfg.Seed, BindDelay: time.Duration(cfg.BindDelay)}
+		Seed: cfg.Seed, BindDelay: time.Duration(cfg.BindDelay), MaxAllowedAddressPairs: cfg.MaxAllowedAddressPairs}
 }
 
 // Duration is a time.Duration written as a string ("300ms") in config files.

@@ -161,7 +161,7 @@ func (c *Cloud) newPort(project string, obj map[string]json.RawMessage) (*Port, 
 	if e != nil {
 		return nil, e
 	}
-	if e := checkPortSecurity(psec, sgs, p.AllowedAddressPairs); e != nil {
+	if e := checkPortSecurity(psec, sgs, p.AllowedAddressPairs, c.maxPairs); e != nil {
 		return nil, e
 	}
 	if e := checkFixedIPs(fixed); e != nil {
@@ -260,15 +260,15 @@ func (c *Cloud) allocateIP(p *Port, n *Network, subnetID, ip string) *apiError {
 	return nil
 }
 
-// maxAddressPairs is Neutron's default max_allowed_address_pair.
-const maxAddressPairs = 10
+// DefaultMaxAllowedAddressPairs is Neutron's default max_allowed_address_pair.
+const DefaultMaxAllowedAddressPairs = 10
 
 // checkPortSecurity applies Neutron's rules (checked against the real one,
 // internal/openstack's contract suite): a port without port security takes
 // no security groups (400) and no allowed address pairs (409); pairs are
-// valid addresses, at most maxAddressPairs, none twice. sgs nil is "not
-// given".
-func checkPortSecurity(on bool, sgs *[]string, pairs []AddressPair) *apiError {
+// valid addresses, at most max (the cloud's max_allowed_address_pair),
+// none twice. sgs nil is "not given".
+func checkPortSecurity(on bool, sgs *[]string, pairs []AddressPair, max int) *apiError {
 	if !on && sgs != nil && len(*sgs) > 0 {
 		return errf(400, "PortSecurityAndIPRequiredForSecurityGroups",
 			"Port security must be enabled and port must have an IP address in order to use security groups.")
@@ -276,8 +276,8 @@ func checkPortSecurity(on bool, sgs *[]string, pairs []AddressPair) *apiError {
 	if !on && len(pairs) > 0 {
 		return errf(409, "AddressPairAndPortSecurityRequired", "Port Security must be enabled in order to have allowed address pairs on a port.")
 	}
-	if len(pairs) > maxAddressPairs {
-		return errf(400, "AllowedAddressPairExhausted", "The number of allowed address pair exceeds the maximum %d.", maxAddressPairs)
+	if len(pairs) > max {
+		return errf(400, "AllowedAddressPairExhausted", "The number of allowed address pair exceeds the maximum %d.", max)
 	}
 	seen := map[AddressPair]bool{}
 	for _, ap := range pairs {
@@ -407,7 +407,7 @@ func (c *Cloud) updatePort(w http.ResponseWriter, r *http.Request) *apiError {
 		}); e != nil {
 			return e
 		}
-		if e := checkPortUpdate(obj, p, psec, sgs, pairs); e != nil {
+		if e := checkPortUpdate(obj, p, psec, sgs, pairs, c.maxPairs); e != nil {
 			return e
 		}
 		next.NoPortSecurity = !psec
@@ -437,7 +437,7 @@ func (c *Cloud) updatePort(w http.ResponseWriter, r *http.Request) *apiError {
 // (obj) that leaves port security at on: turning it off while the port keeps
 // security groups is 409 PortSecurityPortHasSecurityGroup; otherwise the
 // create rules hold for what the port would have.
-func checkPortUpdate(obj map[string]json.RawMessage, p *Port, on bool, sgs []string, pairs []AddressPair) *apiError {
+func checkPortUpdate(obj map[string]json.RawMessage, p *Port, on bool, sgs []string, pairs []AddressPair, maxPairs int) *apiError {
 	_, newSGs := obj["security_groups"]
 	_, newPairs := obj["allowed_address_pairs"]
 	if !newSGs {
@@ -456,7 +456,7 @@ func checkPortUpdate(obj map[string]json.RawMessage, p *Port, on bool, sgs []str
 			return errf(409, "AddressPairAndPortSecurityRequired", "Port Security must be enabled in order to have allowed address pairs on a port.")
 		}
 	}
-	return checkPortSecurity(on, &sgs, pairs)
+	return checkPortSecurity(on, &sgs, pairs, maxPairs)
 }
 
 // dropPort removes p unless it is in use. Callers hold c.st.mu.

@@ -28,7 +28,11 @@ func (e *Env) startCloud(ctx context.Context) error {
 	// A port turns ACTIVE a moment after it is bound, as with a real L2 agent.
 	// The catalog names the address a client asked Keystone at: the host's
 	// 127.0.0.1, or the fabric proxy's for kuryr-controller's pod.
-	e.Cloud = cloudsim.New(cloudsim.Options{BindDelay: 50 * time.Millisecond, AdvertiseRequestHost: true})
+	// nested-macvlan (the management network's driver here) puts one
+	// allowed address pair per pod on its node VM's port, so the cloud has
+	// Neutron's max_allowed_address_pair raised from its default of 10, as
+	// an operator of nested-macvlan raises it (docs/all-in-one.md).
+	e.Cloud = cloudsim.New(cloudsim.Options{BindDelay: 50 * time.Millisecond, AdvertiseRequestHost: true, MaxAllowedAddressPairs: 1000})
 	if err := e.Cloud.Start(e.ctx, "127.0.0.1:0"); err != nil {
 		return fmt.Errorf("start the simulated cloud: %w", err)
 	}
