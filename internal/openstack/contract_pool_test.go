@@ -133,21 +133,8 @@ func contractBatchRefusals(t *testing.T, tg contractTarget) {
 
 	// add_subports: three ports in one request, the third already a
 	// subport of another trunk; then one that does not exist.
-	trunk := func(name string) string {
-		parent, err := c.CreatePort(ctx, PortSpec{NetworkID: f.netID, Name: name, Tags: []string{f.tag}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		deleteAfter(t, tg, parent.ID)
-		body := map[string]any{"port_id": parent.ID, "name": name}
-		if tg.project != "" {
-			body["project_id"] = tg.project
-		}
-		id := field(rawCall(t, tg, "POST", "trunks", map[string]any{"trunk": body}, 201), "trunk", "id")
-		t.Cleanup(func() { rawCall(t, tg, "DELETE", "trunks/"+id, nil, 204) })
-		return id
-	}
-	a, b := trunk("contract-batch-a"), trunk("contract-batch-b")
+	_, a := newTrunk(t, tg, f, "", "contract-batch-a")
+	_, b := newTrunk(t, tg, f, "", "contract-batch-b")
 	ps, err := c.CreatePorts(ctx, []PortSpec{{NetworkID: f.netID, Tags: []string{f.tag}}, {NetworkID: f.netID, Tags: []string{f.tag}},
 		{NetworkID: f.netID, Tags: []string{f.tag}}})
 	if err != nil {
