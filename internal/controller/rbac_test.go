@@ -101,7 +101,8 @@ func TestEveryDeployedRuleIsUsed(t *testing.T) {
 // election: its Role is not the ClusterRole's; its informers limited to
 // f's namespace, so that runs go side by side) through every kind of call
 // it makes: the cluster's UID, informers of pods, nodes, NADs, KuryrPods
-// and KuryrNodes, a pod's finalizer, a KuryrPod created, updated (a NAD
+// and KuryrNodes, tenant policies and namespaces (a policy selects the
+// pod's namespace), a pod's finalizer, a KuryrPod created, updated (a NAD
 // that came late), its status, its finalizer and its deletion, a KuryrNode
 // created and its status, and an Event recorded twice (created, then
 // patched). It stops early when ctx ends.
@@ -145,6 +146,15 @@ func (f *fixture) controllerCalls(ctx context.Context, cfg *rest.Config) error {
 	if _, err := f.readyWithin(ctx, "waiting"); err != nil {
 		return err
 	}
+	// A tenant policy selecting this namespace (and allowing everything):
+	// checking a pod against it reads the pod's namespace (an informer of
+	// namespaces).
+	policy := tenantPolicy(f.ns+"-allow-all", v1alpha1.KuryrTenantPolicySpec{Namespaces: []string{f.ns},
+		AllowRequestedMAC: true, AllowRequestedIPs: true, AllowVNFOptions: true})
+	if err := f.c.Create(ctx, &policy); err != nil {
+		return err
+	}
+	defer func() { _ = f.c.Delete(context.Background(), &policy) }()
 	f.createPod("first", node, "mgmt,dataplane")
 	if _, err := f.readyWithin(ctx, "first"); err != nil {
 		return err
