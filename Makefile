@@ -46,11 +46,14 @@ test: deps build ## run every test (unit, root/netns, real kube-apiserver, real 
 	guest="$$(hack/vm/build-guest.sh | tail -n1)"; \
 	echo "go test ./... (control plane from $$assets, real nodes from $$nodebins, node VM guest $$guest)"; \
 	export KUBEBUILDER_ASSETS="$$assets" KURYR_NODE_BINS="$$nodebins" KURYR_VM_GUEST="$$guest" KURYR_AIO_BIN_DIR="$(abspath $(BIN))"; \
-	$(GO) test -count=1 -timeout 30m $(TESTFLAGS) $$($(GO) list ./... | grep -v -e /test/realnode$$ -e /test/e2e$$ -e /test/vmpod); \
+	failed=""; \
+	$(GO) test -count=1 -timeout 30m $(TESTFLAGS) $$($(GO) list ./... | grep -v -e /test/realnode$$ -e /test/e2e$$ -e /test/vmpod) || failed="$$failed ./..."; \
 	echo "go test -v ./test/realnode ./test/e2e (real containerd and kubelet calling kuryr-cni; verbose, so the log shows the calls; one at a time)"; \
-	$(GO) test -p 1 -count=1 -timeout 20m -v $(TESTFLAGS) ./test/realnode ./test/e2e; \
+	$(GO) test -p 1 -count=1 -timeout 20m -v $(TESTFLAGS) ./test/realnode ./test/e2e || failed="$$failed ./test/realnode+e2e"; \
 	echo "go test -v ./test/vmpod/... (kubelet and containerd in the node VM, a DPDK container; verbose, so the log shows the frames counted)"; \
-	$(GO) test -count=1 -timeout 10m -p 1 -v $(TESTFLAGS) ./test/vmpod/...
+	$(GO) test -count=1 -timeout 10m -p 1 -v $(TESTFLAGS) ./test/vmpod/... || failed="$$failed ./test/vmpod/..."; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \
+	echo "make test: every package passed"
 
 .PHONY: test-vm
 test-vm: ## only the real node VM tests (QEMU guest: hot-plug, bind, testpmd; kubelet and a DPDK container)
