@@ -132,15 +132,7 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 	// attach waits for it (the wait is not part of any timing below).
 	time.Sleep(500 * time.Millisecond)
 	close(hook.Gate)
-	var ev vmenv.AttachEvent
-	select {
-	case ev = <-hook.Attaches:
-	case <-ctx.Done():
-		t.Fatal("Nova never attached the pod's port to the VM")
-	}
-	if ev.Err != nil {
-		t.Fatalf("hot-plug of port %s: %v", ev.Port.ID, ev.Err)
-	}
+	ev := hook.WaitAttach(ctx, t)
 	mac := ev.Port.MACAddress
 	w := <-done
 	if w.err != nil {

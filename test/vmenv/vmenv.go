@@ -126,6 +126,22 @@ func (h *VMHook) Attached(ctx context.Context, serverID string, p cloudsim.Port)
 	return ev.Err
 }
 
+// WaitAttach waits for the next attach and returns it; t fails when none
+// comes before ctx ends or the hot-plug failed.
+func (h *VMHook) WaitAttach(ctx context.Context, t testing.TB) AttachEvent {
+	t.Helper()
+	var ev AttachEvent
+	select {
+	case ev = <-h.Attaches:
+	case <-ctx.Done():
+		t.Fatal("Nova never attached the pod's port to the VM")
+	}
+	if ev.Err != nil {
+		t.Fatalf("hot-plug of port %s: %v", ev.Port.ID, ev.Err)
+	}
+	return ev
+}
+
 // Detached unplugs the port's device.
 func (h *VMHook) Detached(ctx context.Context, serverID string, p cloudsim.Port) error {
 	err := h.HP.Unplug(ctx, serverID, novastandin.Device{PortID: p.ID, MAC: p.MACAddress})

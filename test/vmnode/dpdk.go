@@ -126,15 +126,7 @@ func DPDKPod(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 		n.killDaemonMidAdd(pod)
 		close(hook.Gate)
 	}
-	var ev vmenv.AttachEvent
-	select {
-	case ev = <-hook.Attaches:
-	case <-ctx.Done():
-		t.Fatal("Nova never attached the pod's port to the VM")
-	}
-	if ev.Err != nil {
-		t.Fatalf("hot-plug of port %s: %v", ev.Port.ID, ev.Err)
-	}
+	ev := hook.WaitAttach(ctx, t)
 	running := n.WaitContainerRunning(ns, pod.Name, 4*time.Minute)
 	t.Logf("timings: pod created → Nova's attach reaches the VM %v, device_add done %v, container running %v",
 		ev.Called.Sub(created).Round(time.Millisecond), ev.DeviceAdded.Sub(created).Round(time.Millisecond),
