@@ -32,10 +32,53 @@ type KuryrNodeStatus struct {
 	// there are: a nested-dpdk interface is never attached past them.
 	// +optional
 	HotplugSlots *HotplugSlots `json:"hotplugSlots,omitempty"`
+	// DPDKDevices are the node's pre-attached nested-dpdk ports (its DPDK
+	// pool): Nova attached them ahead of any consumer, and they wait on
+	// their kernel driver, down and unconfigured, until a pod (CNI ADD) or
+	// a ResourceClaim of the DRA driver takes one. The controller is their
+	// one owner: it writes Owner before any consumer may use a device, and
+	// the daemon reads this list (its own node's) to keep the devices
+	// untouched and to publish them as DRA devices.
+	// +listType=map
+	// +listMapKey=portID
+	// +optional
+	DPDKDevices []DPDKDevice `json:"dpdkDevices,omitempty"`
 	// +listType=map
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// DPDKDeviceState is where a pre-attached DPDK port is in its life.
+// +kubebuilder:validation:Enum=Attaching;Ready;InUse
+type DPDKDeviceState string
+
+const (
+	// DPDKDeviceAttaching: made, and Nova's attach is not done (the port
+	// is not ACTIVE on the node's server yet).
+	DPDKDeviceAttaching DPDKDeviceState = "Attaching"
+	// DPDKDeviceReady: attached and ACTIVE, owned by no consumer.
+	DPDKDeviceReady DPDKDeviceState = "Ready"
+	// DPDKDeviceInUse: owned by the consumer Owner names.
+	DPDKDeviceInUse DPDKDeviceState = "InUse"
+)
+
+// DPDKDevice is one pre-attached Neutron port of a node's DPDK pool.
+type DPDKDevice struct {
+	// PortID is the Neutron port.
+	PortID string `json:"portID"`
+	// MAC is the port's MAC: the daemon finds the device by it.
+	MAC       string `json:"mac"`
+	NetworkID string `json:"networkID"`
+	SubnetID  string `json:"subnetID"`
+	// +optional
+	SecurityGroups []string        `json:"securityGroups,omitempty"`
+	State          DPDKDeviceState `json:"state"`
+	// Owner is the consumer of an InUse device: "pod/<pod UID>" for a pod
+	// that took it on the CNI path, "claim/<ResourceClaim UID>" for a
+	// claim of the DRA driver. Empty otherwise.
+	// +optional
+	Owner string `json:"owner,omitempty"`
 }
 
 // HotplugSlots is the use of a node VM's hot-plug slots.
