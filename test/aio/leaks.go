@@ -16,7 +16,7 @@ import (
 // in the node VMs' namespaces (kuryr's, under temporary names, when a move
 // into a pod failed), pod namespaces (the stand-ins'; on a real node
 // containerd's in its /run/netns), checkpoints, device-info files and the
-// runtimes' cached CNI results (removed by a DEL). kuryr-daemon's and
+// runtimes' (and Multus') cached CNI results (removed by a DEL). kuryr-daemon's and
 // kuryr-controller's own pods use the host network: they have none of these.
 func (e *Env) Leaks() []string {
 	var out []string
@@ -56,7 +56,9 @@ func (e *Env) Leaks() []string {
 				out = append(out, fmt.Sprintf("netns %s on %s", ent.Name(), n.Name))
 			}
 		}
-		for _, dir := range []string{n.checkpointDir(), n.DevinfoDir, filepath.Join(n.cniCacheDir(), "results")} {
+		// Multus' state (Options.Multus): a sandbox's delegates and
+		// its delegates' cached results, removed by its DEL.
+		for _, dir := range []string{n.checkpointDir(), n.DevinfoDir, filepath.Join(n.cniCacheDir(), "results"), filepath.Join(n.cniCacheDir(), "multus")} {
 			_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 				switch {
 				case err != nil && !errors.Is(err, fs.ErrNotExist):

@@ -108,6 +108,11 @@ func (e *Env) prepareRealNodes(ctx context.Context) error {
 			return err
 		}
 	}
+	if e.opts.Multus {
+		if e.multusImage, err = BuildMultusImage(e.opts.MultusBinDir, images); err != nil {
+			return err
+		}
+	}
 
 	e.mountNSDir = filepath.Join(e.StateDir, "mntns")
 	release, err := mountNSHolder(e.mountNSDir)
@@ -199,7 +204,7 @@ func (e *Env) startRealNode(ctx context.Context, n *Node) error {
 	if err := e.startContainerd(ctx, n, r); err != nil {
 		return err
 	}
-	for _, img := range []string{e.pauseImage, e.demoImage, e.kuryrImage} {
+	for _, img := range []string{e.pauseImage, e.demoImage, e.kuryrImage, e.multusImage} {
 		if img == "" {
 			continue
 		}
