@@ -56,9 +56,7 @@ func (e *Env) Leaks() []string {
 				out = append(out, fmt.Sprintf("netns %s on %s", ent.Name(), n.Name))
 			}
 		}
-		// Multus' state (Options.Multus): a sandbox's delegates and
-		// its delegates' cached results, removed by its DEL.
-		for _, dir := range []string{n.checkpointDir(), n.DevinfoDir, filepath.Join(n.cniCacheDir(), "results"), filepath.Join(n.cniCacheDir(), "multus")} {
+		for _, dir := range n.attachmentDirs() {
 			_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 				switch {
 				case err != nil && !errors.Is(err, fs.ErrNotExist):
@@ -78,6 +76,44 @@ func (e *Env) Leaks() []string {
 		if strings.HasPrefix(ent.Name(), e.nsName("pod-")) {
 			out = append(out, "netns "+ent.Name())
 		}
+	}
+	return out
+}
+
+// attachmentDirs hold, on node n, what an attachment leaves until its DEL:
+// the daemon's checkpoints and device-info files, the runtime's cached
+// results and Multus' state (Options.Multus: a sandbox's delegates and its
+// delegates' cached results).
+func (n *Node) attachmentDirs() []string {
+	return []string{n.checkpointDir(), n.DevinfoDir, filepath.Join(n.cniCacheDir(), "results"), filepath.Join(n.cniCacheDir(), "multus")}
+}
+
+// SandboxLeftovers lists the files on node n, among those an attachment
+// leaves until its DEL (attachmentDirs), whose name or content names the
+// sandbox containerID: after that sandbox's DEL there are none. A file
+// that cannot be read is listed with the error.
+func (n *Node) SandboxLeftovers(containerID string) []string {
+	var out []string
+	for _, dir := range n.attachmentDirs() {
+		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					out = append(out, fmt.Sprintf("%s not listed: %v", path, err))
+				}
+				return nil
+			}
+			if d.IsDir() {
+				return nil
+			}
+			b, err := os.ReadFile(path)
+			switch {
+			case err != nil:
+				out = append(out, fmt.Sprintf("%s not read: %v", path, err))
+			case strings.Contains(d.Name(), containerID) || strings.Contains(string(b), containerID):
+				out = append(out, "file "+path)
+			}
+			return nil
+		})
 	}
 	return out
 }

@@ -311,6 +311,22 @@ func (e *Env) ctr(ctx context.Context, n *Node, args ...string) *exec.Cmd {
 		"--address", n.real.nodeFS("/run/containerd/containerd.sock"), "--namespace", "k8s.io"}, args...)...)
 }
 
+// StopSandbox stops the pod sandbox id on real node n through the CRI
+// (crictl stopp), as when a sandbox dies: containerd tears its network
+// down with a CNI DEL, and the kubelet then starts a new sandbox for the
+// pod (a second ADD).
+func (e *Env) StopSandbox(ctx context.Context, n *Node, id string) error {
+	if n.real == nil {
+		return fmt.Errorf("stop sandbox %s on %s: a kubelet stand-in has no CRI", id, n.Name)
+	}
+	out, err := exec.CommandContext(ctx, filepath.Join(e.opts.NodeBinDir, "crictl"),
+		"--runtime-endpoint", "unix://"+n.real.nodeFS("/run/containerd/containerd.sock"), "stopp", id).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("crictl stopp %s on %s: %w: %s", id, n.Name, err, out)
+	}
+	return nil
+}
+
 // RestartRuntime stops node n's kubelet and containerd (SIGTERM, as a
 // service manager does) and starts them again, containerd first. The pods'
 // shims and containers keep running meanwhile, as on a real node.

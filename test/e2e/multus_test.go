@@ -13,6 +13,7 @@ import (
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
@@ -65,10 +66,13 @@ func useMultusEnv(t *testing.T) {
 // when it has a DeviceID for it (device plugin or DRA, through the kubelet's
 // pod-resources API), which no delegate has here, so dpdk0's entry carries
 // no device-info: the PCI address is in the CNI result Multus got and in
-// the device-info file kuryr-daemon wrote on the node. Deleting the pod
-// (containerd's DEL through Multus) leaves nothing behind: no port, device,
-// link, checkpoint, device-info file, cached result of containerd or
-// Multus, or network namespace.
+// the device-info file kuryr-daemon wrote on the node. A sandbox stopped
+// under the running pod (containerd's DEL through Multus) leaves no file
+// naming it (checkpoint, device-info, cached result of containerd or
+// Multus), and the kubelet's new sandbox gets the three interfaces again
+// through Multus. Deleting the pod then leaves nothing behind: no port,
+// device, link, checkpoint, device-info file, cached result of containerd
+// or Multus, or network namespace.
 func TestRealMultusDelegatesEveryInterfaceToKuryr(t *testing.T) {
 	useMultusEnv(t)
 	const namespace = "e2e-multus"
@@ -183,6 +187,41 @@ func TestRealMultusDelegatesEveryInterfaceToKuryr(t *testing.T) {
 	file := filepath.Join(node.DevinfoDir, strings.ReplaceAll(fmt.Sprintf("%s/%s-%s_%s", namespace, aio.DataPlaneNAD, call.ContainerID, "dpdk0"), "/", "-"))
 	if b, err := os.ReadFile(file); err != nil || json.Unmarshal(b, &di) != nil || di.Pci == nil || di.Pci.PciAddress != dpdk0.PCIAddress {
 		t.Errorf("device-info file %s: %+v (%v), want pci %s", file, di, err, dpdk0.PCIAddress)
+	}
+
+	// A sandbox DEL through Multus while the pod stays (its sandbox
+	// stopped): nothing of that sandbox is left, and the kubelet's new
+	// sandbox gets every interface again through Multus.
+	old := call.ContainerID
+	if err := env.StopSandbox(ctx, node, old); err != nil {
+		t.Fatal(err)
+	}
+	var again aio.CNICall
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		c, err := env.ContainerdADD(pod)
+		again = c
+		return err == nil && c.ContainerID != old, nil
+	})
+	if err != nil {
+		t.Fatalf("no ADD through Multus for a new sandbox after stopping %.12s…: %v", old, err)
+	}
+	waitReady(t, ctx, namespace, 2*time.Minute, pod.Name)
+	fmt.Fprintf(os.Stderr, "e2e: sandbox %.12s… stopped (containerd's DEL through Multus); the kubelet's new sandbox: %s\n", old, again)
+	if left := node.SandboxLeftovers(old); len(left) > 0 {
+		t.Errorf("the DEL of sandbox %.12s… through Multus left: %s", old, strings.Join(left, "; "))
+	}
+	if delegates, err = env.MultusDelegateCalls(pod); err != nil {
+		t.Fatal(err)
+	}
+	var ifNames []string
+	for _, d := range delegates {
+		if d.ContainerID == again.ContainerID {
+			ifNames = append(ifNames, d.IfName)
+		}
+	}
+	slices.Sort(ifNames)
+	if !slices.Equal(ifNames, []string{"dpdk0", "eth0", "net1"}) {
+		t.Errorf("Multus' delegate ADDs for the new sandbox: %v, want dpdk0, eth0, net1", ifNames)
 	}
 
 	deleteAndWait(t, ctx, namespace, pod.Name)
