@@ -189,7 +189,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		}
 	}
 	if opts.Multus && (!opts.RealNodes || opts.NoKuryr) {
-		return nil, errors.New("Multus needs RealNodes (containerd runs Multus) and kuryr (its delegate)")
+		return nil, errors.New("option Multus needs RealNodes (containerd runs Multus) and kuryr (its delegate)")
 	}
 	if opts.RealNodes && len(opts.ControllerArgs) > 0 {
 		return nil, fmt.Errorf("ControllerArgs %v: on real nodes kuryr-controller is the Deployment of deploy/overlays/all-in-one", opts.ControllerArgs)

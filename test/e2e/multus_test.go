@@ -80,46 +80,12 @@ func TestRealMultusDelegatesEveryInterfaceToKuryr(t *testing.T) {
 	pod := createPod(t, ctx, dpdkPod(namespace, "multi"))
 	waitReady(t, ctx, namespace, 2*time.Minute, pod.Name)
 	pod = getPod(t, ctx, namespace, pod.Name)
-	kp := kuryrPod(t, ctx, namespace, pod.Name)
-	byName := map[string]v1alpha1.InterfaceStatus{}
-	for _, i := range kp.Status.Interfaces {
-		byName[i.IfName] = i
-	}
-	eth0, net1, dpdk0 := byName["eth0"], byName["net1"], byName["dpdk0"]
-	if len(byName) != 3 || eth0.Driver != env.MgmtDriver || net1.Driver != env.MgmtDriver || dpdk0.Driver != v1alpha1.DriverNestedDPDK {
-		t.Fatalf("KuryrPod interfaces %+v: want eth0 and net1 (%s) and dpdk0 (nested-dpdk)", kp.Status.Interfaces, env.MgmtDriver)
-	}
 	node := env.Node(pod.Spec.NodeName)
-	if addr := dpdk0.PCIAddress; addr == "" || addr != node.PCIAddress(dpdk0.PortID) {
-		t.Fatalf("dpdk0 PCI address %q, the node has port %s at %q", addr, dpdk0.PortID, node.PCIAddress(dpdk0.PortID))
-	}
-
-	// The kernel interfaces are in the pod's namespace with their addresses.
-	links := linkAddrs(t, podNetNS(t, ctx, namespace, pod.Name))
-	for _, want := range []v1alpha1.InterfaceStatus{eth0, net1} {
-		got, ok := links[want.IfName]
-		if !ok {
-			t.Errorf("pod namespace has no %s (links: %v)", want.IfName, links)
-			continue
-		}
-		if !strings.EqualFold(got.MAC, want.MAC) {
-			t.Errorf("%s MAC %s, want the Neutron port's %s", want.IfName, got.MAC, want.MAC)
-		}
-		for _, ip := range want.IPs {
-			if !slices.Contains(got.Addrs, ip) {
-				t.Errorf("%s has %v, want %s", want.IfName, got.Addrs, ip)
-			}
-		}
-	}
+	eth0, net1, dpdk0 := checkMultiVIFPod(t, ctx, pod)
 
 	// containerd called multus, and multus called kuryr-cni once per
 	// interface, in the same sandbox.
-	call, err := env.ContainerdADD(pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runtime := containerRuntime(t, ctx, pod.Spec.NodeName)
-	fmt.Fprintf(os.Stderr, "e2e: %s on %s called %s for pod %s/%s\n", runtime, pod.Spec.NodeName, call, pod.Namespace, pod.Name)
+	call := containerdADD(t, ctx, pod)
 	delegates, err := env.MultusDelegateCalls(pod)
 	if err != nil {
 		t.Fatal(err)
@@ -148,16 +114,9 @@ func TestRealMultusDelegatesEveryInterfaceToKuryr(t *testing.T) {
 	// The network-status Multus wrote.
 	raw := pod.Annotations[v1alpha1.NetworkStatusAnnotation]
 	fmt.Fprintf(os.Stderr, "e2e: network-status of pod %s/%s written by Multus %s:\n%s\n", pod.Namespace, pod.Name, testenv.MultusVersion, raw)
-	var status []nadv1.NetworkStatus
-	if err := json.Unmarshal([]byte(raw), &status); err != nil {
-		t.Fatalf("network-status annotation %q: %v", raw, err)
-	}
+	status, seen := networkStatus(t, pod)
 	if m := annotationManager(pod.ManagedFields, v1alpha1.NetworkStatusAnnotation); !strings.HasPrefix(m, "multus") {
 		t.Errorf("network-status is managed by %q, want Multus (its client's user agent)", m)
-	}
-	seen := map[string]nadv1.NetworkStatus{}
-	for _, s := range status {
-		seen[s.Interface] = s
 	}
 	if len(status) != 3 || len(seen) != 3 {
 		t.Errorf("network-status has %d entries for %d interfaces, want eth0, net1 and dpdk0", len(status), len(seen))
@@ -233,7 +192,7 @@ func TestRealMultusDelegatesEveryInterfaceToKuryr(t *testing.T) {
 func annotationManager(managed []metav1.ManagedFieldsEntry, key string) string {
 	field := `"f:` + key + `"`
 	for _, m := range managed {
-		if m.FieldsV1 != nil && strings.Contains(string(m.FieldsV1.Raw), field) {
+		if m.FieldsV1 != nil && strings.Contains(m.FieldsV1.GetRawString(), field) {
 			return m.Manager
 		}
 	}
