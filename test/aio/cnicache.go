@@ -65,7 +65,7 @@ func (e *Env) CNICalls(pod *corev1.Pod) ([]CNICall, error) {
 
 // MultusDelegateCalls lists the ADDs real Multus (Options.Multus) made for
 // pod on its node, as libcni inside Multus cached them (MultusCacheDir):
-// one per delegate, the clusterNetwork's eth0 first in Multus' order.
+// one per delegate (in the cache files' name order).
 func (e *Env) MultusDelegateCalls(pod *corev1.Pod) ([]CNICall, error) {
 	n := e.Node(pod.Spec.NodeName)
 	if n == nil || n.real == nil || !e.opts.Multus {
