@@ -32,6 +32,10 @@ node-bins: ## build containerd, ctr, crictl, kubelet, kubectl into the cache (ru
 	@hack/build-kube-bins.sh >/dev/null
 	@hack/build-node-bins.sh >/dev/null
 
+.PHONY: multus-bins
+multus-bins: ## build Multus v4.2.3 (thin plugin, thin_entrypoint) into the cache, for the real-Multus test (docs/multus.md)
+	@hack/build-multus.sh >/dev/null
+
 .PHONY: deps
 deps: ## install the Debian packages the tests need (root)
 	@hack/install-deps.sh
@@ -40,15 +44,16 @@ deps: ## install the Debian packages the tests need (root)
 # a real kube-apiserver. Root-only tests skip loudly when not root; CI runs as
 # root with KURYR_TEST_STRICT=1, where skipping them is a failure.
 .PHONY: test
-test: deps build ## run every test (unit, root/netns, real kube-apiserver, real Neutron, QEMU node VM)
+test: deps build ## run every test (unit, root/netns, real kube-apiserver, real Neutron, real Multus, QEMU node VM)
 	@assets="$$(hack/build-kube-bins.sh | tail -n1)"; \
 	nodebins="$$(hack/build-node-bins.sh | tail -n1)"; \
+	multus="$$(hack/build-multus.sh | tail -n1)"; \
 	guest="$$(hack/vm/build-guest.sh | tail -n1)"; \
-	echo "go test ./... (control plane from $$assets, real nodes from $$nodebins, node VM guest $$guest)"; \
-	export KUBEBUILDER_ASSETS="$$assets" KURYR_NODE_BINS="$$nodebins" KURYR_VM_GUEST="$$guest" KURYR_AIO_BIN_DIR="$(abspath $(BIN))"; \
+	echo "go test ./... (control plane from $$assets, real nodes from $$nodebins, Multus from $$multus, node VM guest $$guest)"; \
+	export KUBEBUILDER_ASSETS="$$assets" KURYR_NODE_BINS="$$nodebins" KURYR_MULTUS_BINS="$$multus" KURYR_VM_GUEST="$$guest" KURYR_AIO_BIN_DIR="$(abspath $(BIN))"; \
 	failed=""; \
 	$(GO) test -count=1 -timeout 30m $(TESTFLAGS) $$($(GO) list ./... | grep -v -e /test/realnode$$ -e /test/e2e$$ -e /test/vmpod) || failed="$$failed ./..."; \
-	echo "go test -v ./test/realnode ./test/e2e (real containerd and kubelet calling kuryr-cni; verbose, so the log shows the calls; one at a time)"; \
+	echo "go test -v ./test/realnode ./test/e2e (real containerd and kubelet calling kuryr-cni, directly and through real Multus; verbose, so the log shows the calls; one at a time)"; \
 	$(GO) test -p 1 -count=1 -timeout 20m -v $(TESTFLAGS) ./test/realnode ./test/e2e || failed="$$failed ./test/realnode+e2e"; \
 	echo "go test -v ./test/vmpod/... (kubelet and containerd in the node VM, a DPDK container; verbose, so the log shows the frames counted)"; \
 	$(GO) test -count=1 -timeout 10m -p 1 -v $(TESTFLAGS) ./test/vmpod/... || failed="$$failed ./test/vmpod/..."; \

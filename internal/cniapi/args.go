@@ -48,7 +48,8 @@ var (
 )
 
 // ParseCNIArgs parses CNI_ARGS ("K1=V1;K2=V2", any order, empty allowed).
-// Malformed pairs, duplicate keys, invalid Kubernetes names and unknown keys
+// Malformed pairs, a key given twice with different values (the same value
+// again is accepted: Multus repeats keys), invalid Kubernetes names and unknown keys
 // without IgnoreUnknown=1 are errors with code 4 (invalid environment
 // variables: CNI_ARGS is one) naming the key.
 func ParseCNIArgs(s string) (CNIArgs, *types.Error) {
@@ -79,7 +80,7 @@ func parseCNIArgs(s string) (CNIArgs, *types.Error) {
 			first = e
 		}
 	}
-	seen := map[string]bool{}
+	seen := map[string]string{} // key → its value, canonical
 	var unknown []string
 	for _, pair := range strings.Split(s, ";") {
 		if pair == "" {
@@ -93,11 +94,18 @@ func parseCNIArgs(s string) (CNIArgs, *types.Error) {
 		case !argKey.MatchString(k):
 			fail(badArgs("CNI_ARGS", "key %q is not a valid name", k))
 			continue
-		case seen[k]:
-			fail(badArgs("CNI_ARGS", "key %s given twice", k))
+		}
+		if prev, again := seen[k]; again {
+			// Multus v4 gives a delegate its own K8S_* keys and
+			// IgnoreUnknown=true, then the runtime's CNI_ARGS again
+			// (IgnoreUnknown=1 among them): a key repeated with the same
+			// meaning is accepted, with another it is ambiguous.
+			if canonicalArg(k, v) != prev {
+				fail(badArgs("CNI_ARGS", "key %s given twice with different values", k))
+			}
 			continue
 		}
-		seen[k] = true
+		seen[k] = canonicalArg(k, v)
 		if err := a.set(k, v); err != nil {
 			fail(err)
 			continue
@@ -111,6 +119,20 @@ func parseCNIArgs(s string) (CNIArgs, *types.Error) {
 		a.Other = nil
 	}
 	return a, first
+}
+
+// canonicalArg is v as the value of key k means it: IgnoreUnknown's
+// booleans in one spelling, the others as given.
+func canonicalArg(k, v string) string {
+	if k == ArgIgnoreUnknown {
+		switch strings.ToLower(v) {
+		case "1", "true":
+			return "true"
+		case "0", "false":
+			return "false"
+		}
+	}
+	return v
 }
 
 var knownArgs = map[string]struct{}{

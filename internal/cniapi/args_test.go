@@ -33,7 +33,15 @@ func TestParseCNIArgs(t *testing.T) {
 		{name: "IgnoreUnknown=0", in: "IgnoreUnknown=0;MAC=aa", wantErr: "unknown key MAC"},
 		{name: "no equals", in: "K8S_POD_NAME", wantErr: `"K8S_POD_NAME" is not KEY=VALUE`},
 		{name: "empty key", in: "=x", wantErr: "is not a valid name"},
-		{name: "duplicate", in: "K8S_POD_NAME=a;K8S_POD_NAME=b", wantErr: "K8S_POD_NAME given twice"},
+		{name: "duplicate", in: "K8S_POD_NAME=a;K8S_POD_NAME=b", wantErr: "K8S_POD_NAME given twice with different values"},
+		{name: "IgnoreUnknown twice, differently", in: "IgnoreUnknown=true;IgnoreUnknown=0;MAC=aa", wantErr: "IgnoreUnknown given twice"},
+		{name: "repeated bad value", in: "IgnoreUnknown=1;IgnoreUnknown=yes", wantErr: "IgnoreUnknown given twice"},
+		// What real Multus v4.2.3 passes a delegate under containerd: its
+		// own keys, then containerd's CNI_ARGS again.
+		{name: "repeated as Multus does", in: "IgnoreUnknown=true;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=0a1b;" +
+			"K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=0a1b;IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p", want: CNIArgs{
+			PodNamespace: "ns", PodName: "p", PodUID: "0a1b", PodInfraContainerID: "abc", IgnoreUnknown: true,
+		}},
 		{name: "bad namespace", in: "K8S_POD_NAMESPACE=Default", wantErr: "CNI_ARGS K8S_POD_NAMESPACE"},
 		{name: "long namespace", in: "K8S_POD_NAMESPACE=" + strings.Repeat("a", 64), wantErr: "K8S_POD_NAMESPACE"},
 		{name: "bad pod name", in: "K8S_POD_NAME=-x", wantErr: "CNI_ARGS K8S_POD_NAME"},

@@ -66,3 +66,22 @@ func DemoSpec(ref string) (Spec, error) {
 	}
 	return spec, nil
 }
+
+// MultusSpec is a Multus CNI image named ref with the layout of Multus' own
+// thin image (its images/Dockerfile): /thin_entrypoint, the installer the
+// DaemonSet of deploy/third-party/multus runs, and the multus binary it
+// copies onto the node, /usr/src/multus-cni/bin/multus; both from binDir
+// (hack/build-multus.sh: static, the image has no libc), and /tmp.
+func MultusSpec(ref, binDir, version string) Spec {
+	return Spec{Ref: ref, Env: []string{"PATH=/usr/bin:/bin"}, Entrypoint: []string{"/thin_entrypoint"}, WorkingDir: "/",
+		Entries: []Entry{
+			{Path: "/thin_entrypoint", Source: filepath.Join(binDir, "thin_entrypoint"), Mode: 0o755},
+			{Path: "/usr/src/multus-cni/bin/multus", Source: filepath.Join(binDir, "multus"), Mode: 0o755},
+			{Path: "/tmp", Mode: 0o777 | os.ModeSticky},
+		},
+		Labels: map[string]string{
+			"org.opencontainers.image.title":       "multus-cni (thin)",
+			"org.opencontainers.image.description": "gopkg.in/k8snetworkplumbingwg/multus-cni.v4 " + version + " built from the Go module proxy",
+			"org.opencontainers.image.version":     version,
+		}}
+}

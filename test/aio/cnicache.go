@@ -60,11 +60,23 @@ func (e *Env) CNICalls(pod *corev1.Pod) ([]CNICall, error) {
 	if n == nil {
 		return nil, fmt.Errorf("pod %s/%s is on %q, not one of the environment's nodes", pod.Namespace, pod.Name, pod.Spec.NodeName)
 	}
-	return n.cniCalls(pod.UID)
+	return cniCalls(n.cniCacheDir(), pod.UID)
 }
 
-func (n *Node) cniCalls(uid types.UID) ([]CNICall, error) {
-	files, err := filepath.Glob(filepath.Join(n.cniCacheDir(), "results", "*"))
+// MultusDelegateCalls lists the ADDs real Multus (Options.Multus) made for
+// pod on its node, as libcni inside Multus cached them (MultusCacheDir):
+// one per delegate (in the cache files' name order).
+func (e *Env) MultusDelegateCalls(pod *corev1.Pod) ([]CNICall, error) {
+	n := e.Node(pod.Spec.NodeName)
+	if n == nil || n.real == nil || !e.opts.Multus {
+		return nil, fmt.Errorf("pod %s/%s is on %q, not a real node of an environment with Multus", pod.Namespace, pod.Name, pod.Spec.NodeName)
+	}
+	return cniCalls(n.real.nodeFS(MultusCacheDir), pod.UID)
+}
+
+// cniCalls reads the libcni cache under dir for pod uid's calls.
+func cniCalls(dir string, uid types.UID) ([]CNICall, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "results", "*"))
 	if err != nil {
 		return nil, err
 	}
@@ -126,8 +138,8 @@ func decodeResult(raw json.RawMessage) (*types100.Result, error) {
 }
 
 // ContainerdADD is the CNI ADD of pod's eth0 that containerd of a real node
-// made, checked to be containerd's and kuryr-cni's: containerd ran the
-// plugin kuryr-cni with the sandbox's ID as CNI_CONTAINERID (also
+// made, checked to be containerd's and kuryr-cni's (Multus' with
+// Options.Multus): containerd ran the plugin kuryr-cni (multus) with the sandbox's ID as CNI_CONTAINERID (also
 // K8S_POD_INFRA_CONTAINER_ID), a network namespace it made under the node's
 // /var/run/netns as cni-<uuid> (the stand-in names its namespaces
 // kuryr-aio-…), the pod's namespace, name and UID in CNI_ARGS, and got a
@@ -145,8 +157,8 @@ func (e *Env) ContainerdADD(pod *corev1.Pod) (CNICall, error) {
 			continue
 		}
 		var errs []string
-		if c.PluginType != "kuryr-cni" {
-			errs = append(errs, fmt.Sprintf("plugin type %q, want kuryr-cni", c.PluginType))
+		if want := e.nodeCNI(); c.PluginType != want {
+			errs = append(errs, fmt.Sprintf("plugin type %q, want %s", c.PluginType, want))
 		}
 		if !strings.HasPrefix(c.NetNS, "/var/run/netns/cni-") && !strings.HasPrefix(c.NetNS, "/run/netns/cni-") {
 			errs = append(errs, fmt.Sprintf("CNI_NETNS %q, not one containerd made (/var/run/netns/cni-…)", c.NetNS))
@@ -166,6 +178,14 @@ func (e *Env) ContainerdADD(pod *corev1.Pod) (CNICall, error) {
 		return c, nil
 	}
 	return CNICall{}, fmt.Errorf("no cached CNI ADD of eth0 for pod %s/%s (UID %s) among %d on %s", pod.Namespace, pod.Name, pod.UID, len(calls), pod.Spec.NodeName)
+}
+
+// nodeCNI is the plugin type of the real nodes' CNI configuration.
+func (e *Env) nodeCNI() string {
+	if e.opts.Multus {
+		return "multus"
+	}
+	return "kuryr-cni"
 }
 
 // String says what the call was, for a test's log.

@@ -30,7 +30,7 @@ const controllerName = "kuryr-controller"
 func (e *Env) controllerObjects(rendered map[string]*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
 	dep, cm := rendered["Deployment/"+controllerName], rendered["ConfigMap/"+controllerName]
 	if dep == nil || cm == nil {
-		return nil, fmt.Errorf("%s renders no Deployment or ConfigMap %s", overlayDir, controllerName)
+		return nil, fmt.Errorf("%s renders no Deployment or ConfigMap %s", e.overlay(), controllerName)
 	}
 	if err := e.checkAPIEnv(dep); err != nil {
 		return nil, err

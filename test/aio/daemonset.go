@@ -39,8 +39,20 @@ const (
 	daemonSetName   = "kuryr-daemon"
 )
 
-// overlayDir is the overlay the real nodes run, relative to the repository.
-var overlayDir = filepath.Join("deploy", "overlays", "all-in-one")
+// overlayDir is the overlay the real nodes run, relative to the repository;
+// multusOverlayDir the one with Multus (Options.Multus, multus.go).
+var (
+	overlayDir       = filepath.Join("deploy", "overlays", "all-in-one")
+	multusOverlayDir = filepath.Join("deploy", "overlays", "all-in-one-multus")
+)
+
+// overlay is the overlay this environment's real nodes run.
+func (e *Env) overlay() string {
+	if e.opts.Multus {
+		return multusOverlayDir
+	}
+	return overlayDir
+}
 
 // buildKuryrImage writes the kuryr-dpdk image of the environment's binaries
 // (imagebuild.KuryrSpec, as make image builds it) into the state directory.
@@ -62,7 +74,7 @@ func BuildKuryrImage(binDir, dir string) (string, error) {
 // available and the daemon serves on every node.
 func (e *Env) deployKuryr(ctx context.Context) error {
 	start := time.Now()
-	objs, err := testenv.Kustomize(filepath.Join(e.opts.RepoRoot, overlayDir))
+	objs, err := testenv.Kustomize(filepath.Join(e.opts.RepoRoot, e.overlay()))
 	if err != nil {
 		return err
 	}
@@ -76,25 +88,28 @@ func (e *Env) deployKuryr(ctx context.Context) error {
 	}
 	ds, cm := rendered["DaemonSet/"+daemonSetName], rendered["ConfigMap/kuryr-cni"]
 	if ds == nil || cm == nil {
-		return fmt.Errorf("%s renders no DaemonSet %s or ConfigMap kuryr-cni", overlayDir, daemonSetName)
+		return fmt.Errorf("%s renders no DaemonSet %s or ConfigMap kuryr-cni", e.overlay(), daemonSetName)
 	}
 	if err := e.checkAPIEnv(ds); err != nil {
 		return err
 	}
 	apply = append(apply, cm, ds)
 	if err := testenv.ServerSideApply(ctx, e.cp.Admin, "kuryr-aio", apply...); err != nil {
-		return fmt.Errorf("apply %s: %w", overlayDir, err)
+		return fmt.Errorf("apply %s: %w", e.overlay(), err)
 	}
 	if err := e.waitController(ctx); err != nil {
 		return err
 	}
-	e.logf("kuryr-controller Deployment from %s available %.1f s after the apply", overlayDir, time.Since(start).Seconds())
+	e.logf("kuryr-controller Deployment from %s available %.1f s after the apply", e.overlay(), time.Since(start).Seconds())
 	for _, n := range e.Nodes {
 		if err := e.waitDaemonPod(ctx, n); err != nil {
 			return err
 		}
 	}
-	e.logf("kuryr-daemon DaemonSet from %s serving on %d nodes %.1f s after the apply", overlayDir, len(e.Nodes), time.Since(start).Seconds())
+	e.logf("kuryr-daemon DaemonSet from %s serving on %d nodes %.1f s after the apply", e.overlay(), len(e.Nodes), time.Since(start).Seconds())
+	if e.opts.Multus {
+		return e.deployMultus(ctx, rendered)
+	}
 	return nil
 }
 
@@ -108,7 +123,7 @@ func (e *Env) checkAPIEnv(workload *unstructured.Unstructured) error {
 		} `json:"spec"`
 	}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(workload.Object, &d); err != nil {
-		return fmt.Errorf("%s %s of %s: %w", workload.GetKind(), workload.GetName(), overlayDir, err)
+		return fmt.Errorf("%s %s of %s: %w", workload.GetKind(), workload.GetName(), e.overlay(), err)
 	}
 	env := map[string]string{}
 	for _, c := range d.Spec.Template.Spec.Containers {
@@ -119,7 +134,7 @@ func (e *Env) checkAPIEnv(workload *unstructured.Unstructured) error {
 	got := net.JoinHostPort(env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"])
 	if want := strings.TrimPrefix(e.cp.FabricURL, "https://"); got != want {
 		return fmt.Errorf("%s sets KUBERNETES_SERVICE_HOST/_PORT of %s %s to %s, but the API server is at %s for the nodes",
-			overlayDir, workload.GetKind(), workload.GetName(), got, want)
+			e.overlay(), workload.GetKind(), workload.GetName(), got, want)
 	}
 	return nil
 }

@@ -66,6 +66,13 @@ type Options struct {
 	// NodeBinDir holds containerd, its shim, ctr, runc and the kubelet
 	// (RealNodes); the cache of hack/build-node-bins.sh when empty.
 	NodeBinDir string
+	// Multus (with RealNodes) runs real Multus as the nodes' CNI, kuryr-cni
+	// its clusterNetwork and every NAD's delegate, with kuryr-daemon in
+	// delegate mode: deploy/overlays/all-in-one-multus (multus.go).
+	Multus bool
+	// MultusBinDir holds multus and thin_entrypoint (Multus); the cache of
+	// hack/build-multus.sh when empty.
+	MultusBinDir string
 }
 
 // Networks are the seeded Neutron subnets.
@@ -103,6 +110,7 @@ type Env struct {
 	pauseImage       string       // the real nodes' sandbox image (OCI tarball)
 	kuryrImage       string       // the kuryr-dpdk image of binDir (OCI tarball; real nodes)
 	demoImage        string       // DemoImage (OCI tarball; real nodes)
+	multusImage      string       // MultusImage (OCI tarball; Options.Multus)
 	fabricProxy      *fabricProxy // the API server for the real nodes
 	cloudProxy       *fabricProxy // the simulated cloud for the real nodes
 	fabricCloudURL   string       // the cloud's URL on the fabric
@@ -168,14 +176,20 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if opts.BinDir == "" {
 		opts.BinDir = os.Getenv(BinDirEnv)
 	}
+	if opts.Multus && opts.MultusBinDir == "" {
+		opts.MultusBinDir = testenv.MultusBinDir()
+	}
 	// Absolute: real nodes' programs start in other mount namespaces,
 	// where nsenter leaves the working directory.
-	for _, d := range []*string{&opts.BinDir, &opts.KubeBinDir, &opts.NodeBinDir, &opts.CNIBinDir} {
+	for _, d := range []*string{&opts.BinDir, &opts.KubeBinDir, &opts.NodeBinDir, &opts.CNIBinDir, &opts.MultusBinDir} {
 		if *d != "" {
 			if *d, err = filepath.Abs(*d); err != nil {
 				return nil, err
 			}
 		}
+	}
+	if opts.Multus && (!opts.RealNodes || opts.NoKuryr) {
+		return nil, errors.New("option Multus needs RealNodes (containerd runs Multus) and kuryr (its delegate)")
 	}
 	if opts.RealNodes && len(opts.ControllerArgs) > 0 {
 		return nil, fmt.Errorf("ControllerArgs %v: on real nodes kuryr-controller is the Deployment of deploy/overlays/all-in-one", opts.ControllerArgs)

@@ -16,7 +16,7 @@ import (
 // in the node VMs' namespaces (kuryr's, under temporary names, when a move
 // into a pod failed), pod namespaces (the stand-ins'; on a real node
 // containerd's in its /run/netns), checkpoints, device-info files and the
-// runtimes' cached CNI results (removed by a DEL). kuryr-daemon's and
+// runtimes' (and Multus') cached CNI results (removed by a DEL). kuryr-daemon's and
 // kuryr-controller's own pods use the host network: they have none of these.
 func (e *Env) Leaks() []string {
 	var out []string
@@ -56,7 +56,7 @@ func (e *Env) Leaks() []string {
 				out = append(out, fmt.Sprintf("netns %s on %s", ent.Name(), n.Name))
 			}
 		}
-		for _, dir := range []string{n.checkpointDir(), n.DevinfoDir, filepath.Join(n.cniCacheDir(), "results")} {
+		for _, dir := range n.attachmentDirs() {
 			_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 				switch {
 				case err != nil && !errors.Is(err, fs.ErrNotExist):
@@ -76,6 +76,44 @@ func (e *Env) Leaks() []string {
 		if strings.HasPrefix(ent.Name(), e.nsName("pod-")) {
 			out = append(out, "netns "+ent.Name())
 		}
+	}
+	return out
+}
+
+// attachmentDirs hold, on node n, what an attachment leaves until its DEL:
+// the daemon's checkpoints and device-info files, the runtime's cached
+// results and Multus' state (Options.Multus: a sandbox's delegates and its
+// delegates' cached results).
+func (n *Node) attachmentDirs() []string {
+	return []string{n.checkpointDir(), n.DevinfoDir, filepath.Join(n.cniCacheDir(), "results"), filepath.Join(n.cniCacheDir(), "multus")}
+}
+
+// SandboxLeftovers lists the files on node n, among those an attachment
+// leaves until its DEL (attachmentDirs), whose name or content names the
+// sandbox containerID: after that sandbox's DEL there are none. A file
+// that cannot be read is listed with the error.
+func (n *Node) SandboxLeftovers(containerID string) []string {
+	var out []string
+	for _, dir := range n.attachmentDirs() {
+		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					out = append(out, fmt.Sprintf("%s not listed: %v", path, err))
+				}
+				return nil
+			}
+			if d.IsDir() {
+				return nil
+			}
+			b, err := os.ReadFile(path)
+			switch {
+			case err != nil:
+				out = append(out, fmt.Sprintf("%s not read: %v", path, err))
+			case strings.Contains(d.Name(), containerID) || strings.Contains(string(b), containerID):
+				out = append(out, "file "+path)
+			}
+			return nil
+		})
 	}
 	return out
 }

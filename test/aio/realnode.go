@@ -108,6 +108,11 @@ func (e *Env) prepareRealNodes(ctx context.Context) error {
 			return err
 		}
 	}
+	if e.opts.Multus {
+		if e.multusImage, err = BuildMultusImage(e.opts.MultusBinDir, images); err != nil {
+			return err
+		}
+	}
 
 	e.mountNSDir = filepath.Join(e.StateDir, "mntns")
 	release, err := mountNSHolder(e.mountNSDir)
@@ -199,7 +204,7 @@ func (e *Env) startRealNode(ctx context.Context, n *Node) error {
 	if err := e.startContainerd(ctx, n, r); err != nil {
 		return err
 	}
-	for _, img := range []string{e.pauseImage, e.demoImage, e.kuryrImage} {
+	for _, img := range []string{e.pauseImage, e.demoImage, e.kuryrImage, e.multusImage} {
 		if img == "" {
 			continue
 		}
@@ -304,6 +309,22 @@ func (e *Env) runContainerd(ctx context.Context, n *Node) error {
 func (e *Env) ctr(ctx context.Context, n *Node, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, filepath.Join(e.opts.NodeBinDir, "ctr"), append([]string{
 		"--address", n.real.nodeFS("/run/containerd/containerd.sock"), "--namespace", "k8s.io"}, args...)...)
+}
+
+// StopSandbox stops the pod sandbox id on real node n through the CRI
+// (crictl stopp), as when a sandbox dies: containerd tears its network
+// down with a CNI DEL, and the kubelet then starts a new sandbox for the
+// pod (a second ADD).
+func (e *Env) StopSandbox(ctx context.Context, n *Node, id string) error {
+	if n.real == nil {
+		return fmt.Errorf("stop sandbox %s on %s: a kubelet stand-in has no CRI", id, n.Name)
+	}
+	out, err := exec.CommandContext(ctx, filepath.Join(e.opts.NodeBinDir, "crictl"),
+		"--runtime-endpoint", "unix://"+n.real.nodeFS("/run/containerd/containerd.sock"), "stopp", id).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("crictl stopp %s on %s: %w: %s", id, n.Name, err, out)
+	}
+	return nil
 }
 
 // RestartRuntime stops node n's kubelet and containerd (SIGTERM, as a

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -33,6 +34,7 @@ import (
 const (
 	base      = "../../deploy/kuryr-dpdk"
 	allInOne  = "../../deploy/overlays/all-in-one"
+	aioMultus = "../../deploy/overlays/all-in-one-multus"
 	image     = "kuryr-dpdk/kuryr-dpdk:dev"
 	testOwner = "kuryr-dpdk-deploy-test"
 )
@@ -235,6 +237,63 @@ func TestAllInOneOverlayIsAccepted(t *testing.T) {
 	// One replica: nothing to elect, and a lost lease would stop it.
 	if args := fmt.Sprint(containers(t, seen["Deployment/kuryr-controller"])[0]["args"]); !strings.Contains(args, "--leader-elect=false") {
 		t.Errorf("all-in-one controller args %s, want --leader-elect=false", args)
+	}
+}
+
+// TestMultusOverlayIsAccepted: the all-in-one with Multus
+// (deploy/third-party/multus) is accepted with strict validation; kuryr-daemon
+// is a delegate there (--primary=false) and nothing else of the all-in-one
+// differs; Multus' clusterNetwork is the conflist install-cni writes, and
+// its image is the one built from the module proxy, imported, never pulled.
+func TestMultusOverlayIsAccepted(t *testing.T) {
+	objs, seen := render(t, aioMultus)
+	apply(t, objs)
+	for _, want := range []string{"ServiceAccount/multus", "ClusterRole/multus", "ClusterRoleBinding/multus", "ConfigMap/multus-cni-config", "DaemonSet/kube-multus"} {
+		if seen[want] == nil {
+			t.Errorf("%s lacks %s", aioMultus, want)
+		}
+	}
+	_, aio := render(t, allInOne)
+	for k, o := range aio {
+		m := seen[k]
+		if m == nil {
+			t.Errorf("%s lacks the all-in-one's %s", aioMultus, k)
+			continue
+		}
+		if k == "DaemonSet/kuryr-daemon" {
+			continue
+		}
+		if !reflect.DeepEqual(m.Object, o.Object) {
+			t.Errorf("%s differs from the all-in-one's", k)
+		}
+	}
+	var daemonArgs []string
+	for _, c := range containers(t, seen["DaemonSet/kuryr-daemon"]) {
+		if c["name"] == "daemon" {
+			for _, a := range c["args"].([]any) {
+				daemonArgs = append(daemonArgs, a.(string))
+			}
+		}
+	}
+	if !slices.Contains(daemonArgs, "--primary=false") || slices.Contains(daemonArgs, "--primary") {
+		t.Errorf("kuryr-daemon args %v, want --primary=false and no --primary", daemonArgs)
+	}
+	cs := containers(t, seen["DaemonSet/kube-multus"])
+	if len(cs) != 1 || cs[0]["image"] != "kuryr-dpdk/multus-cni:"+testenv.MultusVersion || cs[0]["imagePullPolicy"] != "Never" {
+		t.Errorf("kube-multus containers %v: want image kuryr-dpdk/multus-cni:%s, pull policy Never", cs, testenv.MultusVersion)
+	}
+	conf, _, _ := unstructured.NestedString(seen["ConfigMap/multus-cni-config"].Object, "data", "00-multus.conf")
+	var mc struct {
+		Type, ClusterNetwork, Kubeconfig string
+	}
+	if err := json.Unmarshal([]byte(conf), &mc); err != nil {
+		t.Fatalf("00-multus.conf: %v", err)
+	}
+	if mc.Type != "multus" || mc.ClusterNetwork != "/etc/cni/net.d/10-kuryr.conflist" || mc.Kubeconfig != "/etc/cni/net.d/multus.d/multus.kubeconfig" {
+		t.Errorf("00-multus.conf %+v: want type multus, clusterNetwork kuryr's conflist, the kubeconfig thin_entrypoint writes", mc)
+	}
+	if seen["ConfigMap/kuryr-cni"] == nil || !strings.Contains(fmt.Sprint(containers(t, seen["DaemonSet/kuryr-daemon"])), "--conflist=/etc/kuryr-cni/10-kuryr.conflist") {
+		t.Error("kuryr-daemon's install-cni no longer writes 10-kuryr.conflist, Multus' clusterNetwork")
 	}
 }
 

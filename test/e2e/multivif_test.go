@@ -44,46 +44,14 @@ func TestMultiVIFPod(t *testing.T) {
 	pod := createPod(t, ctx, dpdkPod(namespace, "multi"))
 	waitReady(t, ctx, namespace, 2*time.Minute, pod.Name)
 	pod = getPod(t, ctx, namespace, pod.Name)
-	kp := kuryrPod(t, ctx, namespace, pod.Name)
 	node := env.Node(pod.Spec.NodeName)
-	byName := map[string]v1alpha1.InterfaceStatus{}
-	for _, i := range kp.Status.Interfaces {
-		byName[i.IfName] = i
-	}
-	eth0, net1, dpdk0 := byName["eth0"], byName["net1"], byName["dpdk0"]
-	if len(byName) != 3 || eth0.Driver != env.MgmtDriver || net1.Driver != env.MgmtDriver || dpdk0.Driver != v1alpha1.DriverNestedDPDK {
-		t.Fatalf("KuryrPod interfaces %+v: want eth0 and net1 (%s) and dpdk0 (nested-dpdk)", kp.Status.Interfaces, env.MgmtDriver)
-	}
-
-	// The kernel interfaces are in the pod's namespace with their addresses.
-	links := linkAddrs(t, podNetNS(t, ctx, namespace, pod.Name))
-	for _, want := range []v1alpha1.InterfaceStatus{eth0, net1} {
-		got, ok := links[want.IfName]
-		if !ok {
-			t.Errorf("pod namespace has no %s (links: %v)", want.IfName, links)
-			continue
-		}
-		if !strings.EqualFold(got.MAC, want.MAC) {
-			t.Errorf("%s MAC %s, want the Neutron port's %s", want.IfName, got.MAC, want.MAC)
-		}
-		for _, ip := range want.IPs {
-			if !slices.Contains(got.Addrs, ip) {
-				t.Errorf("%s has %v, want %s", want.IfName, got.Addrs, ip)
-			}
-		}
-	}
-	if _, ok := links["dpdk0"]; ok {
-		t.Errorf("pod namespace has a dpdk0 netdev; a DPDK device has none")
-	}
+	eth0, _, dpdk0 := checkMultiVIFPod(t, ctx, pod)
 	if ip := strings.Split(eth0.IPs[0], "/")[0]; pod.Status.PodIP != ip {
 		t.Errorf("pod IP %s, want eth0's %s", pod.Status.PodIP, ip)
 	}
 
 	// The DPDK device is bound to uio_pci_generic, its netdev gone.
 	addr := dpdk0.PCIAddress
-	if addr == "" || addr != node.PCIAddress(dpdk0.PortID) {
-		t.Fatalf("dpdk0 PCI address %q, the node has port %s at %q", addr, dpdk0.PortID, node.PCIAddress(dpdk0.PortID))
-	}
 	if dpdk0.BoundDriver != pci.DriverUIO || dpdk0.OriginalDriver != pci.DriverVirtioPCI {
 		t.Errorf("dpdk0 bound %q, original %q; want %s and %s", dpdk0.BoundDriver, dpdk0.OriginalDriver, pci.DriverUIO, pci.DriverVirtioPCI)
 	}
@@ -97,13 +65,7 @@ func TestMultiVIFPod(t *testing.T) {
 	}
 
 	// containerd called kuryr-cni, and the result it got names the device.
-	call, err := env.ContainerdADD(pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runtime := containerRuntime(t, ctx, pod.Spec.NodeName)
-	t.Logf("%s called %s", runtime, call)
-	fmt.Fprintf(os.Stderr, "e2e: %s on %s called %s for pod %s/%s\n", runtime, pod.Spec.NodeName, call, pod.Namespace, pod.Name)
+	call := containerdADD(t, ctx, pod)
 	var pciID string
 	var ifnames []string
 	for _, i := range call.Result.Interfaces {
@@ -136,14 +98,7 @@ func TestMultiVIFPod(t *testing.T) {
 	}
 
 	// network-status lists all three.
-	var status []nadv1.NetworkStatus
-	if err := json.Unmarshal([]byte(pod.Annotations[v1alpha1.NetworkStatusAnnotation]), &status); err != nil {
-		t.Fatalf("network-status annotation %q: %v", pod.Annotations[v1alpha1.NetworkStatusAnnotation], err)
-	}
-	seen := map[string]nadv1.NetworkStatus{}
-	for _, s := range status {
-		seen[s.Interface] = s
-	}
+	_, seen := networkStatus(t, pod)
 	if !seen["eth0"].Default || !slices.Contains(seen["eth0"].IPs, pod.Status.PodIP) {
 		t.Errorf("network-status eth0 %+v: want default with %s", seen["eth0"], pod.Status.PodIP)
 	}
@@ -227,6 +182,20 @@ func podNetNS(t *testing.T, ctx context.Context, namespace, name string) string 
 	return p
 }
 
+// containerdADD is the ADD of pod's eth0 containerd made
+// (aio.Env.ContainerdADD), printed to the log with the runtime's version.
+func containerdADD(t *testing.T, ctx context.Context, pod *corev1.Pod) aio.CNICall {
+	t.Helper()
+	call, err := env.ContainerdADD(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime := containerRuntime(t, ctx, pod.Spec.NodeName)
+	t.Logf("%s called %s", runtime, call)
+	fmt.Fprintf(os.Stderr, "e2e: %s on %s called %s for pod %s/%s\n", runtime, pod.Spec.NodeName, call, pod.Namespace, pod.Name)
+	return call
+}
+
 // containerRuntime is the runtime the node's kubelet reports
 // (containerd://2.x).
 func containerRuntime(t *testing.T, ctx context.Context, node string) string {
@@ -236,4 +205,62 @@ func containerRuntime(t *testing.T, ctx context.Context, node string) string {
 		t.Fatal(err)
 	}
 	return n.Status.NodeInfo.ContainerRuntimeVersion
+}
+
+// checkMultiVIFPod checks a running pod of dpdkPod: its KuryrPod has eth0
+// and net1 (env.MgmtDriver) and dpdk0 (nested-dpdk, at the PCI address
+// where the node has its port), which it returns; eth0 and net1 are in the
+// pod's namespace with their ports' MACs and addresses, and dpdk0 has no
+// netdev there.
+func checkMultiVIFPod(t *testing.T, ctx context.Context, pod *corev1.Pod) (eth0, net1, dpdk0 v1alpha1.InterfaceStatus) {
+	t.Helper()
+	kp := kuryrPod(t, ctx, pod.Namespace, pod.Name)
+	byName := map[string]v1alpha1.InterfaceStatus{}
+	for _, i := range kp.Status.Interfaces {
+		byName[i.IfName] = i
+	}
+	eth0, net1, dpdk0 = byName["eth0"], byName["net1"], byName["dpdk0"]
+	if len(byName) != 3 || eth0.Driver != env.MgmtDriver || net1.Driver != env.MgmtDriver || dpdk0.Driver != v1alpha1.DriverNestedDPDK {
+		t.Fatalf("KuryrPod interfaces %+v: want eth0 and net1 (%s) and dpdk0 (nested-dpdk)", kp.Status.Interfaces, env.MgmtDriver)
+	}
+	node := env.Node(pod.Spec.NodeName)
+	if addr := dpdk0.PCIAddress; addr == "" || addr != node.PCIAddress(dpdk0.PortID) {
+		t.Fatalf("dpdk0 PCI address %q, the node has port %s at %q", addr, dpdk0.PortID, node.PCIAddress(dpdk0.PortID))
+	}
+	links := linkAddrs(t, podNetNS(t, ctx, pod.Namespace, pod.Name))
+	for _, want := range []v1alpha1.InterfaceStatus{eth0, net1} {
+		got, ok := links[want.IfName]
+		if !ok {
+			t.Errorf("pod namespace has no %s (links: %v)", want.IfName, links)
+			continue
+		}
+		if !strings.EqualFold(got.MAC, want.MAC) {
+			t.Errorf("%s MAC %s, want the Neutron port's %s", want.IfName, got.MAC, want.MAC)
+		}
+		for _, ip := range want.IPs {
+			if !slices.Contains(got.Addrs, ip) {
+				t.Errorf("%s has %v, want %s", want.IfName, got.Addrs, ip)
+			}
+		}
+	}
+	if _, ok := links["dpdk0"]; ok {
+		t.Errorf("pod namespace has a dpdk0 netdev; a DPDK device has none")
+	}
+	return eth0, net1, dpdk0
+}
+
+// networkStatus parses pod's network-status annotation, in order and by
+// interface.
+func networkStatus(t *testing.T, pod *corev1.Pod) ([]nadv1.NetworkStatus, map[string]nadv1.NetworkStatus) {
+	t.Helper()
+	raw := pod.Annotations[v1alpha1.NetworkStatusAnnotation]
+	var status []nadv1.NetworkStatus
+	if err := json.Unmarshal([]byte(raw), &status); err != nil {
+		t.Fatalf("network-status annotation %q: %v", raw, err)
+	}
+	seen := map[string]nadv1.NetworkStatus{}
+	for _, s := range status {
+		seen[s.Interface] = s
+	}
+	return status, seen
 }

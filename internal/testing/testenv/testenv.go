@@ -42,6 +42,11 @@ const (
 	CrictlVersion     = "v1.37.0"
 )
 
+// MultusVersion is the Multus CNI (gopkg.in/k8snetworkplumbingwg/multus-cni.v4)
+// the all-in-one runs as meta-plugin (aio.Options.Multus). It must match
+// hack/build-multus.sh, which builds it.
+const MultusVersion = "v4.2.3"
+
 // AssetsDir is where the binaries are looked for: $KUBEBUILDER_ASSETS if set,
 // else the cache directory hack/build-kube-bins.sh writes to.
 func AssetsDir() string {
@@ -73,11 +78,45 @@ func HaveNodeBins() bool {
 // instead under KURYR_TEST_STRICT=1 (CI builds them first).
 func RequireNodeBins(t testing.TB) {
 	t.Helper()
-	netnstest.RequireRoot(t)
-	if HaveNodeBins() {
+	requireBuilt(t, HaveNodeBins(), fmt.Sprintf("no kubelet in %s: run hack/build-node-bins.sh (make test does)", NodeBinDir()))
+}
+
+// MultusBinDir is where Multus (multus, thin_entrypoint) is looked for:
+// $KURYR_MULTUS_BINS if set, else the cache directory hack/build-multus.sh
+// writes to.
+func MultusBinDir() string {
+	if d := os.Getenv("KURYR_MULTUS_BINS"); d != "" {
+		return d
+	}
+	return filepath.Join(CacheDir(), "multus-"+MultusVersion)
+}
+
+// HaveMultusBins says whether hack/build-multus.sh has filled MultusBinDir.
+func HaveMultusBins() bool {
+	for _, b := range []string{"multus", "thin_entrypoint"} {
+		if _, err := os.Stat(filepath.Join(MultusBinDir(), b)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// RequireMultusBins is RequireNodeBins for the tests that also run real
+// Multus: they skip, loudly, without it, and fail under KURYR_TEST_STRICT=1.
+func RequireMultusBins(t testing.TB) {
+	t.Helper()
+	RequireNodeBins(t)
+	requireBuilt(t, HaveMultusBins(), fmt.Sprintf("no multus or thin_entrypoint in %s: run hack/build-multus.sh (make test does)", MultusBinDir()))
+}
+
+// requireBuilt skips t with why unless have, and fails it instead under
+// KURYR_TEST_STRICT=1 (CI builds everything first).
+func requireBuilt(t testing.TB, have bool, why string) {
+	t.Helper()
+	if have {
 		return
 	}
-	msg := fmt.Sprintf("SKIPPED: no kubelet in %s: run hack/build-node-bins.sh (make test does)", NodeBinDir())
+	msg := "SKIPPED: " + why
 	if os.Getenv(netnstest.StrictEnv) == "1" {
 		t.Fatal(msg + " (" + netnstest.StrictEnv + "=1 forbids skipping)")
 	}

@@ -44,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.KubeBinDir, "kube-bin-dir", "", "directory with etcd, kube-apiserver, kube-scheduler, kube-controller-manager (hack/build-kube-bins.sh's cache when empty)")
 	fs.BoolVar(&opts.RealNodes, "real-nodes", true, "run a real containerd and kubelet per node (false: the kubelet stand-in, for many nodes)")
 	fs.StringVar(&opts.NodeBinDir, "node-bin-dir", "", "directory with containerd, containerd-shim-runc-v2, ctr, runc, kubelet (hack/build-node-bins.sh's cache when empty; --real-nodes)")
+	fs.BoolVar(&opts.Multus, "multus", false, "real Multus as the nodes' CNI, kuryr-cni its delegate (docs/multus.md; --real-nodes; build it first with hack/build-multus.sh)")
+	fs.StringVar(&opts.MultusBinDir, "multus-bin-dir", "", "directory with multus and thin_entrypoint (hack/build-multus.sh's cache when empty; --multus)")
 	fs.StringVar(&opts.RepoRoot, "repo", "", "the kuryr-dpdk repository (found from the working directory when empty)")
 	fs.DurationVar(&timeout, "demo-timeout", 2*time.Minute, "how long the demo pod may take to be ready")
 	fs.Usage = func() { usage(stderr, fs) }
