@@ -33,6 +33,9 @@ type PoolNICs struct {
 	// status.dpdkDevices). Only those no consumer owns (Attaching, Ready)
 	// are looked at: an owned one is the pod's or the claim's.
 	Devices []v1alpha1.DPDKDevice
+	// Err says why Devices are not known (no node named, the API server
+	// not reachable): the NICs are then not checked.
+	Err error
 }
 
 // howToExclude ends every warning about a pool NIC.
@@ -44,6 +47,10 @@ const howToExclude = "exclude the pool's NICs from the node OS (docs/deploy.md, 
 // that keeps configuring it races with it; each warning names the tool the
 // node's files point at and how to exclude the NICs.
 func (r *Report) CheckPoolNICs(p PoolNICs) {
+	if p.Err != nil {
+		r.add(Warn, "pool NICs", "not checked: %v", p.Err)
+		return
+	}
 	idle := 0
 	for _, d := range p.Devices {
 		if d.State == v1alpha1.DPDKDeviceAttaching || d.State == v1alpha1.DPDKDeviceReady {
