@@ -2,7 +2,6 @@ package binding
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -55,32 +54,6 @@ func readLink(t *testing.T, n ns.NetNS, name string) (st linkState) {
 	return st
 }
 
-// configure does to link name what a DHCP client or a network manager
-// would: set it up, give it an address and a route.
-func configure(n ns.NetNS, name, addr, dst string) error {
-	return n.Do(func(ns.NetNS) error {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			return err
-		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			return err
-		}
-		a, err := netlink.ParseAddr(addr)
-		if err != nil {
-			return err
-		}
-		if err := netlink.AddrAdd(l, a); err != nil {
-			return fmt.Errorf("add %s to %s: %w", addr, name, err)
-		}
-		if dst == "" {
-			return nil
-		}
-		_, d, _ := net.ParseCIDR(dst)
-		return netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: d, Scope: netlink.SCOPE_LINK})
-	})
-}
-
 func waitLink(t *testing.T, n ns.NetNS, name, what string, ok func(linkState) bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -124,13 +97,9 @@ func TestIdleKeeperTakesPoolDevicesBackDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, addr := range map[string]string{"ens3": "10.0.0.10/24", "mine0": "10.0.1.10/24", "other0": "192.168.60.2/24"} {
-		if err := configure(node, name, addr, ""); err != nil {
-			t.Fatal(err)
-		}
+		netnstest.Configure(t, node, name, addr, "")
 	}
-	if err := configure(node, "pool0", "192.168.50.7/24", "10.77.0.0/16"); err != nil {
-		t.Fatal(err)
-	}
+	netnstest.Configure(t, node, "pool0", "192.168.50.7/24", "10.77.0.0/16")
 
 	k := NewIdleKeeper(IdleOptions{Log: testr.New(t), Node: KernelOptions{ParentNetns: node.Path(),
 		Parent: func(context.Context) (string, error) { return "ens3", nil }}})
@@ -149,9 +118,7 @@ func TestIdleKeeperTakesPoolDevicesBackDown(t *testing.T) {
 	waitLink(t, node, "pool0", "pool0 configured before the keeper knew it", linkState.idle)
 	waitLink(t, node, "pool1", "pool1, up as it appeared", linkState.idle)
 
-	if err := configure(node, "pool1", "192.168.51.7/24", ""); err != nil {
-		t.Fatal(err)
-	}
+	netnstest.Configure(t, node, "pool1", "192.168.51.7/24", "")
 	waitLink(t, node, "pool1", "pool1 configured while the keeper runs", linkState.idle)
 	// An address alone, on the link kept down: removed too.
 	if err := node.Do(func(ns.NetNS) error {

@@ -52,22 +52,6 @@ func (n *node) linkConfigured(name string) (up bool, addrs int) {
 	return up, addrs
 }
 
-// configureLink sets link name up with addr, as a DHCP client would.
-func (n *node) configureLink(name, addr string) {
-	n.t.Helper()
-	must(n.t, n.nodeNS.Do(func(ns.NetNS) error {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			return err
-		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			return err
-		}
-		a, _ := netlink.ParseAddr(addr)
-		return netlink.AddrAdd(l, a)
-	}))
-}
-
 // setKuryrNode writes the node's KuryrNode status as the controller would
 // (created first when missing).
 func (n *node) setKuryrNode(st v1alpha1.KuryrNodeStatus) {
@@ -108,8 +92,8 @@ func TestDaemonKeepsPoolDevicesIdle(t *testing.T) {
 	for _, name := range []string{"pool0", "att0", "inuse0", "other0"} {
 		netnstest.AddParent(t, n.nodeNS, name, 1500)
 	}
-	n.configureLink("inuse0", "192.168.70.2/24")
-	n.configureLink("other0", "192.168.71.2/24")
+	netnstest.Configure(t, n.nodeNS, "inuse0", "192.168.70.2/24", "")
+	netnstest.Configure(t, n.nodeNS, "other0", "192.168.71.2/24", "")
 	n.setKuryrNode(v1alpha1.KuryrNodeStatus{ParentMAC: n.linkMAC("ens3"), ParentIPs: []string{nodeIP}, DPDKDevices: []v1alpha1.DPDKDevice{
 		{PortID: "p0", MAC: n.linkMAC("pool0"), NetworkID: "net", SubnetID: "sub", State: v1alpha1.DPDKDeviceReady},
 		{PortID: "p1", MAC: n.linkMAC("att0"), NetworkID: "net", SubnetID: "sub", State: v1alpha1.DPDKDeviceAttaching},
@@ -126,9 +110,9 @@ func TestDaemonKeepsPoolDevicesIdle(t *testing.T) {
 	}
 	eventually(t, "pool0, up as it appeared", idle("pool0"))
 	eventually(t, "att0, up as it appeared", idle("att0"))
-	n.configureLink("pool0", "192.168.72.5/24")
+	netnstest.Configure(t, n.nodeNS, "pool0", "192.168.72.5/24", "")
 	eventually(t, "pool0 configured by something on the node", idle("pool0"))
-	n.configureLink("att0", "192.168.73.5/24")
+	netnstest.Configure(t, n.nodeNS, "att0", "192.168.73.5/24", "")
 	eventually(t, "att0 configured by something on the node", idle("att0"))
 	for _, name := range []string{"inuse0", "other0", "ens3"} {
 		if up, addrs := n.linkConfigured(name); !up || addrs != 1 {
