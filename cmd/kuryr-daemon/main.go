@@ -1,7 +1,9 @@
 // Command kuryr-daemon runs on each node VM: it serves the kuryr-cni shim on
 // a unix socket, plugs VLAN/MACVLAN interfaces into pod namespaces, binds
-// DPDK devices, and reports them. It watches only its own node's pods and
-// KuryrPods, and never talks to the cloud.
+// DPDK devices, and reports them. It watches only its own node's pods,
+// KuryrPods and KuryrNode, keeps the node's pre-attached DPDK devices down
+// and unconfigured, labels its Node with what it offers DPDK, and never
+// talks to the cloud.
 package main
 
 import (
@@ -60,6 +62,12 @@ func serve(ctx context.Context, opts daemon.Options, m *manager.Flags) error {
 	// synced; the socket listens meanwhile, and CNI requests wait for it.
 	if err := mgr.Add(runnable(func(ctx context.Context) error { return d.ReconcileAtStart(ctx, mgr.GetCache()) })); err != nil {
 		return err
+	}
+	// The pool's idle devices and the node's capability labels.
+	for _, r := range []runnable{d.KeepPoolIdle, d.LabelNode} {
+		if err := mgr.Add(r); err != nil {
+			return err
+		}
 	}
 	ln, err := cniapi.Listen(opts.Socket)
 	if err != nil {

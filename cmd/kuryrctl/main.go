@@ -33,7 +33,9 @@ The operator's tool for kuryr-dpdk.
 
 Commands:
   check        check this node VM's prerequisites for DPDK interfaces (hugepages,
-               uio_pci_generic, vfio-pci with an IOMMU, iommu_platform on virtio devices);
+               uio_pci_generic, vfio-pci with an IOMMU, iommu_platform on virtio devices)
+               and, with --node (default $NODE_NAME), that the node OS left its idle
+               pre-attached DPDK NICs alone (down, no address, udev's name);
                exits 1 when DPDK interfaces cannot work here
   interfaces   list pods' interfaces: driver, state, MAC, IPs, VLAN ID, PCI address, bound driver
   pools        list the controller's port pools per node: ready, warming, in use,
@@ -60,10 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("kuryrctl "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	root := fs.String("sysfs-root", "/", "root of the sysfs tree to read (<root>/sys)")
+	root := fs.String("sysfs-root", "/", "root of the node's files to read (<root>/sys; check: also <root>/run, <root>/etc)")
 	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file")
 	namespace := fs.String("namespace", "", "only pods of this namespace")
-	node := fs.String("node", "", "only pods on this node (pools: only this node's)")
+	node := fs.String("node", "", "only pods on this node (pools: only this node's; check: this node's pool NICs, default $NODE_NAME)")
 	output := fs.String("o", "table", "output format of pools: table or json")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -74,6 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "check":
 		r := ctl.Check(*root)
+		r.CheckPoolNICs(poolNICs(*root, *kubeconfig, *node))
 		r.Write(stdout)
 		if !r.OK() {
 			return 1
@@ -91,6 +94,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "kuryrctl: unknown command %q\n\n%s", cmd, usage)
 	return 2
+}
+
+// poolNICs reads the idle pre-attached DPDK devices of node (default
+// $NODE_NAME) from its KuryrNode, for check.
+func poolNICs(root, kubeconfig, node string) ctl.PoolNICs {
+	p := ctl.PoolNICs{Root: root}
+	if node == "" {
+		node = os.Getenv("NODE_NAME")
+	}
+	if node == "" {
+		p.Err = errors.New("no node named (--node or $NODE_NAME) to read the pool's devices of")
+		return p
+	}
+	c, err := kubeClient(kubeconfig)
+	if err != nil {
+		p.Err = err
+		return p
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var kn v1alpha1.KuryrNode
+	if err := c.Get(ctx, client.ObjectKey{Name: node}, &kn); err != nil {
+		p.Err = fmt.Errorf("read KuryrNode %s: %w", node, err)
+		return p
+	}
+	p.Devices = kn.Status.DPDKDevices
+	return p
 }
 
 func devices(root string, stdout, stderr io.Writer) int {
@@ -123,22 +153,24 @@ func or(s string) string {
 }
 
 func newClient(stderr io.Writer, kubeconfig string) (client.Client, bool) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		fmt.Fprintln(stderr, "kuryrctl: kubernetes client configuration:", err)
-		return nil, false
-	}
-	scheme, err := cmdutil.Scheme()
-	if err != nil {
-		fmt.Fprintln(stderr, "kuryrctl:", err)
-		return nil, false
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := kubeClient(kubeconfig)
 	if err != nil {
 		fmt.Fprintln(stderr, "kuryrctl:", err)
 		return nil, false
 	}
 	return c, true
+}
+
+func kubeClient(kubeconfig string) (client.Client, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
+	}
+	scheme, err := cmdutil.Scheme()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: scheme})
 }
 
 func interfaces(kubeconfig, namespace, node string, stdout, stderr io.Writer) int {

@@ -66,39 +66,56 @@ func (d *DPDK) refuseNodeDevice(ctx context.Context, addr, mac string) error {
 	if err != nil {
 		return fmt.Errorf("list the node's routes: %w", err)
 	}
+	view := nodeView{parent: parent, links: links, addrs: addrs, routes: routes}
 	for _, l := range links {
 		a := l.Attrs()
 		if !slices.ContainsFunc(netdevs, func(n pci.Netdev) bool { return n.Name == a.Name }) &&
 			!strings.EqualFold(a.HardwareAddr.String(), mac) {
 			continue
 		}
-		if why := nodeUse(a, parent, links, addrs, routes); why != "" {
+		if why := view.use(a); why != "" {
 			return fmt.Errorf("PCI device %s with MAC %s is the node's link %s, which %s: %w", addr, mac, a.Name, why, ErrNodeDevice)
 		}
 	}
 	return nil
 }
 
-// nodeUse says how the node uses link a, "" when it does not.
-func nodeUse(a *netlink.LinkAttrs, parent string, links []netlink.Link, addrs []netlink.Addr, routes []netlink.Route) string {
-	if a.Name == parent {
+// nodeView is the node's network namespace as read at one moment: its
+// uplink's name, links, addresses and routes.
+type nodeView struct {
+	parent string
+	links  []netlink.Link
+	addrs  []netlink.Addr
+	routes []netlink.Route
+	// nodeIP says which addresses are the node's own. Nil: every address
+	// but an IPv6 link-local one is, and every route but link-local and
+	// multicast ones is the node's (a device about to be bound carries
+	// none). Set: only those addresses, and the routes whose preferred
+	// source is one of them (the idle keeper, which takes back what a DHCP
+	// client put on a pool device, must not mistake that for the node's).
+	nodeIP func(net.IP) bool
+}
+
+// use says how the node uses link a, "" when it does not.
+func (v nodeView) use(a *netlink.LinkAttrs) string {
+	if a.Name == v.parent {
 		return "is the node's uplink"
 	}
 	if a.MasterIndex != 0 {
 		return fmt.Sprintf("is enslaved to link %d", a.MasterIndex)
 	}
-	for _, l := range links {
+	for _, l := range v.links {
 		if stackedOn(l, a.Index) {
 			return fmt.Sprintf("carries link %s", l.Attrs().Name)
 		}
 	}
-	for _, ad := range addrs {
-		if ad.LinkIndex == a.Index && ad.IPNet != nil && !ad.IP.IsLinkLocalUnicast() {
+	for _, ad := range v.addrs {
+		if ad.LinkIndex == a.Index && ad.IPNet != nil && v.nodeAddr(ad.IP) {
 			return "holds " + ad.IPNet.String()
 		}
 	}
-	for _, r := range routes {
-		if r.LinkIndex == a.Index && !localRoute(r.Dst) {
+	for _, r := range v.routes {
+		if r.LinkIndex == a.Index && v.nodeRoute(r) {
 			dst := "default"
 			if r.Dst != nil {
 				dst = r.Dst.String()
@@ -107,6 +124,20 @@ func nodeUse(a *netlink.LinkAttrs, parent string, links []netlink.Link, addrs []
 		}
 	}
 	return ""
+}
+
+func (v nodeView) nodeAddr(ip net.IP) bool {
+	if v.nodeIP == nil {
+		return !ip.IsLinkLocalUnicast()
+	}
+	return v.nodeIP(ip)
+}
+
+func (v nodeView) nodeRoute(r netlink.Route) bool {
+	if v.nodeIP == nil {
+		return !localRoute(r.Dst)
+	}
+	return r.Src != nil && v.nodeIP(r.Src)
 }
 
 // stackedOn says whether l is a link made on top of the link with index

@@ -5,9 +5,6 @@ package ctl
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
@@ -63,36 +60,34 @@ func (r *Report) add(l Level, what, format string, args ...any) {
 func Check(root string) Report {
 	var r Report
 	sys := pci.New(root)
+	c := ReadCapabilities(root)
 
-	pages := hugepages(root)
-	if pages == 0 {
+	if c.HugepagesMiB == 0 {
 		r.add(Fail, "hugepages", "none reserved: DPDK needs them (echo 512 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages, or hugepages= on the kernel command line)")
 	} else {
-		r.add(OK, "hugepages", "%d MiB reserved", pages)
+		r.add(OK, "hugepages", "%d MiB reserved", c.HugepagesMiB)
 	}
 
-	uio := sys.DriverLoaded(pci.DriverUIO)
-	if uio {
+	if c.UIO {
 		r.add(OK, "uio_pci_generic", "loaded (the default DPDK driver)")
 	} else {
 		r.add(Warn, "uio_pci_generic", "not loaded: modprobe uio_pci_generic (the default DPDK driver)")
 	}
 
-	groups, _ := sys.IOMMUGroups()
-	vfio := sys.DriverLoaded(pci.DriverVFIO)
+	groups := c.IOMMUGroups
 	switch {
-	case groups > 0 && vfio && !moduleLoaded(root, "vfio_iommu_type1"):
+	case groups > 0 && c.VFIO && !c.VFIOType1:
 		r.add(Warn, "vfio-pci", "loaded with %d IOMMU groups, but vfio_iommu_type1 is not: modprobe vfio_iommu_type1 (DPDK finds no IOMMU support without it)", groups)
-	case groups > 0 && vfio:
+	case groups > 0 && c.VFIO:
 		r.add(OK, "vfio-pci", "loaded, %d IOMMU groups (a virtual IOMMU is present)", groups)
 	case groups > 0:
 		r.add(Warn, "vfio-pci", "not loaded (modprobe vfio-pci vfio_iommu_type1); the VM has an IOMMU, so it could be used")
-	case sys.NoIOMMUMode():
+	case c.NoIOMMU:
 		r.add(Warn, "vfio-pci", "no IOMMU; vfio's unsafe no-IOMMU mode is on: prefer uio_pci_generic")
 	default:
 		r.add(Warn, "vfio-pci", "unusable: the VM has no IOMMU (give it intel-iommu and intel_iommu=on) and this kernel has no vfio no-IOMMU mode; use uio_pci_generic")
 	}
-	if !uio && !(groups > 0 && vfio) {
+	if !c.UIO && !(groups > 0 && c.VFIO) {
 		r.add(Fail, "DPDK driver", "neither uio_pci_generic nor vfio-pci can bind devices on this node")
 	}
 
@@ -131,34 +126,4 @@ func netdevs(d pci.Device) string {
 		return ""
 	}
 	return ", netdev " + strings.Join(names, ", ")
-}
-
-// moduleLoaded reports whether a kernel module (or built-in driver) shows
-// in <root>/sys/module.
-func moduleLoaded(root, name string) bool {
-	_, err := os.Stat(filepath.Join(root, "sys", "module", name))
-	return err == nil
-}
-
-// hugepages returns the MiB of hugepages reserved, from
-// <root>/sys/kernel/mm/hugepages/hugepages-<size>kB/nr_hugepages.
-func hugepages(root string) int {
-	dirs, _ := filepath.Glob(filepath.Join(root, "sys", "kernel", "mm", "hugepages", "hugepages-*kB"))
-	total := 0
-	for _, d := range dirs {
-		kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(d), "hugepages-"), "kB"))
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(d, "nr_hugepages"))
-		if err != nil {
-			continue
-		}
-		n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil {
-			continue
-		}
-		total += n * kb / 1024
-	}
-	return total
 }

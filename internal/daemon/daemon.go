@@ -48,6 +48,16 @@ type Daemon struct {
 
 	parentMu sync.Mutex
 	parent   string
+
+	// keeper keeps the node's pre-attached DPDK devices idle (pool.go).
+	keeper *binding.IdleKeeper
+	// labelKick wakes LabelNode when the KuryrNode changes.
+	labelKick chan struct{}
+	// nodeMu guards what the daemon knows of its node: the KuryrNode's
+	// status as last seen, and the Node's addresses.
+	nodeMu     sync.Mutex
+	nodeStatus v1alpha1.KuryrNodeStatus
+	nodeAddrs  []net.IP
 }
 
 // New builds a daemon. c should read from a cache restricted to this node
@@ -57,8 +67,11 @@ func New(opts Options, c client.Client, reader client.Reader, reg prometheus.Reg
 	d := &Daemon{
 		opts: opts, client: c, reader: reader,
 		waiters: newWaiters(), metrics: newMetrics(reg), synced: func() bool { return false }, log: log,
-		reconciled: make(chan struct{}),
+		reconciled: make(chan struct{}), labelKick: make(chan struct{}, 1),
 	}
+	d.keeper = binding.NewIdleKeeper(binding.IdleOptions{
+		Node: binding.KernelOptions{ParentNetns: opts.NodeNetns, Parent: d.findParentLink}, Log: log.WithName("pool"),
+	})
 	var err error
 	d.bindings, err = binding.New(binding.Options{
 		SysfsRoot: opts.SysfsRoot, CheckpointDir: opts.CheckpointDir, DevInfoRoot: opts.DevInfoRoot,
@@ -73,7 +86,9 @@ func New(opts Options, c client.Client, reader client.Reader, reg prometheus.Reg
 }
 
 // Watch hooks the daemon to the informers of c: every KuryrPod change wakes
-// the ADDs waiting for it. Call it before the cache starts.
+// the ADDs waiting for it; every change of the node's KuryrNode goes to
+// the pool's idle keeper and the node's labels. Call it before the cache
+// starts.
 func (d *Daemon) Watch(ctx context.Context, c cache.Cache) error {
 	inf, err := c.GetInformer(ctx, &v1alpha1.KuryrPod{})
 	if err != nil {
@@ -92,7 +107,21 @@ func (d *Daemon) Watch(ctx context.Context, c cache.Cache) error {
 	}); err != nil {
 		return fmt.Errorf("watch KuryrPods: %w", err)
 	}
-	d.synced = inf.HasSynced
+	kn, err := c.GetInformer(ctx, &v1alpha1.KuryrNode{})
+	if err != nil {
+		return fmt.Errorf("KuryrNode informer: %w", err)
+	}
+	node := func(obj any) {
+		if o, ok := obj.(*v1alpha1.KuryrNode); ok && o.Name == d.opts.NodeName {
+			d.nodeChanged(o)
+		}
+	}
+	if _, err := kn.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: node, UpdateFunc: func(_, n any) { node(n) }, DeleteFunc: func(any) { d.nodeChanged(nil) },
+	}); err != nil {
+		return fmt.Errorf("watch KuryrNodes: %w", err)
+	}
+	d.synced = func() bool { return inf.HasSynced() && kn.HasSynced() }
 	return nil
 }
 
@@ -111,11 +140,12 @@ func (d *Daemon) Ready() error {
 }
 
 // CacheOptions restrict the daemon's informers to its own node: pods by
-// spec.nodeName, KuryrPods by their node label.
+// spec.nodeName, KuryrPods by their node label, the KuryrNode by name.
 func CacheOptions(node string) cache.Options {
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Pod{}:        {Field: fieldSelector("spec.nodeName", node)},
-		&v1alpha1.KuryrPod{}: {Label: labelSelector(v1alpha1.NodeLabel, node)},
+		&corev1.Pod{}:         {Field: fieldSelector("spec.nodeName", node)},
+		&v1alpha1.KuryrPod{}:  {Label: labelSelector(v1alpha1.NodeLabel, node)},
+		&v1alpha1.KuryrNode{}: {Field: fieldSelector("metadata.name", node)},
 	}}
 }
 

@@ -192,9 +192,11 @@ func (n *node) startDaemonAs(cfg *rest.Config, timeout time.Duration, primary bo
 	ln, err := cniapi.Listen(n.socket)
 	must(n.t, err)
 	srv := cniapi.NewServer(d, cniapi.WithReadiness(d.Ready))
-	done := make(chan struct{}, 3)
+	done := make(chan struct{}, 5)
 	go func() { _ = mgr.Start(ctx); done <- struct{}{} }()
 	go func() { _ = srv.Serve(ctx, ln); done <- struct{}{} }()
+	go func() { _ = d.KeepPoolIdle(ctx); done <- struct{}{} }()
+	go func() { _ = d.LabelNode(ctx); done <- struct{}{} }()
 	go func() {
 		if err := d.ReconcileAtStart(ctx, mgr.GetCache()); err != nil && ctx.Err() == nil && !n.refusalsExpected {
 			n.t.Errorf("start-up reconcile: %v", err)
@@ -217,9 +219,9 @@ func (n *node) startDaemonAs(cfg *rest.Config, timeout time.Duration, primary bo
 			scancel()
 		}
 		cancel()
-		<-done
-		<-done
-		<-done
+		for range cap(done) {
+			<-done
+		}
 	}
 	n.t.Cleanup(stop)
 	return stop

@@ -52,6 +52,9 @@ type Options struct {
 	DeviceTimeout time.Duration
 	// CNILimits bound the CNI socket server (timeouts, requests at once).
 	CNILimits cniapi.Limits
+	// LabelInterval is how often the node's capability labels are read
+	// again (free hugepages change with no notification).
+	LabelInterval time.Duration
 }
 
 // Defaults are the options of a daemon on a real node.
@@ -65,6 +68,7 @@ func Defaults() Options {
 		InterfacesTimeout: 90 * time.Second,
 		DeviceTimeout:     30 * time.Second,
 		CNILimits:         cniapi.DefaultLimits(),
+		LabelInterval:     time.Minute,
 	}
 }
 
@@ -80,6 +84,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.Primary, "primary", o.Primary, "kuryr-dpdk is the cluster's CNI: the eth0 ADD plugs every interface and writes network-status")
 	fs.DurationVar(&o.DeviceTimeout, "device-timeout", o.DeviceTimeout, "how long an ADD waits for a hot-plugged DPDK device to appear in the VM")
 	fs.DurationVar(&o.InterfacesTimeout, "interfaces-timeout", o.InterfacesTimeout, "how long an ADD waits for the pod's interfaces to be ACTIVE before answering try-again (CNI code 11)")
+	fs.DurationVar(&o.LabelInterval, "label-interval", o.LabelInterval, "how often the node's capability labels (kuryr-dpdk.io/*) are read again")
 	o.CNILimits.AddFlags(fs)
 }
 
@@ -111,6 +116,9 @@ func (o *Options) Validate() error {
 	}
 	if o.InterfacesTimeout < time.Second {
 		bad("interfaces-timeout", "%s must be at least 1s", o.InterfacesTimeout)
+	}
+	if o.LabelInterval < time.Second {
+		bad("label-interval", "%s must be at least 1s", o.LabelInterval)
 	}
 	if w := o.InterfacesTimeout + o.DeviceTimeout; o.CNILimits.WriteTimeout <= w {
 		bad("cni-write-timeout", "%s must exceed --interfaces-timeout plus --device-timeout (%s)", o.CNILimits.WriteTimeout, w)

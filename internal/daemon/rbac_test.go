@@ -18,7 +18,8 @@ import (
 // deploy/kuryr-dpdk, with a token bound to a pod on its node as the kubelet
 // gives it, through ADD and DEL in primary mode: its ClusterRole grants
 // every call the node side makes (informers, status, network-status, the
-// node), and the node-scoping admission policy lets each through.
+// node and its capability labels), and the node-scoping admission policy
+// lets each through.
 func TestRunsWithDeployedRBAC(t *testing.T) {
 	n := newNode(t)
 	if _, err := testenv.Apply(n.ctx, env.Config, "../../deploy/kuryr-dpdk/rbac.yaml", "../../deploy/kuryr-dpdk/admission.yaml"); err != nil {
@@ -44,6 +45,11 @@ func TestRunsWithDeployedRBAC(t *testing.T) {
 	if st := findStatus(n.kuryrPod("rbac"), "net1"); st.State != v1alpha1.StateActive {
 		t.Fatalf("net1 %+v after DEL, want Active", st)
 	}
+	eventually(t, "the node's capability labels, applied as the daemon", func() (bool, string) {
+		var no corev1.Node
+		must(t, n.c.Get(n.ctx, types.NamespacedName{Name: n.name}, &no))
+		return no.Labels[v1alpha1.NodeLabelUIO] == "true", "labels " + labelString(no.Labels)
+	})
 }
 
 // TestEveryDeployedRuleIsUsed: the daemon's ClusterRole in
@@ -65,7 +71,8 @@ func TestEveryDeployedRuleIsUsed(t *testing.T) {
 	})
 }
 
-// daemonCalls runs the daemon as cfg (primary mode) through a start, an
+// daemonCalls runs the daemon as cfg (primary mode) through a start (its
+// informers, the KuryrNode's among them, and the labels of its Node), an
 // ADD of a pod with a DPDK interface and its DEL, stopping early when ctx
 // ends. It returns the first CNI failure.
 func (n *node) daemonCalls(ctx context.Context, cfg *rest.Config) error {
@@ -78,5 +85,20 @@ func (n *node) daemonCalls(ctx context.Context, cfg *rest.Config) error {
 	if err := n.cni.DelNetworkList(ctx, n.list, n.rt()); err != nil {
 		return fmt.Errorf("DEL: %w", err)
 	}
-	return nil
+	// The node's capability labels (applied at start, maybe still on
+	// their way).
+	for {
+		var no corev1.Node
+		if err := n.c.Get(ctx, types.NamespacedName{Name: n.name}, &no); err != nil {
+			return err
+		}
+		if no.Labels[v1alpha1.NodeLabelIOMMU] != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s not labelled: %w", n.name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -127,8 +127,12 @@ func (e *Env) startDaemon(ctx context.Context, n *Node) error {
 		}
 		ports[i] = p
 	}
+	kubeconfig, err := e.daemonToken(ctx, n)
+	if err != nil {
+		return err
+	}
 	args := []string{
-		"--kubeconfig=" + e.cp.Kubeconfigs["kuryr-daemon"], "--node-name=" + n.Name,
+		"--kubeconfig=" + kubeconfig, "--node-name=" + n.Name,
 		"--socket=" + n.Socket, "--sysfs-root=" + n.SysfsRoot,
 		"--checkpoint-dir=" + n.checkpointDir(), "--devinfo-root=" + n.devinfoRoot,
 		"--node-netns=" + n.NetNS, "--parent-interface=" + NodeNIC, "--primary",

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -31,15 +33,16 @@ var crlogOnce sync.Once
 
 // Identities the control plane knows (token auth file). The scheduler and
 // the controller manager get their bootstrap RBAC users; the admin is in
-// system:masters; kuryr-controller and kuryr-daemon are the ServiceAccounts
-// of deploy/kuryr-dpdk/rbac.yaml, with exactly the permissions it grants, so
-// the whole environment runs on the RBAC an operator deploys.
+// system:masters; kuryr-controller is the ServiceAccount of
+// deploy/kuryr-dpdk/rbac.yaml, with exactly the permissions it grants, so
+// the whole environment runs on the RBAC an operator deploys. kuryr-daemon
+// is not here: a static token carries no node, and the admission policy
+// refuses every write of a daemon whose token does not (daemonToken).
 var identities = []struct{ name, user, groups string }{
 	{"admin", "kuryr-aio-admin", "system:masters"},
 	{"kube-scheduler", "system:kube-scheduler", ""},
 	{"kube-controller-manager", "system:kube-controller-manager", ""},
 	{"kuryr-controller", "system:serviceaccount:kuryr-dpdk:kuryr-controller", "system:serviceaccounts,system:serviceaccounts:kuryr-dpdk"},
-	{"kuryr-daemon", "system:serviceaccount:kuryr-dpdk:kuryr-daemon", "system:serviceaccounts,system:serviceaccounts:kuryr-dpdk"},
 }
 
 // FabricAPIPort is the API server's port on the fabric (the fabric proxy's,
@@ -194,11 +197,46 @@ func (e *Env) runControlPlane(ctx context.Context, servingIPs []net.IP, nodes []
 	if _, err := envtest.InstallCRDs(e.cp.Admin, envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true}); err != nil {
 		return fmt.Errorf("install CRDs from %v: %w", crds, err)
 	}
-	rbac := filepath.Join(e.opts.RepoRoot, "deploy", "kuryr-dpdk", "rbac.yaml")
-	if _, err := testenv.Apply(ctx, e.cp.Admin, rbac); err != nil {
-		return fmt.Errorf("apply %s: %w", rbac, err)
+	// kuryr's RBAC and the admission policy that scopes each daemon to
+	// its node, as the base deploys them: a daemon needs a token bound to
+	// a pod on its node (the kubelet's, or daemonToken's).
+	for _, f := range []string{"rbac.yaml", "admission.yaml"} {
+		path := filepath.Join(e.opts.RepoRoot, "deploy", "kuryr-dpdk", f)
+		if _, err := testenv.Apply(ctx, e.cp.Admin, path); err != nil {
+			return fmt.Errorf("apply %s: %w", path, err)
+		}
 	}
 	return nil
+}
+
+// daemonToken writes a kubeconfig for the kuryr-daemon process of the
+// simulated node n (no kubelet runs it): a token of the ServiceAccount
+// kuryr-dpdk/kuryr-daemon bound to a pod on n, as the kubelet gives the
+// DaemonSet's pod, so that the API server knows the node
+// (authentication.kubernetes.io/node-name) and the admission policy lets
+// the daemon write its own node's objects. The pod stands for the
+// DaemonSet's: host network (the kubelet stand-in marks it Running and
+// plugs nothing), every taint tolerated; deleting it would revoke the
+// token.
+func (e *Env) daemonToken(ctx context.Context, n *Node) (string, error) {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "kuryr-daemon-" + n.Name, Namespace: "kuryr-dpdk",
+			Labels: map[string]string{"app.kubernetes.io/component": "kuryr-daemon-token"}},
+		Spec: corev1.PodSpec{NodeName: n.Name, ServiceAccountName: "kuryr-daemon", HostNetwork: true,
+			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			Containers:  []corev1.Container{{Name: "daemon", Image: KuryrImage, Command: []string{"/usr/bin/kuryr-daemon"}}}},
+	}
+	// A year: the environment may run that long (make run); the API
+	// server sets no maximum.
+	tok, err := testenv.NodeBoundToken(ctx, e.Clientset, pod, 365*24*3600)
+	if err != nil {
+		return "", fmt.Errorf("kuryr-daemon's token on node %s: %w", n.Name, err)
+	}
+	path := filepath.Join(e.StateDir, "control-plane", "kuryr-daemon-"+n.Name+".kubeconfig")
+	if err := writeKubeconfig(path, e.cp.URL, e.cp.caPEM, "kuryr-daemon", tok); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 func writeKubeconfig(path, server string, ca []byte, user, token string) error {

@@ -5,6 +5,7 @@ package netnstest
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"testing"
 
@@ -75,4 +76,38 @@ func AddParent(t testing.TB, n ns.NetNS, name string, mtu int) int {
 		t.Fatalf("in %s: %v", n.Path(), err)
 	}
 	return index
+}
+
+// Configure does to link name in n what a DHCP client or a network manager
+// would: sets it up and gives it addr (CIDR) and, when dst is not empty, a
+// link-scope route to dst through it.
+func Configure(t testing.TB, n ns.NetNS, name, addr, dst string) {
+	t.Helper()
+	err := n.Do(func(ns.NetNS) error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			return err
+		}
+		a, err := netlink.ParseAddr(addr)
+		if err != nil {
+			return err
+		}
+		if err := netlink.AddrAdd(l, a); err != nil {
+			return fmt.Errorf("add %s to %s: %w", addr, name, err)
+		}
+		if dst == "" {
+			return nil
+		}
+		_, d, err := net.ParseCIDR(dst)
+		if err != nil {
+			return err
+		}
+		return netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: d, Scope: netlink.SCOPE_LINK})
+	})
+	if err != nil {
+		t.Fatalf("configure %s in %s: %v", name, n.Path(), err)
+	}
 }

@@ -291,18 +291,31 @@ func (e *Env) NodeBoundServiceAccountConfig(ctx context.Context, namespace, name
 		Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: name,
 			Containers: []corev1.Container{{Name: "c", Image: "kuryr-dpdk/kuryr-dpdk:dev"}}},
 	}
-	if p, err = cs.CoreV1().Pods(namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("create pod %s/%s on node %s: %w", namespace, pod, node, err)
+	tok, err := NodeBoundToken(ctx, cs, p, 3600)
+	if err != nil {
+		return nil, err
 	}
-	expiry := int64(3600)
-	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+	return e.TokenConfig(tok), nil
+}
+
+// NodeBoundToken creates pod (its ServiceAccount and node set) and returns
+// a token of its ServiceAccount bound to it, valid for expiry seconds: the
+// token the kubelet gives the pod, carrying its node. The pod must stay:
+// deleting it revokes the token.
+func NodeBoundToken(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod, expiry int64) (string, error) {
+	p, err := cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("create pod %s/%s on node %s: %w", pod.Namespace, pod.Name, pod.Spec.NodeName, err)
+	}
+	sa := p.Spec.ServiceAccountName
+	tr, err := cs.CoreV1().ServiceAccounts(p.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry,
 			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID}},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("token of ServiceAccount %s/%s bound to pod %s: %w", namespace, name, pod, err)
+		return "", fmt.Errorf("token of ServiceAccount %s/%s bound to pod %s: %w", p.Namespace, sa, p.Name, err)
 	}
-	return e.TokenConfig(tr.Status.Token), nil
+	return tr.Status.Token, nil
 }
 
 // TokenConfig returns a client configuration that authenticates with the
