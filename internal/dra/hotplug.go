@@ -11,19 +11,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// watchPCI calls notify whenever a PCI device may have come or gone, until
-// ctx ends. Two sources, because rtnetlink cannot see a device bound to
-// uio or vfio:
-//   - the kernel's uevents (NETLINK_KOBJECT_UEVENT) of the pci subsystem,
-//     on a real node (root "/");
-//   - inotify on <root>/sys/bus/pci/devices, whose entries a simulated
-//     sysfs (internal/testing/pcisim) adds and removes as the kernel's
-//     would; the kernel's sysfs sends no inotify events for it.
+// watchPCI calls notify whenever a PCI device may have come or gone, or
+// its netdev (how a port's device is found, by MAC) appeared or vanished,
+// until ctx ends. Two sources, because rtnetlink cannot see a device bound
+// to uio or vfio:
+//   - the kernel's uevents (NETLINK_KOBJECT_UEVENT) of the pci, virtio and
+//     net subsystems, on a real node (root "/");
+//   - inotify on <root>/sys/bus/pci/devices and <root>/sys/class/net,
+//     whose entries a simulated sysfs (internal/testing/pcisim) adds and
+//     removes as the kernel's would; the kernel's sysfs sends no inotify
+//     events for them.
 //
 // It returns once both are set up.
 func watchPCI(ctx context.Context, root string, notify func()) error {
-	dir := filepath.Join(root, "sys", "bus", "pci", "devices")
-	in, err := newInotify(dir)
+	in, err := newInotify(filepath.Join(root, "sys", "bus", "pci", "devices"), filepath.Join(root, "sys", "class", "net"))
 	if err != nil {
 		return err
 	}
@@ -44,7 +45,7 @@ func watchPCI(ctx context.Context, root string, notify func()) error {
 		_ = ue.Close()
 	}()
 	go readLoop(ue, func(msg []byte) {
-		if pciUevent(msg) {
+		if deviceUevent(msg) {
 			notify()
 		}
 	})
@@ -63,18 +64,22 @@ func readLoop(f *os.File, handle func([]byte)) {
 	}
 }
 
-// newInotify watches dir for entries made and removed. The descriptor is
+// newInotify watches dirs for entries made and removed; the first must
+// exist, the others are watched where they do. The descriptor is
 // non-blocking, in an *os.File, so a blocked Read returns when it is closed.
-func newInotify(dir string) (*os.File, error) {
+func newInotify(dirs ...string) (*os.File, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("inotify: %w", err)
 	}
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_TO|unix.IN_MOVED_FROM); err != nil {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("watch %s: %w", dir, err)
+	for i, dir := range dirs {
+		_, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_TO|unix.IN_MOVED_FROM)
+		if err != nil && (i == 0 || !errors.Is(err, unix.ENOENT)) {
+			_ = unix.Close(fd)
+			return nil, fmt.Errorf("watch %s: %w", dir, err)
+		}
 	}
-	return os.NewFile(uintptr(fd), "inotify:"+dir), nil
+	return os.NewFile(uintptr(fd), "inotify"), nil
 }
 
 // newUevents opens a socket on the kernel's uevent multicast group.
@@ -90,9 +95,10 @@ func newUevents() (*os.File, error) {
 	return os.NewFile(uintptr(fd), "uevents"), nil
 }
 
-// pciUevent says whether a kernel uevent ("ACTION@DEVPATH\0KEY=VALUE\0...")
-// is about a PCI device coming, going or changing driver.
-func pciUevent(msg []byte) bool {
+// deviceUevent says whether a kernel uevent
+// ("ACTION@DEVPATH\0KEY=VALUE\0...") is about a PCI or virtio device coming,
+// going or changing driver, or a netdev coming or going.
+func deviceUevent(msg []byte) bool {
 	fields := bytes.Split(msg, []byte{0})
 	if len(fields) == 0 {
 		return false
@@ -107,7 +113,8 @@ func pciUevent(msg []byte) bool {
 		return false
 	}
 	for _, f := range fields[1:] {
-		if bytes.Equal(f, []byte("SUBSYSTEM=pci")) {
+		switch string(f) {
+		case "SUBSYSTEM=pci", "SUBSYSTEM=virtio", "SUBSYSTEM=net":
 			return true
 		}
 	}

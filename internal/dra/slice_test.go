@@ -203,18 +203,19 @@ func TestConfigFor(t *testing.T) {
 	}
 }
 
-// TestPCIUevent: add, remove, bind and unbind uevents of the pci subsystem
-// count; others do not.
-func TestPCIUevent(t *testing.T) {
+// TestDeviceUevent: add, remove, bind and unbind uevents of the pci, virtio
+// and net subsystems count; others do not.
+func TestDeviceUevent(t *testing.T) {
 	for msg, want := range map[string]bool{
-		"add@/devices/pci0000:00/0000:00:05.0\x00ACTION=add\x00SUBSYSTEM=pci\x00":      true,
+		"add@/devices/pci0000:00/0000:00:05.0\x00ACTION=add\x00SUBSYSTEM=pci\x00":       true,
 		"unbind@/devices/pci0000:00/0000:00:05.0\x00ACTION=unbind\x00SUBSYSTEM=pci\x00": true,
-		"add@/devices/virtual/net/veth0\x00ACTION=add\x00SUBSYSTEM=net\x00":             false,
+		"add@/devices/virtual/net/veth0\x00ACTION=add\x00SUBSYSTEM=net\x00":             true,
+		"add@/devices/virtual/block/loop0\x00ACTION=add\x00SUBSYSTEM=block\x00":         false,
 		"change@/devices/pci0000:00/0000:00:05.0\x00SUBSYSTEM=pci\x00":                  false,
 		"libudev\x00garbage": false,
 	} {
-		if got := pciUevent([]byte(msg)); got != want {
-			t.Errorf("pciUevent(%q) = %v, want %v", msg, got, want)
+		if got := deviceUevent([]byte(msg)); got != want {
+			t.Errorf("deviceUevent(%q) = %v, want %v", msg, got, want)
 		}
 	}
 }
