@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -70,15 +71,24 @@ var testLog = funcr.New(func(prefix, args string) { fmt.Fprintln(os.Stderr, pref
 
 func newNode(t *testing.T, simOpts ...pcisim.Option) *node {
 	t.Helper()
+	return newNodeNamed(t, fmt.Sprintf("dra-node-%d", nodeSeq.Add(1)), simOpts...)
+}
+
+// newNodeNamed is newNode for a node name chosen by the caller; its Node
+// may exist already.
+func newNodeNamed(t *testing.T, name string, simOpts ...pcisim.Option) *node {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	n := &node{t: t, ctx: ctx, name: fmt.Sprintf("dra-node-%d", nodeSeq.Add(1)), sim: startSim(t, simOpts...)}
+	n := &node{t: t, ctx: ctx, name: name, sim: startSim(t, simOpts...)}
 	var err error
 	n.c, err = client.New(env.Config, client.Options{Scheme: scheme})
 	must(t, err)
 	n.kube, err = kubernetes.NewForConfig(env.Config)
 	must(t, err)
-	must(t, n.c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name}}))
+	if err := n.c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name}}); !apierrors.IsAlreadyExists(err) {
+		must(t, err)
+	}
 	must(t, n.c.Create(ctx, &v1alpha1.KuryrNode{ObjectMeta: metav1.ObjectMeta{Name: n.name}}))
 	// Short: unix socket paths are limited to 108 bytes.
 	dir, err := os.MkdirTemp("", "dra")
@@ -113,13 +123,22 @@ func must(t testing.TB, err error) {
 // and waits until its DRA socket answers.
 func (n *node) start(cfg *rest.Config) {
 	n.t.Helper()
+	must(n.t, n.startCtx(n.ctx, cfg))
+}
+
+// startCtx is start that gives up, with an error, when ctx ends.
+func (n *node) startCtx(ctx context.Context, cfg *rest.Config) error {
 	kube, err := kubernetes.NewForConfig(cfg)
-	must(n.t, err)
+	if err != nil {
+		return err
+	}
 	d, err := New(n.opts, cfg, kube, scheme, testLog)
-	must(n.t, err)
-	ctx, cancel := context.WithCancel(n.ctx)
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(n.ctx)
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- d.Run(runCtx) }()
 	stopped := false
 	n.stop = func() {
 		if stopped {
@@ -133,18 +152,31 @@ func (n *node) start(cfg *rest.Config) {
 	}
 	n.t.Cleanup(n.stop)
 	sock := filepath.Join(n.opts.PluginDir, "dra.sock")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			return
-		}
+	return waitFor(ctx, "the DRA socket "+sock, func() (bool, error) {
 		select {
 		case err := <-done:
-			n.t.Fatalf("driver stopped before serving: %v", err)
-		case <-time.After(20 * time.Millisecond):
+			done <- err
+			return false, fmt.Errorf("driver stopped before serving: %w", err)
+		default:
 		}
-		if time.Now().After(deadline) {
-			n.t.Fatalf("no DRA socket %s after 20s", sock)
+		_, err := os.Stat(sock)
+		return err == nil, nil
+	})
+}
+
+// waitFor polls cond until it holds, fails, ctx ends or 20 s pass.
+func waitFor(ctx context.Context, what string, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		ok, err := cond()
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
@@ -153,43 +185,61 @@ func (n *node) start(cfg *rest.Config) {
 // controller writes them.
 func (n *node) setDevices(devs ...v1alpha1.DPDKDevice) {
 	n.t.Helper()
+	must(n.t, n.setDevicesCtx(n.ctx, devs...))
+}
+
+func (n *node) setDevicesCtx(ctx context.Context, devs ...v1alpha1.DPDKDevice) error {
 	var kn v1alpha1.KuryrNode
-	must(n.t, n.c.Get(n.ctx, types.NamespacedName{Name: n.name}, &kn))
+	if err := n.c.Get(ctx, types.NamespacedName{Name: n.name}, &kn); err != nil {
+		return err
+	}
 	kn.Status.DPDKDevices = devs
-	must(n.t, n.c.Status().Update(n.ctx, &kn))
+	return n.c.Status().Update(ctx, &kn)
 }
 
 // waitSlice waits until the node's published devices satisfy ok, and
 // returns them.
 func (n *node) waitSlice(what string, ok func([]resourceapi.Device) bool) []resourceapi.Device {
 	n.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	var last []resourceapi.Device
-	for time.Now().Before(deadline) {
-		list, err := n.kube.ResourceV1().ResourceSlices().List(n.ctx, metav1.ListOptions{
+	ds, err := n.waitSliceCtx(n.ctx, ok)
+	if err != nil {
+		n.t.Fatalf("the node's ResourceSlices hold %v, not %s: %v", names(ds), what, err)
+	}
+	return ds
+}
+
+// waitSliceCtx is waitSlice that returns an error; the devices are the last
+// seen.
+func (n *node) waitSliceCtx(ctx context.Context, ok func([]resourceapi.Device) bool) (last []resourceapi.Device, _ error) {
+	err := waitFor(ctx, "the node's ResourceSlices", func() (bool, error) {
+		list, err := n.kube.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{
 			FieldSelector: "spec.nodeName=" + n.name + ",spec.driver=" + DriverName})
-		must(n.t, err)
+		if err != nil {
+			return false, err
+		}
 		last = nil
 		for _, s := range list.Items {
 			if s.Spec.Pool.Name != n.name {
-				n.t.Fatalf("slice %s is in pool %q, want %q", s.Name, s.Spec.Pool.Name, n.name)
+				return false, fmt.Errorf("slice %s is in pool %q, want %q", s.Name, s.Spec.Pool.Name, n.name)
 			}
 			last = append(last, s.Spec.Devices...)
 		}
-		if len(list.Items) > 0 && ok(last) {
-			return last
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	n.t.Fatalf("after 20s the node's ResourceSlices hold %v: not %s", names(last), what)
-	return nil
+		return len(list.Items) > 0 && ok(last), nil
+	})
+	return last, err
 }
 
 // claim creates a ResourceClaim for one device of the node's pool and
-// allocates it, as the scheduler would, with the opaque config params
-// ("" for none).
+// allocates it on the node, as the scheduler would, with the opaque config
+// params ("" for none).
 func (n *node) claim(name, device, params string) *resourceapi.ResourceClaim {
 	n.t.Helper()
+	c, err := n.claimCtx(n.ctx, name, device, params)
+	must(n.t, err)
+	return c
+}
+
+func (n *node) claimCtx(ctx context.Context, name, device, params string) (*resourceapi.ResourceClaim, error) {
 	c := &resourceapi.ResourceClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{
@@ -200,21 +250,25 @@ func (n *node) claim(name, device, params string) *resourceapi.ResourceClaim {
 		c.Spec.Devices.Config = []resourceapi.DeviceClaimConfiguration{{DeviceConfiguration: resourceapi.DeviceConfiguration{
 			Opaque: &resourceapi.OpaqueDeviceConfiguration{Driver: DriverName, Parameters: runtime.RawExtension{Raw: []byte(params)}}}}}
 	}
-	c, err := n.kube.ResourceV1().ResourceClaims("default").Create(n.ctx, c, metav1.CreateOptions{})
-	must(n.t, err)
-	c.Status.Allocation = &resourceapi.AllocationResult{Devices: resourceapi.DeviceAllocationResult{
-		Results: []resourceapi.DeviceRequestAllocationResult{{Request: "port", Driver: DriverName, Pool: n.name, Device: device}},
-	}}
+	claims := n.kube.ResourceV1().ResourceClaims("default")
+	c, err := claims.Create(ctx, c, metav1.CreateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	n.t.Cleanup(func() { _ = claims.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	c.Status.Allocation = &resourceapi.AllocationResult{
+		Devices: resourceapi.DeviceAllocationResult{
+			Results: []resourceapi.DeviceRequestAllocationResult{{Request: "port", Driver: DriverName, Pool: n.name, Device: device}},
+		},
+		NodeSelector: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: []corev1.NodeSelectorRequirement{
+			{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{n.name}},
+		}}}},
+	}
 	for _, cfg := range c.Spec.Devices.Config {
 		c.Status.Allocation.Devices.Config = append(c.Status.Allocation.Devices.Config, resourceapi.DeviceAllocationConfiguration{
 			Source: resourceapi.AllocationConfigSourceClaim, DeviceConfiguration: cfg.DeviceConfiguration})
 	}
-	c, err = n.kube.ResourceV1().ResourceClaims("default").UpdateStatus(n.ctx, c, metav1.UpdateOptions{})
-	must(n.t, err)
-	n.t.Cleanup(func() {
-		_ = n.kube.ResourceV1().ResourceClaims("default").Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
-	return c
+	return claims.UpdateStatus(ctx, c, metav1.UpdateOptions{})
 }
 
 // kubelet is the kubelet's side of the DRA gRPC API over the plugin's
@@ -232,34 +286,50 @@ func (n *node) kubelet() drapb.DRAPluginClient {
 // and returns that claim's answer.
 func (n *node) prepare(claim *resourceapi.ResourceClaim) *drapb.NodePrepareResourceResponse {
 	n.t.Helper()
-	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	r, err := n.prepareCtx(n.ctx, claim)
+	must(n.t, err)
+	return r
+}
+
+func (n *node) prepareCtx(ctx context.Context, claim *resourceapi.ResourceClaim) (*drapb.NodePrepareResourceResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	resp, err := n.kubelet().NodePrepareResources(ctx, &drapb.NodePrepareResourcesRequest{Claims: []*drapb.Claim{
 		{Namespace: claim.Namespace, Name: claim.Name, Uid: string(claim.UID)},
 	}})
-	must(n.t, err)
+	if err != nil {
+		return nil, err
+	}
 	r, ok := resp.Claims[string(claim.UID)]
 	if !ok {
-		n.t.Fatalf("NodePrepareResources answered no entry for claim %s: %v", claim.UID, resp)
+		return nil, fmt.Errorf("NodePrepareResources answered no entry for claim %s: %v", claim.UID, resp)
 	}
-	return r
+	return r, nil
 }
 
 // unprepare calls NodeUnprepareResources for one claim as the kubelet
 // does and returns that claim's error ("" for none).
 func (n *node) unprepare(claim *resourceapi.ResourceClaim) string {
 	n.t.Helper()
-	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	e, err := n.unprepareCtx(n.ctx, claim)
+	must(n.t, err)
+	return e
+}
+
+func (n *node) unprepareCtx(ctx context.Context, claim *resourceapi.ResourceClaim) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	resp, err := n.kubelet().NodeUnprepareResources(ctx, &drapb.NodeUnprepareResourcesRequest{Claims: []*drapb.Claim{
 		{Namespace: claim.Namespace, Name: claim.Name, Uid: string(claim.UID)},
 	}})
-	must(n.t, err)
+	if err != nil {
+		return "", err
+	}
 	r, ok := resp.Claims[string(claim.UID)]
 	if !ok {
-		n.t.Fatalf("NodeUnprepareResources answered no entry for claim %s: %v", claim.UID, resp)
+		return "", fmt.Errorf("NodeUnprepareResources answered no entry for claim %s: %v", claim.UID, resp)
 	}
-	return r.Error
+	return r.Error, nil
 }
 
 // waitDriver waits until the simulated device is bound to driver.
