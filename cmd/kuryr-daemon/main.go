@@ -104,7 +104,14 @@ func addDRA(mgr ctrl.Manager, opts daemon.Options, draOpts dra.Options) error {
 	if err != nil {
 		return err
 	}
-	return mgr.Add(runnable(drv.Run))
+	// The CNI path does not depend on the plugin: if it stops, the daemon
+	// goes on serving CNI calls and says why the plugin stopped.
+	return mgr.Add(runnable(func(ctx context.Context) error {
+		if err := drv.Run(ctx); err != nil {
+			klog.ErrorS(err, "DRA kubelet plugin stopped; CNI calls are still served", "driver", dra.DriverName)
+		}
+		return nil
+	}))
 }
 
 // runnable adapts a function to a manager Runnable that runs on every

@@ -70,6 +70,8 @@ func New(opts Options, cfg *rest.Config, kube kubernetes.Interface, scheme *runt
 	return d, nil
 }
 
+var errStopped = errors.New("DRA driver stopped")
+
 // republish asks the publish loop for one more round.
 func (d *Driver) republish() {
 	select {
@@ -84,7 +86,7 @@ func (d *Driver) republish() {
 func (d *Driver) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(errStopped)
-	ctx = klog.NewContext(logr.NewContext(ctx, d.log), d.log)
+	ctx = klog.NewContext(ctx, d.log) // the kubeletplugin helper logs through it
 	if err := d.node.run(ctx, d.cfg, d.scheme, d.opts.NodeName); err != nil {
 		return err
 	}

@@ -120,5 +120,3 @@ func deviceUevent(msg []byte) bool {
 	}
 	return false
 }
-
-var errStopped = errors.New("DRA driver stopped")

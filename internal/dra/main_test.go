@@ -37,14 +37,6 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m, &env, testenv.Options{CRDDirectoryPaths: []string{"../../deploy/crds"}}))
 }
 
-var scheme = func() *runtime.Scheme {
-	s, err := cmdutil.Scheme()
-	if err != nil {
-		panic(err)
-	}
-	return s
-}()
-
 var nodeSeq atomic.Int64
 
 // node is one simulated node VM: its Node and KuryrNode on the real API
@@ -52,14 +44,15 @@ var nodeSeq atomic.Int64
 // kubelet's plugin and registry directories, the CDI spec directory, the
 // checkpoints, the device-info root). The driver runs as cfg.
 type node struct {
-	t    *testing.T
-	ctx  context.Context
-	name string
-	sim  *pcisim.Sim
-	c    client.Client
-	kube kubernetes.Interface
-	opts Options
-	stop func()
+	t      *testing.T
+	ctx    context.Context
+	name   string
+	sim    *pcisim.Sim
+	c      client.Client
+	scheme *runtime.Scheme
+	kube   kubernetes.Interface
+	opts   Options
+	stop   func()
 	// refusalsExpected: the driver runs without one of its permissions
 	// (TestEveryDeployedRuleIsUsed), so its Run may fail.
 	refusalsExpected bool
@@ -82,7 +75,9 @@ func newNodeNamed(t *testing.T, name string, simOpts ...pcisim.Option) *node {
 	t.Cleanup(cancel)
 	n := &node{t: t, ctx: ctx, name: name, sim: startSim(t, simOpts...)}
 	var err error
-	n.c, err = client.New(env.Config, client.Options{Scheme: scheme})
+	n.scheme, err = cmdutil.Scheme()
+	must(t, err)
+	n.c, err = client.New(env.Config, client.Options{Scheme: n.scheme})
 	must(t, err)
 	n.kube, err = kubernetes.NewForConfig(env.Config)
 	must(t, err)
@@ -132,7 +127,7 @@ func (n *node) startCtx(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	d, err := New(n.opts, cfg, kube, scheme, testLog)
+	d, err := New(n.opts, cfg, kube, n.scheme, testLog)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
@@ -41,9 +42,7 @@ func hasDevices(want ...string) func([]resourceapi.Device) bool {
 // resync is minutes away, so only the events can do it).
 func TestPublishesAndRepublishes(t *testing.T) {
 	n := newNode(t)
-	must(t, n.sim.AddVirtioNet(pciA, macA))
-	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceReady, ""))
-	n.start(env.Config)
+	n.withPortA()
 	ds := n.waitSlice("port A", hasDevices(portA))
 	if got := str(ds[0].Attributes[AttrPCIAddress]); got != pciA {
 		t.Errorf("pciAddress %q, want %s", got, pciA)
@@ -65,6 +64,40 @@ func TestPublishesAndRepublishes(t *testing.T) {
 	// A pod took A: no longer advertised.
 	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, "pod/p1"), dev(portB, macB, v1alpha1.DPDKDeviceReady, ""))
 	n.waitSlice("no device once a pod owns A", hasDevices())
+}
+
+// withPortA plugs port A's device, lists it Ready in the KuryrNode and
+// starts the driver as the API server's admin.
+func (n *node) withPortA() {
+	n.t.Helper()
+	must(n.t, n.sim.AddVirtioNet(pciA, macA))
+	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceReady, ""))
+	n.start(env.Config)
+}
+
+// giveA shows port A InUse by claim c in the KuryrNode, as the controller
+// does once it gave the port to the claim.
+func (n *node) giveA(c *resourceapi.ResourceClaim) {
+	n.t.Helper()
+	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, OwnerPrefix+string(c.UID)))
+}
+
+// mustPrepare prepares c, failing the test on any error.
+func (n *node) mustPrepare(c *resourceapi.ResourceClaim) *drapb.NodePrepareResourceResponse {
+	n.t.Helper()
+	r := n.prepare(c)
+	if r.Error != "" {
+		n.t.Fatalf("Prepare %s: %s", c.Name, r.Error)
+	}
+	return r
+}
+
+// mustUnprepare unprepares c, failing the test on any error.
+func (n *node) mustUnprepare(c *resourceapi.ResourceClaim) {
+	n.t.Helper()
+	if e := n.unprepare(c); e != "" {
+		n.t.Fatalf("Unprepare %s: %s", c.Name, e)
+	}
 }
 
 // preparedState is what a prepared claim left on the node.
@@ -127,18 +160,13 @@ func (n *node) claimStatus(c *resourceapi.ResourceClaim) []resourceapi.Allocated
 // repeated Unprepare succeeds.
 func TestPrepareUnprepareUIO(t *testing.T) {
 	n := newNode(t)
-	must(t, n.sim.AddVirtioNet(pciA, macA))
-	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceReady, ""))
-	n.start(env.Config)
+	n.withPortA()
 	n.waitSlice("port A", hasDevices(portA))
 	c := n.claim("uio", DeviceName(portA), "")
 	uid := string(c.UID)
-	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, OwnerPrefix+uid))
+	n.giveA(c)
 
-	r := n.prepare(c)
-	if r.Error != "" {
-		t.Fatalf("Prepare: %s", r.Error)
-	}
+	r := n.mustPrepare(c)
 	wantID := CDIKind + "=" + uid + "-dev0"
 	if len(r.Devices) != 1 || r.Devices[0].DeviceName != DeviceName(portA) || r.Devices[0].PoolName != n.name ||
 		len(r.Devices[0].CdiDeviceIds) != 1 || r.Devices[0].CdiDeviceIds[0] != wantID {
@@ -206,9 +234,7 @@ func TestPrepareUnprepareUIO(t *testing.T) {
 		t.Fatalf("device on %q after the repeated Prepares, want %s", got, pci.DriverUIO)
 	}
 
-	if e := n.unprepare(c); e != "" {
-		t.Fatalf("Unprepare: %s", e)
-	}
+	n.mustUnprepare(c)
 	if got := n.sim.Driver(pciA); got != pci.DriverVirtioPCI || n.sim.Netdev(pciA) == "" {
 		t.Errorf("device on %q with netdev %q after Unprepare, want virtio-pci with its netdev", got, n.sim.Netdev(pciA))
 	}
@@ -235,10 +261,8 @@ func TestPrepareVFIOWithIOMMU(t *testing.T) {
 	n.waitSlice("port A", hasDevices(portA))
 	c := n.claim("vfio", DeviceName(portA), "")
 	uid := string(c.UID)
-	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, OwnerPrefix+uid))
-	if r := n.prepare(c); r.Error != "" {
-		t.Fatalf("Prepare: %s", r.Error)
-	}
+	n.giveA(c)
+	n.mustPrepare(c)
 	if got := n.sim.Driver(pciA); got != pci.DriverVFIO {
 		t.Fatalf("device on %q, want %s", got, pci.DriverVFIO)
 	}
@@ -256,9 +280,7 @@ func TestPrepareVFIOWithIOMMU(t *testing.T) {
 	if data.Driver != pci.DriverVFIO || data.Privileged {
 		t.Errorf("claim status data %+v, want vfio-pci, not privileged", data)
 	}
-	if e := n.unprepare(c); e != "" {
-		t.Fatalf("Unprepare: %s", e)
-	}
+	n.mustUnprepare(c)
 	n.waitDriver(pciA, pci.DriverVirtioPCI)
 }
 
@@ -266,20 +288,14 @@ func TestPrepareVFIOWithIOMMU(t *testing.T) {
 // driver, over the vIOMMU default.
 func TestPrepareConfigAsksUIO(t *testing.T) {
 	n := newNode(t, pcisim.WithIOMMU())
-	must(t, n.sim.AddVirtioNet(pciA, macA))
-	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceReady, ""))
-	n.start(env.Config)
+	n.withPortA()
 	c := n.claim("cfg", DeviceName(portA), `{"driver":"uio_pci_generic"}`)
-	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, OwnerPrefix+string(c.UID)))
-	if r := n.prepare(c); r.Error != "" {
-		t.Fatalf("Prepare: %s", r.Error)
-	}
+	n.giveA(c)
+	n.mustPrepare(c)
 	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
 		t.Fatalf("device on %q, want %s as the config asks", got, pci.DriverUIO)
 	}
-	if e := n.unprepare(c); e != "" {
-		t.Fatalf("Unprepare: %s", e)
-	}
+	n.mustUnprepare(c)
 }
 
 // TestPrepareWaitsForOwner: a Prepare that comes before the controller has
@@ -288,9 +304,7 @@ func TestPrepareConfigAsksUIO(t *testing.T) {
 // owner timeout with what the KuryrNode shows, binding nothing.
 func TestPrepareWaitsForOwner(t *testing.T) {
 	n := newNode(t)
-	must(t, n.sim.AddVirtioNet(pciA, macA))
-	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceReady, ""))
-	n.start(env.Config)
+	n.withPortA()
 	c := n.claim("late", DeviceName(portA), "")
 
 	r := n.prepare(c)
@@ -302,14 +316,10 @@ func TestPrepareWaitsForOwner(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, OwnerPrefix+string(c.UID)))
+		n.giveA(c)
 	}()
-	if r := n.prepare(c); r.Error != "" {
-		t.Fatalf("Prepare while the owner is being set: %s", r.Error)
-	}
-	if e := n.unprepare(c); e != "" {
-		t.Fatalf("Unprepare: %s", e)
-	}
+	n.mustPrepare(c)
+	n.mustUnprepare(c)
 }
 
 // TestSecondClaimRefused: a device is never handed to two claims. A second
@@ -319,21 +329,17 @@ func TestPrepareWaitsForOwner(t *testing.T) {
 // checkpoint stay as they were.
 func TestSecondClaimRefused(t *testing.T) {
 	n := newNode(t)
-	must(t, n.sim.AddVirtioNet(pciA, macA))
-	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceReady, ""))
-	n.start(env.Config)
+	n.withPortA()
 	first := n.claim("first", DeviceName(portA), "")
-	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, OwnerPrefix+string(first.UID)))
-	if r := n.prepare(first); r.Error != "" {
-		t.Fatalf("Prepare first: %s", r.Error)
-	}
+	n.giveA(first)
+	n.mustPrepare(first)
 	second := n.claim("second", DeviceName(portA), "")
 
 	r := n.prepare(second)
 	if !strings.Contains(r.Error, "taken meanwhile") || !strings.Contains(r.Error, string(first.UID)) {
 		t.Fatalf("Prepare second: %q, want it refused as taken by claim %s", r.Error, first.UID)
 	}
-	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, OwnerPrefix+string(second.UID)))
+	n.giveA(second)
 	r = n.prepare(second)
 	if !strings.Contains(r.Error, ErrOtherClaim.Error()) || !strings.Contains(r.Error, string(first.UID)) {
 		t.Fatalf("Prepare second with the KuryrNode naming it: %q, want it refused on first's checkpoint", r.Error)

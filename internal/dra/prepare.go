@@ -41,11 +41,14 @@ type Config struct {
 var ErrOtherClaim = errors.New("device is prepared for another claim")
 
 // PrepareResourceClaims prepares each claim on its own: one claim's
-// failure is its own result, and the kubelet retries it.
+// failure is its own result, and the kubelet retries it. The claims of one
+// call share one owner timeout, so a call never waits longer than that for
+// the controller, however many claims it holds.
 func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
 	out := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
+	deadline := time.Now().Add(d.opts.OwnerTimeout)
 	for _, c := range claims {
-		devs, err := d.prepareClaim(ctx, c)
+		devs, err := d.prepareClaim(ctx, c, deadline)
 		if err != nil {
 			out[c.UID] = kubeletplugin.PrepareResult{Err: fmt.Errorf("claim %s/%s (%s): %w", c.Namespace, c.Name, c.UID, err)}
 			continue
@@ -69,7 +72,7 @@ type wanted struct {
 // writes its device-info file, then the claim's CDI spec and device status.
 // It is idempotent: a retry (kubelet restart, daemon restart) finds the
 // checkpoints and the bound devices. On failure it gives back what it bound.
-func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceClaim) ([]kubeletplugin.Device, error) {
+func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceClaim, ownerDeadline time.Time) ([]kubeletplugin.Device, error) {
 	uid := string(claim.UID)
 	if err := checkpoint.ValidateKey(checkpoint.Key{ContainerID: uid, IfName: "dev0"}); err != nil {
 		return nil, fmt.Errorf("claim UID %q: %w", uid, err)
@@ -78,7 +81,7 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	if err != nil {
 		return nil, err
 	}
-	if err := d.waitOwner(ctx, uid, want); err != nil {
+	if err := d.waitOwner(ctx, uid, want, ownerDeadline); err != nil {
 		return nil, err
 	}
 	if err := d.refuseOthers(uid, want); err != nil {
@@ -182,12 +185,12 @@ func configFor(cfgs []resourceapi.DeviceAllocationConfiguration, request string)
 	return out, nil
 }
 
-// waitOwner waits, up to the owner timeout, until the KuryrNode shows every
+// waitOwner waits, up to deadline, until the KuryrNode shows every
 // wanted device InUse by the claim, and fills in their MACs. Its error says
 // what the KuryrNode shows instead: the device missing, another owner (the
 // device was taken meanwhile), or not yet given to the claim.
-func (d *Driver) waitOwner(ctx context.Context, uid string, want []wanted) error {
-	ctx, cancel := context.WithTimeout(ctx, d.opts.OwnerTimeout)
+func (d *Driver) waitOwner(ctx context.Context, uid string, want []wanted, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	owner := OwnerPrefix + uid
 	start := time.Now()
