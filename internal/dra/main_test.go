@@ -3,6 +3,7 @@ package dra
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -154,8 +155,13 @@ func (n *node) startCtx(ctx context.Context, cfg *rest.Config) error {
 			return false, fmt.Errorf("driver stopped before serving: %w", err)
 		default:
 		}
-		_, err := os.Stat(sock)
-		return err == nil, nil
+		// A connection, not the file: a stopped driver leaves its socket.
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			return false, nil
+		}
+		_ = conn.Close()
+		return true, nil
 	})
 }
 

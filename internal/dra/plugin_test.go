@@ -353,3 +353,49 @@ func TestSecondClaimRefused(t *testing.T) {
 		t.Errorf("second claim has a device status")
 	}
 }
+
+// TestFailedPrepareUndoesOnlyANewClaim: when writing the CDI spec fails
+// (its directory is a file), a first Prepare gives the bound device back and
+// drops its checkpoint, while a repeated Prepare of a claim prepared before
+// leaves its device bound (its pod may be using it); once the directory is
+// back, the Prepares succeed.
+func TestFailedPrepareUndoesOnlyANewClaim(t *testing.T) {
+	n := newNode(t)
+	n.withPortA()
+	c := n.claim("undo", DeviceName(portA), "")
+	n.giveA(c)
+	uid := string(c.UID)
+	breakDir := func() {
+		must(t, os.RemoveAll(n.opts.CDIDir))
+		must(t, os.WriteFile(n.opts.CDIDir, nil, 0o600))
+	}
+	fixDir := func() {
+		must(t, os.Remove(n.opts.CDIDir))
+		must(t, os.MkdirAll(n.opts.CDIDir, 0o755))
+	}
+
+	breakDir()
+	if r := n.prepare(c); !strings.Contains(r.Error, "write CDI spec") {
+		t.Fatalf("first Prepare with no CDI directory: %q, want it to fail writing the spec", r.Error)
+	}
+	n.waitDriver(pciA, pci.DriverVirtioPCI)
+	fixDir()
+	n.checkGone(uid, "")
+
+	n.mustPrepare(c)
+	breakDir()
+	if r := n.prepare(c); !strings.Contains(r.Error, "write CDI spec") {
+		t.Fatalf("repeated Prepare with no CDI directory: %q, want it to fail writing the spec", r.Error)
+	}
+	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
+		t.Fatalf("device on %q after a failed repeated Prepare, want still %s", got, pci.DriverUIO)
+	}
+	store, err := checkpoint.New(n.opts.CheckpointDir)
+	must(t, err)
+	if _, err := store.Get(uid, "dev0"); err != nil {
+		t.Fatalf("checkpoint after a failed repeated Prepare: %v", err)
+	}
+	fixDir()
+	n.mustPrepare(c)
+	n.mustUnprepare(c)
+}

@@ -71,7 +71,9 @@ type wanted struct {
 // each of its devices, then per device writes the checkpoint, binds it and
 // writes its device-info file, then the claim's CDI spec and device status.
 // It is idempotent: a retry (kubelet restart, daemon restart) finds the
-// checkpoints and the bound devices. On failure it gives back what it bound.
+// checkpoints and the bound devices. On failure it gives back what it
+// bound, unless the claim was prepared before this call (its pod may be
+// using the devices: Unprepare gives them back).
 func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceClaim, ownerDeadline time.Time) ([]kubeletplugin.Device, error) {
 	uid := string(claim.UID)
 	if err := checkpoint.ValidateKey(checkpoint.Key{ContainerID: uid, IfName: "dev0"}); err != nil {
@@ -84,19 +86,27 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	if err := d.waitOwner(ctx, uid, want, ownerDeadline); err != nil {
 		return nil, err
 	}
-	if err := d.refuseOthers(uid, want); err != nil {
+	recs, err := d.store.List()
+	if err != nil {
 		return nil, err
+	}
+	if err := refuseOthers(recs, uid, want); err != nil {
+		return nil, err
+	}
+	undo := func(cause error) error { return cause }
+	if !slices.ContainsFunc(recs, func(r checkpoint.Record) bool { return r.ContainerID == uid }) {
+		undo = func(cause error) error { return d.undo(ctx, uid, cause) }
 	}
 	var devs []prepared
 	for _, w := range want {
 		p, err := d.bind(ctx, uid, w)
 		if err != nil {
-			return nil, d.undo(ctx, uid, err)
+			return nil, undo(err)
 		}
 		devs = append(devs, p)
 	}
 	if err := d.cdi.WriteSpec(cdiSpec(uid, devs, d.opts.DevRoot), cdiSpecName(uid)); err != nil {
-		return nil, d.undo(ctx, uid, fmt.Errorf("write CDI spec: %w", err))
+		return nil, undo(fmt.Errorf("write CDI spec: %w", err))
 	}
 	if err := d.setStatus(ctx, claim, devs); err != nil {
 		// The devices are ready; the status is a report. The kubelet
@@ -239,11 +249,7 @@ func findDevice(node *v1alpha1.KuryrNode, portID string) (v1alpha1.DPDKDevice, b
 
 // refuseOthers fails when a checkpoint shows a wanted device (its port or
 // its MAC) prepared for another claim.
-func (d *Driver) refuseOthers(uid string, want []wanted) error {
-	recs, err := d.store.List()
-	if err != nil {
-		return err
-	}
+func refuseOthers(recs []checkpoint.Record, uid string, want []wanted) error {
 	for _, w := range want {
 		for _, r := range recs {
 			if r.ContainerID != uid && (r.PortID == w.portID || strings.EqualFold(r.MAC, w.mac)) {
@@ -319,14 +325,16 @@ func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletpl
 }
 
 func (d *Driver) unprepare(ctx context.Context, uid string) error {
+	var errs []error
 	if err := d.cdi.RemoveSpec(cdiSpecName(uid)); err != nil {
-		return fmt.Errorf("remove CDI spec of claim %s: %w", uid, err)
+		// Still give the devices back: the spec's name is the claim's
+		// alone, and Unprepare is retried until it is gone.
+		errs = append(errs, fmt.Errorf("remove CDI spec of claim %s: %w", uid, err))
 	}
 	recs, err := d.store.List()
 	if err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
-	var errs []error
 	for _, r := range recs {
 		if r.ContainerID != uid {
 			continue

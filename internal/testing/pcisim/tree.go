@@ -266,6 +266,17 @@ func (s *Sim) attachDriverLocked(name string) {
 
 func (s *Sim) bindLocked(d *device, drv *driver) {
 	rel := devRel(d.addr)
+	if drv.name == DriverUIO {
+		// uio_pci_generic's probe registers a uio device, <device>/uio/uioN
+		// (the kernel's name for /dev/uioN), before the kernel links the
+		// device to its driver.
+		if err := os.MkdirAll(filepath.Join(s.sys(rel), "uio", fmt.Sprintf("uio%d", s.nextUIO)), 0o755); err != nil {
+			s.recordErr(err)
+			return
+		}
+		d.uio = s.nextUIO
+		s.nextUIO++
+	}
 	if err := s.symlink(filepath.Join("bus", "pci", "drivers", drv.name), rel, "driver"); err != nil {
 		s.recordErr(err)
 		return
@@ -277,20 +288,10 @@ func (s *Sim) bindLocked(d *device, drv *driver) {
 	if err := writeFile(filepath.Join(s.sys(rel), "uevent"), s.uevent(d)); err != nil {
 		s.recordErr(err)
 	}
-	switch drv.name {
-	case DriverVirtioPCI:
+	if drv.name == DriverVirtioPCI {
 		if err := s.addNetdevLocked(d); err != nil {
 			s.recordErr(err)
 		}
-	case DriverUIO:
-		// uio_pci_generic registers a uio device: <device>/uio/uioN, the
-		// kernel's name for /dev/uioN.
-		if err := os.MkdirAll(filepath.Join(s.sys(rel), "uio", fmt.Sprintf("uio%d", s.nextUIO)), 0o755); err != nil {
-			s.recordErr(err)
-			return
-		}
-		d.uio = s.nextUIO
-		s.nextUIO++
 	}
 }
 
