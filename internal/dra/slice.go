@@ -113,6 +113,10 @@ func Devices(node *v1alpha1.KuryrNode, sys *pci.SysFS, records []checkpoint.Reco
 			skipped = append(skipped, Skipped{d.PortID, err.Error()})
 			continue
 		}
+		if long := tooLong(d); long != "" {
+			skipped = append(skipped, Skipped{d.PortID, long})
+			continue
+		}
 		addr := byPort[d.PortID]
 		if addr == "" {
 			addr = byMAC[mac]
@@ -125,6 +129,17 @@ func Devices(node *v1alpha1.KuryrNode, sys *pci.SysFS, records []checkpoint.Reco
 	}
 	sort.Slice(devices, func(i, j int) bool { return devices[i].Name < devices[j].Name })
 	return devices, skipped, nil
+}
+
+// tooLong names a string attribute of d longer than the API allows (one
+// such device would make the API server refuse the node's whole slice).
+func tooLong(d v1alpha1.DPDKDevice) string {
+	for name, v := range map[string]string{AttrNetworkID: d.NetworkID, AttrSubnetID: d.SubnetID} {
+		if len(v) > resourceapi.DeviceAttributeMaxValueLength {
+			return fmt.Sprintf("%s is %d bytes, more than the %d an attribute may hold", name, len(v), resourceapi.DeviceAttributeMaxValueLength)
+		}
+	}
+	return ""
 }
 
 func device(d v1alpha1.DPDKDevice, mac, addr string, iommu bool, sys *pci.SysFS) resourceapi.Device {

@@ -89,6 +89,7 @@ func TestDevicesPublishesReadyAndClaimedPorts(t *testing.T) {
 		dev(portC, macC, v1alpha1.DPDKDeviceInUse, "pod/pod-uid"),
 		dev(portD, macD, v1alpha1.DPDKDeviceReady, ""), // not in this VM
 		dev("Not-A-Label", macD, v1alpha1.DPDKDeviceReady, ""),
+		{PortID: portC, MAC: macC, NetworkID: strings.Repeat("n", 65), State: v1alpha1.DPDKDeviceReady},
 	}}}
 	devices, skipped, err := Devices(node, sys, recs)
 	if err != nil {
@@ -112,8 +113,9 @@ func TestDevicesPublishesReadyAndClaimedPorts(t *testing.T) {
 	if got := str(devices[1].Attributes[AttrPCIAddress]); got != pciB {
 		t.Errorf("claimed device's pciAddress %q, want %s (from its checkpoint)", got, pciB)
 	}
-	if len(skipped) != 2 || skipped[0].PortID != portD || skipped[1].PortID != "Not-A-Label" {
-		t.Errorf("skipped %+v, want %s (absent) and the invalid port ID", skipped, portD)
+	if len(skipped) != 3 || skipped[0].PortID != portD || skipped[1].PortID != "Not-A-Label" ||
+		skipped[2].PortID != portC || !strings.Contains(skipped[2].Reason, "networkID is 65 bytes") {
+		t.Errorf("skipped %+v, want %s (absent), the invalid port ID and %s (networkID too long)", skipped, portD, portC)
 	}
 }
 
