@@ -129,12 +129,12 @@ func (d *Driver) allocated(claim *resourceapi.ResourceClaim) ([]wanted, error) {
 	if claim.Status.Allocation == nil {
 		return nil, errors.New("not allocated")
 	}
-	groups, err := d.sys.IOMMUGroups()
+	iommu, err := vIOMMU(d.sys)
 	if err != nil {
 		return nil, err
 	}
 	def := pci.DriverUIO
-	if groups > 0 {
+	if iommu {
 		def = pci.DriverVFIO
 	}
 	var out []wanted

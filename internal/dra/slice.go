@@ -80,7 +80,7 @@ func Devices(node *v1alpha1.KuryrNode, sys *pci.SysFS, records []checkpoint.Reco
 	if node == nil {
 		return nil, nil, nil
 	}
-	groups, err := sys.IOMMUGroups()
+	iommu, err := vIOMMU(sys)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -125,10 +125,19 @@ func Devices(node *v1alpha1.KuryrNode, sys *pci.SysFS, records []checkpoint.Reco
 			skipped = append(skipped, Skipped{d.PortID, "no PCI device with MAC " + mac + " in this VM"})
 			continue
 		}
-		devices = append(devices, device(d, mac, addr, groups > 0, sys))
+		devices = append(devices, device(d, mac, addr, iommu, sys))
 	}
 	sort.Slice(devices, func(i, j int) bool { return devices[i].Name < devices[j].Name })
 	return devices, skipped, nil
+}
+
+// vIOMMU says whether the VM has a (virtual) IOMMU: IOMMU groups, and not
+// because of vfio's no-IOMMU mode, whose groups (one per device bound to
+// vfio-pci) are IOMMU groups too. Conservative: with no-IOMMU mode on, the
+// answer is no, and the default driver uio_pci_generic.
+func vIOMMU(sys *pci.SysFS) (bool, error) {
+	groups, err := sys.IOMMUGroups()
+	return groups > 0 && !sys.NoIOMMUMode(), err
 }
 
 // tooLong names a string attribute of d longer than the API allows (one

@@ -3,6 +3,8 @@ package dra
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -123,6 +125,20 @@ func TestDevicesPublishesReadyAndClaimedPorts(t *testing.T) {
 // device's usable drivers and iommu is false.
 func TestDevicesWithoutIOMMU(t *testing.T) {
 	s := startSim(t)
+	devicesWithoutIOMMU(t, s, "uio_pci_generic")
+}
+
+// TestDevicesNoIOMMUMode: with vfio's no-IOMMU mode, vfio-pci can take
+// the device but iommu is false, even once vfio's no-IOMMU groups exist.
+func TestDevicesNoIOMMUMode(t *testing.T) {
+	s := startSim(t, pcisim.WithNoIOMMUMode())
+	// A no-IOMMU group, as vfio makes one for a device it takes.
+	must(t, os.MkdirAll(filepath.Join(s.Root(), "sys", "kernel", "iommu_groups", "0"), 0o755))
+	devicesWithoutIOMMU(t, s, "uio_pci_generic,vfio-pci")
+}
+
+func devicesWithoutIOMMU(t *testing.T, s *pcisim.Sim, drivers string) {
+	t.Helper()
 	if err := s.AddVirtioNet(pciA, macA); err != nil {
 		t.Fatal(err)
 	}
@@ -131,8 +147,8 @@ func TestDevicesWithoutIOMMU(t *testing.T) {
 	if err != nil || len(devices) != 1 {
 		t.Fatalf("devices %v, err %v", names(devices), err)
 	}
-	if got := str(devices[0].Attributes[AttrDPDKDrivers]); got != "uio_pci_generic" {
-		t.Errorf("dpdkDrivers %q, want uio_pci_generic", got)
+	if got := str(devices[0].Attributes[AttrDPDKDrivers]); got != drivers {
+		t.Errorf("dpdkDrivers %q, want %s", got, drivers)
 	}
 	if got := str(devices[0].Attributes[AttrIOMMU]); got != "false" {
 		t.Errorf("iommu %q, want false", got)
