@@ -3,16 +3,20 @@
 // DPDK devices, and reports them. It watches only its own node's pods,
 // KuryrPods and KuryrNode, keeps the node's pre-attached DPDK devices down
 // and unconfigured, labels its Node with what it offers DPDK, and never
-// talks to the cloud.
+// talks to the cloud. With --dra (by default where the kubelet's plugin
+// registry exists) it also runs the DRA kubelet plugin for the node's
+// pre-attached DPDK ports (internal/dra).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -21,6 +25,7 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil/manager"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/daemon"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/dra"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/version"
 )
 
@@ -37,13 +42,16 @@ func run(args []string) int {
 	}
 	opts := daemon.Defaults()
 	opts.AddFlags(fs)
+	draOpts := dra.Defaults()
+	draOpts.AddFlags(fs)
 	var m manager.Flags
 	m.AddFlags(fs, manager.Defaults{QPS: 20, Burst: 40, MetricsAddr: ":9090", ProbeAddr: ":9091"})
-	return cmdutil.Command{Name: "kuryr-daemon", Flags: fs, Validate: opts.Validate,
-		Serve: func(ctx context.Context) error { return serve(ctx, opts, &m) }}.Run(args)
+	return cmdutil.Command{Name: "kuryr-daemon", Flags: fs,
+		Validate: func() error { return errors.Join(opts.Validate(), draOpts.Validate()) },
+		Serve:    func(ctx context.Context) error { return serve(ctx, opts, draOpts, &m) }}.Run(args)
 }
 
-func serve(ctx context.Context, opts daemon.Options, m *manager.Flags) error {
+func serve(ctx context.Context, opts daemon.Options, draOpts dra.Options, m *manager.Flags) error {
 	mgr, err := m.New(ctrl.Options{Cache: daemon.CacheOptions(opts.NodeName)})
 	if err != nil {
 		return err
@@ -78,8 +86,40 @@ func serve(ctx context.Context, opts daemon.Options, m *manager.Flags) error {
 	if err := mgr.Add(runnable(func(ctx context.Context) error { return srv.Serve(ctx, ln) })); err != nil {
 		return err
 	}
+	if err := addDRA(mgr, opts, draOpts); err != nil {
+		return err
+	}
 	klog.InfoS("starting kuryr-daemon", "version", version.Version, "node", opts.NodeName, "socket", opts.Socket, "primary", opts.Primary)
 	return mgr.Start(ctx)
+}
+
+// addDRA runs the DRA kubelet plugin for the node's DPDK ports
+// (internal/dra) when --dra says so: by default where the kubelet's plugin
+// registry directory exists. It shares the daemon's node, sysfs root,
+// device-info root and device timeout.
+func addDRA(mgr ctrl.Manager, opts daemon.Options, draOpts dra.Options) error {
+	if !draOpts.On() {
+		klog.InfoS("DRA kubelet plugin off", "dra", draOpts.Enabled, "registrarDir", draOpts.RegistrarDir)
+		return nil
+	}
+	draOpts.NodeName, draOpts.SysfsRoot, draOpts.DevInfoRoot = opts.NodeName, opts.SysfsRoot, opts.DevInfoRoot
+	draOpts.DeviceTimeout = opts.DeviceTimeout
+	kube, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	drv, err := dra.New(draOpts, mgr.GetConfig(), kube, mgr.GetScheme(), ctrl.Log.WithName("dra"))
+	if err != nil {
+		return err
+	}
+	// The CNI path does not depend on the plugin: if it stops, the daemon
+	// goes on serving CNI calls and says why the plugin stopped.
+	return mgr.Add(runnable(func(ctx context.Context) error {
+		if err := drv.Run(ctx); err != nil {
+			klog.ErrorS(err, "DRA kubelet plugin stopped; CNI calls are still served", "driver", dra.DriverName)
+		}
+		return nil
+	}))
 }
 
 // runnable adapts a function to a manager Runnable that runs on every

@@ -49,6 +49,11 @@ type DPDKOptions struct {
 	// DevInfoRoot, when set, is the root under which the device-info file
 	// of a request that names none goes (see DeviceInfoPath).
 	DevInfoRoot string
+	// DevInfoDir, when set, is the one directory device-info files are
+	// written to and removed from instead of DevInfoRoot's CNI directory:
+	// the DRA driver names its files itself, in the device-plugin
+	// directory (DeviceInfoDPDir).
+	DevInfoDir string
 	// Node says where the node's own NIC is: a device the node uses is
 	// never bound (see refuseNodeDevice). Zero: the caller's network
 	// namespace, no uplink name.
@@ -80,6 +85,9 @@ func NewDPDK(sys DPDKSysfs, store Checkpoints, opts DPDKOptions) *DPDK {
 	d := &DPDK{sys: sys, store: store, opts: opts}
 	if opts.DevInfoRoot != "" {
 		d.devInfoDir = DeviceInfoDir(opts.DevInfoRoot)
+	}
+	if opts.DevInfoDir != "" {
+		d.devInfoDir = opts.DevInfoDir
 	}
 	return d
 }

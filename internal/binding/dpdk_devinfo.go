@@ -23,6 +23,9 @@ const (
 	// DeviceInfoCNIDir is the spec's directory for CNI device-info files,
 	// relative to the root (spec section 4.2).
 	DeviceInfoCNIDir = "var/run/k8s.cni.cncf.io/devinfo/cni"
+	// DeviceInfoDPDir is the spec's directory for device plugins' files
+	// (section 4.1), where the DRA driver writes its own.
+	DeviceInfoDPDir = "var/run/k8s.cni.cncf.io/devinfo/dp"
 )
 
 // DeviceInfo is a device-info file (spec section 3). Only the PCI type is

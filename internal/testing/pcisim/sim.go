@@ -15,7 +15,8 @@
 //
 // What it does not emulate: write errors (the kernel fails a write of an
 // unbound address to unbind with ENODEV; here the write succeeds and nothing
-// happens), /dev/uio* and /dev/vfio/*, and PCI bridges (every device sits
+// happens), the /dev/uio* and /dev/vfio/* nodes themselves (the uio/uioN
+// directory uio_pci_generic makes is there), and PCI bridges (every device sits
 // directly under its host bridge).
 package pcisim
 
@@ -106,6 +107,7 @@ type Sim struct {
 	watches   map[int32]string
 	virtioIDs map[int]bool
 	nextIndex int
+	nextUIO   int
 	nextGroup int
 	errs      []error
 	timers    []*time.Timer
@@ -124,6 +126,7 @@ type device struct {
 	vendor, devid uint16
 	driver        string
 	virtio        int // index of the virtioN child while bound to virtio-pci, else -1
+	uio           int // N of uio/uioN while bound to uio_pci_generic, else -1
 	group         int // IOMMU group, -1 for none
 }
 

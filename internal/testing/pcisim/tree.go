@@ -119,7 +119,7 @@ func (s *Sim) addDeviceLocked(addr, mac string, deviceID uint16) error {
 	if _, ok := s.devices[addr]; ok {
 		return fmt.Errorf("pcisim: device %s already present", addr)
 	}
-	d := &device{addr: addr, mac: hw.String(), ifname: ifName(addr), vendor: VendorVirtio, devid: deviceID, virtio: -1, group: -1}
+	d := &device{addr: addr, mac: hw.String(), ifname: ifName(addr), vendor: VendorVirtio, devid: deviceID, virtio: -1, uio: -1, group: -1}
 	rel := devRel(addr)
 	if err := os.MkdirAll(s.sys(rel), 0o755); err != nil {
 		return fmt.Errorf("pcisim: %w", err)
@@ -266,6 +266,17 @@ func (s *Sim) attachDriverLocked(name string) {
 
 func (s *Sim) bindLocked(d *device, drv *driver) {
 	rel := devRel(d.addr)
+	if drv.name == DriverUIO {
+		// uio_pci_generic's probe registers a uio device, <device>/uio/uioN
+		// (the kernel's name for /dev/uioN), before the kernel links the
+		// device to its driver.
+		if err := os.MkdirAll(filepath.Join(s.sys(rel), "uio", fmt.Sprintf("uio%d", s.nextUIO)), 0o755); err != nil {
+			s.recordErr(err)
+			return
+		}
+		d.uio = s.nextUIO
+		s.nextUIO++
+	}
 	if err := s.symlink(filepath.Join("bus", "pci", "drivers", drv.name), rel, "driver"); err != nil {
 		s.recordErr(err)
 		return
@@ -288,6 +299,10 @@ func (s *Sim) unbindLocked(d *device) {
 	rel := devRel(d.addr)
 	if d.virtio >= 0 {
 		s.removeNetdevLocked(d)
+	}
+	if d.uio >= 0 {
+		_ = os.RemoveAll(filepath.Join(s.sys(rel), "uio"))
+		d.uio = -1
 	}
 	_ = os.Remove(s.sys("bus", "pci", "drivers", d.driver, d.addr))
 	_ = os.Remove(filepath.Join(s.sys(rel), "driver"))

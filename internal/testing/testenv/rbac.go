@@ -1,8 +1,10 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,7 +15,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	clientfeatures "k8s.io/client-go/features"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -86,35 +90,52 @@ func (e *Env) UserWithPermissions(ctx context.Context, name string, perms []Perm
 // Grant makes user name's permissions exactly perms (its ClusterRole and
 // ClusterRoleBinding of that name, created or replaced).
 func (e *Env) Grant(ctx context.Context, name string, perms []Permission) error {
+	return e.grant(ctx, name, name, perms)
+}
+
+// grant makes user's permissions exactly perms, by the ClusterRole and
+// ClusterRoleBinding named role (created or replaced).
+func (e *Env) grant(ctx context.Context, role, user string, perms []Permission) error {
 	c, err := client.New(e.Config, client.Options{})
 	if err != nil {
 		return err
 	}
-	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: role}}
 	for _, p := range perms {
-		role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{p.Group}, Resources: []string{p.Resource},
+		cr.Rules = append(cr.Rules, rbacv1.PolicyRule{APIGroups: []string{p.Group}, Resources: []string{p.Resource},
 			Verbs: []string{p.Verb}, ResourceNames: p.ResourceNames})
 	}
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: name}}}
-	for _, o := range []client.Object{role, binding} {
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}}
+	for _, o := range []client.Object{cr, binding} {
 		err := c.Create(ctx, o)
 		if apierrors.IsAlreadyExists(err) {
 			var cur rbacv1.ClusterRole
 			if _, isRole := o.(*rbacv1.ClusterRole); !isRole {
 				continue
 			}
-			if err = c.Get(ctx, client.ObjectKey{Name: name}, &cur); err == nil {
-				cur.Rules = role.Rules
+			if err = c.Get(ctx, client.ObjectKey{Name: role}, &cur); err == nil {
+				cur.Rules = cr.Rules
 				err = c.Update(ctx, &cur)
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("grant %s: %T: %w", name, o, err)
+			return fmt.Errorf("grant %s: %T: %w", user, o, err)
 		}
 	}
 	return nil
+}
+
+// Identity makes, for a fresh name, who a component runs as in
+// EveryPermissionUsedBy: the user name RBAC knows it by and a client
+// configuration that authenticates as it.
+type Identity func(ctx context.Context, name string) (user string, cfg *rest.Config, err error)
+
+// plainUser is a new user of that name (a client certificate).
+func (e *Env) plainUser(_ context.Context, name string) (string, *rest.Config, error) {
+	cfg, err := e.AddUser(name, "system:authenticated")
+	return name, cfg, err
 }
 
 var userSeq atomic.Int64
@@ -130,6 +151,15 @@ var userSeq atomic.Int64
 // go side by side.
 func (e *Env) EveryPermissionUsed(t *testing.T, perms []Permission, parallel bool,
 	run func(t *testing.T, ctx context.Context, cfg *rest.Config, refusalExpected bool) error) {
+	e.EveryPermissionUsedBy(t, perms, parallel, e.plainUser, run)
+}
+
+// EveryPermissionUsedBy is EveryPermissionUsed for a component that runs as
+// the identity as makes (a ServiceAccount with a token bound to a node,
+// say, where the API server checks more than RBAC) rather than as a plain
+// user; the permissions are granted to that identity's user name.
+func (e *Env) EveryPermissionUsedBy(t *testing.T, perms []Permission, parallel bool, as Identity,
+	run func(t *testing.T, ctx context.Context, cfg *rest.Config, refusalExpected bool) error) {
 	InformersListFirst(t)
 	one := func(t *testing.T, granted []Permission, removed *Permission) {
 		if parallel {
@@ -138,8 +168,11 @@ func (e *Env) EveryPermissionUsed(t *testing.T, perms []Permission, parallel boo
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		name := fmt.Sprintf("kuryr-rbac-test-%d", userSeq.Add(1))
-		cfg, err := e.UserWithPermissions(ctx, name, granted)
+		user, cfg, err := as(ctx, name)
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.grant(ctx, name, user, granted); err != nil {
 			t.Fatal(err)
 		}
 		rec := NewRefusals()
@@ -162,7 +195,7 @@ func (e *Env) EveryPermissionUsed(t *testing.T, perms []Permission, parallel boo
 		err = run(t, ctx, rec.Wrap(cfg), true)
 		// Registered after run's cleanups, so it runs before them.
 		t.Cleanup(func() {
-			if err := e.Grant(context.Background(), name, perms); err != nil {
+			if err := e.grant(context.Background(), name, user, perms); err != nil {
 				t.Error(err)
 			}
 		})
@@ -178,8 +211,11 @@ func (e *Env) EveryPermissionUsed(t *testing.T, perms []Permission, parallel boo
 	}
 }
 
-// Refusals records the requests the API server refused (403) to clients
-// made from configurations it wrapped.
+// Refusals records the requests the API server refused to clients made
+// from configurations it wrapped: a 403, or a 422 whose causes include a
+// field forbidden (FieldValueForbidden), which is how authorization checks
+// of single fields answer (a ResourceClaim's status.devices needs
+// resourceclaims/driver).
 type Refusals struct {
 	mu      sync.Mutex
 	refused []string
@@ -195,7 +231,17 @@ func (r *Refusals) Wrap(cfg *rest.Config) *rest.Config {
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
 			resp, err := rt.RoundTrip(req)
-			if err == nil && resp.StatusCode == http.StatusForbidden {
+			if err != nil {
+				return resp, err
+			}
+			refused := resp.StatusCode == http.StatusForbidden
+			if resp.StatusCode == http.StatusUnprocessableEntity {
+				var ferr error
+				if refused, ferr = fieldForbidden(resp); ferr != nil {
+					return resp, ferr
+				}
+			}
+			if refused {
 				r.mu.Lock()
 				if len(r.refused) == 0 {
 					close(r.first)
@@ -203,10 +249,33 @@ func (r *Refusals) Wrap(cfg *rest.Config) *rest.Config {
 				r.refused = append(r.refused, req.Method+" "+req.URL.RequestURI())
 				r.mu.Unlock()
 			}
-			return resp, err
+			return resp, nil
 		})
 	})
 	return cfg
+}
+
+// fieldForbidden says whether a 422 answer names a forbidden field, and
+// puts the body back for the client.
+func fieldForbidden(resp *http.Response) (bool, error) {
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	if err != nil {
+		return false, err
+	}
+	// JSON or protobuf, as the client negotiated.
+	obj, _, err := clientgoscheme.Codecs.UniversalDeserializer().Decode(b, nil, nil)
+	st, ok := obj.(*metav1.Status)
+	if err != nil || !ok || st.Details == nil {
+		return false, nil
+	}
+	for _, c := range st.Details.Causes {
+		if c.Type == metav1.CauseType(field.ErrorTypeForbidden) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Refused returns the refused requests so far (method and URL).

@@ -1,0 +1,401 @@
+package dra
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
+	cdispec "tags.cncf.io/container-device-interface/specs-go"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/pcisim"
+)
+
+func hasDevices(want ...string) func([]resourceapi.Device) bool {
+	return func(ds []resourceapi.Device) bool {
+		got := names(ds)
+		if len(got) != len(want) {
+			return false
+		}
+		for i := range want {
+			if got[i] != DeviceNamePrefix+want[i] {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// TestPublishesAndRepublishes: the plugin publishes its node's pool on the
+// API server from the KuryrNode and the PCI bus, and republishes when the
+// KuryrNode changes and when a device is hot-plugged or unplugged (the
+// resync is minutes away, so only the events can do it).
+func TestPublishesAndRepublishes(t *testing.T) {
+	n := newNode(t)
+	n.withPortA()
+	ds := n.waitSlice("port A", hasDevices(portA))
+	if got := str(ds[0].Attributes[AttrPCIAddress]); got != pciA {
+		t.Errorf("pciAddress %q, want %s", got, pciA)
+	}
+	if got := str(ds[0].Attributes[AttrNetworkID]); got != "net-"+portA[:4] {
+		t.Errorf("networkID %q", got)
+	}
+
+	// B is listed before Nova's attach shows in the VM: not published
+	// until its device appears.
+	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceReady, ""), dev(portB, macB, v1alpha1.DPDKDeviceReady, ""))
+	time.Sleep(200 * time.Millisecond)
+	n.waitSlice("still port A only", hasDevices(portA))
+	must(t, n.sim.AddVirtioNet(pciB, macB))
+	n.waitSlice("ports A and B after B's hot-plug", hasDevices(portA, portB))
+	must(t, n.sim.Remove(pciB))
+	n.waitSlice("port A only after B's unplug", hasDevices(portA))
+
+	// A pod took A: no longer advertised.
+	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, "pod/p1"), dev(portB, macB, v1alpha1.DPDKDeviceReady, ""))
+	n.waitSlice("no device once a pod owns A", hasDevices())
+}
+
+// withPortA plugs port A's device, lists it Ready in the KuryrNode and
+// starts the driver as the API server's admin.
+func (n *node) withPortA() {
+	n.t.Helper()
+	must(n.t, n.sim.AddVirtioNet(pciA, macA))
+	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceReady, ""))
+	n.start(env.Config)
+}
+
+// giveA shows port A InUse by claim c in the KuryrNode, as the controller
+// does once it gave the port to the claim.
+func (n *node) giveA(c *resourceapi.ResourceClaim) {
+	n.t.Helper()
+	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, OwnerPrefix+string(c.UID)))
+}
+
+// mustPrepare prepares c, failing the test on any error.
+func (n *node) mustPrepare(c *resourceapi.ResourceClaim) *drapb.NodePrepareResourceResponse {
+	n.t.Helper()
+	r := n.prepare(c)
+	if r.Error != "" {
+		n.t.Fatalf("Prepare %s: %s", c.Name, r.Error)
+	}
+	return r
+}
+
+// mustUnprepare unprepares c, failing the test on any error.
+func (n *node) mustUnprepare(c *resourceapi.ResourceClaim) {
+	n.t.Helper()
+	if e := n.unprepare(c); e != "" {
+		n.t.Fatalf("Unprepare %s: %s", c.Name, e)
+	}
+}
+
+// preparedState is what a prepared claim left on the node.
+type preparedState struct {
+	spec    cdispec.Spec
+	record  checkpoint.Record
+	devInfo binding.DeviceInfo
+}
+
+func (n *node) readPrepared(uid string) preparedState {
+	n.t.Helper()
+	var st preparedState
+	b, err := os.ReadFile(filepath.Join(n.opts.CDIDir, cdiSpecName(uid)))
+	must(n.t, err)
+	must(n.t, json.Unmarshal(b, &st.spec))
+	store, err := checkpoint.New(n.opts.CheckpointDir)
+	must(n.t, err)
+	st.record, err = store.Get(uid, "dev0")
+	must(n.t, err)
+	b, err = os.ReadFile(st.record.DeviceInfoFile)
+	must(n.t, err)
+	must(n.t, json.Unmarshal(b, &st.devInfo))
+	return st
+}
+
+// checkGone fails unless the claim's CDI spec, checkpoints and device-info
+// file are all gone.
+func (n *node) checkGone(uid string, devInfo string) {
+	n.t.Helper()
+	if _, err := os.Stat(filepath.Join(n.opts.CDIDir, cdiSpecName(uid))); !errors.Is(err, os.ErrNotExist) {
+		n.t.Errorf("CDI spec of claim %s still there (%v)", uid, err)
+	}
+	store, err := checkpoint.New(n.opts.CheckpointDir)
+	must(n.t, err)
+	if _, err := store.Get(uid, "dev0"); !errors.Is(err, checkpoint.ErrNotFound) {
+		n.t.Errorf("checkpoint of claim %s: %v, want none", uid, err)
+	}
+	if devInfo != "" {
+		if _, err := os.Stat(devInfo); !errors.Is(err, os.ErrNotExist) {
+			n.t.Errorf("device-info file %s still there (%v)", devInfo, err)
+		}
+	}
+}
+
+func (n *node) claimStatus(c *resourceapi.ResourceClaim) []resourceapi.AllocatedDeviceStatus {
+	n.t.Helper()
+	got, err := n.kube.ResourceV1().ResourceClaims(c.Namespace).Get(n.ctx, c.Name, metav1.GetOptions{})
+	must(n.t, err)
+	return got.Status.Devices
+}
+
+// TestPrepareUnprepareUIO drives the plugin over its DRA socket as the
+// kubelet does, on a node without a vIOMMU: Prepare binds the claimed
+// device to uio_pci_generic after writing its checkpoint, writes a CDI spec
+// with only /dev/uioN, the PCIDEVICE_ variable and the device-info file, and
+// the claim's device status (saying the container must be privileged); a
+// repeated Prepare, and one after a plugin restart, answer the same and
+// change nothing; Unprepare gives the device back to virtio-pci (its netdev
+// returns) and removes spec, device-info, checkpoint and status, and a
+// repeated Unprepare succeeds.
+func TestPrepareUnprepareUIO(t *testing.T) {
+	n := newNode(t)
+	n.withPortA()
+	n.waitSlice("port A", hasDevices(portA))
+	c := n.claim("uio", DeviceName(portA), "")
+	uid := string(c.UID)
+	n.giveA(c)
+
+	r := n.mustPrepare(c)
+	wantID := CDIKind + "=" + uid + "-dev0"
+	if len(r.Devices) != 1 || r.Devices[0].DeviceName != DeviceName(portA) || r.Devices[0].PoolName != n.name ||
+		len(r.Devices[0].CdiDeviceIds) != 1 || r.Devices[0].CdiDeviceIds[0] != wantID {
+		t.Fatalf("Prepare devices %v, want %s of pool %s with CDI device %s", r.Devices, DeviceName(portA), n.name, wantID)
+	}
+	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
+		t.Fatalf("device on %q after Prepare, want %s", got, pci.DriverUIO)
+	}
+	st := n.readPrepared(uid)
+	if st.record.PCIAddress != pciA || st.record.OriginalDriver != pci.DriverVirtioPCI || st.record.TargetDriver != pci.DriverUIO ||
+		st.record.PortID != portA || !strings.EqualFold(st.record.MAC, macA) {
+		t.Errorf("checkpoint %+v", st.record)
+	}
+	if st.devInfo.PCI == nil || st.devInfo.PCI.PCIAddress != pciA || st.devInfo.Type != "pci" {
+		t.Errorf("device-info %+v, want pci %s", st.devInfo, pciA)
+	}
+	if st.spec.Kind != CDIKind || len(st.spec.Devices) != 1 || st.spec.Devices[0].Name != uid+"-dev0" {
+		t.Fatalf("CDI spec %+v", st.spec)
+	}
+	edits := st.spec.Devices[0].ContainerEdits
+	if len(edits.DeviceNodes) != 1 || edits.DeviceNodes[0].Path != "/dev/uio0" ||
+		edits.DeviceNodes[0].HostPath != filepath.Join(n.opts.DevRoot, "dev", "uio0") {
+		t.Errorf("CDI device nodes %+v, want only /dev/uio0", edits.DeviceNodes)
+	}
+	if len(edits.Env) != 1 || edits.Env[0] != PCIDeviceEnv+"="+pciA {
+		t.Errorf("CDI env %v, want %s=%s", edits.Env, PCIDeviceEnv, pciA)
+	}
+	if len(edits.Mounts) != 1 || edits.Mounts[0].HostPath != st.record.DeviceInfoFile ||
+		edits.Mounts[0].ContainerPath != "/"+filepath.Join(binding.DeviceInfoDPDir, filepath.Base(st.record.DeviceInfoFile)) {
+		t.Errorf("CDI mounts %+v, want the device-info file", edits.Mounts)
+	}
+	status := n.claimStatus(c)
+	if len(status) != 1 || status[0].Device != DeviceName(portA) || status[0].NetworkData == nil ||
+		status[0].NetworkData.HardwareAddress != macA || status[0].Data == nil {
+		t.Fatalf("claim status %+v", status)
+	}
+	var data deviceData
+	must(t, json.Unmarshal(status[0].Data.Raw, &data))
+	if data != (deviceData{PCIAddress: pciA, PortID: portA, Driver: pci.DriverUIO, Privileged: true}) {
+		t.Errorf("claim status data %+v", data)
+	}
+	if len(status[0].Conditions) != 1 || !strings.Contains(status[0].Conditions[0].Message, "must be privileged") {
+		t.Errorf("claim status conditions %+v, want one saying the container must be privileged", status[0].Conditions)
+	}
+	// Still advertised while the claim has it, found by its checkpoint.
+	ds := n.waitSlice("port A while claimed", hasDevices(portA))
+	if got := str(ds[0].Attributes[AttrPCIAddress]); got != pciA {
+		t.Errorf("claimed device's pciAddress %q, want %s", got, pciA)
+	}
+
+	again := n.prepare(c)
+	if again.Error != "" || len(again.Devices) != 1 || again.Devices[0].CdiDeviceIds[0] != wantID {
+		t.Fatalf("repeated Prepare: %v", again)
+	}
+	n.stop()
+	n.start(env.Config)
+	after := n.prepare(c)
+	if after.Error != "" || len(after.Devices) != 1 || after.Devices[0].CdiDeviceIds[0] != wantID {
+		t.Fatalf("Prepare after a restart: %v", after)
+	}
+	if st2 := n.readPrepared(uid); st2.record.Created != st.record.Created || st2.record.OriginalDriver != pci.DriverVirtioPCI {
+		t.Errorf("checkpoint rewritten by the repeated Prepares: %+v, was %+v", st2.record, st.record)
+	}
+	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
+		t.Fatalf("device on %q after the repeated Prepares, want %s", got, pci.DriverUIO)
+	}
+
+	n.mustUnprepare(c)
+	if got := n.sim.Driver(pciA); got != pci.DriverVirtioPCI || n.sim.Netdev(pciA) == "" {
+		t.Errorf("device on %q with netdev %q after Unprepare, want virtio-pci with its netdev", got, n.sim.Netdev(pciA))
+	}
+	n.checkGone(uid, st.record.DeviceInfoFile)
+	if status := n.claimStatus(c); len(status) != 0 {
+		t.Errorf("claim status after Unprepare %+v, want none", status)
+	}
+	if e := n.unprepare(c); e != "" {
+		t.Fatalf("repeated Unprepare: %s", e)
+	}
+}
+
+// TestPrepareVFIOWithIOMMU: with a vIOMMU the default is vfio-pci, and the
+// CDI spec holds the device's group node and /dev/vfio/vfio only; the
+// container need not be privileged.
+func TestPrepareVFIOWithIOMMU(t *testing.T) {
+	n := newNode(t, pcisim.WithIOMMU())
+	must(t, n.sim.AddVirtioNet(pciB, macB)) // another device, its own group
+	must(t, n.sim.AddVirtioNet(pciA, macA))
+	info, err := pci.New(n.sim.Root()).IOMMU(pciA)
+	must(t, err)
+	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceReady, ""))
+	n.start(env.Config)
+	n.waitSlice("port A", hasDevices(portA))
+	c := n.claim("vfio", DeviceName(portA), "")
+	uid := string(c.UID)
+	n.giveA(c)
+	n.mustPrepare(c)
+	if got := n.sim.Driver(pciA); got != pci.DriverVFIO {
+		t.Fatalf("device on %q, want %s", got, pci.DriverVFIO)
+	}
+	st := n.readPrepared(uid)
+	var paths []string
+	for _, d := range st.spec.Devices[0].ContainerEdits.DeviceNodes {
+		paths = append(paths, d.Path)
+	}
+	if want := []string{"/dev/vfio/" + info.Group, "/dev/vfio/vfio"}; strings.Join(paths, " ") != strings.Join(want, " ") {
+		t.Errorf("CDI device nodes %v, want %v", paths, want)
+	}
+	var data deviceData
+	status := n.claimStatus(c)
+	must(t, json.Unmarshal(status[0].Data.Raw, &data))
+	if data.Driver != pci.DriverVFIO || data.Privileged {
+		t.Errorf("claim status data %+v, want vfio-pci, not privileged", data)
+	}
+	n.mustUnprepare(c)
+	n.waitDriver(pciA, pci.DriverVirtioPCI)
+}
+
+// TestPrepareConfigAsksUIO: the claim's opaque config chooses the DPDK
+// driver, over the vIOMMU default.
+func TestPrepareConfigAsksUIO(t *testing.T) {
+	n := newNode(t, pcisim.WithIOMMU())
+	n.withPortA()
+	c := n.claim("cfg", DeviceName(portA), `{"driver":"uio_pci_generic"}`)
+	n.giveA(c)
+	n.mustPrepare(c)
+	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
+		t.Fatalf("device on %q, want %s as the config asks", got, pci.DriverUIO)
+	}
+	n.mustUnprepare(c)
+}
+
+// TestPrepareWaitsForOwner: a Prepare that comes before the controller has
+// given the device to the claim waits for it (an event, not a poll), and a
+// Prepare for a device the KuryrNode never gives the claim fails after the
+// owner timeout with what the KuryrNode shows, binding nothing.
+func TestPrepareWaitsForOwner(t *testing.T) {
+	n := newNode(t)
+	n.withPortA()
+	c := n.claim("late", DeviceName(portA), "")
+
+	r := n.prepare(c)
+	if !strings.Contains(r.Error, "has not given it to claim/"+string(c.UID)+" yet") {
+		t.Fatalf("Prepare before the owner: %q, want it to say the controller has not given the device yet", r.Error)
+	}
+	if got := n.sim.Driver(pciA); got != pci.DriverVirtioPCI {
+		t.Fatalf("device on %q after a failed Prepare, want virtio-pci", got)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		n.giveA(c)
+	}()
+	n.mustPrepare(c)
+	n.mustUnprepare(c)
+}
+
+// TestSecondClaimRefused: a device is never handed to two claims. A second
+// claim allocated the same device fails while the KuryrNode shows the first
+// as its owner (taken meanwhile), and still fails, on the checkpoint, if the
+// KuryrNode wrongly names the second: the first claim's device, spec and
+// checkpoint stay as they were.
+func TestSecondClaimRefused(t *testing.T) {
+	n := newNode(t)
+	n.withPortA()
+	first := n.claim("first", DeviceName(portA), "")
+	n.giveA(first)
+	n.mustPrepare(first)
+	second := n.claim("second", DeviceName(portA), "")
+
+	r := n.prepare(second)
+	if !strings.Contains(r.Error, "taken meanwhile") || !strings.Contains(r.Error, string(first.UID)) {
+		t.Fatalf("Prepare second: %q, want it refused as taken by claim %s", r.Error, first.UID)
+	}
+	n.giveA(second)
+	r = n.prepare(second)
+	if !strings.Contains(r.Error, ErrOtherClaim.Error()) || !strings.Contains(r.Error, string(first.UID)) {
+		t.Fatalf("Prepare second with the KuryrNode naming it: %q, want it refused on first's checkpoint", r.Error)
+	}
+	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
+		t.Errorf("device on %q, want still uio_pci_generic for the first claim", got)
+	}
+	n.readPrepared(string(first.UID)) // fails unless spec, checkpoint and device-info are there
+	n.checkGone(string(second.UID), "")
+	if len(n.claimStatus(second)) != 0 {
+		t.Errorf("second claim has a device status")
+	}
+}
+
+// TestFailedPrepareUndoesOnlyANewClaim: when writing the CDI spec fails
+// (its directory is a file), a first Prepare gives the bound device back and
+// drops its checkpoint, while a repeated Prepare of a claim prepared before
+// leaves its device bound (its pod may be using it); once the directory is
+// back, the Prepares succeed.
+func TestFailedPrepareUndoesOnlyANewClaim(t *testing.T) {
+	n := newNode(t)
+	n.withPortA()
+	c := n.claim("undo", DeviceName(portA), "")
+	n.giveA(c)
+	uid := string(c.UID)
+	breakDir := func() {
+		must(t, os.RemoveAll(n.opts.CDIDir))
+		must(t, os.WriteFile(n.opts.CDIDir, nil, 0o600))
+	}
+	fixDir := func() {
+		must(t, os.Remove(n.opts.CDIDir))
+		must(t, os.MkdirAll(n.opts.CDIDir, 0o755))
+	}
+
+	breakDir()
+	if r := n.prepare(c); !strings.Contains(r.Error, "write CDI spec") {
+		t.Fatalf("first Prepare with no CDI directory: %q, want it to fail writing the spec", r.Error)
+	}
+	n.waitDriver(pciA, pci.DriverVirtioPCI)
+	fixDir()
+	n.checkGone(uid, "")
+
+	n.mustPrepare(c)
+	breakDir()
+	if r := n.prepare(c); !strings.Contains(r.Error, "write CDI spec") {
+		t.Fatalf("repeated Prepare with no CDI directory: %q, want it to fail writing the spec", r.Error)
+	}
+	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
+		t.Fatalf("device on %q after a failed repeated Prepare, want still %s", got, pci.DriverUIO)
+	}
+	store, err := checkpoint.New(n.opts.CheckpointDir)
+	must(t, err)
+	if _, err := store.Get(uid, "dev0"); err != nil {
+		t.Fatalf("checkpoint after a failed repeated Prepare: %v", err)
+	}
+	fixDir()
+	n.mustPrepare(c)
+	n.mustUnprepare(c)
+}
