@@ -464,3 +464,34 @@ func TestDPDKPoolSizeAnnotation(t *testing.T) {
 		return len(evs) == 1 && strings.Contains(evs[0], `"three"`) && st.Target == 1 && st.Max == 1, fmt.Sprintf("events %v, pool %s", evs, s)
 	})
 }
+
+// TestClaimDevices: of a claim's allocation results, those of our driver
+// naming "port-<lowercase UUID>" of a pool are its devices; one of our
+// driver with another name is an error naming the result and the device;
+// other drivers' results and an unallocated claim give nothing.
+func TestClaimDevices(t *testing.T) {
+	t.Parallel()
+	const id = "0b8a4ad1-6f3c-4f55-9a7e-1c2d3e4f5a6b"
+	res := func(driver, pool, device string) resourcev1.DeviceRequestAllocationResult {
+		return resourcev1.DeviceRequestAllocationResult{Request: "r", Driver: driver, Pool: pool, Device: device}
+	}
+	claim := &resourcev1.ResourceClaim{Status: resourcev1.ResourceClaimStatus{Allocation: &resourcev1.AllocationResult{
+		Devices: resourcev1.DeviceAllocationResult{Results: []resourcev1.DeviceRequestAllocationResult{
+			res(draDriver, "node-a", "port-"+id),
+			res("gpu.example.com", "node-a", "gpu-0"),
+			res(draDriver, "node-a", "port-../../etc"),
+			res(draDriver, "node-a", "port-"+strings.ToUpper(id)),
+			res(draDriver, "", "port-"+id),
+		}},
+	}}}
+	got, errs := claimDevices(claim)
+	if len(got) != 1 || got[0] != (claimedDevice{node: "node-a", portID: id, name: "port-" + id}) {
+		t.Fatalf("devices %+v", got)
+	}
+	if len(errs) != 3 || !strings.Contains(errs[0].Error(), "results[2]") || !strings.Contains(errs[0].Error(), `"port-../../etc"`) {
+		t.Fatalf("errors %v", errs)
+	}
+	if got, errs := claimDevices(&resourcev1.ResourceClaim{}); got != nil || errs != nil {
+		t.Fatalf("unallocated claim: %v, %v", got, errs)
+	}
+}
