@@ -43,6 +43,22 @@ func (f *fixture) attached(node, id string) bool {
 	return ok && p.DeviceID == f.servers[node].Server.ID
 }
 
+// nodeEvents lists the Events about node ("Reason: message"), wherever
+// they were recorded (a cluster-scoped object's go to "default").
+func (f *fixture) nodeEvents(node string) ([]string, error) {
+	var list corev1.EventList
+	if err := f.c.List(f.ctx, &list); err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, e := range list.Items {
+		if e.InvolvedObject.Kind == "Node" && e.InvolvedObject.Name == node {
+			out = append(out, e.Reason+": "+e.Message)
+		}
+	}
+	return out, nil
+}
+
 // kuryrNodeStatus reads node's KuryrNode status.
 func (f *fixture) kuryrNodeStatus(node string) (v1alpha1.KuryrNodeStatus, error) {
 	var kn v1alpha1.KuryrNode
@@ -88,15 +104,9 @@ func TestDPDKPoolFillsWithinHotplugSlots(t *testing.T) {
 	}
 	want := fmt.Sprintf("node %s has no free hot-plug slot: all 3 in use", node)
 	f.eventually(20*time.Second, "a NoHotplugSlot Event on the node and the pool's lastError", func() (bool, string) {
-		var list corev1.EventList
-		if err := f.c.List(f.ctx, &list); err != nil {
+		evs, err := f.nodeEvents(node)
+		if err != nil {
 			return false, err.Error()
-		}
-		evs := []string{}
-		for _, e := range list.Items {
-			if e.InvolvedObject.Name == node {
-				evs = append(evs, e.Reason+": "+e.Message)
-			}
 		}
 		st, s := f.pool(node)
 		return slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, reasonNoSlot+":") && strings.Contains(e, want) }) &&
@@ -450,18 +460,13 @@ func TestDPDKPoolSizeAnnotation(t *testing.T) {
 	n.Annotations[DPDKPoolSizeAnnotation] = "three"
 	must(t, f.c.Update(f.ctx, &n))
 	f.eventually(20*time.Second, "an InvalidDPDKPoolSize Event on the node and the configured size", func() (bool, string) {
-		var list corev1.EventList
-		if err := f.c.List(f.ctx, &list); err != nil {
+		all, err := f.nodeEvents(node)
+		if err != nil {
 			return false, err.Error()
 		}
-		evs := []string{}
-		for _, e := range list.Items {
-			if e.InvolvedObject.Name == node && e.Reason == reasonBadPoolSize {
-				evs = append(evs, e.Message)
-			}
-		}
+		evs := slices.DeleteFunc(all, func(e string) bool { return !strings.HasPrefix(e, reasonBadPoolSize+":") })
 		st, s := f.pool(node)
-		return len(evs) == 1 && strings.Contains(evs[0], `"three"`) && st.Target == 1 && st.Max == 1, fmt.Sprintf("events %v, pool %s", evs, s)
+		return len(evs) == 1 && strings.Contains(evs[0], `"three"`) && st.Target == 1 && st.Max == 1, fmt.Sprintf("events %v, pool %s", all, s)
 	})
 }
 

@@ -100,9 +100,37 @@ func (ps *pools) round(ctx context.Context) {
 	pools := ps.byNode()
 	ps.r.metrics.setPoolPorts(pools)
 	devices := ps.devicesByNode()
+	names := map[string]bool{}
 	for _, info := range ps.r.nodes.known() {
-		ps.publish(ctx, info, nodePoolStatus{pools: pools[info.Name], devices: devices[info.Name]})
+		names[info.Name] = true
 	}
+	for name := range pools {
+		names[name] = true
+	}
+	for name := range names {
+		if info, ok := ps.nodeInfo(ctx, name); ok {
+			ps.publish(ctx, info, nodePoolStatus{pools: pools[name], devices: devices[name]})
+		}
+	}
+}
+
+// nodeInfo returns what is known of node name in the cloud, looking it up
+// if needed (a pool rebuilt after a restart whose node no pod or fill has
+// resolved yet); ok is false for a node that is gone or not resolved.
+func (ps *pools) nodeInfo(ctx context.Context, name string) (nodeInfo, bool) {
+	if i := slices.IndexFunc(ps.r.nodes.known(), func(n nodeInfo) bool { return n.Name == name }); i >= 0 {
+		return ps.r.nodes.known()[i], true
+	}
+	obj, err := ps.nodeObject(ctx, name)
+	if err != nil {
+		return nodeInfo{}, false
+	}
+	info, _, err := ps.r.nodes.resolve(ctx, obj)
+	if err != nil {
+		log.FromContext(ctx).Info("node of a pool not resolved: its KuryrNode not recorded", "node", name, "reason", err.Error())
+		return nodeInfo{}, false
+	}
+	return info, true
 }
 
 // publish writes the pools and DPDK devices of node info into its
@@ -124,14 +152,14 @@ func (ps *pools) publish(ctx context.Context, info nodeInfo, st nodePoolStatus) 
 // publishNode writes node name's pools and DPDK devices into its KuryrNode
 // now, not at the next round: a claim's daemon waits for its owner there.
 func (ps *pools) publishNode(ctx context.Context, name string) error {
-	i := slices.IndexFunc(ps.r.nodes.known(), func(n nodeInfo) bool { return n.Name == name })
-	if i < 0 {
+	info, ok := ps.nodeInfo(ctx, name)
+	if !ok {
 		return nil
 	}
 	st := nodePoolStatus{pools: ps.byNode()[name], devices: ps.devicesByNode()[name]}
 	ps.pubMu.Lock()
 	defer ps.pubMu.Unlock()
-	if err := ps.r.recordNode(ctx, nil, ps.r.nodes.known()[i]); err != nil {
+	if err := ps.r.recordNode(ctx, nil, info); err != nil {
 		return err
 	}
 	ps.published[name] = st
@@ -227,8 +255,11 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 	for _, port := range p.unwired {
 		todo = append(todo, port)
 	}
+	// Nova attaches that failed are not asked again every round: they
+	// wait for the pool's backoff.
+	held := key.driver == v1alpha1.DriverNestedDPDK && time.Now().Before(p.notBefore)
 	ps.mu.Unlock()
-	if len(todo) > 0 {
+	if len(todo) > 0 && !held {
 		vids, err := wirer.wireBatch(ctx, node, fmt.Sprintf("pool of node %s on subnet %s", key.node, key.subnetID), todo)
 		var full *errNoHotplugSlot
 		switch {
@@ -244,6 +275,10 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 			ps.mu.Unlock()
 		case err != nil:
 			errs = append(errs, err)
+		case key.driver == v1alpha1.DriverNestedDPDK:
+			ps.mu.Lock()
+			p.failures, p.notBefore = 0, time.Time{}
+			ps.mu.Unlock()
 		}
 		ps.mu.Lock()
 		for _, port := range todo {
