@@ -260,17 +260,24 @@ func (ps *pools) take(ctx context.Context, node nodeInfo, uid types.UID, req v1a
 	}
 	ps.mu.Lock()
 	p := ps.byKey[key]
+	made := false
 	if p == nil && ps.loaded {
 		p = newPool(ps.r.poolSize(node, req.Driver))
 		ps.byKey[key] = p
+		made = true
 	}
 	if p == nil || len(p.ready) == 0 {
 		wait := p != nil && req.Driver == v1alpha1.DriverNestedDPDK && p.delivering(time.Now())
 		ps.mu.Unlock()
-		ps.wake()
 		if wait {
+			// The pool is at work already: a waiting interface's polls
+			// do not wake it again (each round lists its ports).
+			if made {
+				ps.wake()
+			}
 			return wiring{}, false, errWaitPool
 		}
+		ps.wake()
 		ps.r.metrics.poolTakes.WithLabelValues(string(req.Driver), "miss").Inc()
 		return wiring{}, false, nil
 	}
