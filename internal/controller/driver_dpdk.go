@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -99,4 +100,50 @@ func (d *dpdkDriver) unwire(ctx context.Context, p openstack.Port) error {
 	}
 	d.slots.free(p.DeviceID, p.ID)
 	return nil
+}
+
+var _ poolWirer = (*dpdkDriver)(nil)
+
+// wireBatch attaches each port not attached yet to node's server, each
+// within the VM's hot-plug slots. Nova has no bulk attach: one request per
+// port, all at once (the write bound, maxCloudWrites, holds them). A port
+// whose attach landed though its answer was lost (Nova answers 409, the
+// port is in use) is read back: attached to this server, it is wired. The
+// returned map holds the ports wired, also when the error reports others
+// that are not.
+func (d *dpdkDriver) wireBatch(ctx context.Context, node nodeInfo, what string, ports []openstack.Port) (map[string]int, error) {
+	var (
+		mu   sync.Mutex
+		done = map[string]int{}
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for _, p := range ports {
+		wg.Go(func() {
+			_, err := d.wire(ctx, node, what, p)
+			if errors.Is(err, openstack.ErrConflict) {
+				err = d.attachedAfterAll(ctx, node, p.ID, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			done[p.ID] = 0
+		})
+	}
+	wg.Wait()
+	return done, errors.Join(errs...)
+}
+
+// attachedAfterAll reads port id, whose attach Nova refused as a conflict:
+// attached to node's server already (an earlier attach whose answer was
+// lost), it is wired, and its slot counted; otherwise attachErr stands.
+func (d *dpdkDriver) attachedAfterAll(ctx context.Context, node nodeInfo, id string, attachErr error) error {
+	p, err := d.cloud.GetPort(ctx, id)
+	if err != nil || p.DeviceID != node.ServerID {
+		return attachErr
+	}
+	return d.slots.reserve(ctx, node, id)
 }

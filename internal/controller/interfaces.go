@@ -125,6 +125,10 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 		// call.
 		if w, pooled = r.created.pooled(pod.UID, req.IfName); !pooled {
 			w, pooled, err = r.pools.take(ctx, node, pod.UID, req)
+			if errors.Is(err, errWaitPool) {
+				entry.State, entry.Message = v1alpha1.StatePending, err.Error()
+				return entry, nil
+			}
 			if err != nil {
 				entry.Message = publicText(err)
 				return entry, err

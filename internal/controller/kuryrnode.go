@@ -23,6 +23,7 @@ func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info 
 		ServerID: info.ServerID, ParentPortID: info.ParentPortID, ParentMAC: info.ParentMAC,
 		ParentIPs: info.ParentIPs, TrunkID: info.TrunkID, VLANIDs: r.nodes.vlanIDs(info.TrunkID),
 		Pools: r.pools.byNode()[info.Name], HotplugSlots: r.slots.status(info.ServerID),
+		DPDKDevices: r.pools.devicesByNode()[info.Name],
 	}
 	kn := &v1alpha1.KuryrNode{}
 	err := r.client.Get(ctx, types.NamespacedName{Name: info.Name}, kn)
@@ -43,7 +44,8 @@ func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info 
 	}
 	if kn.Status.ServerID == st.ServerID && kn.Status.TrunkID == st.TrunkID && kn.Status.ParentPortID == st.ParentPortID &&
 		slices.Equal(kn.Status.VLANIDs, st.VLANIDs) && slices.Equal(kn.Status.ParentIPs, st.ParentIPs) &&
-		equality.Semantic.DeepEqual(kn.Status.Pools, st.Pools) && equality.Semantic.DeepEqual(kn.Status.HotplugSlots, st.HotplugSlots) {
+		equality.Semantic.DeepEqual(kn.Status.Pools, st.Pools) && equality.Semantic.DeepEqual(kn.Status.HotplugSlots, st.HotplugSlots) &&
+		equality.Semantic.DeepEqual(kn.Status.DPDKDevices, st.DPDKDevices) {
 		return nil
 	}
 	st.Conditions = kn.Status.Conditions

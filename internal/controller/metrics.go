@@ -32,6 +32,7 @@ type metrics struct {
 	poolTakes    *prometheus.CounterVec
 	poolFill     prometheus.Histogram
 	poolPorts    *prometheus.GaugeVec
+	claimDevices *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -69,10 +70,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		poolPorts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kuryr_controller_pool_ports", Help: "Pooled ports by driver and state (ready, warming, in_use), all nodes together.",
 		}, []string{"driver", "state"}),
+		claimDevices: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kuryr_controller_dpdk_claim_devices_total",
+			Help: "Pre-attached DPDK ports and ResourceClaims: taken by a claim, refused to one (in use, unknown), returned to the pool.",
+		}, []string{"result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.portsCreated, m.portsDeleted, m.attaches, m.detaches, m.podsWaiting, m.podReady, m.gcReleased,
-			m.poolTakes, m.poolFill, m.poolPorts)
+			m.poolTakes, m.poolFill, m.poolPorts, m.claimDevices)
 	}
 	return m
 }

@@ -26,6 +26,10 @@ type nodeInfo struct {
 	// besides its own (0: not counted). It comes from the Node object, not
 	// the cloud: nodeOf sets it on every reconcile.
 	HotplugSlots int
+	// DPDKPool sizes the node's nested-dpdk pools: --pool-nested-dpdk-*,
+	// or the Node's kuryr-dpdk.io/dpdk-pool-size annotation. From the Node
+	// object too, set with HotplugSlots.
+	DPDKPool PoolSize
 }
 
 // errNodeNotReady says the node cannot be resolved yet (no providerID and no

@@ -83,6 +83,10 @@ type Options struct {
 type PoolOptions struct {
 	NestedVLAN    PoolSize `json:"nestedVLAN"`
 	NestedMACVLAN PoolSize `json:"nestedMACVLAN"`
+	// NestedDPDK sizes the pools of pre-attached nested-dpdk ports (Nova
+	// attaches them ahead of any pod or claim); a Node's
+	// kuryr-dpdk.io/dpdk-pool-size annotation overrides it for that node.
+	NestedDPDK PoolSize `json:"nestedDPDK"`
 }
 
 // PoolSize sizes one pool. Max 0 turns the driver's pools off.
@@ -97,6 +101,22 @@ type PoolSize struct {
 	Batch int `json:"batch"`
 }
 
+// poolSizeError is what is wrong with a PoolSize; field is "" or ".batch".
+type poolSizeError struct{ field, msg string }
+
+// validate checks s: all zero (off), or 0 <= min <= max, max >= 1 and
+// batch within 1..max.
+func (s PoolSize) validate() *poolSizeError {
+	switch {
+	case s == (PoolSize{}):
+	case s.Min < 0 || s.Max < 1 || s.Min > s.Max:
+		return &poolSizeError{"", fmt.Sprintf("min %d and max %d must satisfy 0 <= min <= max, max >= 1", s.Min, s.Max)}
+	case s.Batch < 1 || s.Batch > s.Max:
+		return &poolSizeError{".batch", fmt.Sprintf("%d must be within 1..max (%d)", s.Batch, s.Max)}
+	}
+	return nil
+}
+
 // on says whether the pools of this size are on.
 func (s PoolSize) on() bool { return s.Max > 0 }
 
@@ -107,6 +127,8 @@ func (o PoolOptions) size(d v1alpha1.Driver) PoolSize {
 		return o.NestedVLAN
 	case v1alpha1.DriverNestedMACVLAN:
 		return o.NestedMACVLAN
+	case v1alpha1.DriverNestedDPDK:
+		return o.NestedDPDK
 	}
 	return PoolSize{}
 }
@@ -183,6 +205,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxCloudWrites, "max-cloud-writes", o.MaxCloudWrites, "OpenStack writes in flight at once (0: no bound)")
 	poolFlags(fs, "nested-vlan", &o.Pools.NestedVLAN)
 	poolFlags(fs, "nested-macvlan", &o.Pools.NestedMACVLAN)
+	poolFlags(fs, "nested-dpdk", &o.Pools.NestedDPDK)
 	fs.IntVar(&o.HotplugSlots, "hotplug-slots", o.HotplugSlots, "ports Nova may hot-attach to each node VM besides its own (its free PCIe root ports); a node's "+
 		v1alpha1.HotplugSlotsAnnotation+" annotation overrides it; 0: not counted")
 }
@@ -251,14 +274,9 @@ func (o *Options) Validate() error {
 	for _, p := range []struct {
 		name string
 		size PoolSize
-	}{{"pools.nestedVLAN", o.Pools.NestedVLAN}, {"pools.nestedMACVLAN", o.Pools.NestedMACVLAN}} {
-		name, ps := p.name, p.size
-		switch {
-		case ps == (PoolSize{}):
-		case ps.Min < 0 || ps.Max < 1 || ps.Min > ps.Max:
-			bad(name, "min %d and max %d must satisfy 0 <= min <= max, max >= 1", ps.Min, ps.Max)
-		case ps.Batch < 1 || ps.Batch > ps.Max:
-			bad(name+".batch", "%d must be within 1..max (%d)", ps.Batch, ps.Max)
+	}{{"pools.nestedVLAN", o.Pools.NestedVLAN}, {"pools.nestedMACVLAN", o.Pools.NestedMACVLAN}, {"pools.nestedDPDK", o.Pools.NestedDPDK}} {
+		if err := p.size.validate(); err != nil {
+			bad(p.name+err.field, "%s", err.msg)
 		}
 	}
 	return errors.Join(errs...)

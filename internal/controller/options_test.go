@@ -65,21 +65,23 @@ func TestOptionsPools(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "pools.yaml")
-	must(t, os.WriteFile(p, []byte("maxCloudWrites: 4\npools:\n  nestedVLAN: {min: 2, max: 8, batch: 4}\n"), 0o600))
+	must(t, os.WriteFile(p, []byte("maxCloudWrites: 4\npools:\n  nestedVLAN: {min: 2, max: 8, batch: 4}\n  nestedDPDK: {min: 1, max: 2, batch: 2}\n"), 0o600))
 	o := Defaults()
 	must(t, o.LoadFile(p))
-	if o.MaxCloudWrites != 4 || o.Pools.NestedVLAN != (PoolSize{Min: 2, Max: 8, Batch: 4}) || o.Pools.NestedMACVLAN.on() {
+	if o.MaxCloudWrites != 4 || o.Pools.NestedVLAN != (PoolSize{Min: 2, Max: 8, Batch: 4}) || o.Pools.NestedMACVLAN.on() ||
+		o.Pools.NestedDPDK != (PoolSize{Min: 1, Max: 2, Batch: 2}) {
 		t.Fatalf("loaded %+v", o)
 	}
 	must(t, o.Validate())
-	if Defaults().Pools.NestedVLAN.on() || Defaults().Pools.NestedMACVLAN.on() {
+	if Defaults().Pools.NestedVLAN.on() || Defaults().Pools.NestedMACVLAN.on() || Defaults().Pools.NestedDPDK.on() {
 		t.Fatal("pools are on by default")
 	}
 	o.MaxCloudWrites = -1
 	o.Pools.NestedVLAN = PoolSize{Min: 9, Max: 8, Batch: 4}
 	o.Pools.NestedMACVLAN = PoolSize{Min: 1, Max: 2, Batch: 3}
+	o.Pools.NestedDPDK = PoolSize{Min: -1, Max: 2, Batch: 1}
 	err := o.Validate()
-	for _, field := range []string{"maxCloudWrites:", "pools.nestedVLAN:", "pools.nestedMACVLAN.batch:"} {
+	for _, field := range []string{"maxCloudWrites:", "pools.nestedVLAN:", "pools.nestedMACVLAN.batch:", "pools.nestedDPDK:"} {
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("error %v does not name %s", err, field)
 		}
@@ -91,8 +93,10 @@ func TestOptionsPoolFlags(t *testing.T) {
 	o := Defaults()
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	o.AddFlags(fs)
-	must(t, fs.Parse([]string{"--max-cloud-writes=3", "--pool-nested-vlan-min=1", "--pool-nested-vlan-max=8", "--pool-nested-vlan-batch=4", "--pool-nested-macvlan-max=2", "--pool-nested-macvlan-batch=2"}))
-	if o.MaxCloudWrites != 3 || o.Pools.NestedVLAN != (PoolSize{Min: 1, Max: 8, Batch: 4}) || o.Pools.NestedMACVLAN != (PoolSize{Max: 2, Batch: 2}) {
+	must(t, fs.Parse([]string{"--max-cloud-writes=3", "--pool-nested-vlan-min=1", "--pool-nested-vlan-max=8", "--pool-nested-vlan-batch=4", "--pool-nested-macvlan-max=2", "--pool-nested-macvlan-batch=2",
+		"--pool-nested-dpdk-min=2", "--pool-nested-dpdk-max=4", "--pool-nested-dpdk-batch=2"}))
+	if o.MaxCloudWrites != 3 || o.Pools.NestedVLAN != (PoolSize{Min: 1, Max: 8, Batch: 4}) || o.Pools.NestedMACVLAN != (PoolSize{Max: 2, Batch: 2}) ||
+		o.Pools.NestedDPDK != (PoolSize{Min: 2, Max: 4, Batch: 2}) {
 		t.Fatalf("parsed %+v", o)
 	}
 	must(t, o.Validate())

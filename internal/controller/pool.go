@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -25,11 +26,13 @@ import (
 // pools are rebuilt from Neutron alone: a port with a pod tag is that pod's,
 // one without is ready again (once its wiring is checked).
 //
-// Which interfaces a pool can serve: nested-vlan and nested-macvlan ones
-// that name their security groups and ask for no fixed IP or MAC; the
-// others take the unpooled path. A pool is made by the first interface that
-// misses it (and by the rebuild); it is refilled in the background (fill.go
-// in pool_fill.go).
+// Which interfaces a pool can serve: nested-vlan, nested-macvlan and
+// nested-dpdk ones that name their security groups and ask for no fixed IP
+// or MAC; the others take the unpooled path. A pool is made by the first
+// interface that misses it (and by the rebuild); it is refilled in the
+// background (fill in pool_fill.go). A nested-dpdk pool's ports are
+// attached by Nova ahead of any consumer, and a ResourceClaim of the DRA
+// driver can take one too (kuryr-claim=<claim UID>, claims.go).
 type pools struct {
 	r    *PodReconciler
 	kick chan struct{}
@@ -38,8 +41,23 @@ type pools struct {
 	byKey  map[poolKey]*pool
 	loaded bool // rebuilt from Neutron: until then every take misses
 
-	// published is what the fill loop last wrote to each KuryrNode.
-	published map[string][]v1alpha1.NodePool
+	// claimSweep: the claim-owned ports are to be checked against the
+	// ResourceClaims that exist (after the rebuild: claims deleted while
+	// the controller was down).
+	claimSweep bool
+	// sizeReported is the bad dpdk-pool-size annotation last reported
+	// per node (an Event once per value, not once per round).
+	sizeReported map[string]string
+
+	// published is what was last written to each KuryrNode.
+	pubMu     sync.Mutex
+	published map[string]nodePoolStatus
+}
+
+// nodePoolStatus is what the pools write into one KuryrNode.
+type nodePoolStatus struct {
+	pools   []v1alpha1.NodePool
+	devices []v1alpha1.DPDKDevice
 }
 
 // poolKey names one pool. groups is the sorted, comma-joined security
@@ -78,14 +96,20 @@ type pool struct {
 	// unwired ports were made (or found after a restart, or given back)
 	// and their wiring is not known to be done.
 	unwired map[string]openstack.Port
-	// inUse ports belong to a pod (its tag is written, or being written).
-	inUse map[string]bool
+	// inUse ports belong to a consumer, a pod or a claim (its tag is
+	// written, or being written).
+	inUse map[string]consumer
 	// unsure ports are in use, but the write of their pod's tag failed: a
 	// listing that started after the failure says whether it landed.
 	unsure map[string]time.Time
 	// deleted ports were released here; a listing older than the delete
 	// must not bring them back.
 	deleted map[string]bool
+	// noSlotUntil: the node's VM had no free hot-plug slot for this
+	// nested-dpdk pool; no port is made or attached before then.
+	noSlotUntil time.Time
+	// slotsFull: the last look found no free slot (its Event is made).
+	slotsFull bool
 
 	lastErr string
 	// lostAt is when a create of this pool failed without an answer (a
@@ -111,6 +135,14 @@ func (p *pool) short(now time.Time) bool {
 	return p.idle() < p.size.Min && !now.Before(p.notBefore) && !p.awaitingLost(now)
 }
 
+// delivering says whether the pool is about to have a ready port: ports
+// are being wired, or it is short and its next refill may go (no failure
+// and no full hot-plug slots in the way).
+func (p *pool) delivering(now time.Time) bool {
+	return p.size.on() && p.failures == 0 && !p.slotsFull &&
+		(len(p.warming)+len(p.unwired) > 0 || p.short(now))
+}
+
 // awaitingLost says whether ports of a lost create may still appear.
 func (p *pool) awaitingLost(now time.Time) bool {
 	return !p.lostAt.IsZero() && now.Sub(p.lostAt) < lostWait
@@ -122,9 +154,34 @@ func (p *pool) failed(now time.Time) {
 	p.notBefore = now.Add(min(time.Second<<min(p.failures, 6), time.Minute))
 }
 
+// consumer holds an in-use pool port: owner is "pod/<uid>" or
+// "claim/<uid>" (as status.dpdkDevices shows it), port the port as last
+// seen.
+type consumer struct {
+	owner string
+	port  openstack.Port
+}
+
+// Owners of in-use pool ports, as status.dpdkDevices names them.
+const (
+	ownerPod   = "pod/"
+	ownerClaim = "claim/"
+)
+
+// ownerOf reads who holds a pool port from its tags ("" for none).
+func ownerOf(tags []string) string {
+	if uid := tagValue(tags, tagPrefixPod); uid != "" {
+		return ownerPod + uid
+	}
+	if uid := tagValue(tags, tagPrefixClaim); uid != "" {
+		return ownerClaim + uid
+	}
+	return ""
+}
+
 func newPool(size PoolSize) *pool {
 	return &pool{size: size, warming: map[string]wiring{}, unwired: map[string]openstack.Port{},
-		inUse: map[string]bool{}, unsure: map[string]time.Time{}, deleted: map[string]bool{}}
+		inUse: map[string]consumer{}, unsure: map[string]time.Time{}, deleted: map[string]bool{}}
 }
 
 // idle counts the ports no pod has.
@@ -142,11 +199,13 @@ func (p *pool) forget(id string) {
 func (p *pool) has(id string) bool {
 	_, w := p.warming[id]
 	_, u := p.unwired[id]
-	return w || u || p.inUse[id] || slices.ContainsFunc(p.ready, func(w wiring) bool { return w.port.ID == id })
+	_, i := p.inUse[id]
+	return w || u || i || slices.ContainsFunc(p.ready, func(w wiring) bool { return w.port.ID == id })
 }
 
 func newPools(r *PodReconciler) *pools {
-	return &pools{r: r, kick: make(chan struct{}, 1), byKey: map[poolKey]*pool{}, published: map[string][]v1alpha1.NodePool{}}
+	return &pools{r: r, kick: make(chan struct{}, 1), byKey: map[poolKey]*pool{}, published: map[string]nodePoolStatus{},
+		sizeReported: map[string]string{}}
 }
 
 var _ manager.LeaderElectionRunnable = (*pools)(nil)
@@ -156,7 +215,9 @@ var _ manager.LeaderElectionRunnable = (*pools)(nil)
 func (ps *pools) NeedLeaderElection() bool { return true }
 
 // any says whether some driver has pools.
-func (o PoolOptions) any() bool { return o.NestedVLAN.on() || o.NestedMACVLAN.on() }
+func (o PoolOptions) any() bool {
+	return o.NestedVLAN.on() || o.NestedMACVLAN.on() || o.NestedDPDK.on()
+}
 
 // wake asks the fill loop for a round without waiting for it.
 func (ps *pools) wake() {
@@ -170,20 +231,28 @@ func (ps *pools) wake() {
 // its own addresses, MAC or port security settings is never pooled: pooled
 // ports are made alike, before any request.
 func (ps *pools) eligible(node nodeInfo, req v1alpha1.InterfaceRequest) (poolKey, bool) {
-	if !ps.r.opts.Pools.size(req.Driver).on() || req.MAC != "" || len(req.IPs) > 0 || len(req.SecurityGroups) == 0 ||
+	if !ps.r.poolSize(node, req.Driver).on() || req.MAC != "" || len(req.IPs) > 0 || len(req.SecurityGroups) == 0 ||
 		req.PortSecurityEnabled != nil || len(req.AllowedAddressPairs) > 0 {
 		return poolKey{}, false
 	}
-	if req.Driver == v1alpha1.DriverNestedVLAN && node.TrunkID == "" {
+	if req.Driver == v1alpha1.DriverNestedVLAN && node.TrunkID == "" || req.Driver == v1alpha1.DriverNestedDPDK && node.ServerID == "" {
 		return poolKey{}, false
 	}
 	return newPoolKey(node.Name, req.Driver, req.SubnetID, req.SecurityGroups), true
 }
 
+// errWaitPool says a nested-dpdk interface missed its pool while the pool
+// is attaching ports for it: the interface waits for one (Pending) rather
+// than attaching one of its own. A Nova attach takes seconds either way,
+// and a second attach would take a hot-plug slot the pool planned with.
+var errWaitPool = errors.New("waiting for a pre-attached DPDK port of the node's pool")
+
 // take hands a ready port of req's pool to the pod with uid: one Neutron
 // call, the tag write that records the owner. ok is false on a miss (no
 // pool serves req, or it is empty: the pool is made or refilled in the
-// background and the caller takes the unpooled path).
+// background and the caller takes the unpooled path), and the error is
+// errWaitPool when a nested-dpdk pool is attaching ports the caller should
+// wait for.
 func (ps *pools) take(ctx context.Context, node nodeInfo, uid types.UID, req v1alpha1.InterfaceRequest) (w wiring, ok bool, err error) {
 	key, ok := ps.eligible(node, req)
 	if !ok {
@@ -191,49 +260,75 @@ func (ps *pools) take(ctx context.Context, node nodeInfo, uid types.UID, req v1a
 	}
 	ps.mu.Lock()
 	p := ps.byKey[key]
+	made := false
 	if p == nil && ps.loaded {
-		p = newPool(ps.r.opts.Pools.size(req.Driver))
+		p = newPool(ps.r.poolSize(node, req.Driver))
 		ps.byKey[key] = p
+		made = true
 	}
 	if p == nil || len(p.ready) == 0 {
+		wait := p != nil && req.Driver == v1alpha1.DriverNestedDPDK && p.delivering(time.Now())
 		ps.mu.Unlock()
-		ps.r.metrics.poolTakes.WithLabelValues(string(req.Driver), "miss").Inc()
+		if wait {
+			// The pool is at work already: a waiting interface's polls
+			// do not wake it again (each round lists its ports).
+			if made {
+				ps.wake()
+			}
+			return wiring{}, false, errWaitPool
+		}
 		ps.wake()
+		ps.r.metrics.poolTakes.WithLabelValues(string(req.Driver), "miss").Inc()
 		return wiring{}, false, nil
 	}
 	w = p.ready[len(p.ready)-1]
 	p.ready = p.ready[:len(p.ready)-1]
-	p.inUse[w.port.ID] = true
+	owner := ownerPod + string(uid)
+	p.inUse[w.port.ID] = consumer{owner: owner, port: w.port}
 	low := p.idle() < p.size.Min
 	ps.mu.Unlock()
 	if low {
 		ps.wake()
 	}
 
-	tags := append(withoutOwner(w.port.Tags), podTag(uid), tagPrefixIfName+req.IfName)
-	got, err := ps.r.cloud.ReplacePortTags(ctx, w.port.ID, tags)
-	if err != nil {
-		ps.mu.Lock()
-		p.unsure[w.port.ID] = time.Now()
-		ps.mu.Unlock()
-		ps.wake()
+	if w.port, err = ps.handOut(ctx, p, w.port, owner, ownerTags(uid, req.IfName)); err != nil {
 		return wiring{}, false, fmt.Errorf("take pooled port %s for interface %s of pod %s: %w", w.port.ID, req.IfName, uid, err)
 	}
-	w.port.Tags = got
 	ps.r.metrics.poolTakes.WithLabelValues(string(req.Driver), "hit").Inc()
 	return w, true, nil
 }
 
-// withoutOwner returns tags without the pod's tags.
+// handOut writes the tags that give pool port port of p (in p.inUse
+// already, under owner) to its consumer: one Neutron call, the port's tags
+// without any previous owner's plus owned. A write that fails leaves the
+// port unsure: a later listing says whether it landed.
+func (ps *pools) handOut(ctx context.Context, p *pool, port openstack.Port, owner string, owned []string) (openstack.Port, error) {
+	got, err := ps.r.cloud.ReplacePortTags(ctx, port.ID, append(withoutOwner(port.Tags), owned...))
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if err != nil {
+		p.unsure[port.ID] = time.Now()
+		ps.wake()
+		return port, err
+	}
+	port.Tags = got
+	if c, ok := p.inUse[port.ID]; ok && c.owner == owner {
+		p.inUse[port.ID] = consumer{owner: owner, port: port}
+	}
+	return port, nil
+}
+
+// withoutOwner returns tags without a pod's or a claim's tags.
 func withoutOwner(tags []string) []string {
 	return slices.DeleteFunc(slices.Clone(tags), func(t string) bool {
-		return strings.HasPrefix(t, tagPrefixPod) || strings.HasPrefix(t, tagPrefixIfName)
+		return strings.HasPrefix(t, tagPrefixPod) || strings.HasPrefix(t, tagPrefixIfName) || strings.HasPrefix(t, tagPrefixClaim)
 	})
 }
 
 // recycle gives pooled port p, released by its pod (which the daemon has
-// unplugged), back to its pool when the pool wants it: its pod's tags are
-// removed (one call) and its wiring stays. ok is false when the pool does
+// unplugged) or its claim, back to its pool when the pool wants it: its
+// owner's tags are removed (one call) and its wiring stays (a nested-dpdk
+// port stays attached). ok is false when the pool does
 // not want it (full, gone, not rebuilt yet): the caller deletes it.
 func (ps *pools) recycle(ctx context.Context, p openstack.Port) (ok bool, err error) {
 	key, isPool := keyOfPort(p)
@@ -277,8 +372,8 @@ func (ps *pools) released(p openstack.Port) {
 }
 
 // rebuild reads every pool port of the cluster from Neutron: one with a
-// pod tag is that pod's; one without is idle, its wiring checked by the
-// next fill before it is handed out.
+// pod tag is that pod's, one with a claim tag that claim's; one without
+// is idle, its wiring checked by the next fill before it is handed out.
 func (ps *pools) rebuild(ctx context.Context) error {
 	ports, err := ps.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: ps.r.cluster().tags(), ProjectID: ps.r.cloud.ProjectID()})
 	if err != nil {
@@ -292,17 +387,19 @@ func (ps *pools) rebuild(ctx context.Context) error {
 		}
 		pl := byKey[key]
 		if pl == nil {
+			// A nested-dpdk pool's size per node is read by its first fill.
 			pl = newPool(ps.r.opts.Pools.size(key.driver))
 			byKey[key] = pl
 		}
-		if tagValue(p.Tags, tagPrefixPod) != "" {
-			pl.inUse[p.ID] = true
+		if owner := ownerOf(p.Tags); owner != "" {
+			pl.inUse[p.ID] = consumer{owner: owner, port: p}
 		} else {
 			pl.unwired[p.ID] = p
 		}
 	}
 	ps.mu.Lock()
 	ps.byKey, ps.loaded = byKey, true
+	ps.claimSweep = ps.r.opts.Pools.NestedDPDK.on()
 	ps.mu.Unlock()
 	return nil
 }

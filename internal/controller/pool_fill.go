@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -63,11 +64,23 @@ func (ps *pools) round(ctx context.Context) {
 			others = append(others, k)
 		}
 	}
+	sweep := ps.claimSweep
 	ps.mu.Unlock()
 	for _, k := range others {
-		// A pool of a node that is gone is drained (a read of the cache).
-		if _, err := ps.nodeObject(ctx, k.node); apierrors.IsNotFound(err) {
+		// A pool of a node that is gone is drained, one whose size the
+		// node's annotation changed is resized (reads of the cache).
+		n, err := ps.nodeObject(ctx, k.node)
+		if apierrors.IsNotFound(err) || err == nil && ps.sizeChanged(ctx, n, k) {
 			keys = append(keys, k)
+		}
+	}
+	if sweep {
+		if err := ps.sweepClaims(ctx); err != nil {
+			log.FromContext(ctx).Info("claim-owned DPDK ports not checked against the ResourceClaims yet", "reason", err.Error())
+		} else {
+			ps.mu.Lock()
+			ps.claimSweep = false
+			ps.mu.Unlock()
 		}
 	}
 	var wg sync.WaitGroup
@@ -86,23 +99,71 @@ func (ps *pools) round(ctx context.Context) {
 	wg.Wait()
 	pools := ps.byNode()
 	ps.r.metrics.setPoolPorts(pools)
-	ps.publish(ctx, pools)
+	devices := ps.devicesByNode()
+	names := map[string]bool{}
+	for _, info := range ps.r.nodes.known() {
+		names[info.Name] = true
+	}
+	for name := range pools {
+		names[name] = true
+	}
+	for name := range names {
+		if info, ok := ps.nodeInfo(ctx, name); ok {
+			ps.publish(ctx, info, nodePoolStatus{pools: pools[name], devices: devices[name]})
+		}
+	}
 }
 
-// publish writes the pools of each node whose pools changed since last
-// written into its KuryrNode (a cache for operators: kuryrctl pools).
-func (ps *pools) publish(ctx context.Context, pools map[string][]v1alpha1.NodePool) {
-	for _, info := range ps.r.nodes.known() {
-		l := pools[info.Name]
-		if equality.Semantic.DeepEqual(l, ps.published[info.Name]) {
-			continue
-		}
-		if err := ps.r.recordNode(ctx, nil, info); err != nil {
-			log.FromContext(ctx).Info("KuryrNode pools not recorded", "node", info.Name, "reason", err.Error())
-			continue
-		}
-		ps.published[info.Name] = l
+// nodeInfo returns what is known of node name in the cloud, looking it up
+// if needed (a pool rebuilt after a restart whose node no pod or fill has
+// resolved yet); ok is false for a node that is gone or not resolved.
+func (ps *pools) nodeInfo(ctx context.Context, name string) (nodeInfo, bool) {
+	if i := slices.IndexFunc(ps.r.nodes.known(), func(n nodeInfo) bool { return n.Name == name }); i >= 0 {
+		return ps.r.nodes.known()[i], true
 	}
+	obj, err := ps.nodeObject(ctx, name)
+	if err != nil {
+		return nodeInfo{}, false
+	}
+	info, _, err := ps.r.nodes.resolve(ctx, obj)
+	if err != nil {
+		log.FromContext(ctx).Info("node of a pool not resolved: its KuryrNode not recorded", "node", name, "reason", err.Error())
+		return nodeInfo{}, false
+	}
+	return info, true
+}
+
+// publish writes the pools and DPDK devices of node info into its
+// KuryrNode if they changed since last written (a cache for operators,
+// kuryrctl pools, and for the node's daemon, which reads dpdkDevices).
+func (ps *pools) publish(ctx context.Context, info nodeInfo, st nodePoolStatus) {
+	ps.pubMu.Lock()
+	defer ps.pubMu.Unlock()
+	if last := ps.published[info.Name]; equality.Semantic.DeepEqual(st.pools, last.pools) && equality.Semantic.DeepEqual(st.devices, last.devices) {
+		return
+	}
+	if err := ps.r.recordNode(ctx, nil, info); err != nil {
+		log.FromContext(ctx).Info("KuryrNode pools not recorded", "node", info.Name, "reason", err.Error())
+		return
+	}
+	ps.published[info.Name] = st
+}
+
+// publishNode writes node name's pools and DPDK devices into its KuryrNode
+// now, not at the next round: a claim's daemon waits for its owner there.
+func (ps *pools) publishNode(ctx context.Context, name string) error {
+	info, ok := ps.nodeInfo(ctx, name)
+	if !ok {
+		return nil
+	}
+	st := nodePoolStatus{pools: ps.byNode()[name], devices: ps.devicesByNode()[name]}
+	ps.pubMu.Lock()
+	defer ps.pubMu.Unlock()
+	if err := ps.r.recordNode(ctx, nil, info); err != nil {
+		return err
+	}
+	ps.published[name] = st
+	return nil
 }
 
 // fill brings one pool towards its min: one bulk create of a batch, one
@@ -113,18 +174,24 @@ func (ps *pools) publish(ctx context.Context, pools map[string][]v1alpha1.NodePo
 func (ps *pools) fill(ctx context.Context, key poolKey) error {
 	start := time.Now()
 	nodeObj, err := ps.nodeObject(ctx, key.node)
-	if apierrors.IsNotFound(err) || (err == nil && !ps.r.opts.Pools.size(key.driver).on()) {
-		// The node is gone (or its driver's pools were turned off): its
-		// idle ports are released; ports of pods are the pods' business.
-		return ps.drain(ctx, key)
-	}
-	if err != nil {
+	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("get node %s: %w", key.node, err)
+	}
+	var size PoolSize
+	if err == nil {
+		size = ps.sizeFor(ctx, nodeObj, key.driver)
+	}
+	if !size.on() {
+		// The node is gone (or its driver's pools were turned off, for
+		// all nodes or this one): its idle ports are released; ports of
+		// pods and claims are their consumers' business.
+		return ps.drain(ctx, key)
 	}
 	node, _, err := ps.r.nodes.resolve(ctx, nodeObj)
 	if err != nil {
 		return err
 	}
+	node.HotplugSlots, _ = hotplugLimit(nodeObj, ps.r.opts.HotplugSlots)
 	drv, err := ps.r.drivers.get(key.driver)
 	if err != nil {
 		return err
@@ -140,11 +207,25 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 		ps.mu.Unlock()
 		return nil
 	}
+	p.size = size
 	n := min(p.size.Batch, p.size.Max-p.idle())
 	if !p.short(start) {
 		n = 0
 	}
+	slotWait := start.Before(p.noSlotUntil)
 	ps.mu.Unlock()
+	if slotWait {
+		// The VM's hot-plug slots are full: nothing is made or attached
+		// until the wait is over (each look may read Neutron).
+		return nil
+	}
+	if n > 0 && key.driver == v1alpha1.DriverNestedDPDK {
+		// Never plan past the VM's hot-plug slots: a port made for none
+		// would wait unattached.
+		if n, err = ps.withinSlots(ctx, key, nodeObj, node, n); err != nil {
+			return err
+		}
+	}
 
 	var errs []error
 	if n > 0 {
@@ -174,21 +255,44 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 	for _, port := range p.unwired {
 		todo = append(todo, port)
 	}
+	// Nova attaches that failed are not asked again every round: they
+	// wait for the pool's backoff.
+	held := key.driver == v1alpha1.DriverNestedDPDK && time.Now().Before(p.notBefore)
 	ps.mu.Unlock()
-	if len(todo) > 0 {
+	if len(todo) > 0 && !held {
 		vids, err := wirer.wireBatch(ctx, node, fmt.Sprintf("pool of node %s on subnet %s", key.node, key.subnetID), todo)
-		if err != nil {
+		var full *errNoHotplugSlot
+		switch {
+		case errors.As(err, &full):
 			errs = append(errs, err)
-		} else {
+			ps.noSlot(ctx, key, nodeObj, err)
+		case err != nil && key.driver == v1alpha1.DriverNestedDPDK:
+			errs = append(errs, err)
+			// Nova's attach fails: no new batch for a while, and
+			// interfaces stop waiting for this pool (pool.delivering).
 			ps.mu.Lock()
-			for _, port := range todo {
-				if _, still := p.unwired[port.ID]; still {
-					delete(p.unwired, port.ID)
-					p.warming[port.ID] = wiring{port: port, vlanID: vids[port.ID]}
-				}
-			}
+			p.failed(time.Now())
+			ps.mu.Unlock()
+		case err != nil:
+			errs = append(errs, err)
+		case key.driver == v1alpha1.DriverNestedDPDK:
+			ps.mu.Lock()
+			p.failures, p.notBefore = 0, time.Time{}
 			ps.mu.Unlock()
 		}
+		ps.mu.Lock()
+		for _, port := range todo {
+			// After a failure, the ports the driver reports wired
+			// (nested-dpdk attaches each port on its own) are.
+			if _, wired := vids[port.ID]; err != nil && !wired {
+				continue
+			}
+			if _, still := p.unwired[port.ID]; still {
+				delete(p.unwired, port.ID)
+				p.warming[port.ID] = wiring{port: port, vlanID: vids[port.ID]}
+			}
+		}
+		ps.mu.Unlock()
 	}
 	if err := ps.refresh(ctx, key, node, drv); err != nil {
 		errs = append(errs, err)
@@ -258,10 +362,14 @@ func (ps *pools) refresh(ctx context.Context, key poolKey, node nodeInfo, drv po
 			continue
 		}
 		seen[lp.ID] = true
-		owned := tagValue(lp.Tags, tagPrefixPod) != ""
+		owner := ownerOf(lp.Tags)
+		owned := owner != ""
+		c, used := p.inUse[lp.ID]
 		switch w, warming := p.warming[lp.ID]; {
-		case p.inUse[lp.ID]:
-			if at, unsure := p.unsure[lp.ID]; unsure && at.Before(started) {
+		case used:
+			at, unsure := p.unsure[lp.ID]
+			switch {
+			case unsure && at.Before(started):
 				// This listing began after the failed tag write: it
 				// says whether the write landed.
 				delete(p.unsure, lp.ID)
@@ -269,6 +377,9 @@ func (ps *pools) refresh(ctx context.Context, key poolKey, node nodeInfo, drv po
 					delete(p.inUse, lp.ID)
 					p.unwired[lp.ID] = lp
 				}
+			case !unsure && owner == c.owner:
+				c.port = lp
+				p.inUse[lp.ID] = c
 			}
 		case warming:
 			if drv.active(node, lp) {
@@ -278,7 +389,7 @@ func (ps *pools) refresh(ctx context.Context, key poolKey, node nodeInfo, drv po
 			}
 		case p.has(lp.ID) || p.deleted[lp.ID]:
 		case owned:
-			p.inUse[lp.ID] = true
+			p.inUse[lp.ID] = consumer{owner: owner, port: lp}
 		default:
 			// Made by a create whose answer was lost.
 			p.unwired[lp.ID] = lp
@@ -324,7 +435,7 @@ func (ps *pools) drain(ctx context.Context, key poolKey) error {
 		}
 	}
 	ps.mu.Lock()
-	if p.idle() == 0 && len(p.inUse) == 0 {
+	if p.idle() == 0 && len(p.inUse) == 0 && ps.byKey[key] == p {
 		delete(ps.byKey, key)
 	}
 	ps.mu.Unlock()

@@ -97,17 +97,19 @@ func TestEveryDeployedRuleIsUsed(t *testing.T) {
 	})
 }
 
-// controllerCalls runs the controller as cfg (pools on, no leader
-// election: its Role is not the ClusterRole's; its informers limited to
-// f's namespace, so that runs go side by side) through every kind of call
-// it makes: the cluster's UID, informers of pods, nodes, NADs, KuryrPods
-// and KuryrNodes, tenant policies and namespaces (a policy selects the
+// controllerCalls runs the controller as cfg (pools on, nested-dpdk ones
+// too; no leader election: its Role is not the ClusterRole's; its
+// informers limited to f's namespace, so that runs go side by side)
+// through every kind of call it makes: the cluster's UID, informers of
+// pods, nodes, NADs, KuryrPods, KuryrNodes and ResourceClaims (the DPDK
+// pools' claims), tenant policies and namespaces (a policy selects the
 // pod's namespace), a pod's finalizer, a KuryrPod created, updated (a NAD
 // that came late), its status, its finalizer and its deletion, a KuryrNode
 // created and its status, and an Event recorded twice (created, then
 // patched). It stops early when ctx ends.
 func (f *fixture) controllerCalls(ctx context.Context, cfg *rest.Config) error {
 	f.opts.Pools.NestedVLAN = PoolSize{Min: 1, Max: 2, Batch: 2}
+	f.opts.Pools.NestedDPDK = PoolSize{Min: 1, Max: 1, Batch: 1}
 	f.standardNADs()
 	if _, err := f.runController(cfg, false); err != nil {
 		return err

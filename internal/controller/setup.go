@@ -45,6 +45,11 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return fmt.Errorf("add the pools: %w", err)
 		}
 	}
+	if r.opts.Pools.NestedDPDK.on() {
+		if err := r.setupClaims(mgr); err != nil {
+			return fmt.Errorf("set up the ResourceClaim controller: %w", err)
+		}
+	}
 	scheduled := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		p, ok := o.(*corev1.Pod)
 		return ok && p.Spec.NodeName != "" && !p.Spec.HostNetwork

@@ -108,6 +108,25 @@ func (h *hotplugSlots) reserve(ctx context.Context, node nodeInfo, portID string
 	return nil
 }
 
+// room returns the limit of node's VM and how many of its slots are used,
+// reading Neutron when they are not known yet or look full (as reserve
+// does). limit 0: not counted.
+func (h *hotplugSlots) room(ctx context.Context, node nodeInfo) (limit, used int, err error) {
+	if h == nil || node.HotplugSlots <= 0 || node.ServerID == "" {
+		return 0, 0, nil
+	}
+	s := h.server(node.ServerID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.node, s.limit = node.Name, node.HotplugSlots
+	if !s.loaded || len(s.used) >= s.limit {
+		if err := h.load(ctx, node, s); err != nil {
+			return 0, 0, err
+		}
+	}
+	return s.limit, len(s.used), nil
+}
+
 // load reads which ports are attached to node's server. s.mu is held.
 func (h *hotplugSlots) load(ctx context.Context, node nodeInfo, s *serverSlots) error {
 	ports, err := h.cloud.ListPorts(ctx, openstack.PortFilter{DeviceID: node.ServerID})

@@ -43,6 +43,9 @@ const (
 	// tagPrefixPool marks a port made for a pool, with the node whose pool
 	// it is in; its subnet and security groups are its own fields.
 	tagPrefixPool = "kuryr-pool="
+	// tagPrefixClaim marks a pool port of nested-dpdk with the UID of the
+	// ResourceClaim (DRA driver dpdk.kuryr-dpdk.io) it was allocated to.
+	tagPrefixClaim = "kuryr-claim="
 )
 
 // tagSchemaV1 is the tag schema this controller writes.

@@ -130,3 +130,42 @@ func TestWritePools(t *testing.T) {
 		t.Fatal("an unknown output format was accepted")
 	}
 }
+
+// TestWritePoolsDPDK: a nested-dpdk pool is listed with the others, and
+// its devices (state, owner) in a second table and in the JSON; a device
+// of another subnet is not the pool's.
+func TestWritePoolsDPDK(t *testing.T) {
+	t.Parallel()
+	nodes := []v1alpha1.KuryrNode{{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}, Status: v1alpha1.KuryrNodeStatus{
+		Pools: []v1alpha1.NodePool{{Driver: v1alpha1.DriverNestedDPDK, SubnetID: "s1", SecurityGroups: []string{"sg1"}, Ready: 1, InUse: 1, Target: 2, Max: 4}},
+		DPDKDevices: []v1alpha1.DPDKDevice{
+			{PortID: "p1", MAC: "fa:16:3e:00:00:01", SubnetID: "s1", SecurityGroups: []string{"sg1"}, State: v1alpha1.DPDKDeviceReady},
+			{PortID: "p2", MAC: "fa:16:3e:00:00:02", SubnetID: "s1", SecurityGroups: []string{"sg1"}, State: v1alpha1.DPDKDeviceInUse, Owner: "claim/c-1"},
+			{PortID: "p3", MAC: "fa:16:3e:00:00:03", SubnetID: "s9", State: v1alpha1.DPDKDeviceReady},
+		},
+	}}}
+	pools := Pools(nodes)
+	var table bytes.Buffer
+	if err := WritePools(&table, pools, ""); err != nil {
+		t.Fatal(err)
+	}
+	out := table.String()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	// pool header, the pool, a blank line, device header, two devices
+	if len(lines) != 6 || !strings.Contains(lines[1], "nested-dpdk") || !strings.HasPrefix(lines[3], "NODE") ||
+		!strings.Contains(lines[4], "p1") || !strings.Contains(lines[4], "Ready") ||
+		!strings.Contains(lines[5], "p2") || !strings.Contains(lines[5], "claim/c-1") || strings.Contains(out, "p3") {
+		t.Fatalf("table:\n%s", out)
+	}
+	var js bytes.Buffer
+	if err := WritePools(&js, pools, "json"); err != nil {
+		t.Fatal(err)
+	}
+	var back []Pool
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 1 || len(back[0].Devices) != 2 || back[0].Devices[1].Owner != "claim/c-1" {
+		t.Fatalf("json:\n%s", js.String())
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -15,15 +16,27 @@ import (
 type Pool struct {
 	Node string `json:"node"`
 	v1alpha1.NodePool
+	// Devices are a nested-dpdk pool's pre-attached ports (the node's
+	// status.dpdkDevices of the pool's subnet and security groups).
+	Devices []v1alpha1.DPDKDevice `json:"devices,omitempty"`
 }
 
-// Pools flattens the pools the KuryrNodes record, ordered by node.
+// Pools flattens the pools the KuryrNodes record, ordered by node, each
+// nested-dpdk pool with its devices.
 func Pools(nodes []v1alpha1.KuryrNode) []Pool {
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
 	out := []Pool{}
 	for _, kn := range nodes {
 		for _, p := range kn.Status.Pools {
-			out = append(out, Pool{Node: kn.Name, NodePool: p})
+			pl := Pool{Node: kn.Name, NodePool: p}
+			if p.Driver == v1alpha1.DriverNestedDPDK {
+				for _, d := range kn.Status.DPDKDevices {
+					if d.SubnetID == p.SubnetID && slices.Equal(d.SecurityGroups, p.SecurityGroups) {
+						pl.Devices = append(pl.Devices, d)
+					}
+				}
+			}
+			out = append(out, pl)
 		}
 	}
 	return out
@@ -31,7 +44,9 @@ func Pools(nodes []v1alpha1.KuryrNode) []Pool {
 
 // WritePools prints the pools as a table (one line per node, driver,
 // subnet and security groups: ready, warming, in use, target, max, and the
-// last refill error) or, with format "json", as a JSON list.
+// last refill error), followed by a table of the nested-dpdk pools'
+// devices (node, port, MAC, state, owner) if there are any; or, with
+// format "json", as a JSON list.
 func WritePools(w io.Writer, pools []Pool, format string) error {
 	switch format {
 	case "json":
@@ -47,6 +62,19 @@ func WritePools(w io.Writer, pools []Pool, format string) error {
 	for _, p := range pools {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Node, p.Driver, p.SubnetID,
 			dash(strings.Join(p.SecurityGroups, ",")), p.Ready, p.Warming, p.InUse, p.Target, p.Max, dash(p.LastError))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(pools, func(p Pool) bool { return len(p.Devices) > 0 }) {
+		return nil
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(tw, "NODE\tDPDK PORT\tMAC\tSUBNET\tSTATE\tOWNER")
+	for _, p := range pools {
+		for _, d := range p.Devices {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Node, d.PortID, d.MAC, d.SubnetID, d.State, dash(d.Owner))
+		}
 	}
 	return tw.Flush()
 }

@@ -1,0 +1,502 @@
+package controller
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+)
+
+// dpdkFixture is a fixture of one node whose pods ask for the dataplane
+// network only (nested-dpdk; no eth0: delegate-only mode), with the
+// nested-dpdk pools sized size and the node's annotations set.
+func dpdkFixture(t *testing.T, size PoolSize, annotations map[string]string) (*fixture, string) {
+	t.Helper()
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	f.opts.Primary = false
+	f.opts.Pools.NestedDPDK = size
+	f.standardNADs()
+	if len(annotations) > 0 {
+		var n corev1.Node
+		must(t, f.c.Get(f.ctx, types.NamespacedName{Name: node}, &n))
+		n.Annotations = annotations
+		must(t, f.c.Update(f.ctx, &n))
+	}
+	return f, node
+}
+
+// attached says whether port id is attached to node's server.
+func (f *fixture) attached(node, id string) bool {
+	p, ok := f.sim.Port(id)
+	return ok && p.DeviceID == f.servers[node].Server.ID
+}
+
+// nodeEvents lists the Events about node ("Reason: message"), wherever
+// they were recorded (a cluster-scoped object's go to "default").
+func (f *fixture) nodeEvents(node string) ([]string, error) {
+	var list corev1.EventList
+	if err := f.c.List(f.ctx, &list); err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, e := range list.Items {
+		if e.InvolvedObject.Kind == "Node" && e.InvolvedObject.Name == node {
+			out = append(out, e.Reason+": "+e.Message)
+		}
+	}
+	return out, nil
+}
+
+// kuryrNodeStatus reads node's KuryrNode status.
+func (f *fixture) kuryrNodeStatus(node string) (v1alpha1.KuryrNodeStatus, error) {
+	var kn v1alpha1.KuryrNode
+	err := f.c.Get(f.ctx, types.NamespacedName{Name: node}, &kn)
+	return kn.Status, err
+}
+
+// waitDevices waits until node's KuryrNode lists the DPDK devices want
+// gives, by port ID, with their state and owner (others may be listed
+// too).
+func (f *fixture) waitDevices(node string, want map[string]string) {
+	f.t.Helper()
+	f.eventually(20*time.Second, fmt.Sprintf("status.dpdkDevices %v", want), func() (bool, string) {
+		st, err := f.kuryrNodeStatus(node)
+		if err != nil {
+			return false, err.Error()
+		}
+		got := map[string]string{}
+		for _, d := range st.DPDKDevices {
+			if _, ok := want[d.PortID]; ok {
+				got[d.PortID] = strings.TrimSuffix(string(d.State)+" "+d.Owner, " ")
+			}
+		}
+		return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprintf("%+v", st.DPDKDevices)
+	})
+}
+
+// TestDPDKPoolFillsWithinHotplugSlots: a node with 3 hot-plug slots and a
+// nested-dpdk pool sized 4: the first pod's interface waits for the pool
+// instead of attaching a port of its own; the pool makes and attaches 3
+// ports, never a 4th (Nova is asked 3 times in all), says why with a
+// NoHotplugSlot Event on the Node naming the node and the limit and in
+// its lastError; the pod gets one of them; the KuryrNode shows the
+// slots full and the devices with their states and owner.
+func TestDPDKPoolFillsWithinHotplugSlots(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 4, Max: 4, Batch: 4}, map[string]string{v1alpha1.HotplugSlotsAnnotation: "3"})
+	f.startController()
+	pod := f.createPod("first", node, "dataplane")
+	kp := f.waitReady("first")
+	id := kp.Status.Interfaces[0].PortID
+	if _, pooled := f.poolPorts()[id]; !pooled || !f.attached(node, id) {
+		t.Fatalf("the pod's port %s: pooled %v, attached %v", id, pooled, f.attached(node, id))
+	}
+	want := fmt.Sprintf("node %s has no free hot-plug slot: all 3 in use", node)
+	f.eventually(20*time.Second, "a NoHotplugSlot Event on the node and the pool's lastError", func() (bool, string) {
+		evs, err := f.nodeEvents(node)
+		if err != nil {
+			return false, err.Error()
+		}
+		st, s := f.pool(node)
+		return slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, reasonNoSlot+":") && strings.Contains(e, want) }) &&
+			strings.Contains(st.LastError, want), fmt.Sprintf("events %v, pool %s", evs, s)
+	})
+	if n := len(f.poolPorts()); n != 3 {
+		t.Fatalf("%d pool ports made, want 3 (the node's slots)", n)
+	}
+	for pid := range f.poolPorts() {
+		if !f.attached(node, pid) {
+			t.Fatalf("pool port %s is not attached to the node's server", pid)
+		}
+	}
+	if a := f.sim.Count("nova.interfaces.attach"); a != 3 {
+		t.Fatalf("Nova was asked for %d attaches, want 3 (none past the slots, none for the pod itself)", a)
+	}
+	devices := map[string]string{}
+	for pid := range f.poolPorts() {
+		devices[pid] = "Ready"
+	}
+	devices[id] = "InUse pod/" + string(pod.UID)
+	f.waitDevices(node, devices)
+	st, err := f.kuryrNodeStatus(node)
+	must(t, err)
+	if len(st.DPDKDevices) != 3 {
+		t.Fatalf("KuryrNode lists %d DPDK devices, want the 3 attached: %+v", len(st.DPDKDevices), st.DPDKDevices)
+	}
+	if st.HotplugSlots == nil || *st.HotplugSlots != (v1alpha1.HotplugSlots{Limit: 3, Used: 3, Free: 0}) {
+		t.Fatalf("KuryrNode hot-plug slots %+v, want 3 used of 3", st.HotplugSlots)
+	}
+	if len(st.Pools) != 1 || st.Pools[0].Driver != v1alpha1.DriverNestedDPDK || st.Pools[0].Ready != 2 || st.Pools[0].InUse != 1 {
+		t.Fatalf("KuryrNode pools %+v, want one nested-dpdk pool with 2 ready and 1 in use", st.Pools)
+	}
+}
+
+// TestDPDKPoolTakeAndRecycle: a pod's nested-dpdk interface takes a
+// pre-attached pool port with exactly one OpenStack request (its owner
+// tag) and is Ready at once; deleting the pod gives the port back to the
+// pool still attached (no detach, no delete) and Ready again.
+func TestDPDKPoolTakeAndRecycle(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 3, Batch: 3}, nil)
+	f.startController()
+	f.createPod("first", node, "dataplane")
+	f.waitReady("first")
+	f.waitPoolReady(node, 2)
+
+	before, counts := f.calls.Load(), f.sim.Counts()
+	second := f.createPod("second", node, "dataplane")
+	kp := f.waitReady("second")
+	if n := f.calls.Load() - before; n != 1 {
+		t.Fatalf("the pooled DPDK pod's path made %d OpenStack requests, want 1 (%v)", n, countsSince(counts, f.sim.Counts()))
+	}
+	id := kp.Status.Interfaces[0].PortID
+	p, pooled := f.poolPorts()[id]
+	if !pooled || tagValue(p.Tags, tagPrefixPod) != string(second.UID) || !f.attached(node, id) ||
+		kp.Status.Interfaces[0].MAC != p.MACAddress || kp.Status.Interfaces[0].State != v1alpha1.StateActive {
+		t.Fatalf("second pod's port %s: pooled %v, tags %v, attached %v, status %+v", id, pooled, p.Tags, f.attached(node, id), kp.Status.Interfaces[0])
+	}
+
+	detaches, deletes := f.sim.Count("nova.interfaces.detach"), f.sim.Count("neutron.ports.delete")
+	f.deletePod("second")
+	f.waitGone("second")
+	f.eventually(20*time.Second, "the released port ready in the pool", func() (bool, string) {
+		return slices.Contains(f.readyPortIDs(node), id), fmt.Sprint(f.readyPortIDs(node))
+	})
+	if p, _ := f.sim.Port(id); tagValue(p.Tags, tagPrefixPod) != "" || !f.attached(node, id) {
+		t.Fatalf("recycled port %s: tags %v, attached %v", id, p.Tags, f.attached(node, id))
+	}
+	if d, x := f.sim.Count("nova.interfaces.detach")-detaches, f.sim.Count("neutron.ports.delete")-deletes; d != 0 || x != 0 {
+		t.Fatalf("the release made %d detaches and %d deletes, want none (recycled)", d, x)
+	}
+	f.eventually(20*time.Second, "the recycled device Ready in the KuryrNode", func() (bool, string) {
+		st, err := f.kuryrNodeStatus(node)
+		if err != nil {
+			return false, err.Error()
+		}
+		i := slices.IndexFunc(st.DPDKDevices, func(d v1alpha1.DPDKDevice) bool { return d.PortID == id })
+		return i >= 0 && st.DPDKDevices[i].State == v1alpha1.DPDKDeviceReady && st.DPDKDevices[i].Owner == "" &&
+			st.DPDKDevices[i].MAC == p.MACAddress && st.DPDKDevices[i].SubnetID == f.dpNet.ID, fmt.Sprintf("%+v", st.DPDKDevices)
+	})
+}
+
+// newClaim creates a ResourceClaim asking for one device of our driver's
+// class, as a user would.
+func (f *fixture) newClaim(name string) *resourcev1.ResourceClaim {
+	f.t.Helper()
+	c := &resourcev1.ResourceClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.ns},
+		Spec: resourcev1.ResourceClaimSpec{Devices: resourcev1.DeviceClaim{Requests: []resourcev1.DeviceRequest{{
+			Name: "dpdk", Exactly: &resourcev1.ExactDeviceRequest{DeviceClassName: draDriver},
+		}}}},
+	}
+	must(f.t, f.c.Create(f.ctx, c))
+	return c
+}
+
+// allocate writes claim c's allocation of device port-<portID> of node's
+// pool, as the scheduler does; portID "" deallocates it.
+func (f *fixture) allocate(c *resourcev1.ResourceClaim, node, portID string) {
+	f.t.Helper()
+	must(f.t, f.c.Get(f.ctx, types.NamespacedName{Namespace: c.Namespace, Name: c.Name}, c))
+	c.Status.Allocation = nil
+	if portID != "" {
+		c.Status.Allocation = &resourcev1.AllocationResult{
+			Devices: resourcev1.DeviceAllocationResult{Results: []resourcev1.DeviceRequestAllocationResult{{
+				Request: "dpdk", Driver: draDriver, Pool: node, Device: draDevicePrefix + portID,
+			}}},
+			NodeSelector: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: []corev1.NodeSelectorRequirement{{
+				Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{node},
+			}}}}},
+		}
+	}
+	must(f.t, f.c.Status().Update(f.ctx, c))
+}
+
+// TestDPDKClaimOwnsPoolDevice: a ResourceClaim allocated a Ready pool
+// device (its status.allocation written as the scheduler would) gets it:
+// the port is tagged with the claim's UID and the KuryrNode shows it InUse
+// by claim/<UID>; a pod then never gets it; a second claim allocated the
+// same device, and one allocated a pod's device, each get an Event naming
+// the device; after a restart the rebuilt pool still counts it the
+// claim's; when the claim is deallocated the port goes back to the pool,
+// still attached; and a claim deleted while the controller is down has
+// its device given back after the restart.
+func TestDPDKClaimOwnsPoolDevice(t *testing.T) {
+	// Max 4: every device given back below is wanted by the pool.
+	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 4, Batch: 2}, nil)
+	stop := f.startController()
+	first := f.createPod("first", node, "dataplane")
+	podPort := f.waitReady("first").Status.Interfaces[0].PortID
+	f.waitPoolReady(node, 1)
+	dev := f.readyPortIDs(node)[0]
+
+	claim := f.newClaim("dpdk-a")
+	f.allocate(claim, node, dev)
+	owner := "claim/" + string(claim.UID)
+	f.waitDevices(node, map[string]string{podPort: "InUse pod/" + string(first.UID), dev: "InUse " + owner})
+	if p, _ := f.sim.Port(dev); tagValue(p.Tags, tagPrefixClaim) != string(claim.UID) || !f.attached(node, dev) {
+		t.Fatalf("claimed port %s: tags %v, attached %v", dev, p.Tags, f.attached(node, dev))
+	}
+	// The pool refills below its min; a new pod gets one of those.
+	f.createPod("second", node, "dataplane")
+	if got := f.waitReady("second").Status.Interfaces[0].PortID; got == dev {
+		t.Fatalf("pod second got port %s, which claim %s owns", got, claim.UID)
+	}
+
+	// Devices someone else has: another claim's, and a pod's.
+	var refused []*resourcev1.ResourceClaim
+	for name, taken := range map[string]string{"dpdk-b": dev, "dpdk-c": podPort} {
+		c := f.newClaim(name)
+		refused = append(refused, c)
+		f.allocate(c, node, taken)
+		f.eventually(20*time.Second, "a "+reasonDeviceInUse+" Event on claim "+name, func() (bool, string) {
+			evs := f.events(name)
+			return slices.ContainsFunc(evs, func(e string) bool {
+				return strings.HasPrefix(e, reasonDeviceInUse+":") && strings.Contains(e, draDevicePrefix+taken)
+			}), fmt.Sprint(evs)
+		})
+	}
+	if p, _ := f.sim.Port(dev); tagValue(p.Tags, tagPrefixClaim) != string(claim.UID) {
+		t.Fatalf("port %s tags %v after another claim asked for it", dev, p.Tags)
+	}
+	if p, _ := f.sim.Port(podPort); tagValue(p.Tags, tagPrefixPod) != string(first.UID) || tagValue(p.Tags, tagPrefixClaim) != "" {
+		t.Fatalf("pod first's port %s tags %v after a claim asked for it", podPort, p.Tags)
+	}
+
+	// A claim of a Ready device deleted while the controller is down.
+	f.eventually(20*time.Second, "a ready device for claim dpdk-d", func() (bool, string) {
+		return len(f.readyPortIDs(node)) > 0, fmt.Sprint(f.readyPortIDs(node))
+	})
+	dev2 := f.readyPortIDs(node)[0]
+	c2 := f.newClaim("dpdk-d")
+	f.allocate(c2, node, dev2)
+	f.eventually(20*time.Second, "port "+dev2+" tagged for claim dpdk-d", func() (bool, string) {
+		p, _ := f.sim.Port(dev2)
+		return tagValue(p.Tags, tagPrefixClaim) == string(c2.UID), fmt.Sprint(p.Tags)
+	})
+	f.waitPoolReady(node, 2) // refilled: the pool is idle at the kill
+	stop()
+	must(t, f.c.Delete(f.ctx, c2))
+	f.opts.Pools.NestedDPDK.Min = 0 // the restarted pool makes nothing new
+	f.startController()
+	f.eventually(20*time.Second, "claim dpdk-d's device given back after the restart", func() (bool, string) {
+		p, _ := f.sim.Port(dev2)
+		return tagValue(p.Tags, tagPrefixClaim) == "" && slices.Contains(f.readyPortIDs(node), dev2) && f.attached(node, dev2),
+			fmt.Sprintf("tags %v, ready %v", p.Tags, f.readyPortIDs(node))
+	})
+	// The rebuilt pool counts the first claim's port in use, by it.
+	f.eventually(20*time.Second, "the claim's device in use after the restart", func() (bool, string) {
+		st, err := f.kuryrNodeStatus(node)
+		if err != nil {
+			return false, err.Error()
+		}
+		i := slices.IndexFunc(st.DPDKDevices, func(d v1alpha1.DPDKDevice) bool { return d.PortID == dev })
+		return i >= 0 && st.DPDKDevices[i].State == v1alpha1.DPDKDeviceInUse && st.DPDKDevices[i].Owner == owner &&
+			!slices.Contains(f.readyPortIDs(node), dev), fmt.Sprintf("%+v, ready %v", st.DPDKDevices, f.readyPortIDs(node))
+	})
+
+	// The refused claims go (else one would take the device once free).
+	for _, c := range refused {
+		must(t, f.c.Delete(f.ctx, c))
+	}
+	f.allocate(claim, node, "")
+	f.eventually(20*time.Second, "the deallocated claim's port back in the pool", func() (bool, string) {
+		p, _ := f.sim.Port(dev)
+		return tagValue(p.Tags, tagPrefixClaim) == "" && slices.Contains(f.readyPortIDs(node), dev) && f.attached(node, dev),
+			fmt.Sprintf("tags %v, ready %v", p.Tags, f.readyPortIDs(node))
+	})
+}
+
+// TestDPDKPoolKilledMidFill: the controller is killed while the pool's
+// batch of 3 is attached: Nova made the first attach but its answer never
+// came back, the two others never reached Nova. The restarted controller
+// rebuilds the pool from Neutron's tags, makes no new port, attaches only
+// the two that were not (Nova is asked 3 times in all: no port twice),
+// and hands each port to one pod; the KuryrNode counts 3 slots used.
+func TestDPDKPoolKilledMidFill(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 3, Max: 3, Batch: 3}, map[string]string{v1alpha1.HotplugSlotsAnnotation: "5"})
+	var holding atomic.Bool
+	holding.Store(true)
+	var held atomic.Int64
+	f.interpose(5*time.Second, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/os-interface") && holding.Load() {
+			// Read whole, so that the server sees the client go.
+			_ = body(r)
+			if held.Add(1) == 1 {
+				// Nova attaches; its answer is lost.
+				next.ServeHTTP(httptest.NewRecorder(), r)
+			}
+			<-r.Context().Done()
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+	stop := f.startController()
+	f.createPod("p0", node, "dataplane")
+	f.eventually(20*time.Second, "the batch's 3 attaches under way", func() (bool, string) {
+		return held.Load() == 3, fmt.Sprint(held.Load(), " attaches held")
+	})
+	made := f.poolPorts()
+	stop()
+	holding.Store(false)
+	if len(made) != 3 {
+		t.Fatalf("killed with %d pool ports made, want the batch of 3", len(made))
+	}
+	attachedBefore := 0
+	for id := range made {
+		if f.attached(node, id) {
+			attachedBefore++
+		}
+	}
+	if attachedBefore != 1 || f.sim.Count("nova.interfaces.attach") != 1 {
+		t.Fatalf("at the kill %d ports attached and Nova asked %d times, want 1 and 1", attachedBefore, f.sim.Count("nova.interfaces.attach"))
+	}
+	if kp, err := f.kuryrPod("p0"); err == nil && kp.Status.Interfaces != nil && kp.Status.Interfaces[0].PortID != "" {
+		t.Fatalf("pod p0 had a port before the kill (%+v): the kill did not land mid-fill", kp.Status.Interfaces[0])
+	}
+
+	f.opts.Pools.NestedDPDK.Min = 0 // no refill: the pods must get the rebuilt ports
+	creates := f.sim.Count("neutron.ports.create")
+	f.startController()
+	taken := map[string]string{}
+	for i := range 3 {
+		name := fmt.Sprintf("p%d", i)
+		if i > 0 {
+			f.createPod(name, node, "dataplane")
+		}
+		id := f.waitReady(name).Status.Interfaces[0].PortID
+		if _, ok := made[id]; !ok {
+			t.Fatalf("pod %s got port %s, not one of the batch made before the kill %v", name, id, sortedKeys(made))
+		}
+		if other, dup := taken[id]; dup {
+			t.Fatalf("port %s handed to %s and %s", id, other, name)
+		}
+		taken[id] = name
+	}
+	for id := range made {
+		if !f.attached(node, id) {
+			t.Fatalf("port %s of the batch is not attached", id)
+		}
+	}
+	if n := f.sim.Count("neutron.ports.create") - creates; n != 0 {
+		t.Fatalf("%d port creates after the restart, want none", n)
+	}
+	if a := f.sim.Count("nova.interfaces.attach"); a != 3 {
+		t.Fatalf("Nova was asked for %d attaches in all, want 3 (one per port)", a)
+	}
+	if n := len(f.ourPorts()); n != 3 {
+		t.Fatalf("%d ports of the cluster, want the 3 of the batch", n)
+	}
+	f.eventually(20*time.Second, "3 slots used in the KuryrNode", func() (bool, string) {
+		st, err := f.kuryrNodeStatus(node)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.HotplugSlots != nil && st.HotplugSlots.Used == 3, fmt.Sprintf("%+v", st.HotplugSlots)
+	})
+}
+
+// TestDPDKPoolSize: the node's annotation sizes its nested-dpdk pools
+// over the options ("0,0" turns them off there); a value that is not a
+// size is an error naming the node and the annotation, and the options
+// hold.
+func TestDPDKPoolSize(t *testing.T) {
+	t.Parallel()
+	def := PoolSize{Min: 2, Max: 4, Batch: 3}
+	for _, c := range []struct {
+		annotation string
+		want       PoolSize
+		err        string
+	}{
+		{"", def, ""},
+		{"1,8", PoolSize{Min: 1, Max: 8, Batch: 3}, ""},
+		{"1,2", PoolSize{Min: 1, Max: 2, Batch: 2}, ""},
+		{" 0 , 6 , 6 ", PoolSize{Min: 0, Max: 6, Batch: 6}, ""},
+		{"0,0", PoolSize{}, ""},
+		{"5,2", def, "min 5 and max 2"},
+		{"1,4,9", def, "batch 9 must be within 1..max (4)"},
+		{"4", def, "two or three numbers"},
+		{"1,2,3,4", def, "two or three numbers"},
+		{"-1,4", def, "each a number in 0..256"},
+		{"1,300", def, "each a number in 0..256"},
+		{"a,b", def, "each a number"},
+	} {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}}
+		if c.annotation != "" {
+			n.Annotations = map[string]string{DPDKPoolSizeAnnotation: c.annotation}
+		}
+		got, err := dpdkPoolSize(n, def)
+		if got != c.want || (c.err == "") != (err == nil) ||
+			(err != nil && (!strings.Contains(err.Error(), c.err) || !strings.Contains(err.Error(), "node-a") || !strings.Contains(err.Error(), DPDKPoolSizeAnnotation))) {
+			t.Errorf("annotation %q: %+v, %v; want %+v, error containing %q", c.annotation, got, err, c.want, c.err)
+		}
+	}
+}
+
+// TestDPDKPoolSizeAnnotation: a node annotated with a DPDK pool size gets
+// a pool of that size; a bad value gives one InvalidDPDKPoolSize Event on
+// the Node and the configured size holds.
+func TestDPDKPoolSizeAnnotation(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 1, Batch: 1}, map[string]string{DPDKPoolSizeAnnotation: "2,3"})
+	f.startController()
+	f.createPod("first", node, "dataplane")
+	f.waitReady("first")
+	f.waitPoolReady(node, 2)
+	if st, _ := f.pool(node); st.Target != 2 || st.Max != 3 {
+		t.Fatalf("pool %+v, want target 2 and max 3 from the annotation", st)
+	}
+	var n corev1.Node
+	must(t, f.c.Get(f.ctx, types.NamespacedName{Name: node}, &n))
+	n.Annotations[DPDKPoolSizeAnnotation] = "three"
+	must(t, f.c.Update(f.ctx, &n))
+	f.eventually(20*time.Second, "an InvalidDPDKPoolSize Event on the node and the configured size", func() (bool, string) {
+		all, err := f.nodeEvents(node)
+		if err != nil {
+			return false, err.Error()
+		}
+		evs := slices.DeleteFunc(all, func(e string) bool { return !strings.HasPrefix(e, reasonBadPoolSize+":") })
+		st, s := f.pool(node)
+		return len(evs) == 1 && strings.Contains(evs[0], `"three"`) && st.Target == 1 && st.Max == 1, fmt.Sprintf("events %v, pool %s", all, s)
+	})
+}
+
+// TestClaimDevices: of a claim's allocation results, those of our driver
+// naming "port-<lowercase UUID>" of a pool are its devices; one of our
+// driver with another name is an error naming the result and the device;
+// other drivers' results and an unallocated claim give nothing.
+func TestClaimDevices(t *testing.T) {
+	t.Parallel()
+	const id = "0b8a4ad1-6f3c-4f55-9a7e-1c2d3e4f5a6b"
+	res := func(driver, pool, device string) resourcev1.DeviceRequestAllocationResult {
+		return resourcev1.DeviceRequestAllocationResult{Request: "r", Driver: driver, Pool: pool, Device: device}
+	}
+	claim := &resourcev1.ResourceClaim{Status: resourcev1.ResourceClaimStatus{Allocation: &resourcev1.AllocationResult{
+		Devices: resourcev1.DeviceAllocationResult{Results: []resourcev1.DeviceRequestAllocationResult{
+			res(draDriver, "node-a", "port-"+id),
+			res("gpu.example.com", "node-a", "gpu-0"),
+			res(draDriver, "node-a", "port-../../etc"),
+			res(draDriver, "node-a", "port-"+strings.ToUpper(id)),
+			res(draDriver, "", "port-"+id),
+		}},
+	}}}
+	got, errs := claimDevices(claim)
+	if len(got) != 1 || got[0] != (claimedDevice{node: "node-a", portID: id, name: "port-" + id}) {
+		t.Fatalf("devices %+v", got)
+	}
+	if len(errs) != 3 || !strings.Contains(errs[0].Error(), "results[2]") || !strings.Contains(errs[0].Error(), `"port-../../etc"`) {
+		t.Fatalf("errors %v", errs)
+	}
+	if got, errs := claimDevices(&resourcev1.ResourceClaim{}); got != nil || errs != nil {
+		t.Fatalf("unallocated claim: %v, %v", got, errs)
+	}
+}
