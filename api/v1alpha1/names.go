@@ -25,8 +25,31 @@ const (
 	// controller's --hotplug-slots.
 	HotplugSlotsAnnotation = "kuryr-dpdk.io/hotplug-slots"
 
+	// DPDKPoolSizeAnnotation on a Node sizes its pre-attached DPDK pools
+	// ("min,max[,batch]"), overriding the controller's pools.nestedDPDK.
+	DPDKPoolSizeAnnotation = "kuryr-dpdk.io/dpdk-pool-size"
+
 	// CNIType is the "type" of a CNI network config handled by kuryr-dpdk.
 	CNIType = netconf.PluginType
+)
+
+// Names of the DRA driver, shared by the controller (the pool that owns
+// the devices) and the daemon's kubelet plugin (that publishes and
+// prepares them).
+const (
+	// DRADriverName is the DRA driver's name: the ResourceSlices' and the
+	// allocation results' driver, the opaque configuration's driver, the
+	// attributes' domain, and the CDI vendor.
+	DRADriverName = "dpdk.kuryr-dpdk.io"
+	// DRADeviceNamePrefix + a port ID is a device's name in the driver's
+	// ResourceSlices.
+	DRADeviceNamePrefix = "port-"
+	// DPDKOwnerPod + a pod UID is the owner of a DPDK pool device a pod
+	// took on the CNI path (KuryrNode status.dpdkDevices).
+	DPDKOwnerPod = "pod/"
+	// DPDKOwnerClaim + a ResourceClaim UID is the owner of a DPDK pool
+	// device a claim of the DRA driver holds.
+	DPDKOwnerClaim = "claim/"
 )
 
 // Condition types of a KuryrPod.

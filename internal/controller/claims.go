@@ -36,10 +36,10 @@ import (
 // or deleted.
 const (
 	// draDriver is the DRA driver whose allocations name pool ports.
-	draDriver = "dpdk.kuryr-dpdk.io"
+	draDriver = v1alpha1.DRADriverName
 	// draDevicePrefix + a port ID is a device's name in the driver's
 	// ResourceSlices.
-	draDevicePrefix = "port-"
+	draDevicePrefix = v1alpha1.DRADeviceNamePrefix
 )
 
 // Event reasons on a ResourceClaim.

@@ -164,8 +164,8 @@ type consumer struct {
 
 // Owners of in-use pool ports, as status.dpdkDevices names them.
 const (
-	ownerPod   = "pod/"
-	ownerClaim = "claim/"
+	ownerPod   = v1alpha1.DPDKOwnerPod
+	ownerClaim = v1alpha1.DPDKOwnerClaim
 )
 
 // ownerOf reads who holds a pool port from its tags ("" for none).

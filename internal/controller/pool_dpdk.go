@@ -23,7 +23,7 @@ import (
 // DPDKPoolSizeAnnotation on a Node sizes its nested-dpdk pools, "min,max"
 // or "min,max,batch", over --pool-nested-dpdk-*; "0,0" turns them off on
 // that node. It applies where the DPDK pools are on (pools.nestedDPDK).
-const DPDKPoolSizeAnnotation = "kuryr-dpdk.io/dpdk-pool-size"
+const DPDKPoolSizeAnnotation = v1alpha1.DPDKPoolSizeAnnotation
 
 // reasonBadPoolSize is the Event on a Node whose annotation is not a size.
 const reasonBadPoolSize = "InvalidDPDKPoolSize"

@@ -20,6 +20,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
 
 // Names the driver is known by.
@@ -27,7 +29,7 @@ const (
 	// DriverName is the DRA driver's name: the ResourceSlices' and the
 	// allocation results' driver, the opaque configuration's driver, the
 	// attributes' domain, and the CDI vendor.
-	DriverName = "dpdk.kuryr-dpdk.io"
+	DriverName = v1alpha1.DRADriverName
 	// CDIKind is the kind ("vendor/class") of the CDI devices the driver
 	// writes.
 	CDIKind = DriverName + "/port"
@@ -39,9 +41,9 @@ const (
 	// (PCIDEVICE_<resource name, "." and "/" as "_", upper case>).
 	PCIDeviceEnv = "PCIDEVICE_DPDK_KURYR_DPDK_IO_PORT"
 	// DeviceNamePrefix prefixes the port ID in a device's name.
-	DeviceNamePrefix = "port-"
+	DeviceNamePrefix = v1alpha1.DRADeviceNamePrefix
 	// OwnerPrefix prefixes a claim's UID in a KuryrNode device's owner.
-	OwnerPrefix = "claim/"
+	OwnerPrefix = v1alpha1.DPDKOwnerClaim
 )
 
 // Options configure the DRA driver (kuryr-daemon's --dra-* flags).
