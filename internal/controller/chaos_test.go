@@ -356,3 +356,36 @@ func TestOutageLongerThanActiveTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestPodOfDeletedNodeReleasedWithoutUnplugWait: a deleted pod whose
+// interfaces the daemon reported plugged waits up to releaseGrace for the
+// daemon's unplug, unless its Node is gone (the VM deleted: no daemon is
+// left to unplug it); then it is released at once. Found by the fault
+// soak, where every pod of the deleted node waited the whole grace.
+func TestPodOfDeletedNodeReleasedWithoutUnplugWait(t *testing.T) {
+	f := newFixture(t, 2)
+	f.standardNADs()
+	f.opts.ReleaseGrace = Duration{time.Minute}
+	f.startController()
+	gone, kept := f.ns+"-node-0", f.ns+"-node-1"
+	f.createPod("orphan", gone, "dataplane")
+	f.createPod("waits", kept, "dataplane")
+	for _, name := range []string{"orphan", "waits"} {
+		kp := f.waitReady(name)
+		for i := range kp.Status.Interfaces { // as the daemon reports its ADD
+			kp.Status.Interfaces[i].State = v1alpha1.StatePlugged
+		}
+		must(t, f.c.Status().Update(f.ctx, kp))
+	}
+	must(t, f.c.Delete(f.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: gone}}))
+	start := time.Now()
+	f.deletePod("orphan")
+	f.deletePod("waits")
+	f.waitGone("orphan")
+	if took := time.Since(start); took > f.opts.ReleaseGrace.Duration/2 {
+		t.Fatalf("the deleted node's pod went after %s: it waited for an unplug no daemon will make", took)
+	}
+	if _, err := f.kuryrPod("waits"); err != nil {
+		t.Fatalf("the live node's plugged pod did not wait for its daemon's unplug: %v", err)
+	}
+}
