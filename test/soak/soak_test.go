@@ -67,6 +67,10 @@ func soakDuration(t *testing.T) time.Duration {
 func TestSoak(t *testing.T) {
 	netnstest.RequireRoot(t)
 	d := soakDuration(t)
+	if dl, ok := t.Deadline(); ok && time.Until(dl) < d+settleBound+3*time.Minute {
+		t.Fatalf("go test's -timeout ends in %s, too soon for a soak of %s (%s=%s): give -timeout %s or more (make soak gives 0, none)",
+			time.Until(dl).Round(time.Second), d, DurationEnv, os.Getenv(DurationEnv), d+settleBound+3*time.Minute)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), d+settleBound+10*time.Minute)
 	defer cancel()
 	env, err := aio.Start(ctx, aio.Options{Nodes: 3, Log: os.Stderr, ControllerArgs: []string{
