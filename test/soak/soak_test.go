@@ -65,6 +65,9 @@ func soakDuration(t *testing.T) time.Duration {
 // kind happened; and after the faults stop, the pods go and a bounded
 // settle, no layer holds anything of kuryr-dpdk's and no count failed.
 func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED: the soak is not short (-short given)")
+	}
 	netnstest.RequireRoot(t)
 	d := soakDuration(t)
 	if dl, ok := t.Deadline(); ok && time.Until(dl) < d+settleBound+3*time.Minute {
