@@ -24,8 +24,10 @@ import (
 // chaos it caused, and the most each layer held.
 type soak struct {
 	env  *aio.Env
-	rng  *rand.Rand
 	logf func(string, ...any)
+
+	rmu sync.Mutex // the churn and the chaos draw from rng side by side
+	rng *rand.Rand
 
 	mu    sync.Mutex
 	pods  map[string]*podState // by name
@@ -44,6 +46,20 @@ type podState struct {
 
 func newSoak(env *aio.Env, rng *rand.Rand, logf func(string, ...any)) *soak {
 	return &soak{env: env, rng: rng, logf: logf, pods: map[string]*podState{}, kills: map[string]int{}, peak: map[string]int{}}
+}
+
+// intN draws from the soak's random source, [0, n).
+func (s *soak) intN(n int) int {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	return s.rng.IntN(n)
+}
+
+// gap draws the wait before the next kill: between half and all of upTo.
+func (s *soak) gap(upTo time.Duration) time.Duration {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	return upTo/2 + time.Duration(s.rng.Int64N(int64(upTo/2)))
 }
 
 func (s *soak) liveNodes() []*aio.Node {
@@ -84,10 +100,10 @@ func (s *soak) churn(ctx context.Context) {
 			}
 		default:
 			from := ready
-			if len(ready) == 0 || s.rng.IntN(5) == 0 {
+			if len(ready) == 0 || s.intN(5) == 0 {
 				from = live
 			}
-			name := from[s.rng.IntN(len(from))]
+			name := from[s.intN(len(from))]
 			if err := pods.Delete(ctx, name, metav1.DeleteOptions{}); err == nil || apierrors.IsNotFound(err) {
 				s.mu.Lock()
 				s.pods[name].deleted = time.Now()
@@ -147,7 +163,7 @@ var faultFamilies = []string{"neutron.*", "neutron.ports.*", "neutron.trunks.*",
 
 func (s *soak) rollFaults() {
 	for _, f := range faultFamilies {
-		s.env.Cloud.SetFault(f, faultKinds[s.rng.IntN(len(faultKinds))])
+		s.env.Cloud.SetFault(f, faultKinds[s.intN(len(faultKinds))])
 	}
 }
 
@@ -166,7 +182,7 @@ func (s *soak) chaos(ctx context.Context) {
 	half := start.Add(deadline.Sub(start) / 2)
 	maxGap := min(max(deadline.Sub(start)/6, 20*time.Second), 3*time.Minute)
 	actions := []string{"daemon", "controller", "apiserver", "daemon", "controller"}
-	next := time.Now().Add(maxGap/2 + time.Duration(s.rng.Int64N(int64(maxGap/2))))
+	next := time.Now().Add(s.gap(maxGap))
 	nodeDeleted := false
 	s.rollFaults()
 	nextRoll := time.Now().Add(15 * time.Second)
@@ -182,7 +198,7 @@ func (s *soak) chaos(ctx context.Context) {
 		if !nodeDeleted && time.Now().After(half) {
 			nodeDeleted = true
 			live := s.liveNodes()
-			s.act(ctx, "node", func(ctx context.Context) error { return s.env.DeleteNode(ctx, live[s.rng.IntN(len(live))]) })
+			s.act(ctx, "node", func(ctx context.Context) error { return s.env.DeleteNode(ctx, live[s.intN(len(live))]) })
 			continue
 		}
 		if time.Now().Before(next) {
@@ -195,12 +211,12 @@ func (s *soak) chaos(ctx context.Context) {
 			s.act(ctx, what, func(ctx context.Context) error { return s.env.RestartController(ctx, true) })
 		case "daemon":
 			live := s.liveNodes()
-			n := live[s.rng.IntN(len(live))]
+			n := live[s.intN(len(live))]
 			s.act(ctx, what, func(ctx context.Context) error { return s.env.RestartDaemon(ctx, n, true) })
 		case "apiserver":
 			s.act(ctx, what, s.env.RestartAPIServer)
 		}
-		next = time.Now().Add(maxGap/2 + time.Duration(s.rng.Int64N(int64(maxGap/2))))
+		next = time.Now().Add(s.gap(maxGap))
 	}
 }
 
