@@ -2,6 +2,9 @@ package soak
 
 import (
 	"fmt"
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +20,10 @@ type report struct {
 	rows    []row
 	traces  []aio.Trace
 	errs    []error
+	// gcReleased is how many pods' ports kuryr-controller's garbage
+	// collector released (-1: unknown): what the pods' own release paths
+	// left and the collector caught, before the audit.
+	gcReleased int
 }
 
 type row struct {
@@ -40,7 +47,14 @@ func (s *soak) audit(settled time.Duration) report {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := report{settled: settled, traces: traces, errs: errs}
+	r := report{settled: settled, traces: traces, errs: errs, gcReleased: -1}
+	if s.env.Controller != nil {
+		if n, err := gcReleases(s.env.Controller.Log); err != nil {
+			r.errs = append(r.errs, err)
+		} else {
+			r.gcReleased = n
+		}
+	}
 	for _, l := range aio.Layers {
 		must := l == mgmt
 		switch l {
@@ -79,5 +93,28 @@ func (r report) String() string {
 	}
 	fmt.Fprintf(w, "%s\t%s\t%d\t\n", "failed counts", "-", len(r.errs))
 	_ = w.Flush()
+	if r.gcReleased >= 0 {
+		fmt.Fprintf(&b, "kuryr-controller's garbage collector released the ports of %d pods during the run and the settle "+
+			"(orphans the pods' own releases left)\n", r.gcReleased)
+	}
 	return b.String()
+}
+
+// gcLine is the garbage collector's log line for a round that released
+// something (internal/controller/gc.go).
+var gcLine = regexp.MustCompile(`"released ports of vanished pods".*? released=(\d+)`)
+
+// gcReleases sums what the garbage collector released, from
+// kuryr-controller's log.
+func gcReleases(logPath string) (int, error) {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return 0, fmt.Errorf("read kuryr-controller's log for its garbage collector's releases: %w", err)
+	}
+	n := 0
+	for _, m := range gcLine.FindAllSubmatch(b, -1) {
+		v, _ := strconv.Atoi(string(m[1]))
+		n += v
+	}
+	return n, nil
 }
