@@ -52,13 +52,25 @@ test: deps build ## run every test (unit, root/netns, real kube-apiserver, real 
 	echo "go test ./... (control plane from $$assets, real nodes from $$nodebins, Multus from $$multus, node VM guest $$guest)"; \
 	export KUBEBUILDER_ASSETS="$$assets" KURYR_NODE_BINS="$$nodebins" KURYR_MULTUS_BINS="$$multus" KURYR_VM_GUEST="$$guest" KURYR_AIO_BIN_DIR="$(abspath $(BIN))"; \
 	failed=""; \
-	$(GO) test -count=1 -timeout 30m $(TESTFLAGS) $$($(GO) list ./... | grep -v -e /test/realnode$$ -e /test/e2e$$ -e /test/vmpod) || failed="$$failed ./..."; \
-	echo "go test -v ./test/realnode ./test/e2e (real containerd and kubelet calling kuryr-cni, directly and through real Multus; verbose, so the log shows the calls; one at a time)"; \
-	$(GO) test -p 1 -count=1 -timeout 20m -v $(TESTFLAGS) ./test/realnode ./test/e2e || failed="$$failed ./test/realnode+e2e"; \
+	$(GO) test -count=1 -timeout 30m $(TESTFLAGS) $$($(GO) list ./... | grep -v -e /test/realnode$$ -e /test/e2e$$ -e /test/vmpod -e /test/soak$$) || failed="$$failed ./..."; \
+	echo "go test -v ./test/realnode ./test/e2e ./test/soak (real containerd and kubelet calling kuryr-cni, directly and through real Multus, and the short fault soak; verbose, so the log shows the calls and the soak's table; one at a time)"; \
+	$(GO) test -p 1 -count=1 -timeout 20m -v $(TESTFLAGS) ./test/realnode ./test/e2e ./test/soak || failed="$$failed ./test/realnode+e2e+soak"; \
 	echo "go test -v ./test/vmpod/... (kubelet and containerd in the node VM, a DPDK container; verbose, so the log shows the frames counted)"; \
 	$(GO) test -count=1 -timeout 10m -p 1 -v $(TESTFLAGS) ./test/vmpod/... || failed="$$failed ./test/vmpod/..."; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \
 	echo "make test: every package passed"
+
+# make soak: the fault soak (test/soak, docs/all-in-one.md) for KURYR_SOAK_DURATION
+# (default 30m); make test runs it for its short default (2m).
+KURYR_SOAK_DURATION ?= 30m
+
+.PHONY: soak
+soak: build ## the fault soak on the all-in-one (root) for KURYR_SOAK_DURATION (30m): faults, kills, a node deleted; a table of leftovers per layer
+	@$(AIO_ROOT_CHECK)
+	@assets="$$(hack/build-kube-bins.sh | tail -n1)"; \
+	echo "go test -v ./test/soak for $(KURYR_SOAK_DURATION) (control plane from $$assets)"; \
+	KUBEBUILDER_ASSETS="$$assets" KURYR_AIO_BIN_DIR="$(abspath $(BIN))" KURYR_SOAK_DURATION="$(KURYR_SOAK_DURATION)" KURYR_TEST_STRICT=1 \
+		$(GO) test -count=1 -timeout 0 -v -run '^TestSoak$$' $(TESTFLAGS) ./test/soak
 
 .PHONY: test-vm
 test-vm: ## only the real node VM tests (QEMU guest: hot-plug, bind, testpmd; kubelet and a DPDK container)

@@ -116,7 +116,7 @@ func serve(ctx context.Context, f flags, opts controller.Options) error {
 	cloudMetrics := controller.NewCloudMetrics(crmetrics.Registry)
 	f.cloud.RequestTimeout = f.requestTimeout
 	f.cloud.HTTPClient = &http.Client{Transport: cloudMetrics.Wrap(http.DefaultTransport)}
-	cloud, err := openstack.New(ctx, f.cloud)
+	cloud, err := connectCloud(ctx, f.cloud, connectBackoff)
 	if err != nil {
 		return fmt.Errorf("connect to OpenStack: %w", err)
 	}
@@ -137,4 +137,26 @@ func serve(ctx context.Context, f flags, opts controller.Options) error {
 	}
 	klog.InfoS("starting kuryr-controller", "version", version.Version, "clusterID", opts.ClusterID, "primary", opts.Primary)
 	return mgr.Start(ctx)
+}
+
+// connectBackoff is how long kuryr-controller waits at start for a cloud
+// that fails (an outage, a 5xx, a 409, a lost answer): about five minutes
+// of attempts, so that a flaky cloud does not send it into the kubelet's
+// crash-loop backoff (the fault soak found it exiting on one 409 from
+// Neutron's version document).
+var connectBackoff = openstack.Backoff{Initial: time.Second, Max: 30 * time.Second, Factor: 2, Jitter: 0.2, Attempts: 15}
+
+// connectCloud is openstack.New retried with b on transient errors and
+// conflicts; a terminal error (bad credentials, no such endpoint) ends it
+// at once.
+func connectCloud(ctx context.Context, cfg openstack.Config, b openstack.Backoff) (*openstack.Client, error) {
+	var c *openstack.Client
+	err := openstack.Retry(ctx, b, func(ctx context.Context) error {
+		var err error
+		c, err = openstack.New(ctx, cfg)
+		return err
+	}, openstack.RetryOnConflict(), openstack.OnRetry(func(attempt int, err error) {
+		klog.InfoS("OpenStack not answering yet, retrying", "attempt", attempt, "reason", err.Error())
+	}))
+	return c, err
 }

@@ -76,7 +76,10 @@ func TestPutGetDelete(t *testing.T) {
 	if err := s.Delete("c0ffee", "net1"); err != nil {
 		t.Errorf("second Delete: %v", err)
 	}
-	entries, _ := os.ReadDir(s.Dir())
+	entries, err := os.ReadDir(s.Dir())
+	if err != nil {
+		t.Fatalf("list %s: %v", s.Dir(), err)
+	}
 	if len(entries) != 0 {
 		t.Errorf("left in directory: %v", entries)
 	}

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,14 +21,20 @@ import (
 
 // TestChaosFaultsAndRestarts: with 30 % of cloud requests failing (some
 // after doing the work, so the answer is lost) and the controller stopped
-// and restarted three times while 50 pods come and go, every pod ends Ready
-// or cleanly failed, and afterwards the cloud holds no port of ours.
+// and restarted three times while 50 pods come and go, every pod ends
+// Ready (the faults are all transient: none may fail a pod), and, counted
+// while the faults are still on and with no garbage collector running
+// (what is left is what the pods' own paths left): while the pods live,
+// the cloud holds exactly one port per interface, each mgmt port a subport
+// of its node's trunk and each dataplane port attached to its node's
+// server; once they are deleted, no port, subport or attachment of ours.
 func TestChaosFaultsAndRestarts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIPPED: chaos run is not short (-short given)")
 	}
 	f := newFixture(t, 3)
 	f.opts.Primary = false
+	f.noGC = true
 	f.standardNADs()
 	f.sim.SetFault("neutron.*", cloudsim.Fault{Rate: 0.3, Status: 503})
 	f.sim.SetFault("nova.*", cloudsim.Fault{Rate: 0.3, Status: 500})
@@ -39,6 +44,7 @@ func TestChaosFaultsAndRestarts(t *testing.T) {
 	f.sim.SetFault("nova.interfaces.attach", cloudsim.Fault{Rate: 0.3, Status: 504, After: true})
 
 	const pods = 50
+	name := func(i int) string { return fmt.Sprintf("p%02d", i) }
 	stop := f.startController()
 	restarts := 0
 	restart := func() {
@@ -47,48 +53,86 @@ func TestChaosFaultsAndRestarts(t *testing.T) {
 		stop = f.startController()
 	}
 	for i := 0; i < pods; i++ {
-		f.createPod(fmt.Sprintf("p%02d", i), fmt.Sprintf("%s-node-%d", f.ns, i%3), "mgmt,dataplane")
+		f.createPod(name(i), fmt.Sprintf("%s-node-%d", f.ns, i%3), "mgmt,dataplane")
 		if i == 15 || i == 35 {
 			time.Sleep(300 * time.Millisecond) // let it get busy, then kill it mid-work
 			restart()
 		}
 	}
-	// Every pod ends Ready or cleanly failed (rolled back, reason given).
-	outcome := map[string]int{}
-	f.eventually(3*time.Minute, "every pod Ready or failed", func() (bool, string) {
-		outcome = map[string]int{}
+	// Every pod's expected outcome is Ready: a transient fault never fails
+	// a pod. A pod that failed is reported at once, with its status.
+	f.eventually(3*time.Minute, "every pod Ready", func() (bool, string) {
+		var waiting []string
 		for i := 0; i < pods; i++ {
-			kp, err := f.kuryrPod(fmt.Sprintf("p%02d", i))
+			kp, err := f.kuryrPod(name(i))
 			if err != nil {
-				return false, fmt.Sprintf("p%02d: %v", i, err)
+				return false, fmt.Sprintf("%s: %v", name(i), err)
 			}
 			c := meta.FindStatusCondition(kp.Status.Conditions, v1alpha1.ConditionReady)
 			switch {
 			case c != nil && c.Status == metav1.ConditionTrue:
-				outcome["ready"]++
 			case c != nil && c.Reason == reasonFailed:
-				outcome["failed"]++
+				t.Fatalf("pod %s failed under transient faults: %+v", name(i), kp.Status)
 			default:
-				return false, fmt.Sprintf("p%02d: %+v", i, kp.Status)
+				waiting = append(waiting, name(i))
 			}
 		}
-		return true, ""
+		return len(waiting) == 0, fmt.Sprintf("not Ready yet: %v", waiting)
 	})
 	faults := int64(0)
 	for _, op := range f.sim.Operations() {
 		faults += f.sim.FaultCount(op)
 	}
-	t.Logf("outcome with 30%% faults and %d restarts: %v; cloud requests %d, faults injected %d", restarts, outcome, f.calls.Load(), faults)
+	t.Logf("all %d pods Ready with 30%% faults and %d restarts; cloud requests %d, faults injected %d", pods, restarts, f.calls.Load(), faults)
 	if faults == 0 {
 		t.Fatal("no fault was injected: the test proves nothing")
 	}
-	if outcome["ready"] == 0 {
-		t.Fatalf("no pod became Ready: %v", outcome)
+
+	// Counted with the faults still on: the cloud holds the pods'
+	// interfaces and nothing else.
+	want := map[string]string{} // port ID → pod/ifname
+	for i := 0; i < pods; i++ {
+		kp, err := f.kuryrPod(name(i))
+		must(t, err)
+		if len(kp.Status.Interfaces) != 2 {
+			t.Fatalf("pod %s has %d interfaces, want mgmt and dataplane: %+v", name(i), len(kp.Status.Interfaces), kp.Status)
+		}
+		for _, s := range kp.Status.Interfaces {
+			if prev, dup := want[s.PortID]; dup {
+				t.Fatalf("port %s is %s and %s/%s", s.PortID, prev, name(i), s.IfName)
+			}
+			want[s.PortID] = name(i) + "/" + s.IfName
+		}
+	}
+	for _, p := range f.ourPorts() {
+		if _, ok := want[p.ID]; !ok {
+			t.Errorf("port %s (tags %v) is no live interface's: leaked under faults", p.ID, p.Tags)
+		}
+		delete(want, p.ID)
+	}
+	for id, owner := range want {
+		t.Errorf("interface %s names port %s, which the cloud does not hold", owner, id)
+	}
+	subports, attached := 0, 0
+	for node, srv := range f.servers {
+		subs, ok := f.sim.Subports(srv.TrunkID)
+		if !ok {
+			t.Fatalf("trunk %s of %s not found: its subports cannot be counted", srv.TrunkID, node)
+		}
+		subports += len(subs)
+		for _, p := range f.sim.Ports() {
+			if p.DeviceID == srv.Server.ID && p.ID != srv.ParentPort.ID {
+				attached++
+			}
+		}
+	}
+	if subports != pods || attached != pods {
+		t.Errorf("%d subports and %d attachments on the nodes, want one of each per pod (%d)", subports, attached, pods)
 	}
 
 	// Delete them all, killing the controller once more half-way.
 	for i := 0; i < pods; i++ {
-		f.deletePod(fmt.Sprintf("p%02d", i))
+		f.deletePod(name(i))
 		if i == pods/2 {
 			restart()
 		}
@@ -103,22 +147,11 @@ func TestChaosFaultsAndRestarts(t *testing.T) {
 	if restarts < 3 {
 		t.Fatalf("only %d restarts", restarts)
 	}
-	// With the cloud healthy again, one GC round must find nothing, or
-	// clean up what a lost answer left (a port created but never seen).
-	f.sim.SetFault("neutron.*", cloudsim.Fault{})
-	f.sim.SetFault("nova.*", cloudsim.Fault{})
-	f.sim.SetFault("neutron.ports.create", cloudsim.Fault{})
-	f.sim.SetFault("neutron.trunks.add_subports", cloudsim.Fault{})
-	f.sim.SetFault("nova.interfaces.attach", cloudsim.Fault{})
-	stop()
-	gc := NewGarbageCollector(NewPodReconciler(f.c, f.cloud, nil, f.opts, nil))
-	f.eventually(time.Minute, "GC to leave nothing", func() (bool, string) {
-		if _, err := gc.Collect(context.Background()); err != nil {
-			return false, err.Error()
-		}
-		left := f.leftovers()
-		return left == "", left
-	})
+	// Still with the faults on and no garbage collector: the pods' own
+	// releases left nothing.
+	if left := f.leftovers(); left != "" {
+		t.Fatalf("with the faults still on, the released pods left: %s", left)
+	}
 }
 
 // TestPodGoneWhileControllerDown: a pod removed behind the controller's back
@@ -321,5 +354,38 @@ func TestOutageLongerThanActiveTimeout(t *testing.T) {
 		if strings.HasPrefix(e, reasonFailed) {
 			t.Errorf("the pod was rolled back during the outage: %s", e)
 		}
+	}
+}
+
+// TestPodOfDeletedNodeReleasedWithoutUnplugWait: a deleted pod whose
+// interfaces the daemon reported plugged waits up to releaseGrace for the
+// daemon's unplug, unless its Node is gone (the VM deleted: no daemon is
+// left to unplug it); then it is released at once. Found by the fault
+// soak, where every pod of the deleted node waited the whole grace.
+func TestPodOfDeletedNodeReleasedWithoutUnplugWait(t *testing.T) {
+	f := newFixture(t, 2)
+	f.standardNADs()
+	f.opts.ReleaseGrace = Duration{time.Minute}
+	f.startController()
+	gone, kept := f.ns+"-node-0", f.ns+"-node-1"
+	f.createPod("orphan", gone, "dataplane")
+	f.createPod("waits", kept, "dataplane")
+	for _, name := range []string{"orphan", "waits"} {
+		kp := f.waitReady(name)
+		for i := range kp.Status.Interfaces { // as the daemon reports its ADD
+			kp.Status.Interfaces[i].State = v1alpha1.StatePlugged
+		}
+		must(t, f.c.Status().Update(f.ctx, kp))
+	}
+	must(t, f.c.Delete(f.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: gone}}))
+	start := time.Now()
+	f.deletePod("orphan")
+	f.deletePod("waits")
+	f.waitGone("orphan")
+	if took := time.Since(start); took > f.opts.ReleaseGrace.Duration/2 {
+		t.Fatalf("the deleted node's pod went after %s: it waited for an unplug no daemon will make", took)
+	}
+	if _, err := f.kuryrPod("waits"); err != nil {
+		t.Fatalf("the live node's plugged pod did not wait for its daemon's unplug: %v", err)
 	}
 }

@@ -71,6 +71,9 @@ type fixture struct {
 	// ownNamespace limits the controllers' informers to the fixture's
 	// namespace, so that fixtures can run controllers side by side.
 	ownNamespace bool
+	// noGC starts controllers without their garbage collector: what is
+	// left in the cloud is then what the pods' own release paths left.
+	noGC bool
 }
 
 func newFixture(t *testing.T, nodes int) *fixture {
@@ -203,8 +206,10 @@ func (f *fixture) runController(cfg *rest.Config, leaderElect bool) (stop func()
 		f.t.Fatalf("the controller read cluster UID %q, kube-system's is %q", r.opts.ClusterUID, f.opts.ClusterUID)
 	}
 	f.rec.Store(r)
-	if err := mgr.Add(NewGarbageCollector(r)); err != nil {
-		return nil, err
+	if !f.noGC {
+		if err := mgr.Add(NewGarbageCollector(r)); err != nil {
+			return nil, err
+		}
 	}
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan error, 1)

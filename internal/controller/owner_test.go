@@ -48,7 +48,10 @@ func TestForgedPortIDIsRefused(t *testing.T) {
 		}
 		before[id] = p
 	}
-	subsBefore, _ := f.sim.Subports(srv.TrunkID)
+	subsBefore, ok := f.sim.Subports(srv.TrunkID)
+	if !ok {
+		t.Fatalf("trunk %s not found: its subports cannot be counted", srv.TrunkID)
+	}
 
 	// The forgery: eth0 names the victim's eth0 port, net2 (nested-dpdk)
 	// the untagged port, both to be wired again.
@@ -94,7 +97,10 @@ func TestForgedPortIDIsRefused(t *testing.T) {
 			t.Errorf("port %s changed:\nbefore %+v\nafter  %+v (present %v)", id, was, now, ok)
 		}
 	}
-	subsAfter, _ := f.sim.Subports(srv.TrunkID)
+	subsAfter, ok := f.sim.Subports(srv.TrunkID)
+	if !ok {
+		t.Fatalf("trunk %s not found: its subports cannot be counted", srv.TrunkID)
+	}
 	for _, s := range subsAfter {
 		if s.PortID == untagged.ID {
 			t.Errorf("the untagged port became subport %+v", s)

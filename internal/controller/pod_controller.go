@@ -254,7 +254,7 @@ func (r *PodReconciler) getNAD(ctx context.Context, namespace, name string) (net
 func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod) (ctrl.Result, error) {
 	logger := log.FromContext(ctx)
 	if pod != nil && kp != nil {
-		if wait := r.unplugWait(pod, kp); wait > 0 {
+		if wait := r.unplugWait(ctx, pod, kp); wait > 0 {
 			// The daemon still has interfaces in the pod: its DEL will
 			// update the KuryrPod and wake us up; the wait is the bound.
 			return ctrl.Result{RequeueAfter: wait}, nil
@@ -342,8 +342,10 @@ func releaseSubject(pod *corev1.Pod, kp *v1alpha1.KuryrPod) runtime.Object {
 }
 
 // unplugWait is how long to wait for the daemon to unplug a deleted pod's
-// interfaces before releasing them anyway (0: release now).
-func (r *PodReconciler) unplugWait(pod *corev1.Pod, kp *v1alpha1.KuryrPod) time.Duration {
+// interfaces before releasing them anyway (0: release now). A pod whose
+// Node is gone (its VM deleted) waits for nothing: no daemon is left to
+// unplug it.
+func (r *PodReconciler) unplugWait(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod) time.Duration {
 	plugged := false
 	for _, s := range kp.Status.Interfaces {
 		if s.State == v1alpha1.StatePlugged {
@@ -351,6 +353,9 @@ func (r *PodReconciler) unplugWait(pod *corev1.Pod, kp *v1alpha1.KuryrPod) time.
 		}
 	}
 	if !plugged || pod.DeletionTimestamp == nil {
+		return 0
+	}
+	if err := r.client.Get(ctx, types.NamespacedName{Name: pod.Spec.NodeName}, &corev1.Node{}); apierrors.IsNotFound(err) {
 		return 0
 	}
 	deadline := pod.DeletionTimestamp.Add(r.opts.ReleaseGrace.Duration)

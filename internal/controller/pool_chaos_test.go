@@ -14,9 +14,10 @@ import (
 
 // TestPoolKilledMidFillRebuilds: the controller is killed while a pool's
 // batch is made but not yet on the trunk (the add_subports request is held
-// until the client goes); the restarted controller rebuilds the pool from
-// Neutron's tags, wires the batch, makes no new port, and hands each port
-// out once.
+// until the client goes) and the first pod's own port exists (so the
+// restarted controller serves that pod with it, not from the pool); the
+// restarted controller rebuilds the pool from Neutron's tags, wires the
+// batch, makes no new port, and hands each port out once.
 func TestPoolKilledMidFillRebuilds(t *testing.T) {
 	f := newFixture(t, 1)
 	node := f.ns + "-node-0"
@@ -38,14 +39,30 @@ func TestPoolKilledMidFillRebuilds(t *testing.T) {
 		next.ServeHTTP(w, r)
 	})
 	stop := f.startController()
-	f.createPod("first", node, "")
+	first := f.createPod("first", node, "")
 	select {
 	case <-inFill:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the pool's add_subports never came")
 	}
+	// The pod's miss and the pool's fill run side by side: the kill waits
+	// for the pod's own port too. Killed before it exists, the restarted
+	// controller would serve the pod from the rebuilt pool (the flake this
+	// wait removed).
+	podPort := ""
+	f.eventually(20*time.Second, "the first pod's own port in the cloud", func() (bool, string) {
+		for _, p := range f.ourPorts() {
+			if tagValue(p.Tags, tagPrefixPod) == string(first.UID) {
+				podPort = p.ID
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d ports of ours, none the pod's", len(f.ourPorts()))
+	})
 	made := f.poolPorts()
 	stop()
+	// The kill landed mid-fill: the batch made, none of it on the trunk,
+	// and the pod's port made.
 	if len(made) != 3 {
 		t.Fatalf("killed with %d pool ports made, want the batch of 3", len(made))
 	}
@@ -54,13 +71,19 @@ func TestPoolKilledMidFillRebuilds(t *testing.T) {
 			t.Fatalf("pool port %s is a subport already: the kill did not land mid-fill", id)
 		}
 	}
+	if _, ok := f.sim.Port(podPort); !ok {
+		t.Fatalf("the first pod's port %s is gone after the kill", podPort)
+	}
+	t.Logf("killed with the batch %v held before the trunk and the pod's port %s made", sortedKeys(made), podPort)
 
 	holding.Store(false)
 	// No refill after the restart: the pods below must get the rebuilt ports.
 	f.opts.Pools.NestedVLAN.Min = 0
 	creates := f.sim.Count("neutron.ports.create")
 	f.startController()
-	f.waitReady("first")
+	if got := f.waitReady("first").Status.Interfaces[0].PortID; got != podPort {
+		t.Fatalf("after the restart the first pod has port %s, want its own %s", got, podPort)
+	}
 	f.waitPoolReady(node, 3)
 	if got := f.readyPortIDs(node); !slices.Equal(got, sortedKeys(made)) {
 		t.Fatalf("rebuilt pool holds %v, want the batch made before the kill %v", got, sortedKeys(made))

@@ -162,7 +162,10 @@ func TestReleasesPortsOfThePreviousTagSchema(t *testing.T) {
 		}
 		return f.leftovers() == "", f.leftovers()
 	})
-	got, _ := f.sim.Port(srv.ParentPort.ID)
+	got, ok := f.sim.Port(srv.ParentPort.ID)
+	if !ok {
+		t.Fatalf("the VM's port %s not found: its allowed address pairs cannot be counted", srv.ParentPort.ID)
+	}
 	if len(got.AllowedAddressPairs) != 0 {
 		t.Fatalf("the VM's port still allows %+v", got.AllowedAddressPairs)
 	}

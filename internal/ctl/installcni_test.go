@@ -1,6 +1,8 @@
 package ctl
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,7 +169,11 @@ func TestInstallCNIRefusesBadInput(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
 			// Nothing half-done: the configuration only follows the binary.
-			if ents, _ := os.ReadDir(o.ConfDir); len(ents) != 0 {
+			ents, err := os.ReadDir(o.ConfDir)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("list %s: %v", o.ConfDir, err)
+			}
+			if len(ents) != 0 {
 				t.Errorf("conf dir has %d entries after a failure", len(ents))
 			}
 		})

@@ -62,6 +62,8 @@ type controlPlane struct {
 	FabricURL  string
 	caPEM      []byte
 	nodeTokens map[string]string // the real nodes' kubelets, by node name
+	api        *Process
+	admin      *authClient // HTTP as the admin, for /readyz
 }
 
 func (e *Env) startControlPlane(ctx context.Context) error {
@@ -170,7 +172,8 @@ func (e *Env) runControlPlane(ctx context.Context, servingIPs []net.IP, nodes []
 	pool.AppendCertsFromPEM(p.caPEM)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
 	hdr := http.Header{"Authorization": {"Bearer " + tokens["admin"]}}
-	if err := waitHTTP(ctx, api, &authClient{hc, hdr}, e.cp.URL+"/readyz", 90*time.Second); err != nil {
+	e.cp.api, e.cp.admin = api, &authClient{hc, hdr}
+	if err := waitHTTP(ctx, api, e.cp.admin, e.cp.URL+"/readyz", 90*time.Second); err != nil {
 		return err
 	}
 	e.logf("kube-apiserver ready at %s", e.cp.URL)
@@ -237,6 +240,27 @@ func (e *Env) daemonToken(ctx context.Context, n *Node) (string, error) {
 		return "", err
 	}
 	return path, nil
+}
+
+// RestartAPIServer kills kube-apiserver (SIGKILL, as a crash) and starts it
+// again on the same address and etcd, and waits until it is ready. Every
+// client (kuryr's, the kubelets', the stand-ins') reconnects on its own.
+func (e *Env) RestartAPIServer(ctx context.Context) error {
+	if e.cp.api == nil {
+		return fmt.Errorf("restart kube-apiserver: environment %s runs none", e.ID)
+	}
+	start := time.Now()
+	if err := e.cp.api.kill(); err != nil {
+		return err
+	}
+	if err := e.cp.api.start(); err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, e.cp.api, e.cp.admin, e.cp.URL+"/readyz", 90*time.Second); err != nil {
+		return err
+	}
+	e.logf("kube-apiserver killed and ready again in %.1f s", time.Since(start).Seconds())
+	return nil
 }
 
 func writeKubeconfig(path, server string, ca []byte, user, token string) error {

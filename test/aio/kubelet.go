@@ -63,6 +63,9 @@ type Kubelet struct {
 	lister   corelisters.PodLister
 	queue    workqueue.TypedRateLimitingInterface[string]
 
+	// stop ends the stand-in and removes its pods' namespaces, once.
+	stop func() error
+
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox // by namespace/name
 	timings   map[types.UID]*Timing
@@ -157,13 +160,18 @@ func (e *Env) startKubelet(n *Node) error {
 		go k.work(ctx)
 	}
 	n.Kubelet = k
-	e.defer_(func() error {
-		cancel()
-		k.queue.ShutDown()
-		k.wg.Wait()
-		f.Shutdown()
-		return k.removeAllNetNS()
-	})
+	var once sync.Once
+	k.stop = func() (err error) {
+		once.Do(func() {
+			cancel()
+			k.queue.ShutDown()
+			k.wg.Wait()
+			f.Shutdown()
+			err = k.removeAllNetNS()
+		})
+		return err
+	}
+	e.defer_(k.stop)
 	return nil
 }
 

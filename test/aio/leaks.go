@@ -10,59 +10,112 @@ import (
 	"strings"
 )
 
-// Leaks lists what is left in the cloud and on the nodes once no pod of
-// kuryr-dpdk exists: ports with the cluster's tag, trunk subports, allowed
-// address pairs on the VMs' ports, attached devices, VLAN and MACVLAN links
-// in the node VMs' namespaces (kuryr's, under temporary names, when a move
-// into a pod failed), pod namespaces (the stand-ins'; on a real node
-// containerd's in its /run/netns), checkpoints, device-info files and the
-// runtimes' (and Multus') cached CNI results (removed by a DEL). kuryr-daemon's and
-// kuryr-controller's own pods use the host network: they have none of these.
-func (e *Env) Leaks() []string {
-	var out []string
+// The layers a pod's network leaves something in, in the order Traces
+// lists them (and the soak's table prints them).
+const (
+	LayerPorts        = "ports"              // Neutron ports with the cluster's tag
+	LayerSubports     = "subports"           // on the node VMs' trunks
+	LayerAddressPairs = "address pairs"      // on the node VMs' ports
+	LayerAttachments  = "attachments"        // Nova interface attachments to the node VMs
+	LayerDevices      = "devices"            // hot-plugged PCI devices in the node VMs
+	LayerBound        = "bound devices"      // of those, bound to a DPDK driver
+	LayerCheckpoints  = "checkpoints"        // kuryr-daemon's records
+	LayerDevinfo      = "device-info files"  // NPWG device-info
+	LayerCNIResults   = "CNI results"        // the runtimes' cached results (removed by a DEL)
+	LayerNetNS        = "network namespaces" // pod sandboxes
+	LayerLinks        = "links"              // VLAN and MACVLAN links left in the node VMs
+)
+
+// Layers lists every layer, in order.
+var Layers = []string{LayerPorts, LayerSubports, LayerAddressPairs, LayerAttachments, LayerDevices, LayerBound,
+	LayerCheckpoints, LayerDevinfo, LayerCNIResults, LayerNetNS, LayerLinks}
+
+// Trace is one thing of kuryr-dpdk's found in a layer.
+type Trace struct {
+	Layer string
+	What  string
+}
+
+// Traces lists everything of kuryr-dpdk's the cloud and the nodes hold,
+// layer by layer, and the lookups that failed (a count that could not be
+// made is reported, never read as nothing there). While pods run these are
+// their interfaces; once no pod of kuryr-dpdk exists, each is a leak.
+// kuryr-daemon's and kuryr-controller's own pods use the host network:
+// they have none of these. A node deleted (DeleteNode) is counted in the
+// cloud only: its VM, and everything in it, is gone.
+func (e *Env) Traces() ([]Trace, []error) {
+	var out []Trace
+	var errs []error
+	add := func(layer, format string, args ...any) {
+		out = append(out, Trace{Layer: layer, What: fmt.Sprintf(format, args...)})
+	}
 	tag := "kuryr-cluster=" + e.ClusterID()
-	for _, p := range e.Cloud.Ports() {
+	ports := e.Cloud.Ports()
+	for _, p := range ports {
 		if slices.Contains(p.Tags, tag) {
-			out = append(out, fmt.Sprintf("port %s (%s, %s)", p.ID, p.Name, p.Status))
+			add(LayerPorts, "port %s (%s, %s)", p.ID, p.Name, p.Status)
 		}
 	}
 	for _, n := range e.Nodes {
-		// A lookup that fails is a leak check that failed, reported as such.
+		if n.Deleted() {
+			for _, p := range ports {
+				if p.DeviceID == n.Server.Server.ID {
+					add(LayerAttachments, "port %s bound to the deleted server %s of %s", p.ID, p.DeviceID, n.Name)
+				}
+			}
+			continue
+		}
 		if subs, ok := e.Cloud.Subports(n.Server.TrunkID); !ok {
-			out = append(out, fmt.Sprintf("trunk %s of %s not found: its subports cannot be counted", n.Server.TrunkID, n.Name))
-		} else if len(subs) > 0 {
-			out = append(out, fmt.Sprintf("%d subports on the trunk of %s", len(subs), n.Name))
+			errs = append(errs, fmt.Errorf("trunk %s of %s not found: its subports cannot be counted", n.Server.TrunkID, n.Name))
+		} else {
+			for _, s := range subs {
+				add(LayerSubports, "subport %s VLAN %d on the trunk of %s", s.PortID, s.SegmentationID, n.Name)
+			}
 		}
 		if p, ok := e.Cloud.Port(n.Server.ParentPort.ID); !ok {
-			out = append(out, fmt.Sprintf("port %s of %s not found: its allowed address pairs cannot be counted", n.Server.ParentPort.ID, n.Name))
-		} else if len(p.AllowedAddressPairs) > 0 {
-			out = append(out, fmt.Sprintf("%d allowed address pairs on the port of %s", len(p.AllowedAddressPairs), n.Name))
+			errs = append(errs, fmt.Errorf("port %s of %s not found: its allowed address pairs cannot be counted", n.Server.ParentPort.ID, n.Name))
+		} else {
+			for _, a := range p.AllowedAddressPairs {
+				add(LayerAddressPairs, "allowed address pair %s %s on the port of %s", a.IPAddress, a.MACAddress, n.Name)
+			}
 		}
-		if d := n.AttachedDevices(); d > 0 {
-			out = append(out, fmt.Sprintf("%d devices attached to %s", d, n.Name))
+		for _, p := range ports {
+			if p.DeviceID == n.Server.Server.ID && p.ID != n.Server.ParentPort.ID {
+				add(LayerAttachments, "port %s attached to %s", p.ID, n.Name)
+			}
+		}
+		for port, addr := range n.devices() {
+			add(LayerDevices, "device %s (port %s) in %s", addr, port, n.Name)
+			if drv := n.PCI.Driver(addr); drv != "" && drv != "virtio-pci" {
+				add(LayerBound, "device %s bound to %s in %s", addr, drv, n.Name)
+			}
 		}
 		if links, err := Links(n.NetNS); err != nil {
-			out = append(out, err.Error())
+			errs = append(errs, err)
 		} else {
 			for name, l := range links {
 				if l.Kind == "vlan" || l.Kind == "macvlan" {
-					out = append(out, fmt.Sprintf("%s link %s on %s", l.Kind, name, n.Name))
+					add(LayerLinks, "%s link %s in %s", l.Kind, name, n.Name)
 				}
 			}
 		}
 		if n.real != nil {
-			entries, _ := os.ReadDir(n.real.nodeFS(netnsDir))
+			entries, err := os.ReadDir(n.real.nodeFS(netnsDir))
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("%s of %s not listed: %w", netnsDir, n.Name, err))
+			}
 			for _, ent := range entries {
-				out = append(out, fmt.Sprintf("netns %s on %s", ent.Name(), n.Name))
+				add(LayerNetNS, "netns %s on %s", ent.Name(), n.Name)
 			}
 		}
-		for _, dir := range n.attachmentDirs() {
+		for _, ld := range n.attachmentDirs() {
+			layer, dir := ld.layer, ld.dir
 			_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 				switch {
 				case err != nil && !errors.Is(err, fs.ErrNotExist):
-					out = append(out, fmt.Sprintf("%s not listed: %v", path, err))
+					errs = append(errs, fmt.Errorf("%s not listed: %w", path, err))
 				case err == nil && !d.IsDir():
-					out = append(out, "file "+path)
+					add(layer, "file %s", path)
 				}
 				return nil
 			})
@@ -70,12 +123,27 @@ func (e *Env) Leaks() []string {
 	}
 	entries, err := os.ReadDir(netnsDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		out = append(out, fmt.Sprintf("%s not listed: %v", netnsDir, err))
+		errs = append(errs, fmt.Errorf("%s not listed: %w", netnsDir, err))
 	}
 	for _, ent := range entries {
 		if strings.HasPrefix(ent.Name(), e.nsName("pod-")) {
-			out = append(out, "netns "+ent.Name())
+			add(LayerNetNS, "netns %s", ent.Name())
 		}
+	}
+	slices.SortStableFunc(out, func(a, b Trace) int { return slices.Index(Layers, a.Layer) - slices.Index(Layers, b.Layer) })
+	return out, errs
+}
+
+// Leaks lists what is left in the cloud and on the nodes once no pod of
+// kuryr-dpdk exists (Traces), failed lookups included.
+func (e *Env) Leaks() []string {
+	traces, errs := e.Traces()
+	var out []string
+	for _, t := range traces {
+		out = append(out, t.Layer+": "+t.What)
+	}
+	for _, err := range errs {
+		out = append(out, err.Error())
 	}
 	return out
 }
@@ -84,9 +152,13 @@ func (e *Env) Leaks() []string {
 // the daemon's checkpoints and device-info files, the runtime's cached
 // results and Multus' state (Options.Multus: a sandbox's delegates and its
 // delegates' cached results).
-func (n *Node) attachmentDirs() []string {
-	return []string{n.checkpointDir(), n.DevinfoDir, filepath.Join(n.cniCacheDir(), "results"), filepath.Join(n.cniCacheDir(), "multus")}
+func (n *Node) attachmentDirs() []layerDir {
+	return []layerDir{{LayerCheckpoints, n.checkpointDir()}, {LayerDevinfo, n.DevinfoDir},
+		{LayerCNIResults, filepath.Join(n.cniCacheDir(), "results")}, {LayerCNIResults, filepath.Join(n.cniCacheDir(), "multus")}}
 }
+
+// layerDir is a directory of node files and the layer they belong to.
+type layerDir struct{ layer, dir string }
 
 // SandboxLeftovers lists the files on node n, among those an attachment
 // leaves until its DEL (attachmentDirs), whose name or content names the
@@ -94,8 +166,8 @@ func (n *Node) attachmentDirs() []string {
 // that cannot be read is listed with the error.
 func (n *Node) SandboxLeftovers(containerID string) []string {
 	var out []string
-	for _, dir := range n.attachmentDirs() {
-		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+	for _, ld := range n.attachmentDirs() {
+		_ = filepath.WalkDir(ld.dir, func(path string, d os.DirEntry, err error) error {
 			if err != nil {
 				if !errors.Is(err, fs.ErrNotExist) {
 					out = append(out, fmt.Sprintf("%s not listed: %v", path, err))

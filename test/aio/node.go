@@ -2,12 +2,15 @@ package aio
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -61,7 +64,8 @@ type Node struct {
 	// Kubelet is the node's kubelet stand-in (nil on a real node).
 	Kubelet *Kubelet
 
-	real *realNode // nil on a stand-in node
+	real    *realNode // nil on a stand-in node
+	deleted atomic.Bool
 
 	fabric  string
 	mu      sync.Mutex
@@ -107,12 +111,16 @@ func (n *Node) PCIAddress(portID string) string {
 	return n.slots[portID]
 }
 
-// AttachedDevices returns how many hot-plugged devices the node has.
-func (n *Node) AttachedDevices() int {
+// devices returns the node's hot-plugged devices: PCI address by Neutron
+// port ID.
+func (n *Node) devices() map[string]string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return len(n.slots)
+	return maps.Clone(n.slots)
 }
+
+// Deleted says whether the node was deleted (DeleteNode).
+func (n *Node) Deleted() bool { return n.deleted.Load() }
 
 func (e *Env) startNodes(ctx context.Context) error {
 	fabric, err := createNetNS(e.nsName("fabric"))
@@ -480,5 +488,46 @@ func (e *Env) heartbeat(name string) {
 			return
 		case <-tick.C:
 		}
+		if n := e.Node(name); n != nil && n.Deleted() {
+			return
+		}
 	}
+}
+
+// DeleteNode deletes node n as a failed or scaled-down VM goes: the VM
+// stops at once (its kuryr-daemon killed, its kubelet stand-in stopped
+// without a DEL, its pods' namespaces, devices and NIC gone with it), Nova
+// deletes its server (cloudsim.Cloud.DeleteServer: the ports bound to it
+// and its trunk go too), and the Node object is deleted, as the cloud
+// provider's node lifecycle controller does for a vanished server. Its
+// pods are then left to kube-controller-manager's pod garbage collector
+// and to kuryr-controller. Stand-in nodes only.
+func (e *Env) DeleteNode(ctx context.Context, n *Node) error {
+	if n.real != nil {
+		return fmt.Errorf("delete node %s: only stand-in nodes can be deleted", n.Name)
+	}
+	if n.deleted.Swap(true) {
+		return fmt.Errorf("delete node %s: already deleted", n.Name)
+	}
+	var errs []error
+	if n.Daemon != nil {
+		errs = append(errs, n.Daemon.kill())
+	}
+	if n.Kubelet != nil {
+		errs = append(errs, n.Kubelet.stop())
+	}
+	e.Cloud.SetServerHook(n.Server.Server.ID, nil)
+	errs = append(errs, n.PCI.Close(), removeNetNS(n.NetNS))
+	n.mu.Lock()
+	n.slots, n.plug = map[string]string{}, map[string]string{}
+	n.mu.Unlock()
+	errs = append(errs, e.Cloud.DeleteServer(n.Server.Server.ID))
+	if err := e.Clientset.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		errs = append(errs, fmt.Errorf("delete Node %s: %w", n.Name, err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("delete node %s: %w", n.Name, err)
+	}
+	e.logf("node %s deleted: VM stopped, server %s deleted, Node object deleted", n.Name, n.Server.Server.ID)
+	return nil
 }
