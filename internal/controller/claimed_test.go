@@ -11,6 +11,7 @@ import (
 	resourcev1 "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
@@ -201,5 +202,53 @@ func TestDPDKEntryWithoutClaimGetsEvent(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if evs := f.events("counted"); slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, reasonCapacityUnchecked+":") }) {
 		t.Fatalf("a pod asking for %s/port got %s: %v", draDriver, reasonCapacityUnchecked, evs)
+	}
+}
+
+// TestDPDKExtendedResourceClaim: a pod that asks for
+// dpdk.kuryr-dpdk.io/port in its container's resources (KEP-5004) and
+// names the DPDK network gets the device of the claim the scheduler made
+// for it (pod.status.extendedResourceClaimStatus, a claim the pod
+// controls), written and bound here as the scheduler does: no port made
+// or attached for the interface, no DPDKNotScheduledByCapacity Event.
+func TestDPDKExtendedResourceClaim(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 4, Batch: 3}, nil)
+	f.startController()
+	f.createPod("first", node, "dataplane")
+	f.waitReady("first")
+	f.waitPoolReady(node, 2)
+	dev := f.readyPortIDs(node)[0]
+
+	one := resource.MustParse("1")
+	pod := &corev1.Pod{}
+	pod.Name, pod.Namespace = "ext", f.ns
+	pod.Annotations = map[string]string{v1alpha1.NetworksAnnotation: "dataplane"}
+	pod.Spec.Containers = []corev1.Container{{Name: "vnf", Image: "vnf:1", Resources: corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{draDriver + "/port": one}, Requests: corev1.ResourceList{draDriver + "/port": one},
+	}}}
+	must(t, f.c.Create(f.ctx, pod))
+	yes := true
+	claim := &resourcev1.ResourceClaim{}
+	claim.Name, claim.Namespace = "ext-extended-resources", f.ns
+	claim.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID, Controller: &yes}}
+	claim.Spec.Devices.Requests = []resourcev1.DeviceRequest{{Name: "dpdk", Exactly: &resourcev1.ExactDeviceRequest{DeviceClassName: draDriver}}}
+	must(t, f.c.Create(f.ctx, claim))
+	counts := f.sim.Counts()
+	f.reserve(claim, node, dev, pod)
+	pod.Status.ExtendedResourceClaimStatus = &corev1.PodExtendedResourceClaimStatus{ResourceClaimName: claim.Name,
+		RequestMappings: []corev1.ContainerExtendedResourceRequest{{ContainerName: "vnf", ResourceName: draDriver + "/port", RequestName: "dpdk"}}}
+	must(t, f.c.Status().Update(f.ctx, pod))
+	must(t, f.c.SubResource("binding").Create(f.ctx, pod, &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: f.ns}, Target: corev1.ObjectReference{Kind: "Node", Name: node}}))
+
+	kp := f.waitReady("ext")
+	if c := kp.Spec.Interfaces[0].ResourceClaim; c == nil || c.Name != claim.Name || c.PortID != dev || kp.Status.Interfaces[0].PortID != dev {
+		t.Fatalf("interface %+v / %+v, want the extended resource's claim %s and its port %s", kp.Spec.Interfaces[0], kp.Status.Interfaces[0], claim.Name, dev)
+	}
+	if d := countsSince(counts, f.sim.Counts()); d["neutron.ports.create"] != 0 || d["nova.interfaces.attach"] != 0 {
+		t.Fatalf("the pod's path made ports or attaches: %v", d)
+	}
+	if evs := f.events("ext"); slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, reasonCapacityUnchecked+":") }) {
+		t.Fatalf("a pod with an extended resource claim got %s: %v", reasonCapacityUnchecked, evs)
 	}
 }
