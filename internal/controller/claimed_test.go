@@ -16,6 +16,19 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
 
+// claimPool starts a controller on a dpdkFixture whose nested-dpdk pools
+// are sized size, has a first pod make the node's pool (and take a port of
+// it), and waits until ready ports are Ready.
+func claimPool(t *testing.T, size PoolSize, ready int) (*fixture, string) {
+	t.Helper()
+	f, node := dpdkFixture(t, size, nil)
+	f.startController()
+	f.createPod("first", node, "dataplane")
+	f.waitReady("first")
+	f.waitPoolReady(node, ready)
+	return f, node
+}
+
 // createClaimPod creates a pod on node that holds the ResourceClaims
 // claims (pod.spec.resourceClaims name -> ResourceClaim name) and names
 // networks in its networks annotation.
@@ -76,13 +89,9 @@ func (f *fixture) planRefused(pod, reason string, want ...string) {
 // while the claim is not reserved for the pod yet. Deleting the pod leaves
 // the port the claim's, attached.
 func TestDPDKPodGetsItsClaimedDevice(t *testing.T) {
-	// Min 1, batch 3: a first pod makes the pool and takes one; two stay
-	// ready, and the claim's take leaves the pool at its min: no refill.
-	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 4, Batch: 3}, nil)
-	f.startController()
-	f.createPod("first", node, "dataplane")
-	f.waitReady("first")
-	f.waitPoolReady(node, 2)
+	// Min 1, batch 3: two stay ready, and the claim's take leaves the
+	// pool at its min: no refill.
+	f, node := claimPool(t, PoolSize{Min: 1, Max: 4, Batch: 3}, 2)
 	dev := f.readyPortIDs(node)[0]
 	claim := f.newClaim("port")
 
@@ -136,12 +145,8 @@ func TestDPDKPodGetsItsClaimedDevice(t *testing.T) {
 // two claims and no name in cni-args; a name that is not a claim of the
 // pod. Naming one of two claims in cni-args gets that claim's device.
 func TestDPDKClaimEntryRefused(t *testing.T) {
-	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 6, Batch: 4}, nil)
+	f, node := claimPool(t, PoolSize{Min: 1, Max: 6, Batch: 4}, 3)
 	f.createNAD("mgmt-dpdk", fmt.Sprintf(`{"cniVersion":"1.0.0","name":"mgmt-dpdk","type":"kuryr-cni","driver":"nested-dpdk","subnetId":%q}`, f.mgmtNet.ID), nil)
-	f.startController()
-	f.createPod("first", node, "dataplane")
-	f.waitReady("first")
-	f.waitPoolReady(node, 3)
 	devs := f.readyPortIDs(node)
 	claims := map[string]*resourcev1.ResourceClaim{}
 	for _, n := range []string{"a", "b", "c"} {
@@ -212,11 +217,7 @@ func TestDPDKEntryWithoutClaimGetsEvent(t *testing.T) {
 // controls), written and bound here as the scheduler does: no port made
 // or attached for the interface, no DPDKNotScheduledByCapacity Event.
 func TestDPDKExtendedResourceClaim(t *testing.T) {
-	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 4, Batch: 3}, nil)
-	f.startController()
-	f.createPod("first", node, "dataplane")
-	f.waitReady("first")
-	f.waitPoolReady(node, 2)
+	f, node := claimPool(t, PoolSize{Min: 1, Max: 4, Batch: 3}, 2)
 	dev := f.readyPortIDs(node)[0]
 
 	one := resource.MustParse("1")
