@@ -116,6 +116,24 @@ type InterfaceRequest struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=10
 	AllowedAddressPairs []AddressPair `json:"allowedAddressPairs,omitempty"`
+	// ResourceClaim, on a nested-dpdk interface, is the pod's ResourceClaim
+	// of the DRA driver (dpdk.kuryr-dpdk.io) whose device the interface
+	// is: the controller makes and attaches no port for it, and the daemon
+	// reports the device the claim's Prepare bound, without binding it
+	// again or giving it back on DEL (the claim's Unprepare does).
+	// +optional
+	ResourceClaim *ClaimedDevice `json:"resourceClaim,omitempty"`
+}
+
+// ClaimedDevice is the device of a ResourceClaim an interface is.
+type ClaimedDevice struct {
+	// Name of the ResourceClaim, in the pod's namespace.
+	Name string `json:"name"`
+	// UID of the ResourceClaim.
+	UID types.UID `json:"uid"`
+	// PortID is the Neutron port of the allocated device (device
+	// "port-<port ID>" of the node's pool).
+	PortID string `json:"portID"`
 }
 
 // AddressPair is an address (IP or CIDR) a port may use besides its own,

@@ -52,6 +52,11 @@ func run(args []string) int {
 }
 
 func serve(ctx context.Context, opts daemon.Options, draOpts dra.Options, m *manager.Flags) error {
+	if draOpts.On() {
+		// The CNI path reports the devices claims prepared from the DRA
+		// driver's checkpoints.
+		opts.DRACheckpointDir = draOpts.CheckpointDir
+	}
 	mgr, err := m.New(ctrl.Options{Cache: daemon.CacheOptions(opts.NodeName)})
 	if err != nil {
 		return err

@@ -112,14 +112,9 @@ func (d *DPDK) Attach(ctx context.Context, req Request) (Result, error) {
 	if target == "" {
 		target = d.opts.DefaultDriver
 	}
-	devInfo := req.DeviceInfoFile
-	if devInfo != "" {
-		if _, err := deviceInfoName(d.devInfoDir, devInfo); err != nil {
-			return Result{}, fmt.Errorf("dpdk attach %s: %w", key, err)
-		}
-	}
-	if devInfo == "" && d.opts.DevInfoRoot != "" {
-		devInfo = DeviceInfoPath(d.opts.DevInfoRoot, req.Network, req.ContainerID, req.IfName)
+	devInfo, err := d.deviceInfoFile(req)
+	if err != nil {
+		return Result{}, fmt.Errorf("dpdk attach %s: %w", key, err)
 	}
 	defer d.locks.lock(key)()
 	want := checkpoint.Record{
@@ -171,6 +166,22 @@ func (d *DPDK) Attach(ctx context.Context, req Request) (Result, error) {
 	log.V(1).Info("bound DPDK device", "pci", rec.PCIAddress, "from", rec.OriginalDriver, "to", target,
 		"bindTime", time.Since(start))
 	return Result{PCIAddress: rec.PCIAddress, OriginalDriver: rec.OriginalDriver, BoundDriver: target, DeviceWait: waited}, nil
+}
+
+// deviceInfoFile is where the device-info file of req goes: the runtime's
+// CNIDeviceInfoFile, checked to be in the device-info directory, else a
+// name of the attachment's under DevInfoRoot ("" without one).
+func (d *DPDK) deviceInfoFile(req Request) (string, error) {
+	if req.DeviceInfoFile != "" {
+		if _, err := deviceInfoName(d.devInfoDir, req.DeviceInfoFile); err != nil {
+			return "", err
+		}
+		return req.DeviceInfoFile, nil
+	}
+	if d.opts.DevInfoRoot != "" {
+		return DeviceInfoPath(d.opts.DevInfoRoot, req.Network, req.ContainerID, req.IfName), nil
+	}
+	return "", nil
 }
 
 // newRecord waits for the device, checks the target driver can take it and
@@ -284,17 +295,8 @@ func (d *DPDK) Detach(ctx context.Context, containerID, ifName string) error {
 	case restoreErr != nil:
 		return fmt.Errorf("dpdk detach %s: %w", key, restoreErr)
 	}
-	if rec.DeviceInfoFile != "" {
-		err := RemoveDeviceInfo(d.devInfoDir, rec.DeviceInfoFile)
-		switch {
-		case errors.Is(err, ErrDeviceInfoPath):
-			// A record from before paths were confined, or edited: the
-			// file is not the daemon's to remove.
-			logr.FromContextOrDiscard(ctx).Info("Left a device-info file outside the device-info directory alone",
-				"container", containerID, "ifname", ifName, "file", rec.DeviceInfoFile, "dir", d.devInfoDir)
-		case err != nil:
-			return fmt.Errorf("dpdk detach %s: %w", key, err)
-		}
+	if err := d.removeDeviceInfo(ctx, rec); err != nil {
+		return fmt.Errorf("dpdk detach %s: %w", key, err)
 	}
 	if mismatch {
 		return nil // the record is set aside already
@@ -305,6 +307,22 @@ func (d *DPDK) Detach(ctx context.Context, containerID, ifName string) error {
 	logr.FromContextOrDiscard(ctx).V(1).Info("gave DPDK device back", "container", containerID, "ifname", ifName,
 		"pci", rec.PCIAddress, "driver", rec.OriginalDriver)
 	return nil
+}
+
+// removeDeviceInfo removes the device-info file rec names, if any.
+func (d *DPDK) removeDeviceInfo(ctx context.Context, rec checkpoint.Record) error {
+	if rec.DeviceInfoFile == "" {
+		return nil
+	}
+	err := RemoveDeviceInfo(d.devInfoDir, rec.DeviceInfoFile)
+	if errors.Is(err, ErrDeviceInfoPath) {
+		// A record from before paths were confined, or edited: the
+		// file is not the daemon's to remove.
+		logr.FromContextOrDiscard(ctx).Info("Left a device-info file outside the device-info directory alone",
+			"container", rec.ContainerID, "ifname", rec.IfName, "file", rec.DeviceInfoFile, "dir", d.devInfoDir)
+		return nil
+	}
+	return err
 }
 
 // Check verifies, for CNI CHECK, that the attachment is as ADD left it: a

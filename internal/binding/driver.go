@@ -52,6 +52,9 @@ type Request struct {
 	PodUID string
 	// PortID is the Neutron port behind the interface (recorded).
 	PortID string
+	// ClaimUID, for a claimed interface (Claimed), is the ResourceClaim
+	// whose prepared device the interface is.
+	ClaimUID string
 	// MAC is the Neutron port's MAC: the kernel interface's address, or how
 	// a hot-plugged DPDK device is found.
 	MAC net.HardwareAddr

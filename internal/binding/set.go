@@ -15,6 +15,10 @@ type Options struct {
 	SysfsRoot string
 	// CheckpointDir holds one record per (container, interface).
 	CheckpointDir string
+	// ClaimCheckpointDir, when set, is the DRA driver's checkpoint
+	// directory, read (never written) to report the devices claims
+	// prepared (Claimed).
+	ClaimCheckpointDir string
 	// DevInfoRoot is the root of the NPWG device-info directory, for DPDK
 	// devices whose request names no device-info file.
 	DevInfoRoot string
@@ -37,6 +41,7 @@ type Set struct {
 	store    *checkpoint.Store
 	byDriver map[string]Driver
 	byKind   map[string]Driver
+	claimed  *Claimed
 }
 
 // New builds the drivers of a node.
@@ -52,14 +57,27 @@ func New(opts Options) (*Set, error) {
 	sys := pci.New(opts.SysfsRoot, pci.WithBindTimeout(opts.DeviceTimeout))
 	vlan, macvlan := NewVLAN(store, opts.Kernel), NewMACVLAN(store, opts.Kernel)
 	dpdk := NewDPDK(sys, store, DPDKOptions{DeviceTimeout: opts.DeviceTimeout, DevInfoRoot: opts.DevInfoRoot, Node: opts.Kernel})
+	var claims Checkpoints
+	if opts.ClaimCheckpointDir != "" {
+		if claims, err = checkpoint.New(opts.ClaimCheckpointDir, copts...); err != nil {
+			return nil, err
+		}
+	}
+	claimed := NewClaimed(dpdk, claims)
 	return &Set{
 		store: store,
 		byDriver: map[string]Driver{
 			netconf.DriverNestedVLAN: vlan, netconf.DriverNestedMACVLAN: macvlan, netconf.DriverNestedDPDK: dpdk,
 		},
-		byKind: map[string]Driver{checkpoint.KindVLAN: vlan, checkpoint.KindMACVLAN: macvlan, checkpoint.KindDPDK: dpdk},
+		byKind: map[string]Driver{checkpoint.KindVLAN: vlan, checkpoint.KindMACVLAN: macvlan, checkpoint.KindDPDK: dpdk,
+			checkpoint.KindClaimed: claimed},
+		claimed: claimed,
 	}, nil
 }
+
+// Claimed returns the driver of interfaces that are devices DRA claims
+// prepared.
+func (s *Set) Claimed() Driver { return s.claimed }
 
 // ForDriver returns the driver of a driver name (nested-vlan, ...).
 func (s *Set) ForDriver(name string) (Driver, error) {

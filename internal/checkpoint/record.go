@@ -34,6 +34,9 @@ const (
 	KindDPDK    = "dpdk"
 	KindVLAN    = "vlan"
 	KindMACVLAN = "macvlan"
+	// KindClaimed: a pod interface that is a device a DRA claim prepared
+	// (bound by the claim, not by this attachment; nothing to rebind).
+	KindClaimed = "claimed"
 )
 
 var (

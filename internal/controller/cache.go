@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -9,8 +11,10 @@ import (
 // CacheOptions are the controller's informer cache options: every object
 // is cached without its managedFields, and pods with only the fields the
 // controller reads (metadata, spec.nodeName, spec.hostNetwork,
-// status.phase). At thousands of pods the containers, volumes and
-// statuses are most of the cache. Writes stay whole: pods are only ever
+// status.phase; the pod's ResourceClaims, spec.resourceClaims and the
+// status naming their claims; of its containers only their name and the
+// resources of the DRA driver's domain). At thousands of pods the
+// containers, volumes and statuses are most of the cache. Writes stay whole: pods are only ever
 // patched (finalizers, a merge patch of the difference), and an update
 // without managedFields leaves the server's as they were.
 func CacheOptions() cache.Options {
@@ -24,8 +28,36 @@ func trimForCache(obj any) (any, error) {
 		m.SetManagedFields(nil)
 	}
 	if p, ok := obj.(*corev1.Pod); ok {
-		p.Spec = corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork}
-		p.Status = corev1.PodStatus{Phase: p.Status.Phase}
+		p.Spec = corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork, ResourceClaims: p.Spec.ResourceClaims,
+			InitContainers: draResources(p.Spec.InitContainers), Containers: draResources(p.Spec.Containers)}
+		p.Status = corev1.PodStatus{Phase: p.Status.Phase, ResourceClaimStatuses: p.Status.ResourceClaimStatuses,
+			ExtendedResourceClaimStatus: p.Status.ExtendedResourceClaimStatus}
 	}
 	return obj, nil
+}
+
+// draResources keeps, of containers, those that ask for a resource of the
+// DRA driver's domain, with their name and those resources only
+// (asksThroughDRA reads them).
+func draResources(containers []corev1.Container) []corev1.Container {
+	var out []corev1.Container
+	for _, c := range containers {
+		keep := corev1.Container{Name: c.Name}
+		for _, rl := range []struct{ from, to *corev1.ResourceList }{
+			{&c.Resources.Limits, &keep.Resources.Limits}, {&c.Resources.Requests, &keep.Resources.Requests},
+		} {
+			for name, q := range *rl.from {
+				if strings.HasPrefix(string(name), draDriver+"/") {
+					if *rl.to == nil {
+						*rl.to = corev1.ResourceList{}
+					}
+					(*rl.to)[name] = q
+				}
+			}
+		}
+		if keep.Resources.Limits != nil || keep.Resources.Requests != nil {
+			out = append(out, keep)
+		}
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
@@ -12,7 +13,8 @@ import (
 // TestCacheTransformKeepsWhatIsRead: the transform drops managedFields
 // from every object and from pods what the controller never reads, and
 // keeps what it does read (the planner's annotations, the node, host
-// network, phase, finalizers, deletion).
+// network, phase, finalizers, deletion; the pod's ResourceClaims and, of
+// its containers, only the resources of the DRA driver's domain).
 func TestCacheTransformKeepsWhatIsRead(t *testing.T) {
 	t.Parallel()
 	now := metav1.Now()
@@ -31,6 +33,21 @@ func TestCacheTransformKeepsWhatIsRead(t *testing.T) {
 	got := out.(*corev1.Pod)
 	if got.ManagedFields != nil || got.Spec.Containers != nil || got.Spec.Volumes != nil || got.Status.PodIP != "" || got.Status.Conditions != nil {
 		t.Errorf("kept what the controller never reads: %+v", got)
+	}
+	claim := "port"
+	dra := &corev1.Pod{
+		Spec: corev1.PodSpec{ResourceClaims: []corev1.PodResourceClaim{{Name: "dpdk", ResourceClaimName: &claim}},
+			Containers: []corev1.Container{{Name: "vnf", Image: "vnf:1", Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{
+				draDriver + "/port": resource.MustParse("1"), corev1.ResourceCPU: resource.MustParse("1")}}}}},
+		Status: corev1.PodStatus{ResourceClaimStatuses: []corev1.PodResourceClaimStatus{{Name: "t", ResourceClaimName: &claim}},
+			ExtendedResourceClaimStatus: &corev1.PodExtendedResourceClaimStatus{ResourceClaimName: "ext"}},
+	}
+	if _, err := trimForCache(dra); err != nil {
+		t.Fatal(err)
+	}
+	if len(dra.Spec.ResourceClaims) != 1 || len(dra.Status.ResourceClaimStatuses) != 1 || dra.Status.ExtendedResourceClaimStatus == nil ||
+		!asksThroughDRA(dra) || len(dra.Spec.Containers) != 1 || len(dra.Spec.Containers[0].Resources.Limits) != 1 || dra.Spec.Containers[0].Image != "" {
+		t.Errorf("the pod's claims, or only its resources of the DRA driver, not kept: %+v", dra)
 	}
 	if got.Spec.NodeName != "n1" || !got.Spec.HostNetwork || got.Status.Phase != corev1.PodRunning || got.UID != "u1" ||
 		got.Annotations[v1alpha1.NetworksAnnotation] != "mgmt" || len(got.Finalizers) != 1 || got.DeletionTimestamp == nil || got.Labels["app"] != "vnf" {

@@ -187,6 +187,23 @@ func (r *PodReconciler) plan(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.
 		SecurityGroups: r.opts.PodSecurityGroups, DPDKDriver: r.opts.DefaultDPDKDriver,
 		AllowCrossNamespace: r.opts.AllowCrossNamespaceNetworks,
 	})
+	var cniPath []int
+	claimErr := false
+	if planErr == nil {
+		// Nested-dpdk interfaces of a pod that holds claims of the DRA
+		// driver are those claims' devices.
+		var err error
+		cniPath, err = r.claimInterfaces(ctx, pod, reqs)
+		switch {
+		case errors.Is(err, errClaimWait):
+			log.FromContext(ctx).V(1).Info("plan waits for the pod's claims", "pod", pod.Namespace+"/"+pod.Name, "reason", err.Error())
+			return nil, ctrl.Result{RequeueAfter: time.Second}, nil
+		case networks.IsSpecError(err):
+			planErr, claimErr = err, true
+		case err != nil:
+			return nil, ctrl.Result{}, err
+		}
+	}
 	userError := networks.IsSpecError(planErr) || errors.Is(planErr, networks.ErrNADNotFound)
 	if planErr != nil && !userError {
 		return nil, ctrl.Result{}, planErr
@@ -199,6 +216,9 @@ func (r *PodReconciler) plan(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.
 		if err := r.client.Create(ctx, kp); err != nil {
 			return nil, ctrl.Result{}, fmt.Errorf("create KuryrPod %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
+		if planErr == nil {
+			r.reportUnchecked(pod, kp, reqs, cniPath)
+		}
 	} else if planErr == nil && !equality.Semantic.DeepEqual(kp.Spec.Interfaces, reqs) {
 		kp.Spec.Interfaces = reqs
 		if err := r.client.Update(ctx, kp); err != nil {
@@ -207,8 +227,11 @@ func (r *PodReconciler) plan(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.
 	}
 	if planErr != nil {
 		reason := "InvalidNetworkRequest"
-		if errors.Is(planErr, networks.ErrNADNotFound) {
+		switch {
+		case errors.Is(planErr, networks.ErrNADNotFound):
 			reason = "NetworkNotFound"
+		case claimErr:
+			reason = reasonInvalidClaim
 		}
 		r.recorder.Eventf(pod, kp, corev1.EventTypeWarning, reason, "PlanInterfaces", "%s", planErr.Error())
 		st := kp.Status.DeepCopy()

@@ -136,11 +136,16 @@ func (r *PodReconciler) fanOut(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 			out[i] = *cur
 			continue
 		}
-		existing, err := lookup.port(ctx, req.IfName, cur)
 		entry := v1alpha1.InterfaceStatus{IfName: req.IfName, Driver: req.Driver, Network: req.Network, State: v1alpha1.StatePending}
 		if cur != nil {
 			entry = *cur
 		}
+		if req.ResourceClaim != nil {
+			// A claim's device: no port of the pod's to look up.
+			todo = append(todo, func() { out[i], errs[i] = r.wireClaimed(ctx, node, req, entry) })
+			continue
+		}
+		existing, err := lookup.port(ctx, req.IfName, cur)
 		if errors.Is(err, errNotOwned) {
 			// Refused: the verdict rolls the pod back, and nothing
 			// touches the port the status named.

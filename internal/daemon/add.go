@@ -180,8 +180,16 @@ func (d *Daemon) plug(ctx context.Context, req *cniapi.Request, podUID types.UID
 		return p, err
 	}
 	p.req.PodUID = string(podUID)
+	if c := ir.ResourceClaim; c != nil {
+		// A claim's device, bound by its Prepare: reported, not bound
+		// again; its claim and port as the controller planned them.
+		drv, p.req.ClaimUID, p.req.PortID = d.bindings.Claimed(), string(c.UID), c.PortID
+	}
 	t := time.Now()
 	if p.res, err = drv.Attach(ctx, p.req); err != nil {
+		if errors.Is(err, binding.ErrClaimNotPrepared) {
+			return p, cniErr(cniapi.CodeTryAgainLater, "interface %s is the device of ResourceClaim %s: %v", ir.IfName, ir.ResourceClaim.Name, err)
+		}
 		if errors.Is(err, binding.ErrDeviceInfoPath) {
 			return p, cniErr(cniapi.CodeBadConfig, "interface %s: runtimeConfig.CNIDeviceInfoFile refused: %v", ir.IfName, err)
 		}

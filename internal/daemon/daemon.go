@@ -74,7 +74,7 @@ func New(opts Options, c client.Client, reader client.Reader, reg prometheus.Reg
 	})
 	var err error
 	d.bindings, err = binding.New(binding.Options{
-		SysfsRoot: opts.SysfsRoot, CheckpointDir: opts.CheckpointDir, DevInfoRoot: opts.DevInfoRoot,
+		SysfsRoot: opts.SysfsRoot, CheckpointDir: opts.CheckpointDir, ClaimCheckpointDir: opts.DRACheckpointDir, DevInfoRoot: opts.DevInfoRoot,
 		DeviceTimeout: opts.DeviceTimeout,
 		Kernel:        binding.KernelOptions{ParentNetns: opts.NodeNetns, Parent: d.parentLink},
 		OnSetAside:    d.checkpointSetAside,

@@ -87,9 +87,12 @@ type node struct {
 	dir     string
 	socket  string
 	ckptDir string
-	cni     *libcni.CNIConfig
-	list    *libcni.NetworkConfigList
-	pod     *corev1.Pod
+	// draCkptDir is the DRA driver's checkpoint directory the daemons
+	// read (--dra-checkpoint-dir).
+	draCkptDir string
+	cni        *libcni.CNIConfig
+	list       *libcni.NetworkConfigList
+	pod        *corev1.Pod
 	// specEdit and statusEdit, when set, change the KuryrPod spec and
 	// status createPod makes.
 	specEdit   func(*v1alpha1.KuryrPodSpec)
@@ -113,6 +116,7 @@ func newNode(t *testing.T) *node {
 	n.dir = t.TempDir()
 	n.socket = filepath.Join(n.dir, "cni.sock")
 	n.ckptDir = filepath.Join(n.dir, "checkpoints")
+	n.draCkptDir = filepath.Join(n.dir, "dra-checkpoints")
 
 	// The VM: its NIC holds the node's InternalIP.
 	n.nodeNS = netnstest.NewNS(t)
@@ -180,6 +184,7 @@ func (n *node) startDaemonAs(cfg *rest.Config, timeout time.Duration, primary bo
 	opts := Defaults()
 	opts.NodeName, opts.Socket, opts.SysfsRoot = n.name, n.socket, n.sim.Root()
 	opts.CheckpointDir, opts.DevInfoRoot, opts.NodeNetns = n.ckptDir, n.dir, n.nodeNS.Path()
+	opts.DRACheckpointDir = n.draCkptDir
 	opts.Primary, opts.InterfacesTimeout, opts.DeviceTimeout = primary, timeout, timeout
 	if n.deviceTimeout != 0 {
 		opts.DeviceTimeout = n.deviceTimeout

@@ -29,6 +29,10 @@ type Options struct {
 	SysfsRoot string
 	// CheckpointDir holds one record per (container, interface).
 	CheckpointDir string
+	// DRACheckpointDir is the DRA driver's checkpoint directory
+	// (--dra-checkpoint-dir): an interface that is a claim's device is
+	// reported from the claim's checkpoint there. "" : none is.
+	DRACheckpointDir string
 	// DevInfoRoot is the root under which the NPWG device-info directory
 	// (var/run/k8s.cni.cncf.io/devinfo/cni) is, when the runtime names no
 	// CNIDeviceInfoFile.
