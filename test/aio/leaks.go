@@ -16,15 +16,24 @@ import (
 // in the node VMs' namespaces (kuryr's, under temporary names, when a move
 // into a pod failed), pod namespaces (the stand-ins'; on a real node
 // containerd's in its /run/netns), checkpoints, device-info files and the
-// runtimes' (and Multus') cached CNI results (removed by a DEL). kuryr-daemon's and
-// kuryr-controller's own pods use the host network: they have none of these.
+// runtimes' (and Multus') cached CNI results (removed by a DEL), and the DRA
+// driver's CDI specs. kuryr-daemon's and kuryr-controller's own pods use the
+// host network: they have none of these. With Options.DRA the idle ports of
+// the DPDK pools (no pod's, no claim's) and their devices are not leaks:
+// they are the pools.
 func (e *Env) Leaks() []string {
 	var out []string
 	tag := "kuryr-cluster=" + e.ClusterID()
+	pooled := map[string]bool{} // idle pool ports (Options.DRA)
 	for _, p := range e.Cloud.Ports() {
-		if slices.Contains(p.Tags, tag) {
-			out = append(out, fmt.Sprintf("port %s (%s, %s)", p.ID, p.Name, p.Status))
+		if !slices.Contains(p.Tags, tag) {
+			continue
 		}
+		if e.opts.DRA && idlePoolPort(p.Tags) {
+			pooled[p.ID] = true
+			continue
+		}
+		out = append(out, fmt.Sprintf("port %s (%s, %s)", p.ID, p.Name, p.Status))
 	}
 	for _, n := range e.Nodes {
 		// A lookup that fails is a leak check that failed, reported as such.
@@ -38,7 +47,7 @@ func (e *Env) Leaks() []string {
 		} else if len(p.AllowedAddressPairs) > 0 {
 			out = append(out, fmt.Sprintf("%d allowed address pairs on the port of %s", len(p.AllowedAddressPairs), n.Name))
 		}
-		if d := n.AttachedDevices(); d > 0 {
+		if d := n.attachedExcept(pooled); d > 0 {
 			out = append(out, fmt.Sprintf("%d devices attached to %s", d, n.Name))
 		}
 		if links, err := Links(n.NetNS); err != nil {
@@ -85,7 +94,29 @@ func (e *Env) Leaks() []string {
 // results and Multus' state (Options.Multus: a sandbox's delegates and its
 // delegates' cached results).
 func (n *Node) attachmentDirs() []string {
-	return []string{n.checkpointDir(), n.DevinfoDir, filepath.Join(n.cniCacheDir(), "results"), filepath.Join(n.cniCacheDir(), "multus")}
+	dirs := []string{n.checkpointDir(), n.DevinfoDir, filepath.Join(n.cniCacheDir(), "results"), filepath.Join(n.cniCacheDir(), "multus")}
+	if n.real != nil {
+		// The DRA driver's: checkpoints, device-info files and CDI specs
+		// of prepared claims.
+		dirs = append(dirs, n.real.nodeFS("/var/lib/kuryr-dpdk/dra-checkpoints"), n.devInfoDPDir(), n.real.nodeFS("/var/run/cdi"))
+	}
+	return dirs
+}
+
+// devInfoDPDir is the node's NPWG device-plugin device-info directory,
+// where the DRA driver writes a file per prepared device.
+func (n *Node) devInfoDPDir() string {
+	return filepath.Join(n.devinfoRoot, "var/run/k8s.cni.cncf.io/devinfo/dp")
+}
+
+// idlePoolPort says whether a port's tags make it a pool's port that no
+// pod and no claim holds (kuryr-pool=<node>, no kuryr-pod=, no
+// kuryr-claim=; docs/controller.md).
+func idlePoolPort(tags []string) bool {
+	has := func(prefix string) bool {
+		return slices.ContainsFunc(tags, func(t string) bool { return strings.HasPrefix(t, prefix) })
+	}
+	return has("kuryr-pool=") && !has("kuryr-pod=") && !has("kuryr-claim=")
 }
 
 // SandboxLeftovers lists the files on node n, among those an attachment

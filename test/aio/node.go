@@ -114,6 +114,20 @@ func (n *Node) AttachedDevices() int {
 	return len(n.slots)
 }
 
+// attachedExcept returns how many hot-plugged devices the node has for
+// ports not in skip.
+func (n *Node) attachedExcept(skip map[string]bool) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := 0
+	for port := range n.slots {
+		if !skip[port] {
+			c++
+		}
+	}
+	return c
+}
+
 func (e *Env) startNodes(ctx context.Context) error {
 	fabric, err := createNetNS(e.nsName("fabric"))
 	if err != nil {
@@ -216,7 +230,14 @@ func (e *Env) startNode(ctx context.Context, i int) (*Node, error) {
 		return nil, err
 	}
 
-	n.PCI, err = pcisim.Start(e.ctx, n.SysfsRoot, pcisim.WithNetdevHook(n.netdevHook))
+	simOpts := []pcisim.Option{pcisim.WithNetdevHook(n.netdevHook)}
+	if e.opts.RealNodes {
+		// A bind to uio_pci_generic makes <root>/dev/uioN, the node's
+		// /var/lib/kuryr-aio/dev/uioN: the device node the DRA driver's
+		// CDI spec names and containerd puts in the container.
+		simOpts = append(simOpts, pcisim.WithUIODevNodes())
+	}
+	n.PCI, err = pcisim.Start(e.ctx, n.SysfsRoot, simOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("start the PCI bus of %s: %w", name, err)
 	}
