@@ -45,13 +45,7 @@ func (e *Env) writeContainerView(ctx context.Context, w io.Writer, pod *corev1.P
 	for _, ifName := range dpdk {
 		show += fmt.Sprintf(`; for f in %s/*_%s; do echo; echo "device-info file $f:"; cat "$f"; echo; done`, demoDevInfoDir, ifName)
 	}
-	out, err := e.Exec(ctx, pod, show)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "\ninside the container (kubectl exec %s -- sh -c '%s'):\n", pod.Name, show)
-	indent(w, out)
-	return nil
+	return e.writeExec(ctx, w, pod, show)
 }
 
 // dpdkIfNames lists the pod's nested-dpdk interfaces, as its KuryrPod

@@ -257,12 +257,17 @@ func (e *Env) writeClaimView(ctx context.Context, w io.Writer, pod *corev1.Pod) 
 			fmt.Fprintf(w, "    %s=%s (%s): %s\n", c.Type, c.Status, c.Reason, c.Message)
 		}
 	}
-	show := `ls -l /dev | grep -v -e ' -> ' -e '^total'; env | grep ^PCIDEVICE_; for f in /var/run/k8s.cni.cncf.io/devinfo/dp/*; do echo "device-info file $f:"; cat "$f"; echo; done`
-	out, err := e.Exec(ctx, pod, show)
+	return e.writeExec(ctx, w, pod, `ls -l /dev | grep -v -e ' -> ' -e '^total'; env | grep ^PCIDEVICE_; for f in /var/run/k8s.cni.cncf.io/devinfo/dp/*; do echo "device-info file $f:"; cat "$f"; echo; done`)
+}
+
+// writeExec writes what script (sh -c in the pod's container) printed,
+// under the command that printed it.
+func (e *Env) writeExec(ctx context.Context, w io.Writer, pod *corev1.Pod, script string) error {
+	out, err := e.Exec(ctx, pod, script)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\ninside the container (kubectl exec %s -- sh -c '%s'):\n", pod.Name, show)
+	fmt.Fprintf(w, "\ninside the container (kubectl exec %s -- sh -c '%s'):\n", pod.Name, script)
 	indent(w, out)
 	return nil
 }
