@@ -130,8 +130,7 @@ func TestDRAOnARealNode(t *testing.T) {
 //     its device went back to virtio-pci (its netdev came back), and the
 //     third pod is scheduled on its port and runs;
 //   - once every pod is gone the claims' ports are back in the pool
-//     (Ready, no owner);
-//   - when every pod is gone nothing is left (aio.Env.Leaks, which counts
+//     (Ready, no owner) and nothing is left (aio.Env.Leaks, which counts
 //     the DRA driver's checkpoints, device-info files and CDI specs too).
 func testClaimGetsOnlyItsDevice(t *testing.T) {
 	const namespace = "e2e-dra"
@@ -158,16 +157,16 @@ func testClaimGetsOnlyItsDevice(t *testing.T) {
 	a, b := createPod(t, ctx, claimPod(namespace, "a")), createPod(t, ctx, claimPod(namespace, "b"))
 	waitReady(t, ctx, namespace, 2*time.Minute, a.Name, b.Name)
 	claimA, devA := claimDevice(t, ctx, a)
-	_, devB := claimDevice(t, ctx, b)
+	claimB, devB := claimDevice(t, ctx, b)
 	if devA.pciAddress == devB.pciAddress || devA.portID == devB.portID {
 		t.Fatalf("both claims got %+v and %+v: one device for two claims", devA, devB)
 	}
 	for _, c := range []struct {
 		pod   *corev1.Pod
-		claim string
+		claim *resourceapi.ResourceClaim
 		dev   preparedDevice
 		other preparedDevice
-	}{{a, claimA.Name, devA, devB}, {b, "", devB, devA}} {
+	}{{a, claimA, devA, devB}, {b, claimB, devB, devA}} {
 		if got := node.PCI.Driver(c.dev.pciAddress); got != pcisim.DriverUIO {
 			t.Errorf("device %s of pod %s is bound to %q on the node, want %s", c.dev.pciAddress, c.pod.Name, got, pcisim.DriverUIO)
 		}
@@ -191,8 +190,8 @@ func testClaimGetsOnlyItsDevice(t *testing.T) {
 		if want := dra.PCIDeviceEnv + "=" + c.dev.pciAddress; !slices.Contains(strings.Fields(envOut), want) {
 			t.Errorf("pod %s's environment has no %s:\n%s", c.pod.Name, want, envOut)
 		}
-		if d := kuryrNodeDevice(t, ctx, node.Name, c.dev.portID); d.State != v1alpha1.DPDKDeviceInUse || !strings.HasPrefix(d.Owner, dra.OwnerPrefix) {
-			t.Errorf("KuryrNode %s shows port %s %s, owner %q; want InUse by a claim", node.Name, c.dev.portID, d.State, d.Owner)
+		if d, owner := kuryrNodeDevice(t, ctx, node.Name, c.dev.portID), dra.OwnerPrefix+string(c.claim.UID); d.State != v1alpha1.DPDKDeviceInUse || d.Owner != owner {
+			t.Errorf("KuryrNode %s shows port %s %s, owner %q; want InUse by %s", node.Name, c.dev.portID, d.State, d.Owner, owner)
 		}
 	}
 
