@@ -52,6 +52,12 @@ func (e *Env) startCloud(ctx context.Context) error {
 		}
 		*n.out = sub
 	}
+	if e.opts.DRA {
+		// kuryr-controller pools only ports that name their security
+		// groups; with DRA every network that names none gets this one
+		// (podSecurityGroups), so the DPDK pool can be made.
+		e.poolSG = e.Cloud.SeedSecurityGroup("kuryr-aio-pods").ID
+	}
 	e.logf("simulated OpenStack at %s (Keystone %s)", e.Cloud.URL(), e.Cloud.AuthURL())
 	return nil
 }

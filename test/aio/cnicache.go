@@ -28,6 +28,10 @@ type CNICall struct {
 	Args map[string]string
 	// PluginType is the type of the configuration's (first) plugin.
 	PluginType string
+	// DeviceID is the configuration's deviceID: what Multus puts there for
+	// a delegate whose NAD names a resource (k8s.v1.cni.cncf.io/resourceName)
+	// that the kubelet's pod-resources API lists for the pod.
+	DeviceID string
 	// Result is what the plugin printed.
 	Result *types100.Result
 }
@@ -99,15 +103,16 @@ func cniCalls(dir string, uid types.UID) ([]CNICall, error) {
 			continue
 		}
 		var conf struct {
-			Type    string `json:"type"`
-			Plugins []struct {
+			Type     string `json:"type"`
+			DeviceID string `json:"deviceID"`
+			Plugins  []struct {
 				Type string `json:"type"`
 			} `json:"plugins"`
 		}
 		if err := json.Unmarshal(c.Config, &conf); err != nil {
 			return nil, fmt.Errorf("libcni cache file %s: config: %w", f, err)
 		}
-		call.PluginType = conf.Type
+		call.PluginType, call.DeviceID = conf.Type, conf.DeviceID
 		if len(conf.Plugins) > 0 {
 			call.PluginType = conf.Plugins[0].Type
 		}

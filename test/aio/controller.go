@@ -35,11 +35,16 @@ func (e *Env) controllerObjects(rendered map[string]*unstructured.Unstructured) 
 	if err := e.checkAPIEnv(dep); err != nil {
 		return nil, err
 	}
-	conf, err := yaml.Marshal(map[string]any{
+	settings := map[string]any{
 		"clusterID": e.ClusterID(), "primary": true, "defaultDriver": string(e.MgmtDriver),
 		"podSubnetID": e.Networks.Pod.ID, "workerSubnetIDs": []string{e.Networks.Worker.ID},
 		"defaultDPDKDriver": "uio_pci_generic",
-	})
+	}
+	if e.opts.DRA {
+		settings["podSecurityGroups"] = []string{e.poolSG}
+		settings["pools"] = map[string]any{"nestedDPDK": map[string]int{"min": 1, "max": DRAPoolMax, "batch": 1}}
+	}
+	conf, err := yaml.Marshal(settings)
 	if err != nil {
 		return nil, err
 	}

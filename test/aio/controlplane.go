@@ -200,10 +200,11 @@ func (e *Env) runControlPlane(ctx context.Context, servingIPs []net.IP, nodes []
 	if _, err := envtest.InstallCRDs(e.cp.Admin, envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true}); err != nil {
 		return fmt.Errorf("install CRDs from %v: %w", crds, err)
 	}
-	// kuryr's RBAC and the admission policy that scopes each daemon to
-	// its node, as the base deploys them: a daemon needs a token bound to
-	// a pod on its node (the kubelet's, or daemonToken's).
-	for _, f := range []string{"rbac.yaml", "admission.yaml"} {
+	// kuryr's RBAC, the admission policy that scopes each daemon to its
+	// node, and the DRA driver's DeviceClass and role, as the base deploys
+	// them: a daemon needs a token bound to a pod on its node (the
+	// kubelet's, or daemonToken's).
+	for _, f := range []string{"rbac.yaml", "admission.yaml", "dra.yaml"} {
 		path := filepath.Join(e.opts.RepoRoot, "deploy", "kuryr-dpdk", f)
 		if _, err := testenv.Apply(ctx, e.cp.Admin, path); err != nil {
 			return fmt.Errorf("apply %s: %w", path, err)

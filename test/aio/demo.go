@@ -79,6 +79,15 @@ func (e *Env) RunDemo(ctx context.Context, w io.Writer, timeout time.Duration) e
 		return err
 	}
 	demo := DPDKPod(DemoNamespace, "dpdk-app")
+	if e.opts.DRA {
+		if err := e.WriteResourceSlices(ctx, w); err != nil {
+			return err
+		}
+		if err := e.CreateClaimTemplate(ctx, DemoNamespace); err != nil {
+			return err
+		}
+		demo = DRADemoPod(DemoNamespace, "dpdk-app")
+	}
 	if e.opts.RealNodes {
 		e.AdaptPod(demo)
 		runDemoImage(demo)
@@ -95,7 +104,13 @@ func (e *Env) RunDemo(ctx context.Context, w io.Writer, timeout time.Duration) e
 	if waitErr != nil || !e.opts.RealNodes {
 		return waitErr
 	}
-	return e.writeContainerView(ctx, w, pod)
+	if err := e.writeContainerView(ctx, w, pod); err != nil {
+		return err
+	}
+	if e.opts.DRA {
+		return e.writeClaimView(ctx, w, pod)
+	}
+	return nil
 }
 
 // PodReady says why the pod is not ready yet (nil when it is): it must be

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os/exec"
-	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,8 +37,6 @@ func runDemoImage(pod *corev1.Pod) {
 // its DPDK interfaces (the kernel has no netdev for a device bound to a
 // DPDK driver; the file names its PCI address).
 func (e *Env) writeContainerView(ctx context.Context, w io.Writer, pod *corev1.Pod) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
 	dpdk, err := e.dpdkIfNames(ctx, pod)
 	if err != nil {
 		return err
@@ -50,18 +45,7 @@ func (e *Env) writeContainerView(ctx context.Context, w io.Writer, pod *corev1.P
 	for _, ifName := range dpdk {
 		show += fmt.Sprintf(`; for f in %s/*_%s; do echo; echo "device-info file $f:"; cat "$f"; echo; done`, demoDevInfoDir, ifName)
 	}
-	out, err := exec.CommandContext(ctx, e.Kubectl(), "--kubeconfig", e.Kubeconfig(), "exec", "-n", pod.Namespace, pod.Name,
-		"-c", pod.Spec.Containers[0].Name, "--", "/bin/sh", "-c", show).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("kubectl exec %s/%s -- sh -c %q: %w\n%s", pod.Namespace, pod.Name, show, err, out)
-	}
-	fmt.Fprintf(w, "\ninside the container (kubectl exec %s -- sh -c '%s'):\n", pod.Name, show)
-	for _, line := range strings.SplitAfter(string(out), "\n") {
-		if line != "" {
-			fmt.Fprint(w, "  "+line)
-		}
-	}
-	return nil
+	return e.writeExec(ctx, w, pod, show)
 }
 
 // dpdkIfNames lists the pod's nested-dpdk interfaces, as its KuryrPod

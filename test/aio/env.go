@@ -73,6 +73,12 @@ type Options struct {
 	// MultusBinDir holds multus and thin_entrypoint (Multus); the cache of
 	// hack/build-multus.sh when empty.
 	MultusBinDir string
+	// DRA (with RealNodes) turns kuryr-controller's pre-attached DPDK pools
+	// on (pools.nestedDPDK min 1, max DRAPoolMax per node), so that the
+	// DRA driver kuryr-daemon runs on every real node publishes each node's
+	// pool ports and pods get them through ResourceClaims (dra.go). Off,
+	// the driver runs too but publishes no device.
+	DRA bool
 }
 
 // Networks are the seeded Neutron subnets.
@@ -111,6 +117,7 @@ type Env struct {
 	kuryrImage       string       // the kuryr-dpdk image of binDir (OCI tarball; real nodes)
 	demoImage        string       // DemoImage (OCI tarball; real nodes)
 	multusImage      string       // MultusImage (OCI tarball; Options.Multus)
+	poolSG           string       // the security group of the DPDK pools (Options.DRA)
 	fabricProxy      *fabricProxy // the API server for the real nodes
 	cloudProxy       *fabricProxy // the simulated cloud for the real nodes
 	fabricCloudURL   string       // the cloud's URL on the fabric
@@ -190,6 +197,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	if opts.Multus && (!opts.RealNodes || opts.NoKuryr) {
 		return nil, errors.New("option Multus needs RealNodes (containerd runs Multus) and kuryr (its delegate)")
+	}
+	if opts.DRA && (!opts.RealNodes || opts.NoKuryr) {
+		return nil, errors.New("option DRA needs RealNodes (the kubelet runs the DRA driver) and kuryr (the driver)")
 	}
 	if opts.RealNodes && len(opts.ControllerArgs) > 0 {
 		return nil, fmt.Errorf("ControllerArgs %v: on real nodes kuryr-controller is the Deployment of deploy/overlays/all-in-one", opts.ControllerArgs)
@@ -276,6 +286,11 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if opts.RealNodes {
 		if err := e.waitRealNodesReady(ctx); err != nil {
 			return nil, err
+		}
+		if opts.DRA {
+			if err := e.makeDPDKPools(ctx); err != nil {
+				return nil, err
+			}
 		}
 	} else {
 		for _, n := range e.Nodes {

@@ -21,6 +21,7 @@ const (
 	LayerBound        = "bound devices"      // of those, bound to a DPDK driver
 	LayerCheckpoints  = "checkpoints"        // kuryr-daemon's records
 	LayerDevinfo      = "device-info files"  // NPWG device-info
+	LayerCDISpecs     = "CDI specs"          // the DRA driver's, one per prepared claim
 	LayerCNIResults   = "CNI results"        // the runtimes' cached results (removed by a DEL)
 	LayerNetNS        = "network namespaces" // pod sandboxes
 	LayerLinks        = "links"              // VLAN and MACVLAN links left in the node VMs
@@ -28,7 +29,7 @@ const (
 
 // Layers lists every layer, in order.
 var Layers = []string{LayerPorts, LayerSubports, LayerAddressPairs, LayerAttachments, LayerDevices, LayerBound,
-	LayerCheckpoints, LayerDevinfo, LayerCNIResults, LayerNetNS, LayerLinks}
+	LayerCheckpoints, LayerDevinfo, LayerCDISpecs, LayerCNIResults, LayerNetNS, LayerLinks}
 
 // Trace is one thing of kuryr-dpdk's found in a layer.
 type Trace struct {
@@ -42,7 +43,9 @@ type Trace struct {
 // their interfaces; once no pod of kuryr-dpdk exists, each is a leak.
 // kuryr-daemon's and kuryr-controller's own pods use the host network:
 // they have none of these. A node deleted (DeleteNode) is counted in the
-// cloud only: its VM, and everything in it, is gone.
+// cloud only: its VM, and everything in it, is gone. With Options.DRA the
+// idle ports of the DPDK pools (no pod's, no claim's) and their devices
+// are not listed: they are the pools.
 func (e *Env) Traces() ([]Trace, []error) {
 	var out []Trace
 	var errs []error
@@ -51,7 +54,12 @@ func (e *Env) Traces() ([]Trace, []error) {
 	}
 	tag := "kuryr-cluster=" + e.ClusterID()
 	ports := e.Cloud.Ports()
+	pooled := map[string]bool{} // idle pool ports (Options.DRA)
 	for _, p := range ports {
+		if slices.Contains(p.Tags, tag) && e.opts.DRA && idlePoolPort(p.Tags) {
+			pooled[p.ID] = true
+			continue
+		}
 		if slices.Contains(p.Tags, tag) {
 			add(LayerPorts, "port %s (%s, %s)", p.ID, p.Name, p.Status)
 		}
@@ -80,11 +88,14 @@ func (e *Env) Traces() ([]Trace, []error) {
 			}
 		}
 		for _, p := range ports {
-			if p.DeviceID == n.Server.Server.ID && p.ID != n.Server.ParentPort.ID {
+			if p.DeviceID == n.Server.Server.ID && p.ID != n.Server.ParentPort.ID && !pooled[p.ID] {
 				add(LayerAttachments, "port %s attached to %s", p.ID, n.Name)
 			}
 		}
 		for port, addr := range n.devices() {
+			if pooled[port] {
+				continue
+			}
 			add(LayerDevices, "device %s (port %s) in %s", addr, port, n.Name)
 			if drv := n.PCI.Driver(addr); drv != "" && drv != "virtio-pci" {
 				add(LayerBound, "device %s bound to %s in %s", addr, drv, n.Name)
@@ -153,8 +164,31 @@ func (e *Env) Leaks() []string {
 // results and Multus' state (Options.Multus: a sandbox's delegates and its
 // delegates' cached results).
 func (n *Node) attachmentDirs() []layerDir {
-	return []layerDir{{LayerCheckpoints, n.checkpointDir()}, {LayerDevinfo, n.DevinfoDir},
+	dirs := []layerDir{{LayerCheckpoints, n.checkpointDir()}, {LayerDevinfo, n.DevinfoDir},
 		{LayerCNIResults, filepath.Join(n.cniCacheDir(), "results")}, {LayerCNIResults, filepath.Join(n.cniCacheDir(), "multus")}}
+	if n.real != nil {
+		// The DRA driver's: checkpoints, device-info files and CDI specs
+		// of prepared claims.
+		dirs = append(dirs, layerDir{LayerCheckpoints, n.real.nodeFS("/var/lib/kuryr-dpdk/dra-checkpoints")},
+			layerDir{LayerDevinfo, n.devInfoDPDir()}, layerDir{LayerCDISpecs, n.real.nodeFS("/var/run/cdi")})
+	}
+	return dirs
+}
+
+// devInfoDPDir is the node's NPWG device-plugin device-info directory,
+// where the DRA driver writes a file per prepared device.
+func (n *Node) devInfoDPDir() string {
+	return filepath.Join(n.devinfoRoot, "var/run/k8s.cni.cncf.io/devinfo/dp")
+}
+
+// idlePoolPort says whether a port's tags make it a pool's port that no
+// pod and no claim holds (kuryr-pool=<node>, no kuryr-pod=, no
+// kuryr-claim=; docs/controller.md).
+func idlePoolPort(tags []string) bool {
+	has := func(prefix string) bool {
+		return slices.ContainsFunc(tags, func(t string) bool { return strings.HasPrefix(t, prefix) })
+	}
+	return has("kuryr-pool=") && !has("kuryr-pod=") && !has("kuryr-claim=")
 }
 
 // layerDir is a directory of node files and the layer they belong to.

@@ -224,7 +224,14 @@ func (e *Env) startNode(ctx context.Context, i int) (*Node, error) {
 		return nil, err
 	}
 
-	n.PCI, err = pcisim.Start(e.ctx, n.SysfsRoot, pcisim.WithNetdevHook(n.netdevHook))
+	simOpts := []pcisim.Option{pcisim.WithNetdevHook(n.netdevHook)}
+	if e.opts.RealNodes {
+		// A bind to uio_pci_generic makes <root>/dev/uioN, the node's
+		// /var/lib/kuryr-aio/dev/uioN: the device node the DRA driver's
+		// CDI spec names and containerd puts in the container.
+		simOpts = append(simOpts, pcisim.WithUIODevNodes())
+	}
+	n.PCI, err = pcisim.Start(e.ctx, n.SysfsRoot, simOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("start the PCI bus of %s: %w", name, err)
 	}

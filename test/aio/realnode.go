@@ -17,6 +17,7 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/imagebuild"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
 )
 
 // A real node runs containerd (v2, with Debian's runc) and a kubelet, both
@@ -51,6 +52,13 @@ var nodePaths = []bindMount{
 // /sys (Node.SysfsRoot/sys): the all-in-one overlay gives it to
 // kuryr-daemon's pod as its /sys.
 const nodeSysfs = "/var/lib/kuryr-aio/sys"
+
+// nodeDevRoot is the root of a real node's simulated device nodes: its
+// dev/ (Node.SysfsRoot/dev, where the PCI simulator makes /dev/uioN) is
+// the node's /var/lib/kuryr-aio/dev, and kuryr-daemon's --dra-dev-root
+// (deploy/overlays/all-in-one), so that the CDI specs name host paths
+// containerd finds in the node's mount namespace.
+const nodeDevRoot = "/var/lib/kuryr-aio"
 
 // FabricCloudPort is the simulated cloud's port on the fabric (its fabric
 // proxy's), where kuryr-controller's pod reaches Keystone, Neutron and Nova.
@@ -172,7 +180,11 @@ func (e *Env) startRealNode(ctx context.Context, n *Node) error {
 	// The device-info files where the daemon's pod writes them (its
 	// /var/run/k8s.cni.cncf.io hostPath) are the node's DevinfoDir.
 	binds = append(binds, bindMount{Src: filepath.Join(n.devinfoRoot, "var/run/k8s.cni.cncf.io"), Dst: "/run/k8s.cni.cncf.io"},
-		bindMount{Src: filepath.Join(n.SysfsRoot, "sys"), Dst: nodeSysfs})
+		bindMount{Src: filepath.Join(n.SysfsRoot, "sys"), Dst: nodeSysfs},
+		bindMount{Src: filepath.Join(n.SysfsRoot, "dev"), Dst: filepath.Join(nodeDevRoot, "dev")})
+	if err := os.MkdirAll(filepath.Join(n.SysfsRoot, "dev"), 0o755); err != nil {
+		return err
+	}
 	for name, v := range kernelTunables {
 		src := filepath.Join(n.Dir, "sysctl", strings.ReplaceAll(name, "/", "."))
 		if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
@@ -550,7 +562,8 @@ func (e *Env) AdaptPod(pod *corev1.Pod) {
 	pod.Spec.DNSPolicy = corev1.DNSDefault
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
-		c.Image, c.ImagePullPolicy, c.Resources = PauseImage, corev1.PullNever, corev1.ResourceRequirements{}
+		// The claims stay: they are not the node's CPUs or hugepages.
+		c.Image, c.ImagePullPolicy, c.Resources = PauseImage, corev1.PullNever, corev1.ResourceRequirements{Claims: c.Resources.Claims}
 	}
 }
 
@@ -576,3 +589,9 @@ func (n *Node) FS(path string) string {
 // BinDir holds the kuryr-dpdk binaries the environment runs (and put into
 // the kuryr-dpdk image).
 func (e *Env) BinDir() string { return e.binDir }
+
+// UIODevice is the uio device ("uio0") of the device at addr on node n,
+// while it is bound to uio_pci_generic (internal/pci on its simulated sysfs).
+func (n *Node) UIODevice(addr string) (string, error) {
+	return pci.New(n.SysfsRoot).UIODevice(addr)
+}

@@ -23,31 +23,41 @@ import (
 // useMultusEnv starts an all-in-one with one real node running real Multus
 // (aio.Options.Multus: deploy/overlays/all-in-one-multus, kuryr-daemon with
 // --primary=false) and makes it the package's env for the rest of the test
-// (the e2e tests run one at a time); it is torn down, and env restored,
-// when the test ends.
+// (useEnv).
 func useMultusEnv(t *testing.T) {
 	t.Helper()
-	testenv.RequireMultusBins(t)
+	useEnv(t, aio.Options{Nodes: 1, RealNodes: true, Multus: true, Log: os.Stderr}, "Multus")
+}
+
+// useEnv starts an all-in-one of opts beside the package's own (what names
+// what is special in it) and makes it the package's env for the rest of
+// the test (the e2e tests run one at a time); it is torn down, and env
+// restored, when the test ends.
+func useEnv(t *testing.T, opts aio.Options, what string) {
+	t.Helper()
+	if opts.Multus {
+		testenv.RequireMultusBins(t)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	e, err := aio.Start(ctx, aio.Options{Nodes: 1, RealNodes: true, Multus: true, Log: os.Stderr})
+	e, err := aio.Start(ctx, opts)
 	if err != nil {
-		t.Fatalf("start the all-in-one with Multus: %v", err)
+		t.Fatalf("start the all-in-one with %s: %v", what, err)
 	}
-	t.Logf("environment with a real node and Multus %s up in %.1f s", testenv.MultusVersion, time.Since(start).Seconds())
+	t.Logf("environment with %d real node(s) and %s (Multus %s) up in %.1f s", opts.Nodes, what, testenv.MultusVersion, time.Since(start).Seconds())
 	prev := env
 	env = e
 	t.Cleanup(func() {
 		env = prev
 		if t.Failed() {
-			dst := filepath.Join(os.TempDir(), "kuryr-e2e-multus-logs-"+e.ID)
+			dst := filepath.Join(os.TempDir(), "kuryr-e2e-"+strings.ToLower(strings.Fields(what)[0])+"-logs-"+e.ID)
 			if err := e.SaveLogs(dst); err == nil {
 				t.Logf("the processes' logs are kept in %s", dst)
 			}
 		}
 		if err := e.Close(); err != nil {
-			t.Errorf("tear down the all-in-one with Multus: %v", err)
+			t.Errorf("tear down the all-in-one with %s: %v", what, err)
 		}
 		if _, err := os.Stat(e.StateDir); !os.IsNotExist(err) {
 			t.Errorf("%s left after teardown (%v)", e.StateDir, err)

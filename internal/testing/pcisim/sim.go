@@ -15,9 +15,10 @@
 //
 // What it does not emulate: write errors (the kernel fails a write of an
 // unbound address to unbind with ENODEV; here the write succeeds and nothing
-// happens), the /dev/uio* and /dev/vfio/* nodes themselves (the uio/uioN
-// directory uio_pci_generic makes is there), and PCI bridges (every device sits
-// directly under its host bridge).
+// happens), the /dev/vfio/* nodes, a working /dev/uioN (the uio/uioN
+// directory uio_pci_generic makes is there; WithUIODevNodes adds a character
+// device node that stands in for /dev/uioN, with no driver behind it), and
+// PCI bridges (every device sits directly under its host bridge).
 package pcisim
 
 import (
@@ -84,6 +85,18 @@ func WithProbeFailure(driver string) Option {
 	return func(s *Sim) { s.failProbe = append(s.failProbe, driver) }
 }
 
+// UIODevMajor is the character device major of the nodes WithUIODevNodes
+// makes: 240, the first of the majors LANANA reserves for local use, which
+// no driver here claims. Opening such a node fails (ENXIO); it is there to
+// be seen, handed to a container and refused by a devices cgroup.
+const UIODevMajor = 240
+
+// WithUIODevNodes makes, while a device is bound to uio_pci_generic, the
+// character device node root/dev/uioN (major UIODevMajor, minor N) that
+// stands in for the kernel's /dev/uioN, and removes it on unbind. Making
+// a device node needs CAP_MKNOD (root); a failure is recorded (Errors).
+func WithUIODevNodes() Option { return func(s *Sim) { s.uioNodes = true } }
+
 // WithNetdevHook calls hook, in the simulator's event order, each time a
 // netdev appears or vanishes. The hook must not call the Sim's methods. An
 // error it returns is recorded (see Errors).
@@ -99,6 +112,7 @@ type Sim struct {
 	hook           func(NetdevEvent) error
 	failProbe      []string
 	noIOMMU        bool
+	uioNodes       bool
 
 	mu        sync.Mutex
 	devices   map[string]*device

@@ -2,12 +2,17 @@ package pcisim
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
 )
 
 const (
@@ -284,5 +289,44 @@ func TestCloseStopsLateAdd(t *testing.T) {
 	}
 	if err := s.Run(context.Background()); err == nil {
 		t.Error("Run after Close: no error")
+	}
+}
+
+// TestUIODevNodes: with WithUIODevNodes a bind to uio_pci_generic makes
+// root/dev/uioN, a character device of major UIODevMajor and minor N, and
+// the unbind removes it; a second device gets the next N. Root (mknod).
+func TestUIODevNodes(t *testing.T) {
+	t.Parallel()
+	netnstest.RequireRoot(t)
+	s := start(t, WithUIODevNodes())
+	addrs := []string{"0000:00:05.0", "0000:00:06.0"}
+	for i, a := range addrs {
+		if err := s.AddVirtioNet(a, fmt.Sprintf("fa:16:3e:00:00:0%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		write(t, s.sys("bus", "pci", "drivers", DriverVirtioPCI, "unbind"), a)
+		eventually(t, "unbind "+a, func() bool { return s.Driver(a) == "" })
+		write(t, s.sys("bus", "pci", "devices", a, "driver_override"), DriverUIO)
+		write(t, s.sys("bus", "pci", "drivers_probe"), a)
+		eventually(t, "bind "+a+" to uio", func() bool { return s.Driver(a) == DriverUIO })
+		node := filepath.Join(s.root, "dev", fmt.Sprintf("uio%d", i))
+		var st unix.Stat_t
+		if err := unix.Stat(node, &st); err != nil {
+			t.Fatalf("%s: %v", node, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFCHR || unix.Major(st.Rdev) != UIODevMajor || unix.Minor(st.Rdev) != uint32(i) {
+			t.Errorf("%s: mode %o, device %d:%d; want a character device %d:%d", node, st.Mode, unix.Major(st.Rdev), unix.Minor(st.Rdev), UIODevMajor, i)
+		}
+	}
+	write(t, s.sys("bus", "pci", "drivers", DriverUIO, "unbind"), addrs[0])
+	eventually(t, "unbind from uio", func() bool { return s.Driver(addrs[0]) == "" })
+	if exists(filepath.Join(s.root, "dev", "uio0")) {
+		t.Error("dev/uio0 still there after the unbind")
+	}
+	if !exists(filepath.Join(s.root, "dev", "uio1")) {
+		t.Error("dev/uio1 gone with the other device's unbind")
+	}
+	if errs := s.Errors(); len(errs) > 0 {
+		t.Errorf("simulator errors: %v", errs)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // layoutBus creates the parts of /sys that exist before any device.
@@ -274,6 +276,11 @@ func (s *Sim) bindLocked(d *device, drv *driver) {
 			s.recordErr(err)
 			return
 		}
+		if s.uioNodes {
+			if err := s.mknodUIO(s.nextUIO); err != nil {
+				s.recordErr(err)
+			}
+		}
 		d.uio = s.nextUIO
 		s.nextUIO++
 	}
@@ -302,6 +309,9 @@ func (s *Sim) unbindLocked(d *device) {
 	}
 	if d.uio >= 0 {
 		_ = os.RemoveAll(filepath.Join(s.sys(rel), "uio"))
+		if s.uioNodes {
+			_ = os.Remove(s.uioNode(d.uio))
+		}
 		d.uio = -1
 	}
 	_ = os.Remove(s.sys("bus", "pci", "drivers", d.driver, d.addr))
@@ -398,4 +408,21 @@ func (s *Sim) notify(ev NetdevEvent) {
 	if err := s.hook(ev); err != nil {
 		s.recordErr(fmt.Errorf("pcisim: netdev hook for %s (%s): %w", ev.IfName, ev.Addr, err))
 	}
+}
+
+// uioNode is the path of the node standing in for /dev/uioN.
+func (s *Sim) uioNode(n int) string { return filepath.Join(s.root, "dev", fmt.Sprintf("uio%d", n)) }
+
+// mknodUIO makes the character device node standing in for /dev/uioN
+// (WithUIODevNodes).
+func (s *Sim) mknodUIO(n int) error {
+	p := s.uioNode(n)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	_ = os.Remove(p)
+	if err := unix.Mknod(p, unix.S_IFCHR|0o600, int(unix.Mkdev(UIODevMajor, uint32(n)))); err != nil {
+		return fmt.Errorf("mknod %s: %w", p, err)
+	}
+	return nil
 }

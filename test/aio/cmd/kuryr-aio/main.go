@@ -46,6 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.NodeBinDir, "node-bin-dir", "", "directory with containerd, containerd-shim-runc-v2, ctr, runc, kubelet (hack/build-node-bins.sh's cache when empty; --real-nodes)")
 	fs.BoolVar(&opts.Multus, "multus", false, "real Multus as the nodes' CNI, kuryr-cni its delegate (docs/multus.md; --real-nodes; build it first with hack/build-multus.sh)")
 	fs.StringVar(&opts.MultusBinDir, "multus-bin-dir", "", "directory with multus and thin_entrypoint (hack/build-multus.sh's cache when empty; --multus)")
+	fs.BoolVar(&opts.DRA, "dra", true, "DPDK pools on and the demo pod's DPDK port through a DRA ResourceClaim (docs/dra.md; --real-nodes, ignored without)")
 	fs.StringVar(&opts.RepoRoot, "repo", "", "the kuryr-dpdk repository (found from the working directory when empty)")
 	fs.DurationVar(&timeout, "demo-timeout", 2*time.Minute, "how long the demo pod may take to be ready")
 	fs.Usage = func() { usage(stderr, fs) }
@@ -57,6 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
+	opts.DRA = opts.DRA && opts.RealNodes
 	if os.Geteuid() != 0 {
 		fmt.Fprintf(stderr, "kuryr-aio: %v\n", aio.ErrNotRoot)
 		return 1
@@ -71,8 +73,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	code := 0
-	fmt.Fprintf(stdout, "\n== demo: NADs %q (%s) and %q (nested-dpdk), pod %s/dpdk-app asking for both\n",
-		aio.MgmtNAD, env.MgmtDriver, aio.DataPlaneNAD, aio.DemoNamespace)
+	if opts.DRA {
+		fmt.Fprintf(stdout, "\n== demo: NAD %q (%s), ResourceClaimTemplate %q (a DPDK port of DeviceClass %s), pod %s/dpdk-app asking for both\n",
+			aio.MgmtNAD, env.MgmtDriver, aio.DemoClaimTemplate, aio.DRAClass, aio.DemoNamespace)
+	} else {
+		fmt.Fprintf(stdout, "\n== demo: NADs %q (%s) and %q (nested-dpdk), pod %s/dpdk-app asking for both\n",
+			aio.MgmtNAD, env.MgmtDriver, aio.DataPlaneNAD, aio.DemoNamespace)
+	}
 	if err := env.RunDemo(ctx, stdout, timeout); err != nil {
 		fmt.Fprintf(stderr, "kuryr-aio: demo: %v\n", err)
 		code = 1
