@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -92,6 +93,12 @@ func (d *Driver) Run(ctx context.Context) error {
 	}
 	if err := watchPCI(ctx, d.opts.SysfsRoot, d.republish); err != nil {
 		return err
+	}
+	// The kubelet makes the registry, not a plugin's own directory, and
+	// the helper does not make it either: without it the socket's listen
+	// fails.
+	if err := os.MkdirAll(d.opts.PluginDir, 0o750); err != nil {
+		return fmt.Errorf("make the DRA plugin directory: %w", err)
 	}
 	helper, err := kubeletplugin.Start(ctx, d,
 		kubeletplugin.DriverName(DriverName),
