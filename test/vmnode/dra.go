@@ -149,15 +149,12 @@ func DRAPods(t *testing.T) {
 	pciB, _ := n.checkPrepared(cb)
 
 	// A's testpmd, unprivileged.
-	logPath := fmt.Sprintf("/var/log/pods/%s_%s_%s/app/0.log", ns, a.Name, a.UID)
-	var log string
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		log = n.Sh("cat " + logPath + " 2>/dev/null || true")
-		if strings.Contains(log, "testpmd exited") || time.Now().After(deadline) {
-			break
+	log := n.testpmdLog(a, "app")
+	// CAP_IPC_LOCK (bit 14) alone, effective and bounding.
+	for _, c := range []string{"CapEff:\t0000000000004000", "CapBnd:\t0000000000004000"} {
+		if !strings.Contains(log, c) {
+			t.Errorf("pod A's container: no %q in its log (its capabilities are not IPC_LOCK alone)", c)
 		}
-		time.Sleep(2 * time.Second)
 	}
 	t.Logf("testpmd in unprivileged pod A, log tail:\n%s", vmenv.LastLines(log, 25))
 	nic, _ := hp.NIC(portA)
