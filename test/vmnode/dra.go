@@ -230,6 +230,11 @@ echo "mknod refused"'`, seq, cid, group, group, maj, minor, group, groupB))
 	Must(t, c.Get(ctx, client.ObjectKeyFromObject(cc), cc))
 	n.checkPrepared(cc)
 	out := n.Sh(`grep -h '"Prepared claim"\|Prepared claim' /var/log/pods/kuryr-dpdk_kuryr-daemon-*/daemon/*.log | grep ` + string(cc.UID) + ` | tail -n 1`)
+	// The kill found no such line for this claim: it is the restarted
+	// daemon's.
+	if strings.TrimSpace(out) == "" {
+		t.Fatalf("pod C runs, yet no daemon logged \"Prepared claim\" for its claim %s", cc.UID)
+	}
 	t.Logf("the restarted daemon prepared pod C's claim: %s", strings.TrimSpace(out))
 }
 
