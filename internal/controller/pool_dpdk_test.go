@@ -317,6 +317,36 @@ func TestDPDKClaimOwnsPoolDevice(t *testing.T) {
 	})
 }
 
+// TestDPDKClaimGivesBackWhileSlotsFull: a node with 3 hot-plug slots, all
+// in use (a pod's port and two pool ports), both pool ports taken by
+// claims, so the pool is short and can attach nothing new: a claim
+// deallocated gives its port back to the pool, still attached, and the
+// pool shows it Ready again (found in the node VM: it stayed Attaching
+// while the full slots held the pool's round back).
+func TestDPDKClaimGivesBackWhileSlotsFull(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 2, Max: 2, Batch: 2}, map[string]string{v1alpha1.HotplugSlotsAnnotation: "3"})
+	f.startController()
+	f.createPod("first", node, "dataplane")
+	f.waitReady("first")
+	f.waitPoolReady(node, 2)
+	devs := f.readyPortIDs(node)
+	var claims []*resourcev1.ResourceClaim
+	want := map[string]string{}
+	for i, dev := range devs {
+		c := f.newClaim(fmt.Sprintf("dpdk-%d", i))
+		f.allocate(c, node, dev)
+		claims = append(claims, c)
+		want[dev] = "InUse claim/" + string(c.UID)
+	}
+	f.waitDevices(node, want)
+	f.allocate(claims[0], node, "")
+	want[devs[0]] = "Ready"
+	f.waitDevices(node, want)
+	if !f.attached(node, devs[0]) {
+		t.Fatalf("port %s given back by its claim is not attached", devs[0])
+	}
+}
+
 // TestDPDKPoolKilledMidFill: the controller is killed while the pool's
 // batch of 3 is attached: Nova made the first attach but its answer never
 // came back, the two others never reached Nova. The restarted controller

@@ -214,20 +214,24 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 	}
 	slotWait := start.Before(p.noSlotUntil)
 	ps.mu.Unlock()
+	var errs []error
 	if slotWait {
 		// The VM's hot-plug slots are full: nothing is made or attached
-		// until the wait is over (each look may read Neutron).
-		return nil
+		// until the wait is over (each look may read Neutron). Ports
+		// given back still attached are checked below all the same.
+		n = 0
 	}
 	if n > 0 && key.driver == v1alpha1.DriverNestedDPDK {
 		// Never plan past the VM's hot-plug slots: a port made for none
 		// would wait unattached.
-		if n, err = ps.withinSlots(ctx, key, nodeObj, node, n); err != nil {
+		var full *errNoHotplugSlot
+		if n, err = ps.withinSlots(ctx, key, nodeObj, node, n); errors.As(err, &full) {
+			errs, n, slotWait = append(errs, err), 0, true
+		} else if err != nil {
 			return err
 		}
 	}
 
-	var errs []error
 	if n > 0 {
 		made, err := ps.create(ctx, key, node, drv, n)
 		if err != nil {
@@ -253,7 +257,11 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 	ps.mu.Lock()
 	var todo []openstack.Port
 	for _, port := range p.unwired {
-		todo = append(todo, port)
+		// With the slots full, only ports attached already (a
+		// consumer's, given back) are checked: no attach is asked.
+		if !slotWait || port.DeviceID != "" {
+			todo = append(todo, port)
+		}
 	}
 	// Nova attaches that failed are not asked again every round: they
 	// wait for the pool's backoff.

@@ -48,11 +48,19 @@ func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceap
 	out := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
 	deadline := time.Now().Add(d.opts.OwnerTimeout)
 	for _, c := range claims {
+		d.log.V(1).Info("Preparing claim", "claim", c.Namespace+"/"+c.Name, "uid", c.UID)
 		devs, err := d.prepareClaim(ctx, c, deadline)
 		if err != nil {
-			out[c.UID] = kubeletplugin.PrepareResult{Err: fmt.Errorf("claim %s/%s (%s): %w", c.Namespace, c.Name, c.UID, err)}
+			err = fmt.Errorf("claim %s/%s (%s): %w", c.Namespace, c.Name, c.UID, err)
+			d.log.V(1).Info("Prepare failed", "uid", c.UID, "err", err.Error())
+			out[c.UID] = kubeletplugin.PrepareResult{Err: err}
 			continue
 		}
+		cdi := make([]string, 0, len(devs))
+		for _, dev := range devs {
+			cdi = append(cdi, dev.CDIDeviceIDs...)
+		}
+		d.log.V(1).Info("Prepared claim", "claim", c.Namespace+"/"+c.Name, "uid", c.UID, "cdiDevices", cdi)
 		out[c.UID] = kubeletplugin.PrepareResult{Devices: devs}
 	}
 	return out, nil
@@ -319,6 +327,7 @@ func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletpl
 		if err == nil {
 			d.clearStatus(ctx, c)
 		}
+		d.log.V(1).Info("Unprepared claim", "claim", c.Namespace+"/"+c.Name, "uid", c.UID, "err", err)
 		out[c.UID] = err
 	}
 	return out, nil

@@ -161,6 +161,14 @@ type ControllerOptions struct {
 	// Primary makes kuryr-dpdk the cluster's CNI: eth0 from nested-vlan
 	// on the pods subnet.
 	Primary bool
+	// PodSecurityGroups are the groups of a network that names none (a
+	// pooled interface needs some).
+	PodSecurityGroups []string
+	// Pools sizes the pools (pools.nestedDPDK: the pre-attached DPDK
+	// ports the DRA driver advertises); HotplugSlots counts the VM's
+	// hot-plug slots (0: not counted).
+	Pools        controller.PoolOptions
+	HotplugSlots int
 }
 
 // StartController runs kuryr-controller in process (manager, reconciler,
@@ -184,6 +192,9 @@ func StartController(ctx context.Context, t *testing.T, cfg *rest.Config, scheme
 		opts.PodSubnetID = cloud.Pods.ID
 	}
 	opts.WorkerSubnetIDs = []string{cloud.Workers.ID}
+	opts.PodSecurityGroups = o.PodSecurityGroups
+	opts.Pools = o.Pools
+	opts.HotplugSlots = o.HotplugSlots
 	opts.ActiveTimeout = controller.Duration{Duration: 30 * time.Second}
 	opts.GCPeriod = controller.Duration{Duration: time.Hour}
 	opts.ReleaseGrace = controller.Duration{Duration: 30 * time.Second}

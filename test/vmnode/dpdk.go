@@ -170,16 +170,7 @@ func DPDKPod(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 	nic, _ := hp.NIC(ev.Port.ID)
 
 	// testpmd in the container: wait for it to finish its 10 s.
-	logPath := fmt.Sprintf("/var/log/pods/%s_%s_%s/testpmd/0.log", ns, pod.Name, pod.UID)
-	var log string
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		log = n.Sh("cat " + logPath + " 2>/dev/null || true")
-		if strings.Contains(log, "testpmd exited") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(2 * time.Second)
-	}
+	log := n.testpmdLog(pod, "testpmd")
 	t.Logf("testpmd (%s) in the container, log tail:\n%s", driver, vmenv.LastLines(log, 20))
 	frames := nic.Matched()
 	if frames == 0 {
@@ -260,6 +251,22 @@ echo gone`, pci))
 	})
 	if err != nil {
 		t.Fatalf("the pod gone and no port left on the dataplane network: %s: %v", last, err)
+	}
+}
+
+// testpmdLog waits (up to 90 s) until the log of the pod's container
+// shows "testpmd exited" and returns it.
+func (n *Node) testpmdLog(pod *corev1.Pod, container string) string {
+	n.t.Helper()
+	logPath := fmt.Sprintf("/var/log/pods/%s_%s_%s/%s/0.log", pod.Namespace, pod.Name, pod.UID, container)
+	var log string
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		log = n.Sh("cat " + logPath + " 2>/dev/null || true")
+		if strings.Contains(log, "testpmd exited") || time.Now().After(deadline) {
+			return log
+		}
+		time.Sleep(2 * time.Second)
 	}
 }
 
