@@ -14,6 +14,7 @@ import (
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -113,6 +114,7 @@ func TestDRAOnARealNode(t *testing.T) {
 	useDRAEnv(t)
 	t.Run("ClaimGetsOnlyItsDevice", testClaimGetsOnlyItsDevice)
 	t.Run("MultusPassesTheClaimsDevice", testMultusPassesTheClaimsDevice)
+	t.Run("ExtendedResourceGetsADevice", testExtendedResourceGetsADevice)
 }
 
 // A pod with a ResourceClaim of DeviceClass dpdk.kuryr-dpdk.io, on the real
@@ -269,11 +271,9 @@ func testClaimGetsOnlyItsDevice(t *testing.T) {
 // the claim, "<claim UID>-dev0". With a deviceID Multus also reads the
 // delegate's device-info file (at the path it computes, where kuryr-daemon
 // writes its own) into network-status: dpdk0's entry carries the PCI
-// address of the device kuryr-dpdk plugged for dpdk0. That this device is
-// the claim's is not built yet (dpdk0 is still a port of its own, from the
-// CNI path; docs/multus.md, "DRA"), so the test asserts the deviceID and
-// that the device-info names dpdk0's device, and prints the claim's. Deleting
-// the pod and the claim leaves nothing.
+// address of the device kuryr-dpdk plugged for dpdk0, which is the claim's
+// own device (one pod, one device, two entry points: no second port;
+// docs/dra.md). Deleting the pod and the claim leaves nothing.
 func testMultusPassesTheClaimsDevice(t *testing.T) {
 	const namespace = "e2e-dra-multus"
 	ctx := setup(t, namespace, 4*time.Minute)
@@ -339,5 +339,62 @@ func testMultusPassesTheClaimsDevice(t *testing.T) {
 	if err := env.Clientset.ResourceV1().ResourceClaims(namespace).Delete(ctx, claimName, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	requireNoLeaks(t, ctx)
+}
+
+// A pod that asks for a DPDK port as an extended resource
+// (resources.limits dpdk.kuryr-dpdk.io/port: 1, the DeviceClass's
+// extendedResourceName, KEP-5004) and names no claim: the real scheduler
+// makes the claim itself (pod.status.extendedResourceClaimStatus), the
+// controller gives it a pool device, the kubelet prepares it, and the
+// container sees exactly that device's node and the variable naming its
+// PCI address. Deleting the pod leaves nothing.
+func testExtendedResourceGetsADevice(t *testing.T) {
+	const namespace = "e2e-dra-extended"
+	ctx := setup(t, namespace, 4*time.Minute)
+	pod := claimPod(namespace, "extended")
+	pod.Spec.ResourceClaims = nil
+	pod.Spec.Containers[0].Resources = corev1.ResourceRequirements{Limits: corev1.ResourceList{
+		corev1.ResourceName(dra.ExtendedResourceName): resource.MustParse("1")}}
+	pod = createPod(t, ctx, pod)
+	waitReady(t, ctx, namespace, 2*time.Minute, pod.Name)
+	pod = getPod(t, ctx, namespace, pod.Name)
+	st := pod.Status.ExtendedResourceClaimStatus
+	if st == nil || st.ResourceClaimName == "" {
+		t.Fatalf("pod %s has no extendedResourceClaimStatus: the scheduler made no claim for %s", pod.Name, dra.ExtendedResourceName)
+	}
+	claim, err := env.Clientset.ResourceV1().ResourceClaims(namespace).Get(ctx, st.ResourceClaimName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claim.Status.Devices) != 1 || claim.Status.Devices[0].Data == nil {
+		t.Fatalf("claim %s status devices %+v, want the one device the driver prepared", claim.Name, claim.Status.Devices)
+	}
+	var data struct{ PCIAddress, PortID string }
+	if err := json.Unmarshal(claim.Status.Devices[0].Data.Raw, &data); err != nil {
+		t.Fatalf("claim %s status data %s: %v", claim.Name, claim.Status.Devices[0].Data.Raw, err)
+	}
+	node := env.Node(pod.Spec.NodeName)
+	uio, err := node.UIODevice(data.PCIAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := uioNodes(t, ctx, pod)
+	fmt.Fprintf(os.Stderr, "e2e: pod %s asked for %s: the scheduler's claim %s got PCI %s (port %s); its container's /dev has %v\n",
+		pod.Name, dra.ExtendedResourceName, claim.Name, data.PCIAddress, data.PortID, seen)
+	if !slices.Equal(seen, []string{uio}) {
+		t.Errorf("pod %s's container sees %v in /dev, want exactly its own %s", pod.Name, seen, uio)
+	}
+	envOut, err := env.Exec(ctx, pod, "env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := dra.PCIDeviceEnv + "=" + data.PCIAddress; !slices.Contains(strings.Fields(envOut), want) {
+		t.Errorf("pod %s's environment has no %s:\n%s", pod.Name, want, envOut)
+	}
+	if d, owner := kuryrNodeDevice(t, ctx, node.Name, data.PortID), dra.OwnerPrefix+string(claim.UID); d.State != v1alpha1.DPDKDeviceInUse || d.Owner != owner {
+		t.Errorf("KuryrNode %s shows port %s %s, owner %q; want InUse by %s", node.Name, data.PortID, d.State, d.Owner, owner)
+	}
+	deleteAndWait(t, ctx, namespace, pod.Name)
 	requireNoLeaks(t, ctx)
 }
