@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/netconf"
 )
 
 // Options configure the controller. They come from a YAML config file
@@ -87,6 +88,20 @@ type PoolOptions struct {
 	// attaches them ahead of any pod or claim); a Node's
 	// kuryr-dpdk.io/dpdk-pool-size annotation overrides it for that node.
 	NestedDPDK PoolSize `json:"nestedDPDK"`
+	// NestedDPDKNetworks are the DPDK pools made on every node ahead of
+	// any consumer (sized by NestedDPDK and the node's annotation): a
+	// cluster whose pods ask for DPDK ports only through DRA claims needs
+	// them, since otherwise a pool is made by the first pod that misses
+	// it on the CNI path. A pod's interface takes from one of them when
+	// its subnet and security groups are the same.
+	NestedDPDKNetworks []PoolNetwork `json:"nestedDPDKNetworks,omitempty"`
+}
+
+// PoolNetwork names the ports of one declared pool.
+type PoolNetwork struct {
+	SubnetID string `json:"subnetID"`
+	// +optional
+	SecurityGroups []string `json:"securityGroups,omitempty"`
 }
 
 // PoolSize sizes one pool. Max 0 turns the driver's pools off.
@@ -277,6 +292,19 @@ func (o *Options) Validate() error {
 	}{{"pools.nestedVLAN", o.Pools.NestedVLAN}, {"pools.nestedMACVLAN", o.Pools.NestedMACVLAN}, {"pools.nestedDPDK", o.Pools.NestedDPDK}} {
 		if err := p.size.validate(); err != nil {
 			bad(p.name+err.field, "%s", err.msg)
+		}
+	}
+	if len(o.Pools.NestedDPDKNetworks) > 0 && !o.Pools.NestedDPDK.on() {
+		bad("pools.nestedDPDKNetworks", "needs pools.nestedDPDK (its size; max 0 turns the DPDK pools off)")
+	}
+	for i, n := range o.Pools.NestedDPDKNetworks {
+		if !netconf.ValidNeutronID(n.SubnetID) {
+			bad(fmt.Sprintf("pools.nestedDPDKNetworks[%d].subnetID", i), "%q is not a Neutron ID", n.SubnetID)
+		}
+		for j, g := range n.SecurityGroups {
+			if !netconf.ValidNeutronID(g) {
+				bad(fmt.Sprintf("pools.nestedDPDKNetworks[%d].securityGroups[%d]", i, j), "%q is not a Neutron ID", g)
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,30 @@ func TestOptionsPools(t *testing.T) {
 	o.Pools.NestedDPDK = PoolSize{Min: -1, Max: 2, Batch: 1}
 	err := o.Validate()
 	for _, field := range []string{"maxCloudWrites:", "pools.nestedVLAN:", "pools.nestedMACVLAN.batch:", "pools.nestedDPDK:"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("error %v does not name %s", err, field)
+		}
+	}
+}
+
+// TestOptionsDPDKPoolNetworks: pools.nestedDPDKNetworks loads from the
+// file, and is refused without pools.nestedDPDK or with IDs that are not
+// Neutron's, each error naming its field.
+func TestOptionsDPDKPoolNetworks(t *testing.T) {
+	t.Parallel()
+	const subnet, sg = "6e8a7f52-1c2b-4d3e-9f40-5a6b7c8d9e0f", "0f1e2d3c-4b5a-4968-8776-655443322110"
+	p := filepath.Join(t.TempDir(), "pools.yaml")
+	must(t, os.WriteFile(p, []byte("pools:\n  nestedDPDK: {min: 1, max: 2, batch: 2}\n  nestedDPDKNetworks:\n  - subnetID: "+subnet+"\n    securityGroups: ["+sg+"]\n"), 0o600))
+	o := Defaults()
+	must(t, o.LoadFile(p))
+	if len(o.Pools.NestedDPDKNetworks) != 1 || o.Pools.NestedDPDKNetworks[0].SubnetID != subnet || !slices.Equal(o.Pools.NestedDPDKNetworks[0].SecurityGroups, []string{sg}) {
+		t.Fatalf("loaded %+v", o.Pools)
+	}
+	must(t, o.Validate())
+	o.Pools.NestedDPDKNetworks = append(o.Pools.NestedDPDKNetworks, PoolNetwork{SubnetID: "../x", SecurityGroups: []string{"default"}})
+	o.Pools.NestedDPDK = PoolSize{}
+	err := o.Validate()
+	for _, field := range []string{"pools.nestedDPDKNetworks:", "pools.nestedDPDKNetworks[1].subnetID:", "pools.nestedDPDKNetworks[1].securityGroups[0]:"} {
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("error %v does not name %s", err, field)
 		}

@@ -142,6 +142,31 @@ func TestDPDKPoolFillsWithinHotplugSlots(t *testing.T) {
 	}
 }
 
+// TestDPDKPoolDeclaredFillsWithoutConsumers: with
+// pools.nestedDPDKNetworks, each node's DPDK pool is made and filled (its
+// ports made and attached, Ready in the KuryrNode, where the DRA driver
+// publishes them) before any pod or claim asks for one.
+func TestDPDKPoolDeclaredFillsWithoutConsumers(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 2, Max: 2, Batch: 2}, nil)
+	f.opts.Pools.NestedDPDKNetworks = []PoolNetwork{{SubnetID: f.dpNet.ID, SecurityGroups: []string{f.sg}}}
+	f.startController()
+	f.waitPoolReady(node, 2)
+	want := map[string]string{}
+	for pid, p := range f.poolPorts() {
+		if !f.attached(node, pid) {
+			t.Fatalf("pool port %s is not attached to the node's server", pid)
+		}
+		if len(p.FixedIPs) == 0 || p.FixedIPs[0].SubnetID != f.dpNet.ID || !slices.Equal(p.SecurityGroups, []string{f.sg}) {
+			t.Fatalf("pool port %s on %+v with groups %v, want the declared subnet %s and group %s", pid, p.FixedIPs, p.SecurityGroups, f.dpNet.ID, f.sg)
+		}
+		want[pid] = "Ready"
+	}
+	if len(want) != 2 {
+		t.Fatalf("%d pool ports made, want 2", len(want))
+	}
+	f.waitDevices(node, want)
+}
+
 // TestDPDKPoolTakeAndRecycle: a pod's nested-dpdk interface takes a
 // pre-attached pool port with exactly one OpenStack request (its owner
 // tag) and is Ready at once; deleting the pod gives the port back to the

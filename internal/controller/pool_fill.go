@@ -55,6 +55,7 @@ func (ps *pools) Start(ctx context.Context) error {
 // round fills every pool that has work, the pools in parallel (the write
 // bound, maxCloudWrites, keeps the cloud's load in check).
 func (ps *pools) round(ctx context.Context) {
+	ps.declare(ctx)
 	ps.mu.Lock()
 	var keys, others []poolKey
 	for k, p := range ps.byKey {
@@ -463,4 +464,42 @@ func poolPortName(node string) string {
 		n = n[:255]
 	}
 	return n
+}
+
+// declare makes the pools of pools.nestedDPDKNetworks on every node that
+// has none yet (once the pools are rebuilt from Neutron, so that a
+// restart adopts the ports it made before): they are filled like any
+// other, ahead of any pod or claim. A node whose DPDK pools are off (its
+// annotation "0,0") gets none.
+func (ps *pools) declare(ctx context.Context) {
+	nets := ps.r.opts.Pools.NestedDPDKNetworks
+	ps.mu.Lock()
+	loaded := ps.loaded
+	ps.mu.Unlock()
+	if len(nets) == 0 || !loaded {
+		return
+	}
+	var nodes corev1.NodeList
+	if err := ps.r.client.List(ctx, &nodes); err != nil {
+		log.FromContext(ctx).Info("declared DPDK pools not made yet", "reason", err.Error())
+		return
+	}
+	for i := range nodes.Items {
+		n := &nodes.Items[i]
+		if n.DeletionTimestamp != nil {
+			continue
+		}
+		size := ps.sizeFor(ctx, n, v1alpha1.DriverNestedDPDK)
+		if !size.on() {
+			continue
+		}
+		ps.mu.Lock()
+		for _, net := range nets {
+			key := newPoolKey(n.Name, v1alpha1.DriverNestedDPDK, net.SubnetID, net.SecurityGroups)
+			if ps.byKey[key] == nil {
+				ps.byKey[key] = newPool(size)
+			}
+		}
+		ps.mu.Unlock()
+	}
 }

@@ -42,7 +42,11 @@ func (e *Env) controllerObjects(rendered map[string]*unstructured.Unstructured) 
 	}
 	if e.opts.DRA {
 		settings["podSecurityGroups"] = []string{e.poolSG}
-		settings["pools"] = map[string]any{"nestedDPDK": map[string]int{"min": 1, "max": DRAPoolMax, "batch": 1}}
+		settings["pools"] = map[string]any{
+			"nestedDPDK": map[string]int{"min": DRAPoolMax, "max": DRAPoolMax, "batch": DRAPoolMax},
+			// Made on every node at start, before any pod or claim.
+			"nestedDPDKNetworks": []map[string]any{{"subnetID": e.Networks.DataPlane.ID, "securityGroups": []string{e.poolSG}}},
+		}
 	}
 	conf, err := yaml.Marshal(settings)
 	if err != nil {

@@ -2,13 +2,11 @@ package aio
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -23,82 +21,41 @@ import (
 )
 
 // With Options.DRA, kuryr-controller keeps a pool of pre-attached DPDK
-// ports on every node (pools.nestedDPDK, on the data-plane subnet with the
-// environment's security group), the DRA driver in each node's
+// ports on every node (pools.nestedDPDK, declared by
+// pools.nestedDPDKNetworks on the data-plane subnet with the environment's
+// security group, so made at start), the DRA driver in each node's
 // kuryr-daemon publishes them as the node's ResourceSlice pool, and the
 // scheduler allocates them to ResourceClaims of DeviceClass
 // dpdk.kuryr-dpdk.io (deploy/kuryr-dpdk/dra.yaml).
 
-// DRAPoolMax is the most ready ports a node's DPDK pool keeps (its max);
-// its min is 1.
+// DRAPoolMax is the size of a node's DPDK pool: its min, max and batch.
 const DRAPoolMax = 2
 
 // DRAClass is the DeviceClass of any DPDK port, deploy/kuryr-dpdk/dra.yaml's.
 const DRAClass = dra.DriverName
 
-// warmupNamespace holds the pods that make each node's DPDK pool.
-const warmupNamespace = "kuryr-aio-warmup"
-
-// makeDPDKPools makes the DPDK pool of every node and waits until each
-// node publishes at least one device. kuryr-controller makes a pool for the
-// first interface that misses it (docs/controller.md), so one DPDK pod per
-// node, created and deleted, makes it; its port goes back to the pool.
+// makeDPDKPools waits until every node publishes its DPDK pool's
+// DRAPoolMax devices: kuryr-controller makes the declared pools at start
+// (docs/controller.md), Nova attaches their ports, and each node's DRA
+// driver publishes them.
 func (e *Env) makeDPDKPools(ctx context.Context) error {
 	start := time.Now()
-	if err := e.CreateNADs(ctx, warmupNamespace); err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(e.Nodes))
-	for i, n := range e.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = e.warmPool(ctx, n)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
 	var last string
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		for _, n := range e.Nodes {
 			devs, err := e.DRADevices(ctx, n.Name)
-			if err != nil || len(devs) == 0 {
-				last = fmt.Sprintf("node %s publishes %d devices (%v)", n.Name, len(devs), err)
+			if err != nil || len(devs) < DRAPoolMax {
+				last = fmt.Sprintf("node %s publishes %d devices of %d (%v)", n.Name, len(devs), DRAPoolMax, err)
 				return false, nil
 			}
 		}
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("DPDK pools made, but %s: %w", last, err)
+		return fmt.Errorf("DPDK pools not published: %s: %w", last, err)
 	}
-	e.logf("DPDK pools on %d nodes made and published through DRA %.1f s after the first pod", len(e.Nodes), time.Since(start).Seconds())
+	e.logf("DPDK pools on %d nodes made and published through DRA in %.1f s", len(e.Nodes), time.Since(start).Seconds())
 	return nil
-}
-
-// warmPool runs one DPDK pod on node n until it is ready, then deletes it.
-func (e *Env) warmPool(ctx context.Context, n *Node) error {
-	pod := DPDKPod(warmupNamespace, "pool-"+n.Name)
-	e.AdaptPod(pod)
-	pod.Spec.NodeName = n.Name
-	grace := int64(1)
-	pod.Spec.TerminationGracePeriodSeconds = &grace
-	if _, err := e.CreatePod(ctx, pod); err != nil {
-		return err
-	}
-	if err := e.WaitPodReady(ctx, pod.Namespace, pod.Name, 2*time.Minute); err != nil {
-		return fmt.Errorf("make the DPDK pool of %s: %w", n.Name, err)
-	}
-	if err := e.Clientset.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
-		return err
-	}
-	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		_, err := e.Clientset.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-		return apierrors.IsNotFound(err), nil
-	})
 }
 
 // DRADevices lists the devices node publishes through the DRA driver.

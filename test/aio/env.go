@@ -74,7 +74,7 @@ type Options struct {
 	// hack/build-multus.sh when empty.
 	MultusBinDir string
 	// DRA (with RealNodes) turns kuryr-controller's pre-attached DPDK pools
-	// on (pools.nestedDPDK min 1, max DRAPoolMax per node), so that the
+	// on (DRAPoolMax ports per node, declared so made at start), so that the
 	// DRA driver kuryr-daemon runs on every real node publishes each node's
 	// pool ports and pods get them through ResourceClaims (dra.go). Off,
 	// the driver runs too but publishes no device.
