@@ -136,16 +136,18 @@ func TestControllerRestartMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReady(t, ctx, namespace, 3*time.Minute, names...)
-	if left := leaks(); len(left) != 0 {
-		ports := 0
-		for _, l := range left {
-			if strings.HasPrefix(l, "port ") {
-				ports++
-			}
+	traces, errs := env.Traces()
+	if len(errs) > 0 {
+		t.Fatalf("ports not counted: %v", errs)
+	}
+	ports := 0
+	for _, tr := range traces {
+		if tr.Layer == aio.LayerPorts {
+			ports++
 		}
-		if want := 3 * len(names); ports != want {
-			t.Errorf("%d ports tagged for the cluster with %d pods of 3 interfaces, want %d (a port made twice?)", ports, len(names), want)
-		}
+	}
+	if want := 3 * len(names); ports != want {
+		t.Errorf("%d ports tagged for the cluster with %d pods of 3 interfaces, want %d (a port made twice, or one missing?)", ports, len(names), want)
 	}
 	deleteAndWait(t, ctx, namespace, names...)
 	requireNoLeaks(t, ctx)
