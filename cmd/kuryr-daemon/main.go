@@ -109,6 +109,9 @@ func addDRA(mgr ctrl.Manager, opts daemon.Options, draOpts dra.Options) error {
 	}
 	draOpts.NodeName, draOpts.SysfsRoot, draOpts.DevInfoRoot = opts.NodeName, opts.SysfsRoot, opts.DevInfoRoot
 	draOpts.DeviceTimeout = opts.DeviceTimeout
+	// The manager's cache already watches the node's KuryrNode
+	// (daemon.CacheOptions): one watch for the daemon and the driver.
+	draOpts.NodeCache = mgr.GetCache()
 	kube, err := kubernetes.NewForConfig(mgr.GetConfig())
 	if err != nil {
 		return err

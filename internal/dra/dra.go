@@ -21,6 +21,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
 
@@ -73,6 +75,12 @@ type Options struct {
 	PluginDir string
 	// RegistrarDir is the kubelet's plugin registry directory.
 	RegistrarDir string
+	// NodeCache, when set, is a started-by-its-owner cache that already
+	// watches this node's KuryrNode (kuryr-daemon's manager: its
+	// CacheOptions restrict KuryrNodes to the node's name): the driver
+	// reads the KuryrNode from it instead of opening a watch of its own.
+	// Nil: the driver makes and starts its own cache.
+	NodeCache cache.Informers
 	// OwnerTimeout bounds how long a Prepare waits for the controller to
 	// record the claim as the device's owner before failing (the kubelet
 	// retries).

@@ -88,7 +88,7 @@ func (d *Driver) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(errStopped)
 	ctx = klog.NewContext(ctx, d.log) // the kubeletplugin helper logs through it
-	if err := d.node.run(ctx, d.cfg, d.scheme, d.opts.NodeName); err != nil {
+	if err := d.node.run(ctx, d.opts.NodeCache, d.cfg, d.scheme, d.opts.NodeName); err != nil {
 		return err
 	}
 	if err := watchPCI(ctx, d.opts.SysfsRoot, d.republish); err != nil {

@@ -46,13 +46,21 @@ func (r *nodeReader) set(n *v1alpha1.KuryrNode) {
 }
 
 // run watches the KuryrNode named node until ctx ends. It returns once the
-// informer has synced (or failed to), leaving the watch running.
-func (r *nodeReader) run(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, node string) error {
-	c, err := cache.New(cfg, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
-		&v1alpha1.KuryrNode{}: {Field: fields.OneTermEqualSelector("metadata.name", node)},
-	}})
-	if err != nil {
-		return fmt.Errorf("KuryrNode cache: %w", err)
+// informer has synced (or failed to), leaving the watch running. With
+// shared (the daemon's cache, already watching the node's KuryrNode) it
+// adds its handler there; otherwise it makes and starts a cache of its own.
+func (r *nodeReader) run(ctx context.Context, shared cache.Informers, cfg *rest.Config, scheme *runtime.Scheme, node string) error {
+	c := shared
+	var own cache.Cache
+	if c == nil {
+		var err error
+		own, err = cache.New(cfg, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
+			&v1alpha1.KuryrNode{}: {Field: fields.OneTermEqualSelector("metadata.name", node)},
+		}})
+		if err != nil {
+			return fmt.Errorf("KuryrNode cache: %w", err)
+		}
+		c = own
 	}
 	inf, err := c.GetInformer(ctx, &v1alpha1.KuryrNode{})
 	if err != nil {
@@ -63,15 +71,20 @@ func (r *nodeReader) run(ctx context.Context, cfg *rest.Config, scheme *runtime.
 			r.set(n.DeepCopy())
 		}
 	}
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    seen,
 		UpdateFunc: func(_, n any) { seen(n) },
 		DeleteFunc: func(any) { r.set(nil) },
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("watch KuryrNode %s: %w", node, err)
 	}
-	go func() { _ = c.Start(ctx) }()
-	if !c.WaitForCacheSync(ctx) {
+	if own != nil {
+		go func() { _ = own.Start(ctx) }()
+	}
+	// The handler has been told of the KuryrNode as listed (a shared
+	// informer replays what it holds to a handler added late).
+	if !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
 		return fmt.Errorf("KuryrNode %s: informer did not sync: %w", node, context.Cause(ctx))
 	}
 	return nil
