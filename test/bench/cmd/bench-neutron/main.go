@@ -258,8 +258,8 @@ func bench1(ctx context.Context, c config) (err error) {
 		}
 		// Its pool stays in Neutron on purpose; the next controller must
 		// not find it (kuryr-kubernetes would adopt compute:kuryr subports
-		// into its own pool).
-		n, err := neutron.DropPorts(ctx, topo.TrunkID, url.Values{"tags": {"kuryr-cluster=" + c.clusterID}})
+		// into its own pool, and its release check counts them).
+		n, err := dropUntilQuiet(ctx, neutron, topo.TrunkID, url.Values{"tags": {"kuryr-cluster=" + c.clusterID}})
 		if err != nil {
 			return fmt.Errorf("remove the ports our pooled run left: %w", err)
 		}
@@ -599,4 +599,28 @@ func redraw(dir string) error {
 		return err
 	}
 	return errors.Join(bench.WriteSVG(svg, chartTitle, saved.Results), svg.Close())
+}
+
+// dropUntilQuiet removes the ports matching q until none has matched for
+// 15 s, and returns how many it removed. One listing is not enough: a
+// stopped controller's bulk create still in flight (its context was
+// cancelled, Neutron goes on) lands after it (seen: 50 pool ports made
+// after the first drop, which failed the next controller's release check).
+func dropUntilQuiet(ctx context.Context, neutron *bench.Neutron, trunkID string, q url.Values) (int, error) {
+	total, quietSince := 0, time.Now()
+	for time.Since(quietSince) < 15*time.Second {
+		n, err := neutron.DropPorts(ctx, trunkID, q)
+		if err != nil {
+			return total, err
+		}
+		if n > 0 {
+			total, quietSince = total+n, time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return total, nil
 }
