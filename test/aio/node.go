@@ -72,6 +72,7 @@ type Node struct {
 	slots   map[string]string // Neutron port ID → PCI address
 	plug    map[string]string // Neutron port ID → "pending", "adding" or "plugged"
 	history []HotplugEvent
+	logf    func(format string, args ...any) // the environment's log
 }
 
 // HotplugEvent is one thing that happened to a node's simulated hardware.
@@ -236,6 +237,7 @@ func (e *Env) startNode(ctx context.Context, i int) (*Node, error) {
 		return nil, fmt.Errorf("start the PCI bus of %s: %w", name, err)
 	}
 	sim := n.PCI
+	n.logf = e.logf
 	e.defer_(func() error { return sim.Close() })
 	e.Cloud.SetServerHook(srv.Server.ID, (*vmHook)(n))
 	e.defer_(func() error { e.Cloud.SetServerHook(srv.Server.ID, nil); return nil })
@@ -401,7 +403,12 @@ func (n *Node) hotplug(portID, addr, mac string) {
 	n.mu.Unlock()
 	switch {
 	case err != nil:
+		// Nova has answered the attach already: nothing else tells anyone
+		// that the device will never appear (the daemon's ADD waits for it).
 		n.record(HotplugEvent{Kind: "hotplug-failed: " + err.Error(), Addr: addr, PortID: portID, MAC: mac})
+		if n.logf != nil {
+			n.logf("node %s: hot-plug of port %s (MAC %s) at %s failed, the device will not appear: %v", n.Name, portID, mac, addr, err)
+		}
 	case !still:
 		// Detached while the device was being added.
 		_ = n.PCI.Remove(addr)
