@@ -142,9 +142,8 @@ func TestAddCheckDelThroughLibcni(t *testing.T) {
 			t.Fatalf("after DEL interface %s is %s bound to %q; want Active, unbound (the controller may release it)", s.IfName, s.State, s.BoundDriver)
 		}
 	}
-	ents, _ := os.ReadDir(n.ckptDir)
-	if len(ents) != 0 {
-		t.Fatalf("checkpoints left after DEL: %v", ents)
+	if left := n.checkpoints(); len(left) != 0 {
+		t.Fatalf("checkpoints left after DEL: %v", left)
 	}
 	// DEL again, with nothing left, succeeds.
 	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
@@ -210,9 +209,8 @@ func TestAddErrors(t *testing.T) {
 	if mac, _, _ := n.podLink("eth0"); mac != "" {
 		t.Fatalf("eth0 left in the pod after a failed ADD and its DEL")
 	}
-	ents, _ := os.ReadDir(n.ckptDir)
-	if len(ents) != 0 {
-		t.Fatalf("checkpoints left: %v", ents)
+	if left := n.checkpoints(); len(left) != 0 {
+		t.Fatalf("checkpoints left: %v", left)
 	}
 }
 
@@ -261,11 +259,8 @@ func TestDeviceTimeoutReachesDEL(t *testing.T) {
 	if took < 1500*time.Millisecond || took > 8*time.Second {
 		t.Fatalf("DEL gave up after %s, want about the 1.5s --device-timeout", took)
 	}
-	if _, err := os.Stat(n.ckptDir); err != nil {
-		t.Fatal(err)
-	}
-	if ents, _ := os.ReadDir(n.ckptDir); len(ents) != 1 {
-		t.Fatalf("checkpoints after the failed DEL: %v, want the DPDK one kept for a retry", ents)
+	if left := n.checkpoints(); len(left) != 1 {
+		t.Fatalf("checkpoints after the failed DEL: %v, want the DPDK one kept for a retry", left)
 	}
 }
 
