@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -151,13 +152,21 @@ func TestAddCheckDelThroughLibcni(t *testing.T) {
 
 // TestGCUnplugsWhatTheRuntimeForgot: a GC for another network leaves the
 // attachments alone; GC of their own network with no valid attachment
-// undoes an ADD whose DEL never came.
+// undoes an ADD whose DEL never came (made through another libcni result
+// cache, so that libcni's own DEL of cached attachments is not what undoes
+// it), and the pod's KuryrPod then says so
+// as after a DEL (interfaces Active, no bound driver), so that the
+// controller need not wait out --release-grace when the pod goes.
 func TestGCUnplugsWhatTheRuntimeForgot(t *testing.T) {
 	n := newNode(t)
 	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
 	n.startDaemon(30 * time.Second)
 	n.createPod("gc", v1alpha1.StateActive)
-	if _, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt()); err != nil {
+	// The ADD goes through another result cache, as from a runtime that
+	// lost its state: the GC's libcni then has no cached attachment to
+	// DEL first, and only kuryr-cni's GC can undo it.
+	lost := libcni.NewCNIConfigWithCacheDir([]string{filepath.Join(n.dir, "bin")}, filepath.Join(n.dir, "lost-cache"), nil)
+	if _, err := lost.AddNetworkList(n.ctx, n.list, n.rt()); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
 	other, err := libcni.NetworkConfFromBytes([]byte(fmt.Sprintf(
@@ -176,6 +185,11 @@ func TestGCUnplugsWhatTheRuntimeForgot(t *testing.T) {
 	}
 	if mac, _, _ := n.podLink("eth0"); mac != "" {
 		t.Fatalf("GC left eth0 in the pod")
+	}
+	for _, s := range n.kuryrPod("gc").Status.Interfaces {
+		if s.State != v1alpha1.StateActive || s.BoundDriver != "" {
+			t.Fatalf("after GC interface %s is %s bound to %q; want Active, unbound", s.IfName, s.State, s.BoundDriver)
+		}
 	}
 }
 
