@@ -23,6 +23,7 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 )
 
@@ -189,6 +190,38 @@ func TestGCUnplugsWhatTheRuntimeForgot(t *testing.T) {
 	for _, s := range n.kuryrPod("gc").Status.Interfaces {
 		if s.State != v1alpha1.StateActive || s.BoundDriver != "" {
 			t.Fatalf("after GC interface %s is %s bound to %q; want Active, unbound", s.IfName, s.State, s.BoundDriver)
+		}
+	}
+}
+
+// TestGCKeepsWhatANewerSandboxHolds: a GC that undoes an old sandbox's
+// attachments of a pod whose newer sandbox (kept by the GC) holds net1
+// leaves net1 Plugged on the KuryrPod, since the newer sandbox has it; eth0,
+// which the newer sandbox does not hold, goes back to Active.
+func TestGCKeepsWhatANewerSandboxHolds(t *testing.T) {
+	n := newNode(t)
+	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	n.startDaemon(30 * time.Second)
+	pod, _ := n.createPod("resandboxed", v1alpha1.StateActive)
+	lost := libcni.NewCNIConfigWithCacheDir([]string{filepath.Join(n.dir, "bin")}, filepath.Join(n.dir, "lost-cache"), nil)
+	if _, err := lost.AddNetworkList(n.ctx, n.list, n.rt()); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	// The newer sandbox's record of net1, as its ADD leaves one (its
+	// device elsewhere: only the record matters to the GC).
+	const newer = "5a0d00000000000000000000000000ff"
+	store, err := checkpoint.New(n.ckptDir)
+	must(t, err)
+	must(t, store.Put(checkpoint.Record{ContainerID: newer, IfName: "net1", Kind: checkpoint.KindDPDK, MAC: "fa:16:3e:00:00:99",
+		Network: n.list.Name, PodUID: string(pod.UID), PCIAddress: "0000:09:00.0", OriginalDriver: "virtio-pci", TargetDriver: "uio_pci_generic"}))
+	must(t, n.cni.GCNetworkList(n.ctx, n.list, &libcni.GCArgs{ValidAttachments: []cnitypes.GCAttachment{{ContainerID: newer, IfName: "eth0"}}}))
+	if drv := n.sim.Driver(dpdkPCI); drv != "virtio-pci" {
+		t.Fatalf("GC left the old sandbox's device bound to %q", drv)
+	}
+	for _, s := range n.kuryrPod("resandboxed").Status.Interfaces {
+		want := map[string]v1alpha1.InterfaceState{"eth0": v1alpha1.StateActive, "net1": v1alpha1.StatePlugged}[s.IfName]
+		if s.State != want {
+			t.Errorf("after GC KuryrPod interface %s is %s, want %s", s.IfName, s.State, want)
 		}
 	}
 }
