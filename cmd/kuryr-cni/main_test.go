@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -490,4 +491,55 @@ func TestLibcniDaemonDown(t *testing.T) {
 			t.Fatalf("late daemon saw %+v", reqs)
 		}
 	})
+}
+
+// TestLibcniDaemonDiesHoldingTheRequest: a daemon that accepted the
+// request and died before answering (its connection closed with no
+// response, as when it is SIGKILLed mid-ADD) is code 11 at once, naming
+// the verb, for ADD and for DEL alike: it was reachable, so DEL's "daemon
+// down" success does not apply and the runtime retries.
+func TestLibcniDaemonDiesHoldingTheRequest(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "1.1.0")
+	ln, err := cniapi.Listen(h.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan struct{}, 4)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+cniapi.PathHealthz, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("POST "+cniapi.PathCNI, func(w http.ResponseWriter, _ *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		held <- struct{}{}
+		_ = conn.Close()
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	for _, verb := range []string{cniapi.CmdAdd, cniapi.CmdDel} {
+		start := time.Now()
+		var err error
+		if verb == cniapi.CmdAdd {
+			_, err = h.cni.AddNetworkList(context.Background(), h.list, h.rt)
+		} else {
+			err = h.cni.DelNetworkList(context.Background(), h.list, h.rt)
+		}
+		e := cniErr(t, verb, err, cniapi.CodeTryAgainLater)
+		if want := fmt.Sprintf("kuryr-daemon at %s did not answer the %s request", h.socket, verb); !strings.HasPrefix(e.Msg, want) {
+			t.Fatalf("%s: message %q, want it to start with %q", verb, e.Msg, want)
+		}
+		select {
+		case <-held:
+		default:
+			t.Fatalf("%s: the request never reached the daemon", verb)
+		}
+		if took := time.Since(start); took > daemonWait/2 {
+			t.Fatalf("%s took %v: a daemon that died holding the request must not be waited for", verb, took)
+		}
+	}
 }

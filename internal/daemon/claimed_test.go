@@ -123,8 +123,8 @@ func TestAddReportsClaimPreparedDevice(t *testing.T) {
 	if _, err := os.Stat(devInfo); !os.IsNotExist(err) {
 		t.Fatalf("net1's device-info %s after DEL: %v", devInfo, err)
 	}
-	if ents, _ := os.ReadDir(n.ckptDir); len(ents) != 0 {
-		t.Fatalf("checkpoints left after DEL: %v", ents)
+	if left := n.checkpoints(); len(left) != 0 {
+		t.Fatalf("checkpoints left after DEL: %v", left)
 	}
 	if st := findStatus(n.kuryrPod("claimed"), "net1"); st.State != v1alpha1.StateActive {
 		t.Fatalf("KuryrPod net1 after DEL %+v", st)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 )
 
@@ -142,9 +144,8 @@ func TestAddCheckDelThroughLibcni(t *testing.T) {
 			t.Fatalf("after DEL interface %s is %s bound to %q; want Active, unbound (the controller may release it)", s.IfName, s.State, s.BoundDriver)
 		}
 	}
-	ents, _ := os.ReadDir(n.ckptDir)
-	if len(ents) != 0 {
-		t.Fatalf("checkpoints left after DEL: %v", ents)
+	if left := n.checkpoints(); len(left) != 0 {
+		t.Fatalf("checkpoints left after DEL: %v", left)
 	}
 	// DEL again, with nothing left, succeeds.
 	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
@@ -152,13 +153,21 @@ func TestAddCheckDelThroughLibcni(t *testing.T) {
 
 // TestGCUnplugsWhatTheRuntimeForgot: a GC for another network leaves the
 // attachments alone; GC of their own network with no valid attachment
-// undoes an ADD whose DEL never came.
+// undoes an ADD whose DEL never came (made through another libcni result
+// cache, so that libcni's own DEL of cached attachments is not what undoes
+// it), and the pod's KuryrPod then says so
+// as after a DEL (interfaces Active, no bound driver), so that the
+// controller need not wait out --release-grace when the pod goes.
 func TestGCUnplugsWhatTheRuntimeForgot(t *testing.T) {
 	n := newNode(t)
 	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
 	n.startDaemon(30 * time.Second)
 	n.createPod("gc", v1alpha1.StateActive)
-	if _, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt()); err != nil {
+	// The ADD goes through another result cache, as from a runtime that
+	// lost its state: the GC's libcni then has no cached attachment to
+	// DEL first, and only kuryr-cni's GC can undo it.
+	lost := libcni.NewCNIConfigWithCacheDir([]string{filepath.Join(n.dir, "bin")}, filepath.Join(n.dir, "lost-cache"), nil)
+	if _, err := lost.AddNetworkList(n.ctx, n.list, n.rt()); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
 	other, err := libcni.NetworkConfFromBytes([]byte(fmt.Sprintf(
@@ -177,6 +186,43 @@ func TestGCUnplugsWhatTheRuntimeForgot(t *testing.T) {
 	}
 	if mac, _, _ := n.podLink("eth0"); mac != "" {
 		t.Fatalf("GC left eth0 in the pod")
+	}
+	for _, s := range n.kuryrPod("gc").Status.Interfaces {
+		if s.State != v1alpha1.StateActive || s.BoundDriver != "" {
+			t.Fatalf("after GC interface %s is %s bound to %q; want Active, unbound", s.IfName, s.State, s.BoundDriver)
+		}
+	}
+}
+
+// TestGCKeepsWhatANewerSandboxHolds: a GC that undoes an old sandbox's
+// attachments of a pod whose newer sandbox (kept by the GC) holds net1
+// leaves net1 Plugged on the KuryrPod, since the newer sandbox has it; eth0,
+// which the newer sandbox does not hold, goes back to Active.
+func TestGCKeepsWhatANewerSandboxHolds(t *testing.T) {
+	n := newNode(t)
+	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	n.startDaemon(30 * time.Second)
+	pod, _ := n.createPod("resandboxed", v1alpha1.StateActive)
+	lost := libcni.NewCNIConfigWithCacheDir([]string{filepath.Join(n.dir, "bin")}, filepath.Join(n.dir, "lost-cache"), nil)
+	if _, err := lost.AddNetworkList(n.ctx, n.list, n.rt()); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	// The newer sandbox's record of net1, as its ADD leaves one (its
+	// device elsewhere: only the record matters to the GC).
+	const newer = "5a0d00000000000000000000000000ff"
+	store, err := checkpoint.New(n.ckptDir)
+	must(t, err)
+	must(t, store.Put(checkpoint.Record{ContainerID: newer, IfName: "net1", Kind: checkpoint.KindDPDK, MAC: "fa:16:3e:00:00:99",
+		Network: n.list.Name, PodUID: string(pod.UID), PCIAddress: "0000:09:00.0", OriginalDriver: "virtio-pci", TargetDriver: "uio_pci_generic"}))
+	must(t, n.cni.GCNetworkList(n.ctx, n.list, &libcni.GCArgs{ValidAttachments: []cnitypes.GCAttachment{{ContainerID: newer, IfName: "eth0"}}}))
+	if drv := n.sim.Driver(dpdkPCI); drv != "virtio-pci" {
+		t.Fatalf("GC left the old sandbox's device bound to %q", drv)
+	}
+	for _, s := range n.kuryrPod("resandboxed").Status.Interfaces {
+		want := map[string]v1alpha1.InterfaceState{"eth0": v1alpha1.StateActive, "net1": v1alpha1.StatePlugged}[s.IfName]
+		if s.State != want {
+			t.Errorf("after GC KuryrPod interface %s is %s, want %s", s.IfName, s.State, want)
+		}
 	}
 }
 
@@ -210,9 +256,8 @@ func TestAddErrors(t *testing.T) {
 	if mac, _, _ := n.podLink("eth0"); mac != "" {
 		t.Fatalf("eth0 left in the pod after a failed ADD and its DEL")
 	}
-	ents, _ := os.ReadDir(n.ckptDir)
-	if len(ents) != 0 {
-		t.Fatalf("checkpoints left: %v", ents)
+	if left := n.checkpoints(); len(left) != 0 {
+		t.Fatalf("checkpoints left: %v", left)
 	}
 }
 
@@ -261,11 +306,8 @@ func TestDeviceTimeoutReachesDEL(t *testing.T) {
 	if took < 1500*time.Millisecond || took > 8*time.Second {
 		t.Fatalf("DEL gave up after %s, want about the 1.5s --device-timeout", took)
 	}
-	if _, err := os.Stat(n.ckptDir); err != nil {
-		t.Fatal(err)
-	}
-	if ents, _ := os.ReadDir(n.ckptDir); len(ents) != 1 {
-		t.Fatalf("checkpoints after the failed DEL: %v, want the DPDK one kept for a retry", ents)
+	if left := n.checkpoints(); len(left) != 1 {
+		t.Fatalf("checkpoints after the failed DEL: %v, want the DPDK one kept for a retry", left)
 	}
 }
 

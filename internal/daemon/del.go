@@ -7,7 +7,9 @@ import (
 	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
@@ -44,6 +46,66 @@ func (d *Daemon) unplug(ctx context.Context, r checkpoint.Record) error {
 	return nil
 }
 
+// recordUnplugged tells the controller, on the KuryrPod of pod uid (key),
+// that the interfaces named done are out of the pod (Plugged becomes
+// Active, no bound driver): it may release them in the cloud now. An
+// interface that another attachment of the same pod still holds (a newer
+// sandbox's, when an old one is undone) is left as it is.
+func (d *Daemon) recordUnplugged(ctx context.Context, key types.NamespacedName, uid types.UID, done []string) error {
+	held := map[string]bool{}
+	if uid != "" {
+		recs, err := d.bindings.Records()
+		if err != nil {
+			return fmt.Errorf("record the unplugged interfaces of pod %s: read checkpoints: %w", key, err)
+		}
+		for _, r := range recs {
+			if r.PodUID == string(uid) {
+				held[r.IfName] = true
+			}
+		}
+	}
+	err := d.updateStatus(ctx, key, uid, func(st *v1alpha1.KuryrPodStatus) {
+		for i := range st.Interfaces {
+			s := &st.Interfaces[i]
+			if slices.Contains(done, s.IfName) && !held[s.IfName] && s.State == v1alpha1.StatePlugged {
+				s.State, s.BoundDriver = v1alpha1.StateActive, ""
+			}
+		}
+		st.Summary = summary(st)
+	})
+	if err != nil {
+		return fmt.Errorf("record the unplugged interfaces of pod %s: %w", key, err)
+	}
+	return nil
+}
+
+// recordUndone does recordUnplugged for attachments undone without a DEL
+// (GC, the start-up reconcile), whose pods are found by the UID their
+// records carry among this node's pods. A pod that is gone, or a record
+// without a pod UID, has nothing to tell.
+func (d *Daemon) recordUndone(ctx context.Context, undone []checkpoint.Record) error {
+	byUID := map[types.UID][]string{}
+	for _, r := range undone {
+		if r.PodUID != "" {
+			byUID[types.UID(r.PodUID)] = append(byUID[types.UID(r.PodUID)], r.IfName)
+		}
+	}
+	if len(byUID) == 0 {
+		return nil
+	}
+	var pods corev1.PodList
+	if err := d.reader.List(ctx, &pods, client.MatchingFields{"spec.nodeName": d.opts.NodeName}); err != nil {
+		return fmt.Errorf("list the pods of node %s: %w", d.opts.NodeName, err)
+	}
+	var errs []error
+	for _, p := range pods.Items {
+		if done := byUID[p.UID]; len(done) > 0 {
+			errs = append(errs, d.recordUnplugged(ctx, types.NamespacedName{Namespace: p.Namespace, Name: p.Name}, p.UID, done))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Del implements cniapi.Handler. Nothing to do is a success.
 func (d *Daemon) Del(ctx context.Context, req *cniapi.Request) (err error) {
 	start := time.Now()
@@ -65,21 +127,9 @@ func (d *Daemon) Del(ctx context.Context, req *cniapi.Request) (err error) {
 		done = append(done, r.IfName)
 	}
 	if len(done) > 0 && req.Args.PodNamespace != "" && req.Args.PodName != "" {
-		// Tell the controller the interfaces are out of the pod: it may
-		// release them in the cloud now.
 		key := types.NamespacedName{Namespace: req.Args.PodNamespace, Name: req.Args.PodName}
-		if err := d.updateStatus(ctx, key, types.UID(req.Args.PodUID), func(st *v1alpha1.KuryrPodStatus) {
-			for i := range st.Interfaces {
-				s := &st.Interfaces[i]
-				for _, n := range done {
-					if s.IfName == n && s.State == v1alpha1.StatePlugged {
-						s.State, s.BoundDriver = v1alpha1.StateActive, ""
-					}
-				}
-			}
-			st.Summary = summary(st)
-		}); err != nil {
-			errs = append(errs, fmt.Errorf("record the unplugged interfaces of pod %s: %w", key, err))
+		if err := d.recordUnplugged(ctx, key, types.UID(req.Args.PodUID), done); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -157,13 +207,21 @@ func (d *Daemon) GC(ctx context.Context, req *cniapi.Request) (err error) {
 		return cniErr(cniapi.CodeInternal, "read checkpoints: %v", err)
 	}
 	var errs []error
+	var undone []checkpoint.Record
 	for _, r := range all {
 		if r.Network != req.NetConf.Name || keep[r.Key()] || d.keptByPrimary(r, keep) {
 			continue
 		}
 		if err := d.unplug(ctx, r); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		undone = append(undone, r)
+	}
+	// The pods still there (a sandbox the runtime forgot) learn that their
+	// interfaces are out, as after a DEL.
+	if err := d.recordUndone(ctx, undone); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cniErr(cniapi.CodeTryAgainLater, "GC: %v", err)

@@ -126,12 +126,29 @@ func TestNADDeviceInfoFileOutsideTheDirectoryIsRefused(t *testing.T) {
 }
 
 // quarantined lists the files set aside in the node's checkpoint
-// quarantine directory.
+// quarantine directory (made by the first file set aside: none yet is
+// none).
 func (n *node) quarantined() []string {
 	n.t.Helper()
-	ents, err := os.ReadDir(filepath.Join(n.ckptDir, checkpoint.QuarantineDir))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		n.t.Fatal(err)
+	return n.listDir(filepath.Join(n.ckptDir, checkpoint.QuarantineDir), true)
+}
+
+// checkpoints lists the node's checkpoint directory. The daemon's store
+// makes it when the daemon starts, so a directory that cannot be read, or
+// is missing, fails the test: a leak check must not read a failed lookup
+// as nothing left.
+func (n *node) checkpoints() []string {
+	n.t.Helper()
+	return n.listDir(n.ckptDir, false)
+}
+
+// listDir lists the names in dir; any error fails the test, but a missing
+// dir when missingOK.
+func (n *node) listDir(dir string, missingOK bool) []string {
+	n.t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil && !(missingOK && errors.Is(err, os.ErrNotExist)) {
+		n.t.Fatalf("list %s: %v", dir, err)
 	}
 	var out []string
 	for _, e := range ents {

@@ -67,6 +67,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	for _, p := range pods.Items {
 		alive[string(p.UID)] = true
 	}
+	var undone []checkpoint.Record
 	for _, r := range recs {
 		outcome := d.stale(r, alive)
 		if outcome == reconcileKept {
@@ -81,6 +82,12 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		log.Info("Undid a stale attachment", "container", r.ContainerID, "ifName", r.IfName, "kind", r.Kind,
 			"podUID", r.PodUID, "netns", r.NetNS, "pci", r.PCIAddress, "reason", outcome)
 		d.metrics.reconciled.WithLabelValues(outcome).Inc()
+		undone = append(undone, r)
+	}
+	// A pod still there (its sandbox gone) learns that its interfaces are
+	// out; failing to tell it does not stop the start.
+	if err := d.recordUndone(ctx, undone); err != nil {
+		log.Error(err, "Could not record the undone attachments on their KuryrPods")
 	}
 	return nil
 }

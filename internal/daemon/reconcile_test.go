@@ -33,7 +33,9 @@ type reconcilePod struct {
 // daemon starts again, before it is ready, the attachments of those two are
 // undone (devices back on virtio-pci with their netdevs, the deleted pod's
 // eth0 removed, device-info files and checkpoints gone) and the live pod's
-// are kept; the counter says so.
+// are kept; the counter says so. The pod whose sandbox vanished still
+// exists: its KuryrPod says its interfaces are no longer plugged (as after
+// a DEL), while the live pod's still are.
 func TestStartupReconcile(t *testing.T) {
 	n := newNode(t)
 	stop := n.startDaemon(30 * time.Second)
@@ -93,6 +95,13 @@ func TestStartupReconcile(t *testing.T) {
 	}
 	if hasLink(t, pods["gone"].netns, "eth0") {
 		t.Error("the deleted pod's eth0 is still in its netns")
+	}
+	for name, want := range map[string]v1alpha1.InterfaceState{"live": v1alpha1.StatePlugged, "vanish": v1alpha1.StateActive} {
+		for _, s := range n.kuryrPod(name).Status.Interfaces {
+			if s.State != want {
+				t.Errorf("pod %s: KuryrPod interface %s is %s (bound to %q), want %s", name, s.IfName, s.State, s.BoundDriver, want)
+			}
+		}
 	}
 	for outcome, want := range map[string]float64{reconcileKept: 2, reconcilePodGone: 2, reconcileNetnsGone: 2, reconcileFailed: 0} {
 		if got := testutil.ToFloat64(n.daemon.metrics.reconciled.WithLabelValues(outcome)); got != want {

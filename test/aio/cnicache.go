@@ -80,6 +80,13 @@ func (e *Env) MultusDelegateCalls(pod *corev1.Pod) ([]CNICall, error) {
 
 // cniCalls reads the libcni cache under dir for pod uid's calls.
 func cniCalls(dir string, uid types.UID) ([]CNICall, error) {
+	return cachedCalls(dir, func(c CNICall) bool { return c.Args["K8S_POD_UID"] == string(uid) })
+}
+
+// cachedCalls reads the libcni cache under dir for the calls keep takes
+// (given their file, container, namespace, interface, network and
+// arguments).
+func cachedCalls(dir string, keep func(CNICall) bool) ([]CNICall, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "results", "*"))
 	if err != nil {
 		return nil, err
@@ -99,7 +106,7 @@ func cniCalls(dir string, uid types.UID) ([]CNICall, error) {
 		for _, a := range c.CNIArgs {
 			call.Args[a[0]] = a[1]
 		}
-		if call.Args["K8S_POD_UID"] != string(uid) {
+		if !keep(call) {
 			continue
 		}
 		var conf struct {

@@ -278,35 +278,18 @@ func Must(t testing.TB, err error) {
 	}
 }
 
-// killDaemonMidAdd waits until containerd's ADD for pod is in flight (its
-// kuryr-cni process, CNI_COMMAND=ADD for the pod, is alive while Nova's
-// attach is held), SIGKILLs the daemon in the same guest script that checks
-// it, and waits until the kubelet has reported the failed sandbox and
-// restarted the daemon's container.
+// killDaemonMidAdd SIGKILLs the daemon while containerd's ADD for pod is in
+// flight (vmenv.KillDaemonMidAdd: Nova's attach is held, so the ADD cannot
+// complete), and waits until the kubelet has reported the failed sandbox
+// and restarted the daemon's container.
 func (n *Node) killDaemonMidAdd(pod *corev1.Pod) {
 	t := n.t
 	t.Helper()
-	addShim := fmt.Sprintf(`addshim() {
-	for p in $(pidof kuryr-cni); do
-		e=$(tr '\0' '\n' </proc/$p/environ 2>/dev/null)
-		case "$e" in *CNI_COMMAND=ADD*) case "$e" in *K8S_POD_NAME=%s*) echo $p ;; esac ;; esac
-	done
-}
-`, pod.Name)
-	err := wait.PollUntilContextTimeout(n.ctx, 200*time.Millisecond, 3*time.Minute, true, func(context.Context) (bool, error) {
-		return strings.TrimSpace(n.Sh(addShim+"addshim")) != "", nil
-	})
-	if err != nil {
-		t.Fatalf("containerd never ran kuryr-cni ADD for pod %s: %v", pod.Name, err)
-	}
+	out := vmenv.KillDaemonMidAdd(n.ctx, t, n.VM, pod.Name)
 	killed := time.Now()
-	out := n.Sh(addShim + `s=$(addshim); d=$(pidof kuryr-daemon)
-[ -n "$s" ] && [ -n "$d" ] || { echo "no ADD in flight (kuryr-cni '$s', daemon '$d')" >&2; exit 1; }
-kill -9 $d
-echo "kuryr-daemon $d killed (SIGKILL) while kuryr-cni $s runs containerd's ADD"`)
-	t.Logf("mid-ADD (Nova's attach held, so the ADD cannot complete): %s", strings.TrimSpace(out))
+	t.Logf("mid-ADD (Nova's attach held, so the ADD cannot complete): %s", out)
 	var last string
-	err = wait.PollUntilContextTimeout(n.ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(n.ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		evs, err := n.CS.CoreV1().Events(pod.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name})
 		if err != nil {
 			return false, nil
