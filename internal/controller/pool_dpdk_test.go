@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -66,23 +67,33 @@ func (f *fixture) kuryrNodeStatus(node string) (v1alpha1.KuryrNodeStatus, error)
 	return kn.Status, err
 }
 
+// devices reads the DPDK devices node's KuryrNode lists: by port ID, its
+// state and owner ("InUse pod/<UID>", "Ready").
+func (f *fixture) devices(node string) (map[string]string, error) {
+	st, err := f.kuryrNodeStatus(node)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, d := range st.DPDKDevices {
+		out[d.PortID] = strings.TrimSuffix(string(d.State)+" "+d.Owner, " ")
+	}
+	return out, nil
+}
+
 // waitDevices waits until node's KuryrNode lists the DPDK devices want
 // gives, by port ID, with their state and owner (others may be listed
 // too).
 func (f *fixture) waitDevices(node string, want map[string]string) {
 	f.t.Helper()
 	f.eventually(20*time.Second, fmt.Sprintf("status.dpdkDevices %v", want), func() (bool, string) {
-		st, err := f.kuryrNodeStatus(node)
+		all, err := f.devices(node)
 		if err != nil {
 			return false, err.Error()
 		}
-		got := map[string]string{}
-		for _, d := range st.DPDKDevices {
-			if _, ok := want[d.PortID]; ok {
-				got[d.PortID] = strings.TrimSuffix(string(d.State)+" "+d.Owner, " ")
-			}
-		}
-		return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprintf("%+v", st.DPDKDevices)
+		got := maps.Clone(all)
+		maps.DeleteFunc(got, func(id, _ string) bool { _, ok := want[id]; return !ok })
+		return maps.Equal(got, want), fmt.Sprint(all)
 	})
 }
 

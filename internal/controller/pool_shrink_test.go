@@ -295,15 +295,8 @@ func TestDPDKPoolShrinkSparesConsumers(t *testing.T) {
 	}
 	want := map[string]string{podPort: "InUse pod/" + string(pod.UID), claimPort: "InUse claim/" + string(claim.UID), ready[0]: "Ready"}
 	f.eventually(20*time.Second, fmt.Sprintf("the KuryrNode listing exactly the DPDK devices %v", want), func() (bool, string) {
-		st, err := f.kuryrNodeStatus(node)
-		if err != nil {
-			return false, err.Error()
-		}
-		got := map[string]string{}
-		for _, d := range st.DPDKDevices {
-			got[d.PortID] = strings.TrimSuffix(string(d.State)+" "+d.Owner, " ")
-		}
-		return maps.Equal(got, want), fmt.Sprint(got)
+		got, err := f.devices(node)
+		return err == nil && maps.Equal(got, want), fmt.Sprint(got, err)
 	})
 	if u := f.unaccounted(node); len(u) > 0 {
 		t.Errorf("unaccounted for: %v", u)
