@@ -302,3 +302,36 @@ func TestDPDKPoolShrinkSparesConsumers(t *testing.T) {
 		t.Errorf("unaccounted for: %v", u)
 	}
 }
+
+// TestDPDKPoolShrinkKeepsAllocatedDevice: a ready DPDK pool port that a
+// ResourceClaim's allocation names (here under another pool name, so the
+// claim controller never takes it: the window between the scheduler's
+// allocation and the claim's take, held open) is kept when the node's
+// annotation lowers the pool from 3 to 1, although it is the port the
+// shrink would release first; the two others are released.
+func TestDPDKPoolShrinkKeepsAllocatedDevice(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 3, Max: 3, Batch: 3}, nil)
+	f.opts.Pools.NestedDPDKNetworks = []PoolNetwork{{SubnetID: f.dpNet.ID, SecurityGroups: []string{f.sg}}}
+	f.startController()
+	f.waitPoolReady(node, 3)
+	r := f.rec.Load()
+	r.pools.mu.Lock()
+	var first string
+	for k, p := range r.pools.byKey {
+		if k.node == node && len(p.ready) > 0 {
+			first = p.ready[0].port.ID // the oldest: the shrink's first pick
+		}
+	}
+	r.pools.mu.Unlock()
+	claim := f.newClaim("dpdk-a")
+	f.allocate(claim, node+"-elsewhere", first)
+
+	f.annotateNode(node, DPDKPoolSizeAnnotation, "0,1")
+	f.eventually(20*time.Second, "the pool down to 1 ready port", func() (bool, string) {
+		st, s := f.pool(node)
+		return st.Ready == 1 && st.Warming == 0 && len(f.poolPorts()) == 1, fmt.Sprintf("%s, %d pool ports", s, len(f.poolPorts()))
+	})
+	if got := f.readyPortIDs(node); !slices.Equal(got, []string{first}) || !f.attached(node, first) {
+		t.Fatalf("ready ports %v (attached %v), want the allocated %s kept", got, f.attached(node, first), first)
+	}
+}
