@@ -28,6 +28,13 @@ const (
 	// DPDKPoolSizeAnnotation on a Node sizes its pre-attached DPDK pools
 	// ("min,max[,batch]"), overriding the controller's pools.nestedDPDK.
 	DPDKPoolSizeAnnotation = "kuryr-dpdk.io/dpdk-pool-size"
+	// VLANPoolSizeAnnotation on a Node sizes its nested-vlan subport pools
+	// ("min,max[,batch]"), overriding the controller's pools.nestedVLAN.
+	VLANPoolSizeAnnotation = "kuryr-dpdk.io/vlan-pool-size"
+	// MACVLANPoolSizeAnnotation on a Node sizes its nested-macvlan
+	// address-pair pools ("min,max[,batch]"), overriding the controller's
+	// pools.nestedMACVLAN.
+	MACVLANPoolSizeAnnotation = "kuryr-dpdk.io/macvlan-pool-size"
 
 	// CNIType is the "type" of a CNI network config handled by kuryr-dpdk.
 	CNIType = netconf.PluginType

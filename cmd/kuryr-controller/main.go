@@ -33,7 +33,6 @@ func main() { os.Exit(run(os.Args[1:])) }
 type flags struct {
 	manager        manager.Flags
 	configFile     string
-	pprofAddr      string
 	leaderElect    bool
 	leaderElectNS  string
 	cloud          openstack.Config
@@ -62,7 +61,6 @@ func run(args []string) int {
 	}
 	f.manager.AddFlags(fs, manager.Defaults{QPS: 50, Burst: 100, MetricsAddr: ":8080", ProbeAddr: ":8081"})
 	fs.StringVar(&f.configFile, "config", "", "YAML file with controller options (flags given on the command line win)")
-	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof (empty: off)")
 	fs.BoolVar(&f.leaderElect, "leader-elect", true, "elect a leader so that only one replica acts")
 	fs.StringVar(&f.leaderElectNS, "leader-election-namespace", "", "namespace of the leader election Lease (the pod's own when empty)")
 	fs.StringVar(&f.cloud.Cloud, "os-cloud", "", "clouds.yaml entry (else OS_CLOUD, else OS_* variables)")
@@ -72,7 +70,7 @@ func run(args []string) int {
 	fs.StringVar(&f.cloud.ProjectID, "project-id", "", "project ID for noauth mode")
 	fs.DurationVar(&f.requestTimeout, "os-request-timeout", openstack.DefaultRequestTimeout, "bound on every OpenStack request")
 	opts.AddFlags(fs)
-	return cmdutil.Command{Name: "kuryr-controller", Flags: fs, Validate: opts.Validate,
+	return cmdutil.Command{Name: "kuryr-controller", Flags: fs, Validate: func() error { return errors.Join(opts.Validate(), f.manager.Validate()) },
 		Serve: func(ctx context.Context) error { return serve(ctx, f, opts) }}.Run(args)
 }
 
@@ -103,7 +101,6 @@ func serve(ctx context.Context, f flags, opts controller.Options) error {
 	}
 	mgr, err := f.manager.New(ctrl.Options{
 		Cache:                   controller.CacheOptions(),
-		PprofBindAddress:        f.pprofAddr,
 		LeaderElection:          f.leaderElect,
 		LeaderElectionID:        "kuryr-controller.kuryr-dpdk.io",
 		LeaderElectionNamespace: f.leaderElectNS,

@@ -47,7 +47,7 @@ func run(args []string) int {
 	var m manager.Flags
 	m.AddFlags(fs, manager.Defaults{QPS: 20, Burst: 40, MetricsAddr: ":9090", ProbeAddr: ":9091"})
 	return cmdutil.Command{Name: "kuryr-daemon", Flags: fs,
-		Validate: func() error { return errors.Join(opts.Validate(), draOpts.Validate()) },
+		Validate: func() error { return errors.Join(opts.Validate(), draOpts.Validate(), m.Validate()) },
 		Serve:    func(ctx context.Context) error { return serve(ctx, opts, draOpts, &m) }}.Run(args)
 }
 

@@ -26,10 +26,10 @@ type nodeInfo struct {
 	// besides its own (0: not counted). It comes from the Node object, not
 	// the cloud: nodeOf sets it on every reconcile.
 	HotplugSlots int
-	// DPDKPool sizes the node's nested-dpdk pools: --pool-nested-dpdk-*,
-	// or the Node's kuryr-dpdk.io/dpdk-pool-size annotation. From the Node
-	// object too, set with HotplugSlots.
-	DPDKPool PoolSize
+	// Pools sizes the node's pools of each driver: the options, or the
+	// Node's pool-size annotations (pool_size.go). From the Node object
+	// too, set with HotplugSlots.
+	Pools PoolOptions
 }
 
 // errNodeNotReady says the node cannot be resolved yet (no providerID and no

@@ -45,8 +45,8 @@ type pools struct {
 	// ResourceClaims that exist (after the rebuild: claims deleted while
 	// the controller was down).
 	claimSweep bool
-	// sizeReported is the bad dpdk-pool-size annotation last reported
-	// per node (an Event once per value, not once per round).
+	// sizeReported is the bad pool-size annotation last reported, by
+	// node and annotation (an Event once per value, not once per round).
 	sizeReported map[string]string
 
 	// published is what was last written to each KuryrNode.
@@ -102,6 +102,10 @@ type pool struct {
 	// unsure ports are in use, but the write of their pod's tag failed: a
 	// listing that started after the failure says whether it landed.
 	unsure map[string]time.Time
+	// leaving ports were ready and are being released to bring the pool
+	// down to its max (shrink): never handed out again, released (unwired,
+	// deleted) every round until gone.
+	leaving map[string]openstack.Port
 	// deleted ports were released here; a listing older than the delete
 	// must not bring them back.
 	deleted map[string]bool
@@ -181,11 +185,15 @@ func ownerOf(tags []string) string {
 
 func newPool(size PoolSize) *pool {
 	return &pool{size: size, warming: map[string]wiring{}, unwired: map[string]openstack.Port{},
-		inUse: map[string]consumer{}, unsure: map[string]time.Time{}, deleted: map[string]bool{}}
+		inUse: map[string]consumer{}, unsure: map[string]time.Time{}, leaving: map[string]openstack.Port{}, deleted: map[string]bool{}}
 }
 
-// idle counts the ports no pod has.
+// idle counts the ports no consumer has (those leaving apart).
 func (p *pool) idle() int { return len(p.ready) + len(p.warming) + len(p.unwired) }
+
+// over says whether the pool has idle ports past its max to release, or
+// ports still leaving.
+func (p *pool) over() bool { return p.size.on() && p.idle() > p.size.Max || len(p.leaving) > 0 }
 
 // forget drops port id from every set.
 func (p *pool) forget(id string) {
@@ -194,13 +202,15 @@ func (p *pool) forget(id string) {
 	delete(p.unwired, id)
 	delete(p.inUse, id)
 	delete(p.unsure, id)
+	delete(p.leaving, id)
 }
 
 func (p *pool) has(id string) bool {
 	_, w := p.warming[id]
 	_, u := p.unwired[id]
 	_, i := p.inUse[id]
-	return w || u || i || slices.ContainsFunc(p.ready, func(w wiring) bool { return w.port.ID == id })
+	_, l := p.leaving[id]
+	return w || u || i || l || slices.ContainsFunc(p.ready, func(w wiring) bool { return w.port.ID == id })
 }
 
 func newPools(r *PodReconciler) *pools {

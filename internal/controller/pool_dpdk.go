@@ -3,9 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,103 +14,14 @@ import (
 )
 
 // What is particular to the pools of nested-dpdk ports: Nova attaches them
-// ahead of any consumer, within the VM's hot-plug slots; their size can be
-// set per node; and status.dpdkDevices of the node's KuryrNode lists them,
-// each with its state and owner, for the node's daemon and the DRA driver.
-
-// DPDKPoolSizeAnnotation on a Node sizes its nested-dpdk pools, "min,max"
-// or "min,max,batch", over --pool-nested-dpdk-*; "0,0" turns them off on
-// that node. It applies where the DPDK pools are on (pools.nestedDPDK).
-const DPDKPoolSizeAnnotation = v1alpha1.DPDKPoolSizeAnnotation
-
-// reasonBadPoolSize is the Event on a Node whose annotation is not a size.
-const reasonBadPoolSize = "InvalidDPDKPoolSize"
+// ahead of any consumer, within the VM's hot-plug slots; and
+// status.dpdkDevices of the node's KuryrNode lists them, each with its
+// state and owner, for the node's daemon and the DRA driver. (Their size
+// per node is set as any pool's: pool_size.go.)
 
 // slotRecheck is how long a nested-dpdk pool whose VM had no free hot-plug
 // slot waits before it looks again (a look may read Neutron).
 const slotRecheck = 5 * time.Second
-
-// dpdkPoolSize returns the size of node's nested-dpdk pools: its
-// annotation, else def. Without a batch the annotation's is def's, within
-// 1..max. A value that is not a valid size is an error naming the node and
-// the annotation, and def holds.
-func dpdkPoolSize(node *corev1.Node, def PoolSize) (PoolSize, error) {
-	v, ok := node.Annotations[DPDKPoolSizeAnnotation]
-	if !ok {
-		return def, nil
-	}
-	bad := func(why string) (PoolSize, error) {
-		return def, fmt.Errorf("node %s: annotation %s=%q is not \"min,max\" or \"min,max,batch\" (%s); using min %d, max %d, batch %d",
-			node.Name, DPDKPoolSizeAnnotation, v, why, def.Min, def.Max, def.Batch)
-	}
-	fields := strings.Split(v, ",")
-	if len(fields) < 2 || len(fields) > 3 {
-		return bad("two or three numbers")
-	}
-	var n [3]int
-	for i, f := range fields {
-		x, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || x < 0 || x > maxHotplugSlots {
-			return bad(fmt.Sprintf("each a number in 0..%d", maxHotplugSlots))
-		}
-		n[i] = x
-	}
-	s := PoolSize{Min: n[0], Max: n[1], Batch: n[2]}
-	if len(fields) == 2 {
-		s.Batch = min(max(def.Batch, 1), s.Max)
-	}
-	if s.Max == 0 && s.Min == 0 {
-		return PoolSize{}, nil
-	}
-	if err := s.validate(); err != nil {
-		if err.field != "" {
-			return bad(strings.TrimPrefix(err.field, ".") + " " + err.msg)
-		}
-		return bad(err.msg)
-	}
-	return s, nil
-}
-
-// poolSize returns the size of driver d's pools on node.
-func (r *PodReconciler) poolSize(node nodeInfo, d v1alpha1.Driver) PoolSize {
-	if d == v1alpha1.DriverNestedDPDK {
-		return node.DPDKPool
-	}
-	return r.opts.Pools.size(d)
-}
-
-// sizeFor returns the size of driver d's pools on node: the options, and
-// for nested-dpdk the node's annotation where the DPDK pools are on. A bad
-// annotation is a Warning Event on the node, once per value.
-func (ps *pools) sizeFor(_ context.Context, node *corev1.Node, d v1alpha1.Driver) PoolSize {
-	def := ps.r.opts.Pools.size(d)
-	if d != v1alpha1.DriverNestedDPDK || !def.on() {
-		return def
-	}
-	s, err := dpdkPoolSize(node, def)
-	v := node.Annotations[DPDKPoolSizeAnnotation]
-	ps.mu.Lock()
-	report := err != nil && ps.sizeReported[node.Name] != v
-	if err != nil {
-		ps.sizeReported[node.Name] = v
-	} else {
-		delete(ps.sizeReported, node.Name)
-	}
-	ps.mu.Unlock()
-	if report {
-		ps.r.recorder.Eventf(node, nil, corev1.EventTypeWarning, reasonBadPoolSize, "SizeDPDKPool", "%s", err.Error())
-	}
-	return s
-}
-
-// sizeChanged says whether pool k's size differs from what node says now.
-func (ps *pools) sizeChanged(ctx context.Context, node *corev1.Node, k poolKey) bool {
-	s := ps.sizeFor(ctx, node, k.driver)
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	p := ps.byKey[k]
-	return p != nil && p.size != s
-}
 
 // withinSlots returns how many of n new ports of nested-dpdk pool key the
 // VM of node has free hot-plug slots for, after the pool's ports made and

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -66,23 +67,33 @@ func (f *fixture) kuryrNodeStatus(node string) (v1alpha1.KuryrNodeStatus, error)
 	return kn.Status, err
 }
 
+// devices reads the DPDK devices node's KuryrNode lists: by port ID, its
+// state and owner ("InUse pod/<UID>", "Ready").
+func (f *fixture) devices(node string) (map[string]string, error) {
+	st, err := f.kuryrNodeStatus(node)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, d := range st.DPDKDevices {
+		out[d.PortID] = strings.TrimSuffix(string(d.State)+" "+d.Owner, " ")
+	}
+	return out, nil
+}
+
 // waitDevices waits until node's KuryrNode lists the DPDK devices want
 // gives, by port ID, with their state and owner (others may be listed
 // too).
 func (f *fixture) waitDevices(node string, want map[string]string) {
 	f.t.Helper()
 	f.eventually(20*time.Second, fmt.Sprintf("status.dpdkDevices %v", want), func() (bool, string) {
-		st, err := f.kuryrNodeStatus(node)
+		all, err := f.devices(node)
 		if err != nil {
 			return false, err.Error()
 		}
-		got := map[string]string{}
-		for _, d := range st.DPDKDevices {
-			if _, ok := want[d.PortID]; ok {
-				got[d.PortID] = strings.TrimSuffix(string(d.State)+" "+d.Owner, " ")
-			}
-		}
-		return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprintf("%+v", st.DPDKDevices)
+		got := maps.Clone(all)
+		maps.DeleteFunc(got, func(id, _ string) bool { _, ok := want[id]; return !ok })
+		return maps.Equal(got, want), fmt.Sprint(all)
 	})
 }
 
@@ -461,45 +472,8 @@ func TestDPDKPoolKilledMidFill(t *testing.T) {
 	})
 }
 
-// TestDPDKPoolSize: the node's annotation sizes its nested-dpdk pools
-// over the options ("0,0" turns them off there); a value that is not a
-// size is an error naming the node and the annotation, and the options
-// hold.
-func TestDPDKPoolSize(t *testing.T) {
-	t.Parallel()
-	def := PoolSize{Min: 2, Max: 4, Batch: 3}
-	for _, c := range []struct {
-		annotation string
-		want       PoolSize
-		err        string
-	}{
-		{"", def, ""},
-		{"1,8", PoolSize{Min: 1, Max: 8, Batch: 3}, ""},
-		{"1,2", PoolSize{Min: 1, Max: 2, Batch: 2}, ""},
-		{" 0 , 6 , 6 ", PoolSize{Min: 0, Max: 6, Batch: 6}, ""},
-		{"0,0", PoolSize{}, ""},
-		{"5,2", def, "min 5 and max 2"},
-		{"1,4,9", def, "batch 9 must be within 1..max (4)"},
-		{"4", def, "two or three numbers"},
-		{"1,2,3,4", def, "two or three numbers"},
-		{"-1,4", def, "each a number in 0..256"},
-		{"1,300", def, "each a number in 0..256"},
-		{"a,b", def, "each a number"},
-	} {
-		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}}
-		if c.annotation != "" {
-			n.Annotations = map[string]string{DPDKPoolSizeAnnotation: c.annotation}
-		}
-		got, err := dpdkPoolSize(n, def)
-		if got != c.want || (c.err == "") != (err == nil) ||
-			(err != nil && (!strings.Contains(err.Error(), c.err) || !strings.Contains(err.Error(), "node-a") || !strings.Contains(err.Error(), DPDKPoolSizeAnnotation))) {
-			t.Errorf("annotation %q: %+v, %v; want %+v, error containing %q", c.annotation, got, err, c.want, c.err)
-		}
-	}
-}
-
 // TestDPDKPoolSizeAnnotation: a node annotated with a DPDK pool size gets
-// a pool of that size; a bad value gives one InvalidDPDKPoolSize Event on
+// a pool of that size; a bad value gives one InvalidPoolSize Event on
 // the Node and the configured size holds.
 func TestDPDKPoolSizeAnnotation(t *testing.T) {
 	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 1, Batch: 1}, map[string]string{DPDKPoolSizeAnnotation: "2,3"})
@@ -514,7 +488,7 @@ func TestDPDKPoolSizeAnnotation(t *testing.T) {
 	must(t, f.c.Get(f.ctx, types.NamespacedName{Name: node}, &n))
 	n.Annotations[DPDKPoolSizeAnnotation] = "three"
 	must(t, f.c.Update(f.ctx, &n))
-	f.eventually(20*time.Second, "an InvalidDPDKPoolSize Event on the node and the configured size", func() (bool, string) {
+	f.eventually(20*time.Second, "an InvalidPoolSize Event on the node and the configured size", func() (bool, string) {
 		all, err := f.nodeEvents(node)
 		if err != nil {
 			return false, err.Error()

@@ -59,7 +59,7 @@ func (ps *pools) round(ctx context.Context) {
 	ps.mu.Lock()
 	var keys, others []poolKey
 	for k, p := range ps.byKey {
-		if p.short(time.Now()) || len(p.warming)+len(p.unwired)+len(p.unsure) > 0 || !p.size.on() || p.awaitingLost(time.Now()) {
+		if p.short(time.Now()) || len(p.warming)+len(p.unwired)+len(p.unsure) > 0 || !p.size.on() || p.awaitingLost(time.Now()) || p.over() {
 			keys = append(keys, k)
 		} else {
 			others = append(others, k)
@@ -306,6 +306,9 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 	if err := ps.refresh(ctx, key, node, drv); err != nil {
 		errs = append(errs, err)
 	}
+	if err := ps.shrink(ctx, key); err != nil {
+		errs = append(errs, err)
+	}
 	err = errors.Join(errs...)
 	ps.mu.Lock()
 	if err == nil {
@@ -436,6 +439,9 @@ func (ps *pools) drain(ctx context.Context, key poolKey) error {
 	for _, port := range p.unwired {
 		idle = append(idle, port)
 	}
+	for _, port := range p.leaving {
+		idle = append(idle, port)
+	}
 	ps.mu.Unlock()
 	var errs []error
 	for _, port := range idle {
@@ -444,7 +450,7 @@ func (ps *pools) drain(ctx context.Context, key poolKey) error {
 		}
 	}
 	ps.mu.Lock()
-	if p.idle() == 0 && len(p.inUse) == 0 && ps.byKey[key] == p {
+	if p.idle() == 0 && len(p.inUse) == 0 && len(p.leaving) == 0 && ps.byKey[key] == p {
 		delete(ps.byKey, key)
 	}
 	ps.mu.Unlock()

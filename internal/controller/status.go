@@ -108,7 +108,7 @@ func (r *PodReconciler) nodeOf(ctx context.Context, pod *corev1.Pod) (nodeInfo, 
 		r.recorder.Eventf(&node, nil, corev1.EventTypeWarning, reasonBadSlots, "CountHotplugSlots", "%s", lerr.Error())
 	}
 	info.HotplugSlots = limit
-	info.DPDKPool = r.pools.sizeFor(ctx, &node, v1alpha1.DriverNestedDPDK)
+	info.Pools = r.pools.nodePoolSizes(ctx, &node)
 	if err == nil && fresh {
 		// KuryrNode is a cache for people and tools: failing to write it
 		// (a conflict with another pod of the node) does not hold the pod.

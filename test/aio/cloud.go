@@ -1,6 +1,7 @@
 package aio
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,7 +45,7 @@ func (e *Env) startCloud(ctx context.Context) error {
 		{"k8s-workers", "10.0.0.0/24", &e.Networks.Worker},
 		{"k8s-pods", "10.1.0.0/16", &e.Networks.Pod},
 		{"management", "10.2.0.0/24", &e.Networks.Management},
-		{"data-plane", "10.3.0.0/24", &e.Networks.DataPlane},
+		{"data-plane", cmp.Or(e.opts.DataPlaneCIDR, "10.3.0.0/24"), &e.Networks.DataPlane},
 	} {
 		_, sub, err := e.Cloud.SeedNetwork(n.name, n.cidr)
 		if err != nil {
@@ -52,10 +53,10 @@ func (e *Env) startCloud(ctx context.Context) error {
 		}
 		*n.out = sub
 	}
-	if e.opts.DRA {
+	if e.opts.DRA || e.opts.DPDKPool.Max > 0 {
 		// kuryr-controller pools only ports that name their security
-		// groups; with DRA every network that names none gets this one
-		// (podSecurityGroups), so the DPDK pool can be made.
+		// groups: the DPDK pools' ports get this one (with DRA every
+		// network that names none gets it, podSecurityGroups).
 		e.poolSG = e.Cloud.SeedSecurityGroup("kuryr-aio-pods").ID
 	}
 	e.logf("simulated OpenStack at %s (Keystone %s)", e.Cloud.URL(), e.Cloud.AuthURL())
@@ -84,6 +85,20 @@ func (e *Env) startController(ctx context.Context) error {
 		"--metrics-bind-address=0", "--health-probe-bind-address=" + loopback(port),
 		"--primary", "--pod-subnet-id=" + e.Networks.Pod.ID, "--worker-subnet-ids=" + e.Networks.Worker.ID,
 		"--default-driver=" + string(e.MgmtDriver), "--cluster-id=" + e.ClusterID(),
+	}
+	if e.opts.DPDKPool.Max > 0 {
+		conf, err := e.writeDPDKPoolConfig()
+		if err != nil {
+			return err
+		}
+		args = append(args, "--config="+conf)
+	}
+	if e.opts.Pprof {
+		p, err := freePort()
+		if err != nil {
+			return err
+		}
+		args = append(args, "--pprof-bind-address="+loopback(p))
 	}
 	args = append(args, e.opts.ControllerArgs...)
 	e.Controller = e.newProcess("kuryr-controller", filepath.Join(e.binDir, "kuryr-controller"), args, e.cloudEnv())
@@ -125,7 +140,7 @@ func (e *Env) RestartController(ctx context.Context, crash bool) error {
 }
 
 func (e *Env) startDaemon(ctx context.Context, n *Node) error {
-	ports := make([]int, 2)
+	ports := make([]int, 3)
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
@@ -144,6 +159,9 @@ func (e *Env) startDaemon(ctx context.Context, n *Node) error {
 		"--node-netns=" + n.NetNS, "--parent-interface=" + NodeNIC, "--primary",
 		"--metrics-bind-address=" + loopback(ports[0]), "--metrics-secure=false", "--health-probe-bind-address=" + loopback(ports[1]),
 		"--device-timeout=10s",
+	}
+	if e.opts.Pprof && n.real == nil {
+		args = append(args, "--pprof-bind-address="+loopback(ports[2]))
 	}
 	bin := filepath.Join(e.binDir, "kuryr-daemon")
 	if n.real != nil {

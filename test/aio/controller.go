@@ -42,11 +42,7 @@ func (e *Env) controllerObjects(rendered map[string]*unstructured.Unstructured) 
 	}
 	if e.opts.DRA {
 		settings["podSecurityGroups"] = []string{e.poolSG}
-		settings["pools"] = map[string]any{
-			"nestedDPDK": map[string]int{"min": DRAPoolMax, "max": DRAPoolMax, "batch": DRAPoolMax},
-			// Made on every node at start, before any pod or claim.
-			"nestedDPDKNetworks": []map[string]any{{"subnetID": e.Networks.DataPlane.ID, "securityGroups": []string{e.poolSG}}},
-		}
+		settings["pools"] = e.dpdkPools(PoolSize{Min: DRAPoolMax, Max: DRAPoolMax, Batch: DRAPoolMax})
 	}
 	conf, err := yaml.Marshal(settings)
 	if err != nil {

@@ -79,6 +79,19 @@ type Options struct {
 	// pool ports and pods get them through ResourceClaims (dra.go). Off,
 	// the driver runs too but publishes no device.
 	DRA bool
+	// DPDKPool, with Max set, turns kuryr-controller's pre-attached DPDK
+	// pools on for the stand-in nodes (with RealNodes, DRA does): sized so,
+	// declared on the data-plane subnet with PoolSecurityGroup, so made on
+	// every node at start, with the nodes' NodePCISlots hot-plug slots
+	// counted (pools.go). WaitDPDKPools waits until they are filled.
+	DPDKPool PoolSize
+	// DataPlaneCIDR is the data-plane subnet's range; 10.3.0.0/24 when
+	// empty (the bench asks for a /16: a DPDK port for each of 1000 pods).
+	DataPlaneCIDR string
+	// Pprof serves Go's /debug/pprof of kuryr-controller and of each
+	// stand-in node's kuryr-daemon on a free loopback port
+	// (--pprof-bind-address=127.0.0.1:PORT on its command line).
+	Pprof bool
 }
 
 // Networks are the seeded Neutron subnets.
@@ -117,7 +130,7 @@ type Env struct {
 	kuryrImage       string       // the kuryr-dpdk image of binDir (OCI tarball; real nodes)
 	demoImage        string       // DemoImage (OCI tarball; real nodes)
 	multusImage      string       // MultusImage (OCI tarball; Options.Multus)
-	poolSG           string       // the security group of the DPDK pools (Options.DRA)
+	poolSG           string       // the security group of the DPDK pools (Options.DRA, Options.DPDKPool)
 	fabricProxy      *fabricProxy // the API server for the real nodes
 	cloudProxy       *fabricProxy // the simulated cloud for the real nodes
 	fabricCloudURL   string       // the cloud's URL on the fabric
@@ -200,6 +213,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	if opts.DRA && (!opts.RealNodes || opts.NoKuryr) {
 		return nil, errors.New("option DRA needs RealNodes (the kubelet runs the DRA driver) and kuryr (the driver)")
+	}
+	if opts.DPDKPool.Max > 0 && (opts.RealNodes || opts.NoKuryr) {
+		return nil, errors.New("option DPDKPool is for kuryr on the stand-in nodes (on real nodes, option DRA makes the DPDK pools)")
 	}
 	if opts.RealNodes && len(opts.ControllerArgs) > 0 {
 		return nil, fmt.Errorf("ControllerArgs %v: on real nodes kuryr-controller is the Deployment of deploy/overlays/all-in-one", opts.ControllerArgs)

@@ -349,6 +349,15 @@ func (n *Node) netdevHook(ev pcisim.NetdevEvent) error {
 	})
 }
 
+// A simulated node VM's PCI slots for hot-plugged devices: 0000:00:05.0
+// to 0000:00:1f.0 (the lower ones are its own devices').
+const (
+	firstPCISlot = 5
+	// NodePCISlots is how many ports Nova can hot-attach to a simulated
+	// node VM.
+	NodePCISlots = 0x20 - firstPCISlot
+)
+
 // vmHook is the node VM as Nova's hypervisor sees it: an attach hot-plugs a
 // virtio-net device with the port's MAC; a detach unplugs it.
 type vmHook Node
@@ -367,7 +376,7 @@ func (h *vmHook) Attached(_ context.Context, serverID string, port cloudsim.Port
 	for _, a := range n.slots {
 		used[a] = true
 	}
-	for slot := 5; slot < 0x20; slot++ {
+	for slot := firstPCISlot; slot < firstPCISlot+NodePCISlots; slot++ {
 		addr := fmt.Sprintf("0000:00:%02x.0", slot)
 		if !used[addr] {
 			n.slots[port.ID] = addr

@@ -60,6 +60,16 @@ type AIOConfig struct {
 	// ProfileDir, when set, gets the controller's heap profile at the end
 	// of the run (heap-<profile>-<N>.pb.gz, from its /debug/pprof).
 	ProfileDir string
+	// DPDKPool, with Max set, runs with warm pre-attached DPDK pools: the
+	// controller declares them on the data-plane network (aio
+	// Options.DPDKPool), and the pods are created once every node's pool
+	// is filled.
+	DPDKPool aio.PoolSize
+	// CPUProfileSeconds, with ProfileDir, records CPU profiles of the
+	// controller and of node-1's daemon over that many seconds from the
+	// first pod create (cpu-<process>-<profile>-<N>.pb.gz, from their
+	// /debug/pprof/profile).
+	CPUProfileSeconds int
 	// BinDir holds the project's binaries; RepoRoot the repository.
 	BinDir, RepoRoot string
 	// Timeout bounds the wait for the pods (the run is reported as it is then).
@@ -103,21 +113,29 @@ func (p PodTimes) AllActive(want int) time.Time {
 
 // AIOResult is one run.
 type AIOResult struct {
-	Profile   string
-	N, Nodes  int
-	StartUp   time.Duration // the environment's start
-	Wall      time.Duration // first create call → last ADD returned
-	Pods      []PodTimes
-	Ready     int // pods whose ADD returned in time
-	TimedOut  bool
-	CloudOps  map[string]int64 // cloudsim.Counts delta over the run
-	Phases    map[string]Histogram
-	ADD       Histogram // kuryr_daemon_cni_request_duration_seconds{verb="ADD"} summed over daemons
-	Controll  Memory
-	Daemon    Memory // the daemon of node-1
-	DaemonMax int64  // the highest VmHWM among all daemons
-	Machine   Machine
-	LoadAvg   [2]string
+	Profile  string
+	N, Nodes int
+	// DPDKPool is the size of each node's DPDK pool (zero: no pools), and
+	// PoolWarm how long the pools took to fill before the pods were made.
+	DPDKPool aio.PoolSize  `json:",omitzero"`
+	PoolWarm time.Duration `json:",omitzero"`
+	// CPUProfiles are the files of the CPU profiles recorded in the run,
+	// over its first CPUSeconds.
+	CPUProfiles []string      `json:",omitempty"`
+	CPUSeconds  int           `json:",omitzero"`
+	StartUp     time.Duration // the environment's start
+	Wall        time.Duration // first create call → last ADD returned
+	Pods        []PodTimes
+	Ready       int // pods whose ADD returned in time
+	TimedOut    bool
+	CloudOps    map[string]int64 // cloudsim.Counts delta over the run
+	Phases      map[string]Histogram
+	ADD         Histogram // kuryr_daemon_cni_request_duration_seconds{verb="ADD"} summed over daemons
+	Controll    Memory
+	Daemon      Memory // the daemon of node-1
+	DaemonMax   int64  // the highest VmHWM among all daemons
+	Machine     Machine
+	LoadAvg     [2]string
 	// The controller's Go heap in use and goroutines at the end (its
 	// /metrics, which the bench turns on).
 	ControllerHeapInuse, ControllerGoroutines float64
@@ -130,7 +148,7 @@ var benchIfaces = []string{"eth0", "net1", "dpdk0"}
 // until each one's CNI ADD returned (or cfg.Timeout), measures, and closes
 // the environment whatever happens.
 func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
-	res = AIOResult{Profile: cfg.Profile.Name, N: cfg.N, Nodes: cfg.Nodes, Machine: ReadMachine("/proc")}
+	res = AIOResult{Profile: cfg.Profile.Name, N: cfg.N, Nodes: cfg.Nodes, DPDKPool: cfg.DPDKPool, Machine: ReadMachine("/proc")}
 	logf := cfg.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -140,12 +158,9 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	if err != nil {
 		return res, err
 	}
-	pprofAddr, err := freeLoopback()
-	if err != nil {
-		return res, err
-	}
-	env, err := aio.Start(ctx, aio.Options{Nodes: cfg.Nodes, BinDir: cfg.BinDir, RepoRoot: cfg.RepoRoot,
-		ControllerArgs: []string{"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false", "--pprof-bind-address=" + pprofAddr}})
+	env, err := aio.Start(ctx, aio.Options{Nodes: cfg.Nodes, BinDir: cfg.BinDir, RepoRoot: cfg.RepoRoot, Pprof: true,
+		DPDKPool: cfg.DPDKPool, DataPlaneCIDR: benchDataPlaneCIDR,
+		ControllerArgs: []string{"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false"}})
 	if err != nil {
 		return res, fmt.Errorf("start the all-in-one with %d nodes: %w", cfg.Nodes, err)
 	}
@@ -159,8 +174,17 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	logf("environment %s up in %.1f s (%d nodes)", env.ID, res.StartUp.Seconds(), cfg.Nodes)
 
 	const ns = "kuryr-bench"
-	if err := createBenchNADs(ctx, env, ns); err != nil {
+	if err := createBenchNADs(ctx, env, ns, cfg.DPDKPool.Max > 0); err != nil {
 		return res, err
+	}
+	if cfg.DPDKPool.Max > 0 {
+		// Filled before the profile's latencies are set: not measured.
+		t := time.Now()
+		if err := env.WaitDPDKPools(ctx, 5*time.Minute); err != nil {
+			return res, err
+		}
+		res.PoolWarm = time.Since(t)
+		logf("DPDK pools of %d ports filled on %d nodes in %.1f s", cfg.DPDKPool.Min, cfg.Nodes, res.PoolWarm.Seconds())
 	}
 	wc, err := watchClient(env.Kubeconfig())
 	if err != nil {
@@ -177,6 +201,15 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	before := env.Cloud.Counts()
 	res.LoadAvg[0] = loadAvg("/proc")
 
+	var cpu sync.WaitGroup
+	defer cpu.Wait() // before the environment closes
+	if cfg.CPUProfileSeconds > 0 && cfg.ProfileDir != "" {
+		names, err := startCPUProfiles(ctx, &cpu, env, cfg, logf)
+		if err != nil {
+			return res, err
+		}
+		res.CPUProfiles, res.CPUSeconds = names, cfg.CPUProfileSeconds
+	}
 	pods := make([]PodTimes, cfg.N)
 	start := time.Now()
 	if err := createPods(ctx, env, ns, pods, max(1, cfg.Parallel)); err != nil {
@@ -278,6 +311,10 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 		res.ControllerGoroutines = v[""]
 	}
 	if cfg.ProfileDir != "" {
+		pprofAddr, err := bindAddress("/proc", env.Controller.Pid(), "pprof-bind-address")
+		if err != nil {
+			return res, err
+		}
 		name := fmt.Sprintf("heap-%s-%d.pb.gz", cfg.Profile.Name, cfg.N)
 		if err := fetch(ctx, "http://"+pprofAddr+"/debug/pprof/heap", filepath.Join(cfg.ProfileDir, name)); err != nil {
 			logf("heap profile: %v", err)
@@ -285,7 +322,36 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 			logf("controller heap profile in %s (go tool pprof -top %s)", name, name)
 		}
 	}
+	cpu.Wait()
 	return res, nil
+}
+
+// startCPUProfiles starts recording CPU profiles of the controller and of
+// node-1's daemon, cfg.CPUProfileSeconds long each, into cfg.ProfileDir,
+// and returns their file names; wg is done when both are written.
+func startCPUProfiles(ctx context.Context, wg *sync.WaitGroup, env *aio.Env, cfg AIOConfig, logf func(string, ...any)) ([]string, error) {
+	procs := []struct {
+		name string
+		p    *aio.Process
+	}{{"controller", env.Controller}, {"daemon-node-1", env.Nodes[0].Daemon}}
+	var names []string
+	for _, pr := range procs {
+		addr, err := bindAddress("/proc", pr.p.Pid(), "pprof-bind-address")
+		if err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("cpu-%s-%s-%d.pb.gz", pr.name, cfg.Profile.Name, cfg.N)
+		names = append(names, name)
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, cfg.CPUProfileSeconds)
+		wg.Go(func() {
+			if err := fetch(ctx, url, filepath.Join(cfg.ProfileDir, name)); err != nil {
+				logf("CPU profile of the %s: %v", pr.name, err)
+				return
+			}
+			logf("CPU profile of the %s over the first %d s in %s (go tool pprof -top %s)", pr.name, cfg.CPUProfileSeconds, name, name)
+		})
+	}
+	return names, nil
 }
 
 // fetch saves what url answers to path.
@@ -309,10 +375,16 @@ func fetch(ctx context.Context, url, path string) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-// createBenchNADs seeds a management and a data-plane network of /16 each
-// (the environment's own are /24: too small for 1000 pods) and creates
-// NADs for them in ns, configured as the environment's CreateNADs does.
-func createBenchNADs(ctx context.Context, env *aio.Env, ns string) error {
+// benchDataPlaneCIDR is the environment's data-plane subnet in the bench
+// (its default /24 is too small for 1000 pods).
+const benchDataPlaneCIDR = "10.30.0.0/16"
+
+// createBenchNADs seeds a management network of /16 (the environment's own
+// is a /24: too small for 1000 pods) and creates NADs in ns for it and for
+// the environment's data-plane network (benchDataPlaneCIDR), configured as
+// the environment's CreateNADs does. With pooled, the DPDK network names
+// the pools' security group, so that its ports come from the pools.
+func createBenchNADs(ctx context.Context, env *aio.Env, ns string, pooled bool) error {
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s: %w", ns, err)
 	}
@@ -323,15 +395,15 @@ func createBenchNADs(ctx context.Context, env *aio.Env, ns string) error {
 	if err != nil {
 		return err
 	}
-	_, dp, err := env.Cloud.SeedNetwork("bench-data-plane", "10.30.0.0/16")
-	if err != nil {
-		return err
+	groups := ""
+	if pooled {
+		groups = fmt.Sprintf(`,"securityGroups":[%q]`, env.PoolSecurityGroup())
 	}
 	nads := map[string]string{
 		"bench-mgmt": fmt.Sprintf(`{"cniVersion":"1.1.0","name":"bench-mgmt","type":"kuryr-cni","driver":%q,"subnetId":%q}`,
 			env.MgmtDriver, mgmt.ID),
-		"bench-dpdk": fmt.Sprintf(`{"cniVersion":"1.1.0","name":"bench-dpdk","type":"kuryr-cni","driver":"nested-dpdk","subnetId":%q,"dpdkDriver":"uio_pci_generic"}`,
-			dp.ID),
+		"bench-dpdk": fmt.Sprintf(`{"cniVersion":"1.1.0","name":"bench-dpdk","type":"kuryr-cni","driver":"nested-dpdk","subnetId":%q,"dpdkDriver":"uio_pci_generic"%s}`,
+			env.Networks.DataPlane.ID, groups),
 	}
 	for name, conf := range nads {
 		nad := &nadv1.NetworkAttachmentDefinition{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -464,14 +536,34 @@ func freeLoopback() (string, error) {
 
 // metricsURL finds a process's --metrics-bind-address in its command line.
 func metricsURL(procRoot string, pid int) (string, error) {
+	addr, err := bindAddress(procRoot, pid, "metrics-bind-address")
+	if err != nil {
+		return "", err
+	}
+	return "http://" + addr + "/metrics", nil
+}
+
+// bindAddress finds a process's --<flag>=ADDRESS in its command line (not
+// "0", which turns the server off).
+func bindAddress(procRoot string, pid int, flag string) (string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cmdline", procRoot, pid))
 	if err != nil {
 		return "", fmt.Errorf("command line of pid %d: %w", pid, err)
 	}
 	for _, a := range strings.Split(string(b), "\x00") {
-		if addr, ok := strings.CutPrefix(a, "--metrics-bind-address="); ok && addr != "0" {
-			return "http://" + addr + "/metrics", nil
+		if addr, ok := strings.CutPrefix(a, "--"+flag+"="); ok && addr != "0" {
+			return addr, nil
 		}
 	}
-	return "", fmt.Errorf("pid %d has no --metrics-bind-address", pid)
+	return "", fmt.Errorf("pid %d has no --%s", pid, flag)
+}
+
+// AutoDPDKPool sizes each node's DPDK pool for N pods over nodes: the pods
+// a node gets if the scheduler spreads them evenly, plus a quarter and one
+// for an uneven spread, within the simulated node's hot-plug slots (min =
+// max = batch: one batch fills it).
+func AutoDPDKPool(n, nodes int) aio.PoolSize {
+	perNode := (n + nodes - 1) / nodes
+	size := min(perNode+(perNode+3)/4+1, aio.NodePCISlots)
+	return aio.PoolSize{Min: size, Max: size, Batch: size}
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
 )
 
 const phaseText = `# HELP kuryr_daemon_cni_phase_seconds x
@@ -79,5 +81,49 @@ func TestWrap(t *testing.T) {
 	got := wrap("pod created → CNI ADD started", 16)
 	if strings.Join(got, "|") != "pod created →|CNI ADD started" {
 		t.Errorf("wrap = %q", got)
+	}
+}
+
+// TestAIOTargets: each target is read on its own run (the realistic ones
+// only on a run with DPDK pools, even when an unpooled one of the same
+// size comes first) and says met or missed against its limit, or not run.
+func TestAIOTargets(t *testing.T) {
+	t0 := time.Now()
+	pods := func(n int, slow int, fast, late time.Duration) []PodTimes {
+		var out []PodTimes
+		for i := range n {
+			d := fast
+			if i < slow {
+				d = late
+			}
+			out = append(out, PodTimes{Created: t0, AddDone: t0.Add(d)})
+		}
+		return out
+	}
+	results := []AIOResult{
+		{Profile: "realistic", N: 100, Nodes: 10, Ready: 100, Pods: pods(100, 0, 50*time.Millisecond, 0)},
+		{Profile: "realistic", N: 100, Nodes: 10, Ready: 100, DPDKPool: aio.PoolSize{Min: 14, Max: 14, Batch: 14},
+			Pods: pods(100, 2, 200*time.Millisecond, 1500*time.Millisecond)},
+		{Profile: "zero", N: 100, Nodes: 10, Ready: 100, Wall: time.Second, Pods: pods(100, 0, time.Second, 0)},
+	}
+	var b strings.Builder
+	writeAIOTargets(&b, results)
+	out := b.String()
+	for _, want := range []string{
+		"| network-ready p50 ≤ 300 ms | realistic N=100 over 10 nodes, warm DPDK pools | realistic N=100 (10 nodes, DPDK pools 14) | 200 ms | met |",
+		"| network-ready p99 ≤ 1 s | realistic N=100 over 10 nodes, warm DPDK pools | realistic N=100 (10 nodes, DPDK pools 14) | 1500 ms | missed |",
+		"| ≥ 50 pods/s | zero N=100 over 10 nodes | zero N=100 (10 nodes) | 100.00 pods/s | met |",
+		"| controller peak RSS ≤ 60 MiB | zero N=1000 over 50 nodes | – | – | not run |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("targets lack %q:\n%s", want, out)
+		}
+	}
+	// Without a pooled run the realistic targets are not run, whatever
+	// the unpooled run measured.
+	b.Reset()
+	writeAIOTargets(&b, results[:1])
+	if !strings.Contains(b.String(), "| network-ready p50 ≤ 300 ms | realistic N=100 over 10 nodes, warm DPDK pools | – | – | not run (with KURYR_BENCH_DPDK_POOL) |") {
+		t.Errorf("an unpooled run was read for a pooled target:\n%s", b.String())
 	}
 }

@@ -50,9 +50,31 @@ func (s span) values(pods []PodTimes) []time.Duration {
 	return out
 }
 
-// RunName is "zero N=10 (2 nodes)".
+// RunName is "zero N=10 (2 nodes)", or "realistic N=100 (10 nodes, DPDK
+// pools 14)" for a run with warm DPDK pools of that size per node.
 func (r AIOResult) RunName() string {
+	if r.DPDKPool.Max > 0 {
+		return fmt.Sprintf("%s N=%d (%d nodes, DPDK pools %s)", r.Profile, r.N, r.Nodes, r.poolSize())
+	}
 	return fmt.Sprintf("%s N=%d (%d nodes)", r.Profile, r.N, r.Nodes)
+}
+
+// poolSize is "14" (min = max = batch) or "min 4, max 8, batch 2".
+func (r AIOResult) poolSize() string {
+	p := r.DPDKPool
+	if p.Min == p.Max && p.Max == p.Batch {
+		return fmt.Sprint(p.Max)
+	}
+	return fmt.Sprintf("min %d, max %d, batch %d", p.Min, p.Max, p.Batch)
+}
+
+// pools is the table's pools column: "off", or each node's DPDK pool
+// size and how long the pools took to fill.
+func (r AIOResult) pools() string {
+	if r.DPDKPool.Max == 0 {
+		return "off"
+	}
+	return fmt.Sprintf("DPDK %s/node, warm in %.1f s", r.poolSize(), r.PoolWarm.Seconds())
 }
 
 // PodsPerSecond is ready pods over the wall time.
@@ -100,19 +122,20 @@ func WriteAIOMarkdown(w io.Writer, results []AIOResult) error {
 	if len(results) > 0 {
 		fmt.Fprintf(&b, "Machine: %s.\n\n", results[0].Machine)
 	}
-	b.WriteString("| run | ready | env start | wall | pods/s | network-ready p50 | p90 | p99 | max | OpenStack calls/pod | controller VmHWM | daemon VmHWM node-1 (max of all) | load avg start → end |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	b.WriteString("| run | pools | ready | env start | wall | pods/s | network-ready p50 | p90 | p99 | max | OpenStack calls/pod | controller VmHWM | daemon VmHWM node-1 (max of all) | load avg start → end |\n")
+	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, r := range results {
 		nr := spans[len(spans)-1].values(r.Pods)
 		to := ""
 		if r.TimedOut {
 			to = " (timed out)"
 		}
-		fmt.Fprintf(&b, "| %s | %d/%d%s | %.1f s | %s | %.2f | %s | %.1f | %.1f MiB | %.1f MiB (%.1f) | %s → %s |\n",
-			r.RunName(), r.Ready, r.N, to, r.StartUp.Seconds(), dur(r.Wall), r.PodsPerSecond(), pct(nr), r.CallsPerPod(),
+		fmt.Fprintf(&b, "| %s | %s | %d/%d%s | %.1f s | %s | %.2f | %s | %.1f | %.1f MiB | %.1f MiB (%.1f) | %s → %s |\n",
+			r.RunName(), r.pools(), r.Ready, r.N, to, r.StartUp.Seconds(), dur(r.Wall), r.PodsPerSecond(), pct(nr), r.CallsPerPod(),
 			mib(r.Controll.Peak), mib(r.Daemon.Peak), mib(r.DaemonMax), r.LoadAvg[0], r.LoadAvg[1])
 	}
 	fmt.Fprintf(&b, "\nGoals: controller RSS ≤ %.0f MB, daemon RSS ≤ %.0f MB (VmHWM, MiB above).\n", GoalControllerMB, GoalDaemonMB)
+	writeAIOTargets(&b, results)
 
 	for _, r := range results {
 		fmt.Fprintf(&b, "\n### %s\n\nPer pod, from timestamps (client side, a KuryrPod watch, the kubelet stand-in):\n\n", r.RunName())
@@ -120,6 +143,10 @@ func WriteAIOMarkdown(w io.Writer, results []AIOResult) error {
 		for _, s := range spans {
 			v := s.values(r.Pods)
 			fmt.Fprintf(&b, "| %s | %d | %s |\n", s.name, len(v), pct(v))
+		}
+		if len(r.CPUProfiles) > 0 {
+			fmt.Fprintf(&b, "\nCPU profiles of the %d s from the first pod create (`go tool pprof -top FILE`): %s.\n",
+				r.CPUSeconds, strings.Join(r.CPUProfiles, ", "))
 		}
 		fmt.Fprintf(&b, "\nAt the end: controller RSS %.1f MiB (anon %.1f + file %.1f), Go heap in use %.1f MiB, %.0f goroutines; "+
 			"node-1 daemon RSS %.1f MiB (anon %.1f + file %.1f).\n", mib(r.Controll.RSS), mib(r.Controll.Anon), mib(r.Controll.File),

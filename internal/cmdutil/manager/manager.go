@@ -7,6 +7,7 @@ package manager
 import (
 	"flag"
 	"fmt"
+	"net"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -27,6 +28,10 @@ type Flags struct {
 	// "get" on the non-resource URL /metrics (SubjectAccessReview).
 	MetricsSecure bool
 	ProbeAddr     string
+	// PprofAddr serves Go's /debug/pprof (CPU and heap profiles) on a
+	// loopback address; empty (the default) serves none. Profiles show
+	// what the process holds, so they are never served beyond the host.
+	PprofAddr string
 }
 
 // Defaults are a binary's defaults for its Flags.
@@ -38,18 +43,33 @@ type Defaults struct {
 }
 
 // AddFlags registers the client flags (KubeClient.AddFlags),
-// --metrics-bind-address, --metrics-secure and --health-probe-bind-address
-// on fs.
+// --metrics-bind-address, --metrics-secure, --health-probe-bind-address
+// and --pprof-bind-address on fs.
 func (f *Flags) AddFlags(fs *flag.FlagSet, d Defaults) {
 	f.Kube.AddFlags(fs, d.QPS, d.Burst)
 	fs.StringVar(&f.MetricsAddr, "metrics-bind-address", d.MetricsAddr, "address of /metrics (0 disables)")
 	fs.BoolVar(&f.MetricsSecure, "metrics-secure", true, "serve /metrics over HTTPS (a self-signed certificate) to clients the API server authenticates and allows to get /metrics; false serves plain HTTP to anyone")
 	fs.StringVar(&f.ProbeAddr, "health-probe-bind-address", d.ProbeAddr, "address of /healthz and /readyz")
+	fs.StringVar(&f.PprofAddr, "pprof-bind-address", "", "loopback address (127.0.0.1:PORT) of Go's /debug/pprof; empty: off")
+}
+
+// Validate checks the flags that New does not: --pprof-bind-address is
+// empty or a loopback IP address with a port.
+func (f *Flags) Validate() error {
+	if f.PprofAddr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(f.PprofAddr)
+	ip := net.ParseIP(host)
+	if err != nil || ip == nil || !ip.IsLoopback() || port == "" {
+		return fmt.Errorf("--pprof-bind-address: %q must be a loopback address with a port, such as 127.0.0.1:6060 (profiles are not served beyond the host)", f.PprofAddr)
+	}
+	return nil
 }
 
 // New builds the manager: cmdutil.Scheme's types, the client of the flags, the
-// metrics and probe addresses of the flags, and the rest from opts (cache,
-// leader election, pprof).
+// metrics, probe and pprof addresses of the flags, and the rest from opts
+// (cache, leader election).
 func (f *Flags) New(opts ctrl.Options) (ctrl.Manager, error) {
 	scheme, err := cmdutil.Scheme()
 	if err != nil {
@@ -65,6 +85,7 @@ func (f *Flags) New(opts ctrl.Options) (ctrl.Manager, error) {
 		opts.Metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	opts.HealthProbeBindAddress = f.ProbeAddr
+	opts.PprofBindAddress = f.PprofAddr
 	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)

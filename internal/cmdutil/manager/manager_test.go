@@ -56,3 +56,30 @@ func TestManagerFlags(t *testing.T) {
 		t.Errorf("AddProbes: %v", err)
 	}
 }
+
+// TestPprofAddressLoopbackOnly: --pprof-bind-address is off by default,
+// and only a loopback IP address with a port is accepted (the error names
+// the flag).
+func TestPprofAddressLoopbackOnly(t *testing.T) {
+	t.Parallel()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	var m Flags
+	m.AddFlags(fs, Defaults{})
+	if f := fs.Lookup("pprof-bind-address"); f == nil || f.DefValue != "" {
+		t.Fatalf("--pprof-bind-address: %+v, want default off", f)
+	}
+	if err := m.Validate(); err != nil {
+		t.Errorf("default: %v", err)
+	}
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:6060": true, "[::1]:6060": true, "127.0.0.2:0": true,
+		":6060": false, "0.0.0.0:6060": false, "10.0.0.1:6060": false, "[::]:6060": false,
+		"localhost:6060": false, "127.0.0.1": false, "127.0.0.1:": false,
+	} {
+		m.PprofAddr = addr
+		err := m.Validate()
+		if (err == nil) != ok || (err != nil && !strings.Contains(err.Error(), "--pprof-bind-address")) {
+			t.Errorf("%q: %v, want accepted %v", addr, err, ok)
+		}
+	}
+}

@@ -1,10 +1,12 @@
 // Command bench-aio measures how fast pods get their networks on the
 // all-in-one environment (test/aio): for each cloud profile and size it
-// starts a fresh environment, creates N pods at once (eth0 + a management
-// network + a DPDK interface each), waits until every pod's CNI ADD
-// returned, and reports per-pod intervals, the daemons' ADD phases,
-// OpenStack calls per pod and peak RSS. Every environment is closed (all
-// it made removed) before the next run starts.
+// starts a fresh environment (with --dpdk-pool, warm DPDK pools on every
+// node), creates N pods at once (eth0 + a management network + a DPDK
+// interface each), waits until every pod's CNI ADD returned, and reports
+// per-pod intervals, the daemons' ADD phases, OpenStack calls per pod,
+// peak RSS and issue 14's targets beside them; zero-profile runs record
+// CPU profiles of the controller and one daemon. Every environment is
+// closed (all it made removed) before the next run starts.
 //
 // hack/bench/aio.sh (make bench) builds what it needs and runs it as root.
 package main
@@ -22,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
 	"github.com/kuryr-dpdk/kuryr-dpdk/test/bench"
 )
 
@@ -35,6 +38,8 @@ func run() int {
 	timeout := flag.Duration("run-timeout", 10*time.Minute, "bound on the wait for one run's pods")
 	parallel := flag.Int("parallel", 50, "pod create calls in flight")
 	render := flag.String("render", "", "only rewrite DIR/results.md and the charts from DIR/results.json of an earlier run")
+	pool := flag.String("dpdk-pool", "", "warm DPDK pools on every node before the pods are made: auto (sized for the pods per node), or MIN,MAX[,BATCH]; empty: none")
+	cpuSeconds := flag.Int("cpu-profile-seconds", 30, "CPU profiles of the controller and node-1's daemon over this many seconds from the first pod create, in zero-profile runs (0: none)")
 	flag.Parse()
 	if *render != "" {
 		if err := redraw(*render); err != nil {
@@ -60,6 +65,15 @@ func run() int {
 		logf("%v", err)
 		return 1
 	}
+	poolOf, err := parsePool(*pool)
+	if err != nil {
+		logf("%v", err)
+		return 2
+	}
+	if *cpuSeconds < 0 {
+		logf("--cpu-profile-seconds %d must not be negative", *cpuSeconds)
+		return 2
+	}
 	type runSpec struct {
 		prof     bench.Profile
 		n, nodes int
@@ -84,7 +98,12 @@ func run() int {
 	code := 0
 	for i, r := range runs {
 		logf("run %d/%d: profile %s, N=%d over %d nodes", i+1, len(runs), r.prof.Name, r.n, r.nodes)
+		cpu := 0
+		if r.prof.Name == "zero" {
+			cpu = *cpuSeconds
+		}
 		res, err := bench.RunAIO(ctx, bench.AIOConfig{N: r.n, Nodes: r.nodes, Profile: r.prof, BinDir: bin,
+			DPDKPool: poolOf(r.n, r.nodes), CPUProfileSeconds: cpu,
 			Timeout: *timeout, Parallel: *parallel, ProfileDir: *out, Log: logf})
 		if err != nil {
 			logf("run %s: %v", res.RunName(), err)
@@ -106,6 +125,38 @@ func run() int {
 	}
 	logf("results in %s", *out)
 	return code
+}
+
+// parsePool reads --dpdk-pool: "" (no pools), "auto" (bench.AutoDPDKPool
+// for each run's size) or "MIN,MAX[,BATCH]" (BATCH defaults to MAX).
+func parsePool(s string) (func(n, nodes int) aio.PoolSize, error) {
+	switch s = strings.TrimSpace(s); s {
+	case "":
+		return func(int, int) aio.PoolSize { return aio.PoolSize{} }, nil
+	case "auto":
+		return bench.AutoDPDKPool, nil
+	}
+	bad := fmt.Errorf("--dpdk-pool %q: want auto or MIN,MAX[,BATCH] with 0 <= MIN <= MAX, 1 <= MAX <= %d, 1 <= BATCH <= MAX", s, aio.NodePCISlots)
+	fields := strings.Split(s, ",")
+	if len(fields) < 2 || len(fields) > 3 {
+		return nil, bad
+	}
+	var v [3]int
+	for i, f := range fields {
+		x, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, bad
+		}
+		v[i] = x
+	}
+	p := aio.PoolSize{Min: v[0], Max: v[1], Batch: v[2]}
+	if len(fields) == 2 {
+		p.Batch = p.Max
+	}
+	if p.Min < 0 || p.Min > p.Max || p.Max < 1 || p.Max > aio.NodePCISlots || p.Batch < 1 || p.Batch > p.Max {
+		return nil, bad
+	}
+	return func(int, int) aio.PoolSize { return p }, nil
 }
 
 // parseSize reads "N" or "N:NODES".
