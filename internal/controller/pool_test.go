@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -159,6 +162,20 @@ func TestPoolFillTakeRecycle(t *testing.T) {
 	if got, _ := f.pool(node); got.Ready != 3 || got.InUse != 1 {
 		t.Fatalf("after the take the pool is %+v, want 3 ready and 1 in use", got)
 	}
+	// What an operator reads of it: the first pod missed (no pool yet),
+	// the second hit; the size gauges follow the pool; the fill was timed.
+	m := f.rec.Load().metrics
+	vlan := string(v1alpha1.DriverNestedVLAN)
+	if hit, miss := testutil.ToFloat64(m.poolTakes.WithLabelValues(vlan, "hit")), testutil.ToFloat64(m.poolTakes.WithLabelValues(vlan, "miss")); hit != 1 || miss != 1 {
+		t.Fatalf("kuryr_controller_pool_takes_total: hit %v, miss %v, want 1 and 1", hit, miss)
+	}
+	f.eventually(20*time.Second, "kuryr_controller_pool_ports", func() (bool, string) {
+		ready, inUse := testutil.ToFloat64(m.poolPorts.WithLabelValues(vlan, "ready")), testutil.ToFloat64(m.poolPorts.WithLabelValues(vlan, "in_use"))
+		return ready == 3 && inUse == 1, fmt.Sprintf("ready %v, in_use %v, want 3 and 1", ready, inUse)
+	})
+	if n := histogramCount(t, m.poolFill); n < 1 {
+		t.Fatalf("kuryr_controller_pool_fill_seconds observed %d fills, want at least 1", n)
+	}
 
 	deletes := f.sim.Count("neutron.ports.delete")
 	f.deletePod("second")
@@ -190,6 +207,16 @@ func TestPoolFillTakeRecycle(t *testing.T) {
 	if n := len(f.poolPorts()); n != 4 {
 		t.Fatalf("after GC %d pool ports, want 4", n)
 	}
+}
+
+// histogramCount returns how many observations h holds.
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var out dto.Metric
+	if err := h.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.GetHistogram().GetSampleCount()
 }
 
 func without[V any](m map[string]V, key string) map[string]V {
