@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil"
 )
 
 // TestDaemonTokenCannotWriteKuryrNodes: a node's KuryrNode says whose each
@@ -30,26 +29,12 @@ import (
 func TestDaemonTokenCannotWriteKuryrNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	objs, _ := render(t, base)
-	apply(t, objs)
-	scheme, err := cmdutil.Scheme()
-	must(t, err)
-	admin, err := client.New(env.Config, client.Options{Scheme: scheme})
-	must(t, err)
+	scheme, admin := applyBase(t)
 	const nodeA, forged = "kuryrnode-a", "kuryrnode-forged"
 	must(t, admin.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeA}}))
 	owner := v1alpha1.DPDKOwnerPod + "0f0f0f0f-1111-4222-8333-444444444444"
 	kn := &v1alpha1.KuryrNode{ObjectMeta: metav1.ObjectMeta{Name: nodeA}}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		// The CRD may take a moment to be served after the apply.
-		if err := admin.Create(ctx, kn); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("create KuryrNode %s: %v", nodeA, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	createServed(ctx, t, admin, kn)
 	kn.Status.DPDKDevices = []v1alpha1.DPDKDevice{{PortID: "port-of-a-pod", MAC: "fa:16:3e:00:00:01", NetworkID: "net", SubnetID: "subnet",
 		State: v1alpha1.DPDKDeviceInUse, Owner: owner, Unpooled: true}}
 	must(t, admin.Status().Update(ctx, kn))
@@ -110,7 +95,7 @@ func TestDaemonTokenCannotWriteKuryrNodes(t *testing.T) {
 	// The grant is in force once a write is refused by the policy rather
 	// than by RBAC (the authorizer's cache follows in a moment).
 	var last error
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		last = writes[0].do()
 		if apierrors.IsForbidden(last) && strings.Contains(last.Error(), "kuryr-daemon-own-node") || time.Now().After(deadline) {
