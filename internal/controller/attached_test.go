@@ -107,10 +107,10 @@ func TestAttachedPortsRecord(t *testing.T) {
 	}
 	a := newAttachedPorts()
 	a.put("srv", port("p1", "u1"))
-	a.put("srv", port("p2", "", tagPrefixPool+"node"))       // a pool's
-	a.put("srv", port("p3", "u3", tagPrefixPool+"node"))     // a pool's, given to a pod
-	a.put("srv", port("p4", ""))                             // no pod's
-	a.put("other", port("p5", "u5"))                         // another VM's
+	a.put("srv", port("p2", "", tagPrefixPool+"node"))   // a pool's
+	a.put("srv", port("p3", "u3", tagPrefixPool+"node")) // a pool's, given to a pod
+	a.put("srv", port("p4", ""))                         // no pod's
+	a.put("other", port("p5", "u5"))                     // another VM's
 	prev := []v1alpha1.DPDKDevice{{PortID: "p6", Unpooled: true, Owner: "pod/u6"}, {PortID: "p7", Unpooled: true}, {PortID: "p8"}}
 	a.forget("p7")
 	got := a.onServer("srv", prev)

@@ -49,7 +49,7 @@ type PodReconciler struct {
 	// written by one recordNode at a time. nodeCopies holds the
 	// *KuryrNode each last wrote.
 	nodeWrites, nodeCopies sync.Map
-	now        func() time.Time
+	now                    func() time.Time
 }
 
 // NewPodReconciler builds the reconciler. reg may be nil (no metrics).
