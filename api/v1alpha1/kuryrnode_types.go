@@ -32,13 +32,17 @@ type KuryrNodeStatus struct {
 	// there are: a nested-dpdk interface is never attached past them.
 	// +optional
 	HotplugSlots *HotplugSlots `json:"hotplugSlots,omitempty"`
-	// DPDKDevices are the node's pre-attached nested-dpdk ports (its DPDK
-	// pool): Nova attached them ahead of any consumer, and they wait on
-	// their kernel driver, down and unconfigured, until a pod (CNI ADD) or
-	// a ResourceClaim of the DRA driver takes one. The controller is their
-	// one owner: it writes Owner before any consumer may use a device, and
-	// the daemon reads this list (its own node's) to keep the devices
-	// untouched and to publish them as DRA devices.
+	// DPDKDevices are the nested-dpdk ports the controller attached to the
+	// node VM: its pre-attached ones (its DPDK pool), which Nova attached
+	// ahead of any consumer and which wait on their kernel driver, down and
+	// unconfigured, until a pod (CNI ADD) or a ResourceClaim of the DRA
+	// driver takes one; and the ports it made and attached for one pod
+	// alone (Unpooled), listed from before their attach until they are
+	// detached. The controller is their one writer: it writes Owner before
+	// any consumer may use a device. The node's daemon reads this list (its
+	// own node's) to keep the idle devices untouched, to publish them as
+	// DRA devices, and to bind a device for a pod or a claim only when it
+	// is listed here with that pod or claim as Owner (docs/security.md).
 	// +listType=map
 	// +listMapKey=portID
 	// +optional
@@ -63,7 +67,8 @@ const (
 	DPDKDeviceInUse DPDKDeviceState = "InUse"
 )
 
-// DPDKDevice is one pre-attached Neutron port of a node's DPDK pool.
+// DPDKDevice is one nested-dpdk Neutron port attached to a node VM: a
+// pre-attached port of the node's DPDK pool, or a pod's own (Unpooled).
 type DPDKDevice struct {
 	// PortID is the Neutron port.
 	PortID string `json:"portID"`
@@ -79,6 +84,22 @@ type DPDKDevice struct {
 	// claim of the DRA driver. Empty otherwise.
 	// +optional
 	Owner string `json:"owner,omitempty"`
+	// Unpooled: the port was made and attached for its owner alone (a
+	// pod's own nested-dpdk port, outside any pool; always InUse). It is
+	// detached and deleted with its owner, never handed to another.
+	// +optional
+	Unpooled bool `json:"unpooled,omitempty"`
+}
+
+// DPDKDevice returns the entry of status.dpdkDevices for Neutron port
+// portID, if there is one.
+func (s *KuryrNodeStatus) DPDKDevice(portID string) (DPDKDevice, bool) {
+	for _, d := range s.DPDKDevices {
+		if d.PortID == portID {
+			return d, true
+		}
+	}
+	return DPDKDevice{}, false
 }
 
 // HotplugSlots is the use of a node VM's hot-plug slots.

@@ -51,8 +51,9 @@ const (
 	// DRADeviceNamePrefix + a port ID is a device's name in the driver's
 	// ResourceSlices.
 	DRADeviceNamePrefix = "port-"
-	// DPDKOwnerPod + a pod UID is the owner of a DPDK pool device a pod
-	// took on the CNI path (KuryrNode status.dpdkDevices).
+	// DPDKOwnerPod + a pod UID is the owner of a DPDK device a pod took
+	// from the node's pool on the CNI path, or that was attached for it
+	// alone (KuryrNode status.dpdkDevices).
 	DPDKOwnerPod = "pod/"
 	// DPDKOwnerClaim + a ResourceClaim UID is the owner of a DPDK pool
 	// device a claim of the DRA driver holds.

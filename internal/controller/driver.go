@@ -60,11 +60,11 @@ type drivers map[v1alpha1.Driver]portDriver
 
 // newDrivers builds the registry from the reconciler's clients: each driver
 // gets only what it uses.
-func newDrivers(cloud Cloud, ns *nodes, slots *hotplugSlots, m *metrics) drivers {
+func newDrivers(cloud Cloud, ns *nodes, slots *hotplugSlots, attached *attachedPorts, m *metrics) drivers {
 	return drivers{
 		v1alpha1.DriverNestedVLAN:    &vlanDriver{trunks: ns},
 		v1alpha1.DriverNestedMACVLAN: &macvlanDriver{cloud: cloud},
-		v1alpha1.DriverNestedDPDK:    &dpdkDriver{cloud: cloud, slots: slots, attaches: m.attaches, detaches: m.detaches},
+		v1alpha1.DriverNestedDPDK:    &dpdkDriver{cloud: cloud, slots: slots, attached: attached, attaches: m.attaches, detaches: m.detaches},
 	}
 }
 

@@ -28,7 +28,10 @@ var errDetachPending = errors.New("detach still in progress")
 type dpdkDriver struct {
 	cloud novaAttachments
 	// slots keeps attaches within the VM's hot-plug slots.
-	slots              *hotplugSlots
+	slots *hotplugSlots
+	// attached records a pod's own ports, attached and being attached,
+	// for the node's KuryrNode.
+	attached           *attachedPorts
 	attaches, detaches prometheus.Counter
 }
 
@@ -44,6 +47,7 @@ func (d *dpdkDriver) wire(ctx context.Context, node nodeInfo, ifName string, p o
 	case node.ServerID == "":
 		return w, terminal(fmt.Errorf("node %s has no Nova server to attach port %s to", node.Name, p.ID))
 	case p.DeviceID == node.ServerID:
+		d.attached.put(node.ServerID, p)
 		return w, nil
 	case p.DeviceID != "":
 		return w, terminal(fmt.Errorf("port %s of interface %s is in use by device %s, not server %s", p.ID, ifName, p.DeviceID, node.ServerID))
@@ -51,11 +55,16 @@ func (d *dpdkDriver) wire(ctx context.Context, node nodeInfo, ifName string, p o
 	if err := d.slots.reserve(ctx, node, p.ID); err != nil {
 		return w, err
 	}
+	// Recorded before Nova is asked: the node's KuryrNode may list the
+	// port before its device appears, never after.
+	d.attached.put(node.ServerID, p)
 	iface, err := d.cloud.AttachInterface(ctx, node.ServerID, p.ID)
 	if err != nil {
 		// Attached after all (a lost answer)? The count is read again
-		// from Neutron before the node is called full.
+		// from Neutron before the node is called full, and the next
+		// wire finds the port attached and records it again.
 		d.slots.free(node.ServerID, p.ID)
+		d.attached.forget(p.ID)
 		return w, fmt.Errorf("attach port %s to server %s: %w", p.ID, node.ServerID, err)
 	}
 	d.attaches.Inc()
@@ -77,6 +86,7 @@ func (d *dpdkDriver) active(node nodeInfo, p openstack.Port) bool {
 func (d *dpdkDriver) unwire(ctx context.Context, p openstack.Port) error {
 	if p.DeviceID == "" {
 		// Never attached (or already detached).
+		d.attached.forget(p.ID)
 		return nil
 	}
 	err := d.cloud.DetachInterface(ctx, p.DeviceID, p.ID)
@@ -92,6 +102,7 @@ func (d *dpdkDriver) unwire(ctx context.Context, p openstack.Port) error {
 	switch {
 	case errors.Is(err, openstack.ErrNotFound):
 		d.slots.free(p.DeviceID, p.ID)
+		d.attached.forget(p.ID)
 		return fmt.Errorf("port %s after detach from server %s: %w", p.ID, p.DeviceID, errPortGone)
 	case err != nil:
 		return fmt.Errorf("read port %s after detach: %w", p.ID, err)
@@ -99,6 +110,7 @@ func (d *dpdkDriver) unwire(ctx context.Context, p openstack.Port) error {
 		return fmt.Errorf("port %s still attached to server %s: %w", p.ID, fresh.DeviceID, errDetachPending)
 	}
 	d.slots.free(p.DeviceID, p.ID)
+	d.attached.forget(p.ID)
 	return nil
 }
 

@@ -72,10 +72,14 @@ func (g *GarbageCollector) Start(ctx context.Context) error {
 // those of pods this round and the previous one found orphaned.
 func (g *GarbageCollector) Collect(ctx context.Context) (int, error) {
 	c := g.r.cluster()
+	listed := time.Now()
 	ports, err := g.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(c.name)}, ProjectID: g.r.cloud.ProjectID()})
 	if err != nil {
 		return 0, fmt.Errorf("list this cluster's ports: %w", err)
 	}
+	// The pods' own nested-dpdk ports attached to node VMs, as Neutron
+	// shows them (the KuryrNodes list them; refreshNodes writes them).
+	g.r.attached.sync(slices.DeleteFunc(slices.Clone(ports), func(p openstack.Port) bool { return !c.owns(p) }), listed)
 	if len(ports) == 0 {
 		g.suspects = nil
 		return 0, nil

@@ -4,21 +4,34 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
 
 // recordNode writes what the controller learnt of a node VM (server,
-// parent port, trunk, VLAN IDs in use) into its KuryrNode, for operators
-// and tools. It is a cache: Neutron stays the source of truth.
+// parent port, trunk, VLAN IDs in use, pools, the nested-dpdk ports
+// attached to it and whose each is) into its KuryrNode, for operators and
+// tools, and for the node's daemon, which binds a DPDK device only for
+// the owner listed there. It is a cache: Neutron stays the source of
+// truth.
+//
+// The writes of one node's KuryrNode are made one at a time, each of the
+// state at its moment: a write computed before a port changed hands never
+// lands after the write that shows the change.
 func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info nodeInfo) error {
+	mu, _ := r.nodeWrites.LoadOrStore(info.Name, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	st := v1alpha1.KuryrNodeStatus{
 		ServerID: info.ServerID, ParentPortID: info.ParentPortID, ParentMAC: info.ParentMAC,
 		ParentIPs: info.ParentIPs, TrunkID: info.TrunkID, VLANIDs: r.nodes.vlanIDs(info.TrunkID),
@@ -42,6 +55,13 @@ func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info 
 	} else if err != nil {
 		return fmt.Errorf("get KuryrNode %s: %w", info.Name, err)
 	}
+	if last, ok := r.nodeCopies.Load(info.Name); ok && last.(*v1alpha1.KuryrNode).UID == kn.UID {
+		// The copy this controller last wrote, which the cache may not
+		// have caught up with yet (the controller is the KuryrNodes' one
+		// writer): writing from the cache's older copy would conflict.
+		kn = last.(*v1alpha1.KuryrNode).DeepCopy()
+	}
+	st.DPDKDevices = withUnpooled(st.DPDKDevices, r.attached.onServer(info.ServerID, kn.Status.DPDKDevices))
 	if kn.Status.ServerID == st.ServerID && kn.Status.TrunkID == st.TrunkID && kn.Status.ParentPortID == st.ParentPortID &&
 		slices.Equal(kn.Status.VLANIDs, st.VLANIDs) && slices.Equal(kn.Status.ParentIPs, st.ParentIPs) &&
 		equality.Semantic.DeepEqual(kn.Status.Pools, st.Pools) && equality.Semantic.DeepEqual(kn.Status.HotplugSlots, st.HotplugSlots) &&
@@ -51,18 +71,46 @@ func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info 
 	st.Conditions = kn.Status.Conditions
 	kn.Status = st
 	if err := r.client.Status().Update(ctx, kn); err != nil {
+		r.nodeCopies.Delete(info.Name)
 		return fmt.Errorf("update KuryrNode %s: %w", info.Name, err)
 	}
+	r.nodeCopies.Store(info.Name, kn.DeepCopy())
 	return nil
 }
 
-// recordSlots rewrites the KuryrNode of the node whose VM is server
-// serverID, if known, after its hot-plug slots changed.
-func (r *PodReconciler) recordSlots(ctx context.Context, serverID string) {
+// recordOwners writes node info's KuryrNode now, retrying a conflict (a
+// write from an older copy: another writer's change): the node's daemon binds a DPDK
+// device for a pod only once the KuryrNode lists the pod as its owner, so
+// this comes before the pod's status says its interface is ACTIVE.
+func (r *PodReconciler) recordOwners(ctx context.Context, info nodeInfo) error {
+	return retry.OnError(retry.DefaultBackoff, apierrors.IsConflict, func() error { return r.recordNode(ctx, nil, info) })
+}
+
+// withUnpooled returns the pool's devices with the unpooled ones, sorted
+// by port ID; a port in both (never: a pool's port is not recorded as
+// unpooled) is listed once, as the pool's.
+func withUnpooled(pooled, unpooled []v1alpha1.DPDKDevice) []v1alpha1.DPDKDevice {
+	if len(unpooled) == 0 {
+		return pooled
+	}
+	out := slices.Clone(pooled)
+	for _, d := range unpooled {
+		if !slices.ContainsFunc(pooled, func(p v1alpha1.DPDKDevice) bool { return p.PortID == d.PortID }) {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b v1alpha1.DPDKDevice) int { return strings.Compare(a.PortID, b.PortID) })
+	return out
+}
+
+// recordServer rewrites the KuryrNode of the node whose VM is server
+// serverID, if known, after its hot-plug slots or its attached ports
+// changed.
+func (r *PodReconciler) recordServer(ctx context.Context, serverID string) {
 	for _, info := range r.nodes.known() {
 		if info.ServerID == serverID {
 			if err := r.recordNode(ctx, nil, info); err != nil {
-				log.FromContext(ctx).Info("KuryrNode hot-plug slots not recorded", "node", info.Name, "reason", err.Error())
+				log.FromContext(ctx).Info("KuryrNode not recorded", "node", info.Name, "reason", err.Error())
 			}
 		}
 	}

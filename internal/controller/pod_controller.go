@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
@@ -41,7 +42,14 @@ type PodReconciler struct {
 	waits    waitClock
 	pools    *pools
 	slots    *hotplugSlots
-	now      func() time.Time
+	// attached records the pods' own nested-dpdk ports by node VM
+	// (KuryrNode status.dpdkDevices).
+	attached *attachedPorts
+	// nodeWrites holds a *sync.Mutex per node name: its KuryrNode is
+	// written by one recordNode at a time. nodeCopies holds the
+	// *KuryrNode each last wrote.
+	nodeWrites, nodeCopies sync.Map
+	now                    func() time.Time
 }
 
 // NewPodReconciler builds the reconciler. reg may be nil (no metrics).
@@ -50,10 +58,11 @@ func NewPodReconciler(c client.Client, cloud Cloud, rec recorder.EventRecorder, 
 	m := newMetrics(reg)
 	ns := newNodes(cloud, opts.WorkerSubnetIDs)
 	slots := newHotplugSlots(cloud)
+	attached := newAttachedPorts()
 	r := &PodReconciler{
 		client: c, cloud: cloud, recorder: rec, opts: opts,
-		nodes: ns, drivers: newDrivers(cloud, ns, slots, m), nets: newNetCache(cloud),
-		metrics: m, creates: newPortCreates(cloud), slots: slots, now: time.Now,
+		nodes: ns, drivers: newDrivers(cloud, ns, slots, attached, m), nets: newNetCache(cloud),
+		metrics: m, creates: newPortCreates(cloud), slots: slots, attached: attached, now: time.Now,
 	}
 	r.pools = newPools(r)
 	return r

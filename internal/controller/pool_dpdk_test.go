@@ -184,6 +184,10 @@ func TestDPDKPoolDeclaredFillsWithoutConsumers(t *testing.T) {
 // pool still attached (no detach, no delete) and Ready again.
 func TestDPDKPoolTakeAndRecycle(t *testing.T) {
 	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 3, Batch: 3}, nil)
+	// Requests are counted: the controller sees only this test's pods, not
+	// other tests' left on the shared API server (their nodes' lookups
+	// would count).
+	f.ownNamespace = true
 	f.startController()
 	f.createPod("first", node, "dataplane")
 	f.waitReady("first")

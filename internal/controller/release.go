@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 )
 
@@ -100,9 +101,11 @@ func (r *PodReconciler) releasePort(ctx context.Context, p openstack.Port) error
 			return fmt.Errorf("release port %s: %w", p.ID, err)
 		}
 		err = drv.unwire(ctx, p)
-		if p.DeviceID != "" && (err == nil || errors.Is(err, errPortGone)) && r.slots.status(p.DeviceID) != nil {
-			// A counted hot-plug slot of that VM is free again.
-			r.recordSlots(ctx, p.DeviceID)
+		if p.DeviceID != "" && (err == nil || errors.Is(err, errPortGone)) &&
+			(r.slots.status(p.DeviceID) != nil || r.attached != nil && name == v1alpha1.DriverNestedDPDK && unpooledOwner(p) != "") {
+			// A counted hot-plug slot of that VM is free again, or the
+			// pod's own port is no longer attached to it.
+			r.recordServer(ctx, p.DeviceID)
 		}
 		switch {
 		case errors.Is(err, errPortGone):

@@ -94,7 +94,7 @@ func TestReleaseDispatchesOnTheRecordedDriver(t *testing.T) {
 			t.Parallel()
 			cloud := &recordingCloud{parent: openstack.Port{ID: "vm", AllowedAddressPairs: []openstack.AddressPair{{IPAddress: "10.0.0.9", MACAddress: "FA:16:3E:00:00:01"}}}}
 			m := newMetrics(nil)
-			r := &PodReconciler{cloud: cloud, metrics: m, drivers: newDrivers(cloud, newNodes(cloud, nil), nil, m)}
+			r := &PodReconciler{cloud: cloud, metrics: m, drivers: newDrivers(cloud, newNodes(cloud, nil), nil, nil, m)}
 			if err := r.releasePort(context.Background(), c.port); err != nil {
 				t.Fatal(err)
 			}
@@ -116,7 +116,7 @@ func TestReleaseRefusesPortsItCannotRead(t *testing.T) {
 	} {
 		cloud := &recordingCloud{}
 		m := newMetrics(nil)
-		r := &PodReconciler{cloud: cloud, metrics: m, drivers: newDrivers(cloud, newNodes(cloud, nil), nil, m)}
+		r := &PodReconciler{cloud: cloud, metrics: m, drivers: newDrivers(cloud, newNodes(cloud, nil), nil, nil, m)}
 		err := r.releasePort(context.Background(), openstack.Port{ID: "p9", Tags: tags})
 		if err == nil || !strings.Contains(err.Error(), "p9") || len(cloud.calls) != 0 {
 			t.Errorf("tags %v: error %v, calls %q; want an error naming p9 and no call", tags, err, cloud.calls)

@@ -75,10 +75,16 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 			r.waits.forget(pod.UID)
 			return ctrl.Result{}, err
 		}
-		if info.HotplugSlots > 0 && slices.ContainsFunc(kp.Spec.Interfaces, func(i v1alpha1.InterfaceRequest) bool {
+		switch {
+		case dpdkBecomesActive(kp, obs.entries):
+			if err := r.recordOwners(ctx, info); err != nil {
+				return ctrl.Result{}, fmt.Errorf("record the DPDK devices of node %s before pod %s/%s's interfaces go ACTIVE: %w",
+					info.Name, pod.Namespace, pod.Name, err)
+			}
+		case info.HotplugSlots > 0 && slices.ContainsFunc(kp.Spec.Interfaces, func(i v1alpha1.InterfaceRequest) bool {
 			return i.Driver == v1alpha1.DriverNestedDPDK
-		}) {
-			r.recordSlots(ctx, info.ServerID)
+		}):
+			r.recordServer(ctx, info.ServerID)
 		}
 		waiting := slices.ContainsFunc(obs.entries, func(s v1alpha1.InterfaceStatus) bool { return s.State == v1alpha1.StatePending }) &&
 			!slices.ContainsFunc(obs.errs, func(err error) bool { return err != nil })
@@ -89,6 +95,21 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		setCondition(&v.status, v1alpha1.ConditionPolicyAllowed, true, reasonPolicyAllowed, policyMsg, kp.Generation)
 	}
 	return r.apply(ctx, pod, kp, v)
+}
+
+// dpdkBecomesActive says whether entries, the new status of kp's
+// interfaces in spec order, make a nested-dpdk interface bound on the CNI
+// path (not a claim's device) ACTIVE that was not before.
+func dpdkBecomesActive(kp *v1alpha1.KuryrPod, entries []v1alpha1.InterfaceStatus) bool {
+	for i, req := range kp.Spec.Interfaces {
+		if req.Driver != v1alpha1.DriverNestedDPDK || req.ResourceClaim != nil || i >= len(entries) || entries[i].State != v1alpha1.StateActive {
+			continue
+		}
+		if prev := findStatus(&kp.Status, req.IfName); prev == nil || prev.State != v1alpha1.StateActive && prev.State != v1alpha1.StatePlugged {
+			return true
+		}
+	}
+	return false
 }
 
 // nodeOf resolves the pod's node to its VM in the cloud.

@@ -53,7 +53,7 @@ func TestPortDriverOf(t *testing.T) {
 // it, for every driver in the registry.
 func TestEveryDriverRecordsItselfOnItsPorts(t *testing.T) {
 	t.Parallel()
-	ds := newDrivers(nil, nil, nil, newMetrics(nil))
+	ds := newDrivers(nil, nil, nil, nil, newMetrics(nil))
 	node := nodeInfo{Name: "n1", ServerID: "srv", ParentPortID: "vm", TrunkID: "t1"}
 	for name, drv := range ds {
 		spec := openstack.PortSpec{Tags: append(portTags(clusterIdentity{name: "c", uid: "c-uid"}, name), ownerTags("u", "eth0")...)}
@@ -72,7 +72,7 @@ func TestEveryDriverRecordsItselfOnItsPorts(t *testing.T) {
 // API accepts.
 func TestRegistryHoldsEachKnownDriver(t *testing.T) {
 	t.Parallel()
-	ds := newDrivers(nil, nil, nil, newMetrics(nil))
+	ds := newDrivers(nil, nil, nil, nil, newMetrics(nil))
 	// Every driver name the schema knows has a controller driver.
 	for _, name := range netconf.Drivers() {
 		d := v1alpha1.Driver(name)

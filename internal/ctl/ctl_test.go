@@ -133,7 +133,8 @@ func TestWritePools(t *testing.T) {
 
 // TestWritePoolsDPDK: a nested-dpdk pool is listed with the others, and
 // its devices (state, owner) in a second table and in the JSON; a device
-// of another subnet is not the pool's.
+// of another subnet is not the pool's, nor is a pod's own port of the
+// pool's subnet and security groups (Unpooled).
 func TestWritePoolsDPDK(t *testing.T) {
 	t.Parallel()
 	nodes := []v1alpha1.KuryrNode{{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}, Status: v1alpha1.KuryrNodeStatus{
@@ -142,6 +143,8 @@ func TestWritePoolsDPDK(t *testing.T) {
 			{PortID: "p1", MAC: "fa:16:3e:00:00:01", SubnetID: "s1", SecurityGroups: []string{"sg1"}, State: v1alpha1.DPDKDeviceReady},
 			{PortID: "p2", MAC: "fa:16:3e:00:00:02", SubnetID: "s1", SecurityGroups: []string{"sg1"}, State: v1alpha1.DPDKDeviceInUse, Owner: "claim/c-1"},
 			{PortID: "p3", MAC: "fa:16:3e:00:00:03", SubnetID: "s9", State: v1alpha1.DPDKDeviceReady},
+			{PortID: "p4", MAC: "fa:16:3e:00:00:04", SubnetID: "s1", SecurityGroups: []string{"sg1"}, State: v1alpha1.DPDKDeviceInUse,
+				Owner: "pod/u-4", Unpooled: true},
 		},
 	}}}
 	pools := Pools(nodes)
@@ -154,7 +157,7 @@ func TestWritePoolsDPDK(t *testing.T) {
 	// pool header, the pool, a blank line, device header, two devices
 	if len(lines) != 6 || !strings.Contains(lines[1], "nested-dpdk") || !strings.HasPrefix(lines[3], "NODE") ||
 		!strings.Contains(lines[4], "p1") || !strings.Contains(lines[4], "Ready") ||
-		!strings.Contains(lines[5], "p2") || !strings.Contains(lines[5], "claim/c-1") || strings.Contains(out, "p3") {
+		!strings.Contains(lines[5], "p2") || !strings.Contains(lines[5], "claim/c-1") || strings.Contains(out, "p3") || strings.Contains(out, "p4") {
 		t.Fatalf("table:\n%s", out)
 	}
 	var js bytes.Buffer

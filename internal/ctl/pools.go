@@ -17,7 +17,8 @@ type Pool struct {
 	Node string `json:"node"`
 	v1alpha1.NodePool
 	// Devices are a nested-dpdk pool's pre-attached ports (the node's
-	// status.dpdkDevices of the pool's subnet and security groups).
+	// status.dpdkDevices of the pool's subnet and security groups; a
+	// pod's own ports, Unpooled, are in no pool).
 	Devices []v1alpha1.DPDKDevice `json:"devices,omitempty"`
 }
 
@@ -31,7 +32,7 @@ func Pools(nodes []v1alpha1.KuryrNode) []Pool {
 			pl := Pool{Node: kn.Name, NodePool: p}
 			if p.Driver == v1alpha1.DriverNestedDPDK {
 				for _, d := range kn.Status.DPDKDevices {
-					if d.SubnetID == p.SubnetID && slices.Equal(d.SecurityGroups, p.SecurityGroups) {
+					if !d.Unpooled && d.SubnetID == p.SubnetID && slices.Equal(d.SecurityGroups, p.SecurityGroups) {
 						pl.Devices = append(pl.Devices, d)
 					}
 				}

@@ -70,10 +70,15 @@ func (d *Daemon) Add(ctx context.Context, req *cniapi.Request) (res cnitypes.Res
 
 // waitInterfaces waits, event-driven, until the pod's KuryrPod (for this
 // very pod: its UID) has the interfaces this call covers ACTIVE in the
-// cloud. A request the controller found invalid, or a pod whose interfaces
-// failed, is answered at once with the controller's reason; so is a pod
-// deleted while its ADD waits (the runtime keeps the sandbox being created,
-// and with it the pod's deletion, until the ADD returns).
+// cloud, and the node's KuryrNode lists each nested-dpdk one as the pod's
+// (ownership: the controller records it there before it marks the
+// interface ACTIVE, and the two objects' watches may arrive in either
+// order). A request the controller found invalid, or a pod whose
+// interfaces failed, is answered at once with the controller's reason; so
+// is a pod deleted while its ADD waits (the runtime keeps the sandbox being
+// created, and with it the pod's deletion, until the ADD returns). A device
+// still not recorded as the pod's when the wait ends is refused (code 999):
+// nothing is bound.
 func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key types.NamespacedName) (*v1alpha1.KuryrPod, []v1alpha1.InterfaceRequest, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.InterfacesTimeout)
 	defer cancel()
@@ -82,8 +87,13 @@ func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key ty
 		want []v1alpha1.InterfaceRequest
 		why  = "no KuryrPod yet: is kuryr-controller running?"
 		seen bool // this pod's KuryrPod has been seen
+		// refusal: the interfaces are ACTIVE, and a DPDK device is not
+		// recorded as the pod's (yet); detail is for the log.
+		refusal *cnitypes.Error
+		detail  string
 	)
 	err := d.waiters.until(ctx, key, func() (bool, error) {
+		refusal = nil
 		if err := d.client.Get(ctx, key, &kp); err != nil {
 			if apierrors.IsNotFound(err) {
 				if seen {
@@ -128,9 +138,15 @@ func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key ty
 				return false, nil
 			}
 		}
-		return true, nil
+		refusal, detail = d.ownership(&kp, want)
+		return refusal == nil, nil
 	})
 	if err != nil {
+		if ctx.Err() != nil && refusal != nil {
+			d.log.Info("Refused to bind a device not recorded as the pod's", "pod", key, "podUID", kp.Spec.PodUID,
+				"reason", refusal.Msg, "kuryrNodeShows", detail)
+			return nil, nil, refusal
+		}
 		if ctx.Err() != nil {
 			return nil, nil, cniErr(cniapi.CodeTryAgainLater, "interfaces of pod %s not ready after %s: %s", key, d.opts.InterfacesTimeout, why)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -97,6 +98,10 @@ type node struct {
 	// status createPod makes.
 	specEdit   func(*v1alpha1.KuryrPodSpec)
 	statusEdit func(*v1alpha1.KuryrPodStatus)
+	// attachedEdit, when set, changes the entries createPod records in the
+	// node's KuryrNode for the pod's DPDK ports (as the controller records
+	// a port it attached for the pod): an attack test drops or alters them.
+	attachedEdit func(podUID types.UID, devs []v1alpha1.DPDKDevice) []v1alpha1.DPDKDevice
 	// daemon is the daemon startDaemon last started.
 	daemon *Daemon
 	// deviceTimeout, when set, is the daemons' --device-timeout (else the
@@ -233,7 +238,9 @@ func (n *node) startDaemonAs(cfg *rest.Config, timeout time.Duration, primary bo
 }
 
 // createPod makes the pod and the KuryrPod the controller would make for
-// it: eth0 (MACVLAN, default route) and net1 (DPDK), in the given state.
+// it: eth0 (MACVLAN, default route) and net1 (DPDK, its own port, recorded
+// as attached for the pod in the node's KuryrNode first), in the given
+// state.
 func (n *node) createPod(name string, state v1alpha1.InterfaceState) (*corev1.Pod, *v1alpha1.KuryrPod) {
 	n.t.Helper()
 	return n.createPodMACs(name, state, eth0MAC, dpdkMAC)
@@ -262,15 +269,43 @@ func (n *node) createPodMACs(name string, state v1alpha1.InterfaceState, eth0MAC
 	}}, Interfaces: []v1alpha1.InterfaceStatus{
 		{IfName: "eth0", Driver: v1alpha1.DriverNestedMACVLAN, PortID: "port-eth0", MAC: eth0MAC, IPs: []string{"10.1.0.5/16"}, MTU: 1450,
 			Gateway: "10.1.0.1", Routes: []v1alpha1.Route{{Dst: "0.0.0.0/0", Gateway: "10.1.0.1"}}, State: state},
-		{IfName: "net1", Driver: v1alpha1.DriverNestedDPDK, Network: "default/dataplane", PortID: "port-net1", MAC: dpdkMAC,
+		{IfName: "net1", Driver: v1alpha1.DriverNestedDPDK, Network: "default/dataplane", PortID: "port-" + name, MAC: dpdkMAC,
 			IPs: []string{"10.3.0.7/24"}, MTU: 1450, Gateway: "10.3.0.1", State: state},
 	}}
 	if n.statusEdit != nil {
 		n.statusEdit(&kp.Status)
 	}
+	var devs []v1alpha1.DPDKDevice
+	for _, ir := range kp.Spec.Interfaces {
+		st := findStatus(kp, ir.IfName)
+		if ir.Driver == v1alpha1.DriverNestedDPDK && ir.ResourceClaim == nil && st != nil {
+			devs = append(devs, v1alpha1.DPDKDevice{PortID: st.PortID, MAC: st.MAC, NetworkID: "net-dp", SubnetID: ir.SubnetID,
+				State: v1alpha1.DPDKDeviceInUse, Owner: v1alpha1.DPDKOwnerPod + string(p.UID), Unpooled: true})
+		}
+	}
+	if n.attachedEdit != nil {
+		devs = n.attachedEdit(p.UID, devs)
+	}
+	n.recordAttached(devs...)
 	must(n.t, n.c.Status().Update(n.ctx, kp))
 	n.pod = p
 	return p, kp
+}
+
+// recordAttached writes devs into the node's KuryrNode status.dpdkDevices,
+// each replacing the entry of its port, as the controller records a port
+// it attached.
+func (n *node) recordAttached(devs ...v1alpha1.DPDKDevice) {
+	n.t.Helper()
+	if len(devs) == 0 {
+		return
+	}
+	n.editKuryrNode(func(st *v1alpha1.KuryrNodeStatus) {
+		for _, d := range devs {
+			st.DPDKDevices = slices.DeleteFunc(st.DPDKDevices, func(o v1alpha1.DPDKDevice) bool { return o.PortID == d.PortID })
+			st.DPDKDevices = append(st.DPDKDevices, d)
+		}
+	})
 }
 
 func (n *node) rt() *libcni.RuntimeConf { return rtFor(n.pod, sandboxID, n.podNS.Path()) }

@@ -13,7 +13,8 @@ import (
 
 // nodeChanged takes in this node's KuryrNode as the informer last saw it
 // (nil: deleted): the pool's devices waiting on their kernel driver go to
-// the idle keeper, and the labeller learns the free hot-plug slots.
+// the idle keeper, the labeller learns the free hot-plug slots, and the
+// ADDs waiting for a device to be recorded as their pod's look again.
 func (d *Daemon) nodeChanged(kn *v1alpha1.KuryrNode) {
 	var st v1alpha1.KuryrNodeStatus
 	if kn != nil {
@@ -23,6 +24,7 @@ func (d *Daemon) nodeChanged(kn *v1alpha1.KuryrNode) {
 	d.nodeStatus = st
 	d.setIdleLocked()
 	d.nodeMu.Unlock()
+	d.waiters.changedAll()
 	select {
 	case d.labelKick <- struct{}{}:
 	default:

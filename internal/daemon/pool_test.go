@@ -56,12 +56,19 @@ func (n *node) linkConfigured(name string) (up bool, addrs int) {
 // (created first when missing).
 func (n *node) setKuryrNode(st v1alpha1.KuryrNodeStatus) {
 	n.t.Helper()
+	n.editKuryrNode(func(s *v1alpha1.KuryrNodeStatus) { *s = st })
+}
+
+// editKuryrNode changes the node's KuryrNode status with edit and writes
+// it as the controller would (the KuryrNode made first when missing).
+func (n *node) editKuryrNode(edit func(*v1alpha1.KuryrNodeStatus)) {
+	n.t.Helper()
 	var kn v1alpha1.KuryrNode
 	if err := n.c.Get(n.ctx, types.NamespacedName{Name: n.name}, &kn); err != nil {
 		kn = v1alpha1.KuryrNode{ObjectMeta: metav1.ObjectMeta{Name: n.name}}
 		must(n.t, n.c.Create(n.ctx, &kn))
 	}
-	kn.Status = st
+	edit(&kn.Status)
 	must(n.t, n.c.Status().Update(n.ctx, &kn))
 }
 

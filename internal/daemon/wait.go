@@ -28,6 +28,18 @@ func (w *waiters) changed(key types.NamespacedName) {
 	}
 }
 
+// changedAll wakes every waiter, whatever its key: a change that may
+// concern any of them (the node's KuryrNode, which says whose each DPDK
+// device is).
+func (w *waiters) changedAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for key, c := range w.ch {
+		close(c)
+		delete(w.ch, key)
+	}
+}
+
 // next returns a channel closed at the next change of key.
 func (w *waiters) next(key types.NamespacedName) <-chan struct{} {
 	w.mu.Lock()

@@ -324,9 +324,10 @@ func TestPrepareWaitsForOwner(t *testing.T) {
 
 // TestSecondClaimRefused: a device is never handed to two claims. A second
 // claim allocated the same device fails while the KuryrNode shows the first
-// as its owner (taken meanwhile), and still fails, on the checkpoint, if the
-// KuryrNode wrongly names the second: the first claim's device, spec and
-// checkpoint stay as they were.
+// as its owner (held by another consumer), and still fails, on the
+// checkpoint, if the KuryrNode wrongly names the second: the first claim's
+// device, spec and checkpoint stay as they were. Neither error names the
+// first claim (another tenant's, in text the second claim's pod sees).
 func TestSecondClaimRefused(t *testing.T) {
 	n := newNode(t)
 	n.withPortA()
@@ -336,13 +337,13 @@ func TestSecondClaimRefused(t *testing.T) {
 	second := n.claim("second", DeviceName(portA), "")
 
 	r := n.prepare(second)
-	if !strings.Contains(r.Error, "taken meanwhile") || !strings.Contains(r.Error, string(first.UID)) {
-		t.Fatalf("Prepare second: %q, want it refused as taken by claim %s", r.Error, first.UID)
+	if !strings.Contains(r.Error, "held by another consumer") || strings.Contains(r.Error, string(first.UID)) {
+		t.Fatalf("Prepare second: %q, want it refused as held by another consumer, without naming claim %s", r.Error, first.UID)
 	}
 	n.giveA(second)
 	r = n.prepare(second)
-	if !strings.Contains(r.Error, ErrOtherClaim.Error()) || !strings.Contains(r.Error, string(first.UID)) {
-		t.Fatalf("Prepare second with the KuryrNode naming it: %q, want it refused on first's checkpoint", r.Error)
+	if !strings.Contains(r.Error, ErrOtherClaim.Error()) || strings.Contains(r.Error, string(first.UID)) {
+		t.Fatalf("Prepare second with the KuryrNode naming it: %q, want it refused on first's checkpoint, without naming claim %s", r.Error, first.UID)
 	}
 	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
 		t.Errorf("device on %q, want still uio_pci_generic for the first claim", got)
@@ -398,4 +399,49 @@ func TestFailedPrepareUndoesOnlyANewClaim(t *testing.T) {
 	fixDir()
 	n.mustPrepare(c)
 	n.mustUnprepare(c)
+}
+
+// TestPrepareTakesOnlyTheClaimsDevice performs what a forged allocation
+// would try: a claim allocated a device that the KuryrNode records as a
+// pod's own port (Unpooled, InUse by that pod), and a claim allocated a
+// device whose port the KuryrNode does not list at all (its virtio device
+// present in the VM). Each Prepare fails after the owner timeout, the
+// first without naming the pod (another tenant's), and binds nothing:
+// both devices stay on virtio-pci, no checkpoint, no CDI spec.
+// The claim the controller did give port A prepares.
+func TestPrepareTakesOnlyTheClaimsDevice(t *testing.T) {
+	n := newNode(t)
+	must(t, n.sim.AddVirtioNet(pciA, macA))
+	must(t, n.sim.AddVirtioNet(pciB, macB))
+	const podUID = "0f0f0f0f-1111-4222-8333-444444444444"
+	podsPort := dev(portA, macA, v1alpha1.DPDKDeviceInUse, v1alpha1.DPDKOwnerPod+podUID)
+	podsPort.Unpooled = true
+	n.setDevices(podsPort)
+	n.start(env.Config)
+
+	onPods := n.claim("on-pods-port", DeviceName(portA), "")
+	r := n.prepare(onPods)
+	if !strings.Contains(r.Error, "held by another consumer") || strings.Contains(r.Error, podUID) {
+		t.Errorf("Prepare of a pod's own port: %q, want it refused as another consumer's, without the pod's UID", r.Error)
+	}
+	unlisted := n.claim("unlisted", DeviceName(portB), "")
+	r = n.prepare(unlisted)
+	if want := "port " + portB + " is not in KuryrNode " + n.name + "'s dpdkDevices"; !strings.Contains(r.Error, want) {
+		t.Errorf("Prepare of a port the KuryrNode does not list: %q, want %q", r.Error, want)
+	}
+	for _, a := range []string{pciA, pciB} {
+		if got := n.sim.Driver(a); got != pci.DriverVirtioPCI {
+			t.Errorf("device %s on %q after the refused Prepares, want virtio-pci", a, got)
+		}
+	}
+	n.checkGone(string(onPods.UID), "")
+	n.checkGone(string(unlisted.UID), "")
+
+	given := n.claim("given", DeviceName(portA), "")
+	n.giveA(given)
+	n.mustPrepare(given)
+	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
+		t.Errorf("device of the claim given port A on %q, want %s", got, pci.DriverUIO)
+	}
+	n.mustUnprepare(given)
 }

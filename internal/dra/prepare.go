@@ -98,7 +98,8 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	if err != nil {
 		return nil, err
 	}
-	if err := refuseOthers(recs, uid, want); err != nil {
+	if other, err := refuseOthers(recs, uid, want); err != nil {
+		d.log.Info("Prepare refused: the device is prepared for another claim", "claim", uid, "other", other)
 		return nil, err
 	}
 	undo := func(cause error) error { return cause }
@@ -204,9 +205,12 @@ func configFor(cfgs []resourceapi.DeviceAllocationConfiguration, request string)
 }
 
 // waitOwner waits, up to deadline, until the KuryrNode shows every
-// wanted device InUse by the claim, and fills in their MACs. Its error says
-// what the KuryrNode shows instead: the device missing, another owner (the
-// device was taken meanwhile), or not yet given to the claim.
+// wanted device InUse by the claim, and fills in their MACs: a device is
+// bound only by the MAC the controller recorded for the port it gave the
+// claim. Its error says what the KuryrNode shows instead: the device
+// missing, held by another consumer (taken meanwhile, or a pod's), or not
+// yet given to the claim. It never names the other consumer (another
+// tenant's pod or claim, in a message the claim's pod sees): the log does.
 func (d *Driver) waitOwner(ctx context.Context, uid string, want []wanted, deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
@@ -214,7 +218,7 @@ func (d *Driver) waitOwner(ctx context.Context, uid string, want []wanted, deadl
 	start := time.Now()
 	for {
 		node, changed := d.node.snapshot()
-		problem := ""
+		problem, other := "", ""
 		for i := range want {
 			dev, ok := findDevice(node, want[i].portID)
 			switch {
@@ -224,8 +228,9 @@ func (d *Driver) waitOwner(ctx context.Context, uid string, want []wanted, deadl
 				want[i].mac = dev.MAC
 				continue
 			case dev.Owner != "" && dev.Owner != owner:
-				problem = fmt.Sprintf("device %s was taken meanwhile: KuryrNode %s shows owner %q, so the controller cannot give it to %s",
-					want[i].result.Device, d.opts.NodeName, dev.Owner, owner)
+				problem = fmt.Sprintf("device %s is held by another consumer: KuryrNode %s shows it taken by someone else, so the controller cannot give it to %s",
+					want[i].result.Device, d.opts.NodeName, owner)
+				other = dev.Owner
 			default:
 				problem = fmt.Sprintf("device %s: KuryrNode %s shows state %s, owner %q: the controller has not given it to %s yet",
 					want[i].result.Device, d.opts.NodeName, dev.State, dev.Owner, owner)
@@ -238,35 +243,36 @@ func (d *Driver) waitOwner(ctx context.Context, uid string, want []wanted, deadl
 		select {
 		case <-changed:
 		case <-ctx.Done():
+			if other != "" {
+				d.log.Info("Prepare refused: the device is another consumer's", "claim", uid, "owner", other)
+			}
 			return fmt.Errorf("after %s: %s (the kubelet retries)", time.Since(start).Round(time.Millisecond), problem)
 		}
 	}
 }
 
+// findDevice returns node's entry of status.dpdkDevices for port portID
+// (none while the KuryrNode has not been seen).
 func findDevice(node *v1alpha1.KuryrNode, portID string) (v1alpha1.DPDKDevice, bool) {
 	if node == nil {
 		return v1alpha1.DPDKDevice{}, false
 	}
-	for _, dev := range node.Status.DPDKDevices {
-		if dev.PortID == portID {
-			return dev, true
-		}
-	}
-	return v1alpha1.DPDKDevice{}, false
+	return node.Status.DPDKDevice(portID)
 }
 
 // refuseOthers fails when a checkpoint shows a wanted device (its port or
-// its MAC) prepared for another claim.
-func refuseOthers(recs []checkpoint.Record, uid string, want []wanted) error {
+// its MAC) prepared for another claim, and returns that claim's UID for
+// the log (the error does not name it: another tenant's).
+func refuseOthers(recs []checkpoint.Record, uid string, want []wanted) (string, error) {
 	for _, w := range want {
 		for _, r := range recs {
 			if r.ContainerID != uid && (r.PortID == w.portID || strings.EqualFold(r.MAC, w.mac)) {
-				return fmt.Errorf("device %s (PCI %s): %w %s; refusing it to claim %s",
-					w.result.Device, r.PCIAddress, ErrOtherClaim, r.ContainerID, uid)
+				return r.ContainerID, fmt.Errorf("device %s (PCI %s): %w; refusing it to claim %s",
+					w.result.Device, r.PCIAddress, ErrOtherClaim, uid)
 			}
 		}
 	}
-	return nil
+	return "", nil
 }
 
 // bind checkpoints and binds one device (binding.DPDK: checkpoint first,

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,16 +32,7 @@ import (
 func TestDaemonTokenIsNodeScoped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	objs, _ := render(t, base)
-	apply(t, objs)
-	scheme, err := cmdutil.Scheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := client.New(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	scheme, admin := applyBase(t)
 	const ns = "node-scoped"
 	nodeA, nodeB := "node-scoped-a", "node-scoped-b"
 	must(t, admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
@@ -140,22 +132,42 @@ func createKuryrPod(ctx context.Context, t *testing.T, c client.Client, pod *cor
 		Spec: v1alpha1.KuryrPodSpec{PodUID: pod.UID, NodeName: pod.Spec.NodeName, Interfaces: []v1alpha1.InterfaceRequest{
 			{IfName: "net1", Driver: v1alpha1.DriverNestedDPDK, SubnetID: "subnet-1"}}},
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := c.Create(ctx, kp)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("create KuryrPod %s: %v", pod.Name, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	createServed(ctx, t, c, kp)
 	kp.Status = v1alpha1.KuryrPodStatus{Interfaces: []v1alpha1.InterfaceStatus{{
 		IfName: "net1", Driver: v1alpha1.DriverNestedDPDK, PortID: "port-of-" + pod.Spec.NodeName,
 		MAC: "fa:16:3e:00:00:01", IPs: []string{"10.3.0.5/24"}, MTU: 1450, State: v1alpha1.StateActive,
 	}}}
 	must(t, c.Status().Update(ctx, kp))
+}
+
+// applyBase applies the base (deploy/kuryr-dpdk) and returns the scheme
+// of kuryr-dpdk's objects and a client of the API server's admin.
+func applyBase(t *testing.T) (*runtime.Scheme, client.Client) {
+	t.Helper()
+	objs, _ := render(t, base)
+	apply(t, objs)
+	scheme, err := cmdutil.Scheme()
+	must(t, err)
+	admin, err := client.New(env.Config, client.Options{Scheme: scheme})
+	must(t, err)
+	return scheme, admin
+}
+
+// createServed creates obj as c, retrying while its CRD is not served yet
+// (a moment after the apply), for up to 30 s.
+func createServed(ctx context.Context, t *testing.T, c client.Client, obj client.Object) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := c.Create(ctx, obj)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // plug reads KuryrPod namespace/name as c and updates its status with
