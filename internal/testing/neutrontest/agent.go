@@ -35,6 +35,15 @@ func (a Agent) Plugged(_ context.Context, portID string) error {
 	return a.Server.SetPortStatus(portID, "ACTIVE")
 }
 
+// Unplugged marks portID DOWN, as the agent's report that the port's
+// device is gone does (update_device_down): for a subport taken off its
+// trunk, which the agent unwires, that is all that changes on the port
+// (Neutron's remove_subports leaves its binding and device_owner as they
+// were).
+func (a Agent) Unplugged(_ context.Context, portID string) error {
+	return a.Server.SetPortStatus(portID, "DOWN")
+}
+
 // WireTrunk binds every subport of trunkID to its parent's host as
 // trunk:subport and marks them and the trunk ACTIVE. The parent must be
 // bound (binding:host_id), as the agent only sees trunks on its host.
