@@ -82,12 +82,13 @@ func NestedVLANRealNeutron(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
 	defer cancel()
 	qemu.RequireGuest(t)
-	cp := RequireControlPlane(t)
-	kuryr := kuryrImage(t, RepoRoot(t))
-	seq := runSeq.Add(1)
+	// Neutron first: without it the test ends before the slow parts.
 	var tagged taggedFilter
 	hp := &novastandin.QEMUHotplug{Match: tagged.match}
 	cloud := vmenv.StartNeutronCloud(ctx, t, NodeName, hp)
+	cp := RequireControlPlane(t)
+	kuryr := kuryrImage(t, RepoRoot(t))
+	seq := runSeq.Add(1)
 	t.Logf("Neutron at %s: trunk %s on the VM's port %s (%s), server %s on host %s",
 		cloud.Neutron.URL, cloud.TrunkID, cloud.ParentPort.ID, cloud.ParentPort.MACAddress, cloud.ServerID, cloud.Host)
 
