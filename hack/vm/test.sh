@@ -4,9 +4,10 @@
 # test/vmpod) and runs the real-VM tests with
 # KURYR_TEST_VM=1, so that a missing guest is a failure, not a skip.
 # About a minute for a first guest build (the control plane: ~12 minutes the
-# first time, seconds once cached), then ~2.5 minutes of tests. The test that
-# also needs real Neutron runs when neutron-server is installed
-# (KURYR_TEST_NEUTRON=1 makes its absence a failure).
+# first time, seconds once cached), then ~2.5 minutes of tests. The tests that
+# also need real Neutron (test/vm's Nova stand-in test, test/vmpod/vlan) run
+# when neutron-server is installed (KURYR_TEST_NEUTRON=1 makes its absence
+# a failure; for test/vmpod/vlan KURYR_TEST_STRICT=1 does too).
 #
 # Usage: hack/vm/test.sh [go test flags...]     e.g. hack/vm/test.sh -run Hotplug
 set -euo pipefail

@@ -192,14 +192,17 @@ func (c *Cloud) attachSubports(t *Trunk, subs []Subport) {
 	}
 }
 
-// detachSubports removes subs from t and unbinds their ports. Callers hold
-// c.st.mu.
+// detachSubports removes subs from t. With an agent their ports turn
+// DOWN (the agent unwires them and reports them down) and keep their
+// binding and device_owner trunk:subport, as in Neutron with ML2/OVS:
+// remove_subports changes nothing on the port, and the agent's unwiring
+// calls no update_subport_bindings. Callers hold c.st.mu.
 func (c *Cloud) detachSubports(t *Trunk, subs []Subport) {
 	drop := map[string]bool{}
 	for _, sp := range subs {
 		drop[sp.PortID] = true
 		if p, ok := c.st.ports[sp.PortID]; ok && !c.noAgent {
-			p.DeviceOwner, p.DeviceID, p.HostID, p.Status = "", "", "", "DOWN"
+			p.Status = "DOWN"
 			touch(&p.RevisionNumber, &p.UpdatedAt)
 		}
 	}

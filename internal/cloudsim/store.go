@@ -316,7 +316,11 @@ func (c *Cloud) bind(p *Port, host string, agent bool) {
 	time.AfterFunc(c.bindDelay, func() {
 		c.st.mu.Lock()
 		defer c.st.mu.Unlock()
-		if q, ok := c.st.ports[id]; ok && q.HostID == host && q.Status == "DOWN" {
+		q, ok := c.st.ports[id]
+		// A subport taken off its trunk meanwhile keeps its host (Neutron
+		// leaves it) but is unwired: it stays DOWN.
+		unwired := ok && q.DeviceOwner == "trunk:subport" && c.st.trunkOfSubport(id) == nil
+		if ok && q.HostID == host && q.Status == "DOWN" && !unwired {
 			q.Status = "ACTIVE"
 			touch(&q.RevisionNumber, &q.UpdatedAt)
 		}

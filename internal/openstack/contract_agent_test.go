@@ -23,22 +23,29 @@ type agentHooks struct {
 	plugged func(t *testing.T, id string)
 	// wireTrunk: the agent binds the subports of trunk id.
 	wireTrunk func(t *testing.T, id string)
+	// unwired: the agent has unwired port id, a subport taken off its
+	// trunk, and reports its device gone (it turns DOWN).
+	unwired func(t *testing.T, id string)
 }
 
 // wantAgentViews is what every controller test assumes of a cloud with an
 // agent: a bound trunk parent ACTIVE; its subports ACTIVE, device_owner
 // trunk:subport, on the parent's host, device_id untouched (the trunk RPC
 // sets host and owner only); a port Nova attached ACTIVE, compute:nova, the
-// server's, on the server's host.
+// server's, on the server's host; a subport taken off its trunk DOWN, its
+// owner and host as the agent left them (Neutron's remove_subports changes
+// nothing on the port, and the agent only unwires it and reports it down).
 var wantAgentViews = map[string]portView{
 	"parent":   {Status: PortStatusActive, Host: "<node host>"},
 	"subport":  {Status: PortStatusActive, DeviceOwner: "trunk:subport", Host: "<node host>"},
+	"removed":  {Status: PortStatusDown, DeviceOwner: "trunk:subport", Host: "<node host>"},
 	"attached": {Status: PortStatusActive, DeviceOwner: "compute:nova", DeviceID: "<server>", Host: "<server host>"},
 }
 
 // runAgentContract makes a node VM's trunk parent bound to a host, two
-// subports, and a port Nova hot-attaches, and returns each one's view (the
-// two subports must agree). It fails when a call fails.
+// subports (the two must agree; then one is taken off the trunk), and a
+// port Nova hot-attaches, and returns each one's view. It fails when a
+// call fails.
 func runAgentContract(t *testing.T, tg contractTarget, hooks agentHooks) map[string]portView {
 	t.Helper()
 	ctx := context.Background()
@@ -66,7 +73,22 @@ func runAgentContract(t *testing.T, tg contractTarget, hooks agentHooks) map[str
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if _, err := c.RemoveSubports(context.Background(), trunkID, []string{subs[0].ID, subs[1].ID}); err != nil {
+		// The run takes subs[1] off itself; a failed run may not have.
+		left, err := c.ListSubports(context.Background(), trunkID)
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
+			return
+		}
+		var ids []string
+		for _, sp := range left {
+			if sp.PortID == subs[0].ID || sp.PortID == subs[1].ID {
+				ids = append(ids, sp.PortID)
+			}
+		}
+		if len(ids) == 0 {
+			return
+		}
+		if _, err := c.RemoveSubports(context.Background(), trunkID, ids); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
@@ -106,6 +128,13 @@ func runAgentContract(t *testing.T, tg contractTarget, hooks agentHooks) map[str
 	if other := view(subs[1].ID); other != out["subport"] {
 		t.Errorf("the two subports differ: %+v and %+v", out["subport"], other)
 	}
+	if _, err := c.RemoveSubports(ctx, trunkID, []string{subs[1].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if hooks.unwired != nil {
+		hooks.unwired(t, subs[1].ID)
+	}
+	out["removed"] = view(subs[1].ID)
 	if err := c.DetachInterface(ctx, serverID, att.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -91,7 +91,8 @@ func TestContractNeutron(t *testing.T) {
 // it (the agent stand-in: neutrontest.Agent) and with Nova's attach (the
 // stand-in), shows the ports the way every controller test assumes (the
 // simulation in agent mode): a bound trunk parent ACTIVE, subports ACTIVE
-// as trunk:subport on the parent's host, an attached port ACTIVE and
+// as trunk:subport on the parent's host, a subport taken off the trunk
+// DOWN and still trunk:subport on that host, an attached port ACTIVE and
 // compute:nova on the server's host; field by field the same as the
 // simulation's.
 func TestContractAgentModeNeutron(t *testing.T) {
@@ -105,6 +106,11 @@ func TestContractAgentModeNeutron(t *testing.T) {
 		},
 		func(t *testing.T, id string) {
 			if err := agent.WireTrunk(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+		},
+		func(t *testing.T, id string) {
+			if err := agent.Unplugged(context.Background(), id); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -23,9 +23,9 @@ func RunContract(t *testing.T, c *Client, project string, nova ContractNova) {
 // AgentHooks: see agentHooks.
 type AgentHooks = agentHooks
 
-// NewAgentHooks returns hooks calling plugged and wireTrunk.
-func NewAgentHooks(plugged, wireTrunk func(t *testing.T, id string)) AgentHooks {
-	return agentHooks{plugged: plugged, wireTrunk: wireTrunk}
+// NewAgentHooks returns hooks calling plugged, wireTrunk and unwired.
+func NewAgentHooks(plugged, wireTrunk, unwired func(t *testing.T, id string)) AgentHooks {
+	return agentHooks{plugged: plugged, wireTrunk: wireTrunk, unwired: unwired}
 }
 
 // RunAgentContract runs runAgentContract against c and nova and checks the

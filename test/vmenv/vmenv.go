@@ -1,10 +1,15 @@
 // Package vmenv is what the node VM tests (test/vm, test/vmpod) run around
-// the QEMU guest: a simulated cloud whose Nova hot-plugs into the VM, and
-// kuryr-controller in process. It is test code (it imports cloudsim).
+// the QEMU guest: a cloud (Cloud) — simulated (SimCloud), whose Nova
+// hot-plugs into the VM, or real Neutron with the Nova stand-in and the L2
+// agent stand-in (NeutronCloud) — and kuryr-controller in process. It is
+// test code (it imports cloudsim).
 package vmenv
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +25,21 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/controller"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/novastandin"
+)
+
+// Cloud is what the in-process controller needs of a cloud.
+type Cloud interface {
+	// OpenStack is the controller's client.
+	OpenStack() *openstack.Client
+	// WorkerSubnetID holds the node VM's port; PodSubnetID is the subnet
+	// of the primary CNI's eth0.
+	WorkerSubnetID() string
+	PodSubnetID() string
+}
+
+var (
+	_ Cloud = (*SimCloud)(nil)
+	_ Cloud = (*NeutronCloud)(nil)
 )
 
 // SimCloud is the simulated cloud of one run: a workers network, a
@@ -65,6 +85,15 @@ func StartSimCloud(ctx context.Context, t *testing.T, node string, trunk bool) *
 	}
 	return c
 }
+
+// OpenStack implements Cloud.
+func (c *SimCloud) OpenStack() *openstack.Client { return c.Client }
+
+// WorkerSubnetID implements Cloud.
+func (c *SimCloud) WorkerSubnetID() string { return c.Workers.ID }
+
+// PodSubnetID implements Cloud.
+func (c *SimCloud) PodSubnetID() string { return c.Pods.ID }
 
 // DataplanePorts are the ports left on the dataplane network.
 func (c *SimCloud) DataplanePorts() []cloudsim.Port {
@@ -174,7 +203,7 @@ type ControllerOptions struct {
 // StartController runs kuryr-controller in process (manager, reconciler,
 // garbage collector) against cloud until the test ends. TestMain must have
 // set controller-runtime's logger (ctrl.SetLogger).
-func StartController(ctx context.Context, t *testing.T, cfg *rest.Config, scheme *runtime.Scheme, cloud *SimCloud, o ControllerOptions) {
+func StartController(ctx context.Context, t *testing.T, cfg *rest.Config, scheme *runtime.Scheme, cloud Cloud, o ControllerOptions) {
 	t.Helper()
 	skip := true
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -189,16 +218,16 @@ func StartController(ctx context.Context, t *testing.T, cfg *rest.Config, scheme
 	opts.Primary = o.Primary
 	if o.Primary {
 		opts.DefaultDriver = v1alpha1.DriverNestedVLAN
-		opts.PodSubnetID = cloud.Pods.ID
+		opts.PodSubnetID = cloud.PodSubnetID()
 	}
-	opts.WorkerSubnetIDs = []string{cloud.Workers.ID}
+	opts.WorkerSubnetIDs = []string{cloud.WorkerSubnetID()}
 	opts.PodSecurityGroups = o.PodSecurityGroups
 	opts.Pools = o.Pools
 	opts.HotplugSlots = o.HotplugSlots
 	opts.ActiveTimeout = controller.Duration{Duration: 30 * time.Second}
 	opts.GCPeriod = controller.Duration{Duration: time.Hour}
 	opts.ReleaseGrace = controller.Duration{Duration: 30 * time.Second}
-	r := controller.NewPodReconciler(mgr.GetClient(), cloud.Client, mgr.GetEventRecorder("kuryr-controller"), opts, nil)
+	r := controller.NewPodReconciler(mgr.GetClient(), cloud.OpenStack(), mgr.GetEventRecorder("kuryr-controller"), opts, nil)
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +250,24 @@ func StartController(ctx context.Context, t *testing.T, cfg *rest.Config, scheme
 func IsTxonlyFrame(f []byte) bool {
 	return len(f) >= 34 && f[12] == 0x08 && f[13] == 0x00 && f[23] == 17 &&
 		string(f[26:30]) == "\xc6\x12\x00\x01" && string(f[30:34]) == "\xc6\x12\x00\x02"
+}
+
+// IsTaggedFrom reports whether f is an 802.1Q frame tagged vlanID from
+// mac that carries an ARP packet whose sender is ip or an IPv4 packet from
+// ip: a pod's traffic on its trunk subport, as the VM's trunk NIC sends it.
+func IsTaggedFrom(f []byte, vlanID int, mac net.HardwareAddr, ip net.IP) bool {
+	ip4 := ip.To4()
+	if len(f) < 18 || f[12] != 0x81 || f[13] != 0x00 || ip4 == nil || len(mac) != 6 ||
+		int(binary.BigEndian.Uint16(f[14:16])&0x0fff) != vlanID || !bytes.Equal(f[6:12], mac) {
+		return false
+	}
+	switch binary.BigEndian.Uint16(f[16:18]) {
+	case 0x0806: // ARP: the sender's protocol address is 14 bytes in
+		return len(f) >= 36 && bytes.Equal(f[32:36], ip4)
+	case 0x0800: // IPv4: the source address is 12 bytes in
+		return len(f) >= 38 && bytes.Equal(f[30:34], ip4)
+	}
+	return false
 }
 
 // LastLines is the last n lines of s.

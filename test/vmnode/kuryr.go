@@ -51,8 +51,8 @@ func kuryrImage(t testing.TB, root string) string {
 // are never pulled (imported at boot), the daemon reaches the API server
 // at guestAPIAddr (no kube-proxy), is the primary CNI, waits up to 60 s for
 // a device, gets a liveness probe of 10 s timeout and six failures (TCG),
-// and logs its ADDs (-v=2).
-func daemonObjects(t *testing.T) (*corev1.ConfigMap, *appsv1.DaemonSet) {
+// logs its ADDs (-v=2) and takes the extra arguments args.
+func daemonObjects(t *testing.T, args []string) (*corev1.ConfigMap, *appsv1.DaemonSet) {
 	t.Helper()
 	objs, err := testenv.Kustomize(filepath.Join(RepoRoot(t), "deploy", "kuryr-dpdk"))
 	if err != nil {
@@ -88,6 +88,7 @@ func daemonObjects(t *testing.T) (*corev1.ConfigMap, *appsv1.DaemonSet) {
 			c.Env = append(c.Env, corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: guestAPIIP},
 				corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: "6443"})
 			c.Args = append(c.Args, "--primary", "--device-timeout=60s", "-v=2")
+			c.Args = append(c.Args, args...)
 			// A busy TCG guest answers slower than the probe's default 1 s.
 			if p := c.LivenessProbe; p != nil {
 				p.TimeoutSeconds, p.PeriodSeconds, p.FailureThreshold = 10, 10, 6
@@ -99,11 +100,12 @@ func daemonObjects(t *testing.T) (*corev1.ConfigMap, *appsv1.DaemonSet) {
 
 // DeployDaemon applies the daemon's objects and waits until its pod runs
 // on the node and the Node is Ready (containerd reports the network ready
-// once kuryr-cni answers STATUS, that is once the daemon serves).
-func (n *Node) DeployDaemon() {
+// once kuryr-cni answers STATUS, that is once the daemon serves). args go
+// to the daemon's command line.
+func (n *Node) DeployDaemon(args ...string) {
 	t := n.t
 	t.Helper()
-	cm, ds := daemonObjects(t)
+	cm, ds := daemonObjects(t, args)
 	start := time.Now()
 	if _, err := n.CS.CoreV1().ConfigMaps(cm.Namespace).Create(n.ctx, cm, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -1,11 +1,8 @@
 package neutrontest
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 )
@@ -26,7 +23,8 @@ const TrunkSubportOwner = "trunk:subport"
 //     and device_owner, nothing else) and turn ACTIVE, and so does the
 //     trunk.
 //
-// The agent acts when called (WireTrunk, Plugged), not in the background.
+// The agent acts when called (WireTrunk, Plugged), or, for a trunk it is
+// told to watch (KeepTrunkWired), whenever a subport appears.
 type Agent struct {
 	Server *Server
 }
@@ -37,77 +35,94 @@ func (a Agent) Plugged(_ context.Context, portID string) error {
 	return a.Server.SetPortStatus(portID, "ACTIVE")
 }
 
+// Unplugged marks portID DOWN, as the agent's report that the port's
+// device is gone does (update_device_down): for a subport taken off its
+// trunk, which the agent unwires, that is all that changes on the port
+// (Neutron's remove_subports leaves its binding and device_owner as they
+// were).
+func (a Agent) Unplugged(_ context.Context, portID string) error {
+	return a.Server.SetPortStatus(portID, "DOWN")
+}
+
 // WireTrunk binds every subport of trunkID to its parent's host as
 // trunk:subport and marks them and the trunk ACTIVE. The parent must be
 // bound (binding:host_id), as the agent only sees trunks on its host.
 func (a Agent) WireTrunk(ctx context.Context, trunkID string) error {
+	_, err := a.wireTrunk(ctx, trunkID)
+	return err
+}
+
+// wireTrunk is WireTrunk; it leaves alone the subports already wired
+// (ACTIVE, trunk:subport, on the parent's host) and says how many it
+// wired. The trunk's status is set only when one was.
+func (a Agent) wireTrunk(ctx context.Context, trunkID string) (int, error) {
 	var tr struct {
 		Trunk struct {
 			PortID   string `json:"port_id"`
+			Status   string `json:"status"`
 			Subports []struct {
 				PortID string `json:"port_id"`
 			} `json:"sub_ports"`
 		} `json:"trunk"`
 	}
-	if err := a.call(ctx, http.MethodGet, "/trunks/"+trunkID, nil, &tr); err != nil {
-		return err
+	if err := a.Server.Call(ctx, http.MethodGet, "/trunks/"+trunkID, nil, &tr); err != nil {
+		return 0, err
 	}
-	var parent struct {
+	type port struct {
 		Port struct {
-			Host string `json:"binding:host_id"`
+			Host   string `json:"binding:host_id"`
+			Owner  string `json:"device_owner"`
+			Status string `json:"status"`
 		} `json:"port"`
 	}
-	if err := a.call(ctx, http.MethodGet, "/ports/"+tr.Trunk.PortID, nil, &parent); err != nil {
-		return err
+	var parent port
+	if err := a.Server.Call(ctx, http.MethodGet, "/ports/"+tr.Trunk.PortID, nil, &parent); err != nil {
+		return 0, err
 	}
 	host := parent.Port.Host
 	if host == "" {
-		return fmt.Errorf("agent stand-in: parent port %s of trunk %s is not bound to a host", tr.Trunk.PortID, trunkID)
+		return 0, fmt.Errorf("agent stand-in: parent port %s of trunk %s is not bound to a host", tr.Trunk.PortID, trunkID)
 	}
+	wired := 0
 	for _, sp := range tr.Trunk.Subports {
+		var p port
+		if err := a.Server.Call(ctx, http.MethodGet, "/ports/"+sp.PortID, nil, &p); err != nil {
+			return wired, err
+		}
+		if p.Port.Status == "ACTIVE" && p.Port.Owner == TrunkSubportOwner && p.Port.Host == host {
+			continue
+		}
 		body := map[string]any{"port": map[string]any{"binding:host_id": host, "device_owner": TrunkSubportOwner}}
-		if err := a.call(ctx, http.MethodPut, "/ports/"+sp.PortID, body, nil); err != nil {
-			return err
+		if err := a.Server.Call(ctx, http.MethodPut, "/ports/"+sp.PortID, body, nil); err != nil {
+			return wired, err
 		}
 		if err := a.Server.SetPortStatus(sp.PortID, "ACTIVE"); err != nil {
-			return err
+			return wired, err
 		}
+		wired++
 	}
-	return a.Server.SetTrunkStatus(trunkID, "ACTIVE")
+	if wired == 0 && tr.Trunk.Status == "ACTIVE" {
+		return 0, nil
+	}
+	return wired, a.Server.SetTrunkStatus(trunkID, "ACTIVE")
 }
 
-// call sends a JSON request to the server's /v2.0 API and decodes a 2xx
-// answer into out (when not nil).
-func (a Agent) call(ctx context.Context, method, path string, body, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
+// KeepTrunkWired wires the subports of trunkID as they are added (the
+// agent's handling of the trunk's subports_added event, here a look at the
+// trunk every period) until ctx ends. A failed look (a subport removed
+// between the look at the trunk and the look at the port, too) goes to
+// onErr and the next period tries again.
+func (a Agent) KeepTrunkWired(ctx context.Context, trunkID string, period time.Duration, onErr func(error)) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		if _, err := a.wireTrunk(ctx, trunkID); err != nil && ctx.Err() == nil && onErr != nil {
+			onErr(err)
 		}
-		rd = bytes.NewReader(b)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, a.Server.URL+"/v2.0"+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("agent stand-in: %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("agent stand-in: %s %s: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("agent stand-in: %s %s: status %d: %s", method, path, resp.StatusCode, raw)
-	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(raw, out)
 }
