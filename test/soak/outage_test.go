@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -46,18 +45,6 @@ const (
 	outageSettled = 20 * time.Second
 )
 
-func outageDuration(t *testing.T) time.Duration {
-	v := os.Getenv(OutageEnv)
-	if v == "" {
-		return defaultOutage
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < time.Minute {
-		t.Fatalf("%s=%q: want a Go duration of at least 1m (%v)", OutageEnv, v, err)
-	}
-	return d
-}
-
 // TestAPIServerOutageOfMinutes stops kube-apiserver (etcd kept) for
 // KURYR_APISERVER_OUTAGE (3m) on the all-in-one while pods with a
 // management and a DPDK interface run, kuryr-controller elects its leader
@@ -80,34 +67,17 @@ func TestAPIServerOutageOfMinutes(t *testing.T) {
 		t.Skip("SKIPPED: the outage lasts minutes (-short given)")
 	}
 	netnstest.RequireRoot(t)
-	outage := outageDuration(t)
+	outage := envDuration(t, OutageEnv, defaultOutage, time.Minute)
 	need := outage + settleBound + 5*time.Minute
-	if dl, ok := t.Deadline(); ok && time.Until(dl) < need {
-		t.Fatalf("go test's -timeout ends in %s, too soon for an outage of %s (%s=%s): give -timeout %s or more",
-			time.Until(dl).Round(time.Second), outage, OutageEnv, os.Getenv(OutageEnv), need)
-	}
+	needTime(t, need, outage, OutageEnv, "")
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), need)
 	defer cancel()
-	env, err := aio.Start(ctx, aio.Options{Log: os.Stderr, ControllerArgs: []string{
+	env := startEnv(ctx, t, aio.Options{Log: os.Stderr, ControllerArgs: []string{
 		// As deploy/kuryr-dpdk runs it (the all-in-one's default is off).
 		"--leader-elect=true", "--leader-election-namespace=kuryr-dpdk",
 		"--gc-period=30s",
-	}})
-	if err != nil {
-		t.Fatalf("start the all-in-one: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dst := filepath.Join(os.TempDir(), "kuryr-outage-logs-"+env.ID)
-			if err := env.SaveLogs(dst); err == nil {
-				t.Logf("the processes' logs are kept in %s", dst)
-			}
-		}
-		if err := env.Close(); err != nil {
-			t.Errorf("tear down the all-in-one: %v", err)
-		}
-	})
+	}}, "kuryr-outage-logs")
 	// The kubelet's part: a kuryr process that exits is started again.
 	superCtx, stopSupervising := context.WithCancel(context.Background())
 	t.Cleanup(stopSupervising) // before env.Close (cleanups run last first)
