@@ -539,7 +539,7 @@ func leaseTaken(env *aio.Env, back time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.Contains(line, "successfully acquired lease") || len(line) < 21 {
+		if !strings.Contains(line, "Successfully acquired lease") || len(line) < 21 {
 			continue
 		}
 		tod, err := time.ParseInLocation("15:04:05.000000", line[6:21], back.Location())
