@@ -53,8 +53,8 @@ test: deps build ## run every test (unit, root/netns, real kube-apiserver, real 
 	export KUBEBUILDER_ASSETS="$$assets" KURYR_NODE_BINS="$$nodebins" KURYR_MULTUS_BINS="$$multus" KURYR_VM_GUEST="$$guest" KURYR_AIO_BIN_DIR="$(abspath $(BIN))"; \
 	failed=""; \
 	$(GO) test -count=1 -timeout 30m $(TESTFLAGS) $$($(GO) list ./... | grep -v -e /test/realnode$$ -e /test/e2e$$ -e /test/vmpod -e /test/soak$$) || failed="$$failed ./..."; \
-	echo "go test -v ./test/realnode ./test/e2e ./test/soak (real containerd and kubelet calling kuryr-cni, directly and through real Multus, and the short fault soak; verbose, so the log shows the calls and the soak's table; one at a time)"; \
-	$(GO) test -p 1 -count=1 -timeout 20m -v $(TESTFLAGS) ./test/realnode ./test/e2e ./test/soak || failed="$$failed ./test/realnode+e2e+soak"; \
+	echo "go test -v ./test/realnode ./test/e2e ./test/soak (real containerd and kubelet calling kuryr-cni, directly and through real Multus, the short fault soak and the API server outage of KURYR_APISERVER_OUTAGE, 3m; verbose, so the log shows the calls and the audit tables; one at a time)"; \
+	$(GO) test -p 1 -count=1 -timeout 30m -v $(TESTFLAGS) ./test/realnode ./test/e2e ./test/soak || failed="$$failed ./test/realnode+e2e+soak"; \
 	echo "go test -v ./test/vmpod/... (kubelet and containerd in the node VM: a DPDK container, DRA claims, and nested-vlan against real Neutron; verbose, so the log shows the frames counted)"; \
 	$(GO) test -count=1 -timeout 10m -p 1 -v $(TESTFLAGS) ./test/vmpod/... || failed="$$failed ./test/vmpod/..."; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \

@@ -71,6 +71,20 @@ func serve(ctx context.Context, opts daemon.Options, draOpts dra.Options, m *man
 	if err := manager.AddProbes(mgr, func(*http.Request) error { return d.Ready() }); err != nil {
 		return err
 	}
+	kube, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	// Not ready while the API server does not answer: ADDs could not
+	// record what they plug (internal/daemon/apiserver.go).
+	readyz := func(ctx context.Context) error {
+		return kube.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+	}
+	if err := mgr.Add(runnable(func(ctx context.Context) error {
+		return d.WatchAPIServer(ctx, readyz, daemon.APIServerProbePeriod)
+	})); err != nil {
+		return err
+	}
 	// The start-up reconcile of checkpoints runs once the cache has
 	// synced; the socket listens meanwhile, and CNI requests wait for it.
 	if err := mgr.Add(runnable(func(ctx context.Context) error { return d.ReconcileAtStart(ctx, mgr.GetCache()) })); err != nil {
@@ -91,7 +105,7 @@ func serve(ctx context.Context, opts daemon.Options, draOpts dra.Options, m *man
 	if err := mgr.Add(runnable(func(ctx context.Context) error { return srv.Serve(ctx, ln) })); err != nil {
 		return err
 	}
-	if err := addDRA(mgr, opts, draOpts); err != nil {
+	if err := addDRA(mgr, kube, opts, draOpts); err != nil {
 		return err
 	}
 	klog.InfoS("starting kuryr-daemon", "version", version.Version, "node", opts.NodeName, "socket", opts.Socket, "primary", opts.Primary)
@@ -102,7 +116,7 @@ func serve(ctx context.Context, opts daemon.Options, draOpts dra.Options, m *man
 // (internal/dra) when --dra says so: by default where the kubelet's plugin
 // registry directory exists. It shares the daemon's node, sysfs root,
 // device-info root and device timeout.
-func addDRA(mgr ctrl.Manager, opts daemon.Options, draOpts dra.Options) error {
+func addDRA(mgr ctrl.Manager, kube kubernetes.Interface, opts daemon.Options, draOpts dra.Options) error {
 	if !draOpts.On() {
 		klog.InfoS("DRA kubelet plugin off", "dra", draOpts.Enabled, "registrarDir", draOpts.RegistrarDir)
 		return nil
@@ -112,10 +126,6 @@ func addDRA(mgr ctrl.Manager, opts daemon.Options, draOpts dra.Options) error {
 	// The manager's cache already watches the node's KuryrNode
 	// (daemon.CacheOptions): one watch for the daemon and the driver.
 	draOpts.NodeCache = mgr.GetCache()
-	kube, err := kubernetes.NewForConfig(mgr.GetConfig())
-	if err != nil {
-		return err
-	}
 	drv, err := dra.New(draOpts, mgr.GetConfig(), kube, mgr.GetScheme(), ctrl.Log.WithName("dra"))
 	if err != nil {
 		return err

@@ -71,6 +71,9 @@ func (g *GarbageCollector) Start(ctx context.Context) error {
 // Collect runs one round and returns how many pods' ports it released:
 // those of pods this round and the previous one found orphaned.
 func (g *GarbageCollector) Collect(ctx context.Context) (int, error) {
+	if err := g.r.waitIdentity(ctx); err != nil {
+		return 0, err
+	}
 	c := g.r.cluster()
 	listed := time.Now()
 	ports, err := g.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(c.name)}, ProjectID: g.r.cloud.ProjectID()})

@@ -50,6 +50,10 @@ type PodReconciler struct {
 	// *KuryrNode each last wrote.
 	nodeWrites, nodeCopies sync.Map
 	now                    func() time.Time
+	// identified is closed once opts.ClusterUID is known: given, or read
+	// by readIdentity. Everything that names the cluster's ports waits
+	// for it (waitIdentity).
+	identified chan struct{}
 }
 
 // NewPodReconciler builds the reconciler. reg may be nil (no metrics).
@@ -63,12 +67,17 @@ func NewPodReconciler(c client.Client, cloud Cloud, rec recorder.EventRecorder, 
 		client: c, cloud: cloud, recorder: rec, opts: opts,
 		nodes: ns, drivers: newDrivers(cloud, ns, slots, attached, m), nets: newNetCache(cloud),
 		metrics: m, creates: newPortCreates(cloud), slots: slots, attached: attached, now: time.Now,
+		identified: make(chan struct{}),
+	}
+	if opts.ClusterUID != "" {
+		close(r.identified)
 	}
 	r.pools = newPools(r)
 	return r
 }
 
-// cluster is the identity this controller's ports carry.
+// cluster is the identity this controller's ports carry; call it after
+// waitIdentity.
 func (r *PodReconciler) cluster() clusterIdentity {
 	return clusterIdentity{name: r.opts.ClusterID, uid: r.opts.ClusterUID}
 }
@@ -84,6 +93,55 @@ func ReadClusterUID(ctx context.Context, c client.Reader) (string, error) {
 		return "", fmt.Errorf("namespace %s has no UID", metav1.NamespaceSystem)
 	}
 	return string(ns.UID), nil
+}
+
+// identityRetry bounds the wait between two attempts of readIdentity.
+const identityRetry = 5 * time.Second
+
+// readIdentity reads the cluster's UID (ReadClusterUID) from c until it
+// succeeds or ctx ends, then lets everything waiting for it go on
+// (waitIdentity). It runs in the manager, once the controller leads: a
+// controller started while the API server is unreachable (restarted by its
+// kubelet during an outage, after losing its lease) waits here, serving
+// its health probes, instead of exiting into the kubelet's crash-loop
+// backoff, which would keep it down for minutes after the API server is
+// back. A refusal (403) is retried too: a kube-apiserver that has just
+// started answers some for under a second, before its RBAC caches fill;
+// one that lasts is a missing permission, logged as an error each time.
+func (r *PodReconciler) readIdentity(ctx context.Context, c client.Reader) error {
+	logger := log.FromContext(ctx).WithName("identity")
+	delay := 100 * time.Millisecond
+	for {
+		uid, err := ReadClusterUID(ctx, c)
+		switch {
+		case err == nil:
+			r.opts.ClusterUID = uid
+			close(r.identified)
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		case apierrors.IsForbidden(err):
+			logger.Error(err, "Refused the cluster's UID: nothing is reconciled until kuryr-controller may get namespace kube-system (deploy/kuryr-dpdk/rbac.yaml)", "retryIn", delay)
+		default:
+			logger.Info("Kubernetes API server not answering yet: the cluster's UID is not known, nothing is reconciled", "reason", err.Error(), "retryIn", delay)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, identityRetry)
+	}
+}
+
+// waitIdentity waits until the cluster's UID is known.
+func (r *PodReconciler) waitIdentity(ctx context.Context) error {
+	select {
+	case <-r.identified:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("the cluster's UID is not known yet: %w", ctx.Err())
+	}
 }
 
 // podDone says the pod has finished for good: none of its containers will
@@ -105,6 +163,9 @@ func (r *PodReconciler) wants(pod *corev1.Pod) bool {
 
 // Reconcile implements reconcile.Reconciler.
 func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if err := r.waitIdentity(ctx); err != nil {
+		return ctrl.Result{}, err
+	}
 	var pod *corev1.Pod
 	p := &corev1.Pod{}
 	if err := r.client.Get(ctx, req.NamespacedName, p); err == nil {

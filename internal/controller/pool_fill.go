@@ -27,6 +27,9 @@ const poolTick = time.Second
 func (ps *pools) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("pools")
 	ctx = log.IntoContext(ctx, logger)
+	if err := ps.r.waitIdentity(ctx); err != nil {
+		return nil // stopped before the cluster was known
+	}
 	for {
 		err := ps.rebuild(ctx)
 		if err == nil {

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -27,15 +28,16 @@ import (
 // host-network), their KuryrPods, and NADs (a NAD created or fixed wakes the
 // pods that wait for it).
 //
-// Unless Options.ClusterUID is set, it reads it first (kube-system's UID,
-// from the API server itself).
+// Unless Options.ClusterUID is set, the manager reads it once the
+// controller leads (kube-system's UID, from the API server itself; retried
+// until the API server answers: readIdentity), before anything is
+// reconciled.
 func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.opts.ClusterUID == "" {
-		uid, err := ReadClusterUID(context.Background(), mgr.GetAPIReader())
-		if err != nil {
-			return err
+		reader := mgr.GetAPIReader()
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return r.readIdentity(ctx, reader) })); err != nil {
+			return fmt.Errorf("add the cluster UID reader: %w", err)
 		}
-		r.opts.ClusterUID = uid
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.KuryrPod{}, indexWaitingFor, waitingForIndex); err != nil {
 		return fmt.Errorf("index KuryrPods by %s: %w", indexWaitingFor, err)

@@ -44,7 +44,10 @@ type Daemon struct {
 	// reconciled is closed when the start-up reconcile is done
 	// (ReconcileAtStart).
 	reconciled chan struct{}
-	log        logr.Logger
+	// api is what the last probe of the API server found
+	// (WatchAPIServer).
+	api apiServerState
+	log logr.Logger
 
 	parentMu sync.Mutex
 	parent   string
@@ -125,18 +128,19 @@ func (d *Daemon) Watch(ctx context.Context, c cache.Cache) error {
 	return nil
 }
 
-// Ready says whether the daemon can serve ADDs: its informers have synced
-// and its start-up reconcile is done.
+// Ready says whether the daemon can serve ADDs: its informers have synced,
+// its start-up reconcile is done, and the API server answers its probes
+// (WatchAPIServer; an ADD must record what it plugged).
 func (d *Daemon) Ready() error {
 	if !d.synced() {
 		return errors.New("kuryr-daemon is starting: informers not synced yet")
 	}
 	select {
 	case <-d.reconciled:
-		return nil
 	default:
 		return errReconciling
 	}
+	return d.api.unreachable(time.Now())
 }
 
 // CacheOptions restrict the daemon's informers to its own node: pods by

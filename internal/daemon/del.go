@@ -127,15 +127,33 @@ func (d *Daemon) Del(ctx context.Context, req *cniapi.Request) (err error) {
 		done = append(done, r.IfName)
 	}
 	if len(done) > 0 && req.Args.PodNamespace != "" && req.Args.PodName != "" {
-		key := types.NamespacedName{Namespace: req.Args.PodNamespace, Name: req.Args.PodName}
-		if err := d.recordUnplugged(ctx, key, types.UID(req.Args.PodUID), done); err != nil {
-			errs = append(errs, err)
-		}
+		d.reportUnplugged(ctx, req, done)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cniErr(cniapi.CodeTryAgainLater, "DEL of container %s: %v", req.ContainerID, err)
 	}
 	return nil
+}
+
+// delReportTimeout bounds DEL's report of what it unplugged.
+const delReportTimeout = 10 * time.Second
+
+// reportUnplugged tells the controller that the interfaces done are out of
+// the pod (Plugged → Active in the KuryrPod): it may release them in the
+// cloud now. A failed report does not fail the DEL, whose work is done: a
+// retried DEL finds no checkpoint left and could not report either, and
+// while the API server is unreachable (an outage) the runtime's DEL must
+// still succeed from the checkpoints alone. The KuryrPod then says Plugged
+// until the pod's next ADD records it again or, the pod deleted, the
+// controller releases its interfaces after its release grace.
+func (d *Daemon) reportUnplugged(ctx context.Context, req *cniapi.Request, done []string) {
+	ctx, cancel := context.WithTimeout(ctx, delReportTimeout)
+	defer cancel()
+	key := types.NamespacedName{Namespace: req.Args.PodNamespace, Name: req.Args.PodName}
+	if err := d.recordUnplugged(ctx, key, types.UID(req.Args.PodUID), done); err != nil {
+		d.log.Error(err, "DEL done, but the unplugged interfaces not recorded in the KuryrPod", "pod", key,
+			"container", req.ContainerID, "interfaces", done)
+	}
 }
 
 // Check implements cniapi.Handler: every attachment of the call is still as

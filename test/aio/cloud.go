@@ -171,6 +171,7 @@ func (e *Env) startDaemon(ctx context.Context, n *Node) error {
 	} else {
 		n.Daemon = e.newProcess("kuryr-daemon-"+n.Name, bin, args, nil)
 	}
+	n.DaemonProbes = "http://" + loopback(ports[1])
 	if err := e.startProc(n.Daemon); err != nil {
 		return err
 	}

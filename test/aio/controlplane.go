@@ -247,21 +247,37 @@ func (e *Env) daemonToken(ctx context.Context, n *Node) (string, error) {
 // again on the same address and etcd, and waits until it is ready. Every
 // client (kuryr's, the kubelets', the stand-ins') reconnects on its own.
 func (e *Env) RestartAPIServer(ctx context.Context) error {
-	if e.cp.api == nil {
-		return fmt.Errorf("restart kube-apiserver: environment %s runs none", e.ID)
-	}
 	start := time.Now()
-	if err := e.cp.api.kill(); err != nil {
+	if err := e.StopAPIServer(); err != nil {
 		return err
 	}
-	if err := e.cp.api.start(); err != nil {
-		return err
-	}
-	if err := waitHTTP(ctx, e.cp.api, e.cp.admin, e.cp.URL+"/readyz", 90*time.Second); err != nil {
+	if err := e.StartAPIServer(ctx); err != nil {
 		return err
 	}
 	e.logf("kube-apiserver killed and ready again in %.1f s", time.Since(start).Seconds())
 	return nil
+}
+
+// StopAPIServer kills kube-apiserver (SIGKILL, as a crash): an outage of
+// the API server until StartAPIServer. etcd and every other process keep
+// running; their requests to the API server are refused meanwhile.
+func (e *Env) StopAPIServer() error {
+	if e.cp.api == nil {
+		return fmt.Errorf("stop kube-apiserver: environment %s runs none", e.ID)
+	}
+	return e.cp.api.kill()
+}
+
+// StartAPIServer starts kube-apiserver again (after StopAPIServer) on the
+// same address and etcd, and waits until it is ready.
+func (e *Env) StartAPIServer(ctx context.Context) error {
+	if e.cp.api == nil {
+		return fmt.Errorf("start kube-apiserver: environment %s runs none", e.ID)
+	}
+	if err := e.cp.api.start(); err != nil {
+		return err
+	}
+	return waitHTTP(ctx, e.cp.api, e.cp.admin, e.cp.URL+"/readyz", 90*time.Second)
 }
 
 func writeKubeconfig(path, server string, ca []byte, user, token string) error {

@@ -41,6 +41,9 @@ type Timing struct {
 	Running time.Time
 	// Attempts counts CNI ADDs, failed ones included.
 	Attempts int
+	// LastAddError is the error of the last failed CNI ADD (the plugin's
+	// *types.Error, with its code), nil when none failed.
+	LastAddError error
 }
 
 // NetworkReady is the time from pod creation to the CNI ADD's return.
@@ -293,6 +296,9 @@ func (k *Kubelet) runSandbox(ctx context.Context, key string, pod *corev1.Pod) e
 	done := time.Now()
 	k.mu.Lock()
 	t.Attempts++
+	if err != nil {
+		t.LastAddError = err
+	}
 	k.mu.Unlock()
 	if err != nil {
 		delCtx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -397,6 +403,27 @@ func (k *Kubelet) killSandbox(ctx context.Context, key string, keepUID types.UID
 	delete(k.sandboxes, key)
 	k.mu.Unlock()
 	return nil
+}
+
+// StopSandbox tears the running sandbox of pod namespace/name down on the
+// node alone, as a runtime does when a sandbox dies (or `crictl stopp`):
+// CNI DEL, namespace removed, whether or not the API server answers. Like
+// the kubelet, the stand-in then starts a new sandbox for the pod (a new
+// ADD) from what it knows of the pod, retried with backoff until it
+// succeeds. It returns the stopped sandbox's ID (CNI_CONTAINERID).
+func (k *Kubelet) StopSandbox(ctx context.Context, namespace, name string) (string, error) {
+	key := namespace + "/" + name
+	k.mu.Lock()
+	sb, ok := k.sandboxes[key]
+	k.mu.Unlock()
+	if !ok {
+		return "", fmt.Errorf("pod %s has no sandbox on %s", key, k.node.Name)
+	}
+	if err := k.killSandbox(ctx, key, ""); err != nil {
+		return sb.id, err
+	}
+	k.queue.Add(key)
+	return sb.id, nil
 }
 
 func (k *Kubelet) removeAllNetNS() error {

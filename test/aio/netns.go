@@ -3,9 +3,11 @@ package aio
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
@@ -164,4 +166,55 @@ func Links(path string) (map[string]Link, error) {
 		return nil, fmt.Errorf("list the links in %s: %w", path, err)
 	}
 	return out, nil
+}
+
+// UDPReaches sends datagrams from the network namespace at from to ip, an
+// address of the namespace at to, and returns nil once one arrives there
+// within timeout: traffic between two pods' interfaces, through the nodes'
+// NICs and the fabric when the pods are on different nodes.
+func UDPReaches(from, to string, ip net.IP, timeout time.Duration) error {
+	var conn net.PacketConn
+	err := ns.WithNetNSPath(to, func(ns.NetNS) error {
+		var err error
+		conn, err = net.ListenPacket("udp4", net.JoinHostPort(ip.String(), "0"))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("listen on %s in %s: %w", ip, to, err)
+	}
+	defer conn.Close()
+	addr := conn.LocalAddr().String()
+	payload := []byte("kuryr-aio " + randomHex(4))
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 64)
+	for time.Now().Before(deadline) {
+		// One datagram a round: the first may wait for ARP.
+		err := ns.WithNetNSPath(from, func(ns.NetNS) error {
+			c, err := net.Dial("udp4", addr)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write(payload)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("send from %s to %s: %w", from, addr, err)
+		}
+		round := time.Now().Add(500 * time.Millisecond)
+		if round.After(deadline) {
+			round = deadline
+		}
+		_ = conn.SetReadDeadline(round)
+		for {
+			n, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				break // this round's wait is over
+			}
+			if string(buf[:n]) == string(payload) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("nothing sent from %s reached %s in %s within %s", from, addr, to, timeout)
 }

@@ -61,6 +61,10 @@ type Node struct {
 	// Daemon is the node's kuryr-daemon process (nil with NoKuryr, and on a
 	// real node, where it is the DaemonSet's pod: Env.DaemonPod).
 	Daemon *Process
+	// DaemonProbes is the base URL (http://127.0.0.1:port) of Daemon's
+	// /healthz (liveness) and /readyz (readiness), the endpoints the
+	// DaemonSet's probes ask.
+	DaemonProbes string
 	// Kubelet is the node's kubelet stand-in (nil on a real node).
 	Kubelet *Kubelet
 
@@ -487,7 +491,11 @@ func (e *Env) registerNode(ctx context.Context, n *Node) error {
 }
 
 // heartbeat renews the node's lease every 10 s, as a kubelet does, so that
-// the node lifecycle controller keeps it Ready.
+// the node lifecycle controller keeps it Ready; and, as the kubelet's
+// status sync does, it sets the Node's Ready condition back to True when
+// that controller has changed it (it marks a node Unknown whose lease it
+// has not seen renewed for its grace period, as after an outage of the API
+// server).
 func (e *Env) heartbeat(name string) {
 	leases := e.Clientset.CoordinationV1().Leases(corev1.NamespaceNodeLease)
 	tick := time.NewTicker(10 * time.Second)
@@ -505,6 +513,7 @@ func (e *Env) heartbeat(name string) {
 			l.Spec.RenewTime = &now
 			_, _ = leases.Update(ctx, l, metav1.UpdateOptions{})
 		}
+		e.keepReady(ctx, name)
 		cancel()
 		select {
 		case <-e.ctx.Done():
@@ -514,6 +523,27 @@ func (e *Env) heartbeat(name string) {
 		if n := e.Node(name); n != nil && n.Deleted() {
 			return
 		}
+	}
+}
+
+// keepReady sets Node name's Ready condition to True if it is not.
+func (e *Env) keepReady(ctx context.Context, name string) {
+	nodes := e.Clientset.CoreV1().Nodes()
+	node, err := nodes.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return
+	}
+	for i, c := range node.Status.Conditions {
+		if c.Type != corev1.NodeReady || c.Status == corev1.ConditionTrue {
+			continue
+		}
+		now := metav1.Now()
+		node.Status.Conditions[i] = corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+			Message: "kubelet stand-in of kuryr-aio is posting ready status", LastHeartbeatTime: now, LastTransitionTime: now}
+		if _, err := nodes.UpdateStatus(ctx, node, metav1.UpdateOptions{}); err == nil {
+			e.logf("node %s: Ready was %s (%s); set back to True, as its kubelet would", name, c.Status, c.Reason)
+		}
+		return
 	}
 }
 

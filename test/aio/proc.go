@@ -77,6 +77,11 @@ func (p *Process) exited() bool {
 	}
 }
 
+// Start runs the program again once it has exited (a crash, an exit on
+// error), as the kubelet restarts a pod's container: same arguments, same
+// log (appended to).
+func (p *Process) Start() error { return p.start() }
+
 // Pid is the running process's ID, 0 when it is not running.
 func (p *Process) Pid() int {
 	p.mu.Lock()

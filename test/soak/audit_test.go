@@ -16,6 +16,8 @@ import (
 // report is the audit: per layer the most it held during the run and what
 // it holds now (aio.Env.Traces), and the counts that failed.
 type report struct {
+	// title heads the table, up to the settle time; the soak's when empty.
+	title   string
 	settled time.Duration
 	rows    []row
 	traces  []aio.Trace
@@ -69,6 +71,18 @@ func (s *soak) audit(settled time.Duration) report {
 
 func (r report) clean() bool { return len(r.traces) == 0 && len(r.errs) == 0 }
 
+// unexercised names the layers a pod of the run uses that never held
+// anything during it: the run did not exercise them.
+func (r report) unexercised() []error {
+	var errs []error
+	for _, row := range r.rows {
+		if row.mustSee && row.peak == 0 {
+			errs = append(errs, fmt.Errorf("layer %q never held anything during the run: the run did not exercise it", row.layer))
+		}
+	}
+	return errs
+}
+
 // details names every leftover and failed count.
 func (r report) details() []string {
 	var out []string
@@ -85,7 +99,11 @@ func (r report) details() []string {
 // be zero.
 func (r report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "soak audit (faults off, pods deleted, settle %.1f s):\n", r.settled.Seconds())
+	title := r.title
+	if title == "" {
+		title = "soak audit (faults off, pods deleted"
+	}
+	fmt.Fprintf(&b, "%s, settle %.1f s):\n", title, r.settled.Seconds())
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "layer\tpeak during run\tleftover\t")
 	for _, row := range r.rows {

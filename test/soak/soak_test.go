@@ -48,15 +48,51 @@ const (
 )
 
 func soakDuration(t *testing.T) time.Duration {
-	v := os.Getenv(DurationEnv)
+	return envDuration(t, DurationEnv, defaultDuration, 30*time.Second)
+}
+
+// envDuration is the Go duration in the environment variable name, def
+// when it is unset; the test fails on one shorter than least.
+func envDuration(t *testing.T, name string, def, least time.Duration) time.Duration {
+	v := os.Getenv(name)
 	if v == "" {
-		return defaultDuration
+		return def
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d < 30*time.Second {
-		t.Fatalf("%s=%q: want a Go duration of at least 30s (%v)", DurationEnv, v, err)
+	if err != nil || d < least {
+		t.Fatalf("%s=%q: want a Go duration of at least %s (%v)", name, v, least, err)
 	}
 	return d
+}
+
+// needTime fails the test unless go test's -timeout leaves it need for a
+// run of d (from the environment variable name).
+func needTime(t *testing.T, need, d time.Duration, name, hint string) {
+	if dl, ok := t.Deadline(); ok && time.Until(dl) < need {
+		t.Fatalf("go test's -timeout ends in %s, too soon for a run of %s (%s=%s): give -timeout %s or more%s",
+			time.Until(dl).Round(time.Second), d, name, os.Getenv(name), need, hint)
+	}
+}
+
+// startEnv starts the all-in-one and tears it down when the test ends,
+// keeping the processes' logs in <temp>/<logs>-<id> if it failed.
+func startEnv(ctx context.Context, t *testing.T, opts aio.Options, logs string) *aio.Env {
+	env, err := aio.Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("start the all-in-one: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dst := filepath.Join(os.TempDir(), logs+"-"+env.ID)
+			if err := env.SaveLogs(dst); err == nil {
+				t.Logf("the processes' logs are kept in %s", dst)
+			}
+		}
+		if err := env.Close(); err != nil {
+			t.Errorf("tear down the all-in-one: %v", err)
+		}
+	})
+	return env
 }
 
 // TestSoak: for the soak's duration, under faults, kills, an API server
@@ -70,32 +106,15 @@ func TestSoak(t *testing.T) {
 	}
 	netnstest.RequireRoot(t)
 	d := soakDuration(t)
-	if dl, ok := t.Deadline(); ok && time.Until(dl) < d+settleBound+3*time.Minute {
-		t.Fatalf("go test's -timeout ends in %s, too soon for a soak of %s (%s=%s): give -timeout %s or more (make soak gives 0, none)",
-			time.Until(dl).Round(time.Second), d, DurationEnv, os.Getenv(DurationEnv), d+settleBound+3*time.Minute)
-	}
+	needTime(t, d+settleBound+3*time.Minute, d, DurationEnv, " (make soak gives 0, none)")
 	ctx, cancel := context.WithTimeout(context.Background(), d+settleBound+10*time.Minute)
 	defer cancel()
-	env, err := aio.Start(ctx, aio.Options{Nodes: 3, Log: os.Stderr, ControllerArgs: []string{
+	env := startEnv(ctx, t, aio.Options{Nodes: 3, Log: os.Stderr, ControllerArgs: []string{
 		"--os-request-timeout=" + requestTimeout.String(),
 		// As short as the settle allows: an orphan is released on its
 		// second sighting.
 		"--gc-period=30s",
-	}})
-	if err != nil {
-		t.Fatalf("start the all-in-one: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			dst := filepath.Join(os.TempDir(), "kuryr-soak-logs-"+env.ID)
-			if err := env.SaveLogs(dst); err == nil {
-				t.Logf("the processes' logs are kept in %s", dst)
-			}
-		}
-		if err := env.Close(); err != nil {
-			t.Errorf("tear down the all-in-one: %v", err)
-		}
-	})
+	}}, "kuryr-soak-logs")
 	if err := env.CreateNADs(ctx, namespace); err != nil {
 		t.Fatal(err)
 	}

@@ -89,9 +89,11 @@ func daemonObjects(t *testing.T, args []string) (*corev1.ConfigMap, *appsv1.Daem
 				corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: "6443"})
 			c.Args = append(c.Args, "--primary", "--device-timeout=60s", "-v=2")
 			c.Args = append(c.Args, args...)
-			// A busy TCG guest answers slower than the probe's default 1 s.
-			if p := c.LivenessProbe; p != nil {
-				p.TimeoutSeconds, p.PeriodSeconds, p.FailureThreshold = 10, 10, 6
+			// A busy TCG guest answers slower than the probes' default 1 s.
+			for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+				if p != nil {
+					p.TimeoutSeconds, p.PeriodSeconds, p.FailureThreshold = 10, 10, 6
+				}
 			}
 		}
 	}

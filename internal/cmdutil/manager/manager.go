@@ -8,12 +8,18 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cmdutil"
 )
 
@@ -68,8 +74,8 @@ func (f *Flags) Validate() error {
 }
 
 // New builds the manager: cmdutil.Scheme's types, the client of the flags, the
-// metrics, probe and pprof addresses of the flags, and the rest from opts
-// (cache, leader election).
+// metrics, probe and pprof addresses of the flags, RESTMapper unless opts
+// names another, and the rest from opts (cache, leader election).
 func (f *Flags) New(opts ctrl.Options) (ctrl.Manager, error) {
 	scheme, err := cmdutil.Scheme()
 	if err != nil {
@@ -86,11 +92,34 @@ func (f *Flags) New(opts ctrl.Options) (ctrl.Manager, error) {
 	}
 	opts.HealthProbeBindAddress = f.ProbeAddr
 	opts.PprofBindAddress = f.PprofAddr
+	if opts.MapperProvider == nil {
+		opts.MapperProvider = RESTMapper
+	}
 	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
 	return mgr, nil
+}
+
+// RESTMapper is the managers' RESTMapper: kuryr-dpdk's own kinds
+// (v1alpha1.AddToRESTMapper) without asking the API server, every other kind
+// discovered from it when first needed (controller-runtime's dynamic
+// mapper). Setting the binaries up makes informers of the own kinds (an
+// index of KuryrPods, the daemon's KuryrPod and KuryrNode handlers), which
+// needs their mappings: with the dynamic mapper alone a kuryr-controller or
+// kuryr-daemon started while the API server is unreachable (restarted by its
+// kubelet during an outage) failed there and exited, again and again, into
+// the kubelet's crash-loop backoff. Now it starts and waits for the API
+// server.
+func RESTMapper(cfg *rest.Config, hc *http.Client) (meta.RESTMapper, error) {
+	dynamic, err := apiutil.NewDynamicRESTMapper(cfg, hc)
+	if err != nil {
+		return nil, err
+	}
+	own := meta.NewDefaultRESTMapper([]schema.GroupVersion{v1alpha1.GroupVersion})
+	v1alpha1.AddToRESTMapper(own)
+	return meta.FirstHitRESTMapper{MultiRESTMapper: meta.MultiRESTMapper{own, dynamic}}, nil
 }
 
 // AddProbes serves /healthz (the check "ping": the process answers) and
