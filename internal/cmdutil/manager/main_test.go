@@ -9,4 +9,6 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &env, testenv.Options{})) }
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, &env, testenv.Options{CRDDirectoryPaths: []string{"../../../deploy/crds", "../../../deploy/third-party"}}))
+}

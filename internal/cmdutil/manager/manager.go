@@ -103,7 +103,8 @@ func (f *Flags) New(opts ctrl.Options) (ctrl.Manager, error) {
 }
 
 // RESTMapper is the managers' RESTMapper: kuryr-dpdk's own kinds
-// (v1alpha1.AddToRESTMapper) without asking the API server, every other kind
+// (v1alpha1.AddToRESTMapper) and the built-in ones the binaries use
+// (BuiltinKinds) without asking the API server, every other kind
 // discovered from it when first needed (controller-runtime's dynamic
 // mapper). Setting the binaries up makes informers of the own kinds (an
 // index of KuryrPods, the daemon's KuryrPod and KuryrNode handlers), which
@@ -119,7 +120,38 @@ func RESTMapper(cfg *rest.Config, hc *http.Client) (meta.RESTMapper, error) {
 	}
 	own := meta.NewDefaultRESTMapper([]schema.GroupVersion{v1alpha1.GroupVersion})
 	v1alpha1.AddToRESTMapper(own)
+	for gvk, scope := range BuiltinKinds {
+		plural, singular := meta.UnsafeGuessKindToResource(gvk)
+		if r, ok := irregularPlurals[gvk]; ok {
+			plural = gvk.GroupVersion().WithResource(r)
+		}
+		own.AddSpecific(gvk, plural, singular, scope)
+	}
 	return meta.FirstHitRESTMapper{MultiRESTMapper: meta.MultiRESTMapper{own, dynamic}}, nil
+}
+
+// BuiltinKinds are the built-in kinds kuryr-controller and kuryr-daemon
+// watch, read or write through their managers, with their scopes: mapped
+// without discovery as the own kinds are (a daemon's informer of its
+// node's pods needs the Pod's mapping while it sets itself up). The
+// test checks each against a real API server's discovery.
+var BuiltinKinds = map[schema.GroupVersionKind]meta.RESTScope{
+	{Version: "v1", Kind: "Pod"}:                                                   meta.RESTScopeNamespace,
+	{Version: "v1", Kind: "Node"}:                                                  meta.RESTScopeRoot,
+	{Version: "v1", Kind: "Namespace"}:                                             meta.RESTScopeRoot,
+	{Version: "v1", Kind: "Event"}:                                                 meta.RESTScopeNamespace,
+	{Group: "events.k8s.io", Version: "v1", Kind: "Event"}:                         meta.RESTScopeNamespace,
+	{Group: "coordination.k8s.io", Version: "v1", Kind: "Lease"}:                   meta.RESTScopeNamespace,
+	{Group: "resource.k8s.io", Version: "v1", Kind: "ResourceClaim"}:               meta.RESTScopeNamespace,
+	{Group: "resource.k8s.io", Version: "v1", Kind: "ResourceSlice"}:               meta.RESTScopeRoot,
+	{Group: "resource.k8s.io", Version: "v1", Kind: "DeviceClass"}:                 meta.RESTScopeRoot,
+	{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"}: meta.RESTScopeNamespace,
+}
+
+// irregularPlurals are the resources of BuiltinKinds that are not the kind
+// lower-cased with an s.
+var irregularPlurals = map[schema.GroupVersionKind]string{
+	{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"}: "network-attachment-definitions",
 }
 
 // AddProbes serves /healthz (the check "ping": the process answers) and
