@@ -77,7 +77,7 @@ test-vm: ## only the real node VM tests (QEMU guest: hot-plug, bind, testpmd; ku
 	hack/vm/test.sh
 
 .PHONY: bench
-bench: ## the all-in-one bench (root): N=1,10,100 pods, zero and realistic cloud latency; KURYR_BENCH_SIZES/PROFILES/DPDK_POOL; results/
+bench: ## the all-in-one bench (root): N=1,10,100 pods, zero and realistic cloud latency; KURYR_BENCH_SIZES/PROFILES/DPDK_POOL/POOLS; results/
 	@hack/bench/aio.sh
 
 .PHONY: bench-neutron

@@ -10,8 +10,11 @@
 # Environment: KURYR_BENCH_SIZES (default 1,10,100; N or N:NODES, 1000 → 50
 # nodes), KURYR_BENCH_PROFILES (default zero,realistic), KURYR_BENCH_TIMEOUT
 # (per run, default 10m), KURYR_BENCH_OUT (default results/<UTC>-aio),
-# KURYR_BENCH_DPDK_POOL (warm DPDK pools on every node before the pods:
-# "auto", sized for the pods per node, or "MIN,MAX[,BATCH]"; default none),
+# KURYR_BENCH_DPDK_POOL (warm pools on every node before the pods, each of
+# that size: "auto", sized for the pods per node, or "MIN,MAX[,BATCH]";
+# default none), KURYR_BENCH_POOLS (with KURYR_BENCH_DPDK_POOL, which
+# interfaces are pooled: "all", eth0, the management network and dpdk0,
+# the default; or "dpdk", dpdk0 only),
 # KURYR_BENCH_CPU_SECONDS (CPU profiles of the controller and one daemon in
 # zero-profile runs, over that many seconds from the first pod create;
 # default 30, 0 for none).
@@ -39,6 +42,6 @@ make --no-print-directory build >&2
 log "2/3 kube-apiserver and etcd (cached after the first build)"
 assets=$(hack/build-kube-bins.sh | tail -n1)
 export KUBEBUILDER_ASSETS=$assets
-log "3/3 benchmark: sizes $sizes, profiles $profiles, DPDK pools ${KURYR_BENCH_DPDK_POOL:-none}, results in $out"
+log "3/3 benchmark: sizes $sizes, profiles $profiles, pools ${KURYR_BENCH_DPDK_POOL:-none} (${KURYR_BENCH_POOLS:-all}), results in $out"
 exec bin/bench-aio --sizes "$sizes" --profiles "$profiles" --run-timeout "$timeout" --out "$out" --bin-dir bin \
-	--dpdk-pool "${KURYR_BENCH_DPDK_POOL:-}" --cpu-profile-seconds "${KURYR_BENCH_CPU_SECONDS:-30}"
+	--dpdk-pool "${KURYR_BENCH_DPDK_POOL:-}" --pools "${KURYR_BENCH_POOLS:-all}" --cpu-profile-seconds "${KURYR_BENCH_CPU_SECONDS:-30}"

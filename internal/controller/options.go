@@ -88,13 +88,48 @@ type PoolOptions struct {
 	// attaches them ahead of any pod or claim); a Node's
 	// kuryr-dpdk.io/dpdk-pool-size annotation overrides it for that node.
 	NestedDPDK PoolSize `json:"nestedDPDK"`
-	// NestedDPDKNetworks are the DPDK pools made on every node ahead of
-	// any consumer (sized by NestedDPDK and the node's annotation): a
-	// cluster whose pods ask for DPDK ports only through DRA claims needs
-	// them, since otherwise a pool is made by the first pod that misses
-	// it on the CNI path. A pod's interface takes from one of them when
-	// its subnet and security groups are the same.
-	NestedDPDKNetworks []PoolNetwork `json:"nestedDPDKNetworks,omitempty"`
+	// NestedVLANNetworks, NestedMACVLANNetworks and NestedDPDKNetworks
+	// are the pools made on every node ahead of any consumer, per driver
+	// (sized by that driver's PoolSize and the node's annotation);
+	// otherwise a pool is made by the first pod that misses it. A cluster
+	// whose pods ask for DPDK ports only through DRA claims needs
+	// NestedDPDKNetworks. A pod's interface takes from a declared pool
+	// when its driver, subnet and security groups are the same; a
+	// declared network that names no security groups gets
+	// podSecurityGroups, as a pod's network that names none does.
+	NestedVLANNetworks    []PoolNetwork `json:"nestedVLANNetworks,omitempty"`
+	NestedMACVLANNetworks []PoolNetwork `json:"nestedMACVLANNetworks,omitempty"`
+	NestedDPDKNetworks    []PoolNetwork `json:"nestedDPDKNetworks,omitempty"`
+}
+
+// driverPools is one driver's pool settings: its size, its declared
+// networks and the name of its size field in the config file.
+type driverPools struct {
+	field    string
+	driver   v1alpha1.Driver
+	size     PoolSize
+	networks []PoolNetwork
+}
+
+// byDriver lists every driver's pool settings, in a fixed order (the
+// errors of Validate come out the same every run).
+func (o PoolOptions) byDriver() []driverPools {
+	return []driverPools{
+		{"pools.nestedVLAN", v1alpha1.DriverNestedVLAN, o.NestedVLAN, o.NestedVLANNetworks},
+		{"pools.nestedMACVLAN", v1alpha1.DriverNestedMACVLAN, o.NestedMACVLAN, o.NestedMACVLANNetworks},
+		{"pools.nestedDPDK", v1alpha1.DriverNestedDPDK, o.NestedDPDK, o.NestedDPDKNetworks},
+	}
+}
+
+// declaredGroups are the security groups of the ports of declared pool
+// network n: its own, else the pod default, which is what a pod's
+// interface on that network asks for (networks.Plan), so that the pool's
+// key is the one the pod looks for.
+func (o *Options) declaredGroups(n PoolNetwork) []string {
+	if len(n.SecurityGroups) > 0 {
+		return n.SecurityGroups
+	}
+	return o.PodSecurityGroups
 }
 
 // PoolNetwork names the ports of one declared pool.
@@ -285,25 +320,27 @@ func (o *Options) Validate() error {
 	if o.HotplugSlots < 0 || o.HotplugSlots > maxHotplugSlots {
 		bad("hotplugSlots", "%d must be within 0..%d", o.HotplugSlots, maxHotplugSlots)
 	}
-	// A slice, not a map: the errors come out in the same order every run.
-	for _, p := range []struct {
-		name string
-		size PoolSize
-	}{{"pools.nestedVLAN", o.Pools.NestedVLAN}, {"pools.nestedMACVLAN", o.Pools.NestedMACVLAN}, {"pools.nestedDPDK", o.Pools.NestedDPDK}} {
-		if err := p.size.validate(); err != nil {
-			bad(p.name+err.field, "%s", err.msg)
+	for _, d := range o.Pools.byDriver() {
+		if err := d.size.validate(); err != nil {
+			bad(d.field+err.field, "%s", err.msg)
 		}
-	}
-	if len(o.Pools.NestedDPDKNetworks) > 0 && !o.Pools.NestedDPDK.on() {
-		bad("pools.nestedDPDKNetworks", "needs pools.nestedDPDK (its size; max 0 turns the DPDK pools off)")
-	}
-	for i, n := range o.Pools.NestedDPDKNetworks {
-		if !netconf.ValidNeutronID(n.SubnetID) {
-			bad(fmt.Sprintf("pools.nestedDPDKNetworks[%d].subnetID", i), "%q is not a Neutron ID", n.SubnetID)
+		nets := d.field + "Networks"
+		if len(d.networks) > 0 && !d.size.on() {
+			bad(nets, "needs %s (its size; max 0 turns the %s pools off)", d.field, d.driver)
 		}
-		for j, g := range n.SecurityGroups {
-			if !netconf.ValidNeutronID(g) {
-				bad(fmt.Sprintf("pools.nestedDPDKNetworks[%d].securityGroups[%d]", i, j), "%q is not a Neutron ID", g)
+		for i, n := range d.networks {
+			if !netconf.ValidNeutronID(n.SubnetID) {
+				bad(fmt.Sprintf("%s[%d].subnetID", nets, i), "%q is not a Neutron ID", n.SubnetID)
+			}
+			for j, g := range n.SecurityGroups {
+				if !netconf.ValidNeutronID(g) {
+					bad(fmt.Sprintf("%s[%d].securityGroups[%d]", nets, i, j), "%q is not a Neutron ID", g)
+				}
+			}
+			// A pod's interface with no security groups is never pooled
+			// (pools.eligible); a claim takes a DPDK port whatever they are.
+			if d.driver != v1alpha1.DriverNestedDPDK && len(o.declaredGroups(n)) == 0 {
+				bad(fmt.Sprintf("%s[%d].securityGroups", nets, i), "empty and podSecurityGroups empty: no pod could take a port of this pool")
 			}
 		}
 	}

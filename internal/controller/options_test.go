@@ -89,27 +89,53 @@ func TestOptionsPools(t *testing.T) {
 	}
 }
 
-// TestOptionsDPDKPoolNetworks: pools.nestedDPDKNetworks loads from the
-// file, and is refused without pools.nestedDPDK or with IDs that are not
-// Neutron's, each error naming its field.
-func TestOptionsDPDKPoolNetworks(t *testing.T) {
+// TestOptionsPoolNetworks: the declared pools of every driver
+// (pools.nested{VLAN,MACVLAN,DPDK}Networks) load from the file, and are
+// refused without their driver's size, with IDs that are not Neutron's,
+// or (nested-vlan, nested-macvlan) with no security groups when
+// podSecurityGroups is empty too, each error naming its field.
+func TestOptionsPoolNetworks(t *testing.T) {
 	t.Parallel()
 	const subnet, sg = "6e8a7f52-1c2b-4d3e-9f40-5a6b7c8d9e0f", "0f1e2d3c-4b5a-4968-8776-655443322110"
 	p := filepath.Join(t.TempDir(), "pools.yaml")
-	must(t, os.WriteFile(p, []byte("pools:\n  nestedDPDK: {min: 1, max: 2, batch: 2}\n  nestedDPDKNetworks:\n  - subnetID: "+subnet+"\n    securityGroups: ["+sg+"]\n"), 0o600))
+	var conf strings.Builder
+	conf.WriteString("pools:\n")
+	for _, d := range []string{"nestedVLAN", "nestedMACVLAN", "nestedDPDK"} {
+		conf.WriteString("  " + d + ": {min: 1, max: 2, batch: 2}\n  " + d + "Networks:\n  - subnetID: " + subnet + "\n    securityGroups: [" + sg + "]\n")
+	}
+	must(t, os.WriteFile(p, []byte(conf.String()), 0o600))
 	o := Defaults()
 	must(t, o.LoadFile(p))
-	if len(o.Pools.NestedDPDKNetworks) != 1 || o.Pools.NestedDPDKNetworks[0].SubnetID != subnet || !slices.Equal(o.Pools.NestedDPDKNetworks[0].SecurityGroups, []string{sg}) {
-		t.Fatalf("loaded %+v", o.Pools)
+	want := []PoolNetwork{{SubnetID: subnet, SecurityGroups: []string{sg}}}
+	for _, d := range o.Pools.byDriver() {
+		if !slices.EqualFunc(d.networks, want, func(a, b PoolNetwork) bool {
+			return a.SubnetID == b.SubnetID && slices.Equal(a.SecurityGroups, b.SecurityGroups)
+		}) {
+			t.Fatalf("%sNetworks loaded as %+v", d.field, d.networks)
+		}
 	}
 	must(t, o.Validate())
-	o.Pools.NestedDPDKNetworks = append(o.Pools.NestedDPDKNetworks, PoolNetwork{SubnetID: "../x", SecurityGroups: []string{"default"}})
+	bad := PoolNetwork{SubnetID: "../x", SecurityGroups: []string{"default"}}
+	o.Pools.NestedVLANNetworks = append(o.Pools.NestedVLANNetworks, bad)
+	o.Pools.NestedMACVLANNetworks = append(o.Pools.NestedMACVLANNetworks, PoolNetwork{SubnetID: subnet})
+	o.Pools.NestedDPDKNetworks = append(o.Pools.NestedDPDKNetworks, bad, PoolNetwork{SubnetID: subnet})
 	o.Pools.NestedDPDK = PoolSize{}
 	err := o.Validate()
-	for _, field := range []string{"pools.nestedDPDKNetworks:", "pools.nestedDPDKNetworks[1].subnetID:", "pools.nestedDPDKNetworks[1].securityGroups[0]:"} {
+	for _, field := range []string{"pools.nestedVLANNetworks[1].subnetID:", "pools.nestedVLANNetworks[1].securityGroups[0]:",
+		"pools.nestedMACVLANNetworks[1].securityGroups: empty and podSecurityGroups empty",
+		"pools.nestedDPDKNetworks:", "pools.nestedDPDKNetworks[1].subnetID:", "pools.nestedDPDKNetworks[1].securityGroups[0]:"} {
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("error %v does not name %s", err, field)
 		}
+	}
+	// A DPDK pool with no groups serves claims; one of the other drivers
+	// takes podSecurityGroups.
+	if err != nil && strings.Contains(err.Error(), "pools.nestedDPDKNetworks[2]") {
+		t.Errorf("error %v refuses a DPDK network without security groups", err)
+	}
+	o.PodSecurityGroups = []string{sg}
+	if err := o.Validate(); err != nil && strings.Contains(err.Error(), "pools.nestedMACVLANNetworks[1]") {
+		t.Errorf("with podSecurityGroups set, error %v still refuses a network without its own", err)
 	}
 }
 

@@ -245,10 +245,23 @@ func (ps *pools) eligible(node nodeInfo, req v1alpha1.InterfaceRequest) (poolKey
 		req.PortSecurityEnabled != nil || len(req.AllowedAddressPairs) > 0 {
 		return poolKey{}, false
 	}
-	if req.Driver == v1alpha1.DriverNestedVLAN && node.TrunkID == "" || req.Driver == v1alpha1.DriverNestedDPDK && node.ServerID == "" {
+	if nodeHoldsPools(node, req.Driver) != nil {
 		return poolKey{}, false
 	}
 	return newPoolKey(node.Name, req.Driver, req.SubnetID, req.SecurityGroups), true
+}
+
+// nodeHoldsPools says why node cannot hold pools of driver d (nil: it
+// can): nested-vlan ports are subports of the VM port's trunk, nested-dpdk
+// ports are attached to its Nova server.
+func nodeHoldsPools(node nodeInfo, d v1alpha1.Driver) error {
+	switch {
+	case d == v1alpha1.DriverNestedVLAN && node.TrunkID == "":
+		return fmt.Errorf("node %s's port is not a trunk parent: no nested-vlan pool", node.Name)
+	case d == v1alpha1.DriverNestedDPDK && node.ServerID == "":
+		return fmt.Errorf("node %s has no Nova server: no nested-dpdk pool", node.Name)
+	}
+	return nil
 }
 
 // errWaitPool says a nested-dpdk interface missed its pool while the pool

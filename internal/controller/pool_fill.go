@@ -225,6 +225,11 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 		// given back still attached are checked below all the same.
 		n = 0
 	}
+	if err := nodeHoldsPools(node, key.driver); n > 0 && err != nil {
+		// A declared pool on a node that cannot wire its ports: none is
+		// made (no pod would take one, pools.eligible).
+		errs, n = append(errs, err), 0
+	}
 	if n > 0 && key.driver == v1alpha1.DriverNestedDPDK {
 		// Never plan past the VM's hot-plug slots: a port made for none
 		// would wait unattached.
@@ -475,22 +480,29 @@ func poolPortName(node string) string {
 	return n
 }
 
-// declare makes the pools of pools.nestedDPDKNetworks on every node that
-// has none yet (once the pools are rebuilt from Neutron, so that a
-// restart adopts the ports it made before): they are filled like any
-// other, ahead of any pod or claim. A node whose DPDK pools are off (its
-// annotation "0,0") gets none.
+// declare makes the declared pools (pools.nestedVLANNetworks,
+// nestedMACVLANNetworks, nestedDPDKNetworks) on every node that has none
+// yet (once the pools are rebuilt from Neutron, so that a restart adopts
+// the ports it made before): they are filled like any other, ahead of any
+// pod or claim. A node whose pools of a driver are off (its annotation
+// "0,0") gets none of that driver. A declared pool's key is the one a
+// pod's interface on that network looks for (declaredGroups).
 func (ps *pools) declare(ctx context.Context) {
-	nets := ps.r.opts.Pools.NestedDPDKNetworks
+	var drivers []driverPools
+	for _, d := range ps.r.opts.Pools.byDriver() {
+		if len(d.networks) > 0 {
+			drivers = append(drivers, d)
+		}
+	}
 	ps.mu.Lock()
 	loaded := ps.loaded
 	ps.mu.Unlock()
-	if len(nets) == 0 || !loaded {
+	if len(drivers) == 0 || !loaded {
 		return
 	}
 	var nodes corev1.NodeList
 	if err := ps.r.client.List(ctx, &nodes); err != nil {
-		log.FromContext(ctx).Info("declared DPDK pools not made yet", "reason", err.Error())
+		log.FromContext(ctx).Info("declared pools not made yet", "reason", err.Error())
 		return
 	}
 	for i := range nodes.Items {
@@ -498,17 +510,19 @@ func (ps *pools) declare(ctx context.Context) {
 		if n.DeletionTimestamp != nil {
 			continue
 		}
-		size := ps.sizeFor(ctx, n, v1alpha1.DriverNestedDPDK)
-		if !size.on() {
-			continue
-		}
-		ps.mu.Lock()
-		for _, net := range nets {
-			key := newPoolKey(n.Name, v1alpha1.DriverNestedDPDK, net.SubnetID, net.SecurityGroups)
-			if ps.byKey[key] == nil {
-				ps.byKey[key] = newPool(size)
+		for _, d := range drivers {
+			size := ps.sizeFor(ctx, n, d.driver)
+			if !size.on() {
+				continue
 			}
+			ps.mu.Lock()
+			for _, net := range d.networks {
+				key := newPoolKey(n.Name, d.driver, net.SubnetID, ps.r.opts.declaredGroups(net))
+				if ps.byKey[key] == nil {
+					ps.byKey[key] = newPool(size)
+				}
+			}
+			ps.mu.Unlock()
 		}
-		ps.mu.Unlock()
 	}
 }

@@ -393,3 +393,64 @@ func TestPoolMACVLANAndNodeGone(t *testing.T) {
 		t.Fatalf("the pod's pooled port %s was released with the node's pool", taken)
 	}
 }
+
+// TestPoolDeclaredTakenByPod: pools.nestedVLANNetworks and
+// pools.nestedMACVLANNetworks make each node's pool at start, before any
+// pod, filled with one bulk create; a declared network that names no
+// security groups gets podSecurityGroups, so the first pod's eth0 (same
+// driver, subnet and default groups) takes a port of the declared pool
+// with one Neutron call (its owner tag) and no second pool is made. Min
+// 1 of 2: the take leaves the pool at its min, so no refill's calls mix
+// with the pod's.
+func TestPoolDeclaredTakenByPod(t *testing.T) {
+	for _, d := range []v1alpha1.Driver{v1alpha1.DriverNestedVLAN, v1alpha1.DriverNestedMACVLAN} {
+		t.Run(string(d), func(t *testing.T) {
+			f := newFixture(t, 1)
+			node := f.ns + "-node-0"
+			f.opts.DefaultDriver = d
+			size, nets := PoolSize{Min: 1, Max: 2, Batch: 2}, []PoolNetwork{{SubnetID: f.podSubnet}}
+			if d == v1alpha1.DriverNestedVLAN {
+				f.opts.Pools.NestedVLAN, f.opts.Pools.NestedVLANNetworks = size, nets
+			} else {
+				f.opts.Pools.NestedMACVLAN, f.opts.Pools.NestedMACVLANNetworks = size, nets
+			}
+			// The pod's path is counted without the parent lookups of the
+			// other tests' nodes (the API server is shared; the pools are
+			// declared on every node, and those are not in this cloud).
+			server := f.servers[node].Server.ID
+			var calls atomic.Int64
+			f.interpose(5*time.Second, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+				if id := r.URL.Query().Get("device_id"); id == "" || id == server {
+					calls.Add(1)
+				}
+				next.ServeHTTP(w, r)
+			})
+			f.startController()
+			f.waitPoolReady(node, 2)
+			if c := f.sim.Count("neutron.ports.create"); c != 1 {
+				t.Fatalf("%d port creates before any pod, want 1 (the declared pool's batch)", c)
+			}
+			for id, p := range f.poolPorts() {
+				if tagValue(p.Tags, tagPrefixDriver) != string(d) || len(p.FixedIPs) == 0 || p.FixedIPs[0].SubnetID != f.podSubnet ||
+					!slices.Equal(p.SecurityGroups, []string{f.sg}) {
+					t.Fatalf("pool port %s: tags %v, IPs %+v, groups %v; want driver %s, the pod subnet and the pod default group %s",
+						id, p.Tags, p.FixedIPs, p.SecurityGroups, d, f.sg)
+				}
+			}
+
+			before, counts := calls.Load(), f.sim.Counts()
+			f.createPod("first", node, "")
+			kp := f.waitReady("first")
+			if n := calls.Load() - before; n != 1 {
+				t.Fatalf("the first pod's path made %d OpenStack requests, want 1 (%v)", n, countsSince(counts, f.sim.Counts()))
+			}
+			id := kp.Status.Interfaces[0].PortID
+			if p, pooled := f.poolPorts()[id]; !pooled || tagValue(p.Tags, tagPrefixPod) != string(kp.Spec.PodUID) {
+				t.Fatalf("first pod's port %s: pooled %v, tags %v", id, pooled, p.Tags)
+			}
+			if got, s := f.pool(node); got.InUse != 1 {
+				t.Fatalf("the declared pool after the take: %s, want 1 in use", s)
+			}
+		})
+	}
+}

@@ -44,7 +44,7 @@ func (e *Env) startCloud(ctx context.Context) error {
 	}{
 		{"k8s-workers", "10.0.0.0/24", &e.Networks.Worker},
 		{"k8s-pods", "10.1.0.0/16", &e.Networks.Pod},
-		{"management", "10.2.0.0/24", &e.Networks.Management},
+		{"management", cmp.Or(e.opts.ManagementCIDR, "10.2.0.0/24"), &e.Networks.Management},
 		{"data-plane", cmp.Or(e.opts.DataPlaneCIDR, "10.3.0.0/24"), &e.Networks.DataPlane},
 	} {
 		_, sub, err := e.Cloud.SeedNetwork(n.name, n.cidr)
@@ -55,8 +55,9 @@ func (e *Env) startCloud(ctx context.Context) error {
 	}
 	if e.opts.DRA || e.opts.DPDKPool.Max > 0 {
 		// kuryr-controller pools only ports that name their security
-		// groups: the DPDK pools' ports get this one (with DRA every
-		// network that names none gets it, podSecurityGroups).
+		// groups: the DPDK pools' ports get this one (with DRA or
+		// PodPools every network that names none gets it,
+		// podSecurityGroups).
 		e.poolSG = e.Cloud.SeedSecurityGroup("kuryr-aio-pods").ID
 	}
 	e.logf("simulated OpenStack at %s (Keystone %s)", e.Cloud.URL(), e.Cloud.AuthURL())
@@ -87,7 +88,7 @@ func (e *Env) startController(ctx context.Context) error {
 		"--default-driver=" + string(e.MgmtDriver), "--cluster-id=" + e.ClusterID(),
 	}
 	if e.opts.DPDKPool.Max > 0 {
-		conf, err := e.writeDPDKPoolConfig()
+		conf, err := e.writePoolConfig()
 		if err != nil {
 			return err
 		}

@@ -42,7 +42,7 @@ func (e *Env) controllerObjects(rendered map[string]*unstructured.Unstructured) 
 	}
 	if e.opts.DRA {
 		settings["podSecurityGroups"] = []string{e.poolSG}
-		settings["pools"] = e.dpdkPools(PoolSize{Min: DRAPoolMax, Max: DRAPoolMax, Batch: DRAPoolMax})
+		settings["pools"] = e.poolSettings(PoolSize{Min: DRAPoolMax, Max: DRAPoolMax, Batch: DRAPoolMax})
 	}
 	conf, err := yaml.Marshal(settings)
 	if err != nil {

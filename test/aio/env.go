@@ -83,11 +83,18 @@ type Options struct {
 	// pools on for the stand-in nodes (with RealNodes, DRA does): sized so,
 	// declared on the data-plane subnet with PoolSecurityGroup, so made on
 	// every node at start, with the nodes' NodePCISlots hot-plug slots
-	// counted (pools.go). WaitDPDKPools waits until they are filled.
+	// counted (pools.go). WaitPools waits until they are filled.
 	DPDKPool PoolSize
-	// DataPlaneCIDR is the data-plane subnet's range; 10.3.0.0/24 when
-	// empty (the bench asks for a /16: a DPDK port for each of 1000 pods).
-	DataPlaneCIDR string
+	// PodPools, with DPDKPool, declares MgmtDriver pools of the same size
+	// on every node too, for eth0's pod subnet and for the management
+	// subnet: their networks name no security groups and get
+	// PoolSecurityGroup as podSecurityGroups, so that eth0 and a
+	// management interface come from the pools as well.
+	PodPools bool
+	// DataPlaneCIDR and ManagementCIDR are the data-plane and management
+	// subnets' ranges; 10.3.0.0/24 and 10.2.0.0/24 when empty (the bench
+	// asks for /16s: a port on each for each of 1000 pods).
+	DataPlaneCIDR, ManagementCIDR string
 	// Pprof serves Go's /debug/pprof of kuryr-controller and of each
 	// stand-in node's kuryr-daemon on a free loopback port
 	// (--pprof-bind-address=127.0.0.1:PORT on its command line).
@@ -130,7 +137,7 @@ type Env struct {
 	kuryrImage       string       // the kuryr-dpdk image of binDir (OCI tarball; real nodes)
 	demoImage        string       // DemoImage (OCI tarball; real nodes)
 	multusImage      string       // MultusImage (OCI tarball; Options.Multus)
-	poolSG           string       // the security group of the DPDK pools (Options.DRA, Options.DPDKPool)
+	poolSG           string       // the security group of the pools (Options.DRA, Options.DPDKPool)
 	fabricProxy      *fabricProxy // the API server for the real nodes
 	cloudProxy       *fabricProxy // the simulated cloud for the real nodes
 	fabricCloudURL   string       // the cloud's URL on the fabric
@@ -213,6 +220,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	if opts.DRA && (!opts.RealNodes || opts.NoKuryr) {
 		return nil, errors.New("option DRA needs RealNodes (the kubelet runs the DRA driver) and kuryr (the driver)")
+	}
+	if opts.PodPools && opts.DPDKPool.Max == 0 {
+		return nil, errors.New("option PodPools needs DPDKPool (their size)")
 	}
 	if opts.DPDKPool.Max > 0 && (opts.RealNodes || opts.NoKuryr) {
 		return nil, errors.New("option DPDKPool is for kuryr on the stand-in nodes (on real nodes, option DRA makes the DPDK pools)")

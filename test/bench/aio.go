@@ -62,9 +62,11 @@ type AIOConfig struct {
 	ProfileDir string
 	// DPDKPool, with Max set, runs with warm pre-attached DPDK pools: the
 	// controller declares them on the data-plane network (aio
-	// Options.DPDKPool), and the pods are created once every node's pool
-	// is filled.
+	// Options.DPDKPool), and the pods are created once every node's pools
+	// are filled. PodPools pools eth0 and the management interface too
+	// (aio Options.PodPools; pools of the same size).
 	DPDKPool aio.PoolSize
+	PodPools bool
 	// CPUProfileSeconds, with ProfileDir, records CPU profiles of the
 	// controller and of node-1's daemon over that many seconds from the
 	// first pod create (cpu-<process>-<profile>-<N>.pb.gz, from their
@@ -115,9 +117,12 @@ func (p PodTimes) AllActive(want int) time.Time {
 type AIOResult struct {
 	Profile  string
 	N, Nodes int
-	// DPDKPool is the size of each node's DPDK pool (zero: no pools), and
-	// PoolWarm how long the pools took to fill before the pods were made.
+	// DPDKPool is the size of each node's pools (zero: no pools), Pooled
+	// the interfaces whose ports came from them (dpdk0 alone in results
+	// written before it was recorded), and PoolWarm how long the pools
+	// took to fill before the pods were made.
 	DPDKPool aio.PoolSize  `json:",omitzero"`
+	Pooled   []string      `json:",omitempty"`
 	PoolWarm time.Duration `json:",omitzero"`
 	// CPUProfiles are the files of the CPU profiles recorded in the run,
 	// over its first CPUSeconds.
@@ -149,6 +154,12 @@ var benchIfaces = []string{"eth0", "net1", "dpdk0"}
 // the environment whatever happens.
 func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	res = AIOResult{Profile: cfg.Profile.Name, N: cfg.N, Nodes: cfg.Nodes, DPDKPool: cfg.DPDKPool, Machine: ReadMachine("/proc")}
+	switch {
+	case cfg.DPDKPool.Max > 0 && cfg.PodPools:
+		res.Pooled = benchIfaces
+	case cfg.DPDKPool.Max > 0:
+		res.Pooled = []string{"dpdk0"}
+	}
 	logf := cfg.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -159,7 +170,7 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 		return res, err
 	}
 	env, err := aio.Start(ctx, aio.Options{Nodes: cfg.Nodes, BinDir: cfg.BinDir, RepoRoot: cfg.RepoRoot, Pprof: true,
-		DPDKPool: cfg.DPDKPool, DataPlaneCIDR: benchDataPlaneCIDR,
+		DPDKPool: cfg.DPDKPool, PodPools: cfg.PodPools, DataPlaneCIDR: benchDataPlaneCIDR, ManagementCIDR: benchManagementCIDR,
 		ControllerArgs: []string{"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false"}})
 	if err != nil {
 		return res, fmt.Errorf("start the all-in-one with %d nodes: %w", cfg.Nodes, err)
@@ -180,11 +191,11 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	if cfg.DPDKPool.Max > 0 {
 		// Filled before the profile's latencies are set: not measured.
 		t := time.Now()
-		if err := env.WaitDPDKPools(ctx, 5*time.Minute); err != nil {
+		if err := env.WaitPools(ctx, 5*time.Minute); err != nil {
 			return res, err
 		}
 		res.PoolWarm = time.Since(t)
-		logf("DPDK pools of %d ports filled on %d nodes in %.1f s", cfg.DPDKPool.Min, cfg.Nodes, res.PoolWarm.Seconds())
+		logf("pools of %d ports for %s filled on %d nodes in %.1f s", cfg.DPDKPool.Min, strings.Join(res.Pooled, ", "), cfg.Nodes, res.PoolWarm.Seconds())
 	}
 	wc, err := watchClient(env.Kubeconfig())
 	if err != nil {
@@ -375,24 +386,23 @@ func fetch(ctx context.Context, url, path string) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-// benchDataPlaneCIDR is the environment's data-plane subnet in the bench
-// (its default /24 is too small for 1000 pods).
-const benchDataPlaneCIDR = "10.30.0.0/16"
+// benchDataPlaneCIDR and benchManagementCIDR are the environment's
+// data-plane and management subnets in the bench (their default /24s are
+// too small for 1000 pods).
+const benchDataPlaneCIDR, benchManagementCIDR = "10.30.0.0/16", "10.20.0.0/16"
 
-// createBenchNADs seeds a management network of /16 (the environment's own
-// is a /24: too small for 1000 pods) and creates NADs in ns for it and for
-// the environment's data-plane network (benchDataPlaneCIDR), configured as
-// the environment's CreateNADs does. With pooled, the DPDK network names
-// the pools' security group, so that its ports come from the pools.
+// createBenchNADs creates NADs in ns for the environment's management
+// network (benchManagementCIDR) and data-plane network
+// (benchDataPlaneCIDR), configured as the environment's CreateNADs does.
+// With pooled, the DPDK network names the pools' security group, so that
+// its ports come from the pools; the management network names none, so
+// that it gets the default groups its declared pool (aio
+// Options.PodPools) has.
 func createBenchNADs(ctx context.Context, env *aio.Env, ns string, pooled bool) error {
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace %s: %w", ns, err)
 	}
 	if err := env.WaitServiceAccount(ctx, ns, "default"); err != nil {
-		return err
-	}
-	_, mgmt, err := env.Cloud.SeedNetwork("bench-management", "10.20.0.0/16")
-	if err != nil {
 		return err
 	}
 	groups := ""
@@ -401,7 +411,7 @@ func createBenchNADs(ctx context.Context, env *aio.Env, ns string, pooled bool) 
 	}
 	nads := map[string]string{
 		"bench-mgmt": fmt.Sprintf(`{"cniVersion":"1.1.0","name":"bench-mgmt","type":"kuryr-cni","driver":%q,"subnetId":%q}`,
-			env.MgmtDriver, mgmt.ID),
+			env.MgmtDriver, env.Networks.Management.ID),
 		"bench-dpdk": fmt.Sprintf(`{"cniVersion":"1.1.0","name":"bench-dpdk","type":"kuryr-cni","driver":"nested-dpdk","subnetId":%q,"dpdkDriver":"uio_pci_generic"%s}`,
 			env.Networks.DataPlane.ID, groups),
 	}

@@ -127,3 +127,26 @@ func TestAIOTargets(t *testing.T) {
 		t.Errorf("an unpooled run was read for a pooled target:\n%s", b.String())
 	}
 }
+
+// TestAIOPooledNamed: a run's name and pools column say which interfaces
+// took warm pools: every one (Pooled all of benchIfaces), dpdk0 alone, or
+// dpdk0 for results written before Pooled was recorded; "off" without.
+func TestAIOPooledNamed(t *testing.T) {
+	size := aio.PoolSize{Min: 3, Max: 3, Batch: 3}
+	for _, c := range []struct {
+		r          AIOResult
+		name, pool string
+	}{
+		{AIOResult{Profile: "realistic", N: 10, Nodes: 2, DPDKPool: size, Pooled: benchIfaces, PoolWarm: 1500 * time.Millisecond},
+			"realistic N=10 (2 nodes, pools 3)", "eth0, net1, dpdk0: 3/node each, warm in 1.5 s"},
+		{AIOResult{Profile: "realistic", N: 10, Nodes: 2, DPDKPool: size, Pooled: []string{"dpdk0"}, PoolWarm: time.Second},
+			"realistic N=10 (2 nodes, DPDK pools 3)", "dpdk0: 3/node each, warm in 1.0 s"},
+		{AIOResult{Profile: "realistic", N: 10, Nodes: 2, DPDKPool: size, PoolWarm: time.Second},
+			"realistic N=10 (2 nodes, DPDK pools 3)", "dpdk0: 3/node each, warm in 1.0 s"},
+		{AIOResult{Profile: "zero", N: 1, Nodes: 1}, "zero N=1 (1 nodes)", "off"},
+	} {
+		if got, pools := c.r.RunName(), c.r.pools(); got != c.name || pools != c.pool {
+			t.Errorf("pooled %v: name %q, pools %q; want %q, %q", c.r.Pooled, got, pools, c.name, c.pool)
+		}
+	}
+}

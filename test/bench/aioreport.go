@@ -51,8 +51,12 @@ func (s span) values(pods []PodTimes) []time.Duration {
 }
 
 // RunName is "zero N=10 (2 nodes)", or "realistic N=100 (10 nodes, DPDK
-// pools 14)" for a run with warm DPDK pools of that size per node.
+// pools 14)" for a run with warm pools of that size per node for dpdk0
+// alone, "pools 14" for every interface (pooled).
 func (r AIOResult) RunName() string {
+	if r.DPDKPool.Max > 0 && slices.Equal(r.pooled(), benchIfaces) {
+		return fmt.Sprintf("%s N=%d (%d nodes, pools %s)", r.Profile, r.N, r.Nodes, r.poolSize())
+	}
 	if r.DPDKPool.Max > 0 {
 		return fmt.Sprintf("%s N=%d (%d nodes, DPDK pools %s)", r.Profile, r.N, r.Nodes, r.poolSize())
 	}
@@ -68,13 +72,23 @@ func (r AIOResult) poolSize() string {
 	return fmt.Sprintf("min %d, max %d, batch %d", p.Min, p.Max, p.Batch)
 }
 
-// pools is the table's pools column: "off", or each node's DPDK pool
-// size and how long the pools took to fill.
+// pooled are the interfaces whose ports came from warm pools: dpdk0
+// alone in results written before Pooled was recorded.
+func (r AIOResult) pooled() []string {
+	if r.DPDKPool.Max == 0 || len(r.Pooled) > 0 {
+		return r.Pooled
+	}
+	return []string{"dpdk0"}
+}
+
+// pools is the table's pools column: "off", or the pooled interfaces,
+// each node's pool size per interface and how long the pools took to
+// fill.
 func (r AIOResult) pools() string {
 	if r.DPDKPool.Max == 0 {
 		return "off"
 	}
-	return fmt.Sprintf("DPDK %s/node, warm in %.1f s", r.poolSize(), r.PoolWarm.Seconds())
+	return fmt.Sprintf("%s: %s/node each, warm in %.1f s", strings.Join(r.pooled(), ", "), r.poolSize(), r.PoolWarm.Seconds())
 }
 
 // PodsPerSecond is ready pods over the wall time.

@@ -1,7 +1,7 @@
 // Command bench-aio measures how fast pods get their networks on the
 // all-in-one environment (test/aio): for each cloud profile and size it
-// starts a fresh environment (with --dpdk-pool, warm DPDK pools on every
-// node), creates N pods at once (eth0 + a management network + a DPDK
+// starts a fresh environment (with --dpdk-pool, warm pools on every node:
+// for every interface, or with --pools dpdk for the DPDK one), creates N pods at once (eth0 + a management network + a DPDK
 // interface each), waits until every pod's CNI ADD returned, and reports
 // per-pod intervals, the daemons' ADD phases, OpenStack calls per pod,
 // peak RSS and issue 14's targets beside them; zero-profile runs record
@@ -39,6 +39,7 @@ func run() int {
 	parallel := flag.Int("parallel", 50, "pod create calls in flight")
 	render := flag.String("render", "", "only rewrite DIR/results.md and the charts from DIR/results.json of an earlier run")
 	pool := flag.String("dpdk-pool", "", "warm DPDK pools on every node before the pods are made: auto (sized for the pods per node), or MIN,MAX[,BATCH]; empty: none")
+	pooled := flag.String("pools", "all", "with --dpdk-pool, the interfaces whose pools are warm: all (eth0, the management network and dpdk0, pools of the same size) or dpdk (dpdk0 only)")
 	cpuSeconds := flag.Int("cpu-profile-seconds", 30, "CPU profiles of the controller and node-1's daemon over this many seconds from the first pod create, in zero-profile runs (0: none)")
 	flag.Parse()
 	if *render != "" {
@@ -68,6 +69,10 @@ func run() int {
 	poolOf, err := parsePool(*pool)
 	if err != nil {
 		logf("%v", err)
+		return 2
+	}
+	if *pooled != "all" && *pooled != "dpdk" {
+		logf("--pools %q: want all or dpdk", *pooled)
 		return 2
 	}
 	if *cpuSeconds < 0 {
@@ -103,7 +108,7 @@ func run() int {
 			cpu = *cpuSeconds
 		}
 		res, err := bench.RunAIO(ctx, bench.AIOConfig{N: r.n, Nodes: r.nodes, Profile: r.prof, BinDir: bin,
-			DPDKPool: poolOf(r.n, r.nodes), CPUProfileSeconds: cpu,
+			DPDKPool: poolOf(r.n, r.nodes), PodPools: *pooled == "all", CPUProfileSeconds: cpu,
 			Timeout: *timeout, Parallel: *parallel, ProfileDir: *out, Log: logf})
 		if err != nil {
 			logf("run %s: %v", res.RunName(), err)
