@@ -80,11 +80,6 @@ func serve(ctx context.Context, opts daemon.Options, draOpts dra.Options, m *man
 	readyz := func(ctx context.Context) error {
 		return kube.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
 	}
-	if err := mgr.Add(runnable(func(ctx context.Context) error {
-		return d.WatchAPIServer(ctx, readyz, daemon.APIServerProbePeriod)
-	})); err != nil {
-		return err
-	}
 	// The start-up reconcile of checkpoints runs once the cache has
 	// synced; the socket listens meanwhile, and CNI requests wait for it.
 	if err := mgr.Add(runnable(func(ctx context.Context) error { return d.ReconcileAtStart(ctx, mgr.GetCache()) })); err != nil {
@@ -102,14 +97,43 @@ func serve(ctx context.Context, opts daemon.Options, draOpts dra.Options, m *man
 	}
 	srv := cniapi.NewServer(d, cniapi.WithReadiness(d.Ready), cniapi.WithLogger(ctrl.Log.WithName("cni")),
 		cniapi.WithLimits(opts.CNILimits))
-	if err := mgr.Add(runnable(func(ctx context.Context) error { return srv.Serve(ctx, ln) })); err != nil {
-		return err
-	}
 	if err := addDRA(mgr, kube, opts, draOpts); err != nil {
 		return err
 	}
 	klog.InfoS("starting kuryr-daemon", "version", version.Version, "node", opts.NodeName, "socket", opts.Socket, "primary", opts.Primary)
-	return mgr.Start(ctx)
+	// The socket and the API server's probe run from the start, not as
+	// manager runnables: those start only once the caches synced, and a
+	// daemon started while the API server is down would hold the runtime's
+	// calls unanswered (a DEL has no time limit) and not say why it is not
+	// ready. Until the start-up reconcile ran, requests answer code 11.
+	return runBeside(ctx, mgr.Start,
+		func(ctx context.Context) error { return srv.Serve(ctx, ln) },
+		func(ctx context.Context) error { return d.WatchAPIServer(ctx, readyz, daemon.APIServerProbePeriod) })
+}
+
+// runBeside runs main and every one of beside until main returns or one of
+// beside fails, and returns the first error.
+func runBeside(ctx context.Context, main func(context.Context) error, beside ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	errs := make(chan error, len(beside))
+	for _, fn := range beside {
+		go func() {
+			err := fn(ctx)
+			if err != nil {
+				cancel(err)
+			}
+			errs <- err
+		}()
+	}
+	err := main(ctx)
+	cancel(nil)
+	for range beside {
+		if e := <-errs; err == nil {
+			err = e
+		}
+	}
+	return err
 }
 
 // addDRA runs the DRA kubelet plugin for the node's DPDK ports

@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	cnitypes "github.com/containernetworking/cni/pkg/types"
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 )
 
 // TestReadyFollowsTheAPIServer: a started daemon whose probes of the API
@@ -62,5 +65,30 @@ func TestReadyFollowsTheAPIServer(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("WatchAPIServer still running 5 s after ctx ended")
+	}
+}
+
+// TestRequestsBeforeTheReconcileAnswerTryAgain: a CNI request that arrives
+// before the start-up reconcile ran (a daemon started while the API server
+// is down) is answered "try again later" (code 11) once the daemon's
+// start-up wait is over, not held until the reconcile can run; one that
+// arrives after it proceeds.
+func TestRequestsBeforeTheReconcileAnswerTryAgain(t *testing.T) {
+	t.Parallel()
+	d := &Daemon{synced: func() bool { return false }, reconciled: make(chan struct{}), startupWait: 50 * time.Millisecond,
+		metrics: newMetrics(nil), log: logr.Discard()}
+	req := &cniapi.Request{Command: cniapi.CmdDel, ContainerID: "0123abcd", IfName: "eth0", Netns: "/var/run/netns/x"}
+	start := time.Now()
+	err := d.Del(context.Background(), req)
+	var ce *cnitypes.Error
+	if !errors.As(err, &ce) || ce.Code != cniapi.CodeTryAgainLater || !strings.Contains(ce.Msg, "kuryr-daemon is starting") {
+		t.Fatalf("DEL before the reconcile: %v, want code %d, kuryr-daemon is starting", err, cniapi.CodeTryAgainLater)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("DEL before the reconcile answered after %v, want about the start-up wait (50ms)", took)
+	}
+	close(d.reconciled)
+	if err := d.started(context.Background()); err != nil {
+		t.Fatalf("after the reconcile: %v", err)
 	}
 }

@@ -44,6 +44,8 @@ type Daemon struct {
 	// reconciled is closed when the start-up reconcile is done
 	// (ReconcileAtStart).
 	reconciled chan struct{}
+	// startupWait is how long a CNI request waits for it (StartupWait).
+	startupWait time.Duration
 	// api is what the last probe of the API server found
 	// (WatchAPIServer).
 	api apiServerState
@@ -70,7 +72,7 @@ func New(opts Options, c client.Client, reader client.Reader, reg prometheus.Reg
 	d := &Daemon{
 		opts: opts, client: c, reader: reader,
 		waiters: newWaiters(), metrics: newMetrics(reg), synced: func() bool { return false }, log: log,
-		reconciled: make(chan struct{}), labelKick: make(chan struct{}, 1),
+		reconciled: make(chan struct{}), startupWait: StartupWait, labelKick: make(chan struct{}, 1),
 	}
 	d.keeper = binding.NewIdleKeeper(binding.IdleOptions{
 		Node: binding.KernelOptions{ParentNetns: opts.NodeNetns, Parent: d.findParentLink}, Log: log.WithName("pool"),
@@ -132,6 +134,11 @@ func (d *Daemon) Watch(ctx context.Context, c cache.Cache) error {
 // its start-up reconcile is done, and the API server answers its probes
 // (WatchAPIServer; an ADD must record what it plugged).
 func (d *Daemon) Ready() error {
+	// An unreachable API server first: it is why a daemon started during an
+	// outage has neither synced nor reconciled.
+	if err := d.api.unreachable(time.Now()); err != nil {
+		return err
+	}
 	if !d.synced() {
 		return errors.New("kuryr-daemon is starting: informers not synced yet")
 	}
@@ -140,7 +147,7 @@ func (d *Daemon) Ready() error {
 	default:
 		return errReconciling
 	}
-	return d.api.unreachable(time.Now())
+	return nil
 }
 
 // CacheOptions restrict the daemon's informers to its own node: pods by

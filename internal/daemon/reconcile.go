@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -113,15 +114,30 @@ func (d *Daemon) stale(r checkpoint.Record, alive map[string]bool) string {
 	return reconcileKept
 }
 
+// StartupWait bounds how long a CNI request waits for the start-up
+// reconcile. The reconcile needs the API server (the pods by UID): a daemon
+// started during an outage answers "try again later" (code 11) after this
+// wait rather than holding the runtime's call until the API server returns.
+const StartupWait = 10 * time.Second
+
 // started waits until the start-up reconcile is done, so that no CNI
-// request races with it.
+// request races with it; it gives up after d.startupWait.
 func (d *Daemon) started(ctx context.Context) error {
 	select {
 	case <-d.reconciled:
 		return nil
+	default:
+	}
+	t := time.NewTimer(d.startupWait)
+	defer t.Stop()
+	select {
+	case <-d.reconciled:
+		return nil
+	case <-t.C:
+		return errReconciling
 	case <-ctx.Done():
 		return errors.Join(errReconciling, ctx.Err())
 	}
 }
 
-var errReconciling = errors.New("kuryr-daemon is starting: reconciling its checkpoints")
+var errReconciling = errors.New("kuryr-daemon is starting: reconciling its checkpoints (it needs the API server); try again later")
