@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"net"
 	"strings"
 
 	cnitypes "github.com/containernetworking/cni/pkg/types"
@@ -9,7 +10,6 @@ import (
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
 )
 
 // What a DPDK device may be bound for. The KuryrPod status says which
@@ -28,11 +28,12 @@ import (
 // and MAC); detail adds, for the log, what the KuryrNode shows instead
 // (another consumer, another port).
 func unowned(node *v1alpha1.KuryrNodeStatus, uid types.UID, st v1alpha1.InterfaceStatus) (problem, detail string) {
-	mac, err := pci.NormalizeMAC(st.MAC)
+	hw, err := net.ParseMAC(strings.TrimSpace(st.MAC))
 	if err != nil {
 		// Refused by bindingRequest, naming the interface.
 		return "", ""
 	}
+	mac := hw.String()
 	owner := v1alpha1.DPDKOwnerPod + string(uid)
 	dev, ok := node.DPDKDevice(st.PortID)
 	switch {
