@@ -79,7 +79,7 @@ func StartSimCloud(ctx context.Context, t *testing.T, node string, trunk bool) *
 	creds := c.Sim.Credentials()
 	c.Client, err = openstack.New(ctx, openstack.Config{AuthURL: c.Sim.AuthURL(), Username: creds.UserName, Password: creds.Password,
 		UserDomainName: creds.DomainName, ProjectName: creds.ProjectName, ProjectDomainName: creds.DomainName,
-		RequestTimeout: 20 * time.Second})
+		RequestTimeout: heldAttachTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,8 @@ type AttachEvent struct {
 // to the Nova stand-in's QEMU hot-plugger, as libvirt's would.
 type VMHook struct {
 	HP *novastandin.QEMUHotplug
-	// Gate, when set, holds attaches until it is closed, so that a guest
+	// Gate, when set, holds attaches until it is closed (within
+	// heldAttachTimeout, the simulated cloud's request timeout), so that a guest
 	// watcher started meanwhile sees the device appear.
 	Gate chan struct{}
 	// Attaches and Detaches receive each attach and each successful detach
@@ -185,6 +186,14 @@ func (h *VMHook) Detached(ctx context.Context, serverID string, p cloudsim.Port)
 
 // ControllerOptions are the in-process controller's settings that differ
 // between the runs.
+// heldAttachTimeout is the simulated cloud's request timeout: longer than a
+// test holds Nova's attach (VMHook.Gate) while it kills the daemon mid-ADD
+// and starts it again, which took over 20 s under CI's load. With 20 s the
+// controller's attach timed out while held, it retried against a port
+// already bound, and the pod's interface was not Active within the
+// runtime's retried ADD (TestEndToEndVFIOWithVIOMMU failed so in CI).
+const heldAttachTimeout = 3 * time.Minute
+
 type ControllerOptions struct {
 	ClusterID string
 	// Primary makes kuryr-dpdk the cluster's CNI: eth0 from nested-vlan
