@@ -1,17 +1,10 @@
 package vm
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
-
-	cnitypes "github.com/containernetworking/cni/pkg/types"
-
-	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
-	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
-	"github.com/kuryr-dpdk/kuryr-dpdk/test/vmenv"
 )
 
 // watchResult is what addAndWatch saw in the guest; times are guest
@@ -100,65 +93,6 @@ cat /tmp/add.out /tmp/add.err`, strings.TrimSpace(before), e.cniScript("ADD", co
 		w.err = fmt.Errorf("guest ADD and watcher: unexpected output %q", res.Stdout)
 	}
 	return w
-}
-
-// addKilledMidway runs the runtime's first ADD (container containerID) in
-// the background in the guest and SIGKILLs kuryr-daemon while it holds
-// that ADD (vmenv.KillDaemonMidAdd). Nova's attach is held (the hook's
-// Gate), so the daemon is waiting for the pod's interfaces: no device has
-// reached the guest (before is the guest's PCI devices before the pod) and
-// net1 is not plugged. The ADD must fail with code 11, the daemon having
-// died without an answer (cniapi.Client.Do); the test fails if it
-// succeeded. The daemon is then started again (its DaemonSet's part) and
-// ready.
-func (e *e2e) addKilledMidway(containerID, before string) {
-	e.t.Helper()
-	e.sh(fmt.Sprintf(`rm -f /tmp/add1.rc
-{ (
-%s
-) </dev/null >/tmp/add1.out 2>/tmp/add1.err; echo $? >/tmp/add1.rc; } </dev/null >/dev/null 2>&1 &`, e.cniScript("ADD", containerID, nil)))
-	landed := vmenv.KillDaemonMidAdd(e.ctx, e.t, e.vm, e.pod.Name)
-	st := e.waitKuryrPod("net1 not plugged when the daemon was killed", func(s v1alpha1.InterfaceStatus) bool {
-		return s.State != v1alpha1.StatePlugged
-	})
-	out := e.sh(`i=0
-until [ -e /tmp/add1.rc ]; do
-	i=$((i+1)); [ $i -lt 600 ] || { echo "the ADD still runs 60 s after the daemon's kill" >&2; exit 1; }
-	sleep 0.1
-done
-echo "rc $(cat /tmp/add1.rc)"
-echo "devices $(echo /sys/bus/pci/devices/*)"
-echo @@out
-cat /tmp/add1.out
-echo @@err
-cat /tmp/add1.err`)
-	head, rest, _ := strings.Cut(out, "@@out\n")
-	stdout, stderr, _ := strings.Cut(rest, "@@err\n")
-	var rc, devices string
-	for _, line := range strings.Split(head, "\n") {
-		if v, ok := strings.CutPrefix(line, "rc "); ok {
-			rc = v
-		}
-		if v, ok := strings.CutPrefix(line, "devices "); ok {
-			devices = v
-		}
-	}
-	e.t.Logf("where the kill landed: %s; Nova's attach held, so the daemon was waiting for the pod's interfaces (KuryrPod net1: state %q, port %s, pci %q; PCI devices in the guest unchanged: %v)",
-		landed, st.State, st.PortID, st.PCIAddress, strings.TrimSpace(devices) == strings.TrimSpace(before))
-	if strings.TrimSpace(devices) != strings.TrimSpace(before) {
-		e.t.Fatalf("a PCI device reached the guest while Nova's attach was held: %s (before: %s)", devices, before)
-	}
-	if rc == "0" {
-		e.t.Fatalf("the ADD of container %s succeeded though kuryr-daemon was killed while holding it: %s", containerID, stdout)
-	}
-	var cerr cnitypes.Error
-	if err := json.Unmarshal([]byte(stdout), &cerr); err != nil || cerr.Code != cniapi.CodeTryAgainLater || !strings.Contains(cerr.Msg, "did not answer the ADD request") {
-		e.t.Fatalf("the killed ADD exited %s with %q (stderr %q), want CNI code %d saying the daemon did not answer the ADD request (parse: %v)",
-			rc, stdout, stderr, cniapi.CodeTryAgainLater, err)
-	}
-	e.t.Logf("the killed ADD of container %s exited %s: CNI code %d: %s", containerID, rc, cerr.Code, cerr.Msg)
-	e.sh("/etc/kuryr/start-daemon")
-	e.waitDaemonReady()
 }
 
 // guestClock maps guest uptimes to host times. The error is half an agent

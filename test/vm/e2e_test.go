@@ -31,16 +31,15 @@ import (
 // pod's namespace and the host counts them; DEL gives the netdev back; the
 // pod's deletion unplugs the device and leaves no port in the cloud.
 func TestEndToEndUIO(t *testing.T) {
-	endToEnd(t, false, v1alpha1.DPDKDriverUIOPCIGeneric, false)
+	endToEnd(t, false, v1alpha1.DPDKDriverUIOPCIGeneric)
 }
 
 // TestEndToEndVFIOWithVIOMMU is the same with a virtual IOMMU in the VM and
-// the network asking for vfio-pci, and the daemon killed in the middle of
-// the first ADD (Nova's attach held, the daemon holding the ADD while it
-// waits for the pod's interfaces): that ADD fails with code 11, and the
-// runtime's DEL and new ADD converge.
+// the network asking for vfio-pci. (The daemon killed mid-ADD, the ADD
+// failing with code 11 and the retry converging, is test/vmpod/vfio's
+// TestDPDKPodVFIOWithVIOMMU, where a real kubelet makes the retries.)
 func TestEndToEndVFIOWithVIOMMU(t *testing.T) {
-	endToEnd(t, true, v1alpha1.DPDKDriverVFIOPCI, true)
+	endToEnd(t, true, v1alpha1.DPDKDriverVFIOPCI)
 }
 
 var e2eSeq atomic.Int64
@@ -59,7 +58,7 @@ type e2e struct {
 	driver string
 }
 
-func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
+func endToEnd(t *testing.T, viommu bool, driver string) {
 	g := requireGuest(t)
 	env := requireAPIServer(t)
 	binDir := nodeBinaries(t)
@@ -127,13 +126,6 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "vnf", Image: "vnf:1"}}},
 	}
 	e.must(e.c.Create(ctx, e.pod))
-	if killMidAdd {
-		// The first ADD fails; what containerd does next: DEL, then a new
-		// sandbox (a new container ID) and ADD again.
-		e.addKilledMidway(containerID, pciDevices)
-		e.cni("DEL", containerID, nil)
-		containerID += "2"
-	}
 	done := make(chan watchResult, 1)
 	go func() { done <- e.addAndWatch(containerID, pciDevices) }()
 	// The guest shell is running within tens of milliseconds; Nova's
@@ -167,16 +159,12 @@ func endToEnd(t *testing.T, viommu bool, driver string, killMidAdd bool) {
 		}
 	}
 	result := w.addOut
-	if killMidAdd {
-		t.Logf("the runtime's retry (container %s) converged: ADD answered %s", containerID, strings.TrimSpace(result))
-	} else {
-		t.Logf("timing (%s): pod created → Nova attach reached the VM %v (then held until the guest watcher ran); QMP netdev_add+device_add %v; device_add returned → PCI device in the guest's sysfs %v → virtio-net netdev %v → bound to %s %v; bound → CNI ADD returned %v; pod created → ADD returned, minus the hold %v",
-			driver, ev.Called.Sub(created).Round(time.Millisecond), ev.DeviceAdded.Sub(ev.Released).Round(time.Millisecond),
-			clock(w.visible).Sub(ev.DeviceAdded).Round(time.Millisecond), clock(w.netdev).Sub(clock(w.visible)).Round(time.Millisecond),
-			driver, clock(w.bound).Sub(clock(w.netdev)).Round(time.Millisecond),
-			clock(w.added).Sub(clock(w.bound)).Round(time.Millisecond), clock(w.added).Sub(created).Round(time.Millisecond)-ev.Released.Sub(ev.Called).Round(time.Millisecond))
-		t.Logf("daemon's own phase metrics (seconds, sum over this ADD):\n%s", e.daemonPhases())
-	}
+	t.Logf("timing (%s): pod created → Nova attach reached the VM %v (then held until the guest watcher ran); QMP netdev_add+device_add %v; device_add returned → PCI device in the guest's sysfs %v → virtio-net netdev %v → bound to %s %v; bound → CNI ADD returned %v; pod created → ADD returned, minus the hold %v",
+		driver, ev.Called.Sub(created).Round(time.Millisecond), ev.DeviceAdded.Sub(ev.Released).Round(time.Millisecond),
+		clock(w.visible).Sub(ev.DeviceAdded).Round(time.Millisecond), clock(w.netdev).Sub(clock(w.visible)).Round(time.Millisecond),
+		driver, clock(w.bound).Sub(clock(w.netdev)).Round(time.Millisecond),
+		clock(w.added).Sub(clock(w.bound)).Round(time.Millisecond), clock(w.added).Sub(created).Round(time.Millisecond)-ev.Released.Sub(ev.Called).Round(time.Millisecond))
+	t.Logf("daemon's own phase metrics (seconds, sum over this ADD):\n%s", e.daemonPhases())
 	if !strings.Contains(result, pci) {
 		t.Errorf("ADD result does not name the PCI address %s: %s", pci, result)
 	}
