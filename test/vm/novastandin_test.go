@@ -1,9 +1,7 @@
 package vm
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -31,9 +29,9 @@ func TestNovaStandInWithRealNeutron(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	netw := neutronPost(t, srv.URL, "network", map[string]any{"name": "dataplane", "project_id": srv.ProjectID})
-	sub := neutronPost(t, srv.URL, "subnet", map[string]any{"network_id": netw["id"], "cidr": "10.3.0.0/24", "ip_version": 4, "project_id": srv.ProjectID})
-	port := neutronPost(t, srv.URL, "port", map[string]any{"network_id": netw["id"], "name": "dpdk-1",
+	netw := neutronPost(t, srv, "network", map[string]any{"name": "dataplane", "project_id": srv.ProjectID})
+	sub := neutronPost(t, srv, "subnet", map[string]any{"network_id": netw["id"], "cidr": "10.3.0.0/24", "ip_version": 4, "project_id": srv.ProjectID})
+	port := neutronPost(t, srv, "port", map[string]any{"network_id": netw["id"], "name": "dpdk-1",
 		"fixed_ips": []map[string]any{{"subnet_id": sub["id"]}}, "project_id": srv.ProjectID})
 	portID, mac := port["id"].(string), port["mac_address"].(string)
 
@@ -91,17 +89,11 @@ func TestNovaStandInWithRealNeutron(t *testing.T) {
 }
 
 // neutronPost creates a resource in a noauth Neutron.
-func neutronPost(t *testing.T, base, kind string, body map[string]any) map[string]any {
+func neutronPost(t *testing.T, srv *neutrontest.Server, kind string, body map[string]any) map[string]any {
 	t.Helper()
-	b, _ := json.Marshal(map[string]any{kind: body})
-	resp, err := http.Post(base+"/v2.0/"+kind+"s", "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var out map[string]map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated {
-		t.Fatalf("create %s: %s (%v) %v", kind, resp.Status, err, out)
+	if err := srv.Call(context.Background(), http.MethodPost, "/"+kind+"s", map[string]any{kind: body}, &out); err != nil {
+		t.Fatalf("create %s: %v", kind, err)
 	}
 	return out[kind]
 }
