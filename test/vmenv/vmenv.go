@@ -184,16 +184,16 @@ func (h *VMHook) Detached(ctx context.Context, serverID string, p cloudsim.Port)
 	return err
 }
 
-// ControllerOptions are the in-process controller's settings that differ
-// between the runs.
 // heldAttachTimeout is the simulated cloud's request timeout: longer than a
-// test holds Nova's attach (VMHook.Gate) while it kills the daemon mid-ADD
-// and starts it again, which took over 20 s under CI's load. With 20 s the
-// controller's attach timed out while held, it retried against a port
-// already bound, and the pod's interface was not Active within the
-// runtime's retried ADD (TestEndToEndVFIOWithVIOMMU failed so in CI).
+// test holds Nova's attach (VMHook.Gate), e.g. test/vmpod/vfio while it
+// kills the daemon mid-ADD and the kubelet starts it again, over 20 s under
+// CI's load. With 20 s the controller's attach timed out while held and
+// retried against a port already bound (test/vm's vfio run, when it still
+// killed the daemon, failed so in CI).
 const heldAttachTimeout = 3 * time.Minute
 
+// ControllerOptions are the in-process controller's settings that differ
+// between the runs.
 type ControllerOptions struct {
 	ClusterID string
 	// Primary makes kuryr-dpdk the cluster's CNI: eth0 from nested-vlan
