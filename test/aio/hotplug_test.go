@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,6 +117,105 @@ func TestNovaAttachHotPlugsADevice(t *testing.T) {
 	}
 	if errs := n.PCI.Errors(); len(errs) > 0 {
 		t.Errorf("simulator errors: %v", errs)
+	}
+}
+
+// fabricResolvesNode flushes the fabric namespace's neighbour entry of the
+// node's IP, opens a TCP connection to the node from the fabric (any answer,
+// a refusal too, needs the node's MAC) and returns the MAC the fabric
+// resolved the node's IP to.
+func fabricResolvesNode(t *testing.T, n *Node) string {
+	t.Helper()
+	ip := net.ParseIP(n.IP())
+	var mac string
+	err := inNS(n.fabric, func() error {
+		neighs, err := netlink.NeighList(0, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, nb := range neighs {
+			if nb.IP.Equal(ip) {
+				if err := netlink.NeighDel(&nb); err != nil {
+					return fmt.Errorf("flush neighbour %s: %w", ip, err)
+				}
+			}
+		}
+		if c, err := net.DialTimeout("tcp", net.JoinHostPort(n.IP(), "9"), 2*time.Second); err == nil {
+			_ = c.Close()
+		} else if !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("reach node %s at %s from the fabric: %w", n.Name, ip, err)
+		}
+		neighs, err = netlink.NeighList(0, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, nb := range neighs {
+			if nb.IP.Equal(ip) && nb.HardwareAddr != nil {
+				mac = nb.HardwareAddr.String()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mac
+}
+
+// A hot-plugged NIC appears down, as on a real VM, although its simulated
+// wire is on the node NIC's bridge: up, it would answer ARP for the node's
+// IP with its own MAC, the fabric would send the node's traffic (the
+// kubelet's, the daemon's) to it, and that traffic would be lost while the
+// device is bound to a DPDK driver (a CI run lost the real node's way to
+// the API server for a minute at a time that way). The test fails if the
+// device's netdev is up or if the fabric resolves the node's IP to
+// anything but the node NIC's MAC with the device present.
+func TestHotPluggedNICStaysDownAndOffTheNodesAddress(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n := env.Nodes[0]
+	cloud, err := env.OpenStackClient(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := cloud.CreatePort(ctx, openstack.PortSpec{NetworkID: env.Networks.DataPlane.NetworkID,
+		SubnetID: env.Networks.DataPlane.ID, Name: "hotplug-arp-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cloud.DeletePort(context.Background(), port.ID) }()
+	if _, err := cloud.AttachInterface(ctx, n.Server.Server.ID, port.ID); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cloud.DetachInterface(context.Background(), n.Server.Server.ID, port.ID) }()
+	addr, err := pci.New(n.SysfsRoot).WaitForMAC(ctx, port.MACAddress)
+	if err != nil {
+		t.Fatalf("device with MAC %s never appeared: %v", port.MACAddress, err)
+	}
+	ifname := n.PCI.Netdev(addr)
+	waitFor(t, "netdev "+ifname+" in "+n.Name, func() bool { return nodeLinkMAC(t, n, ifname) == port.MACAddress })
+	var up bool
+	err = inNS(n.NetNS, func() error {
+		l, err := netlink.LinkByName(ifname)
+		if err != nil {
+			return err
+		}
+		up = l.Attrs().Flags&net.FlagUp != 0
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up {
+		t.Errorf("hot-plugged netdev %s of %s is up; a NIC the VM's kernel has just found is down", ifname, n.Name)
+	}
+	nodeMAC := nodeLinkMAC(t, n, NodeNIC)
+	for i := range 3 {
+		if got := fabricResolvesNode(t, n); got != nodeMAC {
+			t.Fatalf("try %d: the fabric resolves node %s's IP %s to %q, want its NIC %s's MAC %s (the hot-plugged %s has %s)",
+				i, n.Name, n.IP(), got, NodeNIC, nodeMAC, ifname, port.MACAddress)
+		}
 	}
 }
 

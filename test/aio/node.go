@@ -284,8 +284,15 @@ func (n *Node) plugNIC(worker cloudsim.Subnet) error {
 	})
 }
 
-// addFabricVeth makes a veth pair: fabricEnd on the fabric bridge, vmEnd in
-// the node namespace with mac, both up.
+// addFabricVeth makes a veth pair: fabricEnd on the fabric bridge and up,
+// vmEnd in the node namespace with mac and down, as a NIC a VM's kernel has
+// just found: whoever configures it sets it up (plugNIC for the node's own
+// NIC). A hot-plugged NIC must stay down: its end is on the same bridge as
+// the node's NIC, and a netdev that is up answers ARP for every address of
+// the node (arp_ignore 0), so the fabric could learn the node's IP at that
+// NIC's MAC and lose the node (the kubelet's and the daemon's way to the API
+// server) the moment the device is bound to a DPDK driver and its netdev
+// goes.
 func (n *Node) addFabricVeth(fabricEnd, vmEnd string, mac net.HardwareAddr) error {
 	nodeNS, err := os.Open(n.NetNS)
 	if err != nil {
@@ -315,13 +322,7 @@ func (n *Node) addFabricVeth(fabricEnd, vmEnd string, mac net.HardwareAddr) erro
 	if err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	return inNS(n.NetNS, func() error {
-		l, err := netlink.LinkByName(vmEnd)
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(l)
-	})
+	return nil
 }
 
 // netdevHook mirrors the simulated kernel's netdevs as real links in the

@@ -3,6 +3,7 @@ package aio
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -177,8 +178,9 @@ func (p *Process) Tail(n int) string {
 	return "\n    " + strings.Join(lines, "\n    ")
 }
 
-// SaveLogs copies the environment's process logs to dst (which survives
-// Close), for a look after a failure.
+// SaveLogs copies the environment's process logs, and the real nodes'
+// container logs of kuryr-dpdk's and kube-system's pods, to dst (which
+// survives Close), for a look after a failure.
 func (e *Env) SaveLogs(dst string) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
@@ -188,13 +190,62 @@ func (e *Env) SaveLogs(dst string) error {
 		return err
 	}
 	for _, ent := range entries {
-		b, err := os.ReadFile(filepath.Join(e.LogDir(), ent.Name()))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dst, ent.Name()), b, 0o644); err != nil {
+		if err := copyFile(filepath.Join(e.LogDir(), ent.Name()), filepath.Join(dst, ent.Name())); err != nil {
 			return err
 		}
 	}
-	return nil
+	return e.savePodLogs(dst)
+}
+
+// savePodLogs copies the container logs the real nodes' kubelets keep for
+// the pods of kuryr-dpdk (kuryr-controller, kuryr-daemon) and kube-system
+// (Multus) into dst/pods-<node>/<pod directory>/<container>/: what those
+// processes said is what a failed test's reader needs next to the control
+// plane's and the kubelets' logs.
+func (e *Env) savePodLogs(dst string) error {
+	var errs []error
+	for _, n := range e.Nodes {
+		root := n.FS("/var/log/pods")
+		if root == "" {
+			continue
+		}
+		pods, err := os.ReadDir(root)
+		if err != nil {
+			if !os.IsNotExist(err) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		for _, pod := range pods {
+			if !strings.HasPrefix(pod.Name(), "kuryr-dpdk_") && !strings.HasPrefix(pod.Name(), "kube-system_") {
+				continue
+			}
+			err := filepath.WalkDir(filepath.Join(root, pod.Name()), func(path string, d fs.DirEntry, err error) error {
+				if err != nil || !d.Type().IsRegular() {
+					return err // symlinks and the like are not followed
+				}
+				rel, err := filepath.Rel(root, path)
+				if err != nil {
+					return err
+				}
+				to := filepath.Join(dst, "pods-"+n.Name, rel)
+				if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+					return err
+				}
+				return copyFile(path, to)
+			})
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
 }
