@@ -54,6 +54,22 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// dataPlanePort creates a port named name on the data-plane network, with
+// a client of the environment's cloud.
+func dataPlanePort(t *testing.T, ctx context.Context, name string) (*openstack.Client, openstack.Port) {
+	t.Helper()
+	cloud, err := env.OpenStackClient(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := cloud.CreatePort(ctx, openstack.PortSpec{NetworkID: env.Networks.DataPlane.NetworkID,
+		SubnetID: env.Networks.DataPlane.ID, Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cloud, port
+}
+
 // A Nova attach hot-plugs a virtio-net device into the node: sysfs entries
 // under the node's root and a netdev with the port's MAC in its namespace;
 // binding it to a DPDK driver (with the production internal/pci code) takes
@@ -63,15 +79,7 @@ func TestNovaAttachHotPlugsADevice(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	n := env.Nodes[0]
-	cloud, err := env.OpenStackClient(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, err := cloud.CreatePort(ctx, openstack.PortSpec{NetworkID: env.Networks.DataPlane.NetworkID,
-		SubnetID: env.Networks.DataPlane.ID, Name: "hotplug-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cloud, port := dataPlanePort(t, ctx, "hotplug-test")
 	attachedAt := time.Now()
 	if _, err := cloud.AttachInterface(ctx, n.Server.Server.ID, port.ID); err != nil {
 		t.Fatal(err)
@@ -175,15 +183,7 @@ func TestHotPluggedNICStaysDownAndOffTheNodesAddress(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	n := env.Nodes[0]
-	cloud, err := env.OpenStackClient(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, err := cloud.CreatePort(ctx, openstack.PortSpec{NetworkID: env.Networks.DataPlane.NetworkID,
-		SubnetID: env.Networks.DataPlane.ID, Name: "hotplug-arp-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cloud, port := dataPlanePort(t, ctx, "hotplug-arp-test")
 	defer func() { _ = cloud.DeletePort(context.Background(), port.ID) }()
 	if _, err := cloud.AttachInterface(ctx, n.Server.Server.ID, port.ID); err != nil {
 		t.Fatal(err)
