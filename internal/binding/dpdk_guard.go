@@ -149,6 +149,12 @@ func stackedOn(l netlink.Link, parent int) bool {
 	if a.ParentIndex != parent || a.Index == parent || a.NetNsID >= 0 {
 		return false
 	}
+	return stacked(l)
+}
+
+// stacked says whether l is of a kind made on top of another link (a
+// VLAN, MACVLAN or IPVLAN), never a NIC itself.
+func stacked(l netlink.Link) bool {
 	switch l.Type() {
 	case "vlan", "macvlan", "macvtap", "ipvlan", "ipvtap":
 		return true

@@ -3,6 +3,7 @@ package binding
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"slices"
@@ -317,6 +318,60 @@ func TestMACVLANParentInCurrentNamespace(t *testing.T) {
 	}
 }
 
+// TestKernelParentByMAC: with the MAC of the VM's Neutron port (KuryrNode
+// status.parentMAC) the NIC is the link with that MAC, even when another
+// link holds the node's IP, and never a link stacked on it (here a MACVLAN)
+// that carries the same MAC; an unknown MAC falls back to the node's IP; two NICs with the MAC
+// are refused, naming both.
+func TestKernelParentByMAC(t *testing.T) {
+	t.Parallel()
+	e := kernelNewEnv(t)
+	vmMAC, _ := net.ParseMAC("fa:16:3e:00:00:04")
+	addNIC := func(name string) (netlink.Link, error) {
+		la := netlink.NewLinkAttrs()
+		la.Name, la.HardwareAddr = name, vmMAC
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: name + "p"}); err != nil {
+			return nil, fmt.Errorf("add %s: %w", name, err)
+		}
+		return netlink.LinkByName(name)
+	}
+	err := e.node.Do(func(ns.NetNS) error {
+		l, err := netlink.LinkByName("ens3")
+		if err != nil {
+			return err
+		}
+		if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: kernelCIDR(t, "10.1.0.10/24")}); err != nil {
+			return err
+		}
+		nic, err := addNIC("ens4")
+		if err != nil {
+			return err
+		}
+		la := netlink.NewLinkAttrs()
+		la.Name, la.ParentIndex, la.HardwareAddr = "ens4m", nic.Attrs().Index, vmMAC
+		return netlink.LinkAdd(&netlink.Macvlan{LinkAttrs: la, Mode: netlink.MACVLAN_MODE_BRIDGE})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := KernelParent(e.node.Path(), "", vmMAC, net.ParseIP("10.1.0.10")); err != nil || got != "ens4" {
+		t.Fatalf("KernelParent by MAC %s = %q, %v; want ens4 (not ens3 with the node IP, not the MACVLAN ens4m on it)", vmMAC, got, err)
+	}
+	other, _ := net.ParseMAC("fa:16:3e:00:00:99")
+	if got, err := KernelParent(e.node.Path(), "", other, net.ParseIP("10.1.0.10")); err != nil || got != "ens3" {
+		t.Fatalf("KernelParent with a MAC no link has = %q, %v; want ens3 by the node IP", got, err)
+	}
+	if _, err := KernelParent(e.node.Path(), "", other, nil); err == nil || !strings.Contains(err.Error(), other.String()) {
+		t.Fatalf("KernelParent with a MAC no link has and no IP: %v; want an error naming the MAC", err)
+	}
+	if err := e.node.Do(func(ns.NetNS) error { _, err := addNIC("ens5"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := KernelParent(e.node.Path(), "", vmMAC, net.ParseIP("10.1.0.10")); err == nil || !strings.Contains(err.Error(), "ens4, ens5") {
+		t.Fatalf("KernelParent with two NICs of MAC %s: %v; want a refusal naming ens4 and ens5", vmMAC, err)
+	}
+}
+
 func TestKernelParent(t *testing.T) {
 	t.Parallel()
 	e := kernelNewEnv(t)
@@ -330,23 +385,23 @@ func TestKernelParent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := KernelParent(e.node.Path(), "", net.ParseIP("10.1.0.10")); err != nil || got != "ens3" {
+	if got, err := KernelParent(e.node.Path(), "", nil, net.ParseIP("10.1.0.10")); err != nil || got != "ens3" {
 		t.Fatalf("KernelParent by IP = %q, %v", got, err)
 	}
-	if got, err := KernelParent(e.node.Path(), "ens3p", net.ParseIP("10.1.0.10")); err != nil || got != "ens3p" {
+	if got, err := KernelParent(e.node.Path(), "ens3p", nil, net.ParseIP("10.1.0.10")); err != nil || got != "ens3p" {
 		t.Fatalf("KernelParent override = %q, %v", got, err)
 	}
-	if _, err := KernelParent(e.node.Path(), "ens9", nil); err == nil {
+	if _, err := KernelParent(e.node.Path(), "ens9", nil, nil); err == nil {
 		t.Fatal("KernelParent accepted a missing override")
 	}
-	if _, err := KernelParent(e.node.Path(), "", net.ParseIP("10.1.0.11")); err == nil || !strings.Contains(err.Error(), "10.1.0.11") {
+	if _, err := KernelParent(e.node.Path(), "", nil, net.ParseIP("10.1.0.11")); err == nil || !strings.Contains(err.Error(), "10.1.0.11") {
 		t.Fatalf("KernelParent with an IP nobody holds: %v", err)
 	}
-	if _, err := KernelParent(e.node.Path(), "", nil); err == nil {
+	if _, err := KernelParent(e.node.Path(), "", nil, nil); err == nil {
 		t.Fatal("KernelParent with neither override nor IP")
 	}
 	var nsErr ns.NSPathNotExistErr
-	if _, err := KernelParent(filepath.Join(t.TempDir(), "none"), "", net.ParseIP("10.1.0.10")); !errors.As(err, &nsErr) {
+	if _, err := KernelParent(filepath.Join(t.TempDir(), "none"), "", nil, net.ParseIP("10.1.0.10")); !errors.As(err, &nsErr) {
 		t.Fatalf("KernelParent in a missing netns: %v", err)
 	}
 }

@@ -166,9 +166,11 @@ func (d *Daemon) all(req *cniapi.Request) bool {
 	return d.opts.Primary && req.NetConf != nil && req.NetConf.Driver == "" && req.NetConf.SubnetID == ""
 }
 
-// parentLink finds the VM's NIC once: the override, else the link holding
-// the node's InternalIP in the node's network namespace. Not finding it is
-// "try again later" (CNI code 11).
+// parentLink finds the VM's NIC once: the override, else the link with the
+// MAC of the VM's Neutron port (the node's KuryrNode, written by the
+// controller), else the link holding the node's InternalIP, in the node's
+// network namespace (binding.KernelParent). Not finding it is "try again
+// later" (CNI code 11).
 func (d *Daemon) parentLink(ctx context.Context) (string, error) {
 	name, err := d.findParentLink(ctx)
 	if err != nil {
@@ -198,7 +200,11 @@ func (d *Daemon) findParentLink(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("node %s has no InternalIP to find its NIC by; set --parent-interface", d.opts.NodeName)
 		}
 	}
-	name, err := binding.KernelParent(d.opts.NodeNetns, d.opts.ParentInterface, nodeIP)
+	d.nodeMu.Lock()
+	parentMAC := d.nodeStatus.ParentMAC
+	d.nodeMu.Unlock()
+	mac, _ := net.ParseMAC(parentMAC) // none or unreadable: by the node's IP
+	name, err := binding.KernelParent(d.opts.NodeNetns, d.opts.ParentInterface, mac, nodeIP)
 	if err != nil {
 		return "", fmt.Errorf("find the VM's NIC: %w", err)
 	}

@@ -84,7 +84,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.CheckpointDir, "checkpoint-dir", o.CheckpointDir, "directory of the per-attachment checkpoints")
 	fs.StringVar(&o.DevInfoRoot, "devinfo-root", o.DevInfoRoot, "root of the NPWG device-info directory (<root>/var/run/k8s.cni.cncf.io/devinfo/cni)")
 	fs.StringVar(&o.NodeNetns, "node-netns", o.NodeNetns, "network namespace holding the VM's NIC (empty: the daemon's own)")
-	fs.StringVar(&o.ParentInterface, "parent-interface", o.ParentInterface, "the VM's NIC (default: the link holding the node's InternalIP)")
+	fs.StringVar(&o.ParentInterface, "parent-interface", o.ParentInterface, "the VM's NIC (default: the link with the MAC the node's KuryrNode records for the VM's port, else the link holding the node's InternalIP)")
 	fs.BoolVar(&o.Primary, "primary", o.Primary, "kuryr-dpdk is the cluster's CNI: the eth0 ADD plugs every interface and writes network-status")
 	fs.DurationVar(&o.DeviceTimeout, "device-timeout", o.DeviceTimeout, "how long an ADD waits for a hot-plugged DPDK device to appear in the VM")
 	fs.DurationVar(&o.InterfacesTimeout, "interfaces-timeout", o.InterfacesTimeout, "how long an ADD waits for the pod's interfaces to be ACTIVE before answering try-again (CNI code 11)")

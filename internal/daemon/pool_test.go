@@ -212,3 +212,25 @@ func TestNodeLabels(t *testing.T) {
 		}
 	}
 }
+
+// TestParentFoundByTheRecordedMAC: the daemon takes as the VM's NIC (the
+// parent of pods' kernel interfaces, the uplink the idle keeper never
+// touches) the link with the MAC the controller recorded in the node's
+// KuryrNode (status.parentMAC, the VM's Neutron port), not the link that
+// holds the node's InternalIP (ens3 here).
+func TestParentFoundByTheRecordedMAC(t *testing.T) {
+	n := newNode(t)
+	netnstest.AddParent(t, n.nodeNS, "ens7", 1500)
+	mac := n.linkMAC("ens7")
+	n.setKuryrNode(v1alpha1.KuryrNodeStatus{ParentMAC: mac, ParentIPs: []string{nodeIP}})
+	n.startDaemon(10 * time.Second)
+	d := n.daemon
+	eventually(t, "the daemon sees the KuryrNode's parentMAC", func() (bool, string) {
+		d.nodeMu.Lock()
+		defer d.nodeMu.Unlock()
+		return d.nodeStatus.ParentMAC == mac, "parentMAC " + d.nodeStatus.ParentMAC
+	})
+	if got, err := d.findParentLink(n.ctx); err != nil || got != "ens7" {
+		t.Fatalf("the daemon's parent link = %q, %v; want ens7, the link with the recorded MAC %s (ens3 holds the node IP)", got, err, mac)
+	}
+}
