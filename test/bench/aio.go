@@ -144,6 +144,9 @@ type AIOResult struct {
 	// The controller's Go heap in use and goroutines at the end (its
 	// /metrics, which the bench turns on).
 	ControllerHeapInuse, ControllerGoroutines float64
+	// ControllerLoad is where the controller's time went from the first
+	// pod create to the last ADD's return.
+	ControllerLoad ControllerLoad `json:",omitzero"`
 }
 
 // Interfaces each bench pod asks for.
@@ -210,6 +213,11 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 		env.Cloud.SetLatency(op, l)
 	}
 	before := env.Cloud.Counts()
+	murl := "http://" + metricsAddr + "/metrics"
+	loadBefore, err := scrapeControllerLoad(ctx, murl)
+	if err != nil {
+		return res, err
+	}
 	res.LoadAvg[0] = loadAvg("/proc")
 
 	var cpu sync.WaitGroup
@@ -268,6 +276,11 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	}
 	res.LoadAvg[1] = loadAvg("/proc")
 	after := env.Cloud.Counts()
+	loadAfter, err := scrapeControllerLoad(ctx, murl)
+	if err != nil {
+		return res, err
+	}
+	res.ControllerLoad = controllerLoad(loadBefore, loadAfter)
 	res.CloudOps = map[string]int64{}
 	for op, v := range after {
 		if d := v - before[op]; d > 0 {
@@ -314,7 +327,6 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	if res.Controll, err = ReadMemory("/proc", env.Controller.Pid()); err != nil {
 		return res, err
 	}
-	murl := "http://" + metricsAddr + "/metrics"
 	if v, err := ScrapeCounter(ctx, murl, "go_memstats_heap_inuse_bytes"); err == nil {
 		res.ControllerHeapInuse = v[""]
 	}
