@@ -97,6 +97,8 @@ type PodTimes struct {
 	// AddStart and AddDone bracket the successful CNI ADD (kubelet stand-in).
 	AddStart, AddDone time.Time
 	Attempts          int
+	// LastAddError is the error of the pod's last failed ADD, if any.
+	LastAddError string `json:",omitempty"`
 }
 
 // AllActive is when the last interface was first seen Active.
@@ -247,6 +249,9 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 			}
 			if t, ok := env.Timing(pods[i].UID); ok && !t.AddDone.IsZero() {
 				pods[i].AddStart, pods[i].AddDone, pods[i].Attempts = t.AddStart, t.AddDone, t.Attempts
+				if t.LastAddError != nil {
+					pods[i].LastAddError = t.LastAddError.Error()
+				}
 				ready++
 			}
 		}
@@ -292,6 +297,9 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 		pods[i].KuryrPod, pods[i].Active = tracker.get(pods[i].Name)
 		if t, ok := env.Timing(pods[i].UID); ok && pods[i].AddStart.IsZero() {
 			pods[i].Attempts = t.Attempts
+			if t.LastAddError != nil {
+				pods[i].LastAddError = t.LastAddError.Error()
+			}
 		}
 	}
 	res.Pods = pods
