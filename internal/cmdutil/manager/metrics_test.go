@@ -132,19 +132,7 @@ func TestSecureMetricsNeedTheReaderRole(t *testing.T) {
 			}
 			f := Flags{Kube: cmdutil.KubeClient{Kubeconfig: writeKubeconfig(t, cfg), QPS: 20, Burst: 40},
 				MetricsAddr: freeAddr(t), MetricsSecure: true, ProbeAddr: "0"}
-			mgr, err := f.New(ctrl.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			mctx, stop := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() { done <- mgr.Start(mctx) }()
-			defer func() {
-				stop()
-				if err := <-done; err != nil {
-					t.Errorf("manager: %v", err)
-				}
-			}()
+			startManager(ctx, t, &f)
 			url := fmt.Sprintf("https://%s/metrics", f.MetricsAddr)
 			for _, c := range []struct {
 				who, token string
@@ -168,19 +156,7 @@ func TestMetricsShowClientThrottling(t *testing.T) {
 	defer cancel()
 	f := Flags{Kube: cmdutil.KubeClient{Kubeconfig: writeKubeconfig(t, env.Config), QPS: 2, Burst: 1},
 		MetricsAddr: freeAddr(t), ProbeAddr: "0"}
-	mgr, err := f.New(ctrl.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
+	mgr := startManager(ctx, t, &f)
 	for range 4 {
 		var ns corev1.Namespace
 		if err := mgr.GetAPIReader().Get(ctx, types.NamespacedName{Name: metav1.NamespaceSystem}, &ns); err != nil {
@@ -198,6 +174,25 @@ func TestMetricsShowClientThrottling(t *testing.T) {
 	if n := sumOf(t, body, "rest_client_request_duration_seconds_count"); n < 4 {
 		t.Errorf("rest_client_request_duration_seconds_count = %v, want ≥ 4", n)
 	}
+}
+
+// startManager builds the manager of f and runs it until the test ends.
+func startManager(ctx context.Context, t *testing.T, f *Flags) ctrl.Manager {
+	t.Helper()
+	mgr, err := f.New(ctrl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	return mgr
 }
 
 // get returns what url answers.
