@@ -35,6 +35,23 @@ func cniCode(t *testing.T, what string, err error, code uint) {
 	}
 }
 
+// addAnswer is what an ADD made by addAsync returned.
+type addAnswer struct {
+	res cnitypes.Result
+	err error
+}
+
+// addAsync runs the pod's ADD through libcni in the background; its answer
+// comes on the channel.
+func (n *node) addAsync() <-chan addAnswer {
+	done := make(chan addAnswer, 1)
+	go func() {
+		res, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
+		done <- addAnswer{res, err}
+	}()
+	return done
+}
+
 // TestAddCheckDelThroughLibcni drives the real kuryr-cni shim through libcni
 // as containerd does, against a daemon on a real API server, real network
 // namespaces and a simulated PCI bus: eth0 (MACVLAN) and a DPDK device. ADD
@@ -47,15 +64,7 @@ func TestAddCheckDelThroughLibcni(t *testing.T) {
 	_, kp := n.createPod("vnf", v1alpha1.StatePending)
 
 	// The ADD waits: the interfaces are still Pending in the cloud.
-	type answer struct {
-		res cnitypes.Result
-		err error
-	}
-	done := make(chan answer, 1)
-	go func() {
-		res, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
-		done <- answer{res, err}
-	}()
+	done := n.addAsync()
 	select {
 	case a := <-done:
 		t.Fatalf("ADD returned before the interfaces were ACTIVE: %v %v", a.res, a.err)
@@ -161,15 +170,7 @@ func TestAddPlugsInterfacesAtOnce(t *testing.T) {
 	n.specEdit = func(s *v1alpha1.KuryrPodSpec) { slices.Reverse(s.Interfaces) }
 	n.startDaemon(30 * time.Second)
 	n.createPod("vnf", v1alpha1.StateActive)
-	type answer struct {
-		res cnitypes.Result
-		err error
-	}
-	done := make(chan answer, 1)
-	go func() {
-		res, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
-		done <- answer{res, err}
-	}()
+	done := n.addAsync()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if mac, _, _ := n.podLink("eth0"); mac == eth0MAC {
