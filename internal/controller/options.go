@@ -63,9 +63,13 @@ type Options struct {
 	// deletion forever.
 	ReleaseTimeout Duration `json:"releaseTimeout"`
 	// Workers is the number of pods handled at once. Waits (for ACTIVE,
-	// for a detach) hold no worker; more workers mostly mean more
-	// concurrent writes to Neutron, which it serialises anyway (measured in
-	// docs/benchmarks.md).
+	// for a detach) hold no worker, but a pod's first reconcile holds one
+	// through its Kubernetes writes (finalizer, KuryrPod, KuryrNode,
+	// status) and its cloud calls; pods created together queue for a
+	// worker before their KuryrPod appears (8 workers: 1.1 s mean queue
+	// wait at N=100, docs/benchmarks.md). Cloud writes are bounded apart
+	// (MaxCloudWrites), so more workers do not mean more concurrent
+	// writes to Neutron.
 	Workers int `json:"workers"`
 	// MaxCloudWrites bounds the OpenStack writes (creates, deletes, tag,
 	// trunk, address pair and Nova attach calls) in flight at once, pools
@@ -210,7 +214,7 @@ func Defaults() Options {
 		GCPeriod:          Duration{5 * time.Minute},
 		ReleaseGrace:      Duration{2 * time.Minute},
 		ReleaseTimeout:    Duration{10 * time.Minute},
-		Workers:           8,
+		Workers:           32,
 		MaxCloudWrites:    16,
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	cnitypes "github.com/containernetworking/cni/pkg/types"
@@ -44,14 +45,9 @@ func (d *Daemon) Add(ctx context.Context, req *cniapi.Request) (res cnitypes.Res
 		driver = "all"
 	}
 
-	var got []plugged
-	for _, ir := range want {
-		st := findStatus(kp, ir.IfName)
-		p, err := d.plug(ctx, req, kp.Spec.PodUID, ir, *st)
-		if err != nil {
-			return nil, err
-		}
-		got = append(got, p)
+	got, err := d.plugAll(ctx, req, kp, want)
+	if err != nil {
+		return nil, err
 	}
 
 	t = time.Now()
@@ -181,6 +177,29 @@ func findStatus(kp *v1alpha1.KuryrPod, ifName string) *v1alpha1.InterfaceStatus 
 		}
 	}
 	return nil
+}
+
+// plugAll plugs the interfaces want of kp at once (a DPDK device's bind
+// and the kernel interfaces' netlink calls do not wait for each other) and
+// returns them in want's order. It waits for every plug to end; the error
+// is the first one in want's order. Whatever was plugged before an error
+// stays, with its checkpoint, for the DEL the runtime makes after a failed
+// ADD, as when the interfaces were plugged one after the other.
+func (d *Daemon) plugAll(ctx context.Context, req *cniapi.Request, kp *v1alpha1.KuryrPod, want []v1alpha1.InterfaceRequest) ([]plugged, error) {
+	got := make([]plugged, len(want))
+	errs := make([]error, len(want))
+	var wg sync.WaitGroup
+	for i, ir := range want {
+		st := findStatus(kp, ir.IfName)
+		wg.Go(func() { got[i], errs[i] = d.plug(ctx, req, kp.Spec.PodUID, ir, *st) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return got, nil
 }
 
 // plug puts one interface in the pod (or binds its device) through the

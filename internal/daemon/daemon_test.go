@@ -35,6 +35,23 @@ func cniCode(t *testing.T, what string, err error, code uint) {
 	}
 }
 
+// addAnswer is what an ADD made by addAsync returned.
+type addAnswer struct {
+	res cnitypes.Result
+	err error
+}
+
+// addAsync runs the pod's ADD through libcni in the background; its answer
+// comes on the channel.
+func (n *node) addAsync() <-chan addAnswer {
+	done := make(chan addAnswer, 1)
+	go func() {
+		res, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
+		done <- addAnswer{res, err}
+	}()
+	return done
+}
+
 // TestAddCheckDelThroughLibcni drives the real kuryr-cni shim through libcni
 // as containerd does, against a daemon on a real API server, real network
 // namespaces and a simulated PCI bus: eth0 (MACVLAN) and a DPDK device. ADD
@@ -47,15 +64,7 @@ func TestAddCheckDelThroughLibcni(t *testing.T) {
 	_, kp := n.createPod("vnf", v1alpha1.StatePending)
 
 	// The ADD waits: the interfaces are still Pending in the cloud.
-	type answer struct {
-		res cnitypes.Result
-		err error
-	}
-	done := make(chan answer, 1)
-	go func() {
-		res, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt())
-		done <- answer{res, err}
-	}()
+	done := n.addAsync()
 	select {
 	case a := <-done:
 		t.Fatalf("ADD returned before the interfaces were ACTIVE: %v %v", a.res, a.err)
@@ -148,6 +157,48 @@ func TestAddCheckDelThroughLibcni(t *testing.T) {
 		t.Fatalf("checkpoints left after DEL: %v", left)
 	}
 	// DEL again, with nothing left, succeeds.
+	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
+}
+
+// TestAddPlugsInterfacesAtOnce: one ADD plugs its interfaces at once, not
+// one after the other. The DPDK interface comes first in the KuryrPod and
+// its device is not in the VM yet: eth0 is in the pod while the DPDK one
+// still waits for its device, and once the device appears the ADD returns
+// both, in the KuryrPod's order.
+func TestAddPlugsInterfacesAtOnce(t *testing.T) {
+	n := newNode(t)
+	n.specEdit = func(s *v1alpha1.KuryrPodSpec) { slices.Reverse(s.Interfaces) }
+	n.startDaemon(30 * time.Second)
+	n.createPod("vnf", v1alpha1.StateActive)
+	done := n.addAsync()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if mac, _, _ := n.podLink("eth0"); mac == eth0MAC {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("eth0 not in the pod 20 s into the ADD while the DPDK interface waits for its device: the interfaces are plugged one after the other")
+		}
+		select {
+		case a := <-done:
+			t.Fatalf("ADD returned before the DPDK device appeared: %v %v", a.res, a.err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	a := <-done
+	if a.err != nil {
+		t.Fatalf("ADD: %v", a.err)
+	}
+	res, err := current.NewResultFromResult(a.res)
+	must(t, err)
+	if len(res.Interfaces) != 2 || res.Interfaces[0].Name != "net1" || res.Interfaces[0].PciID != dpdkPCI ||
+		res.Interfaces[1].Name != "eth0" || res.Interfaces[1].Mac != eth0MAC {
+		t.Fatalf("result interfaces %+v", res.Interfaces)
+	}
+	if drv := n.sim.Driver(dpdkPCI); drv != "uio_pci_generic" {
+		t.Fatalf("device %s bound to %q, want uio_pci_generic", dpdkPCI, drv)
+	}
 	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
 }
 

@@ -139,9 +139,10 @@ func (s *SysFS) clearOverride(addr string) error {
 // before write(2) returns, so done normally holds at the first look. While it
 // does not, the write is repeated every few polls: drivers_probe and a
 // driver's unbind are shared by every device, and an emulation of sysfs with
-// plain files (internal/pcisim) can lose a write that another writer
-// overwrote before it was read. Repeating it is harmless for the kernel,
-// which ignores a probe of a bound device.
+// plain files can lose a write that another writer overwrote before it was
+// read (internal/testing/pcisim did, before it made those files pipes).
+// Repeating it is harmless for the kernel, which ignores a probe of a bound
+// device.
 func (s *SysFS) writeAndWait(ctx context.Context, path, value string, done func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, s.bindTimeout)
 	defer cancel()

@@ -97,6 +97,8 @@ type PodTimes struct {
 	// AddStart and AddDone bracket the successful CNI ADD (kubelet stand-in).
 	AddStart, AddDone time.Time
 	Attempts          int
+	// LastAddError is the error of the pod's last failed ADD, if any.
+	LastAddError string `json:",omitempty"`
 }
 
 // AllActive is when the last interface was first seen Active.
@@ -144,6 +146,9 @@ type AIOResult struct {
 	// The controller's Go heap in use and goroutines at the end (its
 	// /metrics, which the bench turns on).
 	ControllerHeapInuse, ControllerGoroutines float64
+	// ControllerLoad is where the controller's time went from the first
+	// pod create to the last ADD's return.
+	ControllerLoad ControllerLoad `json:",omitzero"`
 }
 
 // Interfaces each bench pod asks for.
@@ -210,6 +215,11 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 		env.Cloud.SetLatency(op, l)
 	}
 	before := env.Cloud.Counts()
+	murl := "http://" + metricsAddr + "/metrics"
+	loadBefore, err := scrapeControllerLoad(ctx, murl)
+	if err != nil {
+		return res, err
+	}
 	res.LoadAvg[0] = loadAvg("/proc")
 
 	var cpu sync.WaitGroup
@@ -239,6 +249,9 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 			}
 			if t, ok := env.Timing(pods[i].UID); ok && !t.AddDone.IsZero() {
 				pods[i].AddStart, pods[i].AddDone, pods[i].Attempts = t.AddStart, t.AddDone, t.Attempts
+				if t.LastAddError != nil {
+					pods[i].LastAddError = t.LastAddError.Error()
+				}
 				ready++
 			}
 		}
@@ -268,6 +281,11 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	}
 	res.LoadAvg[1] = loadAvg("/proc")
 	after := env.Cloud.Counts()
+	loadAfter, err := scrapeControllerLoad(ctx, murl)
+	if err != nil {
+		return res, err
+	}
+	res.ControllerLoad = controllerLoad(loadBefore, loadAfter)
 	res.CloudOps = map[string]int64{}
 	for op, v := range after {
 		if d := v - before[op]; d > 0 {
@@ -279,6 +297,9 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 		pods[i].KuryrPod, pods[i].Active = tracker.get(pods[i].Name)
 		if t, ok := env.Timing(pods[i].UID); ok && pods[i].AddStart.IsZero() {
 			pods[i].Attempts = t.Attempts
+			if t.LastAddError != nil {
+				pods[i].LastAddError = t.LastAddError.Error()
+			}
 		}
 	}
 	res.Pods = pods
@@ -314,7 +335,6 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	if res.Controll, err = ReadMemory("/proc", env.Controller.Pid()); err != nil {
 		return res, err
 	}
-	murl := "http://" + metricsAddr + "/metrics"
 	if v, err := ScrapeCounter(ctx, murl, "go_memstats_heap_inuse_bytes"); err == nil {
 		res.ControllerHeapInuse = v[""]
 	}

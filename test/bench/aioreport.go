@@ -165,6 +165,12 @@ func WriteAIOMarkdown(w io.Writer, results []AIOResult) error {
 		fmt.Fprintf(&b, "\nAt the end: controller RSS %.1f MiB (anon %.1f + file %.1f), Go heap in use %.1f MiB, %.0f goroutines; "+
 			"node-1 daemon RSS %.1f MiB (anon %.1f + file %.1f).\n", mib(r.Controll.RSS), mib(r.Controll.Anon), mib(r.Controll.File),
 			r.ControllerHeapInuse/(1<<20), r.ControllerGoroutines, mib(r.Daemon.RSS), mib(r.Daemon.Anon), mib(r.Daemon.File))
+		if failed := failedAdds(r.Pods); failed != "" {
+			fmt.Fprintf(&b, "\nPods with a failed ADD (the kubelet stand-in retried it; their last error): %s.\n", failed)
+		}
+		if r.ControllerLoad.Requests != nil {
+			fmt.Fprintf(&b, "\nThe controller from the first pod create to the last ADD's return (its /metrics): %s.\n", r.ControllerLoad)
+		}
 		b.WriteString("\nInside the CNI ADD, from the daemons' `kuryr_daemon_cni_phase_seconds` histograms summed over all daemons " +
 			"(per observation, not per pod; percentiles are bucket upper bounds, the buckets double):\n\n")
 		b.WriteString("| phase | observations | mean | p50 | p90 | p99 |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
@@ -294,4 +300,24 @@ func wrap(s string, n int) []string {
 		cur += w
 	}
 	return append(lines, cur)
+}
+
+// failedAdds says how many pods had a failed ADD, with the last error of
+// up to three of them; "" when none.
+func failedAdds(pods []PodTimes) string {
+	n := 0
+	var some []string
+	for _, p := range pods {
+		if p.LastAddError == "" {
+			continue
+		}
+		n++
+		if len(some) < 3 {
+			some = append(some, fmt.Sprintf("%s: %q", p.Name, p.LastAddError))
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d pods, e.g. %s", n, strings.Join(some, "; "))
 }

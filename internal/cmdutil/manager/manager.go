@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -76,7 +77,15 @@ func (f *Flags) Validate() error {
 // New builds the manager: cmdutil.Scheme's types, the client of the flags, the
 // metrics, probe and pprof addresses of the flags, RESTMapper unless opts
 // names another, and the rest from opts (cache, leader election).
+//
+// Its /metrics also serve the Kubernetes client's
+// rest_client_request_duration_seconds and
+// rest_client_rate_limiter_duration_seconds (by verb), which
+// controller-runtime leaves off: the time each API request waited for the
+// client-side limit (--kube-api-qps, --kube-api-burst) and then for the
+// API server.
 func (f *Flags) New(opts ctrl.Options) (ctrl.Manager, error) {
+	ctrlmetrics.RegisterRESTClientMetrics(ctrlmetrics.MetricRequestLatency, ctrlmetrics.MetricRateLimiterLatency)
 	scheme, err := cmdutil.Scheme()
 	if err != nil {
 		return nil, err

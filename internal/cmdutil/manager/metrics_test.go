@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -130,19 +132,7 @@ func TestSecureMetricsNeedTheReaderRole(t *testing.T) {
 			}
 			f := Flags{Kube: cmdutil.KubeClient{Kubeconfig: writeKubeconfig(t, cfg), QPS: 20, Burst: 40},
 				MetricsAddr: freeAddr(t), MetricsSecure: true, ProbeAddr: "0"}
-			mgr, err := f.New(ctrl.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			mctx, stop := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() { done <- mgr.Start(mctx) }()
-			defer func() {
-				stop()
-				if err := <-done; err != nil {
-					t.Errorf("manager: %v", err)
-				}
-			}()
+			startManager(ctx, t, &f)
 			url := fmt.Sprintf("https://%s/metrics", f.MetricsAddr)
 			for _, c := range []struct {
 				who, token string
@@ -154,4 +144,98 @@ func TestSecureMetricsNeedTheReaderRole(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMetricsShowClientThrottling: a manager's /metrics serve how long its
+// Kubernetes client's requests waited for the client-side limit
+// (rest_client_rate_limiter_duration_seconds) and for the API server
+// (rest_client_request_duration_seconds). Four GETs at --kube-api-qps=2
+// and --kube-api-burst=1 wait about 1.5 s for the limit in all.
+func TestMetricsShowClientThrottling(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := Flags{Kube: cmdutil.KubeClient{Kubeconfig: writeKubeconfig(t, env.Config), QPS: 2, Burst: 1},
+		MetricsAddr: freeAddr(t), ProbeAddr: "0"}
+	mgr := startManager(ctx, t, &f)
+	for range 4 {
+		var ns corev1.Namespace
+		if err := mgr.GetAPIReader().Get(ctx, types.NamespacedName{Name: metav1.NamespaceSystem}, &ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := fmt.Sprintf("http://%s/metrics", f.MetricsAddr)
+	if got := scrape(ctx, t, url, ""); got != http.StatusOK {
+		t.Fatalf("GET %s: HTTP %d", url, got)
+	}
+	body := get(ctx, t, url)
+	if throttled := sumOf(t, body, "rest_client_rate_limiter_duration_seconds_sum"); throttled < 1 {
+		t.Errorf("rest_client_rate_limiter_duration_seconds_sum = %.3f s, want ≥ 1 s (4 GETs at 2/s, burst 1)", throttled)
+	}
+	if n := sumOf(t, body, "rest_client_request_duration_seconds_count"); n < 4 {
+		t.Errorf("rest_client_request_duration_seconds_count = %v, want ≥ 4", n)
+	}
+}
+
+// startManager builds the manager of f and runs it until the test ends.
+func startManager(ctx context.Context, t *testing.T, f *Flags) ctrl.Manager {
+	t.Helper()
+	mgr, err := f.New(ctrl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	return mgr
+}
+
+// get returns what url answers.
+func get(ctx context.Context, t *testing.T, url string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// sumOf adds up the samples of metric name (every label set) in a
+// Prometheus text page; a page without it fails the test.
+func sumOf(t *testing.T, page, name string) float64 {
+	t.Helper()
+	sum, found := 0.0, false
+	for line := range strings.Lines(page) {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		fields := strings.Fields(rest[strings.LastIndexByte(rest, '}')+1:])
+		if len(fields) == 0 {
+			t.Fatalf("metric line %q: no value", line)
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum, found = sum+v, true
+	}
+	if !found {
+		t.Fatalf("/metrics has no %s", name)
+	}
+	return sum
 }

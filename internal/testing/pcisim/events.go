@@ -58,6 +58,7 @@ func (s *Sim) loop() error {
 			off += unix.SizeofInotifyEvent + int(ev.Len)
 			s.handle(ev.Wd, ev.Mask, name)
 		}
+		s.drainShared()
 	}
 }
 
@@ -77,6 +78,10 @@ func (s *Sim) handle(wd int32, mask uint32, name string) {
 	}
 	drvName, ok := s.watches[wd]
 	if !ok {
+		return
+	}
+	if sf := s.sharedFor(drvName, name); sf != nil {
+		s.actShared(sf, false)
 		return
 	}
 	var path string

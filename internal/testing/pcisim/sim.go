@@ -6,7 +6,9 @@
 // /sys/bus/pci/devices/ADDR and /sys/class/net/IFNAME as relative symlinks).
 //
 // The active part watches the writable files with inotify (IN_CLOSE_WRITE)
-// and does what the kernel does when they are written: an unbind removes the
+// and does what the kernel does when they are written (the files every
+// device shares, drivers_probe and the drivers' bind and unbind, are named
+// pipes, so that writers at once lose no write: shared.go): an unbind removes the
 // driver link and the virtio netdev; driver_override plus drivers_probe (or a
 // driver's bind file) binds the device to a loaded driver; a rebind to
 // virtio-pci brings the netdev back. It reacts within milliseconds, but after
@@ -127,6 +129,9 @@ type Sim struct {
 	timers    []*time.Timer
 	closed    bool
 
+	// shared are the pipes every device shares (shared.go).
+	shared []*sharedFile
+
 	ino       *inotify
 	closeOnce sync.Once
 	runDone   chan struct{}
@@ -242,6 +247,7 @@ func (s *Sim) Close() error {
 		t.Stop()
 	}
 	running := s.running
+	s.closeSharedLocked("*")
 	s.mu.Unlock()
 	err := s.closeInotify()
 	if running {
@@ -341,6 +347,7 @@ func (s *Sim) UnloadDriver(name string) error {
 		}
 	}
 	delete(s.drivers, name)
+	s.closeSharedLocked(name)
 	for i, n := range s.order {
 		if n == name {
 			s.order = append(s.order[:i], s.order[i+1:]...)

@@ -211,6 +211,60 @@ func TestProbeToMissingDriverLeavesUnbound(t *testing.T) {
 	}
 }
 
+// TestConcurrentWritesToSharedFilesAllTakeEffect: 24 writers write once
+// each, at the same moment, to a driver's shared unbind file, then to
+// drivers_probe (after their own driver_override): every write takes
+// effect, none is lost to another writer's, as in the kernel. Nobody
+// writes twice.
+func TestConcurrentWritesToSharedFilesAllTakeEffect(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	const n = 24
+	addrs := make([]string, n)
+	for i := range n {
+		addrs[i] = fmt.Sprintf("0000:00:%02x.0", i+4)
+		if err := s.AddVirtioNet(addrs[i], fmt.Sprintf("fa:16:3e:00:02:%02x", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := func(f func(a string)) {
+		var wg sync.WaitGroup
+		ready := make(chan struct{})
+		for _, a := range addrs {
+			wg.Go(func() {
+				<-ready
+				f(a)
+			})
+		}
+		close(ready)
+		wg.Wait()
+	}
+	all(func(a string) { write(t, s.sys("bus", "pci", "drivers", DriverVirtioPCI, "unbind"), a) })
+	eventually(t, "every device unbound", func() bool {
+		for _, a := range addrs {
+			if s.Driver(a) != "" {
+				return false
+			}
+		}
+		return true
+	})
+	all(func(a string) {
+		write(t, s.sys("bus", "pci", "devices", a, "driver_override"), DriverUIO)
+		write(t, s.sys("bus", "pci", "drivers_probe"), a)
+	})
+	eventually(t, "every device bound to uio_pci_generic", func() bool {
+		for _, a := range addrs {
+			if s.Driver(a) != DriverUIO {
+				return false
+			}
+		}
+		return true
+	})
+	if errs := s.Errors(); len(errs) != 0 {
+		t.Errorf("errors: %v", errs)
+	}
+}
+
 func TestBindFileAndNewID(t *testing.T) {
 	t.Parallel()
 	s := start(t)

@@ -29,10 +29,13 @@ func (s *Sim) layoutBus() error {
 			return fmt.Errorf("pcisim: %w", err)
 		}
 	}
-	for name, content := range map[string]string{"drivers_probe": "", "drivers_autoprobe": "1\n", "rescan": ""} {
+	for name, content := range map[string]string{"drivers_autoprobe": "1\n", "rescan": ""} {
 		if err := writeFile(s.sys("bus", "pci", name), content); err != nil {
 			return err
 		}
+	}
+	if err := s.makeShared(s.sys("bus", "pci", "drivers_probe"), "", "drivers_probe"); err != nil {
+		return err
 	}
 	if s.noIOMMU {
 		params := s.sys("module", "vfio", "parameters")
@@ -80,6 +83,12 @@ func (s *Sim) loadDriverLocked(name string) error {
 		return fmt.Errorf("pcisim: %w", err)
 	}
 	for _, f := range []string{"bind", "unbind", "new_id", "remove_id", "uevent"} {
+		if sharedNames[f] {
+			if err := s.makeShared(filepath.Join(dir, f), name, f); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
 			return fmt.Errorf("pcisim: %w", err)
 		}
