@@ -144,6 +144,48 @@ type AIOResult struct {
 	// The controller's Go heap in use and goroutines at the end (its
 	// /metrics, which the bench turns on).
 	ControllerHeapInuse, ControllerGoroutines float64
+	// ControllerPeakAt is when, after the first pod create, the
+	// controller's RSS was highest (sampled every peakSampleEvery), and
+	// PeakHeapProfile the heap profile fetched then (empty without one).
+	ControllerPeakAt time.Duration `json:",omitzero"`
+	PeakHeapProfile  string        `json:",omitempty"`
+}
+
+// peakSampleEvery is how often the bench reads the controller's RSS to
+// find when it peaks.
+const peakSampleEvery = 500 * time.Millisecond
+
+// peakSample is what samplePeak found.
+type peakSample struct {
+	at      time.Duration
+	profile string
+}
+
+// samplePeak reads the controller's VmRSS every peakSampleEvery from start
+// until ctx ends and records in res when it was highest; with a path,
+// each time the RSS passes its highest so far by 4 MiB or more the
+// controller's heap profile is fetched from pprofURL into path, named name
+// in res (the last one is the nearest the peak).
+func samplePeak(ctx context.Context, pid int, start time.Time, pprofURL, path, name string, res *peakSample) {
+	var top, profiled int64
+	t := time.NewTicker(peakSampleEvery)
+	defer t.Stop()
+	for {
+		if m, err := ReadMemory("/proc", pid); err == nil && m.RSS > top {
+			top = m.RSS
+			res.at = time.Since(start)
+			if path != "" && top-profiled >= 4<<20 {
+				if err := fetch(ctx, pprofURL, path); err == nil {
+					profiled, res.profile = top, name
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Interfaces each bench pod asks for.
@@ -223,6 +265,20 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	}
 	pods := make([]PodTimes, cfg.N)
 	start := time.Now()
+	var peak sync.WaitGroup
+	var pk peakSample
+	pctx, stopPeak := context.WithCancel(ctx)
+	defer func() { stopPeak(); peak.Wait() }()
+	{
+		var pprofURL, path, name string
+		if cfg.ProfileDir != "" {
+			if addr, err := bindAddress("/proc", env.Controller.Pid(), "pprof-bind-address"); err == nil {
+				name = fmt.Sprintf("heap-%s-%d-peak.pb.gz", cfg.Profile.Name, cfg.N)
+				pprofURL, path = "http://"+addr+"/debug/pprof/heap", filepath.Join(cfg.ProfileDir, name)
+			}
+		}
+		peak.Go(func() { samplePeak(pctx, env.Controller.Pid(), start, pprofURL, path, name, &pk) })
+	}
 	if err := createPods(ctx, env, ns, pods, max(1, cfg.Parallel)); err != nil {
 		return res, err
 	}
@@ -311,6 +367,9 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 			}
 		}
 	}
+	stopPeak()
+	peak.Wait()
+	res.ControllerPeakAt, res.PeakHeapProfile = pk.at, pk.profile
 	if res.Controll, err = ReadMemory("/proc", env.Controller.Pid()); err != nil {
 		return res, err
 	}
