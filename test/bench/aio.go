@@ -149,6 +149,36 @@ type AIOResult struct {
 	// PeakHeapProfile the heap profile fetched then (empty without one).
 	ControllerPeakAt time.Duration `json:",omitzero"`
 	PeakHeapProfile  string        `json:",omitempty"`
+	// VMErrors are what went wrong in the simulated node VMs (a hot-plug
+	// that failed after Nova answered, errors of the simulated PCI bus),
+	// one line each, naming the node; at most maxVMErrors.
+	VMErrors []string `json:",omitempty"`
+}
+
+// maxVMErrors bounds AIOResult.VMErrors.
+const maxVMErrors = 20
+
+// vmErrors returns what went wrong in the simulated VMs of env's nodes
+// (see AIOResult.VMErrors), and how many there were in all.
+func vmErrors(env *aio.Env) ([]string, int) {
+	var out []string
+	n := 0
+	add := func(line string) {
+		if n++; len(out) < maxVMErrors {
+			out = append(out, line)
+		}
+	}
+	for _, node := range env.Nodes {
+		for _, ev := range node.History() {
+			if strings.HasPrefix(ev.Kind, "hotplug-failed") {
+				add(fmt.Sprintf("%s %s: %s of port %s (MAC %s) at %s", ev.Time.UTC().Format("15:04:05.000"), node.Name, ev.Kind, ev.PortID, ev.MAC, ev.Addr))
+			}
+		}
+		for _, err := range node.PCI.Errors() {
+			add(fmt.Sprintf("%s: simulated PCI bus: %v", node.Name, err))
+		}
+	}
+	return out, n
 }
 
 // peakSampleEvery is how often the bench reads the controller's RSS to
@@ -369,6 +399,14 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	}
 	stopPeak()
 	peak.Wait()
+	errs, nerrs := vmErrors(env)
+	for _, e := range errs {
+		logf("simulated VM: %s", e)
+	}
+	if nerrs > len(errs) {
+		errs = append(errs, fmt.Sprintf("… %d more", nerrs-len(errs)))
+	}
+	res.VMErrors = errs
 	res.ControllerPeakAt, res.PeakHeapProfile = pk.at, pk.profile
 	if res.Controll, err = ReadMemory("/proc", env.Controller.Pid()); err != nil {
 		return res, err

@@ -172,6 +172,12 @@ func WriteAIOMarkdown(w io.Writer, results []AIOResult) error {
 			}
 			b.WriteString(".\n")
 		}
+		if len(r.VMErrors) > 0 {
+			b.WriteString("\nWhat went wrong in the simulated node VMs:\n\n")
+			for _, e := range r.VMErrors {
+				fmt.Fprintf(&b, "- %s\n", e)
+			}
+		}
 		b.WriteString("\nInside the CNI ADD, from the daemons' `kuryr_daemon_cni_phase_seconds` histograms summed over all daemons " +
 			"(per observation, not per pod; percentiles are bucket upper bounds, the buckets double):\n\n")
 		b.WriteString("| phase | observations | mean | p50 | p90 | p99 |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
