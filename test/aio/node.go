@@ -71,12 +71,16 @@ type Node struct {
 	real    *realNode // nil on a stand-in node
 	deleted atomic.Bool
 
-	fabric  string
-	mu      sync.Mutex
-	slots   map[string]string // Neutron port ID → PCI address
-	plug    map[string]string // Neutron port ID → "pending", "adding" or "plugged"
-	history []HotplugEvent
-	logf    func(format string, args ...any) // the environment's log
+	fabric string
+	mu     sync.Mutex
+	slots  map[string]string // Neutron port ID → PCI address
+	plug   map[string]string // Neutron port ID → "pending", "adding", "plugged" or "failed"
+	// unplugging are the PCI addresses of detached ports whose device is
+	// still on the bus (being added, or being removed): no attach takes
+	// one before its device is gone.
+	unplugging map[string]bool
+	history    []HotplugEvent
+	logf       func(format string, args ...any) // the environment's log
 }
 
 // HotplugEvent is one thing that happened to a node's simulated hardware.
@@ -204,7 +208,8 @@ func nodeName(i int) string { return fmt.Sprintf("node-%d", i) }
 
 func (e *Env) startNode(ctx context.Context, i int) (*Node, error) {
 	name := nodeName(i)
-	n := &Node{Name: name, Index: i, Dir: filepath.Join(e.StateDir, name), fabric: e.fabric, slots: map[string]string{}, plug: map[string]string{}}
+	n := &Node{Name: name, Index: i, Dir: filepath.Join(e.StateDir, name), fabric: e.fabric, slots: map[string]string{}, plug: map[string]string{},
+		unplugging: map[string]bool{}}
 	n.SysfsRoot = filepath.Join(n.Dir, "root")
 	n.devinfoRoot = filepath.Join(n.Dir, "devinfo-root")
 	n.DevinfoDir = filepath.Join(n.devinfoRoot, "var/run/k8s.cni.cncf.io/devinfo/cni")
@@ -376,7 +381,7 @@ func (h *vmHook) Attached(_ context.Context, serverID string, port cloudsim.Port
 	if _, ok := n.slots[port.ID]; ok {
 		return nil
 	}
-	used := map[string]bool{}
+	used := maps.Clone(n.unplugging)
 	for _, a := range n.slots {
 		used[a] = true
 	}
@@ -401,7 +406,9 @@ func (h *vmHook) Attached(_ context.Context, serverID string, port cloudsim.Port
 // its netdev hook records events under n.mu.
 func (n *Node) hotplug(portID, addr, mac string) {
 	n.mu.Lock()
-	if n.slots[portID] != addr {
+	if n.slots[portID] != addr || n.plug[portID] != "pending" {
+		// Detached (and maybe attached again: then that attach's own
+		// hot-plug, or this one's twin, adds the device).
 		n.mu.Unlock()
 		return
 	}
@@ -409,9 +416,15 @@ func (n *Node) hotplug(portID, addr, mac string) {
 	n.mu.Unlock()
 	err := n.PCI.AddVirtioNet(addr, mac)
 	n.mu.Lock()
-	still := n.slots[portID] == addr
-	if still && err == nil {
+	// Detached while the device was being added: Detached left the
+	// address unplugging, for this hot-plug to clear once the device is
+	// gone.
+	still := !n.unplugging[addr]
+	switch {
+	case still && err == nil:
 		n.plug[portID] = "plugged"
+	case still:
+		n.plug[portID] = "failed"
 	}
 	n.mu.Unlock()
 	switch {
@@ -426,6 +439,11 @@ func (n *Node) hotplug(portID, addr, mac string) {
 		// Detached while the device was being added.
 		_ = n.PCI.Remove(addr)
 	}
+	if !still {
+		n.mu.Lock()
+		delete(n.unplugging, addr)
+		n.mu.Unlock()
+	}
 }
 
 // Detached unplugs the port's device.
@@ -436,14 +454,27 @@ func (h *vmHook) Detached(_ context.Context, serverID string, port cloudsim.Port
 	state := n.plug[port.ID]
 	delete(n.slots, port.ID)
 	delete(n.plug, port.ID)
+	if ok && (state == "adding" || state == "plugged") {
+		// The device is on the bus, or being added: its address stays
+		// taken until it is gone. A slot freed at once let the next
+		// attach plug its device there while this one was still
+		// present, and that hot-plug failed ("already present").
+		n.unplugging[addr] = true
+	}
 	n.mu.Unlock()
 	if !ok || state != "plugged" {
-		// Not attached, or detached before its device appeared: the
-		// hot-plug under way sees the slot gone and undoes itself.
+		// Not attached, or detached before its device appeared: a
+		// hot-plug still pending sees the slot gone and does nothing,
+		// one under way sees the address unplugging and undoes itself;
+		// a hot-plug that failed left nothing on the bus.
 		return nil
 	}
 	n.record(HotplugEvent{Kind: "detach", Addr: addr, PortID: port.ID, MAC: port.MACAddress})
-	if err := n.PCI.Remove(addr); err != nil {
+	err := n.PCI.Remove(addr)
+	n.mu.Lock()
+	delete(n.unplugging, addr)
+	n.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("server %s (node %s): unplug %s of port %s: %w", serverID, n.Name, addr, port.ID, err)
 	}
 	return nil
@@ -572,7 +603,7 @@ func (e *Env) DeleteNode(ctx context.Context, n *Node) error {
 	e.Cloud.SetServerHook(n.Server.Server.ID, nil)
 	errs = append(errs, n.PCI.Close(), removeNetNS(n.NetNS))
 	n.mu.Lock()
-	n.slots, n.plug = map[string]string{}, map[string]string{}
+	n.slots, n.plug, n.unplugging = map[string]string{}, map[string]string{}, map[string]bool{}
 	n.mu.Unlock()
 	errs = append(errs, e.Cloud.DeleteServer(n.Server.Server.ID))
 	if err := e.Clientset.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
