@@ -473,7 +473,8 @@ func (ps *pools) listNode(ctx context.Context, node string, after time.Time) ([]
 		return l.ports, l.started, nil
 	}
 	started := time.Now()
-	ports, err := ps.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(ps.r.opts.ClusterID), tagPrefixPool + node}})
+	ports, err := ps.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(ps.r.opts.ClusterID), tagPrefixPool + node},
+		ProjectID: ps.r.cloud.ProjectID()})
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("list the pool ports of node %s: %w", node, err)
 	}
