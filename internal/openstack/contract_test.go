@@ -310,19 +310,7 @@ func runContract(t *testing.T, tg contractTarget) {
 		}
 		// Two ports a page: three pages, each port once, and every
 		// attribute of Port as a GET of the port alone shows it.
-		paged := *c
-		paged.pageSize = 2
-		listed, err := paged.ListPorts(ctx, PortFilter{Tags: []string{f.tag}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		byID := map[string]Port{}
-		for _, p := range listed {
-			byID[p.ID] = p
-		}
-		if len(listed) != 5 || len(byID) != 5 {
-			t.Fatalf("ListPorts two a page: %d ports, %d distinct, want 5", len(listed), len(byID))
-		}
+		_, byID := listTwoAPage(t, c, PortFilter{Tags: []string{f.tag}}, 5)
 		for _, p := range made {
 			got, err := c.GetPort(ctx, p.ID)
 			if err != nil {

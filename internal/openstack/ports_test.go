@@ -47,18 +47,7 @@ func TestListPortsPagesWithFields(t *testing.T) {
 	if _, err := c.CreatePorts(context.Background(), specs); err != nil {
 		t.Fatal(err)
 	}
-	c.pageSize = 2
-	got, err := c.ListPorts(context.Background(), PortFilter{Tags: []string{"paged"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]bool{}
-	for _, p := range got {
-		ids[p.ID] = true
-	}
-	if len(got) != 5 || len(ids) != 5 {
-		t.Fatalf("ListPorts: %d ports, %d distinct, want 5", len(got), len(ids))
-	}
+	got, _ := listTwoAPage(t, c, PortFilter{Tags: []string{"paged"}}, 5)
 	if len(queries) != 3 {
 		t.Fatalf("%d GET /ports, want 3 pages of 2: %v", len(queries), queries)
 	}
@@ -77,4 +66,25 @@ func TestListPortsPagesWithFields(t *testing.T) {
 		t.Errorf("markers %q %q %q, want none, %s, %s", queries[0].Get("marker"), queries[1].Get("marker"),
 			queries[2].Get("marker"), got[1].ID, got[3].ID)
 	}
+}
+
+// listTwoAPage lists the ports f selects two a page with c and fails the
+// test unless there are want, each once; it returns them as listed and by
+// ID.
+func listTwoAPage(t *testing.T, c *Client, f PortFilter, want int) ([]Port, map[string]Port) {
+	t.Helper()
+	paged := *c
+	paged.pageSize = 2
+	listed, err := paged.ListPorts(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]Port{}
+	for _, p := range listed {
+		byID[p.ID] = p
+	}
+	if len(listed) != want || len(byID) != want {
+		t.Fatalf("ListPorts two a page: %d ports, %d distinct, want %d", len(listed), len(byID), want)
+	}
+	return listed, byID
 }
