@@ -150,7 +150,8 @@ type AIOResult struct {
 	ControllerPeakAt time.Duration `json:",omitzero"`
 	PeakHeapProfile  string        `json:",omitempty"`
 	// VMErrors are what went wrong in the simulated node VMs (a hot-plug
-	// that failed after Nova answered, errors of the simulated PCI bus),
+	// that failed after Nova answered, a netdev not mirrored in the node's
+	// namespace, errors of the simulated PCI bus),
 	// one line each, naming the node; at most maxVMErrors.
 	VMErrors []string `json:",omitempty"`
 }
@@ -170,7 +171,7 @@ func vmErrors(env *aio.Env) ([]string, int) {
 	}
 	for _, node := range env.Nodes {
 		for _, ev := range node.History() {
-			if strings.HasPrefix(ev.Kind, "hotplug-failed") {
+			if strings.HasPrefix(ev.Kind, "hotplug-failed") || strings.HasPrefix(ev.Kind, "netdev-mirror-failed") {
 				add(fmt.Sprintf("%s %s: %s of port %s (MAC %s) at %s", ev.Time.UTC().Format("15:04:05.000"), node.Name, ev.Kind, ev.PortID, ev.MAC, ev.Addr))
 			}
 		}
