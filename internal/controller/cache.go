@@ -9,7 +9,8 @@ import (
 )
 
 // CacheOptions are the controller's informer cache options: every object
-// is cached without its managedFields, and pods with only the fields the
+// is cached without its managedFields, Nodes without their status but
+// their addresses, and pods with only the fields the
 // controller reads (metadata, spec.nodeName, spec.hostNetwork,
 // status.phase; the pod's ResourceClaims, spec.resourceClaims and the
 // status naming their claims; of its containers only their name and the
@@ -26,6 +27,11 @@ func CacheOptions() cache.Options {
 func trimForCache(obj any) (any, error) {
 	if m, err := meta.Accessor(obj); err == nil {
 		m.SetManagedFields(nil)
+	}
+	if n, ok := obj.(*corev1.Node); ok {
+		// Of a Node's status only its addresses are read (nodes.go); its
+		// images list alone is kilobytes on a real node.
+		n.Status = corev1.NodeStatus{Addresses: n.Status.Addresses}
 	}
 	if p, ok := obj.(*corev1.Pod); ok {
 		p.Spec = corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork, ResourceClaims: p.Spec.ResourceClaims,

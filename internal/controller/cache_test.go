@@ -11,7 +11,8 @@ import (
 )
 
 // TestCacheTransformKeepsWhatIsRead: the transform drops managedFields
-// from every object and from pods what the controller never reads, and
+// from every object, from Nodes their status but the addresses, and from
+// pods what the controller never reads, and
 // keeps what it does read (the planner's annotations, the node, host
 // network, phase, finalizers, deletion; the pod's ResourceClaims and, of
 // its containers, only the resources of the DRA driver's domain).
@@ -57,6 +58,17 @@ func TestCacheTransformKeepsWhatIsRead(t *testing.T) {
 		Status: v1alpha1.KuryrPodStatus{Summary: "1/1 active"}}
 	if _, err := trimForCache(kp); err != nil || kp.ManagedFields != nil || kp.Status.Summary != "1/1 active" {
 		t.Errorf("KuryrPod after the transform: %+v, %v", kp, err)
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Annotations: map[string]string{"a": "b"}},
+		Spec: corev1.NodeSpec{ProviderID: "openstack:///s1"},
+		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.5"}},
+			Images:     []corev1.ContainerImage{{Names: []string{"vnf:1"}, SizeBytes: 1 << 30}},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady}}, NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.37.2"}}}
+	if _, err := trimForCache(node); err != nil || node.Status.Images != nil || node.Status.Conditions != nil || node.Status.NodeInfo.KubeletVersion != "" {
+		t.Errorf("a Node's status kept what the controller never reads: %+v, %v", node.Status, err)
+	}
+	if internalIP(node) != "10.0.0.5" || node.Spec.ProviderID != "openstack:///s1" || node.Annotations["a"] != "b" {
+		t.Errorf("a Node lost what the controller reads: %+v", node)
 	}
 	if v, err := trimForCache("tombstone"); err != nil || v != "tombstone" {
 		t.Errorf("a non-object: %v, %v", v, err)

@@ -52,6 +52,19 @@ type pools struct {
 	// published is what was last written to each KuryrNode.
 	pubMu     sync.Mutex
 	published map[string]nodePoolStatus
+
+	// listings are each node's last listing of its pool ports, which
+	// every pool of the node reads (pools.refresh).
+	listMu   sync.Mutex
+	listings map[string]*nodeListing
+}
+
+// nodeListing is one node's last listing of its pool ports and when it
+// started.
+type nodeListing struct {
+	mu      sync.Mutex
+	started time.Time
+	ports   []openstack.Port
 }
 
 // nodePoolStatus is what the pools write into one KuryrNode.
@@ -116,6 +129,9 @@ type pool struct {
 	slotsFull bool
 
 	lastErr string
+	// wiredAt is when a fill last made or wired ports of this pool: only
+	// a listing that started after it shows them (pools.refresh).
+	wiredAt time.Time
 	// lostAt is when a create of this pool failed without an answer (a
 	// timeout, a 5xx): Neutron may still make its ports, later than the
 	// listing right after the failure. Until lostWait has passed the pool
@@ -215,7 +231,7 @@ func (p *pool) has(id string) bool {
 
 func newPools(r *PodReconciler) *pools {
 	return &pools{r: r, kick: make(chan struct{}, 1), byKey: map[poolKey]*pool{}, published: map[string]nodePoolStatus{},
-		sizeReported: map[string]string{}}
+		sizeReported: map[string]string{}, listings: map[string]*nodeListing{}}
 }
 
 var _ manager.LeaderElectionRunnable = (*pools)(nil)

@@ -101,6 +101,7 @@ func (ps *pools) round(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+	ps.forgetListings()
 	pools := ps.byNode()
 	ps.r.metrics.setPoolPorts(pools)
 	devices := ps.devicesByNode()
@@ -171,10 +172,11 @@ func (ps *pools) publishNode(ctx context.Context, name string) error {
 }
 
 // fill brings one pool towards its min: one bulk create of a batch, one
-// wiring call for every port not known wired, then one listing of the
-// node's pool ports that promotes the ACTIVE ones, adopts ports a lost
-// answer hid (a create that timed out is found by its tags before another
-// batch is made) and settles unsure takes.
+// wiring call for every port not known wired, then, when there is
+// something to learn, a listing of the node's pool ports (refresh) that
+// promotes the ACTIVE ones, adopts ports a lost answer hid (a create that
+// timed out is found by its tags before another batch is made) and
+// settles unsure takes.
 func (ps *pools) fill(ctx context.Context, key poolKey) error {
 	start := time.Now()
 	nodeObj, err := ps.nodeObject(ctx, key.node)
@@ -276,7 +278,8 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 	// wait for the pool's backoff.
 	held := key.driver == v1alpha1.DriverNestedDPDK && time.Now().Before(p.notBefore)
 	ps.mu.Unlock()
-	if len(todo) > 0 && !held {
+	wired := len(todo) > 0 && !held
+	if wired {
 		vids, err := wirer.wireBatch(ctx, node, fmt.Sprintf("pool of node %s on subnet %s", key.node, key.subnetID), todo)
 		var full *errNoHotplugSlot
 		switch {
@@ -309,6 +312,13 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 				p.warming[port.ID] = wiring{port: port, vlanID: vids[port.ID]}
 			}
 		}
+		ps.mu.Unlock()
+	}
+	if wired {
+		// The ports made by this fill are wired (or their wiring failed)
+		// by now: a listing that shows them starts after.
+		ps.mu.Lock()
+		p.wiredAt = time.Now()
 		ps.mu.Unlock()
 	}
 	if err := ps.refresh(ctx, key, node, drv); err != nil {
@@ -362,18 +372,34 @@ func (ps *pools) create(ctx context.Context, key poolKey, node nodeInfo, drv por
 	return made, nil
 }
 
-// refresh lists the node's pool ports once and brings pool key in line
-// with what Neutron says (see fill).
+// refresh brings pool key in line with what Neutron says of its node's
+// pool ports (see fill), when there is something to learn: ports warming
+// (a port turning ACTIVE is not an event the controller sees), a take
+// unsure, a lost create whose ports may still show. It reads the node's
+// latest listing (pools.listNode) if that started after the pool's ports
+// were last made or wired and at most poolTick ago, else lists the node
+// again: the pools of one node share a listing, and a round woken by a
+// take lists nothing new. A pool with nothing to learn is not listed.
 func (ps *pools) refresh(ctx context.Context, key poolKey, node nodeInfo, drv portDriver) error {
-	started := time.Now()
-	listed, err := ps.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(ps.r.opts.ClusterID), tagPrefixPool + key.node}})
+	now := time.Now()
+	ps.mu.Lock()
+	p := ps.byKey[key]
+	pending := p != nil && (len(p.warming)+len(p.unsure) > 0 || p.awaitingLost(now))
+	var after time.Time
+	if p != nil {
+		after = p.wiredAt
+	}
+	ps.mu.Unlock()
+	if !pending {
+		return nil
+	}
+	listed, started, err := ps.listNode(ctx, key.node, maxTime(after, now.Add(-poolTick)))
 	if err != nil {
-		return fmt.Errorf("list the pool ports of node %s: %w", key.node, err)
+		return err
 	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	p := ps.byKey[key]
-	if p == nil {
+	if p = ps.byKey[key]; p == nil {
 		return nil
 	}
 	seen := map[string]bool{}
@@ -426,6 +452,58 @@ func (ps *pools) refresh(ctx context.Context, key poolKey, node nodeInfo, drv po
 		}
 	}
 	return nil
+}
+
+// listNode returns the pool ports of node (every pool's) from a listing
+// that started no earlier than after, and when it started: the node's last
+// listing if it is recent enough, else a new one. The pools of one node
+// filled at once wait for one another's listing here, and take it when it
+// is recent enough for them.
+func (ps *pools) listNode(ctx context.Context, node string, after time.Time) ([]openstack.Port, time.Time, error) {
+	ps.listMu.Lock()
+	l := ps.listings[node]
+	if l == nil {
+		l = &nodeListing{}
+		ps.listings[node] = l
+	}
+	ps.listMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.started.IsZero() && !l.started.Before(after) {
+		return l.ports, l.started, nil
+	}
+	started := time.Now()
+	ports, err := ps.r.cloud.ListPorts(ctx, openstack.PortFilter{Tags: []string{clusterTag(ps.r.opts.ClusterID), tagPrefixPool + node},
+		ProjectID: ps.r.cloud.ProjectID()})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("list the pool ports of node %s: %w", node, err)
+	}
+	l.started, l.ports = started, ports
+	return ports, started, nil
+}
+
+// forgetListings drops the listings of nodes that have no pool left.
+func (ps *pools) forgetListings() {
+	ps.mu.Lock()
+	nodes := map[string]bool{}
+	for k := range ps.byKey {
+		nodes[k.node] = true
+	}
+	ps.mu.Unlock()
+	ps.listMu.Lock()
+	defer ps.listMu.Unlock()
+	for n := range ps.listings {
+		if !nodes[n] {
+			delete(ps.listings, n)
+		}
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // drain releases the idle ports of pool key (its node is gone, or its

@@ -454,3 +454,71 @@ func TestPoolDeclaredTakenByPod(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolListingsPerNodeAndTick: the pools look at Neutron only when they
+// have something to learn, and then once per node and tick. Two declared
+// nested-vlan pools of one node (two sets of security groups) whose ports
+// Neutron keeps showing DOWN stay warming: woken 30 times over 3 s, they
+// list the node's pool ports at most once a tick between them (4), not
+// once per pool and round (60 before); once the ports show ACTIVE the next
+// tick's listing makes both pools ready; then, with nothing warming, 10
+// wakes list nothing.
+func TestPoolListingsPerNodeAndTick(t *testing.T) {
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	other := f.sim.SeedSecurityGroup("other").ID
+	f.opts.Pools.NestedVLAN = PoolSize{Min: 2, Max: 2, Batch: 2}
+	f.opts.Pools.NestedVLANNetworks = []PoolNetwork{{SubnetID: f.podSubnet}, {SubnetID: f.podSubnet, SecurityGroups: []string{other}}}
+	var listings atomic.Int64
+	var down atomic.Bool
+	down.Store(true)
+	f.interpose(5*time.Second, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/ports") ||
+			!strings.Contains(r.URL.Query().Get("tags"), tagPrefixPool+node) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		listings.Add(1)
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		b := rec.Body.Bytes()
+		if down.Load() {
+			b = bytes.ReplaceAll(b, []byte(`"ACTIVE"`), []byte(`"DOWN"`))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(b)
+	})
+	f.startController()
+	counts := func() (warming, ready int, s string) {
+		st := f.rec.Load().pools.byNode()[node]
+		for _, p := range st {
+			warming += p.Warming
+			ready += p.Ready
+		}
+		return warming, ready, fmt.Sprintf("%+v", st)
+	}
+	f.eventually(20*time.Second, "two pools of 2 warming ports", func() (bool, string) {
+		w, r, s := counts()
+		return w == 4 && r == 0, s
+	})
+	wakes := func(n int, every time.Duration) int64 {
+		before := listings.Load()
+		for range n {
+			f.rec.Load().pools.wake()
+			time.Sleep(every)
+		}
+		return listings.Load() - before
+	}
+	if n := wakes(30, 100*time.Millisecond); n > 4 {
+		t.Fatalf("two warming pools of one node woken 30 times over 3 s listed its pool ports %d times, want at most one a tick (4)", n)
+	}
+	down.Store(false)
+	f.eventually(20*time.Second, "both pools ready", func() (bool, string) {
+		w, r, s := counts()
+		return w == 0 && r == 4, s
+	})
+	if n := wakes(10, 100*time.Millisecond); n != 0 {
+		t.Fatalf("two ready pools with nothing warming woken 10 times listed their node's pool ports %d times, want none", n)
+	}
+}

@@ -76,6 +76,9 @@ type Client struct {
 	// tokenProject is the project Keystone scoped the token to.
 	tokenProject string
 	timeout      time.Duration
+	// pageSize is how many ports a page of ListPorts holds (0:
+	// listPageSize).
+	pageSize int
 }
 
 // New authenticates (unless noauth) and returns a Client.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -171,9 +173,8 @@ func (c *Client) GetPort(ctx context.Context, id string) (Port, error) {
 	}, hasID[Port])
 }
 
-type portQuery PortFilter
-
-func (f portQuery) ToPortListQuery() (string, error) {
+// query is f as the query of a port listing.
+func (f PortFilter) query() url.Values {
 	q := url.Values{}
 	for k, v := range map[string]string{"network_id": f.NetworkID, "device_id": f.DeviceID,
 		"device_owner": f.DeviceOwner, "name": f.Name, "project_id": f.ProjectID, "tags": strings.Join(f.Tags, ","),
@@ -188,26 +189,70 @@ func (f portQuery) ToPortListQuery() (string, error) {
 	if f.SubnetID != "" {
 		q.Add("fixed_ips", "subnet_id="+f.SubnetID)
 	}
-	if len(q) == 0 {
-		return "", nil
-	}
-	return "?" + q.Encode(), nil
+	return q
 }
 
-// ListPorts returns the ports that match f (all pages).
+// portFields are the attributes a port listing asks Neutron for
+// (?fields=): Port's, the only ones a caller can read. The rest of a
+// Neutron port (descriptions, timestamps, binding profiles and details,
+// DNS assignments, …) is neither sent nor decoded.
+var portFields = jsonNames(reflect.TypeFor[Port]())
+
+// jsonNames returns the JSON names of struct type t's fields.
+func jsonNames(t reflect.Type) []string {
+	var out []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// listPageSize is how many ports a page of a listing holds (?limit=).
+// Each page is decoded straight into Ports, so a listing of a cluster's
+// thousands of ports holds one page of JSON at a time, never the whole
+// answer (nor maps of it).
+const listPageSize = 500
+
+// link is one of a listing's links to other pages.
+type link struct {
+	Rel string `json:"rel"`
+}
+
+// ListPorts returns the ports that match f, with the attributes of Port
+// only (portFields), read page by page (listPageSize a page, each page
+// after the last port of the one before: ?marker=, as Neutron pages). A
+// cloud that does not page answers everything at once, without a link to
+// a next page: that answer is the list.
 func (c *Client) ListPorts(ctx context.Context, f PortFilter) ([]Port, error) {
 	op := fmt.Sprintf("list ports %+v", f)
 	rctx, cancel := c.requestCtx(ctx)
 	defer cancel()
-	pages, err := ports.List(c.network, portQuery(f)).AllPages(rctx)
-	if err != nil {
-		return nil, classify(op, err)
+	size := c.pageSize
+	if size <= 0 {
+		size = listPageSize
 	}
+	q := f.query()
+	q["fields"] = portFields
+	q.Set("limit", strconv.Itoa(size))
 	var out []Port
-	if err := ports.ExtractPortsInto(pages, &out); err != nil {
-		return nil, classify(op, err)
+	for {
+		var page struct {
+			Ports []Port `json:"ports"`
+			Links []link `json:"ports_links"`
+		}
+		if _, err := c.network.Get(rctx, c.network.ServiceURL("ports")+"?"+q.Encode(), &page, nil); err != nil {
+			return nil, classify(op, err)
+		}
+		out = append(out, page.Ports...)
+		more := slices.ContainsFunc(page.Links, func(l link) bool { return l.Rel == "next" })
+		if !more || len(page.Ports) != size || page.Ports[size-1].ID == "" {
+			return out, nil
+		}
+		q.Set("marker", page.Ports[size-1].ID)
 	}
-	return out, nil
 }
 
 // UpdatePortSecurityGroups sets the security groups of port id.

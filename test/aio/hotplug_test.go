@@ -12,15 +12,18 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/netnstest"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/pcisim"
 )
 
 // nodeLinkMAC returns the MAC of link name in the node namespace, "" when
@@ -323,5 +326,71 @@ func TestStaleEnvironmentIsReaped(t *testing.T) {
 	}
 	if !exists(env.StateDir) || slices.Contains(reaped, env.ID) {
 		t.Errorf("the live environment %s was reaped", env.ID)
+	}
+}
+
+// TestDetachKeepsSlotUntilDeviceGone: a port detached while its device is
+// being added keeps its PCI address taken until the device is gone, so
+// the next attach gets another slot and its device appears; no hot-plug
+// fails. (The slot used to be freed at once: the next attach took it, and
+// its hot-plug found the first device still there, "already present", and
+// never added its own.) The simulated PCI bus holds the first device's
+// netdev hook until the second attach has picked its slot.
+func TestDetachKeepsSlotUntilDeviceGone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	entered, hold := make(chan struct{}), make(chan struct{})
+	var first sync.Once
+	sim, err := pcisim.Start(ctx, t.TempDir(), pcisim.WithNetdevHook(func(ev pcisim.NetdevEvent) error {
+		if ev.Appeared {
+			first.Do(func() { close(entered); <-hold })
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	n := &Node{Name: "slots", PCI: sim, slots: map[string]string{}, plug: map[string]string{}, unplugging: map[string]bool{}}
+	h := (*vmHook)(n)
+	a := cloudsim.Port{ID: "port-a", MACAddress: "fa:16:3e:00:00:0a"}
+	b := cloudsim.Port{ID: "port-b", MACAddress: "fa:16:3e:00:00:0b"}
+	if err := h.Attached(ctx, "server", a); err != nil {
+		t.Fatal(err)
+	}
+	addrA := n.PCIAddress(a.ID)
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("the device of port-a was never being added")
+	}
+	if err := h.Detached(ctx, "server", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Attached(ctx, "server", b); err != nil {
+		t.Fatal(err)
+	}
+	addrB := n.PCIAddress(b.ID)
+	close(hold)
+	if addrB == "" || addrB == addrA {
+		t.Fatalf("port-b attached at %q while port-a's device was still being added at %s", addrB, addrA)
+	}
+	sysfs := pci.New(sim.Root())
+	got, err := sysfs.WaitForMAC(ctx, b.MACAddress)
+	if err != nil || got != addrB {
+		t.Fatalf("port-b's device: at %q (%v), want %s", got, err, addrB)
+	}
+	waitFor(t, "port-a's device gone and its address free", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return !sysfs.Exists(addrA) && !n.unplugging[addrA]
+	})
+	for _, ev := range n.History() {
+		if strings.HasPrefix(ev.Kind, "hotplug-failed") {
+			t.Errorf("%s of port %s at %s", ev.Kind, ev.PortID, ev.Addr)
+		}
+	}
+	if errs := sim.Errors(); len(errs) > 0 {
+		t.Errorf("simulator errors: %v", errs)
 	}
 }

@@ -71,12 +71,21 @@ type Node struct {
 	real    *realNode // nil on a stand-in node
 	deleted atomic.Bool
 
-	fabric  string
-	mu      sync.Mutex
-	slots   map[string]string // Neutron port ID → PCI address
-	plug    map[string]string // Neutron port ID → "pending", "adding" or "plugged"
-	history []HotplugEvent
-	logf    func(format string, args ...any) // the environment's log
+	fabric string
+	mu     sync.Mutex
+	slots  map[string]string // Neutron port ID → PCI address
+	plug   map[string]string // Neutron port ID → "pending", "adding", "plugged" or "failed"
+	// unplugging are the PCI addresses of detached ports whose device is
+	// still on the bus (being added, or being removed): no attach takes
+	// one before its device is gone.
+	unplugging map[string]bool
+	history    []HotplugEvent
+	// netdevQ are the netdev events the simulated bus reported that
+	// mirrorNetdevs has not applied yet, in order; netdevKick wakes it.
+	netdevMu   sync.Mutex
+	netdevQ    []pcisim.NetdevEvent
+	netdevKick chan struct{}
+	logf       func(format string, args ...any) // the environment's log
 }
 
 // HotplugEvent is one thing that happened to a node's simulated hardware.
@@ -204,7 +213,8 @@ func nodeName(i int) string { return fmt.Sprintf("node-%d", i) }
 
 func (e *Env) startNode(ctx context.Context, i int) (*Node, error) {
 	name := nodeName(i)
-	n := &Node{Name: name, Index: i, Dir: filepath.Join(e.StateDir, name), fabric: e.fabric, slots: map[string]string{}, plug: map[string]string{}}
+	n := &Node{Name: name, Index: i, Dir: filepath.Join(e.StateDir, name), fabric: e.fabric, slots: map[string]string{}, plug: map[string]string{},
+		unplugging: map[string]bool{}}
 	n.SysfsRoot = filepath.Join(n.Dir, "root")
 	n.devinfoRoot = filepath.Join(n.Dir, "devinfo-root")
 	n.DevinfoDir = filepath.Join(n.devinfoRoot, "var/run/k8s.cni.cncf.io/devinfo/cni")
@@ -229,6 +239,14 @@ func (e *Env) startNode(ctx context.Context, i int) (*Node, error) {
 		return nil, err
 	}
 
+	n.logf = e.logf
+	n.netdevKick = make(chan struct{}, 1)
+	mctx, stopMirror := context.WithCancel(e.ctx)
+	mirrored := make(chan struct{})
+	go func() { defer close(mirrored); n.mirrorNetdevs(mctx) }()
+	// Run by Close after the bus is closed (no more events), before the
+	// namespace goes.
+	e.defer_(func() error { stopMirror(); <-mirrored; return nil })
 	simOpts := []pcisim.Option{pcisim.WithNetdevHook(n.netdevHook)}
 	if e.opts.RealNodes {
 		// A bind to uio_pci_generic makes <root>/dev/uioN, the node's
@@ -241,7 +259,6 @@ func (e *Env) startNode(ctx context.Context, i int) (*Node, error) {
 		return nil, fmt.Errorf("start the PCI bus of %s: %w", name, err)
 	}
 	sim := n.PCI
-	n.logf = e.logf
 	e.defer_(func() error { return sim.Close() })
 	e.Cloud.SetServerHook(srv.Server.ID, (*vmHook)(n))
 	e.defer_(func() error { e.Cloud.SetServerHook(srv.Server.ID, nil); return nil })
@@ -327,14 +344,64 @@ func (n *Node) addFabricVeth(fabricEnd, vmEnd string, mac net.HardwareAddr) erro
 
 // netdevHook mirrors the simulated kernel's netdevs as real links in the
 // node namespace: a virtio-net device bound to virtio-pci has one; unbound,
-// bound to a DPDK driver or removed, it has none.
+// bound to a DPDK driver or removed, it has none. The hook only records and
+// queues the event: mirrorNetdevs makes and removes the links, in the
+// events' order. The simulated bus calls the hook while it handles a sysfs
+// write, one write at a time, and a netlink call waits for the host
+// kernel's RTNL lock, which every simulated VM and pod shares: in the
+// 1000-pod bench that held each bind and unbind for seconds, past the
+// daemon's bind timeout, where a VM's own kernel acts on the write at once.
 func (n *Node) netdevHook(ev pcisim.NetdevEvent) error {
-	fabricEnd := fmt.Sprintf("n%d-%s", n.Index, strings.ReplaceAll(ev.Addr[len(ev.Addr)-4:], ":", ""))
 	kind := "netdev-down"
 	if ev.Appeared {
 		kind = "netdev-up"
 	}
 	n.record(HotplugEvent{Kind: kind, Addr: ev.Addr, MAC: ev.MAC})
+	n.netdevMu.Lock()
+	n.netdevQ = append(n.netdevQ, ev)
+	n.netdevMu.Unlock()
+	select {
+	case n.netdevKick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// mirrorNetdevs applies the queued netdev events to the node namespace, in
+// order, until ctx ends; one that fails is recorded ("netdev-mirror-failed")
+// and logged.
+func (n *Node) mirrorNetdevs(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.netdevKick:
+		}
+		for {
+			n.netdevMu.Lock()
+			if len(n.netdevQ) == 0 {
+				n.netdevMu.Unlock()
+				break
+			}
+			ev := n.netdevQ[0]
+			n.netdevQ = n.netdevQ[1:]
+			n.netdevMu.Unlock()
+			if ctx.Err() != nil || n.deleted.Load() {
+				return
+			}
+			if err := n.mirrorNetdev(ev); err != nil {
+				n.record(HotplugEvent{Kind: "netdev-mirror-failed: " + err.Error(), Addr: ev.Addr, MAC: ev.MAC})
+				if n.logf != nil {
+					n.logf("node %s: netdev %s of device %s (MAC %s) not mirrored in the node namespace: %v", n.Name, ev.IfName, ev.Addr, ev.MAC, err)
+				}
+			}
+		}
+	}
+}
+
+// mirrorNetdev makes or removes the link of one netdev event.
+func (n *Node) mirrorNetdev(ev pcisim.NetdevEvent) error {
+	fabricEnd := fmt.Sprintf("n%d-%s", n.Index, strings.ReplaceAll(ev.Addr[len(ev.Addr)-4:], ":", ""))
 	if ev.Appeared {
 		mac, err := net.ParseMAC(ev.MAC)
 		if err != nil {
@@ -377,7 +444,7 @@ func (h *vmHook) Attached(_ context.Context, serverID string, port cloudsim.Port
 	if _, ok := n.slots[port.ID]; ok {
 		return nil
 	}
-	used := map[string]bool{}
+	used := maps.Clone(n.unplugging)
 	for _, a := range n.slots {
 		used[a] = true
 	}
@@ -402,7 +469,9 @@ func (h *vmHook) Attached(_ context.Context, serverID string, port cloudsim.Port
 // its netdev hook records events under n.mu.
 func (n *Node) hotplug(portID, addr, mac string) {
 	n.mu.Lock()
-	if n.slots[portID] != addr {
+	if n.slots[portID] != addr || n.plug[portID] != "pending" {
+		// Detached (and maybe attached again: then that attach's own
+		// hot-plug, or this one's twin, adds the device).
 		n.mu.Unlock()
 		return
 	}
@@ -410,9 +479,15 @@ func (n *Node) hotplug(portID, addr, mac string) {
 	n.mu.Unlock()
 	err := n.PCI.AddVirtioNet(addr, mac)
 	n.mu.Lock()
-	still := n.slots[portID] == addr
-	if still && err == nil {
+	// Detached while the device was being added: Detached left the
+	// address unplugging, for this hot-plug to clear once the device is
+	// gone.
+	still := !n.unplugging[addr]
+	switch {
+	case still && err == nil:
 		n.plug[portID] = "plugged"
+	case still:
+		n.plug[portID] = "failed"
 	}
 	n.mu.Unlock()
 	switch {
@@ -427,6 +502,11 @@ func (n *Node) hotplug(portID, addr, mac string) {
 		// Detached while the device was being added.
 		_ = n.PCI.Remove(addr)
 	}
+	if !still {
+		n.mu.Lock()
+		delete(n.unplugging, addr)
+		n.mu.Unlock()
+	}
 }
 
 // Detached unplugs the port's device.
@@ -437,14 +517,27 @@ func (h *vmHook) Detached(_ context.Context, serverID string, port cloudsim.Port
 	state := n.plug[port.ID]
 	delete(n.slots, port.ID)
 	delete(n.plug, port.ID)
+	if ok && (state == "adding" || state == "plugged") {
+		// The device is on the bus, or being added: its address stays
+		// taken until it is gone. A slot freed at once let the next
+		// attach plug its device there while this one was still
+		// present, and that hot-plug failed ("already present").
+		n.unplugging[addr] = true
+	}
 	n.mu.Unlock()
 	if !ok || state != "plugged" {
-		// Not attached, or detached before its device appeared: the
-		// hot-plug under way sees the slot gone and undoes itself.
+		// Not attached, or detached before its device appeared: a
+		// hot-plug still pending sees the slot gone and does nothing,
+		// one under way sees the address unplugging and undoes itself;
+		// a hot-plug that failed left nothing on the bus.
 		return nil
 	}
 	n.record(HotplugEvent{Kind: "detach", Addr: addr, PortID: port.ID, MAC: port.MACAddress})
-	if err := n.PCI.Remove(addr); err != nil {
+	err := n.PCI.Remove(addr)
+	n.mu.Lock()
+	delete(n.unplugging, addr)
+	n.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("server %s (node %s): unplug %s of port %s: %w", serverID, n.Name, addr, port.ID, err)
 	}
 	return nil
@@ -573,7 +666,7 @@ func (e *Env) DeleteNode(ctx context.Context, n *Node) error {
 	e.Cloud.SetServerHook(n.Server.Server.ID, nil)
 	errs = append(errs, n.PCI.Close(), removeNetNS(n.NetNS))
 	n.mu.Lock()
-	n.slots, n.plug = map[string]string{}, map[string]string{}
+	n.slots, n.plug, n.unplugging = map[string]string{}, map[string]string{}, map[string]bool{}
 	n.mu.Unlock()
 	errs = append(errs, e.Cloud.DeleteServer(n.Server.Server.ID))
 	if err := e.Clientset.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {

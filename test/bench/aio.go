@@ -149,6 +149,79 @@ type AIOResult struct {
 	// ControllerLoad is where the controller's time went from the first
 	// pod create to the last ADD's return.
 	ControllerLoad ControllerLoad `json:",omitzero"`
+	// ControllerPeakAt is when, after the first pod create, the
+	// controller's RSS was highest (sampled every peakSampleEvery), and
+	// PeakHeapProfile the heap profile fetched then (empty without one).
+	ControllerPeakAt time.Duration `json:",omitzero"`
+	PeakHeapProfile  string        `json:",omitempty"`
+	// VMErrors are what went wrong in the simulated node VMs (a hot-plug
+	// that failed after Nova answered, a netdev not mirrored in the node's
+	// namespace, errors of the simulated PCI bus),
+	// one line each, naming the node; at most maxVMErrors.
+	VMErrors []string `json:",omitempty"`
+}
+
+// maxVMErrors bounds AIOResult.VMErrors.
+const maxVMErrors = 20
+
+// vmErrors returns what went wrong in the simulated VMs of env's nodes
+// (see AIOResult.VMErrors), and how many there were in all.
+func vmErrors(env *aio.Env) ([]string, int) {
+	var out []string
+	n := 0
+	add := func(line string) {
+		if n++; len(out) < maxVMErrors {
+			out = append(out, line)
+		}
+	}
+	for _, node := range env.Nodes {
+		for _, ev := range node.History() {
+			if strings.HasPrefix(ev.Kind, "hotplug-failed") || strings.HasPrefix(ev.Kind, "netdev-mirror-failed") {
+				add(fmt.Sprintf("%s %s: %s of port %s (MAC %s) at %s", ev.Time.UTC().Format("15:04:05.000"), node.Name, ev.Kind, ev.PortID, ev.MAC, ev.Addr))
+			}
+		}
+		for _, err := range node.PCI.Errors() {
+			add(fmt.Sprintf("%s: simulated PCI bus: %v", node.Name, err))
+		}
+	}
+	return out, n
+}
+
+// peakSampleEvery is how often the bench reads the controller's RSS to
+// find when it peaks.
+const peakSampleEvery = 500 * time.Millisecond
+
+// peakSample is what samplePeak found.
+type peakSample struct {
+	at      time.Duration
+	profile string
+}
+
+// samplePeak reads the controller's VmRSS every peakSampleEvery from start
+// until ctx ends and records in res when it was highest; with a path,
+// each time the RSS passes its highest so far by 4 MiB or more the
+// controller's heap profile is fetched from pprofURL into path, named name
+// in res (the last one is the nearest the peak).
+func samplePeak(ctx context.Context, pid int, start time.Time, pprofURL, path, name string, res *peakSample) {
+	var top, profiled int64
+	t := time.NewTicker(peakSampleEvery)
+	defer t.Stop()
+	for {
+		if m, err := ReadMemory("/proc", pid); err == nil && m.RSS > top {
+			top = m.RSS
+			res.at = time.Since(start)
+			if path != "" && top-profiled >= 4<<20 {
+				if err := fetch(ctx, pprofURL, path); err == nil {
+					profiled, res.profile = top, name
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Interfaces each bench pod asks for.
@@ -233,6 +306,20 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	}
 	pods := make([]PodTimes, cfg.N)
 	start := time.Now()
+	var peak sync.WaitGroup
+	var pk peakSample
+	pctx, stopPeak := context.WithCancel(ctx)
+	defer func() { stopPeak(); peak.Wait() }()
+	{
+		var pprofURL, path, name string
+		if cfg.ProfileDir != "" {
+			if addr, err := bindAddress("/proc", env.Controller.Pid(), "pprof-bind-address"); err == nil {
+				name = fmt.Sprintf("heap-%s-%d-peak.pb.gz", cfg.Profile.Name, cfg.N)
+				pprofURL, path = "http://"+addr+"/debug/pprof/heap", filepath.Join(cfg.ProfileDir, name)
+			}
+		}
+		peak.Go(func() { samplePeak(pctx, env.Controller.Pid(), start, pprofURL, path, name, &pk) })
+	}
 	if err := createPods(ctx, env, ns, pods, max(1, cfg.Parallel)); err != nil {
 		return res, err
 	}
@@ -332,6 +419,17 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 			}
 		}
 	}
+	stopPeak()
+	peak.Wait()
+	errs, nerrs := vmErrors(env)
+	for _, e := range errs {
+		logf("simulated VM: %s", e)
+	}
+	if nerrs > len(errs) {
+		errs = append(errs, fmt.Sprintf("… %d more", nerrs-len(errs)))
+	}
+	res.VMErrors = errs
+	res.ControllerPeakAt, res.PeakHeapProfile = pk.at, pk.profile
 	if res.Controll, err = ReadMemory("/proc", env.Controller.Pid()); err != nil {
 		return res, err
 	}

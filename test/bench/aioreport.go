@@ -165,11 +165,24 @@ func WriteAIOMarkdown(w io.Writer, results []AIOResult) error {
 		fmt.Fprintf(&b, "\nAt the end: controller RSS %.1f MiB (anon %.1f + file %.1f), Go heap in use %.1f MiB, %.0f goroutines; "+
 			"node-1 daemon RSS %.1f MiB (anon %.1f + file %.1f).\n", mib(r.Controll.RSS), mib(r.Controll.Anon), mib(r.Controll.File),
 			r.ControllerHeapInuse/(1<<20), r.ControllerGoroutines, mib(r.Daemon.RSS), mib(r.Daemon.Anon), mib(r.Daemon.File))
+		if r.ControllerPeakAt > 0 {
+			fmt.Fprintf(&b, "The controller's RSS was highest %.1f s after the first pod create (sampled every %s)", r.ControllerPeakAt.Seconds(), peakSampleEvery)
+			if r.PeakHeapProfile != "" {
+				fmt.Fprintf(&b, "; its heap then: %s", r.PeakHeapProfile)
+			}
+			b.WriteString(".\n")
+		}
 		if failed := failedAdds(r.Pods); failed != "" {
 			fmt.Fprintf(&b, "\nPods with a failed ADD (the kubelet stand-in retried it; their last error): %s.\n", failed)
 		}
 		if r.ControllerLoad.Requests != nil {
 			fmt.Fprintf(&b, "\nThe controller from the first pod create to the last ADD's return (its /metrics): %s.\n", r.ControllerLoad)
+		}
+		if len(r.VMErrors) > 0 {
+			b.WriteString("\nWhat went wrong in the simulated node VMs:\n\n")
+			for _, e := range r.VMErrors {
+				fmt.Fprintf(&b, "- %s\n", e)
+			}
 		}
 		b.WriteString("\nInside the CNI ADD, from the daemons' `kuryr_daemon_cni_phase_seconds` histograms summed over all daemons " +
 			"(per observation, not per pod; percentiles are bucket upper bounds, the buckets double):\n\n")

@@ -107,8 +107,11 @@ func run() int {
 		if r.prof.Name == "zero" {
 			cpu = *cpuSeconds
 		}
+		// KURYR_BENCH_POOLS=all (the default) pools the pods' other
+		// interfaces only when there are pools at all.
+		dpdkPool := poolOf(r.n, r.nodes)
 		res, err := bench.RunAIO(ctx, bench.AIOConfig{N: r.n, Nodes: r.nodes, Profile: r.prof, BinDir: bin,
-			DPDKPool: poolOf(r.n, r.nodes), PodPools: *pooled == "all", CPUProfileSeconds: cpu,
+			DPDKPool: dpdkPool, PodPools: *pooled == "all" && dpdkPool.Max > 0, CPUProfileSeconds: cpu,
 			Timeout: *timeout, Parallel: *parallel, ProfileDir: *out, Log: logf})
 		if err != nil {
 			logf("run %s: %v", res.RunName(), err)
