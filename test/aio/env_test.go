@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	conf := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"fake","type":%q,"recordDir":%q,"failPods":["fail-me"],`+
+	conf := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"fake","type":%q,"recordDir":%q,"failPods":["fail-me","fail-del-once"],"failDelOncePods":["fail-del-once"],`+
 		`"capabilities":{"io.kubernetes.cri.pod-annotations":true}}`, fakeCNIName, recordDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -163,6 +164,26 @@ func readCall(t *testing.T, containerID, cmd string) (fakeCall, bool) {
 		t.Fatal(err)
 	}
 	return c, true
+}
+
+// podAdds are the ADD calls the fake plugin recorded for pod name.
+func podAdds(t *testing.T, name string) ([]fakeCall, error) {
+	t.Helper()
+	entries, err := os.ReadDir(recordDir)
+	if err != nil {
+		return nil, err
+	}
+	var out []fakeCall
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), "-ADD.json")
+		if !ok {
+			continue
+		}
+		if c, _ := readCall(t, id, "ADD"); strings.Contains(c.Args, "K8S_POD_NAME="+name) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 func testPod(name string) *corev1.Pod {
@@ -280,21 +301,12 @@ func TestFailedAddIsFollowedByDelAndAnEvent(t *testing.T) {
 		t.Errorf("event %s: %s", ev.Reason, ev.Message)
 	}
 	// Every ADD was followed by a DEL of the same sandbox.
-	entries, err := os.ReadDir(recordDir)
+	adds, err := podAdds(t, "fail-me")
 	if err != nil {
 		t.Fatal(err)
 	}
-	adds := 0
-	for _, e := range entries {
-		id, ok := strings.CutSuffix(e.Name(), "-ADD.json")
-		if !ok {
-			continue
-		}
-		c, _ := readCall(t, id, "ADD")
-		if !strings.Contains(c.Args, "K8S_POD_NAME=fail-me") {
-			continue
-		}
-		adds++
+	for _, c := range adds {
+		id := c.ContainerID
 		if _, ok := readCall(t, id, "DEL"); !ok {
 			t.Errorf("failed ADD of sandbox %s was not followed by DEL", id)
 		}
@@ -302,7 +314,7 @@ func TestFailedAddIsFollowedByDelAndAnEvent(t *testing.T) {
 			t.Errorf("namespace %s of the failed sandbox remains", c.NetNS)
 		}
 	}
-	if adds == 0 {
+	if len(adds) == 0 {
 		t.Error("no ADD recorded for pod fail-me")
 	}
 	p, err := env.Clientset.CoreV1().Pods("default").Get(ctx, "fail-me", metav1.GetOptions{})
@@ -311,6 +323,70 @@ func TestFailedAddIsFollowedByDelAndAnEvent(t *testing.T) {
 	}
 	if p.Status.Phase == corev1.PodRunning {
 		t.Error("pod fail-me is Running although every ADD failed")
+	}
+}
+
+// A sandbox whose ADD failed and whose DEL failed too is torn down again,
+// as a kubelet stops such a sandbox until the runtime's teardown succeeds:
+// the fake plugin fails pod fail-del-once's ADDs and the first DEL of each
+// of its sandboxes; the stand-in runs that sandbox's DEL again, and only
+// once it succeeded removes its namespace and starts the next sandbox. The
+// test fails if a sandbox's DEL is not repeated after its failure, if its
+// namespace stays, or if a new sandbox's ADD comes before the old one's
+// successful DEL.
+func TestFailedDelOfAFailedSandboxIsRetried(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := env.CreatePod(ctx, testPod("fail-del-once")); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = env.Clientset.CoreV1().Pods("default").Delete(context.Background(), "fail-del-once", metav1.DeleteOptions{})
+	}()
+	type sandboxCalls struct {
+		id                    string
+		add, delFailed, delOK time.Time
+		netns                 string
+	}
+	var sbs []sandboxCalls
+	mtime := func(name string) time.Time {
+		fi, err := os.Stat(filepath.Join(recordDir, name))
+		if err != nil {
+			return time.Time{}
+		}
+		return fi.ModTime()
+	}
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
+		adds, err := podAdds(t, "fail-del-once")
+		if err != nil {
+			return false, err
+		}
+		sbs = sbs[:0]
+		for _, c := range adds {
+			id := c.ContainerID
+			sbs = append(sbs, sandboxCalls{id: id, add: mtime(id + "-ADD.json"), delFailed: mtime(id + fakeDelFailedSuffix),
+				delOK: mtime(id + "-DEL.json"), netns: c.NetNS})
+		}
+		slices.SortFunc(sbs, func(a, b sandboxCalls) int { return a.add.Compare(b.add) })
+		return len(sbs) >= 2, nil
+	})
+	if err != nil {
+		t.Fatalf("pod fail-del-once: %d sandboxes' ADDs seen, want a second one after the first's DEL was retried: %v", len(sbs), err)
+	}
+	first, second := sbs[0], sbs[1]
+	if first.delFailed.IsZero() {
+		t.Fatalf("the first sandbox %s had no failed DEL (the fake plugin fails the first)", first.id)
+	}
+	if !first.delOK.After(first.delFailed) {
+		t.Errorf("sandbox %s: DEL failed at %s and was not called again", first.id, first.delFailed.Format(time.StampMicro))
+	}
+	if second.add.Before(first.delOK) {
+		t.Errorf("sandbox %s's ADD (%s) came before sandbox %s's successful DEL (%s)", second.id,
+			second.add.Format(time.StampMicro), first.id, first.delOK.Format(time.StampMicro))
+	}
+	if _, err := os.Stat(first.netns); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("namespace %s of sandbox %s remains after its DEL succeeded", first.netns, first.id)
 	}
 }
 

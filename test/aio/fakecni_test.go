@@ -25,7 +25,14 @@ type fakeConf struct {
 	types.PluginConf
 	RecordDir string   `json:"recordDir"`
 	FailPods  []string `json:"failPods"`
+	// FailDelOncePods: the first DEL of each sandbox of these pods fails
+	// (a file <containerID>fakeDelFailedSuffix records it), later ones
+	// succeed.
+	FailDelOncePods []string `json:"failDelOncePods"`
 }
+
+// fakeDelFailedSuffix names the record of a DEL the fake plugin failed.
+const fakeDelFailedSuffix = "-DEL-failed"
 
 // fakeCall is what the fake plugin records of one call.
 type fakeCall struct {
@@ -86,7 +93,15 @@ func fakeCNIMain() int {
 		if err := res.Print(); err != nil {
 			return 1
 		}
-	case "DEL", "CHECK", "GC", "STATUS":
+	case "DEL":
+		if slices.Contains(conf.FailDelOncePods, podName) {
+			marker := filepath.Join(conf.RecordDir, call.ContainerID+fakeDelFailedSuffix)
+			if _, err := os.Stat(marker); os.IsNotExist(err) {
+				_ = os.WriteFile(marker, nil, 0o644)
+				return fail(11, "fake plugin fails the first DEL of pod "+podName)
+			}
+		}
+	case "CHECK", "GC", "STATUS":
 	default:
 		return fail(4, "unknown CNI_COMMAND "+cmd)
 	}

@@ -71,8 +71,14 @@ type Kubelet struct {
 
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox // by namespace/name
-	timings   map[types.UID]*Timing
-	wg        sync.WaitGroup
+	// failed are the sandboxes of a failed ADD whose DEL failed too, by
+	// namespace/name: as a kubelet stops such a sandbox again until the
+	// runtime's teardown succeeds, their DEL is retried before anything
+	// else is done for the pod, and their namespaces stay until it
+	// succeeds.
+	failed  map[string][]*sandbox
+	timings map[types.UID]*Timing
+	wg      sync.WaitGroup
 }
 
 type sandbox struct {
@@ -130,7 +136,7 @@ func (e *Env) startKubelet(n *Node) error {
 		return err
 	}
 	k := &Kubelet{env: e, node: n, confPath: filepath.Join(confDir, "10-kuryr.conflist"),
-		sandboxes: map[string]*sandbox{}, timings: map[types.UID]*Timing{}}
+		sandboxes: map[string]*sandbox{}, failed: map[string][]*sandbox{}, timings: map[types.UID]*Timing{}}
 	if err := os.WriteFile(k.confPath, conf, 0o644); err != nil {
 		return err
 	}
@@ -242,6 +248,9 @@ func (k *Kubelet) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return nil
 	}
+	if err := k.retryFailedDel(ctx, key); err != nil {
+		return err
+	}
 	pod, err := k.lister.Pods(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
 		return k.killSandbox(ctx, key, "")
@@ -311,7 +320,14 @@ func (k *Kubelet) runSandbox(ctx context.Context, key string, pod *corev1.Pod) e
 		delCtx, cancel := context.WithTimeout(ctx, time.Minute)
 		delErr := k.cni.DelNetworkList(delCtx, list, rt)
 		cancel()
-		_ = removeNetNS(sb.netns)
+		if delErr != nil {
+			k.mu.Lock()
+			k.failed[key] = append(k.failed[key], sb)
+			k.mu.Unlock()
+			delErr = fmt.Errorf("CNI DEL of the failed sandbox %s (retried before the pod's next ADD): %w", sb.id[:12], delErr)
+		} else {
+			_ = removeNetNS(sb.netns)
+		}
 		k.event(ctx, pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", fmt.Sprintf(
 			"Failed to create pod sandbox: plugin type=%q name=%q failed (add): %v", list.Plugins[0].Network.Type, list.Name, err))
 		return errors.Join(fmt.Errorf("CNI ADD for pod %s: %w", key, err), delErr)
@@ -383,6 +399,29 @@ func podIPs(r *types100.Result) []string {
 	return out
 }
 
+// retryFailedDel runs DEL again for the sandboxes of key whose ADD and DEL
+// failed (Kubelet.failed), oldest first, removing each one's namespace once
+// its DEL succeeds; the first that fails again is the error (the key is
+// retried with backoff).
+func (k *Kubelet) retryFailedDel(ctx context.Context, key string) error {
+	for {
+		k.mu.Lock()
+		if len(k.failed[key]) == 0 {
+			delete(k.failed, key)
+			k.mu.Unlock()
+			return nil
+		}
+		sb := k.failed[key][0]
+		k.mu.Unlock()
+		if err := k.delSandbox(ctx, key, sb); err != nil {
+			return fmt.Errorf("the failed sandbox's teardown, again: %w", err)
+		}
+		k.mu.Lock()
+		k.failed[key] = k.failed[key][1:]
+		k.mu.Unlock()
+	}
+}
+
 // killSandbox runs DEL for the sandbox of key (unless it belongs to pod
 // keepUID) and removes its namespace.
 func (k *Kubelet) killSandbox(ctx context.Context, key string, keepUID types.UID) error {
@@ -392,6 +431,18 @@ func (k *Kubelet) killSandbox(ctx context.Context, key string, keepUID types.UID
 	if !ok || (keepUID != "" && sb.uid == keepUID) {
 		return nil
 	}
+	if err := k.delSandbox(ctx, key, sb); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	delete(k.sandboxes, key)
+	k.mu.Unlock()
+	return nil
+}
+
+// delSandbox runs DEL for sandbox sb of the pod of key and then removes
+// its namespace.
+func (k *Kubelet) delSandbox(ctx context.Context, key string, sb *sandbox) error {
 	namespace, name, _ := cache.SplitMetaNamespaceKey(key)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, UID: sb.uid}}
 	list, rt, err := k.cniCall(pod, sb)
@@ -403,13 +454,7 @@ func (k *Kubelet) killSandbox(ctx context.Context, key string, keepUID types.UID
 	if err := k.cni.DelNetworkList(delCtx, list, rt); err != nil {
 		return fmt.Errorf("CNI DEL for pod %s (sandbox %s): %w", key, sb.id[:12], err)
 	}
-	if err := removeNetNS(sb.netns); err != nil {
-		return err
-	}
-	k.mu.Lock()
-	delete(k.sandboxes, key)
-	k.mu.Unlock()
-	return nil
+	return removeNetNS(sb.netns)
 }
 
 // StopSandbox tears the running sandbox of pod namespace/name down on the
@@ -440,6 +485,12 @@ func (k *Kubelet) removeAllNetNS() error {
 	for key, sb := range k.sandboxes {
 		errs = append(errs, removeNetNS(sb.netns))
 		delete(k.sandboxes, key)
+	}
+	for key, sbs := range k.failed {
+		for _, sb := range sbs {
+			errs = append(errs, removeNetNS(sb.netns))
+		}
+		delete(k.failed, key)
 	}
 	return errors.Join(errs...)
 }
