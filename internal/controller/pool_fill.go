@@ -101,8 +101,8 @@ func (ps *pools) round(ctx context.Context) {
 		})
 	}
 	wg.Wait()
-	ps.forgetListings()
 	pools := ps.byNode()
+	ps.forgetListings(pools)
 	ps.r.metrics.setPoolPorts(pools)
 	devices := ps.devicesByNode()
 	names := map[string]bool{}
@@ -482,18 +482,13 @@ func (ps *pools) listNode(ctx context.Context, node string, after time.Time) ([]
 	return ports, started, nil
 }
 
-// forgetListings drops the listings of nodes that have no pool left.
-func (ps *pools) forgetListings() {
-	ps.mu.Lock()
-	nodes := map[string]bool{}
-	for k := range ps.byKey {
-		nodes[k.node] = true
-	}
-	ps.mu.Unlock()
+// forgetListings drops the listings of nodes that have no pool left in
+// pools (pools.byNode).
+func (ps *pools) forgetListings(pools map[string][]v1alpha1.NodePool) {
 	ps.listMu.Lock()
 	defer ps.listMu.Unlock()
 	for n := range ps.listings {
-		if !nodes[n] {
+		if _, ok := pools[n]; !ok {
 			delete(ps.listings, n)
 		}
 	}

@@ -73,6 +73,20 @@ func dataPlanePort(t *testing.T, ctx context.Context, name string) (*openstack.C
 	return cloud, port
 }
 
+// attachAndWait attaches port to node n's server and returns the PCI
+// address of the device that appears for it.
+func attachAndWait(t *testing.T, ctx context.Context, cloud *openstack.Client, n *Node, port openstack.Port) string {
+	t.Helper()
+	if _, err := cloud.AttachInterface(ctx, n.Server.Server.ID, port.ID); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := pci.New(n.SysfsRoot).WaitForMAC(ctx, port.MACAddress)
+	if err != nil {
+		t.Fatalf("device with MAC %s never appeared under %s: %v", port.MACAddress, n.SysfsRoot, err)
+	}
+	return addr
+}
+
 // A Nova attach hot-plugs a virtio-net device into the node: sysfs entries
 // under the node's root and a netdev with the port's MAC in its namespace;
 // binding it to a DPDK driver (with the production internal/pci code) takes
@@ -84,14 +98,8 @@ func TestNovaAttachHotPlugsADevice(t *testing.T) {
 	n := env.Nodes[0]
 	cloud, port := dataPlanePort(t, ctx, "hotplug-test")
 	attachedAt := time.Now()
-	if _, err := cloud.AttachInterface(ctx, n.Server.Server.ID, port.ID); err != nil {
-		t.Fatal(err)
-	}
+	addr := attachAndWait(t, ctx, cloud, n, port)
 	sysfs := pci.New(n.SysfsRoot)
-	addr, err := sysfs.WaitForMAC(ctx, port.MACAddress)
-	if err != nil {
-		t.Fatalf("device with MAC %s never appeared under %s: %v", port.MACAddress, n.SysfsRoot, err)
-	}
 	if delay := time.Since(attachedAt); delay < hotplugDelay {
 		t.Errorf("device appeared %s after the attach, before the simulated hot-plug delay %s", delay, hotplugDelay)
 	}
@@ -188,18 +196,12 @@ func TestHotPluggedNICStaysDownAndOffTheNodesAddress(t *testing.T) {
 	n := env.Nodes[0]
 	cloud, port := dataPlanePort(t, ctx, "hotplug-arp-test")
 	defer func() { _ = cloud.DeletePort(context.Background(), port.ID) }()
-	if _, err := cloud.AttachInterface(ctx, n.Server.Server.ID, port.ID); err != nil {
-		t.Fatal(err)
-	}
 	defer func() { _ = cloud.DetachInterface(context.Background(), n.Server.Server.ID, port.ID) }()
-	addr, err := pci.New(n.SysfsRoot).WaitForMAC(ctx, port.MACAddress)
-	if err != nil {
-		t.Fatalf("device with MAC %s never appeared: %v", port.MACAddress, err)
-	}
+	addr := attachAndWait(t, ctx, cloud, n, port)
 	ifname := n.PCI.Netdev(addr)
 	waitFor(t, "netdev "+ifname+" in "+n.Name, func() bool { return nodeLinkMAC(t, n, ifname) == port.MACAddress })
 	var up bool
-	err = inNS(n.NetNS, func() error {
+	err := inNS(n.NetNS, func() error {
 		l, err := netlink.LinkByName(ifname)
 		if err != nil {
 			return err
