@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
@@ -97,7 +96,7 @@ func (f *Flags) New(opts ctrl.Options) (ctrl.Manager, error) {
 	opts.Scheme = scheme
 	opts.Metrics = metricsserver.Options{BindAddress: f.MetricsAddr, SecureServing: f.MetricsSecure}
 	if f.MetricsSecure {
-		opts.Metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+		opts.Metrics.FilterProvider = MetricsAuth
 	}
 	opts.HealthProbeBindAddress = f.ProbeAddr
 	opts.PprofBindAddress = f.PprofAddr

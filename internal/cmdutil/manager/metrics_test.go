@@ -8,13 +8,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -238,4 +241,104 @@ func sumOf(t *testing.T, page, name string) float64 {
 		t.Fatalf("/metrics has no %s", name)
 	}
 	return sum
+}
+
+// countReviews counts the TokenReviews and SubjectAccessReviews sent
+// through it.
+type countReviews struct {
+	base         http.RoundTripper
+	tokens, sars atomic.Int32
+}
+
+func (c *countReviews) RoundTrip(req *http.Request) (*http.Response, error) {
+	switch {
+	case strings.HasSuffix(req.URL.Path, "/tokenreviews"):
+		c.tokens.Add(1)
+	case strings.HasSuffix(req.URL.Path, "/subjectaccessreviews"):
+		c.sars.Add(1)
+	}
+	return c.base.RoundTrip(req)
+}
+
+// TestMetricsAuthReviewsOncePerTokenAndPath: MetricsAuth, against a real API
+// server, asks it (one TokenReview, one SubjectAccessReview) the first time
+// a token comes for a verb and path and answers the same again from its
+// cache; another path is reviewed again; a refusal is kept for denyTTL and
+// reviewed again after it (a role granted meanwhile then lets the token in);
+// an Authorization header that is not a bearer token, or a token the API
+// server does not know, is 401.
+func TestMetricsAuthReviewsOncePerTokenAndPath(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs := kubernetes.NewForConfigOrDie(env.Config)
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "metricsauth"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tok := token(ctx, t, cs, "metricsauth", "late-reader")
+	hc, err := rest.HTTPClientFor(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &countReviews{base: hc.Transport}
+	hc.Transport = counter
+	r, err := newReviewer(env.Config, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	r.now = func() time.Time { return now }
+	h, err := r.filter(logr.Discard(), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "metrics") }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(path, authorization string) int {
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	step := func(what, path, authorization string, want int, tokens, sars int32) {
+		t.Helper()
+		if got := serve(path, authorization); got != want {
+			t.Errorf("%s: HTTP %d, want %d", what, got, want)
+		}
+		if gt, gs := counter.tokens.Load(), counter.sars.Load(); gt != tokens || gs != sars {
+			t.Errorf("%s: %d TokenReviews and %d SubjectAccessReviews so far, want %d and %d", what, gt, gs, tokens, sars)
+		}
+	}
+	step("basic credentials", "/metrics", "Basic dXNlcjpwYXNz", 401, 0, 0)
+	step("an unknown token", "/metrics", "Bearer not-a-token", 401, 1, 0)
+	step("the token without a role", "/metrics", "Bearer "+tok, 403, 2, 1)
+	step("the same again, from the cache", "/metrics", "bearer "+tok, 403, 2, 1)
+
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "metricsauth-reader"},
+		Rules:      []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "metricsauth-reader"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "metricsauth-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "late-reader", Namespace: "metricsauth"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	step("role granted, refusal still cached", "/metrics", "Bearer "+tok, 403, 2, 1)
+	now = now.Add(denyTTL)
+	// RBAC's authorizer follows bindings through its informers: wait for it.
+	deadline := time.Now().Add(30 * time.Second)
+	for serve("/metrics", "Bearer "+tok) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("the token is still refused 30 s after its role was granted")
+		}
+		now = now.Add(denyTTL)
+		time.Sleep(100 * time.Millisecond)
+	}
+	tokens, sars := counter.tokens.Load(), counter.sars.Load()
+	step("allowed, from the cache", "/metrics", "Bearer "+tok, 200, tokens, sars)
+	step("another path", "/debug", "Bearer "+tok, 403, tokens+1, sars+1)
 }
