@@ -106,6 +106,14 @@ func (ns *nodes) resolve(ctx context.Context, node *corev1.Node) (info nodeInfo,
 	return info, true, nil
 }
 
+// cached returns node name's cloud facts if they are known (no lookup).
+func (ns *nodes) cached(name string) (nodeInfo, bool) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	info, ok := ns.byName[name]
+	return info, ok
+}
+
 // known returns every node resolved so far.
 func (ns *nodes) known() []nodeInfo {
 	ns.mu.Lock()

@@ -57,6 +57,26 @@ type pools struct {
 	// every pool of the node reads (pools.refresh).
 	listMu   sync.Mutex
 	listings map[string]*nodeListing
+
+	// unresolved are the nodes of pools whose cloud lookup failed (a
+	// node that is not a VM of this cloud, or not yet): each is looked up
+	// again only after its backoff, not every round.
+	resMu      sync.Mutex
+	unresolved map[string]*lookupBackoff
+}
+
+// lookupBackoff is a node's failed lookups in a row, the last error, and
+// when the next lookup may go.
+type lookupBackoff struct {
+	failures  int
+	err       error
+	notBefore time.Time
+}
+
+// backoff is the wait after failures failed tries in a row: 2 s, 4 s, ...
+// up to a minute.
+func backoff(failures int) time.Duration {
+	return min(time.Second<<min(failures, 6), time.Minute)
 }
 
 // nodeListing is one node's last listing of its pool ports and when it
@@ -171,7 +191,7 @@ func (p *pool) awaitingLost(now time.Time) bool {
 // failed records a failed refill and returns when the next may be tried.
 func (p *pool) failed(now time.Time) {
 	p.failures++
-	p.notBefore = now.Add(min(time.Second<<min(p.failures, 6), time.Minute))
+	p.notBefore = now.Add(backoff(p.failures))
 }
 
 // consumer holds an in-use pool port: owner is "pod/<uid>" or
@@ -231,7 +251,7 @@ func (p *pool) has(id string) bool {
 
 func newPools(r *PodReconciler) *pools {
 	return &pools{r: r, kick: make(chan struct{}, 1), byKey: map[poolKey]*pool{}, published: map[string]nodePoolStatus{},
-		sizeReported: map[string]string{}, listings: map[string]*nodeListing{}}
+		sizeReported: map[string]string{}, listings: map[string]*nodeListing{}, unresolved: map[string]*lookupBackoff{}}
 }
 
 var _ manager.LeaderElectionRunnable = (*pools)(nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -123,19 +122,54 @@ func (ps *pools) round(ctx context.Context) {
 // if needed (a pool rebuilt after a restart whose node no pod or fill has
 // resolved yet); ok is false for a node that is gone or not resolved.
 func (ps *pools) nodeInfo(ctx context.Context, name string) (nodeInfo, bool) {
-	if i := slices.IndexFunc(ps.r.nodes.known(), func(n nodeInfo) bool { return n.Name == name }); i >= 0 {
-		return ps.r.nodes.known()[i], true
+	if info, ok := ps.r.nodes.cached(name); ok {
+		return info, true
 	}
 	obj, err := ps.nodeObject(ctx, name)
 	if err != nil {
 		return nodeInfo{}, false
 	}
-	info, _, err := ps.r.nodes.resolve(ctx, obj)
+	info, err := ps.resolve(ctx, obj)
 	if err != nil {
-		log.FromContext(ctx).Info("node of a pool not resolved: its KuryrNode not recorded", "node", name, "reason", err.Error())
 		return nodeInfo{}, false
 	}
 	return info, true
+}
+
+// resolve returns node's cloud facts (nodes.resolve) for the pools. A
+// node whose lookup failed is looked up again only after a backoff (2 s,
+// 4 s, ... a minute), its last error returned meanwhile: a pool declared on
+// every node reaches nodes that are not VMs of this cloud, and each
+// lookup is a Neutron listing. A pod's path (nodes.resolve) does not wait
+// for this backoff, and what it resolves is used here at once.
+func (ps *pools) resolve(ctx context.Context, node *corev1.Node) (nodeInfo, error) {
+	if info, ok := ps.r.nodes.cached(node.Name); ok {
+		return info, nil
+	}
+	now := time.Now()
+	ps.resMu.Lock()
+	b := ps.unresolved[node.Name]
+	if b != nil && now.Before(b.notBefore) {
+		ps.resMu.Unlock()
+		return nodeInfo{}, b.err
+	}
+	ps.resMu.Unlock()
+	info, _, err := ps.r.nodes.resolve(ctx, node)
+	ps.resMu.Lock()
+	defer ps.resMu.Unlock()
+	if err == nil {
+		delete(ps.unresolved, node.Name)
+		return info, nil
+	}
+	if b == nil {
+		b = &lookupBackoff{}
+		ps.unresolved[node.Name] = b
+	}
+	b.failures++
+	b.err, b.notBefore = err, now.Add(backoff(b.failures))
+	log.FromContext(ctx).Info("node of a pool not resolved: its pools are not filled nor its KuryrNode recorded", "node", node.Name,
+		"reason", err.Error(), "retryIn", backoff(b.failures).String())
+	return nodeInfo{}, err
 }
 
 // publish writes the pools and DPDK devices of node info into its
@@ -193,8 +227,15 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 		// pods and claims are their consumers' business.
 		return ps.drain(ctx, key)
 	}
-	node, _, err := ps.r.nodes.resolve(ctx, nodeObj)
+	node, err := ps.resolve(ctx, nodeObj)
 	if err != nil {
+		// Not tried again before the pool's backoff either (the round
+		// would report the same error every second).
+		ps.mu.Lock()
+		if p := ps.byKey[key]; p != nil {
+			p.failed(start)
+		}
+		ps.mu.Unlock()
 		return err
 	}
 	node.HotplugSlots, _ = hotplugLimit(nodeObj, ps.r.opts.HotplugSlots)

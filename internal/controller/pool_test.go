@@ -522,3 +522,38 @@ func TestPoolListingsPerNodeAndTick(t *testing.T) {
 		t.Fatalf("two ready pools with nothing warming woken 10 times listed their node's pool ports %d times, want none", n)
 	}
 }
+
+// TestPoolOfANodeNotInTheCloudBacksOff: pools declared on every node reach
+// a node that is not a VM of this cloud (its providerID names a server
+// Neutron has no port of). Its lookups — one Neutron listing each, for
+// the fill and for the KuryrNode — back off (2 s, 4 s, 8 s ...) instead of
+// going every round: at most 4 in the 10 s after the controller starts,
+// where one per round would be 10 or more; it is still looked up again
+// (at least 2), and the cloud's node keeps its pool.
+func TestPoolOfANodeNotInTheCloudBacksOff(t *testing.T) {
+	f := newFixture(t, 1)
+	node, stranger := f.ns+"-node-0", f.ns+"-stranger"
+	const strangerServer = "5d3c1c1e-7b1f-4f33-9d54-6f2f4a1b2c3d"
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: stranger}, Spec: corev1.NodeSpec{ProviderID: "openstack:///" + strangerServer}}
+	must(t, f.c.Create(f.ctx, n))
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.250"}}
+	must(t, f.c.Status().Update(f.ctx, n))
+	f.opts.Pools.NestedVLAN, f.opts.Pools.NestedVLANNetworks = PoolSize{Min: 1, Max: 1, Batch: 1}, []PoolNetwork{{SubnetID: f.podSubnet}}
+	var lookups atomic.Int64
+	f.interpose(5*time.Second, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.URL.Query().Get("device_id") == strangerServer {
+			lookups.Add(1)
+		}
+		next.ServeHTTP(w, r)
+	})
+	f.startController()
+	start := time.Now()
+	f.waitPoolReady(node, 1)
+	time.Sleep(time.Until(start.Add(10 * time.Second)))
+	if got := lookups.Load(); got > 4 || got < 2 {
+		t.Fatalf("the node that is not in the cloud was looked up %d times in the 10 s after the start, want 2 to 4 (a backoff of 2 s, 4 s, 8 s; every round would be 10 or more)", got)
+	}
+	if _, s := f.pool(node); !strings.Contains(s, "Ready:1") {
+		t.Fatalf("the cloud's node's pool: %s, want 1 ready", s)
+	}
+}
