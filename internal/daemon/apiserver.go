@@ -21,9 +21,17 @@ import (
 // anything until its informers sync.
 
 // APIServerProbePeriod is how often kuryr-daemon probes the API server
-// (cmd/kuryr-daemon): the daemon turns not ready within one period of an
-// outage's start and ready again within one period of its end.
+// (cmd/kuryr-daemon): the daemon turns not ready after
+// APIServerProbeFailures failed probes in a row (within that many periods
+// of an outage's start, each probe bounded by the period) and ready again
+// within one period of its end.
 const APIServerProbePeriod = 5 * time.Second
+
+// APIServerProbeFailures is how many probes in a row must fail before the
+// daemon turns not ready, as a kubelet's probe has a failureThreshold: one
+// lost probe (a blip of the network or of the API server) does not flip
+// the node's NetworkReady, and with it the node's Ready condition.
+const APIServerProbeFailures = 3
 
 // ErrAPIServerUnreachable is the reason Ready gives while the last probe of
 // the API server failed.
@@ -33,31 +41,42 @@ var ErrAPIServerUnreachable = errors.New("kuryr-daemon cannot reach the Kubernet
 // /readyz) and the reason otherwise.
 type APIServerProbe func(ctx context.Context) error
 
-// apiServerState is what the last probe of the API server found.
+// apiServerState is what the probes of the API server found.
 type apiServerState struct {
-	mu    sync.Mutex
-	err   error     // the last probe's failure; nil when it succeeded or none ran
-	since time.Time // when the probes began to fail
+	mu       sync.Mutex
+	err      error     // the last probe's failure; nil when it succeeded or none ran
+	failures int       // probes failed in a row
+	since    time.Time // when the probes began to fail
 }
 
 // set records a probe's outcome and says whether it changed the state
-// (reachable or not).
+// (reachable or not, APIServerProbeFailures failures in a row making it
+// unreachable).
 func (s *apiServerState) set(err error, now time.Time) (changed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	changed = (err == nil) != (s.err == nil)
-	if err != nil && s.err == nil {
-		s.since = now
+	was := s.down()
+	if err == nil {
+		s.failures = 0
+	} else {
+		if s.failures == 0 {
+			s.since = now
+		}
+		s.failures++
 	}
 	s.err = err
-	return changed
+	return s.down() != was
 }
 
-// unreachable is nil while the API server answers, else why not.
+// down says whether enough probes in a row failed.
+func (s *apiServerState) down() bool { return s.failures >= APIServerProbeFailures }
+
+// unreachable is nil while the API server answers (or has missed fewer
+// than APIServerProbeFailures probes in a row), else why not.
 func (s *apiServerState) unreachable(now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err == nil {
+	if !s.down() {
 		return nil
 	}
 	return fmt.Errorf("%w since %s (%s): %v; ADDs wait until it answers (they could not record the interfaces they plug), DELs are served from the checkpoints",
@@ -65,8 +84,9 @@ func (s *apiServerState) unreachable(now time.Time) error {
 }
 
 // WatchAPIServer probes the API server every period (each probe bounded by
-// the period) until ctx ends, for Ready: a failed probe makes the daemon
-// not ready, the next successful one ready again. Each change is logged
+// the period) until ctx ends, for Ready: APIServerProbeFailures failed
+// probes in a row make the daemon not ready, the next successful one ready
+// again. Each change is logged
 // once. It runs on every replica (a manager runnable without leader
 // election) and returns nil when ctx ends.
 func (d *Daemon) WatchAPIServer(ctx context.Context, probe APIServerProbe, period time.Duration) error {

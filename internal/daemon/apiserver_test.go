@@ -68,6 +68,45 @@ func TestReadyFollowsTheAPIServer(t *testing.T) {
 	}
 }
 
+// TestAPIServerProbesNeedFailuresInARow: the daemon turns not ready only
+// after APIServerProbeFailures probes in a row failed — a lost probe
+// between answered ones changes nothing (a blip must not flip the node's
+// NetworkReady) — and ready again at the first answered probe; its reason
+// dates the outage from the first failed probe of the row.
+func TestAPIServerProbesNeedFailuresInARow(t *testing.T) {
+	t.Parallel()
+	var s apiServerState
+	t0 := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	lost := errors.New("context deadline exceeded")
+	probe := func(i int, err error) {
+		t.Helper()
+		changed := s.set(err, t0.Add(time.Duration(i)*APIServerProbePeriod))
+		if want := i == APIServerProbeFailures+2 || i == APIServerProbeFailures+3; changed != want {
+			t.Errorf("probe %d (%v): changed = %v, want %v", i, err, changed, want)
+		}
+	}
+	probe(0, nil)
+	probe(1, lost) // a lost probe between answered ones
+	probe(2, nil)
+	if err := s.unreachable(t0.Add(3 * APIServerProbePeriod)); err != nil {
+		t.Fatalf("after one lost probe: %v, want reachable", err)
+	}
+	for i := 3; i < 3+APIServerProbeFailures; i++ {
+		if err := s.unreachable(t0.Add(time.Duration(i) * APIServerProbePeriod)); err != nil {
+			t.Fatalf("after %d failed probes in a row: %v, want still reachable", i-3, err)
+		}
+		probe(i, lost)
+	}
+	err := s.unreachable(t0.Add(6 * APIServerProbePeriod))
+	if !errors.Is(err, ErrAPIServerUnreachable) || !strings.Contains(err.Error(), "since 2026-11-30T08:00:15Z (15s)") {
+		t.Fatalf("after %d failed probes in a row: %v, want unreachable since the first of them (08:00:15, 15 s)", APIServerProbeFailures, err)
+	}
+	probe(3+APIServerProbeFailures, nil)
+	if err := s.unreachable(t0.Add(7 * APIServerProbePeriod)); err != nil {
+		t.Fatalf("after an answered probe: %v, want reachable", err)
+	}
+}
+
 // TestRequestsBeforeTheReconcileAnswerTryAgain: a CNI request that arrives
 // before the start-up reconcile ran (a daemon started while the API server
 // is down) is answered "try again later" (code 11) once the daemon's

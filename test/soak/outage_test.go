@@ -43,8 +43,9 @@ const (
 	kubeletRestartDelay = 10 * time.Second
 	// outageSettled is how far into the outage the checks of what runs
 	// during it start: past kuryr-controller's renew deadline (10 s) and
-	// two of kuryr-daemon's API server probes.
-	outageSettled = 20 * time.Second
+	// the failed API server probes in a row that make kuryr-daemon not
+	// ready (daemon.APIServerProbeFailures, 5 s apart), with one to spare.
+	outageSettled = time.Duration(daemon.APIServerProbeFailures+1)*daemon.APIServerProbePeriod + 5*time.Second
 )
 
 // TestAPIServerOutageOfMinutes stops kube-apiserver (etcd kept) for
