@@ -45,6 +45,8 @@ type PodReconciler struct {
 	// attached records the pods' own nested-dpdk ports by node VM
 	// (KuryrNode status.dpdkDevices).
 	attached *attachedPorts
+	// own tells the controller's own KuryrPod status writes from others'.
+	own ownStatuses
 	// nodeWrites holds a *sync.Mutex per node name: its KuryrNode is
 	// written by one recordNode at a time. nodeCopies holds the
 	// *KuryrNode each last wrote.
@@ -386,6 +388,7 @@ func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		}
 	}
 	if kp != nil {
+		r.own.forget(kp.UID)
 		if controllerutil.ContainsFinalizer(kp, v1alpha1.Finalizer) {
 			patch := client.MergeFrom(kp.DeepCopy())
 			controllerutil.RemoveFinalizer(kp, v1alpha1.Finalizer)

@@ -8,6 +8,7 @@ import (
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -59,7 +60,7 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("kuryr-pod").
 		For(&corev1.Pod{}, builder.WithPredicates(scheduled)).
-		Watches(&v1alpha1.KuryrPod{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(daemonChanges)).
+		Watches(&v1alpha1.KuryrPod{}, handler.EnqueueRequestsFromMapFunc(sameName), builder.WithPredicates(r.othersChanges())).
 		Watches(&nadv1.NetworkAttachmentDefinition{}, handler.EnqueueRequestsFromMapFunc(r.podsWaitingForNAD)).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.opts.Workers,
@@ -70,21 +71,29 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// daemonChanges lets through the KuryrPod events the controller must act
+// othersChanges lets through the KuryrPod events the controller must act
 // on: creation and deletion (also at start, for KuryrPods whose pod is
-// gone), deletion requested, and the daemon plugging or unplugging an
-// interface (a deleted pod's release waits for the unplug). The
-// controller's own status writes are left out: they would only wake the pod
-// again for nothing (its polls are scheduled).
-var daemonChanges = predicate.Funcs{
-	UpdateFunc: func(e event.UpdateEvent) bool {
-		o, ok1 := e.ObjectOld.(*v1alpha1.KuryrPod)
-		n, ok2 := e.ObjectNew.(*v1alpha1.KuryrPod)
-		if !ok1 || !ok2 {
-			return true
-		}
-		return n.DeletionTimestamp != nil || plugged(o) != plugged(n)
-	},
+// gone), deletion requested, and any change of the status that the
+// controller did not write itself (ownStatuses): the daemon plugging or
+// unplugging an interface (a deleted pod's release waits for the unplug),
+// or a forged status, which is checked and refused at once (checkOwner),
+// not whenever the pod next changes. The controller's own status writes,
+// and changes of the metadata alone, are left out: they would only wake
+// the pod again for nothing (its polls are scheduled).
+func (r *PodReconciler) othersChanges() predicate.Funcs {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*v1alpha1.KuryrPod)
+			n, ok2 := e.ObjectNew.(*v1alpha1.KuryrPod)
+			if !ok1 || !ok2 {
+				return true
+			}
+			if n.DeletionTimestamp != nil {
+				return true
+			}
+			return !equality.Semantic.DeepEqual(o.Status, n.Status) && !r.own.mine(n)
+		},
+	}
 }
 
 // plugged lists which interfaces are Plugged, as a comparable string.

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -35,17 +37,79 @@ func newKuryrPod(pod *corev1.Pod) *v1alpha1.KuryrPod {
 }
 
 // writeStatus writes st as kp's status if it changed, with the resource
-// version check (a conflict is retried by the caller's requeue).
+// version check (a conflict is retried by the caller's requeue). The write
+// is recorded as the controller's own (ownStatuses) before it is sent: its
+// watch event may come before the answer.
 func (r *PodReconciler) writeStatus(ctx context.Context, kp *v1alpha1.KuryrPod, st *v1alpha1.KuryrPodStatus) error {
 	st.ObservedGeneration = kp.Generation
 	if equality.Semantic.DeepEqual(&kp.Status, st) {
 		return nil
 	}
 	kp.Status = *st
+	undo := r.own.wrote(kp.UID, st)
 	if err := r.client.Status().Update(ctx, kp); err != nil {
+		undo()
 		return fmt.Errorf("update status of KuryrPod %s/%s: %w", kp.Namespace, kp.Name, err)
 	}
 	return nil
+}
+
+// ownStatuses remembers, per KuryrPod (by UID), a digest of the status this
+// controller last wrote to it, so that the KuryrPod watch can tell the
+// controller's own writes, which need no reconcile (its polls are
+// scheduled), from anyone else's: the daemon's, or a forged one, which the
+// controller must see at once (othersChanges). A digest rather than the
+// resource version the write returns, because the watch may bring the write
+// before the answer does; SHA-256, so that no one can craft a status that
+// passes for the controller's.
+type ownStatuses struct {
+	m sync.Map // types.UID → statusDigest
+}
+
+type statusDigest [sha256.Size]byte
+
+// digestOf is the digest of st's JSON, which the same status read back from
+// the API server has too (times in whole seconds, empty lists left out).
+func digestOf(st *v1alpha1.KuryrPodStatus) (statusDigest, bool) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return statusDigest{}, false
+	}
+	return sha256.Sum256(b), true
+}
+
+// wrote records st as the status about to be written to the KuryrPod with
+// uid. undo puts the previous record back, for a write that failed.
+func (o *ownStatuses) wrote(uid types.UID, st *v1alpha1.KuryrPodStatus) (undo func()) {
+	var prev any
+	var had bool
+	if d, ok := digestOf(st); ok {
+		prev, had = o.m.Swap(uid, d)
+	} else {
+		prev, had = o.m.LoadAndDelete(uid)
+	}
+	return func() {
+		if had {
+			o.m.Store(uid, prev)
+		} else {
+			o.m.Delete(uid)
+		}
+	}
+}
+
+// mine says whether kp's status is the one this controller last wrote to it.
+func (o *ownStatuses) mine(kp *v1alpha1.KuryrPod) bool {
+	want, ok := o.m.Load(kp.UID)
+	if !ok {
+		return false
+	}
+	d, ok := digestOf(&kp.Status)
+	return ok && d == want.(statusDigest)
+}
+
+// forget drops the record of the KuryrPod with uid (released).
+func (o *ownStatuses) forget(uid types.UID) {
+	o.m.Delete(uid)
 }
 
 // wireAll brings a planned pod's interfaces to ACTIVE: it resolves the
