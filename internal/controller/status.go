@@ -61,7 +61,7 @@ func (r *PodReconciler) writeStatus(ctx context.Context, kp *v1alpha1.KuryrPod, 
 func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod, newKP bool, policyMsg string) (ctrl.Result, error) {
 	obs := observation{
 		prev: kp.Status, generation: kp.Generation, planned: len(kp.Spec.Interfaces),
-		age: r.now().Sub(kp.CreationTimestamp.Time), activeTimeout: r.opts.ActiveTimeout.Duration,
+		activeTimeout: r.opts.ActiveTimeout.Duration,
 	}
 	info, err := r.nodeOf(ctx, pod)
 	switch {
@@ -89,6 +89,7 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		waiting := slices.ContainsFunc(obs.entries, func(s v1alpha1.InterfaceStatus) bool { return s.State == v1alpha1.StatePending }) &&
 			!slices.ContainsFunc(obs.errs, func(err error) bool { return err != nil })
 		obs.waited = r.waits.waited(pod.UID, r.now(), waiting)
+		obs.waiting = r.waits.count()
 	}
 	v := podStatus(obs)
 	if policyMsg != "" {
