@@ -207,10 +207,13 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 
 // ensure brings a live pod's interfaces to ACTIVE.
 func (r *PodReconciler) ensure(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod) (ctrl.Result, error) {
-	// The pod's finalizer is written while the plan is made (the KuryrPod
-	// created): two API writes at once rather than one after the other,
-	// on every new pod's path. Both are done before any cloud call.
-	finalized := r.addFinalizer(ctx, pod)
+	if !controllerutil.ContainsFinalizer(pod, v1alpha1.Finalizer) {
+		patch := client.MergeFrom(pod.DeepCopy())
+		controllerutil.AddFinalizer(pod, v1alpha1.Finalizer)
+		if err := r.client.Patch(ctx, pod, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer to pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+	}
 	newKP := kp == nil
 	if kp == nil || !specValid(kp) {
 		// No KuryrPod yet, or its request was invalid (a NAD may have come
@@ -219,14 +222,9 @@ func (r *PodReconciler) ensure(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 		var res ctrl.Result
 		var err error
 		kp, res, err = r.plan(ctx, pod, kp)
-		if ferr := <-finalized; ferr != nil {
-			return ctrl.Result{}, ferr
-		}
 		if kp == nil || err != nil || !res.IsZero() {
 			return res, err
 		}
-	} else if err := <-finalized; err != nil {
-		return ctrl.Result{}, err
 	}
 	if failed(kp) {
 		// Rolled back after a terminal error, or refused by a tenant
@@ -243,28 +241,6 @@ func (r *PodReconciler) ensure(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 		}
 	}
 	return r.wireAll(ctx, pod, kp, newKP, policyMsg)
-}
-
-// addFinalizer adds the controller's finalizer to pod, unless it has it,
-// and answers on the channel returned (nil: the pod has it). The patch is
-// made on a copy: pod itself is read meanwhile.
-func (r *PodReconciler) addFinalizer(ctx context.Context, pod *corev1.Pod) <-chan error {
-	done := make(chan error, 1)
-	if controllerutil.ContainsFinalizer(pod, v1alpha1.Finalizer) {
-		done <- nil
-		return done
-	}
-	p := pod.DeepCopy()
-	go func() {
-		patch := client.MergeFrom(p.DeepCopy())
-		controllerutil.AddFinalizer(p, v1alpha1.Finalizer)
-		if err := r.client.Patch(ctx, p, patch); err != nil {
-			done <- fmt.Errorf("add finalizer to pod %s/%s: %w", p.Namespace, p.Name, err)
-			return
-		}
-		done <- nil
-	}()
-	return done
 }
 
 // plan works out the pod's interfaces and creates (or fixes) its KuryrPod.
