@@ -37,6 +37,8 @@ func main() { os.Exit(run()) }
 // makes, in order.
 type variant struct {
 	name string
+	// ops are the operations it sends, as the access log names them.
+	ops []string
 	// writes returns the requests (method, path, body) one pod makes.
 	writes func(portID string, pool []string, uid string) []write
 }
@@ -51,14 +53,19 @@ type write struct {
 var poolTags = []string{"kuryr-cluster=bench", "kuryr-cluster-uid=8b1f3f0e-4d2c-4a57-9d8e-1c1f0b2a3c4d",
 	"kuryr-driver=nested-vlan", "kuryr-tags=v1", "kuryr-pool=node-1", "kuryr-trunk=0d8c7e4e-7a35-4bd2-a3a4-0b7e3c7a1a11"}
 
+const (
+	opReplace = "PUT /v2.0/ports/{id}/tags"
+	opAdd     = "PUT /v2.0/ports/{id}/tags/{tag}"
+)
+
 var variants = []variant{
-	{"replace all (PUT /tags, 8 tags)", func(id string, pool []string, uid string) []write {
+	{"replace all (PUT /tags, 8 tags)", []string{opReplace}, func(id string, pool []string, uid string) []write {
 		return []write{{"/ports/" + id + "/tags", map[string]any{"tags": append(slices.Clone(pool), "kuryr-pod="+uid, "kuryr-ifname=eth0")}}}
 	}},
-	{"add one (PUT /tags/{tag})", func(id string, _ []string, uid string) []write {
+	{"add one (PUT /tags/{tag})", []string{opAdd}, func(id string, _ []string, uid string) []write {
 		return []write{{"/ports/" + id + "/tags/kuryr-pod=" + uid, nil}}
 	}},
-	{"add two in a row (2× PUT /tags/{tag})", func(id string, _ []string, uid string) []write {
+	{"add two in a row (2× PUT /tags/{tag})", []string{opAdd}, func(id string, _ []string, uid string) []write {
 		return []write{{"/ports/" + id + "/tags/kuryr-pod=" + uid, nil}, {"/ports/" + id + "/tags/kuryr-ifname=eth0", nil}}
 	}},
 }
@@ -139,6 +146,9 @@ func measure(ctx context.Context, url, logPath string, counts []int, rounds int)
 						return err
 					}
 				}
+				// neutron-server logs a request after answering it: the
+				// resets' lines must be in before the mark.
+				time.Sleep(300 * time.Millisecond)
 				mark, err := bench.MarkLog(logPath)
 				if err != nil {
 					return err
@@ -167,14 +177,13 @@ func measure(ctx context.Context, url, logPath string, counts []int, rounds int)
 				if err := errors.Join(errs...); err != nil {
 					return err
 				}
-				// neutron-server logs a request after answering it.
-				time.Sleep(200 * time.Millisecond)
+				time.Sleep(300 * time.Millisecond)
 				reqs, err := bench.ReadRequests(logPath, mark)
 				if err != nil {
 					return err
 				}
 				for op, s := range bench.ByOp(reqs) {
-					if strings.HasPrefix(op, "PUT /v2.0/ports/{id}/tags") {
+					if slices.Contains(v.ops, op) {
 						busy += s.Busy
 						requests += s.Count
 					}
