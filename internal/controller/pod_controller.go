@@ -243,6 +243,12 @@ func (r *PodReconciler) ensure(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 			return ctrl.Result{}, err
 		}
 	}
+	if wait := r.waits.untilFirstPoll(pod.UID, r.now()); wait > 0 && !newKP && policyMsg == "" {
+		// Wired moments ago, and woken again at once by its own events
+		// (the finalizer, the status write): its first poll is scheduled,
+		// a read now would cost Neutron a call for nothing.
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	return r.wireAll(ctx, pod, kp, newKP, policyMsg)
 }
 

@@ -217,6 +217,19 @@ func pollDelay(waited time.Duration, waiting int) time.Duration {
 	return min(d, pollMax)
 }
 
+// untilFirstPoll returns how long until the first poll of the pod with
+// uid is due: more than 0 only while it waits for ACTIVE and its wait
+// began less than pollFirst ago.
+func (c *waitClock) untilFirstPoll(uid types.UID, now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.since[uid]
+	if !ok {
+		return 0
+	}
+	return max(pollFirst-now.Sub(s), 0)
+}
+
 // count returns how many pods wait for ACTIVE now.
 func (c *waitClock) count() int {
 	c.mu.Lock()

@@ -171,3 +171,26 @@ func TestPollDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestUntilFirstPoll: a pod whose wait for ACTIVE began 20 ms ago has its
+// first poll due in 30 ms; one that waits longer, or does not wait, has
+// nothing to wait for.
+func TestUntilFirstPoll(t *testing.T) {
+	t.Parallel()
+	var c waitClock
+	start := time.Unix(1000, 0)
+	c.waited("waits", start, true)
+	if got := c.untilFirstPoll("waits", start.Add(20*time.Millisecond)); got != 30*time.Millisecond {
+		t.Errorf("20 ms into the wait: first poll due in %s, want 30ms", got)
+	}
+	if got := c.untilFirstPoll("waits", start.Add(pollFirst)); got != 0 {
+		t.Errorf("at pollFirst: %s, want 0", got)
+	}
+	if got := c.untilFirstPoll("other", start); got != 0 {
+		t.Errorf("a pod that does not wait: %s, want 0", got)
+	}
+	c.waited("waits", start.Add(time.Millisecond), false)
+	if got := c.untilFirstPoll("waits", start.Add(2*time.Millisecond)); got != 0 {
+		t.Errorf("after the wait ended: %s, want 0", got)
+	}
+}
