@@ -40,8 +40,11 @@ type PodReconciler struct {
 	created  createdPorts
 	creates  *portCreates
 	waits    waitClock
-	pools    *pools
-	slots    *hotplugSlots
+	// written holds the KuryrPod statuses just written, until the cache
+	// shows them.
+	written writtenStatuses
+	pools   *pools
+	slots   *hotplugSlots
 	// attached records the pods' own nested-dpdk ports by node VM
 	// (KuryrNode status.dpdkDevices).
 	attached *attachedPorts
@@ -178,7 +181,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	var kp *v1alpha1.KuryrPod
 	k := &v1alpha1.KuryrPod{}
 	if err := r.client.Get(ctx, req.NamespacedName, k); err == nil {
-		kp = k
+		kp = r.written.fresher(k, r.now())
 	} else if !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("get KuryrPod %s: %w", req, err)
 	}
@@ -241,6 +244,12 @@ func (r *PodReconciler) ensure(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 		if policyMsg, refused, err = r.enforcePolicy(ctx, pod, kp); err != nil || refused {
 			return ctrl.Result{}, err
 		}
+	}
+	if wait := r.waits.untilFirstPoll(pod.UID, r.now()); wait > 0 && !newKP && policyMsg == "" {
+		// Wired moments ago, and woken again at once by its own events
+		// (the finalizer, the status write): its first poll is scheduled,
+		// a read now would cost Neutron a call for nothing.
+		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	return r.wireAll(ctx, pod, kp, newKP, policyMsg)
 }
@@ -389,6 +398,7 @@ func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alph
 	}
 	if kp != nil {
 		r.own.forget(kp.UID)
+		r.written.forget(types.NamespacedName{Namespace: kp.Namespace, Name: kp.Name})
 		if controllerutil.ContainsFinalizer(kp, v1alpha1.Finalizer) {
 			patch := client.MergeFrom(kp.DeepCopy())
 			controllerutil.RemoveFinalizer(kp, v1alpha1.Finalizer)

@@ -61,15 +61,16 @@ type observation struct {
 	// entries and errs are each interface's status and error, in spec order.
 	entries []v1alpha1.InterfaceStatus
 	errs    []error
-	// age is the time since the KuryrPod was created; it paces the polls.
-	age time.Duration
 	// waited is how long the pod's interfaces have been waiting for ACTIVE
 	// with every call answered (waitClock): the active timeout counts
 	// from the step that waits, not from the KuryrPod's creation, so a
 	// cloud that did not answer for a while (retried with backoff) does
-	// not fail the pod once it answers again.
+	// not fail the pod once it answers again. It paces the polls too.
 	waited        time.Duration
 	activeTimeout time.Duration
+	// waiting is how many pods wait for ACTIVE now, this one included
+	// (waitClock): their polls share one budget.
+	waiting int
 }
 
 // verdict is podStatus's answer: the status to write and what follows.
@@ -146,7 +147,7 @@ func podStatus(o observation) verdict {
 	case pending > 0:
 		st.Summary = summary(len(st.Interfaces), pending)
 		ready(false, reasonPending, fmt.Sprintf("%d of %d interfaces not ACTIVE yet", pending, len(st.Interfaces)))
-		return verdict{status: st, outcome: outcomePending, requeueAfter: pollDelay(o.age)}
+		return verdict{status: st, outcome: outcomePending, requeueAfter: pollDelay(o.waited, o.waiting)}
 	}
 	wasReady := meta.IsStatusConditionTrue(o.prev.Conditions, v1alpha1.ConditionReady)
 	st.Summary = summary(len(st.Interfaces), 0)
@@ -193,11 +194,47 @@ func (c *waitClock) forget(uid types.UID) {
 	delete(c.since, uid)
 }
 
-// pollDelay paces the wait for ACTIVE: quick at first (Neutron usually
-// answers within a second), slower as the wait drags on.
-func pollDelay(elapsed time.Duration) time.Duration {
-	d := 100*time.Millisecond + elapsed/10
-	return min(d, 2*time.Second)
+// Polls for ACTIVE: the first pollFirst after the wait began, then slower
+// as it drags on; all waiting pods together poll at most pollBudget times
+// a second.
+const (
+	pollFirst  = 50 * time.Millisecond
+	pollBudget = 20
+	pollMax    = 2 * time.Second
+)
+
+// pollDelay paces one pod's wait for ACTIVE, counted from the moment its
+// interfaces were wired (waited), not from the KuryrPod's creation: an
+// agent binds a subport within a fraction of a second of add_subports
+// (the bench's agent stand-in every 0.2 s), and a pod whose creates were
+// slow must not be polled slowly for that. The delay grows by a fifth of
+// the wait, so that a Nova attach of several seconds costs no more polls
+// than when they were paced by the KuryrPod's age. The waiting pods share
+// pollBudget: at N=50 their polls would otherwise compete with the
+// creates and add_subports for Neutron's API workers.
+func pollDelay(waited time.Duration, waiting int) time.Duration {
+	d := max(pollFirst+waited/5, time.Duration(waiting)*time.Second/pollBudget)
+	return min(d, pollMax)
+}
+
+// untilFirstPoll returns how long until the first poll of the pod with
+// uid is due: more than 0 only while it waits for ACTIVE and its wait
+// began less than pollFirst ago.
+func (c *waitClock) untilFirstPoll(uid types.UID, now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.since[uid]
+	if !ok {
+		return 0
+	}
+	return max(pollFirst-now.Sub(s), 0)
+}
+
+// count returns how many pods wait for ACTIVE now.
+func (c *waitClock) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.since)
 }
 
 // specValid says the controller recorded a successful plan for kp.

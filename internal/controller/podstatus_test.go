@@ -43,51 +43,51 @@ func TestPodStatus(t *testing.T) {
 	}{{
 		name: "all active for the first time",
 		obs: observation{planned: 2, entries: []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StateActive, "p0", 1), iface("net1", v1alpha1.StatePlugged, "p1", 2)},
-			errs: make([]error, 2), age: time.Second, activeTimeout: time.Minute},
+			errs: make([]error, 2), activeTimeout: time.Minute},
 		outcome: outcomeReady, ready: metav1.ConditionTrue, reason: reasonActive, msg: "2 interfaces ACTIVE", summary: "2/2 active",
 		states: []v1alpha1.InterfaceState{v1alpha1.StateActive, v1alpha1.StatePlugged}, portIDs: []string{"p0", "p1"}, becameReady: true,
 	}, {
 		name: "all active and already Ready",
 		obs: observation{prev: readyBefore, planned: 1, entries: []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StateActive, "p0", 1)},
-			errs: make([]error, 1), age: time.Hour, activeTimeout: time.Minute},
+			errs: make([]error, 1), activeTimeout: time.Minute},
 		outcome: outcomeReady, ready: metav1.ConditionTrue, reason: reasonActive, msg: "1 interfaces ACTIVE", summary: "1/1 active",
 		states: []v1alpha1.InterfaceState{v1alpha1.StateActive}, portIDs: []string{"p0"}, becameReady: false,
 	}, {
 		name: "one pending within the timeout",
 		obs: observation{planned: 2, entries: []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StateActive, "p0", 1), iface("net1", v1alpha1.StatePending, "p1", 2)},
-			errs: make([]error, 2), age: 3 * time.Second, activeTimeout: time.Minute},
+			errs: make([]error, 2), activeTimeout: time.Minute},
 		outcome: outcomePending, ready: metav1.ConditionFalse, reason: reasonPending, msg: "1 of 2 interfaces not ACTIVE yet", summary: "1/2 active",
 		states: []v1alpha1.InterfaceState{v1alpha1.StateActive, v1alpha1.StatePending}, portIDs: []string{"p0", "p1"},
-		requeue: 400 * time.Millisecond,
+		requeue: pollFirst,
 	}, {
 		name: "pending past the active timeout rolls back",
 		obs: observation{planned: 2, entries: []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StateActive, "p0", 1), iface("net1", v1alpha1.StatePending, "p1", 2)},
-			errs: make([]error, 2), age: 2 * time.Minute, waited: 2 * time.Minute, activeTimeout: time.Minute},
+			errs: make([]error, 2), waited: 2 * time.Minute, activeTimeout: time.Minute},
 		outcome: outcomeFailed, ready: metav1.ConditionFalse, reason: reasonFailed, msg: "1 interfaces not ACTIVE after 1m0s (activeTimeout)", summary: reasonFailed,
 		states: []v1alpha1.InterfaceState{v1alpha1.StateFailed, v1alpha1.StateFailed}, portIDs: []string{"", ""},
 	}, {
-		name: "an old KuryrPod whose wait for ACTIVE began moments ago (the cloud was down) waits",
+		name: "an old KuryrPod whose wait for ACTIVE began moments ago (the cloud was down) waits, polled at the pace of that wait",
 		obs: observation{planned: 2, entries: []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StateActive, "p0", 1), iface("net1", v1alpha1.StatePending, "p1", 2)},
-			errs: make([]error, 2), age: time.Hour, waited: time.Second, activeTimeout: time.Minute},
+			errs: make([]error, 2), waited: time.Second, activeTimeout: time.Minute},
 		outcome: outcomePending, ready: metav1.ConditionFalse, reason: reasonPending, msg: "1 of 2 interfaces not ACTIVE yet", summary: "1/2 active",
 		states: []v1alpha1.InterfaceState{v1alpha1.StateActive, v1alpha1.StatePending}, portIDs: []string{"p0", "p1"},
-		requeue: 2 * time.Second,
+		requeue: 250 * time.Millisecond,
 	}, {
 		name: "a transient error retries with backoff",
 		obs: observation{planned: 2, entries: []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StateActive, "p0", 1), iface("net1", v1alpha1.StatePending, "p1", 0)},
-			errs: []error{nil, transient}, age: time.Second, activeTimeout: time.Minute},
+			errs: []error{nil, transient}, activeTimeout: time.Minute},
 		outcome: outcomeRetry, ready: metav1.ConditionFalse, reason: reasonPending, msg: "interface net1: add port p1 to trunk t1", summary: "1/2 active",
 		states: []v1alpha1.InterfaceState{v1alpha1.StateActive, v1alpha1.StatePending}, portIDs: []string{"p0", "p1"},
 	}, {
 		name: "a terminal error rolls back every interface, a transient one too",
 		obs: observation{planned: 2, entries: []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StatePending, "p0", 0), iface("dpdk0", v1alpha1.StatePending, "", 0)},
-			errs: []error{transient, terminal(errors.New("subnet s1 of interface dpdk0: not found"))}, age: time.Second, activeTimeout: time.Minute},
+			errs: []error{transient, terminal(errors.New("subnet s1 of interface dpdk0: not found"))}, activeTimeout: time.Minute},
 		outcome: outcomeFailed, ready: metav1.ConditionFalse, reason: reasonFailed, msg: "interface dpdk0: subnet s1 of interface dpdk0: not found", summary: reasonFailed,
 		states: []v1alpha1.InterfaceState{v1alpha1.StateFailed, v1alpha1.StateFailed}, portIDs: []string{"", ""},
 	}, {
 		name: "node not ready keeps the interfaces as they were",
 		obs: observation{prev: v1alpha1.KuryrPodStatus{Interfaces: []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StatePending, "", 0)}},
-			planned: 1, nodeErr: fmt.Errorf("node n1 has no InternalIP: %w", errNodeNotReady), age: time.Hour, activeTimeout: time.Minute},
+			planned: 1, nodeErr: fmt.Errorf("node n1 has no InternalIP: %w", errNodeNotReady), activeTimeout: time.Minute},
 		outcome: outcomeNodeNotReady, ready: metav1.ConditionFalse, reason: reasonNodeNotReady, msg: "node n1 has no InternalIP", summary: reasonNodeNotReady,
 		states: []v1alpha1.InterfaceState{v1alpha1.StatePending}, portIDs: []string{""}, requeue: nodeNotReadyDelay,
 	}}
@@ -149,11 +149,48 @@ func TestPodStatusRollbackKeepsEachInterfacesOwnMessage(t *testing.T) {
 	}
 }
 
+// TestPollDelay: a lone pod is polled 50 ms after its wait began, then
+// slower as it drags on, never slower than every 2 s; many waiting pods
+// share 20 polls a second.
 func TestPollDelay(t *testing.T) {
 	t.Parallel()
-	for elapsed, want := range map[time.Duration]time.Duration{0: 100 * time.Millisecond, 5 * time.Second: 600 * time.Millisecond, time.Hour: 2 * time.Second} {
-		if got := pollDelay(elapsed); got != want {
-			t.Errorf("pollDelay(%s) = %s, want %s", elapsed, got, want)
+	for _, c := range []struct {
+		waited  time.Duration
+		waiting int
+		want    time.Duration
+	}{
+		{0, 1, 50 * time.Millisecond},
+		{500 * time.Millisecond, 1, 150 * time.Millisecond},
+		{5 * time.Second, 1, 1050 * time.Millisecond},
+		{time.Hour, 1, 2 * time.Second},
+		{0, 12, 600 * time.Millisecond},
+		{0, 1000, 2 * time.Second},
+	} {
+		if got := pollDelay(c.waited, c.waiting); got != c.want {
+			t.Errorf("pollDelay(%s, %d) = %s, want %s", c.waited, c.waiting, got, c.want)
 		}
+	}
+}
+
+// TestUntilFirstPoll: a pod whose wait for ACTIVE began 20 ms ago has its
+// first poll due in 30 ms; one that waits longer, or does not wait, has
+// nothing to wait for.
+func TestUntilFirstPoll(t *testing.T) {
+	t.Parallel()
+	var c waitClock
+	start := time.Unix(1000, 0)
+	c.waited("waits", start, true)
+	if got := c.untilFirstPoll("waits", start.Add(20*time.Millisecond)); got != 30*time.Millisecond {
+		t.Errorf("20 ms into the wait: first poll due in %s, want 30ms", got)
+	}
+	if got := c.untilFirstPoll("waits", start.Add(pollFirst)); got != 0 {
+		t.Errorf("at pollFirst: %s, want 0", got)
+	}
+	if got := c.untilFirstPoll("other", start); got != 0 {
+		t.Errorf("a pod that does not wait: %s, want 0", got)
+	}
+	c.waited("waits", start.Add(time.Millisecond), false)
+	if got := c.untilFirstPoll("waits", start.Add(2*time.Millisecond)); got != 0 {
+		t.Errorf("after the wait ended: %s, want 0", got)
 	}
 }

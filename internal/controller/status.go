@@ -45,12 +45,14 @@ func (r *PodReconciler) writeStatus(ctx context.Context, kp *v1alpha1.KuryrPod, 
 	if equality.Semantic.DeepEqual(&kp.Status, st) {
 		return nil
 	}
+	before := kp.ResourceVersion
 	kp.Status = *st
 	undo := r.own.wrote(kp.UID, st)
 	if err := r.client.Status().Update(ctx, kp); err != nil {
 		undo()
 		return fmt.Errorf("update status of KuryrPod %s/%s: %w", kp.Namespace, kp.Name, err)
 	}
+	r.written.put(before, kp, r.now())
 	return nil
 }
 
@@ -112,6 +114,70 @@ func (o *ownStatuses) forget(uid types.UID) {
 	o.m.Delete(uid)
 }
 
+// writtenTTL bounds how long a status this controller wrote stands in for
+// the cache's older copy: the informer brings the write within
+// milliseconds.
+const writtenTTL = 5 * time.Second
+
+// writtenStatuses remembers the KuryrPods whose status this controller
+// has just written, until the informer's cache shows the write. A pod is
+// often reconciled again at once (its own events during the reconcile
+// that wired it): read from the cache, its KuryrPod is still the version
+// before the write, whose status then differs from the one computed, and
+// the write that follows fails with a conflict and waits for the work
+// queue's backoff (100 ms and more) instead of the poll.
+type writtenStatuses struct {
+	mu sync.Mutex
+	m  map[types.NamespacedName]writtenStatus
+}
+
+type writtenStatus struct {
+	before string // the resource version the write replaced
+	kp     *v1alpha1.KuryrPod
+	at     time.Time
+}
+
+// put records kp as written over version before; entries past writtenTTL
+// go.
+func (w *writtenStatuses) put(before string, kp *v1alpha1.KuryrPod, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = map[types.NamespacedName]writtenStatus{}
+	}
+	for k, e := range w.m {
+		if now.Sub(e.at) > writtenTTL {
+			delete(w.m, k)
+		}
+	}
+	w.m[types.NamespacedName{Namespace: kp.Namespace, Name: kp.Name}] = writtenStatus{before: before, kp: kp.DeepCopy(), at: now}
+}
+
+// fresher returns the KuryrPod this controller wrote when cached is still
+// the version that write replaced (same object); else cached, and the
+// record goes (the cache has caught up, or someone else wrote since).
+func (w *writtenStatuses) fresher(cached *v1alpha1.KuryrPod, now time.Time) *v1alpha1.KuryrPod {
+	key := types.NamespacedName{Namespace: cached.Namespace, Name: cached.Name}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, ok := w.m[key]
+	if !ok {
+		return cached
+	}
+	if e.kp.UID == cached.UID && e.before == cached.ResourceVersion && now.Sub(e.at) <= writtenTTL {
+		return e.kp.DeepCopy()
+	}
+	delete(w.m, key)
+	return cached
+}
+
+// forget drops the record of KuryrPod key.
+func (w *writtenStatuses) forget(key types.NamespacedName) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.m, key)
+}
+
 // wireAll brings a planned pod's interfaces to ACTIVE: it resolves the
 // node, creates and wires every interface not ACTIVE yet at once, computes
 // the status from the results (podStatus), writes it once and acts on the
@@ -125,7 +191,7 @@ func (o *ownStatuses) forget(uid types.UID) {
 func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod, newKP bool, policyMsg string) (ctrl.Result, error) {
 	obs := observation{
 		prev: kp.Status, generation: kp.Generation, planned: len(kp.Spec.Interfaces),
-		age: r.now().Sub(kp.CreationTimestamp.Time), activeTimeout: r.opts.ActiveTimeout.Duration,
+		activeTimeout: r.opts.ActiveTimeout.Duration,
 	}
 	info, err := r.nodeOf(ctx, pod)
 	switch {
@@ -153,6 +219,7 @@ func (r *PodReconciler) wireAll(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		waiting := slices.ContainsFunc(obs.entries, func(s v1alpha1.InterfaceStatus) bool { return s.State == v1alpha1.StatePending }) &&
 			!slices.ContainsFunc(obs.errs, func(err error) bool { return err != nil })
 		obs.waited = r.waits.waited(pod.UID, r.now(), waiting)
+		obs.waiting = r.waits.count()
 	}
 	v := podStatus(obs)
 	if policyMsg != "" {
