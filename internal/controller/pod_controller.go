@@ -40,16 +40,15 @@ type PodReconciler struct {
 	created  createdPorts
 	creates  *portCreates
 	waits    waitClock
-	// written holds the KuryrPod statuses just written, until the cache
-	// shows them.
-	written writtenStatuses
-	pools   *pools
-	slots   *hotplugSlots
+	pools    *pools
+	slots    *hotplugSlots
 	// attached records the pods' own nested-dpdk ports by node VM
 	// (KuryrNode status.dpdkDevices).
 	attached *attachedPorts
-	// own tells the controller's own KuryrPod status writes from others'.
-	own ownStatuses
+	// own holds the KuryrPod statuses this controller wrote: its watch
+	// tells them from others', and a reconcile reads them while the cache
+	// has not caught up.
+	own ownWrites
 	// nodeWrites holds a *sync.Mutex per node name: its KuryrNode is
 	// written by one recordNode at a time. nodeCopies holds the
 	// *KuryrNode each last wrote.
@@ -181,7 +180,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	var kp *v1alpha1.KuryrPod
 	k := &v1alpha1.KuryrPod{}
 	if err := r.client.Get(ctx, req.NamespacedName, k); err == nil {
-		kp = r.written.fresher(k, r.now())
+		kp = r.own.fresher(k, r.now())
 	} else if !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("get KuryrPod %s: %w", req, err)
 	}
@@ -398,7 +397,6 @@ func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alph
 	}
 	if kp != nil {
 		r.own.forget(kp.UID)
-		r.written.forget(types.NamespacedName{Namespace: kp.Namespace, Name: kp.Name})
 		if controllerutil.ContainsFinalizer(kp, v1alpha1.Finalizer) {
 			patch := client.MergeFrom(kp.DeepCopy())
 			controllerutil.RemoveFinalizer(kp, v1alpha1.Finalizer)

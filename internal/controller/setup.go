@@ -74,7 +74,7 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // othersChanges lets through the KuryrPod events the controller must act
 // on: creation and deletion (also at start, for KuryrPods whose pod is
 // gone), deletion requested, and any change of the status that the
-// controller did not write itself (ownStatuses): the daemon plugging or
+// controller did not write itself (ownWrites): the daemon plugging or
 // unplugging an interface (a deleted pod's release waits for the unplug),
 // or a forged status, which is checked and refused at once (checkOwner),
 // not whenever the pod next changes. The controller's own status writes,

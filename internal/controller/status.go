@@ -38,7 +38,7 @@ func newKuryrPod(pod *corev1.Pod) *v1alpha1.KuryrPod {
 
 // writeStatus writes st as kp's status if it changed, with the resource
 // version check (a conflict is retried by the caller's requeue). The write
-// is recorded as the controller's own (ownStatuses) before it is sent: its
+// is recorded as the controller's own (ownWrites) before it is sent: its
 // watch event may come before the answer.
 func (r *PodReconciler) writeStatus(ctx context.Context, kp *v1alpha1.KuryrPod, st *v1alpha1.KuryrPodStatus) error {
 	st.ObservedGeneration = kp.Generation
@@ -47,25 +47,49 @@ func (r *PodReconciler) writeStatus(ctx context.Context, kp *v1alpha1.KuryrPod, 
 	}
 	before := kp.ResourceVersion
 	kp.Status = *st
-	undo := r.own.wrote(kp.UID, st)
+	undo := r.own.sending(kp.UID, st)
 	if err := r.client.Status().Update(ctx, kp); err != nil {
 		undo()
 		return fmt.Errorf("update status of KuryrPod %s/%s: %w", kp.Namespace, kp.Name, err)
 	}
-	r.written.put(before, kp, r.now())
+	r.own.written(before, kp, r.now())
 	return nil
 }
 
-// ownStatuses remembers, per KuryrPod (by UID), a digest of the status this
-// controller last wrote to it, so that the KuryrPod watch can tell the
-// controller's own writes, which need no reconcile (its polls are
-// scheduled), from anyone else's: the daemon's, or a forged one, which the
-// controller must see at once (othersChanges). A digest rather than the
-// resource version the write returns, because the watch may bring the write
-// before the answer does; SHA-256, so that no one can craft a status that
-// passes for the controller's.
-type ownStatuses struct {
-	m sync.Map // types.UID → statusDigest
+// writtenTTL bounds how long a status this controller wrote stands in for
+// the cache's older copy: the informer brings the write within
+// milliseconds.
+const writtenTTL = 5 * time.Second
+
+// ownWrites remembers, per KuryrPod (by UID), the status this controller
+// last wrote to it, for two readers:
+//   - The KuryrPod watch (othersChanges) tells the controller's own writes,
+//     which need no reconcile (its polls are scheduled), from anyone
+//     else's: the daemon's, or a forged one, which the controller must see
+//     at once. It compares a SHA-256 digest of the status, kept while the
+//     KuryrPod lives: the watch may bring the write before its answer, so
+//     the digest is recorded before the write is sent; SHA-256, so that no
+//     one can craft a status that passes for the controller's.
+//   - A reconcile (fresher): a pod is often reconciled again at once (its
+//     own events during the reconcile that wired it), and read from the
+//     cache its KuryrPod is still the version before the write, whose
+//     status then differs from the one computed: the write that follows
+//     failed with a conflict and waited for the work queue's backoff
+//     (100 ms and more) instead of the poll. The written object stands in
+//     for the cache's copy until the cache shows the write, at most
+//     writtenTTL.
+type ownWrites struct {
+	mu sync.Mutex
+	m  map[types.UID]*ownWrite
+}
+
+type ownWrite struct {
+	digest statusDigest
+	// kp is the KuryrPod as written over resource version before, at;
+	// nil once the cache showed the write.
+	kp     *v1alpha1.KuryrPod
+	before string
+	at     time.Time
 }
 
 type statusDigest [sha256.Size]byte
@@ -80,102 +104,82 @@ func digestOf(st *v1alpha1.KuryrPodStatus) (statusDigest, bool) {
 	return sha256.Sum256(b), true
 }
 
-// wrote records st as the status about to be written to the KuryrPod with
-// uid. undo puts the previous record back, for a write that failed.
-func (o *ownStatuses) wrote(uid types.UID, st *v1alpha1.KuryrPodStatus) (undo func()) {
-	var prev any
-	var had bool
+// sending records st as the status about to be written to the KuryrPod
+// with uid. undo puts the previous record back, for a write that failed.
+func (o *ownWrites) sending(uid types.UID, st *v1alpha1.KuryrPodStatus) (undo func()) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[types.UID]*ownWrite{}
+	}
+	prev, had := o.m[uid]
 	if d, ok := digestOf(st); ok {
-		prev, had = o.m.Swap(uid, d)
+		w := &ownWrite{digest: d}
+		if had {
+			w.kp, w.before, w.at = prev.kp, prev.before, prev.at
+		}
+		o.m[uid] = w
 	} else {
-		prev, had = o.m.LoadAndDelete(uid)
+		delete(o.m, uid)
 	}
 	return func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
 		if had {
-			o.m.Store(uid, prev)
+			o.m[uid] = prev
 		} else {
-			o.m.Delete(uid)
+			delete(o.m, uid)
 		}
+	}
+}
+
+// written records kp as written over resource version before, to stand in
+// for the cache's older copy (fresher); written copies past writtenTTL go.
+func (o *ownWrites) written(before string, kp *v1alpha1.KuryrPod, now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, w := range o.m {
+		if w.kp != nil && now.Sub(w.at) > writtenTTL {
+			w.kp = nil
+		}
+	}
+	if w := o.m[kp.UID]; w != nil {
+		w.kp, w.before, w.at = kp.DeepCopy(), before, now
 	}
 }
 
 // mine says whether kp's status is the one this controller last wrote to it.
-func (o *ownStatuses) mine(kp *v1alpha1.KuryrPod) bool {
-	want, ok := o.m.Load(kp.UID)
-	if !ok {
-		return false
-	}
+func (o *ownWrites) mine(kp *v1alpha1.KuryrPod) bool {
 	d, ok := digestOf(&kp.Status)
-	return ok && d == want.(statusDigest)
-}
-
-// forget drops the record of the KuryrPod with uid (released).
-func (o *ownStatuses) forget(uid types.UID) {
-	o.m.Delete(uid)
-}
-
-// writtenTTL bounds how long a status this controller wrote stands in for
-// the cache's older copy: the informer brings the write within
-// milliseconds.
-const writtenTTL = 5 * time.Second
-
-// writtenStatuses remembers the KuryrPods whose status this controller
-// has just written, until the informer's cache shows the write. A pod is
-// often reconciled again at once (its own events during the reconcile
-// that wired it): read from the cache, its KuryrPod is still the version
-// before the write, whose status then differs from the one computed, and
-// the write that follows fails with a conflict and waits for the work
-// queue's backoff (100 ms and more) instead of the poll.
-type writtenStatuses struct {
-	mu sync.Mutex
-	m  map[types.NamespacedName]writtenStatus
-}
-
-type writtenStatus struct {
-	before string // the resource version the write replaced
-	kp     *v1alpha1.KuryrPod
-	at     time.Time
-}
-
-// put records kp as written over version before; entries past writtenTTL
-// go.
-func (w *writtenStatuses) put(before string, kp *v1alpha1.KuryrPod, now time.Time) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.m == nil {
-		w.m = map[types.NamespacedName]writtenStatus{}
-	}
-	for k, e := range w.m {
-		if now.Sub(e.at) > writtenTTL {
-			delete(w.m, k)
-		}
-	}
-	w.m[types.NamespacedName{Namespace: kp.Namespace, Name: kp.Name}] = writtenStatus{before: before, kp: kp.DeepCopy(), at: now}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	w := o.m[kp.UID]
+	return ok && w != nil && w.digest == d
 }
 
 // fresher returns the KuryrPod this controller wrote when cached is still
-// the version that write replaced (same object); else cached, and the
-// record goes (the cache has caught up, or someone else wrote since).
-func (w *writtenStatuses) fresher(cached *v1alpha1.KuryrPod, now time.Time) *v1alpha1.KuryrPod {
-	key := types.NamespacedName{Namespace: cached.Namespace, Name: cached.Name}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	e, ok := w.m[key]
-	if !ok {
+// the version that write replaced (same object, within writtenTTL); else
+// cached, and the written copy goes (the cache has caught up, or someone
+// else wrote since).
+func (o *ownWrites) fresher(cached *v1alpha1.KuryrPod, now time.Time) *v1alpha1.KuryrPod {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	w := o.m[cached.UID]
+	if w == nil || w.kp == nil {
 		return cached
 	}
-	if e.kp.UID == cached.UID && e.before == cached.ResourceVersion && now.Sub(e.at) <= writtenTTL {
-		return e.kp.DeepCopy()
+	if w.before == cached.ResourceVersion && now.Sub(w.at) <= writtenTTL {
+		return w.kp.DeepCopy()
 	}
-	delete(w.m, key)
+	w.kp = nil
 	return cached
 }
 
-// forget drops the record of KuryrPod key.
-func (w *writtenStatuses) forget(key types.NamespacedName) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.m, key)
+// forget drops the record of the KuryrPod with uid (released).
+func (o *ownWrites) forget(uid types.UID) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.m, uid)
 }
 
 // wireAll brings a planned pod's interfaces to ACTIVE: it resolves the
