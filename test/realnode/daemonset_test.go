@@ -2,12 +2,15 @@ package realnode
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/test/aio"
 )
@@ -24,9 +27,27 @@ func TestDaemonRunsAsDaemonSetPodAndNetworksPods(t *testing.T) {
 	if n.Daemon != nil {
 		t.Errorf("kuryr-daemon of %s is a process of the environment (%s), want the DaemonSet's pod", n.Name, n.Daemon.Name)
 	}
-	pod, err := env.DaemonPod(ctx, n)
-	if err != nil {
+	// The environment waited for the daemon's socket to answer ready; the
+	// kubelet marks the container ready at its next readiness probe (every
+	// 10 s by default), which may come later.
+	var pod *corev1.Pod
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var err error
+		if pod, err = env.DaemonPod(ctx, n); err != nil {
+			return false, err
+		}
+		for _, st := range pod.Status.ContainerStatuses {
+			if st.Name == "daemon" {
+				return st.Ready, nil
+			}
+		}
+		return false, nil
+	})
+	if pod == nil {
 		t.Fatal(err)
+	}
+	if err != nil {
+		t.Errorf("daemon container not ready 30 s after its socket answered ready: %v", err)
 	}
 	if pod.Status.Phase != corev1.PodRunning || !pod.Spec.HostNetwork {
 		t.Errorf("daemon pod %s: phase %s, hostNetwork %v; want Running on the host network", pod.Name, pod.Status.Phase, pod.Spec.HostNetwork)
