@@ -67,14 +67,20 @@ func (d *Daemon) Add(ctx context.Context, req *cniapi.Request) (res cnitypes.Res
 // waitInterfaces waits, event-driven, until the pod's KuryrPod (for this
 // very pod: its UID) has the interfaces this call covers ACTIVE in the
 // cloud, and the node's KuryrNode lists each nested-dpdk one as the pod's
-// (ownership: the controller records it there before it marks the
-// interface ACTIVE, and the two objects' watches may arrive in either
-// order). A request the controller found invalid, or a pod whose
+// (ownership). A request the controller found invalid, or a pod whose
 // interfaces failed, is answered at once with the controller's reason; so
 // is a pod deleted while its ADD waits (the runtime keeps the sandbox being
-// created, and with it the pod's deletion, until the ADD returns). A device
-// still not recorded as the pod's when the wait ends is refused (code 999):
-// nothing is bound.
+// created, and with it the pod's deletion, until the ADD returns).
+//
+// The controller records a port in the KuryrNode before it marks the
+// interface ACTIVE, but the two objects' watches may arrive in either
+// order: when the cached KuryrPod says ACTIVE and the cached KuryrNode does
+// not list a device as the pod's, the KuryrNode is read once from the API
+// server itself. If that read lists it too, the ADD goes on; if not, the
+// device is refused at once (code 999): nothing is bound. One such read per
+// ADD, whatever happens after it: a read that fails leaves the ADD waiting
+// on the informers as before, and a device still not recorded as the pod's
+// when the wait ends is refused the same way.
 func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key types.NamespacedName) (*v1alpha1.KuryrPod, []v1alpha1.InterfaceRequest, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.InterfacesTimeout)
 	defer cancel()
@@ -87,6 +93,9 @@ func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key ty
 		// recorded as the pod's (yet); detail is for the log.
 		refusal *cnitypes.Error
 		detail  string
+		// confirmed: the one read of the KuryrNode from the API server
+		// this ADD may make is made.
+		confirmed bool
 	)
 	err := d.waiters.until(ctx, key, func() (bool, error) {
 		refusal = nil
@@ -134,11 +143,27 @@ func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key ty
 				return false, nil
 			}
 		}
-		refusal, detail = d.ownership(&kp, want)
-		return refusal == nil, nil
+		if refusal, detail = d.ownership(d.cachedNode(), &kp, want); refusal == nil || confirmed {
+			return refusal == nil, nil
+		}
+		// ACTIVE, and the cached KuryrNode does not say the device is the
+		// pod's: it is late, or it never will. The API server says which.
+		confirmed = true
+		live, err := d.liveNode(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Error(err, "Cannot confirm a device's owner with the API server; waiting for the KuryrNode's watch", "pod", key)
+			}
+			return false, nil
+		}
+		if refusal, detail = d.ownership(live, &kp, want); refusal == nil {
+			d.log.V(1).Info("A device's record had not reached the KuryrNode's watch yet; the API server lists it as the pod's", "pod", key)
+			return true, nil
+		}
+		return false, refusal
 	})
 	if err != nil {
-		if ctx.Err() != nil && refusal != nil {
+		if refusal != nil && (ctx.Err() != nil || errors.Is(err, refusal)) {
 			d.log.Info("Refused to bind a device not recorded as the pod's", "pod", key, "podUID", kp.Spec.PodUID,
 				"reason", refusal.Msg, "kuryrNodeShows", detail)
 			return nil, nil, refusal

@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
 
 	cnitypes "github.com/containernetworking/cni/pkg/types"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
@@ -58,22 +60,45 @@ func unowned(node *v1alpha1.KuryrNodeStatus, uid types.UID, st v1alpha1.Interfac
 }
 
 // ownership checks the nested-dpdk interfaces in want of KuryrPod kp (the
-// ones the daemon binds) against the node's KuryrNode as last seen. It
-// returns nil when each is the pod's, else the refusal of the first that
-// is not (CNI code 999) and what the log should add.
-func (d *Daemon) ownership(kp *v1alpha1.KuryrPod, want []v1alpha1.InterfaceRequest) (*cnitypes.Error, string) {
-	d.nodeMu.Lock()
-	node := d.nodeStatus
-	d.nodeMu.Unlock()
+// ones the daemon binds) against node, the status of the node's KuryrNode
+// (as the informer last saw it, cachedNode, or as the API server has it,
+// liveNode). It returns nil when each is the pod's, else the refusal of
+// the first that is not (CNI code 999) and what the log should add.
+func (d *Daemon) ownership(node *v1alpha1.KuryrNodeStatus, kp *v1alpha1.KuryrPod, want []v1alpha1.InterfaceRequest) (*cnitypes.Error, string) {
 	for _, ir := range want {
 		st := findStatus(kp, ir.IfName)
 		if ir.Driver != v1alpha1.DriverNestedDPDK || ir.ResourceClaim != nil || st == nil {
 			continue
 		}
-		if problem, detail := unowned(&node, kp.Spec.PodUID, *st); problem != "" {
+		if problem, detail := unowned(node, kp.Spec.PodUID, *st); problem != "" {
 			return cniErr(cniapi.CodeInternal, "interface %s: refusing to bind the device with MAC %s: port %s is not recorded as attached to node %s for this pod (KuryrNode %s status.dpdkDevices %s)",
 				ir.IfName, st.MAC, st.PortID, d.opts.NodeName, d.opts.NodeName, problem), detail
 		}
 	}
 	return nil, ""
+}
+
+// cachedNode is the status of the node's KuryrNode as its informer last
+// saw it (empty while none is seen).
+func (d *Daemon) cachedNode() *v1alpha1.KuryrNodeStatus {
+	d.nodeMu.Lock()
+	defer d.nodeMu.Unlock()
+	node := d.nodeStatus
+	return &node
+}
+
+// liveNode reads the status of the node's KuryrNode from the API server
+// itself, not the informer's cache: what the controller has written by
+// now (empty when there is no KuryrNode). It costs one GET; waitInterfaces
+// makes at most one per ADD.
+func (d *Daemon) liveNode(ctx context.Context) (*v1alpha1.KuryrNodeStatus, error) {
+	var kn v1alpha1.KuryrNode
+	err := d.reader.Get(ctx, types.NamespacedName{Name: d.opts.NodeName}, &kn)
+	if apierrors.IsNotFound(err) {
+		return &v1alpha1.KuryrNodeStatus{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read KuryrNode %s from the API server: %w", d.opts.NodeName, err)
+	}
+	return &kn.Status, nil
 }

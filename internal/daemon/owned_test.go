@@ -2,12 +2,17 @@ package daemon
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"path"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
@@ -30,10 +35,19 @@ import (
 //   - a pod whose own port is recorded, with another MAC than the one its
 //     status names (the victim's).
 //
+// Each refusal answers before the daemon's --interfaces-timeout (60 s
+// here) ends: the cached KuryrPod says ACTIVE, the cached KuryrNode does
+// not list the device as the pod's, and one read of the KuryrNode from the
+// API server (exactly one per refused ADD) confirms it, so the ADD does
+// not wait out the timeout for a record that will not come.
+//
 // The legitimate paths bind: the victim's own port (unpooled), a pod's
-// port of the node's pool (given to it: InUse, its owner), and a pod whose
-// record reaches the daemon after its KuryrPod went ACTIVE (the ADD waits
-// for it, woken by the KuryrNode's change).
+// port of the node's pool (given to it: InUse, its owner), a pod whose
+// record is written after its ADD started, before its interface goes
+// ACTIVE (the controller's order: the ADD waits, then binds), and a pod
+// whose record the daemon's KuryrNode watch has not delivered yet when its
+// KuryrPod's watch says ACTIVE (the watch held back: the API server's copy
+// lists it, so the ADD binds without the watch).
 func TestDPDKBindsOnlyThePodsRecordedDevice(t *testing.T) {
 	n := newNode(t)
 	n.specEdit = func(s *v1alpha1.KuryrPodSpec) { s.Interfaces = s.Interfaces[1:] } // net1 (DPDK) only
@@ -42,18 +56,22 @@ func TestDPDKBindsOnlyThePodsRecordedDevice(t *testing.T) {
 		pooledPCI, pooledMAC = "0000:03:00.0", "fa:16:3e:00:0e:02"
 		latePCI, lateMAC     = "0000:04:00.0", "fa:16:3e:00:0e:03"
 		thiefMAC             = "fa:16:3e:00:0e:04"
+		lagPCI, lagMAC       = "0000:05:00.0", "fa:16:3e:00:0e:05"
+		interfacesTimeout    = 60 * time.Second
 	)
-	for pciAddr, mac := range map[string]string{dpdkPCI: dpdkMAC, strayPCI: strayMAC, pooledPCI: pooledMAC, latePCI: lateMAC} {
+	for pciAddr, mac := range map[string]string{dpdkPCI: dpdkMAC, strayPCI: strayMAC, pooledPCI: pooledMAC, latePCI: lateMAC, lagPCI: lagMAC} {
 		must(t, n.sim.AddVirtioNet(pciAddr, mac))
 	}
-	n.startDaemon(2 * time.Second)
+	gate := &watchGate{resource: "kuryrnodes"}
+	n.startDaemonAs(gate.wrap(env.Config), interfacesTimeout, true)
+	t.Cleanup(gate.release) // before the daemon stops
 	victim, _ := n.createPodMACs("victim", v1alpha1.StateActive, eth0MAC, dpdkMAC)
 	victimPort := "port-" + n.podName("victim")
 
 	sandbox := 0
-	// create makes a pod of net1 only, its status and its KuryrNode record
-	// edited, and returns its runtime configuration.
-	create := func(pod string, mac string, statusEdit func(*v1alpha1.InterfaceStatus), attachedEdit func(types.UID, []v1alpha1.DPDKDevice) []v1alpha1.DPDKDevice) *libcni.RuntimeConf {
+	// create makes a pod of net1 only in state, its status and its
+	// KuryrNode record edited, and returns its runtime configuration.
+	create := func(pod string, state v1alpha1.InterfaceState, mac string, statusEdit func(*v1alpha1.InterfaceStatus), attachedEdit func(types.UID, []v1alpha1.DPDKDevice) []v1alpha1.DPDKDevice) *libcni.RuntimeConf {
 		t.Helper()
 		n.statusEdit = func(st *v1alpha1.KuryrPodStatus) {
 			for i := range st.Interfaces {
@@ -64,19 +82,34 @@ func TestDPDKBindsOnlyThePodsRecordedDevice(t *testing.T) {
 		}
 		n.attachedEdit = attachedEdit
 		defer func() { n.statusEdit, n.attachedEdit = nil, nil }()
-		p, _ := n.createPodMACs(pod, v1alpha1.StateActive, eth0MAC, mac)
+		p, _ := n.createPodMACs(pod, state, eth0MAC, mac)
 		sandbox++
 		return rtFor(p, fmt.Sprintf("%032x", 0x5a0d0000+sandbox), n.podNS.Path())
 	}
+	// answeredIn is how long add's last ADD took to answer, liveReads how
+	// many reads of the KuryrNode from the API server the daemon made
+	// meanwhile.
+	var (
+		answeredIn time.Duration
+		liveReads  int
+	)
 	add := func(pod string, mac string, statusEdit func(*v1alpha1.InterfaceStatus), attachedEdit func(types.UID, []v1alpha1.DPDKDevice) []v1alpha1.DPDKDevice) (*libcni.RuntimeConf, error) {
 		t.Helper()
-		rt := create(pod, mac, statusEdit, attachedEdit)
+		rt := create(pod, v1alpha1.StateActive, mac, statusEdit, attachedEdit)
+		start, reads := time.Now(), gate.reads()
 		_, err := n.cni.AddNetworkList(n.ctx, n.list, rt)
+		answeredIn, liveReads = time.Since(start), gate.reads()-reads
 		return rt, err
 	}
 	refused := func(what string, rt *libcni.RuntimeConf, err error, want string, hidePort bool) {
 		t.Helper()
 		cniCode(t, what, err, cniapi.CodeInternal)
+		if answeredIn >= interfacesTimeout {
+			t.Fatalf("%s: refused after %s, not before the %s --interfaces-timeout", what, answeredIn, interfacesTimeout)
+		}
+		if liveReads != 1 {
+			t.Fatalf("%s: %d reads of the KuryrNode from the API server, want the one that confirms the refusal", what, liveReads)
+		}
 		for _, s := range []string{"is not recorded as attached to node " + n.name + " for this pod", want} {
 			if !strings.Contains(err.Error(), s) {
 				t.Fatalf("%s: %q does not say %q", what, err, s)
@@ -133,24 +166,195 @@ func TestDPDKBindsOnlyThePodsRecordedDevice(t *testing.T) {
 	})
 	bound("a pool's port given to the pod", rt, err, pooledPCI)
 
+	// The record written after the ADD started, before the interface is
+	// ACTIVE.
 	var late []v1alpha1.DPDKDevice
-	rt = create("late", lateMAC, nil, func(_ types.UID, devs []v1alpha1.DPDKDevice) []v1alpha1.DPDKDevice {
+	create("late", v1alpha1.StatePending, lateMAC, nil, func(_ types.UID, devs []v1alpha1.DPDKDevice) []v1alpha1.DPDKDevice {
 		late = devs
 		return nil
 	})
-	done := make(chan error, 1)
-	go func() {
-		_, err := n.cni.AddNetworkList(n.ctx, n.list, rt)
-		done <- err
-	}()
+	done := n.addStillWaiting(t, "while the pod's port was pending and not recorded")
+	n.recordAttached(late...)
+	kp := n.kuryrPod("late")
+	findStatus(kp, "net1").State = v1alpha1.StateActive
+	must(t, n.c.Status().Update(n.ctx, kp))
+	bound("a pod whose record came after its ADD started", n.rt(), <-done, latePCI)
+
+	// The record written before ACTIVE, but the daemon's KuryrNode watch
+	// held back: its cache does not list the port when the KuryrPod's
+	// watch says ACTIVE.
+	gate.hold()
+	rt = create("lagging", v1alpha1.StateActive, lagMAC, nil, nil)
+	_, err = n.cni.AddNetworkList(n.ctx, n.list, rt)
+	if _, ok := n.daemon.cachedNode().DPDKDevice("port-" + n.podName("lagging")); ok {
+		t.Fatal("the KuryrNode's watch delivered the lagging pod's record while held: the test proves nothing")
+	}
+	gate.release()
+	bound("a pod whose record the KuryrNode's watch had not delivered", rt, err, lagPCI)
+}
+
+// TestDPDKFailedOwnerReadFallsBackToTheWatch: when the one read of the
+// KuryrNode from the API server that an ADD may make fails (here answered
+// 500 on its way), the ADD neither refuses nor reads again, however often
+// the pod's KuryrPod changes meanwhile: it waits on the KuryrNode's watch
+// (held back until then), and binds the device once the watch brings the
+// pod's record.
+func TestDPDKFailedOwnerReadFallsBackToTheWatch(t *testing.T) {
+	n := newNode(t)
+	n.specEdit = func(s *v1alpha1.KuryrPodSpec) { s.Interfaces = s.Interfaces[1:] } // net1 (DPDK) only
+	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
+	gate := &watchGate{resource: "kuryrnodes"}
+	n.startDaemonAs(gate.wrap(env.Config), 60*time.Second, true)
+	t.Cleanup(gate.release) // before the daemon stops
+	eventually(t, "the daemon ready (its informers synced)", func() (bool, string) {
+		err := n.daemon.Ready()
+		return err == nil, fmt.Sprint(err)
+	})
+
+	gate.hold()
+	gate.failReads(true)
+	n.createPod("unconfirmed", v1alpha1.StateActive) // recorded, then ACTIVE
+	done := n.addAsync()
+	eventually(t, "the ADD's read of the KuryrNode", func() (bool, string) {
+		return gate.reads() == 1, fmt.Sprintf("%d reads", gate.reads())
+	})
+	// The KuryrPod changes, waking the waiting ADD each time.
+	for i := range 3 {
+		kp := n.kuryrPod("unconfirmed")
+		kp.Status.Summary = fmt.Sprintf("touched %d", i)
+		must(t, n.c.Status().Update(n.ctx, kp))
+	}
+	key := keyOf("default", n.podName("unconfirmed"))
+	eventually(t, "the daemon's cache seeing the last change", func() (bool, string) {
+		var kp v1alpha1.KuryrPod
+		must(t, n.daemon.client.Get(n.ctx, key, &kp))
+		return kp.Status.Summary == "touched 2", kp.Status.Summary
+	})
 	select {
-	case err := <-done:
-		t.Fatalf("ADD of a pod whose port is not recorded yet returned at once: %v", err)
+	case a := <-done:
+		t.Fatalf("ADD answered while the KuryrNode's watch was held and its read failed: %v", a.err)
 	case <-time.After(500 * time.Millisecond):
 	}
-	n.recordAttached(late...)
-	bound("a pod whose record came after its KuryrPod went ACTIVE", rt, <-done, latePCI)
+	gate.release()
+	a := <-done
+	if a.err != nil {
+		t.Fatalf("ADD once the watch brought the record: %v", a.err)
+	}
+	if drv := n.sim.Driver(dpdkPCI); drv != pci.DriverUIO {
+		t.Fatalf("device %s on %q after the ADD, want %s", dpdkPCI, drv, pci.DriverUIO)
+	}
+	if r := gate.reads(); r != 1 {
+		t.Fatalf("%d reads of the KuryrNode from the API server during one ADD, want 1", r)
+	}
+	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
 }
+
+// watchGate sits between a daemon and the API server for one resource:
+// while held it holds back what the API server sends to the watches of
+// that resource (a watch lagging behind the API server, as watches may),
+// and it counts the reads of one object of it (GETs by name).
+type watchGate struct {
+	resource string
+	mu       sync.Mutex
+	open     chan struct{} // closed while the gate is open; nil: never held
+	gets     int
+	// failGets: reads by name are answered 500 without reaching the API
+	// server.
+	failGets bool
+}
+
+// wrap returns a copy of cfg whose requests about g.resource pass through
+// g.
+func (g *watchGate) wrap(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTrip(func(req *http.Request) (*http.Response, error) {
+			dir, _ := path.Split(req.URL.Path)
+			if req.Method == http.MethodGet && strings.HasSuffix(dir, "/"+g.resource+"/") {
+				g.mu.Lock()
+				g.gets++
+				fail := g.failGets
+				g.mu.Unlock()
+				if fail {
+					return &http.Response{StatusCode: http.StatusInternalServerError, Request: req,
+						Header: http.Header{"Content-Type": []string{"application/json"}},
+						Body:   io.NopCloser(strings.NewReader(`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"injected by the test","code":500}`)),
+					}, nil
+				}
+			}
+			resp, err := rt.RoundTrip(req)
+			if err != nil || req.URL.Query().Get("watch") != "true" || !strings.HasSuffix(req.URL.Path, "/"+g.resource) {
+				return resp, err
+			}
+			resp.Body = &gatedBody{ReadCloser: resp.Body, g: g, done: req.Context().Done()}
+			return resp, nil
+		})
+	})
+	return cfg
+}
+
+// failReads makes the reads by name fail (true) or reach the API server.
+func (g *watchGate) failReads(fail bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.failGets = fail
+}
+
+// reads is how many objects of g.resource were read by name so far.
+func (g *watchGate) reads() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.gets
+}
+
+// hold stops the watches' data until release; what they read meanwhile
+// is handed over then.
+func (g *watchGate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open = make(chan struct{})
+}
+
+func (g *watchGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.open != nil {
+		close(g.open)
+		g.open = nil
+	}
+}
+
+func (g *watchGate) opened() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.open == nil {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return g.open
+}
+
+type gatedBody struct {
+	io.ReadCloser
+	g    *watchGate
+	done <-chan struct{}
+}
+
+// Read waits for the gate after the read: data that arrives while the
+// gate is held is handed over once it opens (or the watch ends).
+func (b *gatedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	select {
+	case <-b.g.opened():
+	case <-b.done:
+	}
+	return n, err
+}
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // TestUnowned: which KuryrNode entries make a pod's DPDK interface its
 // own, and what is said otherwise (the pod's own port and MAC only; the

@@ -2,24 +2,29 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	cnitypes "github.com/containernetworking/cni/pkg/types"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 // TestRunsWithDeployedRBAC runs the daemon as the ServiceAccount of
 // deploy/kuryr-dpdk, with a token bound to a pod on its node as the kubelet
-// gives it, through ADD and DEL in primary mode: its ClusterRole grants
+// gives it, through ADD and DEL in primary mode, and an ADD refused because
+// the node's KuryrNode does not list the pod's DPDK port (the daemon reads
+// the KuryrNode from the API server to confirm it): its ClusterRole grants
 // every call the node side makes (informers, status, network-status, the
-// node and its capability labels), and the node-scoping admission policy
-// lets each through.
+// node and its capability labels, its KuryrNode), and the node-scoping
+// admission policy lets each through; the API server refuses none.
 func TestRunsWithDeployedRBAC(t *testing.T) {
 	n := newNode(t)
 	if _, err := testenv.Apply(n.ctx, env.Config, "../../deploy/kuryr-dpdk/rbac.yaml", "../../deploy/kuryr-dpdk/admission.yaml"); err != nil {
@@ -27,8 +32,9 @@ func TestRunsWithDeployedRBAC(t *testing.T) {
 	}
 	sa, err := env.NodeBoundServiceAccountConfig(n.ctx, "kuryr-dpdk", "kuryr-daemon", "kuryr-daemon-"+n.name, n.name)
 	must(t, err)
+	rec := testenv.NewRefusals()
 	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
-	n.startDaemonAs(sa, 30*time.Second, true)
+	n.startDaemonAs(rec.Wrap(sa), 30*time.Second, true)
 	n.createPod("rbac", v1alpha1.StateActive)
 	if _, err := n.cni.AddNetworkList(n.ctx, n.list, n.rt()); err != nil {
 		t.Fatalf("ADD as the daemon's ServiceAccount: %v", err)
@@ -50,6 +56,16 @@ func TestRunsWithDeployedRBAC(t *testing.T) {
 		must(t, n.c.Get(n.ctx, types.NamespacedName{Name: n.name}, &no))
 		return no.Labels[v1alpha1.NodeLabelUIO] == "true", "labels " + labelString(no.Labels)
 	})
+
+	n.attachedEdit = func(types.UID, []v1alpha1.DPDKDevice) []v1alpha1.DPDKDevice { return nil }
+	n.createPod("rbac-unrecorded", v1alpha1.StateActive)
+	n.attachedEdit = nil
+	_, err = n.cni.AddNetworkList(n.ctx, n.list, n.rt())
+	cniCode(t, "ADD of a pod whose DPDK port the KuryrNode does not list", err, cniapi.CodeInternal)
+	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
+	if r := rec.Refused(); len(r) > 0 {
+		t.Fatalf("the API server refused the daemon: %v", r)
+	}
 }
 
 // TestEveryDeployedRuleIsUsed: the daemon's ClusterRole in
@@ -73,7 +89,9 @@ func TestEveryDeployedRuleIsUsed(t *testing.T) {
 
 // daemonCalls runs the daemon as cfg (primary mode) through a start (its
 // informers, the KuryrNode's among them, and the labels of its Node), an
-// ADD of a pod with a DPDK interface and its DEL, stopping early when ctx
+// ADD of a pod with a DPDK interface and its DEL, and an ADD of a pod whose
+// DPDK port the KuryrNode does not list (refused once the daemon read the
+// KuryrNode from the API server) and its DEL, stopping early when ctx
 // ends. It returns the first CNI failure.
 func (n *node) daemonCalls(ctx context.Context, cfg *rest.Config) error {
 	must(n.t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
@@ -84,6 +102,16 @@ func (n *node) daemonCalls(ctx context.Context, cfg *rest.Config) error {
 	}
 	if err := n.cni.DelNetworkList(ctx, n.list, n.rt()); err != nil {
 		return fmt.Errorf("DEL: %w", err)
+	}
+	n.attachedEdit = func(types.UID, []v1alpha1.DPDKDevice) []v1alpha1.DPDKDevice { return nil }
+	n.createPod("rbac-unrecorded", v1alpha1.StateActive)
+	n.attachedEdit = nil
+	var refused *cnitypes.Error
+	if _, err := n.cni.AddNetworkList(ctx, n.list, n.rt()); !errors.As(err, &refused) || refused.Code != cniapi.CodeInternal {
+		return fmt.Errorf("ADD of a pod whose DPDK port is not recorded: %v, want code %d", err, cniapi.CodeInternal)
+	}
+	if err := n.cni.DelNetworkList(ctx, n.list, n.rt()); err != nil {
+		return fmt.Errorf("DEL after the refused ADD: %w", err)
 	}
 	// The node's capability labels (applied at start, maybe still on
 	// their way).
