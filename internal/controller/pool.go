@@ -60,7 +60,8 @@ type pools struct {
 
 	// unresolved are the nodes of pools whose cloud lookup failed (a
 	// node that is not a VM of this cloud, or not yet): each is looked up
-	// again only after its backoff, not every round.
+	// again only after its backoff, not every round. A node's entry goes
+	// with its last pool (forgetNodes).
 	resMu      sync.Mutex
 	unresolved map[string]*lookupBackoff
 }

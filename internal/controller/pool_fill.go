@@ -101,7 +101,7 @@ func (ps *pools) round(ctx context.Context) {
 	}
 	wg.Wait()
 	pools := ps.byNode()
-	ps.forgetListings(pools)
+	ps.forgetNodes(pools)
 	ps.r.metrics.setPoolPorts(pools)
 	devices := ps.devicesByNode()
 	names := map[string]bool{}
@@ -523,14 +523,22 @@ func (ps *pools) listNode(ctx context.Context, node string, after time.Time) ([]
 	return ports, started, nil
 }
 
-// forgetListings drops the listings of nodes that have no pool left in
-// pools (pools.byNode).
-func (ps *pools) forgetListings(pools map[string][]v1alpha1.NodePool) {
+// forgetNodes drops the listings and the lookup backoffs of nodes that
+// have no pool left in pools (pools.byNode): a deleted node's pools are
+// drained and dropped (fill), and then so is what the pools kept of it.
+func (ps *pools) forgetNodes(pools map[string][]v1alpha1.NodePool) {
 	ps.listMu.Lock()
-	defer ps.listMu.Unlock()
 	for n := range ps.listings {
 		if _, ok := pools[n]; !ok {
 			delete(ps.listings, n)
+		}
+	}
+	ps.listMu.Unlock()
+	ps.resMu.Lock()
+	defer ps.resMu.Unlock()
+	for n := range ps.unresolved {
+		if _, ok := pools[n]; !ok {
+			delete(ps.unresolved, n)
 		}
 	}
 }
