@@ -122,6 +122,8 @@ func (ps *pools) round(ctx context.Context) {
 // if needed (a pool rebuilt after a restart whose node no pod or fill has
 // resolved yet); ok is false for a node that is gone or not resolved.
 func (ps *pools) nodeInfo(ctx context.Context, name string) (nodeInfo, bool) {
+	// resolve reads the cache too, but only given the Node: a known node
+	// (every round visits them all) costs no read of its Node here.
 	if info, ok := ps.r.nodes.cached(name); ok {
 		return info, true
 	}
