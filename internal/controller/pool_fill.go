@@ -8,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -174,20 +173,22 @@ func (ps *pools) resolve(ctx context.Context, node *corev1.Node) (nodeInfo, erro
 	return nodeInfo{}, err
 }
 
-// publish writes the pools and DPDK devices of node info into its
-// KuryrNode if they changed since last written (a cache for operators,
-// kuryrctl pools, and for the node's daemon, which reads dpdkDevices).
+// publish writes the pools and DPDK devices of node info, st as the round
+// saw them, into its KuryrNode (a cache for operators, kuryrctl pools,
+// and for the node's daemon, which reads dpdkDevices) unless it shows them
+// already (nodeShows): what it shows is what the last write made it,
+// whichever path wrote it (a pod's take records its owner at once,
+// recordOwners), so a port taken and given back between two rounds is
+// written back as the pool's. A write that failed is tried again by the
+// next round.
 func (ps *pools) publish(ctx context.Context, info nodeInfo, st nodePoolStatus) {
-	ps.pubMu.Lock()
-	defer ps.pubMu.Unlock()
-	if last := ps.published[info.Name]; equality.Semantic.DeepEqual(st.pools, last.pools) && equality.Semantic.DeepEqual(st.devices, last.devices) {
+	defer ps.r.lockNode(info.Name)()
+	if ps.r.nodeShows(info.Name, st) {
 		return
 	}
-	if err := ps.r.recordNode(ctx, nil, info); err != nil {
+	if err := ps.r.recordNodeLocked(ctx, nil, info); err != nil {
 		log.FromContext(ctx).Info("KuryrNode pools not recorded", "node", info.Name, "reason", err.Error())
-		return
 	}
-	ps.published[info.Name] = st
 }
 
 // publishNode writes node name's pools and DPDK devices into its KuryrNode
@@ -197,14 +198,7 @@ func (ps *pools) publishNode(ctx context.Context, name string) error {
 	if !ok {
 		return nil
 	}
-	st := nodePoolStatus{pools: ps.byNode()[name], devices: ps.devicesByNode()[name]}
-	ps.pubMu.Lock()
-	defer ps.pubMu.Unlock()
-	if err := ps.r.recordNode(ctx, nil, info); err != nil {
-		return err
-	}
-	ps.published[name] = st
-	return nil
+	return ps.r.recordNode(ctx, nil, info)
 }
 
 // fill brings one pool towards its min: one bulk create of a batch, one
