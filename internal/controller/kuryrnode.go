@@ -43,8 +43,14 @@ func (r *PodReconciler) lockNode(name string) (unlock func()) {
 
 // recordNodeLocked is recordNode with the node's write lock held. Once it
 // returns nil, nodeCopies holds the KuryrNode as it shows the node now
-// (written, or found so); a write that failed drops the copy.
-func (r *PodReconciler) recordNodeLocked(ctx context.Context, node *corev1.Node, info nodeInfo) error {
+// (written, or found so); any failure drops the copy (the next pool round
+// then writes the node again: pools.publish).
+func (r *PodReconciler) recordNodeLocked(ctx context.Context, node *corev1.Node, info nodeInfo) (err error) {
+	defer func() {
+		if err != nil {
+			r.nodeCopies.Delete(info.Name)
+		}
+	}()
 	st := v1alpha1.KuryrNodeStatus{
 		ServerID: info.ServerID, ParentPortID: info.ParentPortID, ParentMAC: info.ParentMAC,
 		ParentIPs: info.ParentIPs, TrunkID: info.TrunkID, VLANIDs: r.nodes.vlanIDs(info.TrunkID),
@@ -52,7 +58,7 @@ func (r *PodReconciler) recordNodeLocked(ctx context.Context, node *corev1.Node,
 		DPDKDevices: r.pools.devicesByNode()[info.Name],
 	}
 	kn := &v1alpha1.KuryrNode{}
-	err := r.client.Get(ctx, types.NamespacedName{Name: info.Name}, kn)
+	err = r.client.Get(ctx, types.NamespacedName{Name: info.Name}, kn)
 	if apierrors.IsNotFound(err) {
 		kn = &v1alpha1.KuryrNode{ObjectMeta: metav1.ObjectMeta{Name: info.Name}}
 		if node != nil {
@@ -88,7 +94,6 @@ func (r *PodReconciler) recordNodeLocked(ctx context.Context, node *corev1.Node,
 	st.Conditions = kn.Status.Conditions
 	kn.Status = st
 	if err := r.client.Status().Update(ctx, kn); err != nil {
-		r.nodeCopies.Delete(info.Name)
 		return fmt.Errorf("update KuryrNode %s: %w", info.Name, err)
 	}
 	r.nodeCopies.Store(info.Name, kn.DeepCopy())
