@@ -29,9 +29,28 @@ import (
 // state at its moment: a write computed before a port changed hands never
 // lands after the write that shows the change.
 func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info nodeInfo) error {
-	mu, _ := r.nodeWrites.LoadOrStore(info.Name, &sync.Mutex{})
+	defer r.lockNode(info.Name)()
+	return r.recordNodeLocked(ctx, node, info)
+}
+
+// lockNode takes node name's KuryrNode write lock (recordNode) and
+// returns its release.
+func (r *PodReconciler) lockNode(name string) (unlock func()) {
+	mu, _ := r.nodeWrites.LoadOrStore(name, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
+	return mu.(*sync.Mutex).Unlock
+}
+
+// recordNodeLocked is recordNode with the node's write lock held. Once it
+// returns nil, nodeCopies holds the KuryrNode as it shows the node now
+// (written, or found so); any failure drops the copy (the next pool round
+// then writes the node again: pools.publish).
+func (r *PodReconciler) recordNodeLocked(ctx context.Context, node *corev1.Node, info nodeInfo) (err error) {
+	defer func() {
+		if err != nil {
+			r.nodeCopies.Delete(info.Name)
+		}
+	}()
 	st := v1alpha1.KuryrNodeStatus{
 		ServerID: info.ServerID, ParentPortID: info.ParentPortID, ParentMAC: info.ParentMAC,
 		ParentIPs: info.ParentIPs, TrunkID: info.TrunkID, VLANIDs: r.nodes.vlanIDs(info.TrunkID),
@@ -39,7 +58,7 @@ func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info 
 		DPDKDevices: r.pools.devicesByNode()[info.Name],
 	}
 	kn := &v1alpha1.KuryrNode{}
-	err := r.client.Get(ctx, types.NamespacedName{Name: info.Name}, kn)
+	err = r.client.Get(ctx, types.NamespacedName{Name: info.Name}, kn)
 	if apierrors.IsNotFound(err) {
 		kn = &v1alpha1.KuryrNode{ObjectMeta: metav1.ObjectMeta{Name: info.Name}}
 		if node != nil {
@@ -55,27 +74,44 @@ func (r *PodReconciler) recordNode(ctx context.Context, node *corev1.Node, info 
 	} else if err != nil {
 		return fmt.Errorf("get KuryrNode %s: %w", info.Name, err)
 	}
+	copied := false
 	if last, ok := r.nodeCopies.Load(info.Name); ok && last.(*v1alpha1.KuryrNode).UID == kn.UID {
 		// The copy this controller last wrote, which the cache may not
 		// have caught up with yet (the controller is the KuryrNodes' one
 		// writer): writing from the cache's older copy would conflict.
-		kn = last.(*v1alpha1.KuryrNode).DeepCopy()
+		kn, copied = last.(*v1alpha1.KuryrNode).DeepCopy(), true
 	}
 	st.DPDKDevices = withUnpooled(st.DPDKDevices, r.attached.onServer(info.ServerID, kn.Status.DPDKDevices))
 	if kn.Status.ServerID == st.ServerID && kn.Status.TrunkID == st.TrunkID && kn.Status.ParentPortID == st.ParentPortID &&
 		slices.Equal(kn.Status.VLANIDs, st.VLANIDs) && slices.Equal(kn.Status.ParentIPs, st.ParentIPs) &&
 		equality.Semantic.DeepEqual(kn.Status.Pools, st.Pools) && equality.Semantic.DeepEqual(kn.Status.HotplugSlots, st.HotplugSlots) &&
 		equality.Semantic.DeepEqual(kn.Status.DPDKDevices, st.DPDKDevices) {
+		if !copied {
+			r.nodeCopies.Store(info.Name, kn.DeepCopy())
+		}
 		return nil
 	}
 	st.Conditions = kn.Status.Conditions
 	kn.Status = st
 	if err := r.client.Status().Update(ctx, kn); err != nil {
-		r.nodeCopies.Delete(info.Name)
 		return fmt.Errorf("update KuryrNode %s: %w", info.Name, err)
 	}
 	r.nodeCopies.Store(info.Name, kn.DeepCopy())
 	return nil
+}
+
+// nodeShows says whether node name's KuryrNode, as this controller last
+// wrote or found it (nodeCopies, under the node's write lock: no write
+// under way), shows st as its pools and its pools' DPDK devices, whichever
+// path wrote it. No copy (none yet, or the last write failed): false.
+func (r *PodReconciler) nodeShows(name string, st nodePoolStatus) bool {
+	last, ok := r.nodeCopies.Load(name)
+	if !ok {
+		return false
+	}
+	kn := last.(*v1alpha1.KuryrNode)
+	pooled := slices.DeleteFunc(slices.Clone(kn.Status.DPDKDevices), func(d v1alpha1.DPDKDevice) bool { return d.Unpooled })
+	return equality.Semantic.DeepEqual(kn.Status.Pools, st.pools) && equality.Semantic.DeepEqual(pooled, st.devices)
 }
 
 // recordOwners writes node info's KuryrNode now, retrying a conflict (a

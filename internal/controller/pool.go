@@ -49,10 +49,6 @@ type pools struct {
 	// node and annotation (an Event once per value, not once per round).
 	sizeReported map[string]string
 
-	// published is what was last written to each KuryrNode.
-	pubMu     sync.Mutex
-	published map[string]nodePoolStatus
-
 	// listings are each node's last listing of its pool ports, which
 	// every pool of the node reads (pools.refresh).
 	listMu   sync.Mutex
@@ -60,7 +56,8 @@ type pools struct {
 
 	// unresolved are the nodes of pools whose cloud lookup failed (a
 	// node that is not a VM of this cloud, or not yet): each is looked up
-	// again only after its backoff, not every round.
+	// again only after its backoff, not every round. A node's entry goes
+	// with its last pool (forgetNodes).
 	resMu      sync.Mutex
 	unresolved map[string]*lookupBackoff
 }
@@ -250,7 +247,7 @@ func (p *pool) has(id string) bool {
 }
 
 func newPools(r *PodReconciler) *pools {
-	return &pools{r: r, kick: make(chan struct{}, 1), byKey: map[poolKey]*pool{}, published: map[string]nodePoolStatus{},
+	return &pools{r: r, kick: make(chan struct{}, 1), byKey: map[poolKey]*pool{},
 		sizeReported: map[string]string{}, listings: map[string]*nodeListing{}, unresolved: map[string]*lookupBackoff{}}
 }
 

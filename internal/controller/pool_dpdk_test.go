@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -15,8 +17,11 @@ import (
 	resourcev1 "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 )
 
 // dpdkFixture is a fixture of one node whose pods ask for the dataplane
@@ -532,4 +537,149 @@ func TestClaimDevices(t *testing.T) {
 	if got, errs := claimDevices(&resourcev1.ResourceClaim{}); got != nil || errs != nil {
 		t.Fatalf("unallocated claim: %v, %v", got, errs)
 	}
+}
+
+// TestDPDKPoolRoundRewritesAKuryrNodeAnotherWriteChanged: the pools'
+// round writes a node's KuryrNode only when what it would write differs
+// from what the KuryrNode holds, and other paths write it too: a pod's
+// take records the pod as the device's owner at once (recordOwners). A
+// port taken and given back between two rounds leaves the round's view
+// as it was; the KuryrNode, written by the take, still lists the device
+// InUse, and the next round writes it back Ready. (TestDPDKPoolTakeAndRecycle
+// failed this way under load: a round ran between the first and the
+// second pod's takes, none while the second pod held its port.) Rounds
+// with nothing new write nothing. The rounds are run here by the test, on
+// the real API server: no timing.
+func TestDPDKPoolRoundRewritesAKuryrNodeAnotherWriteChanged(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 2, Batch: 1}, nil)
+	r, info, req := f.poolByRounds(f.c, node)
+	id := f.readyPortIDs(node)[0]
+	state := func() string {
+		d, err := f.devices(node)
+		if err != nil {
+			return err.Error()
+		}
+		return d[id]
+	}
+	if got := state(); got != "Ready" {
+		t.Fatalf("after the rounds that filled the pool the KuryrNode lists port %s as %q, want Ready", id, got)
+	}
+
+	// A pod takes the port, and records itself as its owner before its
+	// interface goes ACTIVE (wireAll); no round runs meanwhile.
+	const uid = types.UID("6b1d2f9e-0c51-4d8e-9a44-3f0b7a2c5e11")
+	w, ok, err := r.pools.take(f.ctx, info, uid, req)
+	if !ok || err != nil || w.port.ID != id {
+		t.Fatalf("take: port %s, ok %v, error %v; want port %s", w.port.ID, ok, err, id)
+	}
+	must(t, r.recordOwners(f.ctx, info))
+	if got, want := state(), "InUse "+ownerPod+string(uid); got != want {
+		t.Fatalf("after the take the KuryrNode lists port %s as %q, want %q", id, got, want)
+	}
+	// The pod goes: its port goes back to the pool, still attached.
+	p, err := f.cloud.GetPort(f.ctx, id)
+	must(t, err)
+	if ok, err := r.pools.recycle(f.ctx, p); !ok || err != nil {
+		t.Fatalf("recycle port %s: ok %v, error %v", id, ok, err)
+	}
+	f.eventually(20*time.Second, "the recycled port Ready in the KuryrNode", func() (bool, string) {
+		r.pools.round(f.ctx)
+		return state() == "Ready", fmt.Sprintf("pool %v, KuryrNode %q", f.readyPortIDs(node), state())
+	})
+	// Rounds with nothing new write nothing.
+	before := f.kuryrNodeVersion(node)
+	for range 3 {
+		r.pools.round(f.ctx)
+	}
+	if after := f.kuryrNodeVersion(node); after != before {
+		t.Errorf("three rounds with nothing new wrote the KuryrNode (version %s, then %s)", before, after)
+	}
+}
+
+// TestKuryrNodeWriteLostToAConflictRedoneByTheNextRound: a KuryrNode
+// write that fails is redone by the pools' next round, whichever path
+// made it. Here the path is the release of a pod's own (unpooled) DPDK
+// port, after which the KuryrNode must no longer list its device, and the
+// failure a conflict: the KuryrNode is written by someone else between
+// the controller's read and its update, on the real API server.
+func TestKuryrNodeWriteLostToAConflictRedoneByTheNextRound(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 2, Batch: 1}, nil)
+	var conflict atomic.Bool
+	base, err := client.NewWithWatch(env.Config, client.Options{Scheme: scheme})
+	must(t, err)
+	c := interceptor.NewClient(base, interceptor.Funcs{
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			if _, ok := obj.(*v1alpha1.KuryrNode); ok && conflict.Swap(false) {
+				var kn v1alpha1.KuryrNode
+				must(t, f.c.Get(ctx, client.ObjectKeyFromObject(obj), &kn))
+				metav1.SetMetaDataAnnotation(&kn.ObjectMeta, "test/touched", "yes")
+				must(t, f.c.Update(ctx, &kn))
+			}
+			return c.SubResource(sub).Update(ctx, obj, opts...)
+		},
+	})
+	r, info, _ := f.poolByRounds(c, node)
+	// A pod's own port attached to the node's VM (as dpdkDriver.wire
+	// records it), listed in the KuryrNode.
+	own := openstack.Port{ID: "1f6a3c4e-8b2d-4e5f-9a7b-0c1d2e3f4a5b", MACAddress: "fa:16:3e:00:00:42", NetworkID: f.dpNet.NetworkID,
+		Tags: []string{tagPrefixPod + "0d9c6b2a-4e1f-4a3b-8c7d-5e6f7a8b9c0d"}, FixedIPs: []openstack.FixedIP{{SubnetID: f.dpNet.ID}}}
+	r.attached.put(info.ServerID, own)
+	must(t, r.recordNode(f.ctx, nil, info))
+	listed := func() bool {
+		d, err := f.devices(node)
+		must(t, err)
+		_, ok := d[own.ID]
+		return ok
+	}
+	if !listed() {
+		t.Fatalf("the KuryrNode does not list the pod's own port %s", own.ID)
+	}
+	// Its pod goes: the port is detached (unwire forgets it) and the
+	// KuryrNode written (releasePort's recordServer), which conflicts.
+	r.attached.forget(own.ID)
+	conflict.Store(true)
+	r.recordServer(f.ctx, info.ServerID)
+	if conflict.Load() || !listed() {
+		t.Fatalf("the write after the release did not meet the conflict (armed %v, port still listed %v)", conflict.Load(), listed())
+	}
+	r.pools.round(f.ctx)
+	if listed() {
+		t.Errorf("after the next round the KuryrNode still lists the released port %s", own.ID)
+	}
+}
+
+// poolByRounds makes a controller on client c that is not started, and
+// fills node's nested-dpdk pool by running its rounds (the test runs
+// them: no timing), until the pool has a ready port; it returns the
+// controller, the node and an interface request the pool serves.
+func (f *fixture) poolByRounds(c client.Client, node string) (*PodReconciler, nodeInfo, v1alpha1.InterfaceRequest) {
+	f.t.Helper()
+	r := NewPodReconciler(c, f.cloud, nil, f.opts, nil)
+	f.rec.Store(r)
+	must(f.t, r.pools.rebuild(f.ctx))
+	var nodeObj corev1.Node
+	must(f.t, f.c.Get(f.ctx, types.NamespacedName{Name: node}, &nodeObj))
+	info, _, err := r.nodes.resolve(f.ctx, &nodeObj)
+	must(f.t, err)
+	info.Pools = r.pools.nodePoolSizes(f.ctx, &nodeObj)
+	req := v1alpha1.InterfaceRequest{IfName: "net1", Driver: v1alpha1.DriverNestedDPDK, Network: "dataplane",
+		SubnetID: f.dpNet.ID, SecurityGroups: []string{f.sg}}
+	// The first take misses and makes the pool.
+	if _, ok, err := r.pools.take(f.ctx, info, "", req); ok || !errors.Is(err, errWaitPool) {
+		f.t.Fatalf("first take from a pool not filled yet: ok %v, error %v; want a miss that waits for the pool", ok, err)
+	}
+	f.eventually(20*time.Second, "the pool filled by the rounds", func() (bool, string) {
+		r.pools.round(f.ctx)
+		st, s := f.pool(node)
+		return st.Ready == 1 && st.Warming == 0, s
+	})
+	return r, info, req
+}
+
+// kuryrNodeVersion is the resource version of node's KuryrNode.
+func (f *fixture) kuryrNodeVersion(node string) string {
+	f.t.Helper()
+	var kn v1alpha1.KuryrNode
+	must(f.t, f.c.Get(f.ctx, types.NamespacedName{Name: node}, &kn))
+	return kn.ResourceVersion
 }

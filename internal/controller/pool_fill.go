@@ -8,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -101,7 +100,7 @@ func (ps *pools) round(ctx context.Context) {
 	}
 	wg.Wait()
 	pools := ps.byNode()
-	ps.forgetListings(pools)
+	ps.forgetNodes(pools)
 	ps.r.metrics.setPoolPorts(pools)
 	devices := ps.devicesByNode()
 	names := map[string]bool{}
@@ -122,6 +121,8 @@ func (ps *pools) round(ctx context.Context) {
 // if needed (a pool rebuilt after a restart whose node no pod or fill has
 // resolved yet); ok is false for a node that is gone or not resolved.
 func (ps *pools) nodeInfo(ctx context.Context, name string) (nodeInfo, bool) {
+	// resolve reads the cache too, but only given the Node: a known node
+	// (every round visits them all) costs no read of its Node here.
 	if info, ok := ps.r.nodes.cached(name); ok {
 		return info, true
 	}
@@ -172,20 +173,22 @@ func (ps *pools) resolve(ctx context.Context, node *corev1.Node) (nodeInfo, erro
 	return nodeInfo{}, err
 }
 
-// publish writes the pools and DPDK devices of node info into its
-// KuryrNode if they changed since last written (a cache for operators,
-// kuryrctl pools, and for the node's daemon, which reads dpdkDevices).
+// publish writes the pools and DPDK devices of node info, st as the round
+// saw them, into its KuryrNode (a cache for operators, kuryrctl pools,
+// and for the node's daemon, which reads dpdkDevices) unless it shows them
+// already (nodeShows): what it shows is what the last write made it,
+// whichever path wrote it (a pod's take records its owner at once,
+// recordOwners), so a port taken and given back between two rounds is
+// written back as the pool's. A write that failed is tried again by the
+// next round.
 func (ps *pools) publish(ctx context.Context, info nodeInfo, st nodePoolStatus) {
-	ps.pubMu.Lock()
-	defer ps.pubMu.Unlock()
-	if last := ps.published[info.Name]; equality.Semantic.DeepEqual(st.pools, last.pools) && equality.Semantic.DeepEqual(st.devices, last.devices) {
+	defer ps.r.lockNode(info.Name)()
+	if ps.r.nodeShows(info.Name, st) {
 		return
 	}
-	if err := ps.r.recordNode(ctx, nil, info); err != nil {
+	if err := ps.r.recordNodeLocked(ctx, nil, info); err != nil {
 		log.FromContext(ctx).Info("KuryrNode pools not recorded", "node", info.Name, "reason", err.Error())
-		return
 	}
-	ps.published[info.Name] = st
 }
 
 // publishNode writes node name's pools and DPDK devices into its KuryrNode
@@ -195,14 +198,7 @@ func (ps *pools) publishNode(ctx context.Context, name string) error {
 	if !ok {
 		return nil
 	}
-	st := nodePoolStatus{pools: ps.byNode()[name], devices: ps.devicesByNode()[name]}
-	ps.pubMu.Lock()
-	defer ps.pubMu.Unlock()
-	if err := ps.r.recordNode(ctx, nil, info); err != nil {
-		return err
-	}
-	ps.published[name] = st
-	return nil
+	return ps.r.recordNode(ctx, nil, info)
 }
 
 // fill brings one pool towards its min: one bulk create of a batch, one
@@ -523,14 +519,22 @@ func (ps *pools) listNode(ctx context.Context, node string, after time.Time) ([]
 	return ports, started, nil
 }
 
-// forgetListings drops the listings of nodes that have no pool left in
-// pools (pools.byNode).
-func (ps *pools) forgetListings(pools map[string][]v1alpha1.NodePool) {
+// forgetNodes drops the listings and the lookup backoffs of nodes that
+// have no pool left in pools (pools.byNode): a deleted node's pools are
+// drained and dropped (fill), and then so is what the pools kept of it.
+func (ps *pools) forgetNodes(pools map[string][]v1alpha1.NodePool) {
 	ps.listMu.Lock()
-	defer ps.listMu.Unlock()
 	for n := range ps.listings {
 		if _, ok := pools[n]; !ok {
 			delete(ps.listings, n)
+		}
+	}
+	ps.listMu.Unlock()
+	ps.resMu.Lock()
+	defer ps.resMu.Unlock()
+	for n := range ps.unresolved {
+		if _, ok := pools[n]; !ok {
+			delete(ps.unresolved, n)
 		}
 	}
 }

@@ -532,7 +532,8 @@ func TestPoolListingsPerNodeAndTick(t *testing.T) {
 // the fill and for the KuryrNode — back off (2 s, 4 s, 8 s ...) instead of
 // going every round: at most 4 in the 10 s after the controller starts,
 // where one per round would be 10 or more; it is still looked up again
-// (at least 2), and the cloud's node keeps its pool.
+// (at least 2), and the cloud's node keeps its pool. Once the node is
+// deleted its pool goes, and with it the node's backoff entry.
 func TestPoolOfANodeNotInTheCloudBacksOff(t *testing.T) {
 	f := newFixture(t, 1)
 	node, stranger := f.ns+"-node-0", f.ns+"-stranger"
@@ -559,4 +560,21 @@ func TestPoolOfANodeNotInTheCloudBacksOff(t *testing.T) {
 	if _, s := f.pool(node); !strings.Contains(s, "Ready:1") {
 		t.Fatalf("the cloud's node's pool: %s, want 1 ready", s)
 	}
+
+	r := f.rec.Load()
+	backingOff := func() bool {
+		r.pools.resMu.Lock()
+		defer r.pools.resMu.Unlock()
+		_, ok := r.pools.unresolved[stranger]
+		return ok
+	}
+	if !backingOff() {
+		t.Fatalf("node %s has no backoff entry while it is not in the cloud", stranger)
+	}
+	must(t, f.c.Delete(f.ctx, n))
+	f.eventually(10*time.Second, "the deleted node's pool and backoff entry gone", func() (bool, string) {
+		_, pooled := r.pools.byNode()[stranger]
+		entry := backingOff()
+		return !pooled && !entry, fmt.Sprintf("pool %v, backoff entry %v", pooled, entry)
+	})
 }

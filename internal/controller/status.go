@@ -81,6 +81,10 @@ const writtenTTL = 5 * time.Second
 type ownWrites struct {
 	mu sync.Mutex
 	m  map[types.UID]*ownWrite
+	// swept is when written last dropped the copies past writtenTTL: it
+	// walks the map (one entry per live KuryrPod) at most once per
+	// writtenTTL, not on every write.
+	swept time.Time
 }
 
 type ownWrite struct {
@@ -134,13 +138,19 @@ func (o *ownWrites) sending(uid types.UID, st *v1alpha1.KuryrPodStatus) (undo fu
 }
 
 // written records kp as written over resource version before, to stand in
-// for the cache's older copy (fresher); written copies past writtenTTL go.
+// for the cache's older copy (fresher). Written copies past writtenTTL go
+// (their digests stay): by the first write at least writtenTTL after the
+// last sweep, so a copy is held at most twice writtenTTL, and fresher
+// never returns one past writtenTTL.
 func (o *ownWrites) written(before string, kp *v1alpha1.KuryrPod, now time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for _, w := range o.m {
-		if w.kp != nil && now.Sub(w.at) > writtenTTL {
-			w.kp = nil
+	if now.Sub(o.swept) >= writtenTTL {
+		o.swept = now
+		for _, w := range o.m {
+			if w.kp != nil && now.Sub(w.at) > writtenTTL {
+				w.kp = nil
+			}
 		}
 	}
 	if w := o.m[kp.UID]; w != nil {

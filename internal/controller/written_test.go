@@ -68,11 +68,59 @@ func TestWrittenStatusStandsInForTheStaleCache(t *testing.T) {
 		t.Errorf("after forget read back %q, want the cache's", got.Status.Summary)
 	}
 	write(&w, "5", kp("u1", "6", "1/1 active"), now)
-	write(&w, "8", &v1alpha1.KuryrPod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "other", UID: "u3", ResourceVersion: "9"}}, now.Add(writtenTTL+time.Second))
+	write(&w, "8", writtenKP("u3"), now.Add(writtenTTL+time.Second))
 	if w.m["u1"].kp != nil || w.m["u3"].kp == nil {
 		t.Errorf("after a write past writtenTTL of the first, written copies: u1 %v, u3 %v; want only u3's (expired copies go)", w.m["u1"].kp != nil, w.m["u3"].kp != nil)
 	}
 	if !w.mine(kp("u1", "6", "1/1 active")) {
 		t.Error("an expired written copy took the status' digest with it: the watch would take the controller's own write for another's")
 	}
+}
+
+// TestWrittenCopiesSweptOncePerTTL: the written copies past writtenTTL are
+// dropped by the first write at least writtenTTL after the last sweep,
+// not by every write: a copy that expires between two sweeps is still
+// held by the writes in between (the map, one entry per live KuryrPod, is
+// not walked), is never read back, and the next sweep drops the expired
+// copies; the digests stay.
+func TestWrittenCopiesSweptOncePerTTL(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	var w ownWrites
+	write := func(uid types.UID, at time.Duration) {
+		w.sending(uid, &v1alpha1.KuryrPodStatus{Summary: string(uid)})
+		w.written("8", writtenKP(uid), now.Add(at))
+	}
+	held := func(uid types.UID) bool { return w.m[uid].kp != nil }
+	write("a", 0)                          // the first write sweeps (nothing to drop)
+	write("b", writtenTTL/2)               // no sweep: writtenTTL/2 since the last
+	write("c", writtenTTL+time.Second)     // sweep: a (writtenTTL+1s old) goes, b stays
+	write("d", writtenTTL*3/2+time.Second) // no sweep: writtenTTL/2 since the last
+	if held("a") || !held("b") || !held("c") || !held("d") {
+		t.Fatalf("after the second sweep and a write written copies a %v, b %v, c %v, d %v; want b, c and d (a expired)",
+			held("a"), held("b"), held("c"), held("d"))
+	}
+	// b expired at 1.5 writtenTTL; the next sweep may go at 2 writtenTTL+1s.
+	write("e", writtenTTL*3/2+2*time.Second)
+	if !held("b") {
+		t.Fatal("a write writtenTTL/2 after the last sweep walked the written copies (b, expired since, is gone): want one sweep per writtenTTL")
+	}
+	if got := w.fresher(&v1alpha1.KuryrPod{ObjectMeta: metav1.ObjectMeta{UID: "b", ResourceVersion: "8"}}, now.Add(writtenTTL*3/2+2*time.Second)); got.Status.Summary != "" {
+		t.Errorf("an expired copy held until the next sweep was read back (%q) in place of the cache's", got.Status.Summary)
+	}
+	write("f", 2*writtenTTL+2*time.Second) // sweep: c (writtenTTL+1s old) goes
+	if held("c") || !held("d") || !held("e") || !held("f") {
+		t.Errorf("after the third sweep written copies c %v, d %v, e %v, f %v; want d, e and f (c expired)", held("c"), held("d"), held("e"), held("f"))
+	}
+	for _, uid := range []types.UID{"a", "b", "c", "d", "e", "f"} {
+		if !w.mine(&v1alpha1.KuryrPod{ObjectMeta: metav1.ObjectMeta{UID: uid}, Status: v1alpha1.KuryrPodStatus{Summary: string(uid)}}) {
+			t.Errorf("the sweeps took %s's digest with its copy", uid)
+		}
+	}
+}
+
+// writtenKP is a KuryrPod with uid at version "9", as written by the tests
+// (over version "8").
+func writtenKP(uid types.UID) *v1alpha1.KuryrPod {
+	return &v1alpha1.KuryrPod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "other", UID: uid, ResourceVersion: "9"}}
 }
