@@ -170,7 +170,7 @@ func TestBatcherMakesParallelCallsPerKey(t *testing.T) {
 // pools off, ten workers, with a cloud that takes a second per create and
 // per add_subports (so that pods whose reconciles start apart on a loaded
 // machine still meet while a call is in flight): far fewer than ten port
-// creates and add_subports are made, every pod is Ready with its own port
+// creates and add_subports are made (at most 5 and 4), every pod is Ready with its own port
 // and a VLAN ID of its own on the trunk.
 func TestBatchingTenPodsShareCalls(t *testing.T) {
 	f := newFixture(t, 1)
@@ -200,8 +200,10 @@ func TestBatchingTenPodsShareCalls(t *testing.T) {
 	}
 	creates, adds := f.sim.Count("neutron.ports.create"), f.sim.Count("neutron.trunks.add_subports")
 	t.Logf("%d pods: %d port creates, %d add_subports", n, creates, adds)
-	if creates > 4 || adds > 4 {
-		t.Errorf("%d pods made %d port creates and %d add_subports; want at most 4 of each (pods share calls)", n, creates, adds)
+	// Creates: two may be in flight at once (createCallsPerNetwork), the
+	// rest wait and go together; add_subports go one at a time.
+	if creates > 5 || adds > 4 {
+		t.Errorf("%d pods made %d port creates and %d add_subports; want at most 5 and 4 (pods share calls)", n, creates, adds)
 	}
 	if ports := len(f.ourPorts()); ports != n {
 		t.Errorf("%d ports in the cloud for %d pods", ports, n)
