@@ -62,7 +62,7 @@ type nodeCloud interface {
 
 func newNodes(c nodeCloud, workerSubnets []string) *nodes {
 	ns := &nodes{cloud: c, workerSubnets: workerSubnets, byName: map[string]nodeInfo{}, trunks: map[string]*trunkVLANs{}}
-	ns.adds = newBatcher(ns.addSubportsBatch)
+	ns.adds = newBatcher(1, ns.addSubportsBatch)
 	return ns
 }
 
