@@ -415,17 +415,10 @@ func TestFailedPrepareUndoesOnlyANewClaim(t *testing.T) {
 // shows: the Prepare does not wait out the timeout for a record that will
 // not come. The claim the controller did give port A prepares.
 func TestPrepareTakesOnlyTheClaimsDevice(t *testing.T) {
-	n := newNode(t)
-	n.opts.OwnerTimeout = 60 * time.Second
-	must(t, n.sim.AddVirtioNet(pciA, macA))
-	must(t, n.sim.AddVirtioNet(pciB, macB))
-	const podUID = "0f0f0f0f-1111-4222-8333-444444444444"
-	podsPort := dev(portA, macA, v1alpha1.DPDKDeviceInUse, v1alpha1.DPDKOwnerPod+podUID)
+	podsPort := dev(portA, macA, v1alpha1.DPDKDeviceInUse, podOwner)
 	podsPort.Unpooled = true
-	n.setDevices(podsPort)
-	gate := &testenv.WatchGate{Resource: "kuryrnodes"}
-	n.start(gate.Wrap(env.Config))
-	n.waitCached("port A a pod's", portA, v1alpha1.DPDKOwnerPod+podUID)
+	n, gate := gatedNode(t, podsPort)
+	must(t, n.sim.AddVirtioNet(pciB, macB))
 
 	refused := func(what string, c *resourceapi.ResourceClaim, want string) {
 		t.Helper()
@@ -468,15 +461,7 @@ func TestPrepareTakesOnlyTheClaimsDevice(t *testing.T) {
 // prepares the device, well before the owner timeout (60 s here) and
 // while the watch still shows the pod.
 func TestPrepareAcceptsARecordTheWatchHasNotDelivered(t *testing.T) {
-	n := newNode(t)
-	n.opts.OwnerTimeout = 60 * time.Second
-	must(t, n.sim.AddVirtioNet(pciA, macA))
-	const podOwner = v1alpha1.DPDKOwnerPod + "0f0f0f0f-1111-4222-8333-444444444444"
-	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, podOwner))
-	gate := &testenv.WatchGate{Resource: "kuryrnodes"}
-	n.start(gate.Wrap(env.Config))
-	t.Cleanup(gate.Release) // before the driver stops
-	n.waitCached("port A a pod's", portA, podOwner)
+	n, gate := gatedNode(t, dev(portA, macA, v1alpha1.DPDKDeviceInUse, podOwner))
 
 	c := n.claim("lagging", DeviceName(portA), "")
 	gate.Hold()
@@ -508,14 +493,7 @@ func TestPrepareAcceptsARecordTheWatchHasNotDelivered(t *testing.T) {
 // pod's: it waits on the watch, within the owner timeout (60 s here), and
 // prepares the device once the watch shows it given to the claim.
 func TestPrepareFailedOwnerReadFallsBackToTheWatch(t *testing.T) {
-	n := newNode(t)
-	n.opts.OwnerTimeout = 60 * time.Second
-	must(t, n.sim.AddVirtioNet(pciA, macA))
-	const podOwner = v1alpha1.DPDKOwnerPod + "0f0f0f0f-1111-4222-8333-444444444444"
-	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, podOwner))
-	gate := &testenv.WatchGate{Resource: "kuryrnodes"}
-	n.start(gate.Wrap(env.Config))
-	n.waitCached("port A a pod's", portA, podOwner)
+	n, gate := gatedNode(t, dev(portA, macA, v1alpha1.DPDKDeviceInUse, podOwner))
 
 	c := n.claim("unconfirmed", DeviceName(portA), "")
 	gate.FailReads(true)
@@ -555,6 +533,30 @@ func TestPrepareFailedOwnerReadFallsBackToTheWatch(t *testing.T) {
 		t.Errorf("%d reads of the KuryrNode from the API server during one Prepare, want 1", r)
 	}
 	n.mustUnprepare(c)
+}
+
+// podUID is a pod's UID on the node, and podOwner that pod as a KuryrNode
+// device's owner.
+const (
+	podUID   = "0f0f0f0f-1111-4222-8333-444444444444"
+	podOwner = v1alpha1.DPDKOwnerPod + podUID
+)
+
+// gatedNode is a node whose driver (owner timeout 60 s) talks to the API
+// server through the returned gate on KuryrNodes, with port A's device
+// plugged and the KuryrNode listing entry (port A's), as the driver's
+// watch already shows it.
+func gatedNode(t *testing.T, entry v1alpha1.DPDKDevice) (*node, *testenv.WatchGate) {
+	t.Helper()
+	n := newNode(t)
+	n.opts.OwnerTimeout = 60 * time.Second
+	must(t, n.sim.AddVirtioNet(pciA, macA))
+	n.setDevices(entry)
+	gate := &testenv.WatchGate{Resource: "kuryrnodes"}
+	n.start(gate.Wrap(env.Config))
+	t.Cleanup(gate.Release) // before the driver stops
+	n.waitCached("port A's entry", entry.PortID, entry.Owner)
+	return n, gate
 }
 
 // timedPrepare prepares c and returns the answer, how long it took and
