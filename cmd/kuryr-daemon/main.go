@@ -150,6 +150,9 @@ func addDRA(mgr ctrl.Manager, kube kubernetes.Interface, opts daemon.Options, dr
 	// The manager's cache already watches the node's KuryrNode
 	// (daemon.CacheOptions): one watch for the daemon and the driver.
 	draOpts.NodeCache = mgr.GetCache()
+	// The daemon's reader of the API server itself: a Prepare confirms a
+	// refusal with it, as the CNI ADD does.
+	draOpts.NodeReader = mgr.GetAPIReader()
 	drv, err := dra.New(draOpts, mgr.GetConfig(), kube, mgr.GetScheme(), ctrl.Log.WithName("dra"))
 	if err != nil {
 		return err

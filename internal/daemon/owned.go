@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	cnitypes "github.com/containernetworking/cni/pkg/types"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
@@ -88,17 +87,9 @@ func (d *Daemon) cachedNode() *v1alpha1.KuryrNodeStatus {
 }
 
 // liveNode reads the status of the node's KuryrNode from the API server
-// itself, not the informer's cache: what the controller has written by
-// now (empty when there is no KuryrNode). It costs one GET; waitInterfaces
-// makes at most one per ADD.
+// itself, not the informer's cache (v1alpha1.LiveKuryrNodeStatus, which the
+// DRA driver's Prepare confirms its refusals with too). It costs one GET;
+// waitInterfaces makes at most one per ADD.
 func (d *Daemon) liveNode(ctx context.Context) (*v1alpha1.KuryrNodeStatus, error) {
-	var kn v1alpha1.KuryrNode
-	err := d.reader.Get(ctx, types.NamespacedName{Name: d.opts.NodeName}, &kn)
-	if apierrors.IsNotFound(err) {
-		return &v1alpha1.KuryrNodeStatus{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read KuryrNode %s from the API server: %w", d.opts.NodeName, err)
-	}
-	return &kn.Status, nil
+	return v1alpha1.LiveKuryrNodeStatus(ctx, d.reader, d.opts.NodeName)
 }

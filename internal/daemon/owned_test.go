@@ -2,21 +2,17 @@ package daemon
 
 import (
 	"fmt"
-	"io"
-	"net/http"
-	"path"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 // TestDPDKBindsOnlyThePodsRecordedDevice performs what a forged or wrong
@@ -62,9 +58,9 @@ func TestDPDKBindsOnlyThePodsRecordedDevice(t *testing.T) {
 	for pciAddr, mac := range map[string]string{dpdkPCI: dpdkMAC, strayPCI: strayMAC, pooledPCI: pooledMAC, latePCI: lateMAC, lagPCI: lagMAC} {
 		must(t, n.sim.AddVirtioNet(pciAddr, mac))
 	}
-	gate := &watchGate{resource: "kuryrnodes"}
-	n.startDaemonAs(gate.wrap(env.Config), interfacesTimeout, true)
-	t.Cleanup(gate.release) // before the daemon stops
+	gate := &testenv.WatchGate{Resource: "kuryrnodes"}
+	n.startDaemonAs(gate.Wrap(env.Config), interfacesTimeout, true)
+	t.Cleanup(gate.Release) // before the daemon stops
 	victim, _ := n.createPodMACs("victim", v1alpha1.StateActive, eth0MAC, dpdkMAC)
 	victimPort := "port-" + n.podName("victim")
 
@@ -96,9 +92,9 @@ func TestDPDKBindsOnlyThePodsRecordedDevice(t *testing.T) {
 	add := func(pod string, mac string, statusEdit func(*v1alpha1.InterfaceStatus), attachedEdit func(types.UID, []v1alpha1.DPDKDevice) []v1alpha1.DPDKDevice) (*libcni.RuntimeConf, error) {
 		t.Helper()
 		rt := create(pod, v1alpha1.StateActive, mac, statusEdit, attachedEdit)
-		start, reads := time.Now(), gate.reads()
+		start, reads := time.Now(), gate.Reads()
 		_, err := n.cni.AddNetworkList(n.ctx, n.list, rt)
-		answeredIn, liveReads = time.Since(start), gate.reads()-reads
+		answeredIn, liveReads = time.Since(start), gate.Reads()-reads
 		return rt, err
 	}
 	refused := func(what string, rt *libcni.RuntimeConf, err error, want string, hidePort bool) {
@@ -183,13 +179,13 @@ func TestDPDKBindsOnlyThePodsRecordedDevice(t *testing.T) {
 	// The record written before ACTIVE, but the daemon's KuryrNode watch
 	// held back: its cache does not list the port when the KuryrPod's
 	// watch says ACTIVE.
-	gate.hold()
+	gate.Hold()
 	rt = create("lagging", v1alpha1.StateActive, lagMAC, nil, nil)
 	_, err = n.cni.AddNetworkList(n.ctx, n.list, rt)
 	if _, ok := n.daemon.cachedNode().DPDKDevice("port-" + n.podName("lagging")); ok {
 		t.Fatal("the KuryrNode's watch delivered the lagging pod's record while held: the test proves nothing")
 	}
-	gate.release()
+	gate.Release()
 	bound("a pod whose record the KuryrNode's watch had not delivered", rt, err, lagPCI)
 }
 
@@ -203,20 +199,20 @@ func TestDPDKFailedOwnerReadFallsBackToTheWatch(t *testing.T) {
 	n := newNode(t)
 	n.specEdit = func(s *v1alpha1.KuryrPodSpec) { s.Interfaces = s.Interfaces[1:] } // net1 (DPDK) only
 	must(t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
-	gate := &watchGate{resource: "kuryrnodes"}
-	n.startDaemonAs(gate.wrap(env.Config), 60*time.Second, true)
-	t.Cleanup(gate.release) // before the daemon stops
+	gate := &testenv.WatchGate{Resource: "kuryrnodes"}
+	n.startDaemonAs(gate.Wrap(env.Config), 60*time.Second, true)
+	t.Cleanup(gate.Release) // before the daemon stops
 	eventually(t, "the daemon ready (its informers synced)", func() (bool, string) {
 		err := n.daemon.Ready()
 		return err == nil, fmt.Sprint(err)
 	})
 
-	gate.hold()
-	gate.failReads(true)
+	gate.Hold()
+	gate.FailReads(true)
 	n.createPod("unconfirmed", v1alpha1.StateActive) // recorded, then ACTIVE
 	done := n.addAsync()
 	eventually(t, "the ADD's read of the KuryrNode", func() (bool, string) {
-		return gate.reads() == 1, fmt.Sprintf("%d reads", gate.reads())
+		return gate.Reads() == 1, fmt.Sprintf("%d reads", gate.Reads())
 	})
 	// The KuryrPod changes, waking the waiting ADD each time.
 	for i := range 3 {
@@ -235,7 +231,7 @@ func TestDPDKFailedOwnerReadFallsBackToTheWatch(t *testing.T) {
 		t.Fatalf("ADD answered while the KuryrNode's watch was held and its read failed: %v", a.err)
 	case <-time.After(500 * time.Millisecond):
 	}
-	gate.release()
+	gate.Release()
 	a := <-done
 	if a.err != nil {
 		t.Fatalf("ADD once the watch brought the record: %v", a.err)
@@ -243,118 +239,11 @@ func TestDPDKFailedOwnerReadFallsBackToTheWatch(t *testing.T) {
 	if drv := n.sim.Driver(dpdkPCI); drv != pci.DriverUIO {
 		t.Fatalf("device %s on %q after the ADD, want %s", dpdkPCI, drv, pci.DriverUIO)
 	}
-	if r := gate.reads(); r != 1 {
+	if r := gate.Reads(); r != 1 {
 		t.Fatalf("%d reads of the KuryrNode from the API server during one ADD, want 1", r)
 	}
 	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
 }
-
-// watchGate sits between a daemon and the API server for one resource:
-// while held it holds back what the API server sends to the watches of
-// that resource (a watch lagging behind the API server, as watches may),
-// and it counts the reads of one object of it (GETs by name).
-type watchGate struct {
-	resource string
-	mu       sync.Mutex
-	open     chan struct{} // closed while the gate is open; nil: never held
-	gets     int
-	// failGets: reads by name are answered 500 without reaching the API
-	// server.
-	failGets bool
-}
-
-// wrap returns a copy of cfg whose requests about g.resource pass through
-// g.
-func (g *watchGate) wrap(cfg *rest.Config) *rest.Config {
-	cfg = rest.CopyConfig(cfg)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return roundTrip(func(req *http.Request) (*http.Response, error) {
-			dir, _ := path.Split(req.URL.Path)
-			if req.Method == http.MethodGet && strings.HasSuffix(dir, "/"+g.resource+"/") {
-				g.mu.Lock()
-				g.gets++
-				fail := g.failGets
-				g.mu.Unlock()
-				if fail {
-					return &http.Response{StatusCode: http.StatusInternalServerError, Request: req,
-						Header: http.Header{"Content-Type": []string{"application/json"}},
-						Body:   io.NopCloser(strings.NewReader(`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"injected by the test","code":500}`)),
-					}, nil
-				}
-			}
-			resp, err := rt.RoundTrip(req)
-			if err != nil || req.URL.Query().Get("watch") != "true" || !strings.HasSuffix(req.URL.Path, "/"+g.resource) {
-				return resp, err
-			}
-			resp.Body = &gatedBody{ReadCloser: resp.Body, g: g, done: req.Context().Done()}
-			return resp, nil
-		})
-	})
-	return cfg
-}
-
-// failReads makes the reads by name fail (true) or reach the API server.
-func (g *watchGate) failReads(fail bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.failGets = fail
-}
-
-// reads is how many objects of g.resource were read by name so far.
-func (g *watchGate) reads() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.gets
-}
-
-// hold stops the watches' data until release; what they read meanwhile
-// is handed over then.
-func (g *watchGate) hold() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.open = make(chan struct{})
-}
-
-func (g *watchGate) release() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.open != nil {
-		close(g.open)
-		g.open = nil
-	}
-}
-
-func (g *watchGate) opened() <-chan struct{} {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.open == nil {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	return g.open
-}
-
-type gatedBody struct {
-	io.ReadCloser
-	g    *watchGate
-	done <-chan struct{}
-}
-
-// Read waits for the gate after the read: data that arrives while the
-// gate is held is handed over once it opens (or the watch ends).
-func (b *gatedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	select {
-	case <-b.g.opened():
-	case <-b.done:
-	}
-	return n, err
-}
-
-type roundTrip func(*http.Request) (*http.Response, error)
-
-func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // TestUnowned: which KuryrNode entries make a pod's DPDK interface its
 // own, and what is said otherwise (the pod's own port and MAC only; the

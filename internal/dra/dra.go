@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
@@ -81,9 +82,16 @@ type Options struct {
 	// reads the KuryrNode from it instead of opening a watch of its own.
 	// Nil: the driver makes and starts its own cache.
 	NodeCache cache.Informers
+	// NodeReader, when set, reads from the API server itself, not a cache
+	// (kuryr-daemon's manager's API reader, the one its CNI ADD confirms a
+	// refused device with): a Prepare the cached KuryrNode refuses reads
+	// the KuryrNode through it once to confirm that. Nil: the driver makes
+	// an uncached client of its own.
+	NodeReader client.Reader
 	// OwnerTimeout bounds how long a Prepare waits for the controller to
 	// record the claim as the device's owner before failing (the kubelet
-	// retries).
+	// retries). A device the KuryrNode shows missing or another
+	// consumer's, as the API server confirms, fails at once instead.
 	OwnerTimeout time.Duration
 	// DeviceTimeout bounds each wait for a device (bind, rebind, netdev).
 	DeviceTimeout time.Duration

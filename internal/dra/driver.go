@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"tags.cncf.io/container-device-interface/pkg/cdi"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
@@ -34,6 +35,9 @@ type Driver struct {
 	dpdk  *binding.DPDK
 	cdi   *cdi.Cache
 	node  *nodeReader
+	// live reads the node's KuryrNode from the API server (opts.NodeReader,
+	// or a client of the driver's own).
+	live client.Reader
 	// devInfoDir is the NPWG device-plugin directory the device-info
 	// files go to.
 	devInfoDir string
@@ -57,11 +61,17 @@ func New(opts Options, cfg *rest.Config, kube kubernetes.Interface, scheme *runt
 	if err != nil {
 		return nil, fmt.Errorf("CDI spec directory %s: %w", opts.CDIDir, err)
 	}
+	live := opts.NodeReader
+	if live == nil {
+		if live, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+			return nil, fmt.Errorf("API server client: %w", err)
+		}
+	}
 	sys := pci.New(opts.SysfsRoot, pci.WithBindTimeout(opts.DeviceTimeout))
 	devInfoDir := filepath.Join(opts.DevInfoRoot, binding.DeviceInfoDPDir)
 	d := &Driver{
 		opts: opts, cfg: cfg, kube: kube, scheme: scheme, log: log,
-		sys: sys, store: store, cdi: cache, devInfoDir: devInfoDir,
+		sys: sys, store: store, cdi: cache, live: live, devInfoDir: devInfoDir,
 		dpdk: binding.NewDPDK(sys, store, binding.DPDKOptions{
 			DeviceTimeout: opts.DeviceTimeout, DevInfoDir: devInfoDir,
 		}),

@@ -54,6 +54,8 @@ type node struct {
 	kube   kubernetes.Interface
 	opts   Options
 	stop   func()
+	// driver is the driver start ran last.
+	driver *Driver
 	// refusalsExpected: the driver runs without one of its permissions
 	// (TestEveryDeployedRuleIsUsed), so its Run may fail.
 	refusalsExpected bool
@@ -132,6 +134,7 @@ func (n *node) startCtx(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
+	n.driver = d
 	runCtx, cancel := context.WithCancel(n.ctx)
 	done := make(chan error, 1)
 	go func() { done <- d.Run(runCtx) }()

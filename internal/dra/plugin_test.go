@@ -3,6 +3,7 @@ package dra
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/pcisim"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 )
 
 func hasDevices(want ...string) func([]resourceapi.Device) bool {
@@ -405,30 +407,36 @@ func TestFailedPrepareUndoesOnlyANewClaim(t *testing.T) {
 // would try: a claim allocated a device that the KuryrNode records as a
 // pod's own port (Unpooled, InUse by that pod), and a claim allocated a
 // device whose port the KuryrNode does not list at all (its virtio device
-// present in the VM). Each Prepare fails after the owner timeout, the
-// first without naming the pod (another tenant's), and binds nothing:
-// both devices stay on virtio-pci, no checkpoint, no CDI spec.
-// The claim the controller did give port A prepares.
+// present in the VM). Each Prepare fails, the first without naming the pod
+// (another tenant's), and binds nothing: both devices stay on virtio-pci,
+// no checkpoint, no CDI spec. Each fails before the driver's
+// --dra-owner-timeout (60 s here) ends, after exactly one read of the
+// KuryrNode from the API server, which confirms what the driver's watch
+// shows: the Prepare does not wait out the timeout for a record that will
+// not come. The claim the controller did give port A prepares.
 func TestPrepareTakesOnlyTheClaimsDevice(t *testing.T) {
-	n := newNode(t)
-	must(t, n.sim.AddVirtioNet(pciA, macA))
-	must(t, n.sim.AddVirtioNet(pciB, macB))
-	const podUID = "0f0f0f0f-1111-4222-8333-444444444444"
-	podsPort := dev(portA, macA, v1alpha1.DPDKDeviceInUse, v1alpha1.DPDKOwnerPod+podUID)
+	podsPort := dev(portA, macA, v1alpha1.DPDKDeviceInUse, podOwner)
 	podsPort.Unpooled = true
-	n.setDevices(podsPort)
-	n.start(env.Config)
+	n, gate := gatedNode(t, podsPort)
+	must(t, n.sim.AddVirtioNet(pciB, macB))
 
+	refused := func(what string, c *resourceapi.ResourceClaim, want string) {
+		t.Helper()
+		r, took, reads := n.timedPrepare(gate, c)
+		if !strings.Contains(r.Error, want) || strings.Contains(r.Error, podUID) {
+			t.Errorf("Prepare of %s: %q, want it to say %q, without the pod's UID", what, r.Error, want)
+		}
+		if took >= n.opts.OwnerTimeout {
+			t.Errorf("Prepare of %s: refused after %s, not before the %s owner timeout", what, took, n.opts.OwnerTimeout)
+		}
+		if reads != 1 {
+			t.Errorf("Prepare of %s: %d reads of the KuryrNode from the API server, want the one that confirms the refusal", what, reads)
+		}
+	}
 	onPods := n.claim("on-pods-port", DeviceName(portA), "")
-	r := n.prepare(onPods)
-	if !strings.Contains(r.Error, "held by another consumer") || strings.Contains(r.Error, podUID) {
-		t.Errorf("Prepare of a pod's own port: %q, want it refused as another consumer's, without the pod's UID", r.Error)
-	}
+	refused("a pod's own port", onPods, "held by another consumer")
 	unlisted := n.claim("unlisted", DeviceName(portB), "")
-	r = n.prepare(unlisted)
-	if want := "port " + portB + " is not in KuryrNode " + n.name + "'s dpdkDevices"; !strings.Contains(r.Error, want) {
-		t.Errorf("Prepare of a port the KuryrNode does not list: %q, want %q", r.Error, want)
-	}
+	refused("a port the KuryrNode does not list", unlisted, "port "+portB+" is not in KuryrNode "+n.name+"'s dpdkDevices")
 	for _, a := range []string{pciA, pciB} {
 		if got := n.sim.Driver(a); got != pci.DriverVirtioPCI {
 			t.Errorf("device %s on %q after the refused Prepares, want virtio-pci", a, got)
@@ -444,4 +452,144 @@ func TestPrepareTakesOnlyTheClaimsDevice(t *testing.T) {
 		t.Errorf("device of the claim given port A on %q, want %s", got, pci.DriverUIO)
 	}
 	n.mustUnprepare(given)
+}
+
+// TestPrepareAcceptsARecordTheWatchHasNotDelivered: the driver's
+// KuryrNode watch lags (held back by the test) and still shows port A as a
+// pod's when the controller has given it to the claim. The Prepare reads
+// the KuryrNode once from the API server, finds the claim there, and
+// prepares the device, well before the owner timeout (60 s here) and
+// while the watch still shows the pod.
+func TestPrepareAcceptsARecordTheWatchHasNotDelivered(t *testing.T) {
+	n, gate := gatedNode(t, dev(portA, macA, v1alpha1.DPDKDeviceInUse, podOwner))
+
+	c := n.claim("lagging", DeviceName(portA), "")
+	gate.Hold()
+	n.giveA(c)
+	r, took, reads := n.timedPrepare(gate, c)
+	if owner := n.cachedOwner(portA); owner != podOwner {
+		t.Fatalf("the driver's watch delivered the claim's record while held (owner %q): the test proves nothing", owner)
+	}
+	gate.Release()
+	if r.Error != "" {
+		t.Fatalf("Prepare of a claim whose record the watch had not delivered: %s", r.Error)
+	}
+	if took >= n.opts.OwnerTimeout {
+		t.Errorf("prepared after %s, not before the %s owner timeout", took, n.opts.OwnerTimeout)
+	}
+	if reads != 1 {
+		t.Errorf("%d reads of the KuryrNode from the API server, want 1", reads)
+	}
+	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
+		t.Errorf("device on %q after the Prepare, want %s", got, pci.DriverUIO)
+	}
+	n.mustUnprepare(c)
+}
+
+// TestPrepareFailedOwnerReadFallsBackToTheWatch: when the one read of the
+// KuryrNode from the API server that a Prepare may make fails (answered
+// 500 on its way), the Prepare neither fails nor reads again, however
+// often the KuryrNode's watch wakes it meanwhile with port A still a
+// pod's: it waits on the watch, within the owner timeout (60 s here), and
+// prepares the device once the watch shows it given to the claim.
+func TestPrepareFailedOwnerReadFallsBackToTheWatch(t *testing.T) {
+	n, gate := gatedNode(t, dev(portA, macA, v1alpha1.DPDKDeviceInUse, podOwner))
+
+	c := n.claim("unconfirmed", DeviceName(portA), "")
+	gate.FailReads(true)
+	done := make(chan *drapb.NodePrepareResourceResponse, 1)
+	go func() {
+		r, err := n.prepareCtx(n.ctx, c)
+		if err != nil {
+			r = &drapb.NodePrepareResourceResponse{Error: "the kubelet's call failed: " + err.Error()}
+		}
+		done <- r
+	}()
+	must(t, waitFor(n.ctx, "the Prepare's read of the KuryrNode", func() (bool, error) { return gate.Reads() == 1, nil }))
+	// The KuryrNode changes, port A still the pod's, waking the waiting
+	// Prepare each time.
+	for i := range 3 {
+		other := dev(portB, macB, v1alpha1.DPDKDeviceAttaching, "")
+		other.SubnetID = fmt.Sprintf("sub-touched-%d", i)
+		n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceInUse, podOwner), other)
+		must(t, waitFor(n.ctx, "the driver's watch seeing the change", func() (bool, error) {
+			d, ok := n.cachedDevice(portB)
+			return ok && d.SubnetID == other.SubnetID, nil
+		}))
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("Prepare answered while its read failed and the watch showed port A a pod's: %q", r.Error)
+	case <-time.After(500 * time.Millisecond):
+	}
+	n.giveA(c)
+	if r := <-done; r.Error != "" {
+		t.Fatalf("Prepare once the watch brought the claim's record: %s", r.Error)
+	}
+	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
+		t.Errorf("device on %q after the Prepare, want %s", got, pci.DriverUIO)
+	}
+	if r := gate.Reads(); r != 1 {
+		t.Errorf("%d reads of the KuryrNode from the API server during one Prepare, want 1", r)
+	}
+	n.mustUnprepare(c)
+}
+
+// podUID is a pod's UID on the node, and podOwner that pod as a KuryrNode
+// device's owner.
+const (
+	podUID   = "0f0f0f0f-1111-4222-8333-444444444444"
+	podOwner = v1alpha1.DPDKOwnerPod + podUID
+)
+
+// gatedNode is a node whose driver (owner timeout 60 s) talks to the API
+// server through the returned gate on KuryrNodes, with port A's device
+// plugged and the KuryrNode listing entry (port A's), as the driver's
+// watch already shows it.
+func gatedNode(t *testing.T, entry v1alpha1.DPDKDevice) (*node, *testenv.WatchGate) {
+	t.Helper()
+	n := newNode(t)
+	n.opts.OwnerTimeout = 60 * time.Second
+	must(t, n.sim.AddVirtioNet(pciA, macA))
+	n.setDevices(entry)
+	gate := &testenv.WatchGate{Resource: "kuryrnodes"}
+	n.start(gate.Wrap(env.Config))
+	t.Cleanup(gate.Release) // before the driver stops
+	n.waitCached("port A's entry", entry.PortID, entry.Owner)
+	return n, gate
+}
+
+// timedPrepare prepares c and returns the answer, how long it took and
+// how many reads of the KuryrNode from the API server gate saw meanwhile.
+func (n *node) timedPrepare(gate *testenv.WatchGate, c *resourceapi.ResourceClaim) (*drapb.NodePrepareResourceResponse, time.Duration, int) {
+	n.t.Helper()
+	start, reads := time.Now(), gate.Reads()
+	r := n.prepare(c)
+	return r, time.Since(start), gate.Reads() - reads
+}
+
+// cachedDevice is port's entry in the KuryrNode as the running driver's
+// watch last showed it.
+func (n *node) cachedDevice(port string) (v1alpha1.DPDKDevice, bool) {
+	node, _ := n.driver.node.snapshot()
+	if node == nil {
+		return v1alpha1.DPDKDevice{}, false
+	}
+	return node.Status.DPDKDevice(port)
+}
+
+// cachedOwner is the owner of port in the KuryrNode as the running
+// driver's watch last showed it ("-" when it does not list the port).
+func (n *node) cachedOwner(port string) string {
+	if d, ok := n.cachedDevice(port); ok {
+		return d.Owner
+	}
+	return "-"
+}
+
+// waitCached waits until the running driver's watch shows owner as
+// port's.
+func (n *node) waitCached(what, port, owner string) {
+	n.t.Helper()
+	must(n.t, waitFor(n.ctx, "the driver's watch showing "+what, func() (bool, error) { return n.cachedOwner(port) == owner, nil }))
 }

@@ -211,53 +211,109 @@ func configFor(cfgs []resourceapi.DeviceAllocationConfiguration, request string)
 // missing, held by another consumer (taken meanwhile, or a pod's), or not
 // yet given to the claim. It never names the other consumer (another
 // tenant's pod or claim, in a message the claim's pod sees): the log does.
+//
+// A device not given yet is waited for, woken by the KuryrNode's watch:
+// the controller gives it once it sees the allocation. A device the cached
+// KuryrNode shows missing or another consumer's is one the controller
+// cannot give the claim, unless the watch is behind the API server: the
+// KuryrNode is then read once from the API server itself. If that read
+// shows every device the claim's, the Prepare goes on; if it shows one
+// missing or another's too, the Prepare fails at once with that; if it
+// shows one not given yet, the wait goes on. One such read per Prepare of
+// a claim, whatever the watch shows after it: a read that fails (logged)
+// leaves the Prepare waiting on the watch as before, and the deadline ends
+// any wait with what the KuryrNode shows then.
 func (d *Driver) waitOwner(ctx context.Context, uid string, want []wanted, deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	owner := OwnerPrefix + uid
 	start := time.Now()
+	confirmed := false // the one read from the API server is made
 	for {
 		node, changed := d.node.snapshot()
-		problem, other := "", ""
-		for i := range want {
-			dev, ok := findDevice(node, want[i].portID)
-			switch {
-			case !ok:
-				problem = fmt.Sprintf("device %s: port %s is not in KuryrNode %s's dpdkDevices", want[i].result.Device, want[i].portID, d.opts.NodeName)
-			case dev.State == v1alpha1.DPDKDeviceInUse && dev.Owner == owner:
-				want[i].mac = dev.MAC
-				continue
-			case dev.Owner != "" && dev.Owner != owner:
-				problem = fmt.Sprintf("device %s is held by another consumer: KuryrNode %s shows it taken by someone else, so the controller cannot give it to %s",
-					want[i].result.Device, d.opts.NodeName, owner)
-				other = dev.Owner
-			default:
-				problem = fmt.Sprintf("device %s: KuryrNode %s shows state %s, owner %q: the controller has not given it to %s yet",
-					want[i].result.Device, d.opts.NodeName, dev.State, dev.Owner, owner)
-			}
-			break
+		var cached *v1alpha1.KuryrNodeStatus
+		if node != nil {
+			cached = &node.Status
 		}
-		if problem == "" {
+		o := d.owned(cached, uid, want)
+		if o.problem == "" {
 			return nil
+		}
+		if o.cannot && !confirmed {
+			confirmed = true
+			live, err := v1alpha1.LiveKuryrNodeStatus(ctx, d.live, d.opts.NodeName)
+			switch {
+			case err != nil:
+				if ctx.Err() == nil {
+					d.log.Error(err, "Cannot confirm a device's owner with the API server; waiting for the KuryrNode's watch", "claim", uid)
+				}
+			default:
+				if o = d.owned(live, uid, want); o.problem == "" {
+					d.log.V(1).Info("A device's record had not reached the KuryrNode's watch yet; the API server shows it the claim's", "claim", uid)
+					return nil
+				}
+				if o.cannot {
+					return d.ownerRefused(uid, o, start)
+				}
+			}
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			if other != "" {
-				d.log.Info("Prepare refused: the device is another consumer's", "claim", uid, "owner", other)
-			}
-			return fmt.Errorf("after %s: %s (the kubelet retries)", time.Since(start).Round(time.Millisecond), problem)
+			return d.ownerRefused(uid, o, start)
 		}
 	}
 }
 
+// ownerCheck is what a KuryrNode shows of a claim's devices.
+type ownerCheck struct {
+	// problem is the first device not the claim's, said for the claim's
+	// pod ("" when each is the claim's); other is that device's other
+	// consumer, for the log only.
+	problem, other string
+	// cannot: that device is missing or another consumer's, so the
+	// controller cannot give it to the claim (not merely not yet).
+	cannot bool
+}
+
+// owned checks want against node, the status of the node's KuryrNode (nil
+// while none is seen), and fills in the MACs of the devices that are the
+// claim's.
+func (d *Driver) owned(node *v1alpha1.KuryrNodeStatus, uid string, want []wanted) ownerCheck {
+	owner := OwnerPrefix + uid
+	for i := range want {
+		dev, ok := findDevice(node, want[i].portID)
+		switch {
+		case !ok:
+			return ownerCheck{problem: fmt.Sprintf("device %s: port %s is not in KuryrNode %s's dpdkDevices", want[i].result.Device, want[i].portID, d.opts.NodeName), cannot: true}
+		case dev.State == v1alpha1.DPDKDeviceInUse && dev.Owner == owner:
+			want[i].mac = dev.MAC
+		case dev.Owner != "" && dev.Owner != owner:
+			return ownerCheck{problem: fmt.Sprintf("device %s is held by another consumer: KuryrNode %s shows it taken by someone else, so the controller cannot give it to %s",
+				want[i].result.Device, d.opts.NodeName, owner), other: dev.Owner, cannot: true}
+		default:
+			return ownerCheck{problem: fmt.Sprintf("device %s: KuryrNode %s shows state %s, owner %q: the controller has not given it to %s yet",
+				want[i].result.Device, d.opts.NodeName, dev.State, dev.Owner, owner)}
+		}
+	}
+	return ownerCheck{}
+}
+
+// ownerRefused is the error of a Prepare whose devices are not the
+// claim's, as o says, started at start.
+func (d *Driver) ownerRefused(uid string, o ownerCheck, start time.Time) error {
+	if o.other != "" {
+		d.log.Info("Prepare refused: the device is another consumer's", "claim", uid, "owner", o.other)
+	}
+	return fmt.Errorf("after %s: %s (the kubelet retries)", time.Since(start).Round(time.Millisecond), o.problem)
+}
+
 // findDevice returns node's entry of status.dpdkDevices for port portID
 // (none while the KuryrNode has not been seen).
-func findDevice(node *v1alpha1.KuryrNode, portID string) (v1alpha1.DPDKDevice, bool) {
+func findDevice(node *v1alpha1.KuryrNodeStatus, portID string) (v1alpha1.DPDKDevice, bool) {
 	if node == nil {
 		return v1alpha1.DPDKDevice{}, false
 	}
-	return node.Status.DPDKDevice(portID)
+	return node.DPDKDevice(portID)
 }
 
 // refuseOthers fails when a checkpoint shows a wanted device (its port or

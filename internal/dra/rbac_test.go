@@ -3,6 +3,7 @@ package dra
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -22,7 +23,8 @@ import (
 // ServiceAccount of deploy/kuryr-dpdk, with a token bound to a pod on its
 // node as the kubelet gives it, with the RBAC of rbac.yaml and dra.yaml
 // (whose DeviceClass the API server takes too): it publishes, prepares and
-// unprepares with nothing refused.
+// unprepares, and confirms a Prepare's refusal with the API server, with
+// nothing refused.
 func TestRunsWithDeployedRBAC(t *testing.T) {
 	n := newNode(t)
 	ctx := n.ctx
@@ -43,8 +45,9 @@ func TestRunsWithDeployedRBAC(t *testing.T) {
 // driver runs as a ServiceAccount with a token bound to a pod on its node,
 // as in a DaemonSet (the claim status's associated-node check needs that).
 // With all of the role, publishing (with a stale slice of the pool to
-// delete and a change to update), a Prepare and an Unprepare are refused
-// nothing; with any one verb of any rule removed, the same run makes a call
+// delete and a change to update), a Prepare refused on the KuryrNode (read
+// from the API server to confirm it), a Prepare and an Unprepare are
+// refused nothing by the API server; with any one verb of any rule removed, the same run makes a call
 // the API server refuses (403).
 func TestEveryDeployedRuleIsUsed(t *testing.T) {
 	perms, err := testenv.ClusterRolePermissions("../../deploy/kuryr-dpdk/dra.yaml", "kuryr-daemon-dra")
@@ -89,8 +92,10 @@ func TestEveryDeployedRuleIsUsed(t *testing.T) {
 // driverCalls runs the driver as cfg through everything it calls the API
 // server for: it deletes a stale slice of its pool (one it did not
 // make, as an older driver version might have left), publishes port A,
-// updates the slice when port B comes, and prepares and unprepares a claim
-// of A. It stops at the first failure, or when ctx ends.
+// updates the slice when port B comes, refuses a claim of B once B is a
+// pod's (after reading the KuryrNode from the API server to confirm it),
+// and prepares and unprepares a claim of A. It stops at the first failure,
+// or when ctx ends.
 func (n *node) driverCalls(ctx context.Context, cfg *rest.Config) error {
 	slices := n.kube.ResourceV1().ResourceSlices()
 	stale, err := slices.Create(ctx, &resourceapi.ResourceSlice{
@@ -132,10 +137,21 @@ func (n *node) driverCalls(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := n.setDevicesCtx(ctx, dev(portA, macA, v1alpha1.DPDKDeviceInUse, OwnerPrefix+string(c.UID)), dev(portB, macB, v1alpha1.DPDKDeviceReady, "")); err != nil {
+	refused, err := n.claimCtx(ctx, "rbac-refused", DeviceName(portB), "")
+	if err != nil {
 		return err
 	}
-	r, err := n.prepareCtx(ctx, c)
+	if err := n.setDevicesCtx(ctx, dev(portA, macA, v1alpha1.DPDKDeviceInUse, OwnerPrefix+string(c.UID)), dev(portB, macB, v1alpha1.DPDKDeviceInUse, v1alpha1.DPDKOwnerPod+"p1")); err != nil {
+		return err
+	}
+	r, err := n.prepareCtx(ctx, refused)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(r.Error, "held by another consumer") {
+		return fmt.Errorf("prepare of a pod's port: %q, want it refused as another consumer's", r.Error)
+	}
+	r, err = n.prepareCtx(ctx, c)
 	if err != nil {
 		return err
 	}
