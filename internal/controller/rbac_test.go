@@ -166,25 +166,25 @@ func (f *fixture) controllerCalls(ctx context.Context, cfg *rest.Config) error {
 	if _, err := f.readyWithin(ctx, "first"); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 20*time.Second, "the pool in the KuryrNode", func() (bool, string) {
-		var kn v1alpha1.KuryrNode
-		if err := f.c.Get(ctx, types.NamespacedName{Name: node}, &kn); err != nil {
-			return false, err.Error()
-		}
-		return len(kn.Status.Pools) > 0, fmt.Sprintf("%+v", kn.Status)
-	}); err != nil {
+	// waitKuryrNode waits until name's KuryrNode is as ok says.
+	waitKuryrNode := func(name, what string, ok func(kn *v1alpha1.KuryrNode) bool) error {
+		return waitFor(ctx, 20*time.Second, what, func() (bool, string) {
+			var kn v1alpha1.KuryrNode
+			if err := f.c.Get(ctx, types.NamespacedName{Name: name}, &kn); err != nil {
+				return false, err.Error()
+			}
+			return ok(&kn), fmt.Sprintf("owners %+v, status %+v", kn.OwnerReferences, kn.Status)
+		})
+	}
+	if err := waitKuryrNode(node, "the pool in the KuryrNode", func(kn *v1alpha1.KuryrNode) bool { return len(kn.Status.Pools) > 0 }); err != nil {
 		return err
 	}
 	f.createPod("second", second, "")
 	if _, err := f.readyWithin(ctx, "second"); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 20*time.Second, "the second node's KuryrNode owned by its Node", func() (bool, string) {
-		var kn v1alpha1.KuryrNode
-		if err := f.c.Get(ctx, types.NamespacedName{Name: second}, &kn); err != nil {
-			return false, err.Error()
-		}
-		return len(kn.OwnerReferences) == 1, fmt.Sprintf("owners %+v", kn.OwnerReferences)
+	if err := waitKuryrNode(second, "the second node's KuryrNode owned by its Node", func(kn *v1alpha1.KuryrNode) bool {
+		return len(kn.OwnerReferences) == 1
 	}); err != nil {
 		return err
 	}
