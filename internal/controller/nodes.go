@@ -46,6 +46,10 @@ type nodes struct {
 	mu     sync.Mutex
 	byName map[string]nodeInfo
 	trunks map[string]*trunkVLANs
+	// epoch counts the forgets: a lookup is cached only if no node was
+	// forgotten since its Node was read (resolve), so that a Node read
+	// just before its deletion is not cached again after its forget.
+	epoch uint64
 
 	// adds merges the add_subports of ports waiting for the same trunk.
 	adds *batcher[string, []string, map[string]int]
@@ -88,8 +92,11 @@ func internalIP(n *corev1.Node) string {
 }
 
 // resolve returns node's cloud facts, from the cache when known; fresh says
-// they were just looked up in the cloud.
-func (ns *nodes) resolve(ctx context.Context, node *corev1.Node) (info nodeInfo, fresh bool, err error) {
+// they were just looked up in the cloud. node must have been read after
+// read was taken (ns.read()): what is looked up is cached only if no node
+// was forgotten since, so a Node deleted (and forgotten: forget) after
+// the caller read it and before its lookup ended is not cached again.
+func (ns *nodes) resolve(ctx context.Context, node *corev1.Node, read uint64) (info nodeInfo, fresh bool, err error) {
 	ns.mu.Lock()
 	info, ok := ns.byName[node.Name]
 	ns.mu.Unlock()
@@ -101,9 +108,19 @@ func (ns *nodes) resolve(ctx context.Context, node *corev1.Node) (info nodeInfo,
 		return nodeInfo{}, false, err
 	}
 	ns.mu.Lock()
-	ns.byName[node.Name] = info
+	if ns.epoch == read {
+		ns.byName[node.Name] = info
+	}
 	ns.mu.Unlock()
 	return info, true, nil
+}
+
+// read returns the count of forgets so far, to take before reading a Node
+// that resolve is then given.
+func (ns *nodes) read() uint64 {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return ns.epoch
 }
 
 // cached returns node name's cloud facts if they are known (no lookup).
@@ -127,10 +144,10 @@ func (ns *nodes) known() []nodeInfo {
 
 // vlanIDs returns the VLAN IDs known in use on trunkID, sorted.
 func (ns *nodes) vlanIDs(trunkID string) []int {
-	if trunkID == "" {
+	t, ok := ns.knownTrunk(trunkID)
+	if !ok {
 		return nil
 	}
-	t := ns.trunk(trunkID)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ids := make([]int, 0, len(t.used))
@@ -141,12 +158,17 @@ func (ns *nodes) vlanIDs(trunkID string) []int {
 	return ids
 }
 
-// forget drops a node from the cache, e.g. after the cloud said its trunk or
-// server is gone.
+// forget drops a node from the cache, with the VLAN IDs of its trunk: its
+// Node was deleted, or the cloud said its trunk or server is gone. A
+// lookup under way is not cached (resolve).
 func (ns *nodes) forget(name string) {
 	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if info, ok := ns.byName[name]; ok && info.TrunkID != "" {
+		delete(ns.trunks, info.TrunkID)
+	}
 	delete(ns.byName, name)
-	ns.mu.Unlock()
+	ns.epoch++
 }
 
 func (ns *nodes) lookup(ctx context.Context, node *corev1.Node) (nodeInfo, error) {
@@ -253,6 +275,16 @@ func (ns *nodes) trunk(id string) *trunkVLANs {
 		ns.trunks[id] = t
 	}
 	return t
+}
+
+// knownTrunk returns trunk id's VLAN IDs if they are cached, without
+// making an entry: reading or releasing a forgotten node's trunk does not
+// bring it back.
+func (ns *nodes) knownTrunk(id string) (*trunkVLANs, bool) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	t, ok := ns.trunks[id]
+	return t, ok
 }
 
 // load reads the trunk's subports from Neutron. t.mu must be held.
@@ -383,7 +415,10 @@ func (ns *nodes) removeSubport(ctx context.Context, trunkID, portID string) erro
 	if err != nil && !errors.Is(err, openstack.ErrNotFound) {
 		return fmt.Errorf("remove port %s from trunk %s: %w", portID, trunkID, err)
 	}
-	t := ns.trunk(trunkID)
+	t, ok := ns.knownTrunk(trunkID)
+	if !ok {
+		return nil
+	}
 	t.mu.Lock()
 	if vid, ok := t.byPort[portID]; ok {
 		delete(t.used, vid)

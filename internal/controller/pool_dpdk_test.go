@@ -624,7 +624,7 @@ func TestKuryrNodeWriteLostToAConflictRedoneByTheNextRound(t *testing.T) {
 	own := openstack.Port{ID: "1f6a3c4e-8b2d-4e5f-9a7b-0c1d2e3f4a5b", MACAddress: "fa:16:3e:00:00:42", NetworkID: f.dpNet.NetworkID,
 		Tags: []string{tagPrefixPod + "0d9c6b2a-4e1f-4a3b-8c7d-5e6f7a8b9c0d"}, FixedIPs: []openstack.FixedIP{{SubnetID: f.dpNet.ID}}}
 	r.attached.put(info.ServerID, own)
-	must(t, r.recordNode(f.ctx, nil, info))
+	must(t, r.recordNode(f.ctx, info))
 	listed := func() bool {
 		d, err := f.devices(node)
 		must(t, err)
@@ -657,9 +657,10 @@ func (f *fixture) poolByRounds(c client.Client, node string) (*PodReconciler, no
 	r := NewPodReconciler(c, f.cloud, nil, f.opts, nil)
 	f.rec.Store(r)
 	must(f.t, r.pools.rebuild(f.ctx))
+	read := r.nodes.read()
 	var nodeObj corev1.Node
 	must(f.t, f.c.Get(f.ctx, types.NamespacedName{Name: node}, &nodeObj))
-	info, _, err := r.nodes.resolve(f.ctx, &nodeObj)
+	info, _, err := r.nodes.resolve(f.ctx, &nodeObj, read)
 	must(f.t, err)
 	info.Pools = r.pools.nodePoolSizes(f.ctx, &nodeObj)
 	req := v1alpha1.InterfaceRequest{IfName: "net1", Driver: v1alpha1.DriverNestedDPDK, Network: "dataplane",

@@ -126,11 +126,12 @@ func (ps *pools) nodeInfo(ctx context.Context, name string) (nodeInfo, bool) {
 	if info, ok := ps.r.nodes.cached(name); ok {
 		return info, true
 	}
+	read := ps.r.nodes.read()
 	obj, err := ps.nodeObject(ctx, name)
 	if err != nil {
 		return nodeInfo{}, false
 	}
-	info, err := ps.resolve(ctx, obj)
+	info, err := ps.resolve(ctx, obj, read)
 	if err != nil {
 		return nodeInfo{}, false
 	}
@@ -142,8 +143,9 @@ func (ps *pools) nodeInfo(ctx context.Context, name string) (nodeInfo, bool) {
 // 4 s, ... a minute), its last error returned meanwhile: a pool declared on
 // every node reaches nodes that are not VMs of this cloud, and each
 // lookup is a Neutron listing. A pod's path (nodes.resolve) does not wait
-// for this backoff, and what it resolves is used here at once.
-func (ps *pools) resolve(ctx context.Context, node *corev1.Node) (nodeInfo, error) {
+// for this backoff, and what it resolves is used here at once. node was
+// read after read was taken (nodes.resolve).
+func (ps *pools) resolve(ctx context.Context, node *corev1.Node, read uint64) (nodeInfo, error) {
 	if info, ok := ps.r.nodes.cached(node.Name); ok {
 		return info, nil
 	}
@@ -155,7 +157,7 @@ func (ps *pools) resolve(ctx context.Context, node *corev1.Node) (nodeInfo, erro
 		return nodeInfo{}, b.err
 	}
 	ps.resMu.Unlock()
-	info, _, err := ps.r.nodes.resolve(ctx, node)
+	info, _, err := ps.r.nodes.resolve(ctx, node, read)
 	ps.resMu.Lock()
 	defer ps.resMu.Unlock()
 	if err == nil {
@@ -186,7 +188,7 @@ func (ps *pools) publish(ctx context.Context, info nodeInfo, st nodePoolStatus) 
 	if ps.r.nodeShows(info.Name, st) {
 		return
 	}
-	if err := ps.r.recordNodeLocked(ctx, nil, info); err != nil {
+	if err := ps.r.recordNodeLocked(ctx, info); err != nil {
 		log.FromContext(ctx).Info("KuryrNode pools not recorded", "node", info.Name, "reason", err.Error())
 	}
 }
@@ -198,7 +200,7 @@ func (ps *pools) publishNode(ctx context.Context, name string) error {
 	if !ok {
 		return nil
 	}
-	return ps.r.recordNode(ctx, nil, info)
+	return ps.r.recordNode(ctx, info)
 }
 
 // fill brings one pool towards its min: one bulk create of a batch, one
@@ -209,6 +211,7 @@ func (ps *pools) publishNode(ctx context.Context, name string) error {
 // settles unsure takes.
 func (ps *pools) fill(ctx context.Context, key poolKey) error {
 	start := time.Now()
+	read := ps.r.nodes.read()
 	nodeObj, err := ps.nodeObject(ctx, key.node)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("get node %s: %w", key.node, err)
@@ -223,7 +226,7 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 		// pods and claims are their consumers' business.
 		return ps.drain(ctx, key)
 	}
-	node, err := ps.resolve(ctx, nodeObj)
+	node, err := ps.resolve(ctx, nodeObj, read)
 	if err != nil {
 		// Not tried again before the pool's backoff either (the round
 		// would report the same error every second).

@@ -91,7 +91,7 @@ func TestEveryDeployedRuleIsUsed(t *testing.T) {
 		t.Fatalf("only %d permissions read: %v", len(perms), perms)
 	}
 	env.EveryPermissionUsed(t, perms, true, func(t *testing.T, ctx context.Context, cfg *rest.Config, _ bool) error {
-		f := newFixture(t, 1)
+		f := newFixture(t, 2)
 		f.ownNamespace = true
 		return f.controllerCalls(ctx, cfg)
 	})
@@ -105,12 +105,17 @@ func TestEveryDeployedRuleIsUsed(t *testing.T) {
 // pools' claims), tenant policies and namespaces (a policy selects the
 // pod's namespace), a pod's finalizer, a KuryrPod created, updated (a NAD
 // that came late), its status, its finalizer and its deletion, a KuryrNode
-// created and its status, and an Event recorded twice (created, then
-// patched). It stops early when ctx ends.
+// created and its status, a KuryrNode made without an owner patched to its
+// Node's (f has two nodes: the second's pod finds one so), and an Event
+// recorded twice (created, then patched). It stops early when ctx ends.
 func (f *fixture) controllerCalls(ctx context.Context, cfg *rest.Config) error {
 	f.opts.Pools.NestedVLAN = PoolSize{Min: 1, Max: 2, Batch: 2}
 	f.opts.Pools.NestedDPDK = PoolSize{Min: 1, Max: 1, Batch: 1}
 	f.standardNADs()
+	second := f.ns + "-node-1"
+	if err := f.c.Create(ctx, &v1alpha1.KuryrNode{ObjectMeta: metav1.ObjectMeta{Name: second}}); err != nil {
+		return err
+	}
 	if _, err := f.runController(cfg, false); err != nil {
 		return err
 	}
@@ -161,16 +166,29 @@ func (f *fixture) controllerCalls(ctx context.Context, cfg *rest.Config) error {
 	if _, err := f.readyWithin(ctx, "first"); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 20*time.Second, "the pool in the KuryrNode", func() (bool, string) {
-		var kn v1alpha1.KuryrNode
-		if err := f.c.Get(ctx, types.NamespacedName{Name: node}, &kn); err != nil {
-			return false, err.Error()
-		}
-		return len(kn.Status.Pools) > 0, fmt.Sprintf("%+v", kn.Status)
+	// waitKuryrNode waits until name's KuryrNode is as ok says.
+	waitKuryrNode := func(name, what string, ok func(kn *v1alpha1.KuryrNode) bool) error {
+		return waitFor(ctx, 20*time.Second, what, func() (bool, string) {
+			var kn v1alpha1.KuryrNode
+			if err := f.c.Get(ctx, types.NamespacedName{Name: name}, &kn); err != nil {
+				return false, err.Error()
+			}
+			return ok(&kn), fmt.Sprintf("owners %+v, status %+v", kn.OwnerReferences, kn.Status)
+		})
+	}
+	if err := waitKuryrNode(node, "the pool in the KuryrNode", func(kn *v1alpha1.KuryrNode) bool { return len(kn.Status.Pools) > 0 }); err != nil {
+		return err
+	}
+	f.createPod("second", second, "")
+	if _, err := f.readyWithin(ctx, "second"); err != nil {
+		return err
+	}
+	if err := waitKuryrNode(second, "the second node's KuryrNode owned by its Node", func(kn *v1alpha1.KuryrNode) bool {
+		return len(kn.OwnerReferences) == 1
 	}); err != nil {
 		return err
 	}
-	for _, name := range []string{"first", "waiting"} {
+	for _, name := range []string{"first", "waiting", "second"} {
 		f.deletePod(name)
 		if err := f.goneWithin(ctx, name); err != nil {
 			return err

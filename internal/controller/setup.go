@@ -10,9 +10,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -39,6 +41,9 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return r.readIdentity(ctx, reader) })); err != nil {
 			return fmt.Errorf("add the cluster UID reader: %w", err)
 		}
+	}
+	if err := r.watchNodeDeletions(mgr.GetCache()); err != nil {
+		return err
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.KuryrPod{}, indexWaitingFor, waitingForIndex); err != nil {
 		return fmt.Errorf("index KuryrPods by %s: %w", indexWaitingFor, err)
@@ -69,6 +74,30 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
 		}).
 		Complete(r)
+}
+
+// watchNodeDeletions forgets each Node deleted (forgetNode) as soon as the
+// cache's Node informer drops it: a handler on that informer, added before
+// the cache starts, so that no deletion goes unseen while the controller
+// runs, whichever of its parts resolved the node first. The informer
+// removes a Node from the cache before it tells its handlers, which is
+// what nodes.resolve relies on not to cache a Node read just before.
+func (r *PodReconciler) watchNodeDeletions(c crcache.Cache) error {
+	inf, err := c.GetInformer(context.Background(), &corev1.Node{})
+	if err != nil {
+		return fmt.Errorf("the informer of Nodes: %w", err)
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+		if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if n, ok := obj.(*corev1.Node); ok {
+			r.forgetNode(n.Name)
+		}
+	}}); err != nil {
+		return fmt.Errorf("watch Node deletions: %w", err)
+	}
+	return nil
 }
 
 // othersChanges lets through the KuryrPod events the controller must act

@@ -259,11 +259,12 @@ func dpdkBecomesActive(kp *v1alpha1.KuryrPod, entries []v1alpha1.InterfaceStatus
 
 // nodeOf resolves the pod's node to its VM in the cloud.
 func (r *PodReconciler) nodeOf(ctx context.Context, pod *corev1.Pod) (nodeInfo, error) {
+	read := r.nodes.read()
 	var node corev1.Node
 	if err := r.client.Get(ctx, types.NamespacedName{Name: pod.Spec.NodeName}, &node); err != nil {
 		return nodeInfo{}, fmt.Errorf("get node %s of pod %s/%s: %w", pod.Spec.NodeName, pod.Namespace, pod.Name, err)
 	}
-	info, fresh, err := r.nodes.resolve(ctx, &node)
+	info, fresh, err := r.nodes.resolve(ctx, &node, read)
 	if err != nil {
 		// Why a node is not ready names its server, ports and the worker
 		// subnets: not the pod's own objects.
@@ -278,7 +279,7 @@ func (r *PodReconciler) nodeOf(ctx context.Context, pod *corev1.Pod) (nodeInfo, 
 	if err == nil && fresh {
 		// KuryrNode is a cache for people and tools: failing to write it
 		// (a conflict with another pod of the node) does not hold the pod.
-		if rerr := r.recordNode(ctx, &node, info); rerr != nil {
+		if rerr := r.recordNode(ctx, info); rerr != nil {
 			log.FromContext(ctx).Info("KuryrNode not recorded", "node", node.Name, "reason", rerr.Error())
 		}
 	}
