@@ -396,3 +396,131 @@ func TestDetachKeepsSlotUntilDeviceGone(t *testing.T) {
 		t.Errorf("simulator errors: %v", errs)
 	}
 }
+
+// gatewayMACSeenByNode makes node n connect to a listener on the worker
+// subnet's gateway address in the fabric (so it resolves the gateway, or
+// uses the entry it has) and returns the MAC its neighbour table holds for
+// the gateway, with the connection's error.
+func gatewayMACSeenByNode(t *testing.T, n *Node, gw net.IP) (string, error) {
+	t.Helper()
+	var ln net.Listener
+	err := inNS(n.fabric, func() error {
+		var err error
+		ln, err = net.Listen("tcp", net.JoinHostPort(gw.String(), "0"))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen on the gateway %s in the fabric: %v", gw, err)
+	}
+	defer ln.Close()
+	var mac string
+	var dialErr error
+	err = inNS(n.NetNS, func() error {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 3*time.Second)
+		if err == nil {
+			_ = c.Close()
+		}
+		dialErr = err
+		neighs, err := netlink.NeighList(0, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, nb := range neighs {
+			if nb.IP.Equal(gw) && nb.HardwareAddr != nil {
+				mac = nb.HardwareAddr.String()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mac, dialErr
+}
+
+// The gateways' MAC (the fabric bridge's) does not change as NICs are
+// plugged into the fabric and unplugged: a node keeps reaching the gateway
+// (the real nodes' way to the API server) at the MAC it has cached. A Linux
+// bridge with no address of its own takes its lowest port MAC; a hot-plugged
+// NIC's port with a lower one changed it, the fabric flushed its neighbours
+// and the nodes sent to the old MAC until their ARP entries went stale
+// (15–25 s of a real node NotReady in test/e2e). The test plugs a port with
+// the lowest unicast MAC there is into the bridge, and then removes it: the
+// node's cached gateway MAC must stay the bridge's, and a new connection
+// from the node must get through, each time.
+func TestFabricGatewayMACStaysAsPortsComeAndGo(t *testing.T) {
+	netnstest.RequireRoot(t)
+	n := env.Nodes[0]
+	gw := env.Networks.Worker.GatewayIP.AsSlice()
+	bridgeMAC := func() string {
+		var mac string
+		err := inNS(n.fabric, func() error {
+			br, err := netlink.LinkByName(fabricBridge)
+			if err != nil {
+				return err
+			}
+			mac = br.Attrs().HardwareAddr.String()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mac
+	}
+	cached, err := gatewayMACSeenByNode(t, n, gw)
+	if err != nil || cached != bridgeMAC() {
+		t.Fatalf("before: node %s reaches the gateway %s: %v, at MAC %q; the bridge has %s", n.Name, gw, err, cached, bridgeMAC())
+	}
+	lowest := net.HardwareAddr{0, 0, 0, 0, 0, 1}
+	err = inNS(n.fabric, func() error {
+		la := netlink.NewLinkAttrs()
+		la.Name, la.HardwareAddr = "lowmac0", lowest
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "lowmac1"}); err != nil {
+			return err
+		}
+		br, err := netlink.LinkByName(fabricBridge)
+		if err != nil {
+			return err
+		}
+		l, err := netlink.LinkByName("lowmac0")
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetMaster(l, br); err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(l)
+	})
+	if err != nil {
+		t.Fatalf("plug a port with MAC %s into the fabric: %v", lowest, err)
+	}
+	removeLow := func() error {
+		return inNS(n.fabric, func() error {
+			l, err := netlink.LinkByName("lowmac0")
+			if err != nil {
+				return err
+			}
+			return netlink.LinkDel(l)
+		})
+	}
+	removed := false
+	defer func() {
+		if !removed {
+			_ = removeLow()
+		}
+	}()
+	for _, step := range []string{"with the port plugged", "with the port removed"} {
+		if step == "with the port removed" {
+			if err := removeLow(); err != nil {
+				t.Fatal(err)
+			}
+			removed = true
+		}
+		if got := bridgeMAC(); got != cached {
+			t.Errorf("%s: the bridge's MAC is %s, the node cached %s for the gateway", step, got, cached)
+		}
+		if mac, err := gatewayMACSeenByNode(t, n, gw); err != nil || mac != cached {
+			t.Errorf("%s: node %s reaches the gateway: %v, at MAC %q, want %s", step, n.Name, err, mac, cached)
+		}
+	}
+}

@@ -33,6 +33,15 @@ const NodeNIC = "ens3"
 // namespace; it holds the subnets' gateway addresses.
 const fabricBridge = "fabric0"
 
+// fabricBridgeMAC is the bridge's own address, set when it is made. A Linux
+// bridge without one takes the lowest MAC of its ports and changes it as
+// ports come and go; hot-plugged NICs add and remove ports all the time, and
+// each change of the gateways' MAC flushed the fabric's neighbours and left
+// the nodes sending to the old MAC until their ARP entries went stale: 15–25 s
+// in which a node's kubelet and kuryr-daemon could not reach the API server
+// (its node NotReady in the middle of a test). A set address never changes.
+var fabricBridgeMAC = net.HardwareAddr{0x02, 0x00, 0x0a, 0x00, 0x00, 0x01}
+
 // hotplugDelay is how long after Nova's attach the device appears in the
 // VM, as measured on a real guest (0.2–0.5 s).
 const hotplugDelay = 300 * time.Millisecond
@@ -146,6 +155,7 @@ func (e *Env) startNodes(ctx context.Context) error {
 	err = inNS(fabric, func() error {
 		la := netlink.NewLinkAttrs()
 		la.Name = fabricBridge
+		la.HardwareAddr = fabricBridgeMAC
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil {
 			return fmt.Errorf("add bridge %s: %w", fabricBridge, err)
 		}

@@ -40,7 +40,7 @@ func testMain(m *testing.M) int {
 	fmt.Fprintf(os.Stderr, "e2e: environment with 3 real nodes up in %.1f s\n", time.Since(start).Seconds())
 	env = e
 	code := m.Run()
-	if code != 0 {
+	if code != 0 || os.Getenv("KURYR_E2E_KEEP_LOGS") != "" {
 		dst := filepath.Join(os.TempDir(), "kuryr-e2e-logs-"+e.ID)
 		if err := e.SaveLogs(dst); err == nil {
 			fmt.Fprintf(os.Stderr, "the processes' logs are kept in %s\n", dst)
