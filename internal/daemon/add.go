@@ -17,6 +17,7 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/kuryrnode"
 )
 
 // Add implements cniapi.Handler: wait for the pod's interfaces, plug them,
@@ -148,8 +149,10 @@ func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key ty
 		}
 		// ACTIVE, and the cached KuryrNode does not say the device is the
 		// pod's: it is late, or it never will. The API server says which.
+		// One GET, at most one per ADD (the DRA driver's Prepare confirms its
+		// refusals the same way).
 		confirmed = true
-		live, err := d.liveNode(ctx)
+		live, err := kuryrnode.LiveStatus(ctx, d.reader, d.opts.NodeName)
 		if err != nil {
 			if ctx.Err() == nil {
 				d.log.Error(err, "Cannot confirm a device's owner with the API server; waiting for the KuryrNode's watch", "pod", key)

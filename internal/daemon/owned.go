@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -61,7 +60,7 @@ func unowned(node *v1alpha1.KuryrNodeStatus, uid types.UID, st v1alpha1.Interfac
 // ownership checks the nested-dpdk interfaces in want of KuryrPod kp (the
 // ones the daemon binds) against node, the status of the node's KuryrNode
 // (as the informer last saw it, cachedNode, or as the API server has it,
-// liveNode). It returns nil when each is the pod's, else the refusal of
+// kuryrnode.LiveStatus). It returns nil when each is the pod's, else the refusal of
 // the first that is not (CNI code 999) and what the log should add.
 func (d *Daemon) ownership(node *v1alpha1.KuryrNodeStatus, kp *v1alpha1.KuryrPod, want []v1alpha1.InterfaceRequest) (*cnitypes.Error, string) {
 	for _, ir := range want {
@@ -84,12 +83,4 @@ func (d *Daemon) cachedNode() *v1alpha1.KuryrNodeStatus {
 	defer d.nodeMu.Unlock()
 	node := d.nodeStatus
 	return &node
-}
-
-// liveNode reads the status of the node's KuryrNode from the API server
-// itself, not the informer's cache (v1alpha1.LiveKuryrNodeStatus, which the
-// DRA driver's Prepare confirms its refusals with too). It costs one GET;
-// waitInterfaces makes at most one per ADD.
-func (d *Daemon) liveNode(ctx context.Context) (*v1alpha1.KuryrNodeStatus, error) {
-	return v1alpha1.LiveKuryrNodeStatus(ctx, d.reader, d.opts.NodeName)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/binding"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/checkpoint"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/kuryrnode"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/pci"
 )
 
@@ -240,7 +241,7 @@ func (d *Driver) waitOwner(ctx context.Context, uid string, want []wanted, deadl
 		}
 		if o.cannot && !confirmed {
 			confirmed = true
-			live, err := v1alpha1.LiveKuryrNodeStatus(ctx, d.live, d.opts.NodeName)
+			live, err := kuryrnode.LiveStatus(ctx, d.live, d.opts.NodeName)
 			switch {
 			case err != nil:
 				if ctx.Err() == nil {
