@@ -19,6 +19,12 @@ import (
 // nodeKept says what r still keeps of node name (empty: nothing): its
 // cloud facts, its trunk's VLAN IDs, its KuryrNode's write lock and copy.
 func nodeKept(r *PodReconciler, name, trunkID string) string {
+	return nodeKeptWithServer(r, name, trunkID, "")
+}
+
+// nodeKeptWithServer is nodeKept, and says too whether the hot-plug slots
+// of server serverID are counted.
+func nodeKeptWithServer(r *PodReconciler, name, trunkID, serverID string) string {
 	var kept []string
 	if _, ok := r.nodes.cached(name); ok {
 		kept = append(kept, "cloud facts")
@@ -34,6 +40,13 @@ func nodeKept(r *PodReconciler, name, trunkID string) string {
 	}
 	if _, ok := r.nodeCopies.Load(name); ok {
 		kept = append(kept, "KuryrNode copy")
+	}
+	if serverID != "" {
+		r.slots.mu.Lock()
+		if _, ok := r.slots.byServer[serverID]; ok {
+			kept = append(kept, "hot-plug slots")
+		}
+		r.slots.mu.Unlock()
 	}
 	return fmt.Sprint(kept)
 }
@@ -78,33 +91,39 @@ func TestKuryrNodeOwnedByItsNode(t *testing.T) {
 
 // TestDeletedNodeIsForgotten: once a Node is deleted the controller keeps
 // nothing of it (cloud facts, trunk VLAN IDs, KuryrNode write lock and
-// copy), and nothing writes its KuryrNode again: deleted (as Kubernetes'
+// copy, the count of its VM's hot-plug slots), and nothing writes its KuryrNode again: deleted (as Kubernetes'
 // garbage collector does with its owner gone; the test's API server runs
 // no garbage collector), it is not made again by the pools' rounds (the
 // node's pool drained and dropped, then two more rounds), the garbage
 // collector's refresh, a release's recordServer or a claim's publishNode.
 // The node's ports are not lost: its pool's idle ports are released, and
-// the pod's own port with the pod.
+// the pod's own ports (one of them a DPDK port attached to the VM, which
+// counts its hot-plug slots) with the pod.
 func TestDeletedNodeIsForgotten(t *testing.T) {
 	f := newFixture(t, 1)
 	node := f.ns + "-node-0"
 	srv := f.servers[node]
 	f.opts.Pools.NestedVLAN = PoolSize{Min: 1, Max: 2, Batch: 2}
+	f.standardNADs()
+	var n corev1.Node
+	must(t, f.c.Get(f.ctx, types.NamespacedName{Name: node}, &n))
+	n.Annotations = map[string]string{v1alpha1.HotplugSlotsAnnotation: "4"}
+	must(t, f.c.Update(f.ctx, &n))
 	f.startController()
-	f.createPod("first", node, "")
+	f.createPod("first", node, "dataplane")
 	f.waitReady("first")
 	f.waitPoolReady(node, 2)
 	r := f.rec.Load()
 	f.eventually(10*time.Second, "the node and its KuryrNode known", func() (bool, string) {
 		_, err := f.kuryrNode(node)
-		kept := nodeKept(r, node, srv.TrunkID)
-		return err == nil && kept == "[cloud facts known trunk "+srv.TrunkID+"'s VLAN IDs KuryrNode write lock KuryrNode copy]",
+		kept := nodeKeptWithServer(r, node, srv.TrunkID, srv.Server.ID)
+		return err == nil && kept == "[cloud facts known trunk "+srv.TrunkID+"'s VLAN IDs KuryrNode write lock KuryrNode copy hot-plug slots]",
 			fmt.Sprintf("KuryrNode: %v; kept %s", err, kept)
 	})
 
 	must(t, f.c.Delete(f.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}))
 	f.eventually(10*time.Second, "the deleted node forgotten", func() (bool, string) {
-		kept := nodeKept(r, node, srv.TrunkID)
+		kept := nodeKeptWithServer(r, node, srv.TrunkID, srv.Server.ID)
 		return kept == "[]", "kept " + kept
 	})
 	kn, err := f.kuryrNode(node)
@@ -121,7 +140,7 @@ func TestDeletedNodeIsForgotten(t *testing.T) {
 	if kn, err := f.kuryrNode(node); !apierrors.IsNotFound(err) {
 		t.Fatalf("the deleted node's KuryrNode was made again (error %v): %+v", err, kn)
 	}
-	if kept := nodeKept(r, node, srv.TrunkID); kept != "[]" {
+	if kept := nodeKeptWithServer(r, node, srv.TrunkID, srv.Server.ID); kept != "[]" {
 		t.Fatalf("the deleted node is kept again: %s", kept)
 	}
 

@@ -160,6 +160,16 @@ func (h *hotplugSlots) free(serverID, portID string) {
 	s.mu.Unlock()
 }
 
+// forget drops what is counted of server serverID, whose node is deleted.
+func (h *hotplugSlots) forget(serverID string) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	delete(h.byServer, serverID)
+	h.mu.Unlock()
+}
+
 // status returns the slots of server serverID as its KuryrNode shows them;
 // nil while they are not counted (no limit, or not read yet).
 func (h *hotplugSlots) status(serverID string) *v1alpha1.HotplugSlots {
