@@ -154,15 +154,18 @@ func (d *Daemon) waitInterfaces(ctx context.Context, req *cniapi.Request, key ty
 		confirmed = true
 		live, err := kuryrnode.LiveStatus(ctx, d.reader, d.opts.NodeName)
 		if err != nil {
+			d.metrics.ownerReads.WithLabelValues(ownerReadFailed).Inc()
 			if ctx.Err() == nil {
 				d.log.Error(err, "Cannot confirm a device's owner with the API server; waiting for the KuryrNode's watch", "pod", key)
 			}
 			return false, nil
 		}
 		if refusal, detail = d.ownership(live, &kp, want); refusal == nil {
+			d.metrics.ownerReads.WithLabelValues(ownerReadListed).Inc()
 			d.log.V(1).Info("A device's record had not reached the KuryrNode's watch yet; the API server lists it as the pod's", "pod", key)
 			return true, nil
 		}
+		d.metrics.ownerReads.WithLabelValues(ownerReadRefused).Inc()
 		return false, refusal
 	})
 	if err != nil {

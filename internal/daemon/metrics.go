@@ -22,7 +22,18 @@ type metrics struct {
 	reconciled *prometheus.CounterVec
 	// setAside counts checkpoints set aside, by reason.
 	setAside *prometheus.CounterVec
+	// ownerReads counts the ADDs' reads of the KuryrNode from the API
+	// server, by what they found.
+	ownerReads *prometheus.CounterVec
 }
+
+// Results of an ADD's read of the KuryrNode from the API server, as counted
+// in kuryr_daemon_owner_reads_total.
+const (
+	ownerReadListed  = "listed"
+	ownerReadRefused = "refused"
+	ownerReadFailed  = "failed"
+)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -45,9 +56,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "kuryr_daemon_checkpoints_set_aside_total",
 			Help: "Checkpoints set aside, by reason: corrupt (moved to the quarantine directory), newer_schema (left in place), device_mismatch (the device is not as recorded; moved to the quarantine directory, the device left alone).",
 		}, []string{"reason"}),
+		ownerReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kuryr_daemon_owner_reads_total",
+			Help: "Reads of the node's KuryrNode from the API server by ADDs whose DPDK device the watched KuryrNode did not show as the pod's, by result: listed (the API server lists it: the watch was behind; bound), refused (not listed there either; CNI error 999), failed (the read failed; the ADD waits on the watch).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.phases, m.reconciled, m.setAside)
+		reg.MustRegister(m.requests, m.duration, m.phases, m.reconciled, m.setAside, m.ownerReads)
 	}
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
@@ -187,6 +188,17 @@ func TestDPDKBindsOnlyThePodsRecordedDevice(t *testing.T) {
 	}
 	gate.Release()
 	bound("a pod whose record the KuryrNode's watch had not delivered", rt, err, lagPCI)
+	n.wantOwnerReads(map[string]float64{ownerReadRefused: 4, ownerReadListed: 1, ownerReadFailed: 0})
+}
+
+// wantOwnerReads checks kuryr_daemon_owner_reads_total of n's daemon.
+func (n *node) wantOwnerReads(want map[string]float64) {
+	n.t.Helper()
+	for result, w := range want {
+		if got := testutil.ToFloat64(n.daemon.metrics.ownerReads.WithLabelValues(result)); got != w {
+			n.t.Errorf("kuryr_daemon_owner_reads_total{result=%q} = %v, want %v", result, got, w)
+		}
+	}
 }
 
 // TestDPDKFailedOwnerReadFallsBackToTheWatch: when the one read of the
@@ -242,6 +254,7 @@ func TestDPDKFailedOwnerReadFallsBackToTheWatch(t *testing.T) {
 	if r := gate.Reads(); r != 1 {
 		t.Fatalf("%d reads of the KuryrNode from the API server during one ADD, want 1", r)
 	}
+	n.wantOwnerReads(map[string]float64{ownerReadFailed: 1, ownerReadListed: 0, ownerReadRefused: 0})
 	must(t, n.cni.DelNetworkList(n.ctx, n.list, n.rt()))
 }
 
