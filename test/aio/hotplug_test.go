@@ -478,18 +478,7 @@ func TestFabricGatewayMACStaysAsPortsComeAndGo(t *testing.T) {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "lowmac1"}); err != nil {
 			return err
 		}
-		br, err := netlink.LinkByName(fabricBridge)
-		if err != nil {
-			return err
-		}
-		l, err := netlink.LinkByName("lowmac0")
-		if err != nil {
-			return err
-		}
-		if err := netlink.LinkSetMaster(l, br); err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(l)
+		return joinFabricBridge("lowmac0")
 	})
 	if err != nil {
 		t.Fatalf("plug a port with MAC %s into the fabric: %v", lowest, err)

@@ -333,18 +333,7 @@ func (n *Node) addFabricVeth(fabricEnd, vmEnd string, mac net.HardwareAddr) erro
 		if err := netlink.LinkAdd(veth); err != nil {
 			return fmt.Errorf("add veth %s/%s: %w", fabricEnd, vmEnd, err)
 		}
-		l, err := netlink.LinkByName(fabricEnd)
-		if err != nil {
-			return err
-		}
-		br, err := netlink.LinkByName(fabricBridge)
-		if err != nil {
-			return err
-		}
-		if err := netlink.LinkSetMaster(l, br); err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(l)
+		return joinFabricBridge(fabricEnd)
 	})
 	if err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
@@ -687,4 +676,21 @@ func (e *Env) DeleteNode(ctx context.Context, n *Node) error {
 	}
 	e.logf("node %s deleted: VM stopped, server %s deleted, Node object deleted", n.Name, n.Server.Server.ID)
 	return nil
+}
+
+// joinFabricBridge puts link name, of the fabric namespace the calling
+// thread is in, on the fabric bridge and sets it up.
+func joinFabricBridge(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	br, err := netlink.LinkByName(fabricBridge)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetMaster(l, br); err != nil {
+		return err
+	}
+	return netlink.LinkSetUp(l)
 }
