@@ -55,8 +55,9 @@ func (r *PodReconciler) lockNode(name string) (unlock func()) {
 // lookup under way is not cached), the count of its VM's hot-plug slots,
 // and its KuryrNode's write lock and last copy. Nothing writes that
 // KuryrNode again (recordNodeLocked needs the Node); Kubernetes' garbage
-// collector deletes it with the Node, its owner. The node's pools are drained and dropped by the pools' rounds
-// (fill), and with them what the pools kept of the node (forgetNodes);
+// collector deletes it with the Node, its owner. The node's pools are
+// drained and dropped by the pools' rounds (fill), and with them what the
+// pools kept of the node (forgetNodes);
 // its ports are released by their pods' release or by the garbage
 // collector, by their tags (gc.go): none needs the node's cloud facts.
 func (r *PodReconciler) forgetNode(name string) {

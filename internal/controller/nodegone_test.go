@@ -91,9 +91,10 @@ func TestKuryrNodeOwnedByItsNode(t *testing.T) {
 
 // TestDeletedNodeIsForgotten: once a Node is deleted the controller keeps
 // nothing of it (cloud facts, trunk VLAN IDs, KuryrNode write lock and
-// copy, the count of its VM's hot-plug slots), and nothing writes its KuryrNode again: deleted (as Kubernetes'
-// garbage collector does with its owner gone; the test's API server runs
-// no garbage collector), it is not made again by the pools' rounds (the
+// copy, the count of its VM's hot-plug slots), and nothing writes its
+// KuryrNode again: deleted (as Kubernetes' garbage collector does with its
+// owner gone; the test's API server runs no garbage collector), it is not
+// made again by the pools' rounds (the
 // node's pool drained and dropped, then two more rounds), the garbage
 // collector's refresh, a release's recordServer or a claim's publishNode.
 // The node's ports are not lost: its pool's idle ports are released, and

@@ -60,8 +60,9 @@ func unowned(node *v1alpha1.KuryrNodeStatus, uid types.UID, st v1alpha1.Interfac
 // ownership checks the nested-dpdk interfaces in want of KuryrPod kp (the
 // ones the daemon binds) against node, the status of the node's KuryrNode
 // (as the informer last saw it, cachedNode, or as the API server has it,
-// kuryrnode.LiveStatus). It returns nil when each is the pod's, else the refusal of
-// the first that is not (CNI code 999) and what the log should add.
+// kuryrnode.LiveStatus). It returns nil when each is the pod's, else the
+// refusal of the first that is not (CNI code 999) and what the log should
+// add.
 func (d *Daemon) ownership(node *v1alpha1.KuryrNodeStatus, kp *v1alpha1.KuryrPod, want []v1alpha1.InterfaceRequest) (*cnitypes.Error, string) {
 	for _, ir := range want {
 		st := findStatus(kp, ir.IfName)
