@@ -16,15 +16,10 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
 
-// nodeKept says what r still keeps of node name (empty: nothing): its
-// cloud facts, its trunk's VLAN IDs, its KuryrNode's write lock and copy.
-func nodeKept(r *PodReconciler, name, trunkID string) string {
-	return nodeKeptWithServer(r, name, trunkID, "")
-}
-
-// nodeKeptWithServer is nodeKept, and says too whether the hot-plug slots
-// of server serverID are counted.
-func nodeKeptWithServer(r *PodReconciler, name, trunkID, serverID string) string {
+// nodeKept says what r still keeps of node name, whose trunk is trunkID
+// and server serverID (empty: nothing): its cloud facts, its trunk's VLAN
+// IDs, its KuryrNode's write lock and copy, its VM's hot-plug slots.
+func nodeKept(r *PodReconciler, name, trunkID, serverID string) string {
 	var kept []string
 	if _, ok := r.nodes.cached(name); ok {
 		kept = append(kept, "cloud facts")
@@ -41,13 +36,11 @@ func nodeKeptWithServer(r *PodReconciler, name, trunkID, serverID string) string
 	if _, ok := r.nodeCopies.Load(name); ok {
 		kept = append(kept, "KuryrNode copy")
 	}
-	if serverID != "" {
-		r.slots.mu.Lock()
-		if _, ok := r.slots.byServer[serverID]; ok {
-			kept = append(kept, "hot-plug slots")
-		}
-		r.slots.mu.Unlock()
+	r.slots.mu.Lock()
+	if _, ok := r.slots.byServer[serverID]; ok {
+		kept = append(kept, "hot-plug slots")
 	}
+	r.slots.mu.Unlock()
 	return fmt.Sprint(kept)
 }
 
@@ -117,14 +110,14 @@ func TestDeletedNodeIsForgotten(t *testing.T) {
 	r := f.rec.Load()
 	f.eventually(10*time.Second, "the node and its KuryrNode known", func() (bool, string) {
 		_, err := f.kuryrNode(node)
-		kept := nodeKeptWithServer(r, node, srv.TrunkID, srv.Server.ID)
+		kept := nodeKept(r, node, srv.TrunkID, srv.Server.ID)
 		return err == nil && kept == "[cloud facts known trunk "+srv.TrunkID+"'s VLAN IDs KuryrNode write lock KuryrNode copy hot-plug slots]",
 			fmt.Sprintf("KuryrNode: %v; kept %s", err, kept)
 	})
 
 	must(t, f.c.Delete(f.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}))
 	f.eventually(10*time.Second, "the deleted node forgotten", func() (bool, string) {
-		kept := nodeKeptWithServer(r, node, srv.TrunkID, srv.Server.ID)
+		kept := nodeKept(r, node, srv.TrunkID, srv.Server.ID)
 		return kept == "[]", "kept " + kept
 	})
 	kn, err := f.kuryrNode(node)
@@ -141,7 +134,7 @@ func TestDeletedNodeIsForgotten(t *testing.T) {
 	if kn, err := f.kuryrNode(node); !apierrors.IsNotFound(err) {
 		t.Fatalf("the deleted node's KuryrNode was made again (error %v): %+v", err, kn)
 	}
-	if kept := nodeKeptWithServer(r, node, srv.TrunkID, srv.Server.ID); kept != "[]" {
+	if kept := nodeKept(r, node, srv.TrunkID, srv.Server.ID); kept != "[]" {
 		t.Fatalf("the deleted node is kept again: %s", kept)
 	}
 
