@@ -471,19 +471,10 @@ func TestPrepareAcceptsARecordTheWatchHasNotDelivered(t *testing.T) {
 		t.Fatalf("the driver's watch delivered the claim's record while held (owner %q): the test proves nothing", owner)
 	}
 	gate.Release()
-	if r.Error != "" {
-		t.Fatalf("Prepare of a claim whose record the watch had not delivered: %s", r.Error)
-	}
 	if took >= n.opts.OwnerTimeout {
 		t.Errorf("prepared after %s, not before the %s owner timeout", took, n.opts.OwnerTimeout)
 	}
-	if reads != 1 {
-		t.Errorf("%d reads of the KuryrNode from the API server, want 1", reads)
-	}
-	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
-		t.Errorf("device on %q after the Prepare, want %s", got, pci.DriverUIO)
-	}
-	n.mustUnprepare(c)
+	n.preparedAfterOneRead("of a claim whose record the watch had not delivered", c, r, reads)
 }
 
 // TestPrepareFailedOwnerReadFallsBackToTheWatch: when the one read of the
@@ -523,14 +514,24 @@ func TestPrepareFailedOwnerReadFallsBackToTheWatch(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 	n.giveA(c)
-	if r := <-done; r.Error != "" {
-		t.Fatalf("Prepare once the watch brought the claim's record: %s", r.Error)
+	r := <-done
+	n.preparedAfterOneRead("once the watch brought the claim's record", c, r, gate.Reads())
+}
+
+// preparedAfterOneRead checks the Prepare of c (what says which) that
+// answered r, having read the KuryrNode from the API server reads times:
+// no error, port A's device bound to uio, exactly one read; then it
+// unprepares c.
+func (n *node) preparedAfterOneRead(what string, c *resourceapi.ResourceClaim, r *drapb.NodePrepareResourceResponse, reads int) {
+	n.t.Helper()
+	if r.Error != "" {
+		n.t.Fatalf("Prepare %s: %s", what, r.Error)
 	}
 	if got := n.sim.Driver(pciA); got != pci.DriverUIO {
-		t.Errorf("device on %q after the Prepare, want %s", got, pci.DriverUIO)
+		n.t.Errorf("Prepare %s: device on %q after it, want %s", what, got, pci.DriverUIO)
 	}
-	if r := gate.Reads(); r != 1 {
-		t.Errorf("%d reads of the KuryrNode from the API server during one Prepare, want 1", r)
+	if reads != 1 {
+		n.t.Errorf("Prepare %s: %d reads of the KuryrNode from the API server, want 1", what, reads)
 	}
 	n.mustUnprepare(c)
 }

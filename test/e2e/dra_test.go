@@ -200,7 +200,8 @@ func testClaimGetsOnlyItsDevice(t *testing.T) {
 	// No device left: the scheduler keeps the third pod Pending and says
 	// why. Its reason is the claims' once the node is otherwise fit: a node
 	// that is briefly not ready (its kubelet's network not ready while the
-	// API server did not answer, as in one CI run) is the scheduler's first
+	// node could not reach the API server, as in one CI run: test/aio's
+	// fabric bridge changing its MAC, fixed since) is the scheduler's first
 	// reason until it is ready again, so other reasons are logged and
 	// waited out, within the minute.
 	c := createPod(t, ctx, claimPod(namespace, "c"))
