@@ -153,6 +153,8 @@ func addDRA(mgr ctrl.Manager, kube kubernetes.Interface, opts daemon.Options, dr
 	// The daemon's reader of the API server itself: a Prepare confirms a
 	// refusal with it, as the CNI ADD does.
 	draOpts.NodeReader = mgr.GetAPIReader()
+	// Its metrics are served beside the daemon's.
+	draOpts.Metrics = crmetrics.Registry
 	drv, err := dra.New(draOpts, mgr.GetConfig(), kube, mgr.GetScheme(), ctrl.Log.WithName("dra"))
 	if err != nil {
 		return err

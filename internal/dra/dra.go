@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -98,6 +99,10 @@ type Options struct {
 	// Resync republishes the node's devices this often even when no event
 	// said anything changed.
 	Resync time.Duration
+	// Metrics is where the driver's metrics are registered (kuryr-daemon:
+	// controller-runtime's registry, served on its --metrics-bind-address).
+	// Nil: they are kept but not registered.
+	Metrics prometheus.Registerer
 }
 
 // Defaults are the options of a real node.

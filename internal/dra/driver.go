@@ -43,6 +43,7 @@ type Driver struct {
 	devInfoDir string
 
 	publish chan struct{} // one pending republish
+	metrics *metrics
 }
 
 var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
@@ -67,6 +68,10 @@ func New(opts Options, cfg *rest.Config, kube kubernetes.Interface, scheme *runt
 			return nil, fmt.Errorf("API server client: %w", err)
 		}
 	}
+	m, err := newMetrics(opts.Metrics)
+	if err != nil {
+		return nil, err
+	}
 	sys := pci.New(opts.SysfsRoot, pci.WithBindTimeout(opts.DeviceTimeout))
 	devInfoDir := filepath.Join(opts.DevInfoRoot, binding.DeviceInfoDPDir)
 	d := &Driver{
@@ -76,6 +81,7 @@ func New(opts Options, cfg *rest.Config, kube kubernetes.Interface, scheme *runt
 			DeviceTimeout: opts.DeviceTimeout, DevInfoDir: devInfoDir,
 		}),
 		publish: make(chan struct{}, 1),
+		metrics: m,
 	}
 	d.node = newNodeReader(d.republish)
 	return d, nil

@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
@@ -303,9 +306,15 @@ func TestPrepareConfigAsksUIO(t *testing.T) {
 // TestPrepareWaitsForOwner: a Prepare that comes before the controller has
 // given the device to the claim waits for it (an event, not a poll), and a
 // Prepare for a device the KuryrNode never gives the claim fails after the
-// owner timeout with what the KuryrNode shows, binding nothing.
+// owner timeout with what the KuryrNode shows, binding nothing. The
+// driver's metrics, in the registry it was given, count one failed and one
+// prepared claim, the failed one's time at least the owner timeout, one
+// unprepared claim, and no read of the KuryrNode from the API server (it
+// never showed the device missing or another's).
 func TestPrepareWaitsForOwner(t *testing.T) {
 	n := newNode(t)
+	reg := prometheus.NewRegistry()
+	n.opts.Metrics = reg
 	n.withPortA()
 	c := n.claim("late", DeviceName(portA), "")
 
@@ -322,6 +331,34 @@ func TestPrepareWaitsForOwner(t *testing.T) {
 	}()
 	n.mustPrepare(c)
 	n.mustUnprepare(c)
+
+	fams, err := reg.Gather()
+	must(t, err)
+	claims := map[string]float64{}
+	var prepares uint64
+	var prepareSeconds float64
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			switch f.GetName() {
+			case "kuryr_dra_claims_total":
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				claims[labels["operation"]+" "+labels["result"]] = m.GetCounter().GetValue()
+			case "kuryr_dra_prepare_duration_seconds":
+				prepares, prepareSeconds = m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+			case "kuryr_dra_owner_reads_total":
+				t.Errorf("kuryr_dra_owner_reads_total has a series %v: no read was due", m.GetLabel())
+			}
+		}
+	}
+	if want := map[string]float64{"prepare failed": 1, "prepare ok": 1, "unprepare ok": 1}; !maps.Equal(claims, want) {
+		t.Errorf("kuryr_dra_claims_total gathered %v, want %v", claims, want)
+	}
+	if prepares != 2 || prepareSeconds < n.opts.OwnerTimeout.Seconds() {
+		t.Errorf("kuryr_dra_prepare_duration_seconds gathered %d prepares in %.3f s, want 2 taking at least the %s owner timeout", prepares, prepareSeconds, n.opts.OwnerTimeout)
+	}
 }
 
 // TestSecondClaimRefused: a device is never handed to two claims. A second
@@ -352,6 +389,10 @@ func TestSecondClaimRefused(t *testing.T) {
 	}
 	n.readPrepared(string(first.UID)) // fails unless spec, checkpoint and device-info are there
 	n.checkGone(string(second.UID), "")
+	// The first refusal was confirmed with the API server; the second
+	// passed the KuryrNode and was refused on the checkpoint.
+	n.checkOwnerReads(map[string]float64{ownerReadRefused: 1})
+	n.checkClaims("prepare", 1, 2)
 	if len(n.claimStatus(second)) != 0 {
 		t.Errorf("second claim has a device status")
 	}
@@ -474,7 +515,7 @@ func TestPrepareAcceptsARecordTheWatchHasNotDelivered(t *testing.T) {
 	if took >= n.opts.OwnerTimeout {
 		t.Errorf("prepared after %s, not before the %s owner timeout", took, n.opts.OwnerTimeout)
 	}
-	n.preparedAfterOneRead("of a claim whose record the watch had not delivered", c, r, reads)
+	n.preparedAfterOneRead("of a claim whose record the watch had not delivered", c, r, reads, ownerReadListed)
 }
 
 // TestPrepareFailedOwnerReadFallsBackToTheWatch: when the one read of the
@@ -515,14 +556,54 @@ func TestPrepareFailedOwnerReadFallsBackToTheWatch(t *testing.T) {
 	}
 	n.giveA(c)
 	r := <-done
-	n.preparedAfterOneRead("once the watch brought the claim's record", c, r, gate.Reads())
+	n.preparedAfterOneRead("once the watch brought the claim's record", c, r, gate.Reads(), ownerReadFailed)
+}
+
+// TestPrepareWaitsWhenTheAPIServerShowsTheDeviceNotGivenYet: the
+// driver's KuryrNode watch lags (held back by the test) and still shows
+// port A as a pod's when the pod has let it go and the controller has not
+// given it to the claim yet. The Prepare's one read from the API server
+// shows it free (counted as pending), so the Prepare does not fail: it
+// waits on the watch and prepares the device once the watch shows it
+// given to the claim.
+func TestPrepareWaitsWhenTheAPIServerShowsTheDeviceNotGivenYet(t *testing.T) {
+	n, gate := gatedNode(t, dev(portA, macA, v1alpha1.DPDKDeviceInUse, podOwner))
+
+	c := n.claim("pending", DeviceName(portA), "")
+	gate.Hold()
+	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceReady, ""))
+	done := make(chan *drapb.NodePrepareResourceResponse, 1)
+	go func() {
+		r, err := n.prepareCtx(n.ctx, c)
+		if err != nil {
+			r = &drapb.NodePrepareResourceResponse{Error: "the kubelet's call failed: " + err.Error()}
+		}
+		done <- r
+	}()
+	must(t, waitFor(n.ctx, "the Prepare's read of the KuryrNode", func() (bool, error) {
+		return testutil.ToFloat64(n.driver.metrics.ownerReads.WithLabelValues(ownerReadPending)) == 1, nil
+	}))
+	if owner := n.cachedOwner(portA); owner != podOwner {
+		t.Fatalf("the driver's watch delivered the free port while held (owner %q): the test proves nothing", owner)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("Prepare answered while the API server showed port A given to no one yet: %q", r.Error)
+	case <-time.After(500 * time.Millisecond):
+	}
+	gate.Release()
+	n.giveA(c)
+	r := <-done
+	n.preparedAfterOneRead("once the controller gave the free port to the claim", c, r, gate.Reads(), ownerReadPending)
+	n.checkClaims("prepare", 1, 0)
 }
 
 // preparedAfterOneRead checks the Prepare of c (what says which) that
 // answered r, having read the KuryrNode from the API server reads times:
-// no error, port A's device bound to uio, exactly one read; then it
+// no error, port A's device bound to uio, exactly one read, counted in
+// kuryr_dra_owner_reads_total as result (and no other); then it
 // unprepares c.
-func (n *node) preparedAfterOneRead(what string, c *resourceapi.ResourceClaim, r *drapb.NodePrepareResourceResponse, reads int) {
+func (n *node) preparedAfterOneRead(what string, c *resourceapi.ResourceClaim, r *drapb.NodePrepareResourceResponse, reads int, result string) {
 	n.t.Helper()
 	if r.Error != "" {
 		n.t.Fatalf("Prepare %s: %s", what, r.Error)
@@ -533,7 +614,30 @@ func (n *node) preparedAfterOneRead(what string, c *resourceapi.ResourceClaim, r
 	if reads != 1 {
 		n.t.Errorf("Prepare %s: %d reads of the KuryrNode from the API server, want 1", what, reads)
 	}
+	n.checkOwnerReads(map[string]float64{result: 1})
 	n.mustUnprepare(c)
+}
+
+// checkOwnerReads checks the running driver's kuryr_dra_owner_reads_total
+// by result: want's counts, 0 for the results want leaves out.
+func (n *node) checkOwnerReads(want map[string]float64) {
+	n.t.Helper()
+	for _, result := range []string{ownerReadListed, ownerReadRefused, ownerReadPending, ownerReadFailed} {
+		if got := testutil.ToFloat64(n.driver.metrics.ownerReads.WithLabelValues(result)); got != want[result] {
+			n.t.Errorf("kuryr_dra_owner_reads_total{result=%q} = %v, want %v", result, got, want[result])
+		}
+	}
+}
+
+// checkClaims checks the running driver's kuryr_dra_claims_total for
+// operation: ok and failed claims.
+func (n *node) checkClaims(operation string, ok, failed float64) {
+	n.t.Helper()
+	for result, want := range map[string]float64{claimOK: ok, claimFailed: failed} {
+		if got := testutil.ToFloat64(n.driver.metrics.claims.WithLabelValues(operation, result)); got != want {
+			n.t.Errorf("kuryr_dra_claims_total{operation=%q,result=%q} = %v, want %v", operation, result, got, want)
+		}
+	}
 }
 
 // podUID is a pod's UID on the node, and podOwner that pod as a KuryrNode

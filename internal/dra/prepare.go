@@ -50,7 +50,10 @@ func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceap
 	deadline := time.Now().Add(d.opts.OwnerTimeout)
 	for _, c := range claims {
 		d.log.V(1).Info("Preparing claim", "claim", c.Namespace+"/"+c.Name, "uid", c.UID)
+		start := time.Now()
 		devs, err := d.prepareClaim(ctx, c, deadline)
+		d.metrics.prepare.Observe(time.Since(start).Seconds())
+		d.metrics.claims.WithLabelValues("prepare", result(err)).Inc()
 		if err != nil {
 			err = fmt.Errorf("claim %s/%s (%s): %w", c.Namespace, c.Name, c.UID, err)
 			d.log.V(1).Info("Prepare failed", "uid", c.UID, "err", err.Error())
@@ -244,17 +247,21 @@ func (d *Driver) waitOwner(ctx context.Context, uid string, want []wanted, deadl
 			live, err := kuryrnode.LiveStatus(ctx, d.live, d.opts.NodeName)
 			switch {
 			case err != nil:
+				d.metrics.ownerReads.WithLabelValues(ownerReadFailed).Inc()
 				if ctx.Err() == nil {
 					d.log.Error(err, "Cannot confirm a device's owner with the API server; waiting for the KuryrNode's watch", "claim", uid)
 				}
 			default:
 				if o = d.owned(live, uid, want); o.problem == "" {
+					d.metrics.ownerReads.WithLabelValues(ownerReadListed).Inc()
 					d.log.V(1).Info("A device's record had not reached the KuryrNode's watch yet; the API server shows it the claim's", "claim", uid)
 					return nil
 				}
 				if o.cannot {
+					d.metrics.ownerReads.WithLabelValues(ownerReadRefused).Inc()
 					return d.ownerRefused(uid, o, start)
 				}
+				d.metrics.ownerReads.WithLabelValues(ownerReadPending).Inc()
 			}
 		}
 		select {
@@ -387,6 +394,7 @@ func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletpl
 	out := make(map[types.UID]error, len(claims))
 	for _, c := range claims {
 		err := d.unprepare(ctx, string(c.UID))
+		d.metrics.claims.WithLabelValues("unprepare", result(err)).Inc()
 		if err == nil {
 			d.clearStatus(ctx, c)
 		}
