@@ -529,14 +529,7 @@ func TestPrepareFailedOwnerReadFallsBackToTheWatch(t *testing.T) {
 
 	c := n.claim("unconfirmed", DeviceName(portA), "")
 	gate.FailReads(true)
-	done := make(chan *drapb.NodePrepareResourceResponse, 1)
-	go func() {
-		r, err := n.prepareCtx(n.ctx, c)
-		if err != nil {
-			r = &drapb.NodePrepareResourceResponse{Error: "the kubelet's call failed: " + err.Error()}
-		}
-		done <- r
-	}()
+	done := n.prepareAsync(c)
 	must(t, waitFor(n.ctx, "the Prepare's read of the KuryrNode", func() (bool, error) { return gate.Reads() == 1, nil }))
 	// The KuryrNode changes, port A still the pod's, waking the waiting
 	// Prepare each time.
@@ -572,14 +565,7 @@ func TestPrepareWaitsWhenTheAPIServerShowsTheDeviceNotGivenYet(t *testing.T) {
 	c := n.claim("pending", DeviceName(portA), "")
 	gate.Hold()
 	n.setDevices(dev(portA, macA, v1alpha1.DPDKDeviceReady, ""))
-	done := make(chan *drapb.NodePrepareResourceResponse, 1)
-	go func() {
-		r, err := n.prepareCtx(n.ctx, c)
-		if err != nil {
-			r = &drapb.NodePrepareResourceResponse{Error: "the kubelet's call failed: " + err.Error()}
-		}
-		done <- r
-	}()
+	done := n.prepareAsync(c)
 	must(t, waitFor(n.ctx, "the Prepare's read of the KuryrNode", func() (bool, error) {
 		return testutil.ToFloat64(n.driver.metrics.ownerReads.WithLabelValues(ownerReadPending)) == 1, nil
 	}))
@@ -596,6 +582,20 @@ func TestPrepareWaitsWhenTheAPIServerShowsTheDeviceNotGivenYet(t *testing.T) {
 	r := <-done
 	n.preparedAfterOneRead("once the controller gave the free port to the claim", c, r, gate.Reads(), ownerReadPending)
 	n.checkClaims("prepare", 1, 0)
+}
+
+// prepareAsync prepares c in the background; the answer comes on the
+// returned channel (an error of the kubelet's call as the answer's).
+func (n *node) prepareAsync(c *resourceapi.ResourceClaim) <-chan *drapb.NodePrepareResourceResponse {
+	done := make(chan *drapb.NodePrepareResourceResponse, 1)
+	go func() {
+		r, err := n.prepareCtx(n.ctx, c)
+		if err != nil {
+			r = &drapb.NodePrepareResourceResponse{Error: "the kubelet's call failed: " + err.Error()}
+		}
+		done <- r
+	}()
+	return done
 }
 
 // preparedAfterOneRead checks the Prepare of c (what says which) that
