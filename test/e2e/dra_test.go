@@ -133,7 +133,11 @@ func TestDRAOnARealNode(t *testing.T) {
 //     third pod is scheduled on its port and runs;
 //   - once every pod is gone the claims' ports are back in the pool
 //     (Ready, no owner) and nothing is left (aio.Env.Leaks, which counts
-//     the DRA driver's checkpoints, device-info files and CDI specs too).
+//     the DRA driver's checkpoints, device-info files and CDI specs too);
+//   - the node's kuryr-daemon, scraped as a Prometheus with the
+//     metrics-reader role would, counted the kubelet's calls: at least two
+//     claims prepared once the first two pods run, then at least three
+//     prepared and three unprepared (a, b, c), each Prepare timed.
 func testClaimGetsOnlyItsDevice(t *testing.T) {
 	const namespace = "e2e-dra"
 	ctx := setup(t, namespace, 5*time.Minute)
@@ -141,6 +145,24 @@ func testClaimGetsOnlyItsDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	node := env.Nodes[0]
+	token := metricsScraper(t, ctx, namespace)
+	before := daemonMetrics(t, ctx, node, token)
+	counted := func(when string, want map[string]float64) {
+		t.Helper()
+		now := daemonMetrics(t, ctx, node, token)
+		for key, least := range want {
+			got := now[key] - before[key]
+			fmt.Fprintf(os.Stderr, "e2e: kuryr-daemon on %s, %s: %s rose by %v\n", node.Name, when, key, got)
+			if got < least {
+				t.Errorf("%s: kuryr-daemon's %s rose by %v, want at least %v", when, key, got, least)
+			}
+		}
+	}
+	const (
+		prepared   = `kuryr_dra_claims_total{operation="prepare",result="ok"}`
+		unprepared = `kuryr_dra_claims_total{operation="unprepare",result="ok"}`
+		timed      = `kuryr_dra_prepare_duration_seconds_count`
+	)
 	// No refill: the pool keeps the two devices it has (the environment
 	// made it, docs/all-in-one.md) and makes no more.
 	err := env.Client.Patch(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node.Name}}, client.RawPatch(types.MergePatchType,
@@ -160,6 +182,7 @@ func testClaimGetsOnlyItsDevice(t *testing.T) {
 	waitReady(t, ctx, namespace, 2*time.Minute, a.Name, b.Name)
 	claimA, devA := claimDevice(t, ctx, a)
 	claimB, devB := claimDevice(t, ctx, b)
+	counted("with pods a and b running", map[string]float64{prepared: 2, timed: 2})
 	if devA.pciAddress == devB.pciAddress || devA.portID == devB.portID {
 		t.Fatalf("both claims got %+v and %+v: one device for two claims", devA, devB)
 	}
@@ -266,6 +289,7 @@ func testClaimGetsOnlyItsDevice(t *testing.T) {
 	if err != nil {
 		t.Errorf("the claims' ports are not back in the pool (Ready, no owner): %v", err)
 	}
+	counted("with every pod gone", map[string]float64{prepared: 3, unprepared: 3, timed: 3})
 	requireNoLeaks(t, ctx)
 }
 
