@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -149,6 +151,11 @@ type AIOResult struct {
 	// ControllerLoad is where the controller's time went from the first
 	// pod create to the last ADD's return.
 	ControllerLoad ControllerLoad `json:",omitzero"`
+	// CPU is where the machine's CPU time went over the same window.
+	CPU CPUUse `json:",omitzero"`
+	// APIServer is what kube-apiserver served over the same window, from
+	// every client, by kind of request.
+	APIServer []APIRequests `json:",omitempty"`
 	// ControllerPeakAt is when, after the first pod create, the
 	// controller's RSS was highest (sampled every peakSampleEvery), and
 	// PeakHeapProfile the heap profile fetched then (empty without one).
@@ -305,6 +312,15 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 		res.CPUProfiles, res.CPUSeconds = names, cfg.CPUProfileSeconds
 	}
 	pods := make([]PodTimes, cfg.N)
+	procs := watchedProcesses(env)
+	cpuBefore, err := takeCPU("/proc", procs)
+	if err != nil {
+		return res, err
+	}
+	apiBefore, err := scrapeAPIServer(ctx, env.Clientset)
+	if err != nil {
+		return res, err
+	}
 	start := time.Now()
 	var peak sync.WaitGroup
 	var pk peakSample
@@ -367,6 +383,16 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 		}
 	}
 	res.LoadAvg[1] = loadAvg("/proc")
+	cpuAfter, err := takeCPU("/proc", procs)
+	if err != nil {
+		return res, err
+	}
+	res.CPU = cpuUse(cpuBefore, cpuAfter, runtime.NumCPU())
+	apiAfter, err := scrapeAPIServer(ctx, env.Clientset)
+	if err != nil {
+		return res, err
+	}
+	res.APIServer = apiRequests(apiBefore, apiAfter)
 	after := env.Cloud.Counts()
 	loadAfter, err := scrapeControllerLoad(ctx, murl)
 	if err != nil {
@@ -455,53 +481,89 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	return res, nil
 }
 
-// startCPUProfiles starts recording CPU profiles of the controller and of
-// node-1's daemon, cfg.CPUProfileSeconds long each, into cfg.ProfileDir,
-// and returns their file names; wg is done when both are written.
+// watchedProcesses are the processes whose CPU time a run reports: the
+// environment's (the nodes' daemons under one name), the bench process
+// itself and the programs it runs and waits for.
+func watchedProcesses(env *aio.Env) []watched {
+	var out []watched
+	for _, p := range env.Processes() {
+		name := p.Name
+		for _, n := range env.Nodes {
+			name = strings.TrimSuffix(name, "-"+n.Name)
+		}
+		out = append(out, watched{name: name, pid: p.Pid()})
+	}
+	self := os.Getpid()
+	return append(out,
+		watched{name: "bench-aio (kubelet stand-ins, simulated cloud and VMs)", pid: self},
+		watched{name: "programs bench-aio ran and waited for (CNI plugins)", pid: self, children: true})
+}
+
+// startCPUProfiles starts recording CPU profiles of the controller, of
+// node-1's daemon and of kube-apiserver, cfg.CPUProfileSeconds long each,
+// into cfg.ProfileDir, and returns their file names; wg is done when all
+// are written.
 func startCPUProfiles(ctx context.Context, wg *sync.WaitGroup, env *aio.Env, cfg AIOConfig, logf func(string, ...any)) ([]string, error) {
 	procs := []struct {
 		name string
 		p    *aio.Process
 	}{{"controller", env.Controller}, {"daemon-node-1", env.Nodes[0].Daemon}}
 	var names []string
+	record := func(what, name string, get func() ([]byte, error)) {
+		names = append(names, name)
+		wg.Go(func() {
+			b, err := get()
+			if err == nil {
+				err = os.WriteFile(filepath.Join(cfg.ProfileDir, name), b, 0o644)
+			}
+			if err != nil {
+				logf("CPU profile of the %s: %v", what, err)
+				return
+			}
+			logf("CPU profile of the %s over the first %d s in %s (go tool pprof -top %s)", what, cfg.CPUProfileSeconds, name, name)
+		})
+	}
 	for _, pr := range procs {
 		addr, err := bindAddress("/proc", pr.p.Pid(), "pprof-bind-address")
 		if err != nil {
 			return nil, err
 		}
-		name := fmt.Sprintf("cpu-%s-%s-%d.pb.gz", pr.name, cfg.Profile.Name, cfg.N)
-		names = append(names, name)
 		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, cfg.CPUProfileSeconds)
-		wg.Go(func() {
-			if err := fetch(ctx, url, filepath.Join(cfg.ProfileDir, name)); err != nil {
-				logf("CPU profile of the %s: %v", pr.name, err)
-				return
-			}
-			logf("CPU profile of the %s over the first %d s in %s (go tool pprof -top %s)", pr.name, cfg.CPUProfileSeconds, name, name)
-		})
+		record(pr.name, fmt.Sprintf("cpu-%s-%s-%d.pb.gz", pr.name, cfg.Profile.Name, cfg.N), func() ([]byte, error) { return get(ctx, url) })
 	}
+	// kube-apiserver serves its profile to the admin (--profiling is on
+	// by default).
+	record("kube-apiserver", fmt.Sprintf("cpu-kube-apiserver-%s-%d.pb.gz", cfg.Profile.Name, cfg.N), func() ([]byte, error) {
+		return env.Clientset.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").
+			Param("seconds", strconv.Itoa(cfg.CPUProfileSeconds)).DoRaw(ctx)
+	})
 	return names, nil
 }
 
 // fetch saves what url answers to path.
 func fetch(ctx context.Context, url, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	b, err := io.ReadAll(resp.Body)
+	b, err := get(ctx, url)
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(path, b, 0o644)
+}
+
+// get returns what url answers.
+func get(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
 }
 
 // benchDataPlaneCIDR and benchManagementCIDR are the environment's

@@ -178,6 +178,13 @@ func WriteAIOMarkdown(w io.Writer, results []AIOResult) error {
 		if r.ControllerLoad.Requests != nil {
 			fmt.Fprintf(&b, "\nThe controller from the first pod create to the last ADD's return (its /metrics): %s.\n", r.ControllerLoad)
 		}
+		if r.CPU.Window > 0 {
+			fmt.Fprintf(&b, "\nThe machine's CPU from the first pod create to the last ADD's return (/proc): %s.\n", r.CPU)
+		}
+		if len(r.APIServer) > 0 {
+			fmt.Fprintf(&b, "\nkube-apiserver over the same window (its /metrics; every client), by kind, with the seconds it spent on them: %s.\n",
+				apiRequestsString(r.APIServer))
+		}
 		if len(r.VMErrors) > 0 {
 			b.WriteString("\nWhat went wrong in the simulated node VMs:\n\n")
 			for _, e := range r.VMErrors {

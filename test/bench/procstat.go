@@ -93,28 +93,11 @@ func groupStat(procRoot string, pgid int) (ticks int64, mem Memory, err error) {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "stat"))
-		if err != nil {
-			continue // gone meanwhile
+		t, err := readProcTicks(procRoot, pid)
+		if err != nil || t.pgrp != pgid {
+			continue // gone meanwhile, or another group's
 		}
-		// pid (comm) state ppid pgrp ...: comm may hold spaces, cut after ')'.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		// f[0]=state f[1]=ppid f[2]=pgrp ... f[11]=utime f[12]=stime f[13]=cutime f[14]=cstime f[21]=rss pages
-		if len(f) < 22 {
-			continue
-		}
-		if g, _ := strconv.Atoi(f[2]); g != pgid {
-			continue
-		}
-		for _, k := range []int{11, 12, 13, 14} {
-			v, _ := strconv.ParseInt(f[k], 10, 64)
-			ticks += v
-		}
+		ticks += t.own + t.children
 		if m, err := ReadMemory(procRoot, pid); err == nil {
 			mem.RSS += m.RSS
 			mem.Peak += m.Peak
@@ -123,4 +106,42 @@ func groupStat(procRoot string, pgid int) (ticks int64, mem Memory, err error) {
 		}
 	}
 	return ticks, mem, nil
+}
+
+// procTicks is a process's CPU time so far, in clock ticks, from
+// /proc/PID/stat: its own (user + system) and that of its children it
+// waited for; and its process group.
+type procTicks struct {
+	own, children int64
+	pgrp          int
+}
+
+// readProcTicks reads pid's procTicks under procRoot.
+func readProcTicks(procRoot string, pid int) (procTicks, error) {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return procTicks{}, err
+	}
+	// pid (comm) state ppid pgrp ...: comm may hold spaces, cut after ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return procTicks{}, fmt.Errorf("pid %d: no command in its stat %q", pid, s)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0]=state f[1]=ppid f[2]=pgrp ... f[11]=utime f[12]=stime f[13]=cutime f[14]=cstime
+	if len(f) < 15 {
+		return procTicks{}, fmt.Errorf("pid %d: %d fields in its stat after the command, want at least 15", pid, len(f))
+	}
+	var v [4]int64
+	for k := range v {
+		if v[k], err = strconv.ParseInt(f[11+k], 10, 64); err != nil {
+			return procTicks{}, fmt.Errorf("pid %d: stat field %d: %w", pid, 14+k, err)
+		}
+	}
+	pgrp, err := strconv.Atoi(f[2])
+	if err != nil {
+		return procTicks{}, fmt.Errorf("pid %d: process group: %w", pid, err)
+	}
+	return procTicks{own: v[0] + v[1], children: v[2] + v[3], pgrp: pgrp}, nil
 }
