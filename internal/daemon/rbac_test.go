@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
@@ -93,12 +95,29 @@ func TestEveryDeployedRuleIsUsed(t *testing.T) {
 // DPDK port the KuryrNode does not list (refused once the daemon read the
 // KuryrNode from the API server) and its DEL, stopping early when ctx
 // ends. It returns the first CNI failure.
+//
+// Before the first DEL the KuryrPod's interfaces are set back to Active
+// (another writer, as the controller): the DEL's report then has nothing
+// to change on the daemon's own copy, stale or not, and reads the
+// KuryrPod from the API server to be sure (updateStatus).
 func (n *node) daemonCalls(ctx context.Context, cfg *rest.Config) error {
 	must(n.t, n.sim.AddVirtioNet(dpdkPCI, dpdkMAC))
 	n.startDaemonAs(cfg, 5*time.Second, true)
-	n.createPod("rbac", v1alpha1.StateActive)
+	_, kp := n.createPod("rbac", v1alpha1.StateActive)
 	if _, err := n.cni.AddNetworkList(ctx, n.list, n.rt()); err != nil {
 		return fmt.Errorf("ADD: %w", err)
+	}
+	if err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		if err := n.c.Get(ctx, client.ObjectKeyFromObject(kp), kp); err != nil {
+			return err
+		}
+		for i := range kp.Status.Interfaces {
+			kp.Status.Interfaces[i].State = v1alpha1.StateActive
+		}
+		kp.Status.Summary = summary(&kp.Status)
+		return n.c.Status().Update(ctx, kp)
+	}); err != nil {
+		return err
 	}
 	if err := n.cni.DelNetworkList(ctx, n.list, n.rt()); err != nil {
 		return fmt.Errorf("DEL: %w", err)

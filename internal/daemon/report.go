@@ -15,11 +15,33 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 )
 
-// updateStatus applies change to the KuryrPod of pod uid, reading it fresh
-// from the API server and retrying on conflicts (the controller writes the
-// same status). A KuryrPod that is gone or belongs to another pod now is
-// left alone.
+// updateStatus applies change to the KuryrPod of pod uid, retrying on
+// conflicts (the controller writes the same status). A KuryrPod that is
+// gone or belongs to another pod now is left alone.
+//
+// The first try is made on the informer's copy (the daemon watches its
+// node's KuryrPods; an ADD has just seen the pod's interfaces Active
+// there): a write from a copy that is no longer the latest conflicts and
+// changes nothing. Whatever that try cannot settle (a conflict, no copy
+// yet, a copy of another pod, or a copy to which change changes nothing,
+// which may be a copy from before the change is due) is done as before,
+// from the API server's own fresh copy: the common case costs the API
+// server one write and no read.
 func (d *Daemon) updateStatus(ctx context.Context, key types.NamespacedName, uid types.UID, change func(*v1alpha1.KuryrPodStatus)) error {
+	var cached v1alpha1.KuryrPod
+	if err := d.client.Get(ctx, key, &cached); err == nil && (uid == "" || cached.Spec.PodUID == uid) {
+		before := cached.Status.DeepCopy()
+		change(&cached.Status)
+		if !equalStatus(before, &cached.Status) {
+			err := d.client.Status().Update(ctx, &cached)
+			switch {
+			case apierrors.IsNotFound(err):
+				return nil
+			case !apierrors.IsConflict(err):
+				return err
+			}
+		}
+	}
 	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		var kp v1alpha1.KuryrPod
 		if err := d.reader.Get(ctx, key, &kp); err != nil {
