@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"fmt"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -149,7 +151,9 @@ type KuryrPodStatus struct {
 	// ObservedGeneration is the spec generation this status is for.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Summary is a one-line view for kubectl, e.g. "2/3 ready".
+	// Summary is a one-line view for kubectl: "2/3 active" (interfaces
+	// ACTIVE in the cloud), "3/3 plugged" once the node's daemon plugged
+	// any into the pod, or why the pod's interfaces failed.
 	// +optional
 	Summary string `json:"summary,omitempty"`
 	// +listType=map
@@ -255,4 +259,24 @@ type KuryrPodList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []KuryrPod `json:"items"`
+}
+
+// InterfacesSummary is the status summary of interfaces in these states:
+// "n/m plugged" when the node's daemon plugged any into the pod, else
+// "n/m active". The controller and the daemon both write it, and write the
+// same for the same states, so that neither rewrites the other's.
+func InterfacesSummary(ifaces []InterfaceStatus) string {
+	plugged, active := 0, 0
+	for _, s := range ifaces {
+		switch s.State {
+		case StatePlugged:
+			plugged++
+		case StateActive:
+			active++
+		}
+	}
+	if plugged > 0 {
+		return fmt.Sprintf("%d/%d plugged", plugged, len(ifaces))
+	}
+	return fmt.Sprintf("%d/%d active", active, len(ifaces))
 }

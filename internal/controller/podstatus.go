@@ -141,22 +141,20 @@ func podStatus(o observation) verdict {
 		return verdict{status: st, outcome: outcomeFailed, cause: fatal}
 	case len(transient) > 0:
 		cause := errors.Join(transient...)
-		st.Summary = summary(len(st.Interfaces), pending)
+		st.Summary = v1alpha1.InterfacesSummary(st.Interfaces)
 		ready(false, reasonPending, publicText(cause))
 		return verdict{status: st, outcome: outcomeRetry, cause: cause}
 	case pending > 0:
-		st.Summary = summary(len(st.Interfaces), pending)
+		st.Summary = v1alpha1.InterfacesSummary(st.Interfaces)
 		ready(false, reasonPending, fmt.Sprintf("%d of %d interfaces not ACTIVE yet", pending, len(st.Interfaces)))
 		return verdict{status: st, outcome: outcomePending, requeueAfter: pollDelay(o.waited, o.waiting)}
 	}
 	wasReady := meta.IsStatusConditionTrue(o.prev.Conditions, v1alpha1.ConditionReady)
-	st.Summary = summary(len(st.Interfaces), 0)
+	// The daemon's summary once it plugged them (the same function):
+	// reconciling after its report writes nothing.
+	st.Summary = v1alpha1.InterfacesSummary(st.Interfaces)
 	ready(true, reasonActive, fmt.Sprintf("%d interfaces ACTIVE", len(st.Interfaces)))
 	return verdict{status: st, outcome: outcomeReady, becameReady: !wasReady}
-}
-
-func summary(total, pending int) string {
-	return fmt.Sprintf("%d/%d active", total-pending, total)
 }
 
 // waitClock remembers, per pod, since when its interfaces have been

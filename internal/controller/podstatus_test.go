@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -44,7 +45,7 @@ func TestPodStatus(t *testing.T) {
 		name: "all active for the first time",
 		obs: observation{planned: 2, entries: []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StateActive, "p0", 1), iface("net1", v1alpha1.StatePlugged, "p1", 2)},
 			errs: make([]error, 2), activeTimeout: time.Minute},
-		outcome: outcomeReady, ready: metav1.ConditionTrue, reason: reasonActive, msg: "2 interfaces ACTIVE", summary: "2/2 active",
+		outcome: outcomeReady, ready: metav1.ConditionTrue, reason: reasonActive, msg: "2 interfaces ACTIVE", summary: "1/2 plugged",
 		states: []v1alpha1.InterfaceState{v1alpha1.StateActive, v1alpha1.StatePlugged}, portIDs: []string{"p0", "p1"}, becameReady: true,
 	}, {
 		name: "all active and already Ready",
@@ -134,6 +135,32 @@ func TestPodStatus(t *testing.T) {
 
 // TestPodStatusRollbackKeepsEachInterfacesOwnMessage: an interface that
 // failed says why; the others say they were rolled back and why.
+// TestPodStatusAfterTheDaemonsReportIsTheSame: the status the controller
+// computes for a Ready pod after the node's daemon reported its
+// interfaces Plugged is the one the daemon wrote (the reconcile its write
+// wakes writes nothing), and so is the status after the daemon's DEL
+// report made them Active again.
+func TestPodStatusAfterTheDaemonsReportIsTheSame(t *testing.T) {
+	t.Parallel()
+	entries := []v1alpha1.InterfaceStatus{iface("eth0", v1alpha1.StateActive, "p0", 1), iface("net1", v1alpha1.StateActive, "p1", 2)}
+	written := podStatus(observation{planned: 2, entries: entries, errs: make([]error, 2), activeTimeout: time.Minute}).status
+	for _, state := range []v1alpha1.InterfaceState{v1alpha1.StatePlugged, v1alpha1.StateActive} {
+		// The daemon's report (recordPlugged, recordUnplugged).
+		reported := *written.DeepCopy()
+		for i := range reported.Interfaces {
+			reported.Interfaces[i].State = state
+		}
+		reported.Summary = v1alpha1.InterfacesSummary(reported.Interfaces)
+		// fanOut keeps Active and Plugged entries as they are.
+		v := podStatus(observation{prev: reported, planned: 2, entries: reported.DeepCopy().Interfaces, errs: make([]error, 2),
+			activeTimeout: time.Minute})
+		if !equality.Semantic.DeepEqual(v.status, reported) {
+			t.Errorf("after the daemon reported the interfaces %s the controller would write summary %q over %q (status %+v, the daemon's %+v)",
+				state, v.status.Summary, reported.Summary, v.status, reported)
+		}
+	}
+}
+
 func TestPodStatusRollbackKeepsEachInterfacesOwnMessage(t *testing.T) {
 	t.Parallel()
 	bad := iface("net1", v1alpha1.StatePending, "", 0)

@@ -291,16 +291,6 @@ func (d *Daemon) recordPlugged(ctx context.Context, key types.NamespacedName, ui
 				s.PCIAddress, s.OriginalDriver, s.BoundDriver = p.res.PCIAddress, p.res.OriginalDriver, p.res.BoundDriver
 			}
 		}
-		st.Summary = summary(st)
+		st.Summary = v1alpha1.InterfacesSummary(st.Interfaces)
 	})
-}
-
-func summary(st *v1alpha1.KuryrPodStatus) string {
-	n := 0
-	for _, s := range st.Interfaces {
-		if s.State == v1alpha1.StatePlugged {
-			n++
-		}
-	}
-	return fmt.Sprintf("%d/%d plugged", n, len(st.Interfaces))
 }

@@ -71,7 +71,7 @@ func (d *Daemon) recordUnplugged(ctx context.Context, key types.NamespacedName, 
 				s.State, s.BoundDriver = v1alpha1.StateActive, ""
 			}
 		}
-		st.Summary = summary(st)
+		st.Summary = v1alpha1.InterfacesSummary(st.Interfaces)
 	})
 	if err != nil {
 		return fmt.Errorf("record the unplugged interfaces of pod %s: %w", key, err)

@@ -114,7 +114,7 @@ func (n *node) daemonCalls(ctx context.Context, cfg *rest.Config) error {
 		for i := range kp.Status.Interfaces {
 			kp.Status.Interfaces[i].State = v1alpha1.StateActive
 		}
-		kp.Status.Summary = summary(&kp.Status)
+		kp.Status.Summary = v1alpha1.InterfacesSummary(kp.Status.Interfaces)
 		return n.c.Status().Update(ctx, kp)
 	}); err != nil {
 		return err
