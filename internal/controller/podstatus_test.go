@@ -133,8 +133,6 @@ func TestPodStatus(t *testing.T) {
 	}
 }
 
-// TestPodStatusRollbackKeepsEachInterfacesOwnMessage: an interface that
-// failed says why; the others say they were rolled back and why.
 // TestPodStatusAfterTheDaemonsReportIsTheSame: the status the controller
 // computes for a Ready pod after the node's daemon reported its
 // interfaces Plugged is the one the daemon wrote (the reconcile its write
@@ -161,6 +159,8 @@ func TestPodStatusAfterTheDaemonsReportIsTheSame(t *testing.T) {
 	}
 }
 
+// TestPodStatusRollbackKeepsEachInterfacesOwnMessage: an interface that
+// failed says why; the others say they were rolled back and why.
 func TestPodStatusRollbackKeepsEachInterfacesOwnMessage(t *testing.T) {
 	t.Parallel()
 	bad := iface("net1", v1alpha1.StatePending, "", 0)

@@ -65,13 +65,19 @@ func (d *Daemon) recordUnplugged(ctx context.Context, key types.NamespacedName, 
 		}
 	}
 	err := d.updateStatus(ctx, key, uid, func(st *v1alpha1.KuryrPodStatus) {
+		changed := false
 		for i := range st.Interfaces {
 			s := &st.Interfaces[i]
 			if slices.Contains(done, s.IfName) && !held[s.IfName] && s.State == v1alpha1.StatePlugged {
 				s.State, s.BoundDriver = v1alpha1.StateActive, ""
+				changed = true
 			}
 		}
-		st.Summary = v1alpha1.InterfacesSummary(st.Interfaces)
+		if changed {
+			// Only then: the summary of a pod whose interfaces failed
+			// (rolled back, none Plugged) says why, and stays.
+			st.Summary = v1alpha1.InterfacesSummary(st.Interfaces)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("record the unplugged interfaces of pod %s: %w", key, err)

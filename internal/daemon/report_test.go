@@ -99,3 +99,29 @@ func TestStatusWrittenFromTheInformersCopy(t *testing.T) {
 		t.Errorf("the KuryrPod of another pod was written: eth0 is %s", got)
 	}
 }
+
+// TestUnpluggedReportLeavesAFailedPodsSummary: the DEL's report on a pod
+// whose interfaces were rolled back (Failed, none Plugged) writes nothing:
+// its summary still says why they failed, on the real API server.
+func TestUnpluggedReportLeavesAFailedPodsSummary(t *testing.T) {
+	ctx := context.Background()
+	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: scheme})
+	must(t, err)
+	key := types.NamespacedName{Namespace: "default", Name: fmt.Sprintf("failed-%d", seq.Add(1))}
+	kp := &v1alpha1.KuryrPod{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace},
+		Spec: v1alpha1.KuryrPodSpec{PodUID: "u-failed", NodeName: "n", Interfaces: []v1alpha1.InterfaceRequest{
+			{IfName: "eth0", Driver: v1alpha1.DriverNestedMACVLAN, SubnetID: "s-pod"}}}}
+	must(t, c.Create(ctx, kp))
+	kp.Status.Summary = "Failed"
+	kp.Status.Interfaces = []v1alpha1.InterfaceStatus{{IfName: "eth0", Driver: v1alpha1.DriverNestedMACVLAN, State: v1alpha1.StateFailed,
+		Message: "rolled back: quota exceeded"}}
+	must(t, c.Status().Update(ctx, kp))
+	d := &Daemon{client: c, reader: c}
+	must(t, d.recordUnplugged(ctx, key, "", []string{"eth0"}))
+	var got v1alpha1.KuryrPod
+	must(t, c.Get(ctx, key, &got))
+	if got.Status.Summary != "Failed" || got.ResourceVersion != kp.ResourceVersion {
+		t.Errorf("after the DEL's report the failed pod's summary is %q (version %s, was %s), want it left Failed",
+			got.Status.Summary, got.ResourceVersion, kp.ResourceVersion)
+	}
+}
