@@ -28,38 +28,46 @@ import (
 // from the API server's own fresh copy: the common case costs the API
 // server one write and no read.
 func (d *Daemon) updateStatus(ctx context.Context, key types.NamespacedName, uid types.UID, change func(*v1alpha1.KuryrPodStatus)) error {
-	var cached v1alpha1.KuryrPod
-	if err := d.client.Get(ctx, key, &cached); err == nil && (uid == "" || cached.Spec.PodUID == uid) {
-		before := cached.Status.DeepCopy()
-		change(&cached.Status)
-		if !equalStatus(before, &cached.Status) {
-			err := d.client.Status().Update(ctx, &cached)
-			switch {
-			case apierrors.IsNotFound(err):
-				return nil
-			case !apierrors.IsConflict(err):
-				return err
-			}
+	if kp, err := d.changed(ctx, d.client, key, uid, change); err == nil && kp != nil {
+		err := d.client.Status().Update(ctx, kp)
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case !apierrors.IsConflict(err):
+			return err
 		}
 	}
 	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		var kp v1alpha1.KuryrPod
-		if err := d.reader.Get(ctx, key, &kp); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil
-			}
+		kp, err := d.changed(ctx, d.reader, key, uid, change)
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil || kp == nil:
 			return err
 		}
-		if uid != "" && kp.Spec.PodUID != uid {
-			return nil
-		}
-		before := kp.Status.DeepCopy()
-		change(&kp.Status)
-		if equalStatus(before, &kp.Status) {
-			return nil
-		}
-		return d.client.Status().Update(ctx, &kp)
+		return d.client.Status().Update(ctx, kp)
 	})
+}
+
+// changed reads the KuryrPod key with r and applies change to its status.
+// It returns the KuryrPod to write, or nil when there is nothing to write
+// (it is another pod's than uid, or change changes nothing); an error is
+// the read's.
+func (d *Daemon) changed(ctx context.Context, r client.Reader, key types.NamespacedName, uid types.UID,
+	change func(*v1alpha1.KuryrPodStatus)) (*v1alpha1.KuryrPod, error) {
+	var kp v1alpha1.KuryrPod
+	if err := r.Get(ctx, key, &kp); err != nil {
+		return nil, err
+	}
+	if uid != "" && kp.Spec.PodUID != uid {
+		return nil, nil
+	}
+	before := kp.Status.DeepCopy()
+	change(&kp.Status)
+	if equalStatus(before, &kp.Status) {
+		return nil, nil
+	}
+	return &kp, nil
 }
 
 func equalStatus(a, b *v1alpha1.KuryrPodStatus) bool {
