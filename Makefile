@@ -6,6 +6,8 @@ SHELL := /usr/bin/env bash
 BIN      ?= bin
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/kuryr-dpdk/kuryr-dpdk/internal/version.Version=$(VERSION)
+# Build tags of the binaries: internal/imagebuild's BuildTags says why (test/arch checks they agree).
+GOTAGS   := grpcnotrace
 BINARIES := kuryr-controller kuryr-daemon kuryr-cni kuryrctl kuryr-cloudsim
 IMAGE      ?= kuryr-dpdk/kuryr-dpdk:dev
 DEMO_IMAGE ?= kuryr-dpdk/demo:dev
@@ -16,7 +18,7 @@ build: ## build the binaries into ./bin
 	@mkdir -p $(BIN)
 	@for b in $(BINARIES); do \
 		echo "go build $$b"; \
-		CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/$$b ./cmd/$$b; \
+		CGO_ENABLED=0 $(GO) build -trimpath -tags '$(GOTAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/$$b ./cmd/$$b; \
 	done
 
 .PHONY: image

@@ -398,11 +398,12 @@ func (e *Env) Processes() []*Process {
 }
 
 // BuildKuryrBinaries builds kuryr-controller, kuryr-daemon, kuryr-cni and
-// kuryrctl from the repository at repoRoot into binDir, static (as make
-// build does: they also go into the kuryr-dpdk image, which has no libc).
+// kuryrctl from the repository at repoRoot into binDir, static and with
+// imagebuild.BuildTags (as make build does: they also go into the
+// kuryr-dpdk image, which has no libc).
 func BuildKuryrBinaries(ctx context.Context, repoRoot, binDir string) error {
 	for _, b := range imagebuild.KuryrBinaries {
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(binDir, b), "./cmd/"+b)
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags="+imagebuild.BuildTags, "-ldflags=-s -w", "-o", filepath.Join(binDir, b), "./cmd/"+b)
 		cmd.Dir = repoRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
