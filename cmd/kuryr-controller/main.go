@@ -98,6 +98,9 @@ func configArg(args []string) string {
 }
 
 func serve(ctx context.Context, f flags, opts controller.Options) error {
+	if setDefaultGCPercent(os.Getenv) {
+		klog.InfoS("garbage collector target", "GOGC", defaultGCPercent)
+	}
 	switch limit, ok, err := defaultMemoryLimit(os.Getenv, "/"); {
 	case err != nil:
 		klog.InfoS("no default memory limit", "reason", err.Error())

@@ -3,8 +3,29 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 )
+
+// TestDefaultGCPercent: with GOGC unset the controller's garbage collector
+// runs at defaultGCPercent; a GOGC the operator set is left to the runtime.
+// Not parallel: it changes the process's garbage collector setting.
+func TestDefaultGCPercent(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(before) })
+	if setDefaultGCPercent(func(string) string { return "200" }) {
+		t.Error("GOGC=200 set: the default replaced it")
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC set: the runtime's target became %d, want it untouched (100)", got)
+	}
+	if !setDefaultGCPercent(func(string) string { return "" }) {
+		t.Error("GOGC unset: no default set")
+	}
+	if got := debug.SetGCPercent(100); got != defaultGCPercent {
+		t.Errorf("GOGC unset: the runtime's target is %d, want %d", got, defaultGCPercent)
+	}
+}
 
 func TestDefaultMemoryLimit(t *testing.T) {
 	t.Parallel()

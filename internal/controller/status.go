@@ -301,6 +301,7 @@ func (r *PodReconciler) fanOut(ctx context.Context, pod *corev1.Pod, kp *v1alpha
 		cur := findStatus(prev, req.IfName)
 		if cur != nil && (cur.State == v1alpha1.StateActive || cur.State == v1alpha1.StatePlugged) {
 			out[i] = *cur
+			r.created.settled(pod.UID, req.IfName)
 			continue
 		}
 		entry := v1alpha1.InterfaceStatus{IfName: req.IfName, Driver: req.Driver, Network: req.Network, State: v1alpha1.StatePending}
