@@ -17,7 +17,9 @@
 # the default; or "dpdk", dpdk0 only),
 # KURYR_BENCH_CPU_SECONDS (CPU profiles of the controller and one daemon in
 # zero-profile runs, over that many seconds from the first pod create;
-# default 30, 0 for none).
+# default 30, 0 for none), KURYR_BENCH_PPROF (default 1; 0 runs without
+# any profiling, so that the controller's and daemons' RSS is their own: a
+# heap profile's fetch counts in it).
 # The defaults finish in about 5 minutes; 1000 pods over 50 nodes (zero
 # latency) adds about 5: KURYR_BENCH_SIZES=1000 KURYR_BENCH_PROFILES=zero.
 set -euo pipefail
@@ -44,4 +46,5 @@ assets=$(hack/build-kube-bins.sh | tail -n1)
 export KUBEBUILDER_ASSETS=$assets
 log "3/3 benchmark: sizes $sizes, profiles $profiles, pools ${KURYR_BENCH_DPDK_POOL:-none} (${KURYR_BENCH_POOLS:-all}), results in $out"
 exec bin/bench-aio --sizes "$sizes" --profiles "$profiles" --run-timeout "$timeout" --out "$out" --bin-dir bin \
-	--dpdk-pool "${KURYR_BENCH_DPDK_POOL:-}" --pools "${KURYR_BENCH_POOLS:-all}" --cpu-profile-seconds "${KURYR_BENCH_CPU_SECONDS:-30}"
+	--dpdk-pool "${KURYR_BENCH_DPDK_POOL:-}" --pools "${KURYR_BENCH_POOLS:-all}" --cpu-profile-seconds "${KURYR_BENCH_CPU_SECONDS:-30}" \
+	--pprof="$([[ ${KURYR_BENCH_PPROF:-1} == 0 ]] && echo false || echo true)"

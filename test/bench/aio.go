@@ -60,7 +60,11 @@ type AIOConfig struct {
 	N, Nodes int
 	Profile  Profile
 	// ProfileDir, when set, gets the controller's heap profile at the end
-	// of the run (heap-<profile>-<N>.pb.gz, from its /debug/pprof).
+	// of the run (heap-<profile>-<N>.pb.gz, from its /debug/pprof) and
+	// at its highest RSS. Without it the controller and daemons run
+	// without their profiling endpoint: a heap profile's fetch (its
+	// symbols, its gzip) and the CPU profiler's buffers count in the
+	// process's RSS, so a run that measures memory goes without.
 	ProfileDir string
 	// DPDKPool, with Max set, runs with warm pre-attached DPDK pools: the
 	// controller declares them on the data-plane network (aio
@@ -130,21 +134,24 @@ type AIOResult struct {
 	PoolWarm time.Duration `json:",omitzero"`
 	// CPUProfiles are the files of the CPU profiles recorded in the run,
 	// over its first CPUSeconds.
-	CPUProfiles []string      `json:",omitempty"`
-	CPUSeconds  int           `json:",omitzero"`
-	StartUp     time.Duration // the environment's start
-	Wall        time.Duration // first create call → last ADD returned
-	Pods        []PodTimes
-	Ready       int // pods whose ADD returned in time
-	TimedOut    bool
-	CloudOps    map[string]int64 // cloudsim.Counts delta over the run
-	Phases      map[string]Histogram
-	ADD         Histogram // kuryr_daemon_cni_request_duration_seconds{verb="ADD"} summed over daemons
-	Controll    Memory
-	Daemon      Memory // the daemon of node-1
-	DaemonMax   int64  // the highest VmHWM among all daemons
-	Machine     Machine
-	LoadAvg     [2]string
+	CPUProfiles []string `json:",omitempty"`
+	CPUSeconds  int      `json:",omitzero"`
+	// Unprofiled: the run's processes served no profiles (its memory is
+	// theirs alone).
+	Unprofiled bool          `json:",omitempty"`
+	StartUp    time.Duration // the environment's start
+	Wall       time.Duration // first create call → last ADD returned
+	Pods       []PodTimes
+	Ready      int // pods whose ADD returned in time
+	TimedOut   bool
+	CloudOps   map[string]int64 // cloudsim.Counts delta over the run
+	Phases     map[string]Histogram
+	ADD        Histogram // kuryr_daemon_cni_request_duration_seconds{verb="ADD"} summed over daemons
+	Controll   Memory
+	Daemon     Memory // the daemon of node-1
+	DaemonMax  int64  // the highest VmHWM among all daemons
+	Machine    Machine
+	LoadAvg    [2]string
 	// The controller's Go heap in use and goroutines at the end (its
 	// /metrics, which the bench turns on).
 	ControllerHeapInuse, ControllerGoroutines float64
@@ -238,7 +245,8 @@ var benchIfaces = []string{"eth0", "net1", "dpdk0"}
 // until each one's CNI ADD returned (or cfg.Timeout), measures, and closes
 // the environment whatever happens.
 func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
-	res = AIOResult{Profile: cfg.Profile.Name, N: cfg.N, Nodes: cfg.Nodes, DPDKPool: cfg.DPDKPool, Machine: ReadMachine("/proc")}
+	res = AIOResult{Profile: cfg.Profile.Name, N: cfg.N, Nodes: cfg.Nodes, DPDKPool: cfg.DPDKPool, Machine: ReadMachine("/proc"),
+		Unprofiled: cfg.ProfileDir == ""}
 	switch {
 	case cfg.DPDKPool.Max > 0 && cfg.PodPools:
 		res.Pooled = benchIfaces
@@ -254,7 +262,7 @@ func RunAIO(ctx context.Context, cfg AIOConfig) (res AIOResult, err error) {
 	if err != nil {
 		return res, err
 	}
-	env, err := aio.Start(ctx, aio.Options{Nodes: cfg.Nodes, BinDir: cfg.BinDir, RepoRoot: cfg.RepoRoot, Pprof: true,
+	env, err := aio.Start(ctx, aio.Options{Nodes: cfg.Nodes, BinDir: cfg.BinDir, RepoRoot: cfg.RepoRoot, Pprof: cfg.ProfileDir != "",
 		DPDKPool: cfg.DPDKPool, PodPools: cfg.PodPools, DataPlaneCIDR: benchDataPlaneCIDR, ManagementCIDR: benchManagementCIDR,
 		ControllerArgs: []string{"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false"}})
 	if err != nil {

@@ -204,3 +204,24 @@ func TestAIOPooledNamed(t *testing.T) {
 		}
 	}
 }
+
+// TestAIOReportSaysWhetherProfiled: a run's section says whether its
+// processes served profiles, which count in the controller's RSS; results
+// written before the field was recorded were all profiled.
+func TestAIOReportSaysWhetherProfiled(t *testing.T) {
+	for _, c := range []struct {
+		unprofiled bool
+		want, not  string
+	}{
+		{true, "Run without profiling", "Run with profiling"},
+		{false, "Run with profiling", "Run without profiling"},
+	} {
+		var b strings.Builder
+		if err := WriteAIOMarkdown(&b, []AIOResult{{Profile: "zero", N: 1, Nodes: 1, Unprofiled: c.unprofiled}}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), c.want) || strings.Contains(b.String(), c.not) {
+			t.Errorf("Unprofiled %v: the report lacks %q or has %q:\n%s", c.unprofiled, c.want, c.not, b.String())
+		}
+	}
+}

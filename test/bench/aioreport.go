@@ -165,6 +165,11 @@ func WriteAIOMarkdown(w io.Writer, results []AIOResult) error {
 		fmt.Fprintf(&b, "\nAt the end: controller RSS %.1f MiB (anon %.1f + file %.1f), Go heap in use %.1f MiB, %.0f goroutines; "+
 			"node-1 daemon RSS %.1f MiB (anon %.1f + file %.1f).\n", mib(r.Controll.RSS), mib(r.Controll.Anon), mib(r.Controll.File),
 			r.ControllerHeapInuse/(1<<20), r.ControllerGoroutines, mib(r.Daemon.RSS), mib(r.Daemon.Anon), mib(r.Daemon.File))
+		if r.Unprofiled {
+			b.WriteString("Run without profiling (`--pprof=false`): the memory above is the processes' own.\n")
+		} else {
+			b.WriteString("Run with profiling: the controller's RSS includes what serving its CPU and heap profiles costs (`--pprof=false` runs without).\n")
+		}
 		if r.ControllerPeakAt > 0 {
 			fmt.Fprintf(&b, "The controller's RSS was highest %.1f s after the first pod create (sampled every %s)", r.ControllerPeakAt.Seconds(), peakSampleEvery)
 			if r.PeakHeapProfile != "" {

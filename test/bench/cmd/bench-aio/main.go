@@ -41,6 +41,7 @@ func run() int {
 	pool := flag.String("dpdk-pool", "", "warm DPDK pools on every node before the pods are made: auto (sized for the pods per node), or MIN,MAX[,BATCH]; empty: none")
 	pooled := flag.String("pools", "all", "with --dpdk-pool, the interfaces whose pools are warm: all (eth0, the management network and dpdk0, pools of the same size) or dpdk (dpdk0 only)")
 	cpuSeconds := flag.Int("cpu-profile-seconds", 30, "CPU profiles of the controller and node-1's daemon over this many seconds from the first pod create, in zero-profile runs (0: none)")
+	pprof := flag.Bool("pprof", true, "profile the runs (heap and CPU profiles, --cpu-profile-seconds); false: the processes serve no profiles, and their RSS is theirs alone (a profile's fetch counts in the controller's)")
 	flag.Parse()
 	if *render != "" {
 		if err := redraw(*render); err != nil {
@@ -99,6 +100,10 @@ func run() int {
 			runs = append(runs, runSpec{p, n, nodes})
 		}
 	}
+	profileDir := *out
+	if !*pprof {
+		profileDir = ""
+	}
 	var results []bench.AIOResult
 	code := 0
 	for i, r := range runs {
@@ -112,7 +117,7 @@ func run() int {
 		dpdkPool := poolOf(r.n, r.nodes)
 		res, err := bench.RunAIO(ctx, bench.AIOConfig{N: r.n, Nodes: r.nodes, Profile: r.prof, BinDir: bin,
 			DPDKPool: dpdkPool, PodPools: *pooled == "all" && dpdkPool.Max > 0, CPUProfileSeconds: cpu,
-			Timeout: *timeout, Parallel: *parallel, ProfileDir: *out, Log: logf})
+			Timeout: *timeout, Parallel: *parallel, ProfileDir: profileDir, Log: logf})
 		if err != nil {
 			logf("run %s: %v", res.RunName(), err)
 			code = 1
