@@ -92,10 +92,11 @@ func (l *portLookup) list(ctx context.Context) error {
 }
 
 // createdPorts remembers the ports this process created, per pod and
-// interface, until the interface's status shows it Active or Plugged (the
-// status records the port then, and nothing reads the record again) or the
-// pod is released: the informer cache may not show the status that records
-// them when the pod is next reconciled. At a thousand pods every record
+// interface, until a reconcile reads a status that shows the interface
+// Active or Plugged (the status records the port then, and nothing reads
+// the record again; in practice the reconcile after the daemon's Plugged
+// write) or the pod is released: the informer cache may not show the
+// status that records them when the pod is next reconciled. At a thousand pods every record
 // kept until release was about a tenth of the controller's live heap.
 type createdPorts struct {
 	mu sync.Mutex
