@@ -47,4 +47,4 @@ export KUBEBUILDER_ASSETS=$assets
 log "3/3 benchmark: sizes $sizes, profiles $profiles, pools ${KURYR_BENCH_DPDK_POOL:-none} (${KURYR_BENCH_POOLS:-all}), results in $out"
 exec bin/bench-aio --sizes "$sizes" --profiles "$profiles" --run-timeout "$timeout" --out "$out" --bin-dir bin \
 	--dpdk-pool "${KURYR_BENCH_DPDK_POOL:-}" --pools "${KURYR_BENCH_POOLS:-all}" --cpu-profile-seconds "${KURYR_BENCH_CPU_SECONDS:-30}" \
-	--pprof="$([[ ${KURYR_BENCH_PPROF:-1} == 0 ]] && echo false || echo true)"
+	--pprof="${KURYR_BENCH_PPROF:-1}"
