@@ -82,7 +82,7 @@ func endToEnd(t *testing.T, viommu bool, driver string) {
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
-			res, _ := e.vm.Agent.Run(context.Background(), "tail -n 60 /var/log/kuryr-daemon.log")
+			res, _ := e.vm.RunForDiagnostics("tail -n 60 /var/log/kuryr-daemon.log")
 			t.Logf("kuryr-daemon log (tail):\n%s", res.Stdout)
 		}
 	})

@@ -127,3 +127,37 @@ func fakeAPIServer(t *testing.T) string {
 	}()
 	return ln.Addr().String()
 }
+
+// TestGuestKernelPanicEndsTheVM: the guest boots with softlockup_panic=1,
+// and a guest kernel panic ends QEMU (panic=-1 with -no-reboot), so a
+// wedged guest ends the test's waits (Exited) instead of its timeouts; the
+// panic is on the console, and the diagnostics a failed test runs in the
+// guest return an error at once.
+func TestGuestKernelPanicEndsTheVM(t *testing.T) {
+	g := requireGuest(t)
+	vm := startVM(t, qemu.Options{Kernel: g.Kernel, Initrd: g.Initrd})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if got := strings.TrimSpace(sh(ctx, t, vm, "cat /proc/sys/kernel/softlockup_panic")); got != "1" {
+		t.Fatalf("kernel.softlockup_panic = %q, want 1", got)
+	}
+	// In the background, so that the agent answers before the crash.
+	sh(ctx, t, vm, "(sleep 0.5; echo c >/proc/sysrq-trigger) >/dev/null 2>&1 &")
+	select {
+	case <-vm.Exited():
+	case <-time.After(time.Minute):
+		t.Fatalf("QEMU still running a minute after the guest kernel was made to panic; console tail:\n%s", vm.Console(3000))
+	}
+	if c := vm.Console(1 << 20); !strings.Contains(c, "Kernel panic") {
+		t.Fatalf("the console does not show the panic; tail:\n%s", vm.Console(3000))
+	}
+	if vm.SoftLockedUp() {
+		t.Fatal("SoftLockedUp says a soft lockup for a panic by sysrq")
+	}
+	start := time.Now()
+	if _, err := vm.RunForDiagnostics("true"); err == nil {
+		t.Fatal("RunForDiagnostics answered on a VM that has exited")
+	} else if d := time.Since(start); d > time.Second {
+		t.Fatalf("RunForDiagnostics took %v on an exited VM", d)
+	}
+}

@@ -461,8 +461,10 @@ func (n *Node) dumpDRA() {
 	}
 	st, _ := json.Marshal(kn.Status)
 	n.t.Logf("KuryrNode %s status (%v): %s", NodeName, err, st)
-	res, err := n.VM.Agent.Run(context.Background(), `tail -n 60 /var/log/pods/kuryr-dpdk_kuryr-daemon-*/daemon/*.log`)
-	if err == nil {
-		n.t.Logf("daemon log tail:\n%s%s", res.Stdout, res.Stderr)
+	res, err := n.VM.RunForDiagnostics(`tail -n 60 /var/log/pods/kuryr-dpdk_kuryr-daemon-*/daemon/*.log`)
+	if err != nil {
+		n.t.Logf("daemon log tail: %v", err)
+		return
 	}
+	n.t.Logf("daemon log tail:\n%s%s", res.Stdout, res.Stderr)
 }

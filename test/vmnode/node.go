@@ -77,26 +77,52 @@ func StartNode(ctx context.Context, t *testing.T, opts NodeOptions) *Node {
 	n := &Node{t: t, ctx: ctx, cp: cp, CS: cs}
 	initrd := n.initramfs(binDir, opts)
 	_, apiPort, _ := strings.Cut(strings.TrimPrefix(cp.URL, "https://"), ":")
-	n.Started = time.Now()
-	n.VM = qemu.StartForTest(t, qemu.Options{
-		Kernel: g.Kernel, Initrd: g.Initrd, ExtraInitrd: []string{initrd}, MemoryMiB: guestMemoryMiB, VIOMMU: opts.VIOMMU,
-		Mgmt: &qemu.Mgmt{GuestFwd: []qemu.GuestFwd{{Guest: guestAPIAddr, Host: "127.0.0.1:" + apiPort}}},
-	})
-	n.Booted = time.Now()
-	t.Cleanup(func() {
-		if t.Failed() {
-			n.dumpLogs()
+	for attempt := 1; ; attempt++ {
+		n.Started = time.Now()
+		vm := qemu.StartForTest(t, qemu.Options{
+			Kernel: g.Kernel, Initrd: g.Initrd, ExtraInitrd: []string{initrd}, MemoryMiB: guestMemoryMiB, VIOMMU: opts.VIOMMU,
+			Mgmt: &qemu.Mgmt{GuestFwd: []qemu.GuestFwd{{Guest: guestAPIAddr, Host: "127.0.0.1:" + apiPort}}},
+		})
+		n.VM, n.Booted = vm, time.Now()
+		t.Cleanup(func() {
+			if t.Failed() {
+				n.dumpLogs(vm)
+			}
+		})
+		if attempt == 1 {
+			// Registered before the VM's, so it runs after the VM is
+			// gone. The Node outlives the VM in the shared control
+			// plane: remove it so that the next test's kubelet
+			// registers afresh.
+			t.Cleanup(func() {
+				_ = cs.CoreV1().Nodes().Delete(context.Background(), NodeName, metav1.DeleteOptions{})
+			})
 		}
-		// The Node outlives the VM in the shared control plane: remove it
-		// so that the next test's kubelet registers afresh.
-		_ = cs.CoreV1().Nodes().Delete(context.Background(), NodeName, metav1.DeleteOptions{})
-	})
-	if out := n.Sh("test -x /usr/sbin/runc && echo ok || echo missing"); strings.TrimSpace(out) != "ok" {
-		t.Fatalf("the guest in %s has no /usr/sbin/runc: rebuild it with hack/vm/build-guest.sh", g.Dir)
+		if out := n.Sh("test -x /usr/sbin/runc && echo ok || echo missing"); strings.TrimSpace(out) != "ok" {
+			t.Fatalf("the guest in %s has no /usr/sbin/runc: rebuild it with hack/vm/build-guest.sh", g.Dir)
+		}
+		err := n.waitRegistered(vm)
+		if err == nil {
+			n.Registered = time.Now()
+			return n
+		}
+		if attempt < bootAttempts && vm.SoftLockedUp() {
+			t.Logf("RETRY (boot %d of %d): the guest kernel soft-locked before the kubelet registered Node %s (%v); "+
+				"nothing of kuryr-dpdk runs in the guest before then. Booting a fresh VM. The locked guest's console (tail):\n%s",
+				attempt, bootAttempts, NodeName, err, vm.Console(4000))
+			_ = vm.Close()
+			continue
+		}
+		t.Fatalf("the guest's kubelet did not register Node %s: %v", NodeName, err)
 	}
-	n.waitRegistered()
-	return n
 }
+
+// bootAttempts bounds the node VM's boots in StartNode: a guest kernel
+// that soft-locks before the kubelet registers (seen once under TCG, in
+// containerd and ctr importing the pause image; the kernel panics on it,
+// see qemu's softlockup_panic) gets one fresh VM, said in the log with the
+// locked guest's console. Any other failure, and a second lockup, fail.
+const bootAttempts = 2
 
 // initramfs writes the extra initramfs of the node: the node binaries, the
 // images, containerd's and the kubelet's configuration, the kubelet's
@@ -253,28 +279,30 @@ func (n *Node) waitImages() map[string]float64 {
 	return steps
 }
 
-// waitRegistered waits until the kubelet has registered the Node.
-func (n *Node) waitRegistered() {
+// waitRegistered waits until the kubelet of vm has registered the Node;
+// it returns at once when the VM has exited (a guest kernel panic).
+func (n *Node) waitRegistered(vm *qemu.VM) error {
 	n.t.Helper()
 	polls := 0
-	err := wait.PollUntilContextTimeout(n.ctx, 200*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+	return wait.PollUntilContextTimeout(n.ctx, 200*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		select {
+		case <-vm.Exited():
+			return false, errors.New("the node VM exited (its console is in the log)")
+		default:
+		}
 		if _, err := n.CS.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{}); err == nil {
 			return true, nil
 		}
 		if polls++; polls%10 == 0 {
 			// start-node ends by starting the kubelet: a kubelet that is
 			// gone by then has failed.
-			res, err := n.VM.Agent.Run(ctx, "[ ! -f /run/kubelet.pid ] || kill -0 $(cat /run/kubelet.pid)")
+			res, err := vm.Agent.Run(ctx, "[ ! -f /run/kubelet.pid ] || kill -0 $(cat /run/kubelet.pid)")
 			if err == nil && res.ExitCode != 0 {
 				return false, errors.New("the kubelet exited")
 			}
 		}
 		return false, nil
 	})
-	if err != nil {
-		n.t.Fatalf("the guest's kubelet did not register Node %s: %v", NodeName, err)
-	}
-	n.Registered = time.Now()
 }
 
 // LogBootTimings waits for the images and logs the boot's timings.
@@ -302,9 +330,9 @@ func (n *Node) bootSteps() map[string]float64 {
 	return steps
 }
 
-// dumpLogs logs the tails of the guest's node logs.
-func (n *Node) dumpLogs() {
-	res, err := n.VM.Agent.Run(context.Background(), `for f in /var/log/start-node.log /var/log/containerd.log /var/log/kubelet.log /var/log/kuryr-*.log; do
+// dumpLogs logs the tails of vm's node logs.
+func (n *Node) dumpLogs(vm *qemu.VM) {
+	res, err := vm.RunForDiagnostics(`for f in /var/log/start-node.log /var/log/containerd.log /var/log/kubelet.log /var/log/kuryr-*.log; do
 	[ -f $f ] && { echo "=== $f"; tail -n 40 $f; }
 done; free -m`)
 	if err != nil {

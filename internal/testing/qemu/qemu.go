@@ -182,7 +182,12 @@ func (vm *VM) args(initrd string) []string {
 	// the timer interrupt arrives through the IO-APIC can fail, and with
 	// interrupt remapping (the vIOMMU) that is a panic ("timer doesn't work
 	// through Interrupt-remapped IO-APIC").
-	kargs := []string{"console=ttyS0", "panic=-1", "loglevel=4", "no_timer_check"}
+	// softlockup_panic=1: a guest whose CPUs are stuck in the kernel (seen
+	// once under TCG: containerd and ctr soft-locked on both vCPUs, the
+	// agent silent for good) panics with the stuck CPU's stack on the
+	// console, and panic=-1 with -no-reboot ends QEMU, so the test sees the
+	// VM gone (Exited) instead of waiting out its timeouts.
+	kargs := []string{"console=ttyS0", "panic=-1", "softlockup_panic=1", "loglevel=4", "no_timer_check"}
 	a := []string{
 		"-machine", "q35,accel=tcg", "-cpu", "max", "-smp", fmt.Sprint(o.CPUs), "-m", fmt.Sprint(o.MemoryMiB),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -242,6 +247,17 @@ func (vm *VM) dialRetry(ctx context.Context, name string, dial func(context.Cont
 	}
 }
 
+// Exited is closed once QEMU has exited: a guest kernel panic (with
+// -no-reboot), a QEMU error, or Close.
+func (vm *VM) Exited() <-chan struct{} { return vm.exited }
+
+// SoftLockedUp says whether the guest kernel reported a soft lockup (a CPU
+// stuck in the kernel for over 20 s) on its console.
+func (vm *VM) SoftLockedUp() bool {
+	b, err := os.ReadFile(filepath.Join(vm.dir, "console.log"))
+	return err == nil && strings.Contains(string(b), "BUG: soft lockup")
+}
+
 // Dir is the VM's state directory: sockets, console.log and qemu.log. It is
 // removed by Close.
 func (vm *VM) Dir() string { return vm.dir }
@@ -251,6 +267,24 @@ func (vm *VM) Console(n int) string { return tail(filepath.Join(vm.dir, "console
 
 func (vm *VM) diagnostics() string {
 	return fmt.Sprintf("qemu log: %q; console tail: %q", tail(filepath.Join(vm.dir, "qemu.log"), 2000), vm.Console(3000))
+}
+
+// diagnosticTimeout bounds RunForDiagnostics.
+const diagnosticTimeout = time.Minute
+
+// RunForDiagnostics runs script in the guest for a failed test's log (the
+// tails of the guest's logs), within a minute: a wedged guest must turn
+// into an error here, not into the test binary's timeout. A VM that has
+// exited is an error at once.
+func (vm *VM) RunForDiagnostics(script string) (Result, error) {
+	select {
+	case <-vm.exited:
+		return Result{}, fmt.Errorf("QEMU has exited (%v): a guest kernel panic ends it with no error", vm.waitErr)
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), diagnosticTimeout)
+	defer cancel()
+	return vm.Agent.Run(ctx, script)
 }
 
 // Exec runs cmd in the guest and returns its stdout and exit code; a

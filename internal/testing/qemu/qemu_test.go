@@ -28,6 +28,9 @@ func TestArgs(t *testing.T) {
 			t.Errorf("args lack %q:\n%s", want, joined)
 		}
 	}
+	if !slices.Contains(args, "-no-reboot") {
+		t.Errorf("args lack -no-reboot (a guest panic must end QEMU):\n%s", joined)
+	}
 	if strings.Contains(joined, "id=rp4") {
 		t.Errorf("args have a 4th root port:\n%s", joined)
 	}
@@ -37,7 +40,7 @@ func TestArgs(t *testing.T) {
 		t.Errorf("intel-iommu must come before the other devices:\n%s", joined)
 	}
 	cmdline := args[len(args)-1]
-	for _, want := range []string{"console=ttyS0", "no_timer_check", "intel_iommu=on", "kuryr.mgmt_mac=" + MgmtMAC, "quiet"} {
+	for _, want := range []string{"console=ttyS0", "panic=-1", "softlockup_panic=1", "no_timer_check", "intel_iommu=on", "kuryr.mgmt_mac=" + MgmtMAC, "quiet"} {
 		if !strings.Contains(cmdline, want) {
 			t.Errorf("kernel command line %q lacks %q", cmdline, want)
 		}
@@ -64,6 +67,28 @@ func TestStartFailsWhenQEMUExits(t *testing.T) {
 	}
 	if _, err := Start(ctx, Options{Binary: fake}); err == nil {
 		t.Fatal("Start without kernel and initrd succeeded")
+	}
+}
+
+// TestSoftLockedUp: the kernel's soft lockup report on the console is
+// what SoftLockedUp reads; other console text, or none, is not one.
+func TestSoftLockedUp(t *testing.T) {
+	vm := &VM{dir: t.TempDir()}
+	if vm.SoftLockedUp() {
+		t.Fatal("soft lockup without a console")
+	}
+	console := filepath.Join(vm.dir, "console.log")
+	if err := os.WriteFile(console, []byte("init: guest agent on /dev/vport0p1\n[   12.3] Kernel panic - not syncing: sysrq triggered crash\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if vm.SoftLockedUp() {
+		t.Fatal("soft lockup for a console without one")
+	}
+	if err := os.WriteFile(console, []byte("init: guest agent on /dev/vport0p1\n[   44.348850] watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [containerd:151]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !vm.SoftLockedUp() {
+		t.Fatal("the kernel's soft lockup report not seen")
 	}
 }
 
