@@ -85,15 +85,16 @@ func StartNode(ctx context.Context, t *testing.T, opts NodeOptions) *Node {
 		})
 		n.VM, n.Booted = vm, time.Now()
 		t.Cleanup(func() {
-			if t.Failed() {
+			// Runs before the VM's own cleanup closes it; a VM given up
+			// for a fresh one has nothing to tell.
+			if t.Failed() && n.VM == vm {
 				n.dumpLogs(vm)
 			}
 		})
 		if attempt == 1 {
-			// Registered before the VM's, so it runs after the VM is
-			// gone. The Node outlives the VM in the shared control
-			// plane: remove it so that the next test's kubelet
-			// registers afresh.
+			// The Node outlives the VM in the shared control plane:
+			// remove it so that the next test's kubelet registers
+			// afresh.
 			t.Cleanup(func() {
 				_ = cs.CoreV1().Nodes().Delete(context.Background(), NodeName, metav1.DeleteOptions{})
 			})
