@@ -120,7 +120,7 @@ func StartNode(ctx context.Context, t *testing.T, opts NodeOptions) *Node {
 
 // bootAttempts bounds the node VM's boots in StartNode: a guest kernel
 // that soft-locks before the kubelet registers (seen once under TCG, in
-// containerd and ctr importing the pause image; the kernel panics on it,
+// containerd and ctr importing images; the kernel panics on it,
 // see qemu's softlockup_panic) gets one fresh VM, said in the log with the
 // locked guest's console. Any other failure, and a second lockup, fail.
 const bootAttempts = 2
