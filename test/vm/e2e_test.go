@@ -82,7 +82,11 @@ func endToEnd(t *testing.T, viommu bool, driver string) {
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
-			res, _ := e.vm.RunForDiagnostics("tail -n 60 /var/log/kuryr-daemon.log")
+			res, err := e.vm.RunForDiagnostics("tail -n 60 /var/log/kuryr-daemon.log")
+			if err != nil {
+				t.Logf("kuryr-daemon log: %v", err)
+				return
+			}
 			t.Logf("kuryr-daemon log (tail):\n%s", res.Stdout)
 		}
 	})
