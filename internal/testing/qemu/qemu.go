@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -254,8 +255,7 @@ func (vm *VM) Exited() <-chan struct{} { return vm.exited }
 // SoftLockedUp says whether the guest kernel reported a soft lockup (a CPU
 // stuck in the kernel for over 20 s) on its console.
 func (vm *VM) SoftLockedUp() bool {
-	b, err := os.ReadFile(filepath.Join(vm.dir, "console.log"))
-	return err == nil && strings.Contains(string(b), "BUG: soft lockup")
+	return strings.Contains(vm.Console(math.MaxInt), "BUG: soft lockup")
 }
 
 // Dir is the VM's state directory: sockets, console.log and qemu.log. It is
