@@ -185,7 +185,7 @@ func (vm *VM) args(initrd string) []string {
 	// through Interrupt-remapped IO-APIC").
 	// softlockup_panic=1: a guest whose CPUs are stuck in the kernel (seen
 	// once under TCG: containerd and ctr soft-locked on both vCPUs, the
-	// agent silent for good) panics with the stuck CPU's stack on the
+	// agent silent for good) panics, with the panic's report on the
 	// console, and panic=-1 with -no-reboot ends QEMU, so the test sees the
 	// VM gone (Exited) instead of waiting out its timeouts.
 	kargs := []string{"console=ttyS0", "panic=-1", "softlockup_panic=1", "loglevel=4", "no_timer_check"}
