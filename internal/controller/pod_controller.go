@@ -209,12 +209,25 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	return r.ensure(ctx, pod, kp)
 }
 
+// setPodFinalizer adds (add) or removes kuryr-dpdk's finalizer of pod with
+// a strategic merge patch, in which a Pod's finalizers merge by value: the
+// patch names only ours, so finalizers that other controllers wrote after
+// the cached copy a reconcile read are kept. (A JSON merge patch computed
+// from that copy, client.MergeFrom, sends the whole list and drops them.)
+// pod is updated from the API server's answer.
+func (r *PodReconciler) setPodFinalizer(ctx context.Context, pod *corev1.Pod, add bool) error {
+	key := "finalizers"
+	if !add {
+		key = "$deleteFromPrimitiveList/finalizers"
+	}
+	patch := `{"metadata":{"` + key + `":["` + v1alpha1.Finalizer + `"]}}`
+	return r.client.Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, []byte(patch)))
+}
+
 // ensure brings a live pod's interfaces to ACTIVE.
 func (r *PodReconciler) ensure(ctx context.Context, pod *corev1.Pod, kp *v1alpha1.KuryrPod) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(pod, v1alpha1.Finalizer) {
-		patch := client.MergeFrom(pod.DeepCopy())
-		controllerutil.AddFinalizer(pod, v1alpha1.Finalizer)
-		if err := r.client.Patch(ctx, pod, patch); err != nil {
+		if err := r.setPodFinalizer(ctx, pod, true); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer to pod %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
 	}
@@ -411,9 +424,7 @@ func (r *PodReconciler) release(ctx context.Context, pod *corev1.Pod, kp *v1alph
 		}
 	}
 	if pod != nil && controllerutil.ContainsFinalizer(pod, v1alpha1.Finalizer) {
-		patch := client.MergeFrom(pod.DeepCopy())
-		controllerutil.RemoveFinalizer(pod, v1alpha1.Finalizer)
-		if err := r.client.Patch(ctx, pod, patch); err != nil && !apierrors.IsNotFound(err) {
+		if err := r.setPodFinalizer(ctx, pod, false); err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, fmt.Errorf("remove finalizer of pod %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
 	}
