@@ -43,16 +43,25 @@ type KubeClient struct {
 	Kubeconfig string
 	QPS        float64
 	Burst      int
+	// Compression asks the API server for gzip-compressed responses.
+	Compression bool
 }
 
-// AddFlags registers --kubeconfig, --kube-api-qps and --kube-api-burst on
-// fs with the given defaults. client-go's own default (5 requests/s, burst
-// 10) throttled the controller at about 1.6 pods/s in the benchmarks.
+// AddFlags registers --kubeconfig, --kube-api-qps, --kube-api-burst and
+// --kube-api-compression on fs with the given defaults. client-go's own
+// default (5 requests/s, burst 10) throttled the controller at about 1.6
+// pods/s in the benchmarks.
+//
+// Compression is off by default: the controller and the daemons reach the
+// API server over the cluster's network, where gzip costs both ends CPU
+// for little, and each compressed watch stream holds a decompressor in the
+// client (about 0.4 MiB of the controller's heap in all; docs/benchmarks.md).
 func (k *KubeClient) AddFlags(fs *flag.FlagSet, qps float64, burst int) {
 	k.QPS, k.Burst = qps, burst
 	fs.StringVar(&k.Kubeconfig, "kubeconfig", "", "kubeconfig file (in-cluster configuration when empty)")
 	fs.Float64Var(&k.QPS, "kube-api-qps", qps, "requests per second to the Kubernetes API (client-side limit)")
 	fs.IntVar(&k.Burst, "kube-api-burst", burst, "burst of requests to the Kubernetes API above --kube-api-qps")
+	fs.BoolVar(&k.Compression, "kube-api-compression", false, "ask the Kubernetes API server for gzip-compressed responses (for a slow link to it)")
 }
 
 // Config builds the client configuration.
@@ -62,5 +71,6 @@ func (k *KubeClient) Config() (*rest.Config, error) {
 		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
 	cfg.QPS, cfg.Burst = float32(k.QPS), k.Burst
+	cfg.DisableCompression = !k.Compression
 	return cfg, nil
 }

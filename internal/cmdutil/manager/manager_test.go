@@ -20,7 +20,7 @@ func TestManagerFlags(t *testing.T) {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	var m Flags
 	m.AddFlags(fs, Defaults{QPS: 20, Burst: 40, MetricsAddr: ":9090", ProbeAddr: ":9091"})
-	for name, want := range map[string]string{"kube-api-qps": "20", "kube-api-burst": "40", "kubeconfig": "",
+	for name, want := range map[string]string{"kube-api-qps": "20", "kube-api-burst": "40", "kubeconfig": "", "kube-api-compression": "false",
 		"metrics-bind-address": ":9090", "metrics-secure": "true", "health-probe-bind-address": ":9091"} {
 		if f := fs.Lookup(name); f == nil || f.DefValue != want {
 			t.Errorf("--%s: %+v, want default %q", name, f, want)

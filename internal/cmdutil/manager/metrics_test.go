@@ -342,3 +342,48 @@ func TestMetricsAuthReviewsOncePerTokenAndPath(t *testing.T) {
 	step("allowed, from the cache", "/metrics", "Bearer "+tok, 200, tokens, sars)
 	step("another path", "/debug", "Bearer "+tok, 403, tokens+1, sars+1)
 }
+
+// TestNoCompressionByDefault: a manager built from the default flags
+// serves /metrics uncompressed to a scraper that accepts gzip, and its
+// Kubernetes client does not ask for compressed responses;
+// --kube-api-compression turns the client's back on.
+func TestNoCompressionByDefault(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := Flags{Kube: cmdutil.KubeClient{Kubeconfig: writeKubeconfig(t, env.Config), QPS: 20, Burst: 40},
+		MetricsAddr: freeAddr(t), ProbeAddr: "0"}
+	mgr := startManager(ctx, t, &f)
+	if !mgr.GetConfig().DisableCompression {
+		t.Error("the manager's Kubernetes client asks for compressed responses by default")
+	}
+	url := fmt.Sprintf("http://%s/metrics", f.MetricsAddr)
+	if got := scrape(ctx, t, url, ""); got != http.StatusOK {
+		t.Fatalf("GET %s: HTTP %d", url, got)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept-Encoding", "gzip") // set by hand: the transport then leaves the body as sent
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" || !strings.Contains(string(body), "# HELP") {
+		t.Errorf("GET %s accepting gzip: Content-Encoding %q, body %.80q; want plain text", url, enc, body)
+	}
+
+	f.Kube.Compression = true
+	cfg, err := f.Kube.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DisableCompression {
+		t.Error("with --kube-api-compression the client still refuses compressed responses")
+	}
+}
