@@ -142,7 +142,7 @@ func serve(ctx context.Context, f flags, opts controller.Options) error {
 		return err
 	}
 	klog.InfoS("starting kuryr-controller", "version", version.Version, "clusterID", opts.ClusterID, "primary", opts.Primary)
-	return mgr.Start(ctx)
+	return manager.Start(ctx, mgr)
 }
 
 // connectBackoff is how long kuryr-controller waits at start for a cloud

@@ -106,7 +106,7 @@ func serve(ctx context.Context, opts daemon.Options, draOpts dra.Options, m *man
 	// daemon started while the API server is down would hold the runtime's
 	// calls unanswered (a DEL has no time limit) and not say why it is not
 	// ready. Until the start-up reconcile ran, requests answer code 11.
-	return runBeside(ctx, mgr.Start,
+	return runBeside(ctx, func(ctx context.Context) error { return manager.Start(ctx, mgr) },
 		func(ctx context.Context) error { return srv.Serve(ctx, ln) },
 		func(ctx context.Context) error { return d.WatchAPIServer(ctx, readyz, daemon.APIServerProbePeriod) })
 }

@@ -188,7 +188,7 @@ func startManager(ctx context.Context, t *testing.T, f *Flags) ctrl.Manager {
 	}
 	mctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
+	go func() { done <- Start(mctx, mgr) }()
 	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
