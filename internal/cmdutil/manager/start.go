@@ -24,10 +24,11 @@ const syncRaceGrace = 2 * time.Second
 // server that does not answer, a list the identity is denied): it keeps
 // waiting for the sync in a loop that spins a whole CPU core
 // (kubernetes-sigs/controller-runtime#3440), until the kubelet kills the
-// process. Nothing of the binary's own has started then — the manager starts
-// reconcilers, runnables and leader election only once its caches synced —
-// so Start returns ErrStoppedBeforeSync instead, leaving the stuck manager
-// to the process's exit. Past the sync, the manager's own stop runs as
+// process. None of what the manager runs has started then — it starts
+// reconcilers, its other runnables and leader election only once its caches
+// synced (what a binary runs beside the manager, as kuryr-daemon's socket,
+// is the binary's to stop) — so Start returns ErrStoppedBeforeSync instead,
+// leaving the stuck manager to the process's exit. Past the sync, the manager's own stop runs as
 // always (bounded by its graceful shutdown timeout).
 func Start(ctx context.Context, mgr ctrl.Manager) error {
 	pastSync := make(startSignal)
