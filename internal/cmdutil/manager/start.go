@@ -28,8 +28,9 @@ const syncRaceGrace = 2 * time.Second
 // reconcilers, its other runnables and leader election only once its caches
 // synced (what a binary runs beside the manager, as kuryr-daemon's socket,
 // is the binary's to stop) — so Start returns ErrStoppedBeforeSync instead,
-// leaving the stuck manager to the process's exit. Past the sync, the manager's own stop runs as
-// always (bounded by its graceful shutdown timeout).
+// leaving the stuck manager to the process's exit. Past the sync, the
+// manager's own stop runs as always (bounded by its graceful shutdown
+// timeout).
 func Start(ctx context.Context, mgr ctrl.Manager) error {
 	pastSync := make(startSignal)
 	if err := mgr.Add(pastSync); err != nil {

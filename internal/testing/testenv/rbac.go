@@ -229,7 +229,7 @@ func NewRefusals() *Refusals { return &Refusals{first: make(chan struct{})} }
 func (r *Refusals) Wrap(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		return RoundTripFunc(func(req *http.Request) (*http.Response, error) {
 			resp, err := rt.RoundTrip(req)
 			if err != nil {
 				return resp, err
@@ -288,9 +288,10 @@ func (r *Refusals) Refused() []string {
 // First is closed on the first refusal.
 func (r *Refusals) First() <-chan struct{} { return r.first }
 
-type roundTripFunc func(*http.Request) (*http.Response, error)
+// RoundTripFunc is an http.RoundTripper made of a function.
+type RoundTripFunc func(*http.Request) (*http.Response, error)
 
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+func (f RoundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // InformersListFirst makes the informers started during t take their first
 // list with a LIST rather than a watch stream (client-go's WatchListClient

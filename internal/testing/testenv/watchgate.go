@@ -32,7 +32,7 @@ type WatchGate struct {
 func (g *WatchGate) Wrap(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		return RoundTripFunc(func(req *http.Request) (*http.Response, error) {
 			dir, _ := path.Split(req.URL.Path)
 			if req.Method == http.MethodGet && strings.HasSuffix(dir, "/"+g.Resource+"/") {
 				g.mu.Lock()
