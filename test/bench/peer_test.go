@@ -35,7 +35,7 @@ func TestWritePeerTable(t *testing.T) {
 	t.Parallel()
 	round := func(name string, lat ...time.Duration) Result {
 		return Result{Name: name, N: len(lat), Latency: lat, Wall: lat[len(lat)-1],
-			Neutron: map[string]OpStats{"POST /v2.0/ports": {Count: 2 * len(lat)}}, Memory: Memory{Peak: 30 << 20}}
+			Neutron: map[string]OpStats{"POST /v2.0/ports": {Count: 2 * len(lat)}}, Memory: Memory{Peak: 30 << 20, Anon: 8 << 20, File: 20 << 20}}
 	}
 	runs := []Run{
 		{Name: "ours", Results: []Result{round("N=1", time.Second), round("N=2", time.Second, 2*time.Second)}},
@@ -47,8 +47,8 @@ func TestWritePeerTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"| N=1 | ours | 1000 ms | 1000 ms | 1000 ms | 2.00 | 30.0 MiB | 1.0× | 1.0× | 1.0× |",
-		"| N=1 | peer | 4000 ms | 4000 ms | 4000 ms | 2.00 | 30.0 MiB | 4.0× | 4.0× | 4.0× |",
+		"| N=1 | ours | 1000 ms | 1000 ms | 1000 ms | 2.00 | 30.0 MiB | 8.0 + 20.0 MiB | 1.0× | 1.0× | 1.0× |",
+		"| N=1 | peer | 4000 ms | 4000 ms | 4000 ms | 2.00 | 30.0 MiB | 8.0 + 20.0 MiB | 4.0× | 4.0× | 4.0× |",
 		"| N=1 | ours, pooled | not measured: not merged |",
 		"| N=2 | peer | no such round |",
 	} {

@@ -34,15 +34,18 @@ func (r Run) round(name string) (Result, bool) {
 // WritePeerTable writes one table comparing runs round by round (the
 // rounds of runs[0], in its order): latency p50 and p90, wall, Neutron
 // requests per pod (from neutron-server's log), the controller's peak RSS
-// so far, and each run's p50, p90 and wall divided by runs[0]'s.
+// so far and its RSS at the round's end split into anonymous memory and
+// file-backed pages (a Go binary's code and a Python interpreter's heap
+// count differently in each), and each run's p50, p90 and wall divided by
+// runs[0]'s.
 func WritePeerTable(w io.Writer, runs []Run) error {
 	if len(runs) == 0 {
 		return nil
 	}
 	base := runs[0]
 	var b strings.Builder
-	fmt.Fprintf(&b, "| round | controller | p50 | p90 | wall | Neutron req/pod | peak RSS | p50 ÷ %[1]s | p90 ÷ %[1]s | wall ÷ %[1]s |\n", base.Name)
-	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "| round | controller | p50 | p90 | wall | Neutron req/pod | peak RSS | RSS at the end: anon + file | p50 ÷ %[1]s | p90 ÷ %[1]s | wall ÷ %[1]s |\n", base.Name)
+	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	ratio := func(a, b time.Duration) string {
 		if b <= 0 {
 			return "–"
@@ -52,7 +55,7 @@ func WritePeerTable(w io.Writer, runs []Run) error {
 	for _, br := range base.Results {
 		for _, run := range runs {
 			if run.NotMeasured != "" {
-				fmt.Fprintf(&b, "| %s | %s | not measured: %s | | | | | | | |\n", br.Name, run.Name, run.NotMeasured)
+				fmt.Fprintf(&b, "| %s | %s | not measured: %s | | | | | | | | |\n", br.Name, run.Name, run.NotMeasured)
 				continue
 			}
 			r, ok := run.round(br.Name)
@@ -61,12 +64,12 @@ func WritePeerTable(w io.Writer, runs []Run) error {
 				if run.Error != "" {
 					why = "failed: " + strings.ReplaceAll(run.Error, "|", "\\|")
 				}
-				fmt.Fprintf(&b, "| %s | %s | %s | | | | | | | |\n", br.Name, run.Name, why)
+				fmt.Fprintf(&b, "| %s | %s | %s | | | | | | | | |\n", br.Name, run.Name, why)
 				continue
 			}
 			p50, p90 := Percentile(r.Latency, 50), Percentile(r.Latency, 90)
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.2f | %.1f MiB | %s | %s | %s |\n", r.Name, run.Name,
-				ms(p50), ms(p90), ms(r.Wall), float64(r.RequestCount())/float64(r.N), mib(r.Memory.Peak),
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.2f | %.1f MiB | %.1f + %.1f MiB | %s | %s | %s |\n", r.Name, run.Name,
+				ms(p50), ms(p90), ms(r.Wall), float64(r.RequestCount())/float64(r.N), mib(r.Memory.Peak), mib(r.Memory.Anon), mib(r.Memory.File),
 				ratio(p50, Percentile(br.Latency, 50)), ratio(p90, Percentile(br.Latency, 90)), ratio(r.Wall, br.Wall))
 		}
 	}
