@@ -18,11 +18,16 @@ import (
 // Through a pipe each write of an address (far below PIPE_BUF) reaches the
 // simulator whole. The simulator holds each pipe open for reading and
 // writing, so that a writer's open never blocks; it reads one address at
-// each close of a writer (the inotify event, so writes to different files
-// are handled in the order they were made) and, after each batch of
-// events, whatever inotify merged into one event. Close puts empty plain
-// files in their place: the tree stays, and a late writer writes into
-// nothing, as before.
+// each close of a writer (the inotify event) and, after each batch of
+// events, whatever inotify merged into one event. That drain also takes a
+// write whose writer has not closed the pipe yet, and a close event still
+// queued from an earlier write can take a later one: so the order holds
+// only between writes whose results the writer waited for. A caller that
+// needs one write acted on before its next (an unbind before a probe)
+// polls for the result in between, as internal/pci does and the kernel,
+// which acts within write(2), never needs. Close puts empty plain files in
+// their place: the tree stays, and a late writer writes into nothing, as
+// before.
 
 // sharedFile is one of the pipes.
 type sharedFile struct {
