@@ -77,10 +77,11 @@ func (e *Env) cloudEnv() []string {
 }
 
 func (e *Env) startController(ctx context.Context) error {
-	port, err := freePort()
+	ports, err := freePorts(2) // health, pprof
 	if err != nil {
 		return err
 	}
+	port := ports[0]
 	args := []string{
 		"--kubeconfig=" + e.cp.Kubeconfigs["kuryr-controller"], "--leader-elect=false",
 		"--metrics-bind-address=0", "--health-probe-bind-address=" + loopback(port),
@@ -95,11 +96,7 @@ func (e *Env) startController(ctx context.Context) error {
 		args = append(args, "--config="+conf)
 	}
 	if e.opts.Pprof {
-		p, err := freePort()
-		if err != nil {
-			return err
-		}
-		args = append(args, "--pprof-bind-address="+loopback(p))
+		args = append(args, "--pprof-bind-address="+loopback(ports[1]))
 	}
 	args = append(args, e.opts.ControllerArgs...)
 	e.Controller = e.newProcess("kuryr-controller", filepath.Join(e.binDir, "kuryr-controller"), args, e.cloudEnv())
@@ -141,13 +138,9 @@ func (e *Env) RestartController(ctx context.Context, crash bool) error {
 }
 
 func (e *Env) startDaemon(ctx context.Context, n *Node) error {
-	ports := make([]int, 3)
-	for i := range ports {
-		p, err := freePort()
-		if err != nil {
-			return err
-		}
-		ports[i] = p
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
 	}
 	kubeconfig, err := e.daemonToken(ctx, n)
 	if err != nil {

@@ -112,11 +112,9 @@ func (e *Env) runControlPlane(ctx context.Context, servingIPs []net.IP, nodes []
 		return err
 	}
 
-	ports := make([]int, 3)
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			return err
-		}
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
 	}
 	etcdURL := "http://" + loopback(ports[0])
 	peerURL := "http://" + loopback(ports[1])
