@@ -21,6 +21,7 @@ import (
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cloudsim"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/cniapi"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/freeport"
 )
 
 // startCloud starts the simulated OpenStack on 127.0.0.1 and seeds it with
@@ -77,7 +78,7 @@ func (e *Env) cloudEnv() []string {
 }
 
 func (e *Env) startController(ctx context.Context) error {
-	ports, err := freePorts(2) // health, pprof
+	ports, err := freeport.Pick(2) // health, pprof
 	if err != nil {
 		return err
 	}
@@ -138,7 +139,7 @@ func (e *Env) RestartController(ctx context.Context, crash bool) error {
 }
 
 func (e *Env) startDaemon(ctx context.Context, n *Node) error {
-	ports, err := freePorts(3)
+	ports, err := freeport.Pick(3)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/freeport"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 )
@@ -112,7 +113,7 @@ func (e *Env) runControlPlane(ctx context.Context, servingIPs []net.IP, nodes []
 		return err
 	}
 
-	ports, err := freePorts(3)
+	ports, err := freeport.Pick(3)
 	if err != nil {
 		return err
 	}

@@ -418,26 +418,3 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 		t.Errorf("processes of environment %s still run: %s", id, out)
 	}
 }
-
-// TestFreePortsAreDistinct: the ports of one freePorts call are all
-// different and, after it returns, free to listen on (150 is the all-in-one's
-// count for 50 nodes; picked and closed one by one they collided).
-func TestFreePortsAreDistinct(t *testing.T) {
-	t.Parallel()
-	ports, err := freePorts(150)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int]bool{}
-	for _, p := range ports {
-		if seen[p] {
-			t.Fatalf("port %d picked twice in %v", p, ports)
-		}
-		seen[p] = true
-	}
-	l, err := net.Listen("tcp", loopback(ports[0]))
-	if err != nil {
-		t.Fatalf("picked port not free after the call: %v", err)
-	}
-	_ = l.Close()
-}

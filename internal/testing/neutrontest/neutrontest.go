@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +25,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/freeport"
 )
 
 // Environment variables the package reads.
@@ -109,10 +110,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	port := opts.Port
 	if port == 0 {
-		var err error
-		if port, err = freePort(); err != nil {
+		ports, err := freeport.Pick(1)
+		if err != nil {
 			return nil, err
 		}
+		port = ports[0]
 	}
 	state := opts.StateDir
 	if state == "" {
@@ -250,13 +252,4 @@ func findRepoRoot() (string, error) {
 			return "", fmt.Errorf("find repo root: no hack/neutron/start.sh at or above %s", dir)
 		}
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

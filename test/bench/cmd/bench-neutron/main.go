@@ -40,6 +40,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/freeport"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/testing/testenv"
 	"github.com/kuryr-dpdk/kuryr-dpdk/test/bench"
 )
@@ -329,14 +330,11 @@ func (h *harness) ours(ctx context.Context, name, extra string, pooled bool) (be
 	if err != nil {
 		return run, err
 	}
-	metricsPort, err := bench.FreePort()
+	ports, err := freeport.Pick(2)
 	if err != nil {
 		return run, err
 	}
-	probePort, err := bench.FreePort()
-	if err != nil {
-		return run, err
-	}
+	metricsPort, probePort := ports[0], ports[1]
 	args := []string{
 		"--kubeconfig", h.kubeconfig, "--neutron-url", h.c.neutronURL, "--project-id", h.c.projectID,
 		"--primary", "--default-driver", "nested-vlan", "--pod-subnet-id", h.topo.PodSubnetID,
@@ -395,14 +393,11 @@ func (h *harness) kuryr(ctx context.Context, pool *bench.KuryrPool) (bench.Run, 
 	if err != nil {
 		return run, err
 	}
-	healthPort, err := bench.FreePort()
+	ports, err := freeport.Pick(2)
 	if err != nil {
 		return run, err
 	}
-	exporterPort, err := bench.FreePort()
-	if err != nil {
-		return run, err
-	}
+	healthPort, exporterPort := ports[0], ports[1]
 	k := &bench.Kuryr{
 		Venv: h.c.kuryrVenv, NeutronURL: h.c.neutronURL, ProjectID: h.c.projectID,
 		PodSubnetID: h.topo.PodSubnetID, WorkerSubnetID: h.topo.WorkerSubnetID, SecurityGroupID: sg,
