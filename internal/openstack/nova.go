@@ -3,15 +3,11 @@ package openstack
 import (
 	"context"
 	"fmt"
-
-	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/attachinterfaces"
-	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 )
 
 // novaRequest is request for Nova, which may not be configured.
 func novaRequest[T any](ctx context.Context, c *Client, op, key string,
-	send func(context.Context) gophercloud.Result, complete func(*T) bool) (T, error) {
+	send sender, complete func(*T) bool) (T, error) {
 	if err := c.needCompute(op); err != nil {
 		var zero T
 		return zero, err
@@ -21,34 +17,31 @@ func novaRequest[T any](ctx context.Context, c *Client, op, key string,
 
 // GetServer returns Nova server id.
 func (c *Client) GetServer(ctx context.Context, id string) (Server, error) {
-	return novaRequest(ctx, c, "get server "+id, "server", func(ctx context.Context) gophercloud.Result {
-		return servers.Get(ctx, c.compute, id).Result
-	}, hasID[Server])
+	return novaRequest(ctx, c, "get server "+id, "server",
+		call(c.compute, "GET", []string{"servers", id}, nil, nil, 200, 203), hasID[Server])
 }
 
 // AttachInterface asks Nova to attach port portID to server serverID (a
 // hot-plugged NIC in the VM). The port must exist and be unbound.
 func (c *Client) AttachInterface(ctx context.Context, serverID, portID string) (Interface, error) {
 	op := fmt.Sprintf("attach port %s to server %s", portID, serverID)
-	return novaRequest(ctx, c, op, "interfaceAttachment", func(ctx context.Context) gophercloud.Result {
-		return attachinterfaces.Create(ctx, c.compute, serverID, attachinterfaces.CreateOpts{PortID: portID}).Result
-	}, hasID[Interface])
+	body := map[string]any{"interfaceAttachment": map[string]string{"port_id": portID}}
+	return novaRequest(ctx, c, op, "interfaceAttachment",
+		call(c.compute, "POST", []string{"servers", serverID, "os-interface"}, body, nil, 200), hasID[Interface])
 }
 
 // ListInterfaces returns the interfaces attached to server serverID.
 func (c *Client) ListInterfaces(ctx context.Context, serverID string) ([]Interface, error) {
+	// Nova answers the whole list at once (os-interface has no pages).
 	return novaRequest(ctx, c, "list interfaces of server "+serverID, "interfaceAttachments",
-		func(ctx context.Context) gophercloud.Result {
-			return allPages(ctx, attachinterfaces.List(c.compute, serverID))
-		}, present[[]Interface])
+		call(c.compute, "GET", []string{"servers", serverID, "os-interface"}, nil, nil), present[[]Interface])
 }
 
 // GetInterface returns the attachment of port portID to server serverID.
 func (c *Client) GetInterface(ctx context.Context, serverID, portID string) (Interface, error) {
 	op := fmt.Sprintf("get interface %s of server %s", portID, serverID)
-	return novaRequest(ctx, c, op, "interfaceAttachment", func(ctx context.Context) gophercloud.Result {
-		return attachinterfaces.Get(ctx, c.compute, serverID, portID).Result
-	}, hasID[Interface])
+	return novaRequest(ctx, c, op, "interfaceAttachment",
+		call(c.compute, "GET", []string{"servers", serverID, "os-interface", portID}, nil, nil), hasID[Interface])
 }
 
 // DetachInterface asks Nova to detach port portID from server serverID.
@@ -62,5 +55,5 @@ func (c *Client) DetachInterface(ctx context.Context, serverID, portID string) e
 	}
 	rctx, cancel := c.requestCtx(ctx)
 	defer cancel()
-	return removed(classify(op, attachinterfaces.Delete(rctx, c.compute, serverID, portID).ExtractErr()))
+	return removed(classify(op, call(c.compute, "DELETE", []string{"servers", serverID, "os-interface", portID}, nil, nil)(rctx, nil)))
 }

@@ -9,10 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/attributestags"
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 )
 
 // portBody builds the create body of one port.
@@ -45,12 +41,6 @@ func (c *Client) portBody(s PortSpec) map[string]any {
 	return b
 }
 
-type portCreateBody map[string]any
-
-func (b portCreateBody) ToPortCreateMap() (map[string]any, error) {
-	return map[string]any{"port": map[string]any(b)}, nil
-}
-
 // CreatePort creates one port. Tags are sent in the create body and, if
 // the cloud ignored them, added afterwards.
 func (c *Client) CreatePort(ctx context.Context, s PortSpec) (Port, error) {
@@ -60,9 +50,8 @@ func (c *Client) CreatePort(ctx context.Context, s PortSpec) (Port, error) {
 	defer cancel()
 	body := c.portBody(s)
 	create := func() (Port, error) {
-		return request(rctx, c, op, "port", "port", func(ctx context.Context) gophercloud.Result {
-			return ports.Create(ctx, c.network, portCreateBody(body)).Result
-		}, hasID[Port])
+		return request(rctx, c, op, "port", "port",
+			call(c.network, "POST", []string{"ports"}, map[string]any{"port": body}, nil), hasID[Port])
 	}
 	p, err := create()
 	if rejectedTags(err) {
@@ -92,9 +81,7 @@ func (c *Client) CreatePorts(ctx context.Context, specs []PortSpec) ([]Port, err
 		Ports []Port `json:"ports"`
 	}
 	post := func() error {
-		_, err := c.network.Post(rctx, c.network.ServiceURL("ports"), map[string]any{"ports": bodies}, &out,
-			&gophercloud.RequestOpts{OkCodes: []int{201}})
-		return classify(op, err)
+		return classify(op, call(c.network, "POST", []string{"ports"}, map[string]any{"ports": bodies}, nil, 201)(rctx, &out))
 	}
 	err := post()
 	if rejectedTags(err) {
@@ -141,10 +128,9 @@ func (c *Client) ensureTags(ctx context.Context, p Port, tags []string) (Port, e
 	defer cancel()
 	all := append(slices.Clone(p.Tags), tags...)
 	slices.Sort(all)
-	got, err := attributestags.ReplaceAll(rctx, c.network, "ports", p.ID,
-		attributestags.ReplaceAllOpts{Tags: slices.Compact(all)}).Extract()
+	got, err := c.replaceTags(rctx, "tag port "+p.ID, p.ID, slices.Compact(all))
 	if err != nil {
-		return p, classify("tag port "+p.ID, err)
+		return p, err
 	}
 	p.Tags = got
 	p.RevisionNumber++
@@ -159,18 +145,26 @@ func (c *Client) ReplacePortTags(ctx context.Context, id string, tags []string) 
 	if tags == nil {
 		tags = []string{}
 	}
-	got, err := attributestags.ReplaceAll(rctx, c.network, "ports", id, attributestags.ReplaceAllOpts{Tags: tags}).Extract()
-	if err != nil {
-		return nil, classify("replace tags of port "+id, err)
+	return c.replaceTags(rctx, "replace tags of port "+id, id, tags)
+}
+
+// replaceTags sets the tags of port id (PUT /ports/{id}/tags) and returns
+// the tags Neutron kept.
+func (c *Client) replaceTags(ctx context.Context, op, id string, tags []string) ([]string, error) {
+	var out struct {
+		Tags []string `json:"tags"`
 	}
-	return got, nil
+	err := call(c.network, "PUT", []string{"ports", id, "tags"}, map[string]any{"tags": tags}, nil, 200)(ctx, &out)
+	if err != nil {
+		return nil, classify(op, err)
+	}
+	return out.Tags, nil
 }
 
 // GetPort returns port id.
 func (c *Client) GetPort(ctx context.Context, id string) (Port, error) {
-	return request(ctx, c, "get port "+id, "port", "port", func(ctx context.Context) gophercloud.Result {
-		return ports.Get(ctx, c.network, id).Result
-	}, hasID[Port])
+	return request(ctx, c, "get port "+id, "port", "port",
+		call(c.network, "GET", []string{"ports", id}, nil, nil), hasID[Port])
 }
 
 // query is f as the query of a port listing.
@@ -260,23 +254,18 @@ func (c *Client) UpdatePortSecurityGroups(ctx context.Context, id string, groups
 	if groups == nil {
 		groups = []string{}
 	}
-	return c.updatePort(ctx, "update security groups of port "+id, id,
-		ports.UpdateOpts{SecurityGroups: &groups})
+	return c.updatePort(ctx, "update security groups of port "+id, id, map[string]any{"security_groups": groups}, -1)
 }
 
 // UpdateAllowedAddressPairs replaces the allowed address pairs of port id
 // if its revision is still revision (If-Match); otherwise it fails with
 // ErrConflict (HTTP 412). A negative revision skips the check.
 func (c *Client) UpdateAllowedAddressPairs(ctx context.Context, id string, pairs []AddressPair, revision int) (Port, error) {
-	ps := make([]ports.AddressPair, 0, len(pairs))
-	for _, p := range pairs {
-		ps = append(ps, ports.AddressPair{IPAddress: p.IPAddress, MACAddress: p.MACAddress})
+	if pairs == nil {
+		pairs = []AddressPair{}
 	}
-	opts := ports.UpdateOpts{AllowedAddressPairs: &ps}
-	if revision >= 0 {
-		opts.RevisionNumber = &revision
-	}
-	return c.updatePort(ctx, fmt.Sprintf("update allowed address pairs of port %s at revision %d", id, revision), id, opts)
+	return c.updatePort(ctx, fmt.Sprintf("update allowed address pairs of port %s at revision %d", id, revision), id,
+		map[string]any{"allowed_address_pairs": pairs}, revision)
 }
 
 // ModifyAllowedAddressPairs reads port id, applies change to its pairs and
@@ -296,15 +285,20 @@ func (c *Client) ModifyAllowedAddressPairs(ctx context.Context, id string, b Bac
 	return out, err
 }
 
-func (c *Client) updatePort(ctx context.Context, op, id string, opts ports.UpdateOpts) (Port, error) {
-	return request(ctx, c, op, "port", "port", func(ctx context.Context) gophercloud.Result {
-		return ports.Update(ctx, c.network, id, opts).Result
-	}, hasID[Port])
+// updatePort sets the attributes of port id (PUT /ports/{id}), if its
+// revision is still revision (If-Match) unless revision is negative.
+func (c *Client) updatePort(ctx context.Context, op, id string, attrs map[string]any, revision int) (Port, error) {
+	var headers map[string]string
+	if revision >= 0 {
+		headers = map[string]string{"If-Match": "revision_number=" + strconv.Itoa(revision)}
+	}
+	return request(ctx, c, op, "port", "port",
+		call(c.network, "PUT", []string{"ports", id}, map[string]any{"port": attrs}, headers, 200, 201), hasID[Port])
 }
 
 // DeletePort deletes port id; a port already gone is a success.
 func (c *Client) DeletePort(ctx context.Context, id string) error {
 	rctx, cancel := c.requestCtx(ctx)
 	defer cancel()
-	return removed(classify("delete port "+id, ports.Delete(rctx, c.network, id).ExtractErr()))
+	return removed(classify("delete port "+id, call(c.network, "DELETE", []string{"ports", id}, nil, nil)(rctx, nil)))
 }

@@ -2,6 +2,7 @@ package openstack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -16,8 +17,14 @@ import (
 func TestRequestAnswers(t *testing.T) {
 	t.Parallel()
 	c := &Client{timeout: DefaultRequestTimeout}
-	body := func(b map[string]any) func(context.Context) gophercloud.Result {
-		return func(context.Context) gophercloud.Result { return gophercloud.Result{Body: b} }
+	body := func(b map[string]any) sender {
+		return func(_ context.Context, into any) error {
+			raw, err := json.Marshal(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return json.Unmarshal(raw, into)
+		}
 	}
 	for _, tc := range []struct {
 		name   string
@@ -46,8 +53,8 @@ func TestRequestAnswers(t *testing.T) {
 			t.Errorf("%s: %v; want a malformed response", tc.name, err)
 		}
 	}
-	_, err := request(context.Background(), c, "get port p", "port", "port", func(context.Context) gophercloud.Result {
-		return gophercloud.Result{Err: gophercloud.ErrUnexpectedResponseCode{Actual: 404, Body: []byte(`{"NeutronError": {"type": "PortNotFound", "message": "gone"}}`)}}
+	_, err := request(context.Background(), c, "get port p", "port", "port", func(context.Context, any) error {
+		return gophercloud.ErrUnexpectedResponseCode{Actual: 404, Body: []byte(`{"NeutronError": {"type": "PortNotFound", "message": "gone"}}`)}
 	}, hasID[Port])
 	var e *Error
 	if !errors.Is(err, ErrNotFound) || !errors.As(err, &e) || e.Type != "PortNotFound" || e.Op != "get port p" {
