@@ -138,7 +138,10 @@ func (o *ownWrites) sending(uid types.UID, st *v1alpha1.KuryrPodStatus) (undo fu
 }
 
 // written records kp as written over resource version before, to stand in
-// for the cache's older copy (fresher). Written copies past writtenTTL go
+// for the cache's older copy (fresher), trimmed as the cache trims its
+// copies (no managedFields: the API server's answer carries them, and at
+// a thousand pods they were most of what these copies held). Written
+// copies past writtenTTL go
 // (their digests stay): by the first write at least writtenTTL after the
 // last sweep, so a copy is held at most twice writtenTTL, and fresher
 // never returns one past writtenTTL.
@@ -154,7 +157,9 @@ func (o *ownWrites) written(before string, kp *v1alpha1.KuryrPod, now time.Time)
 		}
 	}
 	if w := o.m[kp.UID]; w != nil {
-		w.kp, w.before, w.at = kp.DeepCopy(), before, now
+		c := kp.DeepCopy()
+		_, _ = trimForCache(c)
+		w.kp, w.before, w.at = c, before, now
 	}
 }
 

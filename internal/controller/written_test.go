@@ -16,7 +16,8 @@ import (
 // anything else (the write, or a later one by the daemon), or another
 // object of that name, or writtenTTL has passed, the cache's copy is used
 // and the written copy goes, while the status' digest stays (the watch
-// still knows the write as the controller's own); forget drops both.
+// still knows the write as the controller's own); forget drops both. The
+// written copy is held without managedFields, as the cache holds its own.
 func TestWrittenStatusStandsInForTheStaleCache(t *testing.T) {
 	// write records kp as writeStatus does: before it is sent, and once
 	// the API server answered.
@@ -62,7 +63,16 @@ func TestWrittenStatusStandsInForTheStaleCache(t *testing.T) {
 		})
 	}
 	var w ownWrites
-	write(&w, "5", kp("u1", "6", "1/1 active"), now)
+	withFields := kp("u1", "6", "1/1 active")
+	withFields.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kuryr-controller", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{}}`)}}}
+	write(&w, "5", withFields, now)
+	if got := w.fresher(kp("u1", "5", "0/1 active"), now); got.Status.Summary != "1/1 active" || got.ManagedFields != nil {
+		t.Errorf("written copy read back with summary %q and managedFields %v; want the write's status without managedFields, as the cache trims them",
+			got.Status.Summary, got.ManagedFields)
+	}
+	if withFields.ManagedFields == nil {
+		t.Error("recording the write took the managedFields off the caller's object")
+	}
 	w.forget("u1")
 	if got := w.fresher(kp("u1", "5", "0/1 active"), now); got.Status.Summary != "0/1 active" {
 		t.Errorf("after forget read back %q, want the cache's", got.Status.Summary)
