@@ -64,7 +64,7 @@ func TestWrittenStatusStandsInForTheStaleCache(t *testing.T) {
 	}
 	var w ownWrites
 	withFields := kp("u1", "6", "1/1 active")
-	withFields.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kuryr-controller", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{}}`)}}}
+	withFields.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kuryr-controller", FieldsV1: metav1.NewFieldsV1(`{"f:status":{}}`)}}
 	write(&w, "5", withFields, now)
 	if got := w.fresher(kp("u1", "5", "0/1 active"), now); got.Status.Summary != "1/1 active" || got.ManagedFields != nil {
 		t.Errorf("written copy read back with summary %q and managedFields %v; want the write's status without managedFields, as the cache trims them",
