@@ -14,19 +14,17 @@ import (
 type sender func(ctx context.Context, into any) error
 
 // call is the sender of one request to sc: method on the resource at path
-// (each part escaped, so an ID cannot leave its place), with body as its JSON body (none when nil), headers added, and
-// the answer's status one of ok (gophercloud's default for the method when
-// none). The answer is decoded straight into the caller's type: no
-// generic maps of it are made (gophercloud's request functions decode
-// every answer into map[string]any and Extract encodes and decodes that
-// again, which at a thousand pods was 18 % of the controller's peak heap).
+// (each part escaped, so an ID cannot leave its place), with body as its
+// JSON body (none when nil), headers added, and the answer's status one of
+// ok (gophercloud's default for the method when none). The answer is
+// decoded straight into the caller's type: no generic maps of it are made
+// (gophercloud's request functions decode every answer into map[string]any
+// and Extract encodes and decodes that again, which at a thousand pods was
+// 18 % of the controller's peak heap).
 func call(sc *gophercloud.ServiceClient, method string, path []string, body any,
 	headers map[string]string, ok ...int) sender {
 	return func(ctx context.Context, into any) error {
-		opts := &gophercloud.RequestOpts{JSONResponse: into, MoreHeaders: headers, OkCodes: ok}
-		if body != nil {
-			opts.JSONBody = body
-		}
+		opts := &gophercloud.RequestOpts{JSONBody: body, JSONResponse: into, MoreHeaders: headers, OkCodes: ok}
 		parts := make([]string, len(path))
 		for i, p := range path {
 			parts[i] = url.PathEscape(p)
