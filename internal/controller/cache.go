@@ -6,12 +6,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 )
 
 // CacheOptions are the controller's informer cache options: every object
 // is cached without its managedFields, Nodes without their status but
 // their addresses, and pods with only the fields the
-// controller reads (metadata, spec.nodeName, spec.hostNetwork,
+// controller reads (metadata but labels, owners and any annotation other
+// than the networks request, spec.nodeName, spec.hostNetwork,
 // status.phase; the pod's ResourceClaims, spec.resourceClaims and the
 // status naming their claims; of its containers only their name and the
 // resources of the DRA driver's domain). At thousands of pods the
@@ -34,6 +37,16 @@ func trimForCache(obj any) (any, error) {
 		n.Status = corev1.NodeStatus{Addresses: n.Status.Addresses}
 	}
 	if p, ok := obj.(*corev1.Pod); ok {
+		// Of a pod's metadata only its networks annotation is read (the
+		// planner's); the others (the daemon's network-status, an applier's
+		// last-applied-configuration), labels and owners are every
+		// cluster pod's, kuryr-dpdk's or not.
+		p.Labels, p.OwnerReferences = nil, nil
+		if v, ok := p.Annotations[v1alpha1.NetworksAnnotation]; ok {
+			p.Annotations = map[string]string{v1alpha1.NetworksAnnotation: v}
+		} else {
+			p.Annotations = nil
+		}
 		p.Spec = corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork, ResourceClaims: p.Spec.ResourceClaims,
 			InitContainers: draResources(p.Spec.InitContainers), Containers: draResources(p.Spec.Containers)}
 		p.Status = corev1.PodStatus{Phase: p.Status.Phase, ResourceClaimStatuses: p.Status.ResourceClaimStatuses,

@@ -12,8 +12,9 @@ import (
 
 // TestCacheTransformKeepsWhatIsRead: the transform drops managedFields
 // from every object, from Nodes their status but the addresses, and from
-// pods what the controller never reads, and
-// keeps what it does read (the planner's annotations, the node, host
+// pods what the controller never reads (labels, owners, annotations but
+// the networks request, containers, volumes, most of the status), and
+// keeps what it does read (the planner's annotation, the node, host
 // network, phase, finalizers, deletion; the pod's ResourceClaims and, of
 // its containers, only the resources of the DRA driver's domain).
 func TestCacheTransformKeepsWhatIsRead(t *testing.T) {
@@ -21,7 +22,9 @@ func TestCacheTransformKeepsWhatIsRead(t *testing.T) {
 	now := metav1.Now()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u1", Labels: map[string]string{"app": "vnf"},
-			Annotations: map[string]string{v1alpha1.NetworksAnnotation: "mgmt"}, Finalizers: []string{v1alpha1.Finalizer},
+			Annotations: map[string]string{v1alpha1.NetworksAnnotation: "mgmt", v1alpha1.NetworkStatusAnnotation: "[{}]",
+				"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+			OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "vnf-1"}}, Finalizers: []string{v1alpha1.Finalizer},
 			DeletionTimestamp: &now, ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
 		Spec: corev1.PodSpec{NodeName: "n1", HostNetwork: true, Containers: []corev1.Container{{Name: "vnf", Image: "vnf:1"}},
 			Volumes: []corev1.Volume{{Name: "v"}}},
@@ -32,7 +35,7 @@ func TestCacheTransformKeepsWhatIsRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := out.(*corev1.Pod)
-	if got.ManagedFields != nil || got.Spec.Containers != nil || got.Spec.Volumes != nil || got.Status.PodIP != "" || got.Status.Conditions != nil {
+	if got.ManagedFields != nil || got.Labels != nil || got.OwnerReferences != nil || len(got.Annotations) != 1 || got.Spec.Containers != nil || got.Spec.Volumes != nil || got.Status.PodIP != "" || got.Status.Conditions != nil {
 		t.Errorf("kept what the controller never reads: %+v", got)
 	}
 	claim := "port"
@@ -50,8 +53,12 @@ func TestCacheTransformKeepsWhatIsRead(t *testing.T) {
 		!asksThroughDRA(dra) || len(dra.Spec.Containers) != 1 || len(dra.Spec.Containers[0].Resources.Limits) != 1 || dra.Spec.Containers[0].Image != "" {
 		t.Errorf("the pod's claims, or only its resources of the DRA driver, not kept: %+v", dra)
 	}
+	noAnnotations := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"a": "b"}}}
+	if _, err := trimForCache(noAnnotations); err != nil || noAnnotations.Annotations != nil {
+		t.Errorf("a pod without the networks annotation kept %v, %v", noAnnotations.Annotations, err)
+	}
 	if got.Spec.NodeName != "n1" || !got.Spec.HostNetwork || got.Status.Phase != corev1.PodRunning || got.UID != "u1" ||
-		got.Annotations[v1alpha1.NetworksAnnotation] != "mgmt" || len(got.Finalizers) != 1 || got.DeletionTimestamp == nil || got.Labels["app"] != "vnf" {
+		got.Annotations[v1alpha1.NetworksAnnotation] != "mgmt" || len(got.Finalizers) != 1 || got.DeletionTimestamp == nil {
 		t.Errorf("dropped what the controller reads: %+v", got)
 	}
 	kp := &v1alpha1.KuryrPod{ObjectMeta: metav1.ObjectMeta{Name: "p", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kuryr"}}},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -70,13 +71,33 @@ func (r *PodReconciler) ensurePort(ctx context.Context, pod *corev1.Pod, node no
 	}
 	drv.prepare(node, &spec)
 	// Pods that arrive together share one bulk create.
+	sent := r.now()
 	p, err := r.creates.do(ctx, spec.NetworkID, spec)
 	if err != nil {
+		if openstack.Unanswered(err) {
+			// Neutron may still make the port: wireOne makes no other
+			// before lostCreateWait has passed, and each reconcile until
+			// then looks for it by tag.
+			r.created.lost(pod.UID, req.IfName, r.now().Add(lostCreateWait(r.now().Sub(sent))))
+		}
 		return openstack.Port{}, cloudTerminal(err, fmt.Sprintf("create port for interface %s on subnet %s", req.IfName, req.SubnetID))
 	}
 	r.metrics.portsCreated.WithLabelValues(string(req.Driver)).Inc()
 	r.created.put(pod.UID, req.IfName, p.ID)
 	return p, nil
+}
+
+// errLostCreate says an interface waits for the port of a create that
+// went unanswered (a timeout, a 504): no other is made meanwhile.
+var errLostCreate = errors.New("the create of the interface's port got no answer and Neutron may still make it")
+
+// lostCreateWait is how long after an unanswered create, which took took,
+// its port may still appear: Neutron finishes what it accepted, and on the
+// loaded bench machine a bulk create took more than twice the client's
+// timeout (a pool waits four default timeouts: lostWait). A refused
+// connection, which took next to nothing, waits next to nothing.
+func lostCreateWait(took time.Duration) time.Duration {
+	return 4 * took
 }
 
 // fixedIPs are the addresses the pod asked for (every entry of the
@@ -120,6 +141,13 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 	var w wiring
 	pooled := false
 	if existing == nil {
+		if until := r.created.lostUntil(pod.UID, req.IfName); r.now().Before(until) {
+			// The port of an unanswered create may still appear: taking
+			// or making another now could give the interface two.
+			err := fmt.Errorf("%w: looked for by its tags until %s", errLostCreate, until.UTC().Format(time.RFC3339))
+			entry.State, entry.Message = v1alpha1.StatePending, publicText(err)
+			return entry, err
+		}
 		// Taken moments ago (the informer has not brought the status yet),
 		// or taken now: wired ahead of any pod, the tag write was its one
 		// call.

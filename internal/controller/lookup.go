@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -104,10 +105,12 @@ type createdPorts struct {
 }
 
 // createdPort is a port made for an interface, or taken from a pool (then
-// with its wiring, which needs no check).
+// with its wiring, which needs no check), or a create for it that went
+// unanswered (lostUntil: Neutron may still make that port until then).
 type createdPort struct {
-	w      wiring
-	pooled bool
+	w         wiring
+	pooled    bool
+	lostUntil time.Time
 }
 
 // put records port portID, created for the pod's interface.
@@ -118,6 +121,20 @@ func (c *createdPorts) put(uid types.UID, ifName, portID string) {
 // putPooled records w, a ready port the interface took from a pool.
 func (c *createdPorts) putPooled(uid types.UID, ifName string, w wiring) {
 	c.record(uid, ifName, createdPort{w: w, pooled: true})
+}
+
+// lost records that a create of the interface's port went unanswered:
+// Neutron may still make that port, until about the time given.
+func (c *createdPorts) lost(uid types.UID, ifName string, until time.Time) {
+	c.record(uid, ifName, createdPort{lostUntil: until})
+}
+
+// lostUntil returns until when an unanswered create may still make the
+// interface's port (zero: no such create is recorded).
+func (c *createdPorts) lostUntil(uid types.UID, ifName string) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[uid][ifName].lostUntil
 }
 
 func (c *createdPorts) record(uid types.UID, ifName string, cp createdPort) {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -193,19 +194,31 @@ func TestPoolKilledMidTake(t *testing.T) {
 
 // TestPoolSlowCloud: every port create answers after the client's timeout
 // (Neutron made the ports, the controller never hears it) and writes are
-// bounded to 2 at once: no port is made twice for one interface or one
-// pool, none is leaked, and no more than 2 writes are ever in flight.
+// bounded to 2 at once: the cloud makes exactly one port per pod interface
+// and per pool place (none made twice, even if deleted again), none is
+// leaked, and writes reach the bound of 2 in flight but never pass it.
 func TestPoolSlowCloud(t *testing.T) {
 	f := newFixture(t, 1)
 	node := f.ns + "-node-0"
 	f.opts.Pools.NestedVLAN = PoolSize{Min: 3, Max: 3, Batch: 3}
 	f.opts.MaxCloudWrites = 2
 	const timeout = 700 * time.Millisecond
-	var slowCreates atomic.Int64
+	var slowCreates, portsMade atomic.Int64
 	f.interpose(timeout, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v2.0/ports") {
+			var req struct {
+				Port  json.RawMessage   `json:"port"`
+				Ports []json.RawMessage `json:"ports"`
+			}
+			_ = json.Unmarshal([]byte(body(r)), &req)
 			rec := httptest.NewRecorder()
 			next.ServeHTTP(rec, r)
+			if rec.Code == http.StatusCreated {
+				portsMade.Add(int64(len(req.Ports)))
+				if req.Port != nil {
+					portsMade.Add(1)
+				}
+			}
 			slowCreates.Add(1)
 			<-r.Context().Done() // answer only after the client gave up
 			return
@@ -243,10 +256,18 @@ func TestPoolSlowCloud(t *testing.T) {
 	if len(owners) != pods {
 		t.Errorf("%d pod interfaces have ports, want %d", len(owners), pods)
 	}
-	if m := f.maxWrites.Load(); m > 2 {
-		t.Errorf("%d writes in flight at once, the bound is 2", m)
+	// Each interface and each pool place got one port, made once: a port
+	// made twice and its extra deleted again would show here.
+	if made := portsMade.Load(); made != pods+3 {
+		t.Errorf("the cloud made %d ports, want %d (one per pod and 3 for the pool)", made, pods+3)
 	}
-	t.Logf("creates answered too late: %d; most writes in flight: %d", slowCreates.Load(), f.maxWrites.Load())
+	if d := f.sim.Count("neutron.ports.delete"); d != 0 {
+		t.Errorf("%d ports deleted, want none (no pod went, the pool is at its max)", d)
+	}
+	if m := f.maxWrites.Load(); m != 2 {
+		t.Errorf("%d writes in flight at most, want the bound, 2, reached and never passed", m)
+	}
+	t.Logf("creates answered too late: %d; ports made: %d; most writes in flight: %d", slowCreates.Load(), portsMade.Load(), f.maxWrites.Load())
 }
 
 // TestPoolLateCreateAdopted: the pool's first bulk create is made by
@@ -286,5 +307,45 @@ func TestPoolLateCreateAdopted(t *testing.T) {
 	})
 	if c := f.sim.Count("neutron.ports.create"); c != 2 {
 		t.Errorf("%d port creates, want 2 (the first pod's and the late batch)", c)
+	}
+}
+
+// TestPodLateCreateNotRepeated: a pod's port create (no pool) is made by
+// Neutron only a second after the client gave up on it, later than the
+// reconciles right after the failure look for it by tag: the controller
+// makes no second port meanwhile, finds the late one and wires the pod
+// with it; one create in all, and no port deleted.
+func TestPodLateCreateNotRepeated(t *testing.T) {
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	var late atomic.Int64 // 1: the late create is held, 2: made
+	f.interpose(700*time.Millisecond, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v2.0/ports") && late.CompareAndSwap(0, 1) {
+			// The server notices the client's going (and cancels the
+			// request's context) only once the body has been read.
+			_ = body(r)
+			<-r.Context().Done()
+			time.Sleep(time.Second)
+			next.ServeHTTP(httptest.NewRecorder(), r.Clone(context.Background()))
+			late.Store(2)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+	f.startController()
+	f.createPod("late", node, "")
+	kp := f.waitReady("late")
+	if late.Load() != 2 {
+		t.Fatalf("the pod was Ready before the late create was made (%d): the test proves nothing", late.Load())
+	}
+	ports := f.ourPorts()
+	if len(ports) != 1 || len(kp.Status.Interfaces) != 1 || kp.Status.Interfaces[0].PortID != ports[0].ID {
+		t.Errorf("want the late port as the pod's one port; in the cloud: %+v, status: %+v", ports, kp.Status.Interfaces)
+	}
+	if c := f.sim.Count("neutron.ports.create"); c != 1 {
+		t.Errorf("%d port creates, want 1 (the late one)", c)
+	}
+	if d := f.sim.Count("neutron.ports.delete"); d != 0 {
+		t.Errorf("%d ports deleted, want none", d)
 	}
 }

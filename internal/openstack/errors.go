@@ -77,6 +77,19 @@ func IsRetryable(err error, conflictToo bool) bool {
 	return errors.Is(err, ErrTransient) || (conflictToo && errors.Is(err, ErrConflict))
 }
 
+// Unanswered says whether err is a request the service may have carried
+// out though its caller never heard: no answer at all (a timeout, a
+// dropped connection), an answer that could not be read, or a gateway's
+// 504 (the service behind it did not answer in time). A create that
+// failed so may still make its resource, later.
+func Unanswered(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Status == 504 || e.Status == 0 && errors.Is(err, ErrTransient)
+}
+
 // classForStatus maps an HTTP status to an error class.
 func classForStatus(status int) error {
 	switch {

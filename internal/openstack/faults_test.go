@@ -180,3 +180,45 @@ func TestConcurrentPorts(t *testing.T) {
 		t.Errorf("counted %d creates, want %d", got, workers*each)
 	}
 }
+
+// TestUnanswered: a create that got no answer (the client's timeout) or a
+// gateway's 504 may still have made its port, and says so; a 503 or 500
+// from the cloud, a 404 and an error of another kind do not.
+func TestUnanswered(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct {
+		f    cloudsim.Fault
+		want bool
+	}{
+		"no answer":  {cloudsim.Fault{Rate: 1, Hang: true, HangFor: 5 * time.Second}, true},
+		"504 after":  {cloudsim.Fault{Rate: 1, Status: 504, After: true}, true},
+		"503 before": {cloudsim.Fault{Rate: 1, Status: 503}, false},
+		"500 before": {cloudsim.Fault{Rate: 1, Status: 500}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			sim, _, n := faultyCloud(t, cloudsim.Fault{})
+			cfg := passwordConfig(sim)
+			cfg.RequestTimeout = 300 * time.Millisecond
+			cl, err := New(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sim.SetFault("neutron.ports.create", c.f)
+			_, err = cl.CreatePort(context.Background(), PortSpec{NetworkID: n.ID, Name: "p"})
+			if err == nil {
+				t.Fatal("the create did not fail")
+			}
+			if got := Unanswered(err); got != c.want {
+				t.Errorf("Unanswered(%v) = %v, want %v", err, got, c.want)
+			}
+		})
+	}
+	if Unanswered(fmt.Errorf("not the cloud's")) {
+		t.Error("an error not from a cloud call is Unanswered")
+	}
+	_, cl, _ := faultyCloud(t, cloudsim.Fault{})
+	if _, err := cl.GetPort(context.Background(), "no-such-port"); err == nil || Unanswered(err) {
+		t.Errorf("a 404 (%v) is Unanswered", err)
+	}
+}
