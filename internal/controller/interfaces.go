@@ -152,7 +152,7 @@ func (r *PodReconciler) wireOne(ctx context.Context, pod *corev1.Pod, node nodeI
 		// or taken now: wired ahead of any pod, the tag write was its one
 		// call.
 		if w, pooled = r.created.pooled(pod.UID, req.IfName); !pooled {
-			w, pooled, err = r.pools.take(ctx, node, pod.UID, req)
+			w, pooled, err = r.pools.take(ctx, node, pod.UID, req, waitedForPool(entry))
 			if errors.Is(err, errWaitPool) {
 				entry.State, entry.Message = v1alpha1.StatePending, err.Error()
 				return entry, nil

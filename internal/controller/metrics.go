@@ -61,7 +61,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "kuryr_controller_gc_ports_released_total", Help: "Ports of vanished pods released by the garbage collector.",
 		}),
 		poolTakes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kuryr_controller_pool_takes_total", Help: "Interfaces that asked a pool for a port, by driver and result (hit or miss).",
+			Name: "kuryr_controller_pool_takes_total", Help: "Interfaces that asked a pool for a port, by driver and result (hit or miss); an interface that waited for its pool's ports (nested-dpdk) is one miss.",
 		}, []string{"driver", "result"}),
 		poolFill: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "kuryr_controller_pool_fill_seconds", Help: "Duration of one pool refill: bulk create, wiring, listing.",

@@ -303,16 +303,31 @@ func nodeHoldsPools(node nodeInfo, d v1alpha1.Driver) error {
 // and a second attach would take a hot-plug slot the pool planned with.
 var errWaitPool = errors.New("waiting for a pre-attached DPDK port of the node's pool")
 
+// waitedForPool says whether status entry e shows its interface waiting
+// for its pool (errWaitPool, wireOne): its take counted the miss already.
+func waitedForPool(e v1alpha1.InterfaceStatus) bool {
+	return e.State == v1alpha1.StatePending && e.PortID == "" && e.Message == errWaitPool.Error()
+}
+
 // take hands a ready port of req's pool to the pod with uid: one Neutron
 // call, the tag write that records the owner. ok is false on a miss (no
 // pool serves req, or it is empty: the pool is made or refilled in the
 // background and the caller takes the unpooled path), and the error is
 // errWaitPool when a nested-dpdk pool is attaching ports the caller should
-// wait for.
-func (ps *pools) take(ctx context.Context, node nodeInfo, uid types.UID, req v1alpha1.InterfaceRequest) (w wiring, ok bool, err error) {
+// wait for. Each is counted in kuryr_controller_pool_takes_total, an
+// interface that waits as one miss: waited says it waited already (its
+// status says so, waitedForPool), and its take is not counted again,
+// neither the port it gets in the end (a hit that took seconds) nor a
+// miss if the pool stops delivering.
+func (ps *pools) take(ctx context.Context, node nodeInfo, uid types.UID, req v1alpha1.InterfaceRequest, waited bool) (w wiring, ok bool, err error) {
 	key, ok := ps.eligible(node, req)
 	if !ok {
 		return wiring{}, false, nil
+	}
+	count := func(result string) {
+		if !waited {
+			ps.r.metrics.poolTakes.WithLabelValues(string(req.Driver), result).Inc()
+		}
 	}
 	ps.mu.Lock()
 	p := ps.byKey[key]
@@ -331,10 +346,11 @@ func (ps *pools) take(ctx context.Context, node nodeInfo, uid types.UID, req v1a
 			if made {
 				ps.wake()
 			}
+			count("miss")
 			return wiring{}, false, errWaitPool
 		}
 		ps.wake()
-		ps.r.metrics.poolTakes.WithLabelValues(string(req.Driver), "miss").Inc()
+		count("miss")
 		return wiring{}, false, nil
 	}
 	w = p.ready[len(p.ready)-1]
@@ -350,7 +366,7 @@ func (ps *pools) take(ctx context.Context, node nodeInfo, uid types.UID, req v1a
 	if w.port, err = ps.handOut(ctx, p, w.port, owner, ownerTags(uid, req.IfName)); err != nil {
 		return wiring{}, false, fmt.Errorf("take pooled port %s for interface %s of pod %s: %w", w.port.ID, req.IfName, uid, err)
 	}
-	ps.r.metrics.poolTakes.WithLabelValues(string(req.Driver), "hit").Inc()
+	count("hit")
 	return w, true, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	resourcev1 "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -183,10 +184,12 @@ func TestDPDKPoolDeclaredFillsWithoutConsumers(t *testing.T) {
 	f.waitDevices(node, want)
 }
 
-// TestDPDKPoolTakeAndRecycle: a pod's nested-dpdk interface takes a
+// TestDPDKPoolTakeAndRecycle: the first pod's nested-dpdk interface
+// waits for the pool its miss made and gets one of its ports, counted as
+// one miss and no hit; a pod's nested-dpdk interface then takes a
 // pre-attached pool port with exactly one OpenStack request (its owner
-// tag) and is Ready at once; deleting the pod gives the port back to the
-// pool still attached (no detach, no delete) and Ready again.
+// tag) and is Ready at once, a hit; deleting the pod gives the port back
+// to the pool still attached (no detach, no delete) and Ready again.
 func TestDPDKPoolTakeAndRecycle(t *testing.T) {
 	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 3, Batch: 3}, nil)
 	// Requests are counted: the controller sees only this test's pods, not
@@ -194,15 +197,36 @@ func TestDPDKPoolTakeAndRecycle(t *testing.T) {
 	// would count).
 	f.ownNamespace = true
 	f.startController()
+	// Once the pools are rebuilt the first pod's miss makes the pool
+	// (before, it would take the unpooled path and make none).
+	f.eventually(20*time.Second, "the pools rebuilt", func() (bool, string) {
+		ps := f.rec.Load().pools
+		ps.mu.Lock()
+		defer ps.mu.Unlock()
+		return ps.loaded, "not yet"
+	})
 	f.createPod("first", node, "dataplane")
-	f.waitReady("first")
+	firstPort := f.waitReady("first").Status.Interfaces[0].PortID
 	f.waitPoolReady(node, 2)
+	m, dpdk := f.rec.Load().metrics, string(v1alpha1.DriverNestedDPDK)
+	takes := func() (hit, miss float64) {
+		return testutil.ToFloat64(m.poolTakes.WithLabelValues(dpdk, "hit")), testutil.ToFloat64(m.poolTakes.WithLabelValues(dpdk, "miss"))
+	}
+	if _, pooled := f.poolPorts()[firstPort]; !pooled {
+		t.Fatalf("the first pod's port %s is not pooled: it did not wait for the pool", firstPort)
+	}
+	if hit, miss := takes(); hit != 0 || miss != 1 {
+		t.Fatalf("after the first pod waited for the pool kuryr_controller_pool_takes_total has hit %v, miss %v; want 0 and 1", hit, miss)
+	}
 
 	before, counts := f.calls.Load(), f.sim.Counts()
 	second := f.createPod("second", node, "dataplane")
 	kp := f.waitReady("second")
 	if n := f.calls.Load() - before; n != 1 {
 		t.Fatalf("the pooled DPDK pod's path made %d OpenStack requests, want 1 (%v)", n, countsSince(counts, f.sim.Counts()))
+	}
+	if hit, miss := takes(); hit != 1 || miss != 1 {
+		t.Fatalf("after the second pod's take kuryr_controller_pool_takes_total has hit %v, miss %v; want 1 and 1", hit, miss)
 	}
 	id := kp.Status.Interfaces[0].PortID
 	p, pooled := f.poolPorts()[id]
@@ -568,7 +592,7 @@ func TestDPDKPoolRoundRewritesAKuryrNodeAnotherWriteChanged(t *testing.T) {
 	// A pod takes the port, and records itself as its owner before its
 	// interface goes ACTIVE (wireAll); no round runs meanwhile.
 	const uid = types.UID("6b1d2f9e-0c51-4d8e-9a44-3f0b7a2c5e11")
-	w, ok, err := r.pools.take(f.ctx, info, uid, req)
+	w, ok, err := r.pools.take(f.ctx, info, uid, req, false)
 	if !ok || err != nil || w.port.ID != id {
 		t.Fatalf("take: port %s, ok %v, error %v; want port %s", w.port.ID, ok, err, id)
 	}
@@ -666,7 +690,7 @@ func (f *fixture) poolByRounds(c client.Client, node string) (*PodReconciler, no
 	req := v1alpha1.InterfaceRequest{IfName: "net1", Driver: v1alpha1.DriverNestedDPDK, Network: "dataplane",
 		SubnetID: f.dpNet.ID, SecurityGroups: []string{f.sg}}
 	// The first take misses and makes the pool.
-	if _, ok, err := r.pools.take(f.ctx, info, "", req); ok || !errors.Is(err, errWaitPool) {
+	if _, ok, err := r.pools.take(f.ctx, info, "", req, false); ok || !errors.Is(err, errWaitPool) {
 		f.t.Fatalf("first take from a pool not filled yet: ok %v, error %v; want a miss that waits for the pool", ok, err)
 	}
 	f.eventually(20*time.Second, "the pool filled by the rounds", func() (bool, string) {

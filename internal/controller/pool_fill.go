@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -230,11 +232,7 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 	if err != nil {
 		// Not tried again before the pool's backoff either (the round
 		// would report the same error every second).
-		ps.mu.Lock()
-		if p := ps.byKey[key]; p != nil {
-			p.failed(start)
-		}
-		ps.mu.Unlock()
+		ps.notFilled(nodeObj, key, err)
 		return err
 	}
 	node.HotplugSlots, _ = hotplugLimit(nodeObj, ps.r.opts.HotplugSlots)
@@ -286,8 +284,7 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 	if n > 0 {
 		made, err := ps.create(ctx, key, node, drv, n)
 		if err != nil {
-			ps.r.recorder.Eventf(nodeObj, nil, corev1.EventTypeWarning, reasonPoolFill, "FillPool",
-				"pool of %s ports on subnet %s not filled: %s", key.driver, key.subnetID, err.Error())
+			ps.notFilled(nodeObj, key, err)
 			errs = append(errs, err)
 		}
 		ps.mu.Lock()
@@ -295,7 +292,6 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 			p.unwired[port.ID] = port
 		}
 		if err != nil {
-			p.failed(time.Now())
 			if openstack.IsRetryable(err, false) {
 				p.lostAt = time.Now()
 			}
@@ -314,6 +310,9 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 			todo = append(todo, port)
 		}
 	}
+	// In one order, so that a failure the cloud repeats reads the same
+	// (its Event is one series, notFilled).
+	slices.SortFunc(todo, func(a, b openstack.Port) int { return strings.Compare(a.ID, b.ID) })
 	// Nova attaches that failed are not asked again every round: they
 	// wait for the pool's backoff.
 	held := key.driver == v1alpha1.DriverNestedDPDK && time.Now().Before(p.notBefore)
@@ -326,16 +325,18 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 		case errors.As(err, &full):
 			errs = append(errs, err)
 			ps.noSlot(ctx, key, nodeObj, err)
-		case err != nil && key.driver == v1alpha1.DriverNestedDPDK:
-			errs = append(errs, err)
-			// Nova's attach fails: no new batch for a while, and
-			// interfaces stop waiting for this pool (pool.delivering).
-			ps.mu.Lock()
-			p.failed(time.Now())
-			ps.mu.Unlock()
 		case err != nil:
+			// Nova's attach, add_subports or the update of the VM
+			// port's allowed address pairs fails: no new batch for a
+			// while, and nested-dpdk interfaces stop waiting for this
+			// pool (pool.delivering).
 			errs = append(errs, err)
+			ps.notFilled(nodeObj, key, err)
 		case key.driver == v1alpha1.DriverNestedDPDK:
+			// Its wiring waits for the backoff (held): a success
+			// says the pool works again. Other drivers' wiring does
+			// not wait, and its success says nothing of a create
+			// that failed.
 			ps.mu.Lock()
 			p.failures, p.notBefore = 0, time.Time{}
 			ps.mu.Unlock()
@@ -381,6 +382,30 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 		ps.wake()
 	}
 	return err
+}
+
+// notFilled records a refill of pool key that failed (its node's lookup,
+// the create of a batch, or the wiring of its ports: a Nova attach, an
+// add_subports, an update of the VM port's allowed address pairs) and
+// reports it: a Warning Event PoolNotFilled on node with the cloud's
+// reason. The pool backs off (no new batch before 2 s, 4 s, ... a
+// minute); a failure while it does (nested-vlan and nested-macvlan wiring
+// is tried again every round) is neither counted nor reported, so the
+// Events of a pool come at the pace of its refills, whichever step failed,
+// and the recorder makes one series of those that say the same.
+func (ps *pools) notFilled(node *corev1.Node, key poolKey, err error) {
+	now := time.Now()
+	ps.mu.Lock()
+	p := ps.byKey[key]
+	due := p != nil && !now.Before(p.notBefore)
+	if due {
+		p.failed(now)
+	}
+	ps.mu.Unlock()
+	if due {
+		ps.r.recorder.Eventf(node, nil, corev1.EventTypeWarning, reasonPoolFill, "FillPool",
+			"pool of %s ports on subnet %s not filled: %s", key.driver, key.subnetID, err.Error())
+	}
 }
 
 // create makes n ports of pool key in one bulk request. The subnet and

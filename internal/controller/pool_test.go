@@ -294,6 +294,78 @@ func TestPoolNotFilledReported(t *testing.T) {
 	}
 }
 
+// TestPoolWiringFailureReported: a refill whose wiring the cloud refuses
+// is reported as one whose create fails: a Warning Event PoolNotFilled on
+// the node naming the pool's subnet, with the cloud's reason, and the
+// pool's last error in its KuryrNode. nested-macvlan: a declared pool of
+// 11 ports on a VM port that takes 10 allowed address pairs (Neutron's
+// default max_allowed_address_pair); nested-vlan: add_subports refused by
+// the cloud's policy. The wiring is tried every round, but the failures
+// count (and are reported) at the pace of the pool's backoff: at most 3
+// in the first 5 s (2 s, then 4 s), not one a round.
+func TestPoolWiringFailureReported(t *testing.T) {
+	for _, c := range []struct {
+		driver v1alpha1.Driver
+		reason string // in the Event and the last error
+	}{
+		{v1alpha1.DriverNestedMACVLAN, "AllowedAddressPairExhausted"},
+		{v1alpha1.DriverNestedVLAN, "injected fault on neutron.trunks.add_subports"},
+	} {
+		t.Run(string(c.driver), func(t *testing.T) {
+			f := newFixture(t, 1)
+			node := f.ns + "-node-0"
+			nets := []PoolNetwork{{SubnetID: f.podSubnet}}
+			if c.driver == v1alpha1.DriverNestedMACVLAN {
+				f.opts.Pools.NestedMACVLAN, f.opts.Pools.NestedMACVLANNetworks = PoolSize{Min: 11, Max: 11, Batch: 11}, nets
+			} else {
+				f.opts.Pools.NestedVLAN, f.opts.Pools.NestedVLANNetworks = PoolSize{Min: 2, Max: 2, Batch: 2}, nets
+				f.sim.SetFault("neutron.trunks.add_subports", cloudsim.Fault{Rate: 1, Status: http.StatusForbidden})
+			}
+			f.startController()
+			f.eventually(20*time.Second, "a PoolNotFilled Warning Event on the node with the cloud's reason", func() (bool, string) {
+				var list corev1.EventList
+				if err := f.c.List(f.ctx, &list); err != nil {
+					return false, err.Error()
+				}
+				var seen []string
+				for _, e := range list.Items {
+					if e.InvolvedObject.Kind != "Node" || e.InvolvedObject.Name != node {
+						continue
+					}
+					seen = append(seen, e.Type+" "+e.Reason+": "+e.Message)
+					if e.Reason == reasonPoolFill && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, c.reason) &&
+						strings.Contains(e.Message, string(c.driver)) && strings.Contains(e.Message, f.podSubnet) {
+						return true, ""
+					}
+				}
+				return false, fmt.Sprint(seen)
+			})
+			first := time.Now()
+			f.eventually(20*time.Second, "the pool's error in the KuryrNode", func() (bool, string) {
+				var kn v1alpha1.KuryrNode
+				if err := f.c.Get(f.ctx, types.NamespacedName{Name: node}, &kn); err != nil {
+					return false, err.Error()
+				}
+				ps := kn.Status.Pools
+				return len(ps) == 1 && ps[0].Ready == 0 && strings.Contains(ps[0].LastError, c.reason), fmt.Sprintf("%+v", ps)
+			})
+			time.Sleep(time.Until(first.Add(5 * time.Second)))
+			r := f.rec.Load()
+			r.pools.mu.Lock()
+			key := newPoolKey(node, c.driver, f.podSubnet, []string{f.sg})
+			p := r.pools.byKey[key]
+			failures := -1
+			if p != nil {
+				failures = p.failures
+			}
+			r.pools.mu.Unlock()
+			if failures < 1 || failures > 3 {
+				t.Fatalf("the pool counted %d failed refills within about 5 s of the first, want 1 to 3 (its backoff, not one a round)", failures)
+			}
+		})
+	}
+}
+
 // TestPoolRefillBacksOff: refills that fail are tried again after 2 s, 4 s,
 // ... up to a minute, not every round.
 func TestPoolRefillBacksOff(t *testing.T) {
@@ -532,8 +604,9 @@ func TestPoolListingsPerNodeAndTick(t *testing.T) {
 // the fill and for the KuryrNode — back off (2 s, 4 s, 8 s ...) instead of
 // going every round: at most 4 in the 10 s after the controller starts,
 // where one per round would be 10 or more; it is still looked up again
-// (at least 2), and the cloud's node keeps its pool. Once the node is
-// deleted its pool goes, and with it the node's backoff entry.
+// (at least 2), and the cloud's node keeps its pool. Its pool's failed
+// refills are PoolNotFilled Events on it. Once the node is deleted its
+// pool goes, and with it the node's backoff entry.
 func TestPoolOfANodeNotInTheCloudBacksOff(t *testing.T) {
 	f := newFixture(t, 1)
 	node, stranger := f.ns+"-node-0", f.ns+"-stranger"
@@ -559,6 +632,9 @@ func TestPoolOfANodeNotInTheCloudBacksOff(t *testing.T) {
 	}
 	if _, s := f.pool(node); !strings.Contains(s, "Ready:1") {
 		t.Fatalf("the cloud's node's pool: %s, want 1 ready", s)
+	}
+	if evs, err := f.nodeEvents(stranger); err != nil || !slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, reasonPoolFill+":") }) {
+		t.Fatalf("node %s not in the cloud has no %s Event (%v, %v)", stranger, reasonPoolFill, evs, err)
 	}
 
 	r := f.rec.Load()
