@@ -3,11 +3,14 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
@@ -75,6 +78,25 @@ func (ps *pools) noSlot(_ context.Context, key poolKey, nodeObj *corev1.Node, er
 		ps.r.recorder.Eventf(nodeObj, nil, corev1.EventTypeWarning, reasonNoSlot, "FillPool",
 			"pool of %s ports on subnet %s not filled: %s", key.driver, key.subnetID, full.Error())
 	}
+}
+
+// allocatedPorts returns the IDs of the pool ports that ResourceClaims'
+// allocations name (taken by their claims, or about to be): no pod takes
+// one (pools.take) and no shrink releases one. It reads the cache of
+// ResourceClaims, no copies made: the claims are only read here.
+func (ps *pools) allocatedPorts(ctx context.Context) (map[string]bool, error) {
+	var list resourcev1.ResourceClaimList
+	if err := ps.r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("list ResourceClaims for the DPDK devices allocated: %w", err)
+	}
+	out := map[string]bool{}
+	for i := range list.Items {
+		devs, _ := claimDevices(&list.Items[i])
+		for _, d := range devs {
+			out[d.portID] = true
+		}
+	}
+	return out, nil
 }
 
 // devicesByNode returns the ports of the nested-dpdk pools by node, as
