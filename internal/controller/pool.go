@@ -144,6 +144,10 @@ type pool struct {
 	noSlotUntil time.Time
 	// slotsFull: the last look found no free slot (its Event is made).
 	slotsFull bool
+	// making is how many ports the create under way makes for this
+	// nested-dpdk pool: the hot-plug slots planned for them, which the
+	// node's other pools do not plan with (withinSlots).
+	making int
 
 	lastErr string
 	// wiredAt is when a fill last made or wired ports of this pool: only

@@ -27,8 +27,14 @@ import (
 const slotRecheck = 5 * time.Second
 
 // withinSlots returns how many of n new ports of nested-dpdk pool key the
-// VM of node has free hot-plug slots for, after the pool's ports made and
-// not attached yet. None: an errNoHotplugSlot.
+// VM of node has free hot-plug slots for, and holds them for the create
+// that makes them (pool.making, until fill records the ports made). Free
+// are the VM's slots less those used (attached, or reserved for an attach
+// under way: slots.go) and less every port of the node's DPDK pools that
+// holds none: made and not attached yet, or being made for another pool.
+// The pools of a node are filled at once (round): the count and the hold
+// are one step under the pools' lock, so no two pools plan with the same
+// slot. None: an errNoHotplugSlot.
 func (ps *pools) withinSlots(ctx context.Context, key poolKey, nodeObj *corev1.Node, node nodeInfo, n int) (int, error) {
 	limit, used, err := ps.r.slots.room(ctx, node)
 	if err != nil || limit == 0 {
@@ -36,26 +42,49 @@ func (ps *pools) withinSlots(ctx context.Context, key poolKey, nodeObj *corev1.N
 	}
 	ps.mu.Lock()
 	pending := 0
-	if p := ps.byKey[key]; p != nil {
-		for _, port := range p.unwired {
-			if port.DeviceID == "" {
-				pending++
-			}
+	for k, p := range ps.byKey {
+		if k.node == key.node && k.driver == v1alpha1.DriverNestedDPDK {
+			pending += p.making + p.slotless(used)
 		}
 	}
+	free := limit - len(used) - pending
+	if p := ps.byKey[key]; p != nil && free > 0 {
+		n = min(n, free)
+		p.making, p.slotsFull = n, false
+	}
 	ps.mu.Unlock()
-	free := limit - used - pending
 	if free <= 0 {
-		err := &errNoHotplugSlot{node: node.Name, limit: limit, used: used}
+		err := &errNoHotplugSlot{node: node.Name, limit: limit, used: len(used)}
 		ps.noSlot(ctx, key, nodeObj, err)
 		return 0, err
 	}
-	ps.mu.Lock()
-	if p := ps.byKey[key]; p != nil {
-		p.slotsFull = false
+	return n, nil
+}
+
+// slotless counts p's ports that used (a VM's slots in use, by port ID)
+// does not name: those made and not attached yet, and those whose attach
+// began after used was read. Ports leaving are not counted: they are
+// being detached and deleted. ps.mu is held.
+func (p *pool) slotless(used map[string]bool) int {
+	n := 0
+	count := func(id string) {
+		if !used[id] {
+			n++
+		}
 	}
-	ps.mu.Unlock()
-	return min(n, free), nil
+	for _, w := range p.ready {
+		count(w.port.ID)
+	}
+	for id := range p.warming {
+		count(id)
+	}
+	for id := range p.unwired {
+		count(id)
+	}
+	for id := range p.inUse {
+		count(id)
+	}
+	return n
 }
 
 // noSlot records that err, if it says the VM's hot-plug slots are full,

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -156,6 +157,74 @@ func TestDPDKPoolFillsWithinHotplugSlots(t *testing.T) {
 	}
 	if len(st.Pools) != 1 || st.Pools[0].Driver != v1alpha1.DriverNestedDPDK || st.Pools[0].Ready != 2 || st.Pools[0].InUse != 1 {
 		t.Fatalf("KuryrNode pools %+v, want one nested-dpdk pool with 2 ready and 1 in use", st.Pools)
+	}
+}
+
+// TestDPDKPoolsOfANodeShareItsSlots: two DPDK pools declared on one node
+// (two subnets), each sized 2, and 3 free hot-plug slots: their fills run
+// at once, and together they make 3 ports, never more (each port made is
+// counted in the requests that reach the simulated cloud), all attached;
+// the pool left short says why in its lastError, with a NoHotplugSlot
+// Event on the Node, and gets no port when it looks again (after
+// slotRecheck); the KuryrNode shows 3 of 3 slots used.
+func TestDPDKPoolsOfANodeShareItsSlots(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 2, Max: 2, Batch: 2}, map[string]string{v1alpha1.HotplugSlotsAnnotation: "3"})
+	f.opts.Pools.NestedDPDKNetworks = []PoolNetwork{{SubnetID: f.dpNet.ID}, {SubnetID: f.mgmtNet.ID}}
+	var created atomic.Int64
+	f.interpose(5*time.Second, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v2.0/ports") {
+			var req struct {
+				Ports []json.RawMessage `json:"ports"`
+				Port  json.RawMessage   `json:"port"`
+			}
+			_ = json.Unmarshal([]byte(body(r)), &req)
+			created.Add(int64(len(req.Ports)))
+			if req.Port != nil {
+				created.Add(1)
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+	f.startController()
+	want := fmt.Sprintf("node %s has no free hot-plug slot: all 3 in use", node)
+	settled := func(lastError bool) (bool, string) {
+		st, err := f.kuryrNodeStatus(node)
+		if err != nil {
+			return false, err.Error()
+		}
+		ready, full := 0, false
+		for _, p := range st.Pools {
+			ready += p.Ready
+			full = full || strings.Contains(p.LastError, want)
+		}
+		return len(st.Pools) == 2 && ready == 3 && (full || !lastError) && st.HotplugSlots != nil &&
+				*st.HotplugSlots == (v1alpha1.HotplugSlots{Limit: 3, Used: 3, Free: 0}),
+			fmt.Sprintf("pools %+v, slots %+v, %d ports created", st.Pools, st.HotplugSlots, created.Load())
+	}
+	f.eventually(20*time.Second, "3 ports ready in the 2 pools, the slots full", func() (bool, string) { return settled(true) })
+	// The short pool looks again after slotRecheck: still no slot.
+	time.Sleep(slotRecheck + 2*poolTick)
+	if ok, s := settled(false); !ok {
+		t.Fatalf("after the short pool's recheck: %s", s)
+	}
+	if n := created.Load(); n != 3 {
+		t.Fatalf("%d DPDK ports created for the node's pools, want 3 (its free hot-plug slots)", n)
+	}
+	if n := len(f.poolPorts()); n != 3 {
+		t.Fatalf("%d pool ports in the cloud, want 3", n)
+	}
+	for pid := range f.poolPorts() {
+		if !f.attached(node, pid) {
+			t.Fatalf("pool port %s is not attached to the node's server", pid)
+		}
+	}
+	if a := f.sim.Count("nova.interfaces.attach"); a != 3 {
+		t.Fatalf("Nova was asked for %d attaches, want 3", a)
+	}
+	evs, err := f.nodeEvents(node)
+	must(t, err)
+	if !slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, reasonNoSlot+":") && strings.Contains(e, want) }) {
+		t.Fatalf("no %s Event on node %s naming its limit: %v", reasonNoSlot, node, evs)
 	}
 }
 
