@@ -144,6 +144,10 @@ type pool struct {
 	noSlotUntil time.Time
 	// slotsFull: the last look found no free slot (its Event is made).
 	slotsFull bool
+	// making is how many ports the create under way makes for this
+	// nested-dpdk pool: the hot-plug slots planned for them, which the
+	// node's other pools do not plan with (withinSlots).
+	making int
 
 	lastErr string
 	// wiredAt is when a fill last made or wired ports of this pool: only
@@ -228,6 +232,18 @@ func (p *pool) idle() int { return len(p.ready) + len(p.warming) + len(p.unwired
 // ports still leaving.
 func (p *pool) over() bool { return p.size.on() && p.idle() > p.size.Max || len(p.leaving) > 0 }
 
+// newestReady returns the index in p.ready of the newest ready port that
+// skip does not name, -1 for none: takes hand out the newest, shrink
+// releases the oldest.
+func (p *pool) newestReady(skip map[string]bool) int {
+	for i := len(p.ready) - 1; i >= 0; i-- {
+		if !skip[p.ready[i].port.ID] {
+			return i
+		}
+	}
+	return -1
+}
+
 // forget drops port id from every set.
 func (p *pool) forget(id string) {
 	p.ready = slices.DeleteFunc(p.ready, func(w wiring) bool { return w.port.ID == id })
@@ -311,14 +327,21 @@ func waitedForPool(e v1alpha1.InterfaceStatus) bool {
 
 // take hands a ready port of req's pool to the pod with uid: one Neutron
 // call, the tag write that records the owner. ok is false on a miss (no
-// pool serves req, or it is empty: the pool is made or refilled in the
-// background and the caller takes the unpooled path), and the error is
-// errWaitPool when a nested-dpdk pool is attaching ports the caller should
-// wait for. Each is counted in kuryr_controller_pool_takes_total, an
-// interface that waits as one miss: waited says it waited already (its
-// status says so, waitedForPool), and its take is not counted again,
-// neither the port it gets in the end (a hit that took seconds) nor a
-// miss if the pool stops delivering.
+// pool serves req, or it has no ready port for a pod: the pool is made or
+// refilled in the background and the caller takes the unpooled path), and
+// the error is errWaitPool when a nested-dpdk pool is attaching ports the
+// caller should wait for. Each is counted in
+// kuryr_controller_pool_takes_total, an interface that waits as one miss:
+// waited says it waited already (its status says so, waitedForPool), and
+// its take is not counted again, neither the port it gets in the end (a
+// hit that took seconds) nor a miss if the pool stops delivering.
+//
+// A ready nested-dpdk port that a ResourceClaim's allocation names is not
+// a pod's to take: the scheduler gave it to the claim, whose controller
+// may not have tagged it yet (claims.go). The claims are read from the
+// cache, before the pools' lock; a claim allocated after that read, or
+// not in the cache yet, can still lose its device to a pod (it is then
+// refused, DPDKDeviceInUse, and tried again).
 func (ps *pools) take(ctx context.Context, node nodeInfo, uid types.UID, req v1alpha1.InterfaceRequest, waited bool) (w wiring, ok bool, err error) {
 	key, ok := ps.eligible(node, req)
 	if !ok {
@@ -329,6 +352,12 @@ func (ps *pools) take(ctx context.Context, node nodeInfo, uid types.UID, req v1a
 			ps.r.metrics.poolTakes.WithLabelValues(string(req.Driver), result).Inc()
 		}
 	}
+	var allocated map[string]bool
+	if req.Driver == v1alpha1.DriverNestedDPDK {
+		if allocated, err = ps.allocatedPorts(ctx); err != nil {
+			return wiring{}, false, fmt.Errorf("take a pooled port for interface %s of pod %s: %w", req.IfName, uid, err)
+		}
+	}
 	ps.mu.Lock()
 	p := ps.byKey[key]
 	made := false
@@ -337,7 +366,11 @@ func (ps *pools) take(ctx context.Context, node nodeInfo, uid types.UID, req v1a
 		ps.byKey[key] = p
 		made = true
 	}
-	if p == nil || len(p.ready) == 0 {
+	i := -1
+	if p != nil {
+		i = p.newestReady(allocated)
+	}
+	if i < 0 {
 		wait := p != nil && req.Driver == v1alpha1.DriverNestedDPDK && p.delivering(time.Now())
 		ps.mu.Unlock()
 		if wait {
@@ -353,8 +386,8 @@ func (ps *pools) take(ctx context.Context, node nodeInfo, uid types.UID, req v1a
 		count("miss")
 		return wiring{}, false, nil
 	}
-	w = p.ready[len(p.ready)-1]
-	p.ready = p.ready[:len(p.ready)-1]
+	w = p.ready[i]
+	p.ready = slices.Delete(p.ready, i, i+1)
 	owner := ownerPod + string(uid)
 	p.inUse[w.port.ID] = consumer{owner: owner, port: w.port}
 	low := p.idle() < p.size.Min

@@ -3,11 +3,14 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
@@ -24,8 +27,14 @@ import (
 const slotRecheck = 5 * time.Second
 
 // withinSlots returns how many of n new ports of nested-dpdk pool key the
-// VM of node has free hot-plug slots for, after the pool's ports made and
-// not attached yet. None: an errNoHotplugSlot.
+// VM of node has free hot-plug slots for, and holds them for the create
+// that makes them (pool.making, until fill records the ports made). Free
+// are the VM's slots less those used (attached, or reserved for an attach
+// under way: slots.go) and less every port of the node's DPDK pools that
+// holds none: made and not attached yet, or being made for another pool.
+// The pools of a node are filled at once (round): the count and the hold
+// are one step under the pools' lock, so no two pools plan with the same
+// slot. None: an errNoHotplugSlot.
 func (ps *pools) withinSlots(ctx context.Context, key poolKey, nodeObj *corev1.Node, node nodeInfo, n int) (int, error) {
 	limit, used, err := ps.r.slots.room(ctx, node)
 	if err != nil || limit == 0 {
@@ -33,26 +42,49 @@ func (ps *pools) withinSlots(ctx context.Context, key poolKey, nodeObj *corev1.N
 	}
 	ps.mu.Lock()
 	pending := 0
-	if p := ps.byKey[key]; p != nil {
-		for _, port := range p.unwired {
-			if port.DeviceID == "" {
-				pending++
-			}
+	for k, p := range ps.byKey {
+		if k.node == key.node && k.driver == v1alpha1.DriverNestedDPDK {
+			pending += p.making + p.slotless(used)
 		}
 	}
+	free := limit - len(used) - pending
+	if p := ps.byKey[key]; p != nil && free > 0 {
+		n = min(n, free)
+		p.making, p.slotsFull = n, false
+	}
 	ps.mu.Unlock()
-	free := limit - used - pending
 	if free <= 0 {
-		err := &errNoHotplugSlot{node: node.Name, limit: limit, used: used}
+		err := &errNoHotplugSlot{node: node.Name, limit: limit, used: len(used)}
 		ps.noSlot(ctx, key, nodeObj, err)
 		return 0, err
 	}
-	ps.mu.Lock()
-	if p := ps.byKey[key]; p != nil {
-		p.slotsFull = false
+	return n, nil
+}
+
+// slotless counts p's ports that used (a VM's slots in use, by port ID)
+// does not name: those made and not attached yet, and those whose attach
+// began after used was read. Ports leaving are not counted: they are
+// being detached and deleted. ps.mu is held.
+func (p *pool) slotless(used map[string]bool) int {
+	n := 0
+	count := func(id string) {
+		if !used[id] {
+			n++
+		}
 	}
-	ps.mu.Unlock()
-	return min(n, free), nil
+	for _, w := range p.ready {
+		count(w.port.ID)
+	}
+	for id := range p.warming {
+		count(id)
+	}
+	for id := range p.unwired {
+		count(id)
+	}
+	for id := range p.inUse {
+		count(id)
+	}
+	return n
 }
 
 // noSlot records that err, if it says the VM's hot-plug slots are full,
@@ -75,6 +107,25 @@ func (ps *pools) noSlot(_ context.Context, key poolKey, nodeObj *corev1.Node, er
 		ps.r.recorder.Eventf(nodeObj, nil, corev1.EventTypeWarning, reasonNoSlot, "FillPool",
 			"pool of %s ports on subnet %s not filled: %s", key.driver, key.subnetID, full.Error())
 	}
+}
+
+// allocatedPorts returns the IDs of the pool ports that ResourceClaims'
+// allocations name (taken by their claims, or about to be): no pod takes
+// one (pools.take) and no shrink releases one. It reads the cache of
+// ResourceClaims, no copies made: the claims are only read here.
+func (ps *pools) allocatedPorts(ctx context.Context) (map[string]bool, error) {
+	var list resourcev1.ResourceClaimList
+	if err := ps.r.client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("list ResourceClaims for the DPDK devices allocated: %w", err)
+	}
+	out := map[string]bool{}
+	for i := range list.Items {
+		devs, _ := claimDevices(&list.Items[i])
+		for _, d := range devs {
+			out[d.portID] = true
+		}
+	}
+	return out, nil
 }
 
 // devicesByNode returns the ports of the nested-dpdk pools by node, as

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
 	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
@@ -156,6 +158,74 @@ func TestDPDKPoolFillsWithinHotplugSlots(t *testing.T) {
 	}
 	if len(st.Pools) != 1 || st.Pools[0].Driver != v1alpha1.DriverNestedDPDK || st.Pools[0].Ready != 2 || st.Pools[0].InUse != 1 {
 		t.Fatalf("KuryrNode pools %+v, want one nested-dpdk pool with 2 ready and 1 in use", st.Pools)
+	}
+}
+
+// TestDPDKPoolsOfANodeShareItsSlots: two DPDK pools declared on one node
+// (two subnets), each sized 2, and 3 free hot-plug slots: their fills run
+// at once, and together they make 3 ports, never more (each port made is
+// counted in the requests that reach the simulated cloud), all attached;
+// the pool left short says why in its lastError, with a NoHotplugSlot
+// Event on the Node, and gets no port when it looks again (after
+// slotRecheck); the KuryrNode shows 3 of 3 slots used.
+func TestDPDKPoolsOfANodeShareItsSlots(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 2, Max: 2, Batch: 2}, map[string]string{v1alpha1.HotplugSlotsAnnotation: "3"})
+	f.opts.Pools.NestedDPDKNetworks = []PoolNetwork{{SubnetID: f.dpNet.ID}, {SubnetID: f.mgmtNet.ID}}
+	var created atomic.Int64
+	f.interpose(5*time.Second, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v2.0/ports") {
+			var req struct {
+				Ports []json.RawMessage `json:"ports"`
+				Port  json.RawMessage   `json:"port"`
+			}
+			_ = json.Unmarshal([]byte(body(r)), &req)
+			created.Add(int64(len(req.Ports)))
+			if req.Port != nil {
+				created.Add(1)
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+	f.startController()
+	want := fmt.Sprintf("node %s has no free hot-plug slot: all 3 in use", node)
+	settled := func(lastError bool) (bool, string) {
+		st, err := f.kuryrNodeStatus(node)
+		if err != nil {
+			return false, err.Error()
+		}
+		ready, full := 0, false
+		for _, p := range st.Pools {
+			ready += p.Ready
+			full = full || strings.Contains(p.LastError, want)
+		}
+		return len(st.Pools) == 2 && ready == 3 && (full || !lastError) && st.HotplugSlots != nil &&
+				*st.HotplugSlots == (v1alpha1.HotplugSlots{Limit: 3, Used: 3, Free: 0}),
+			fmt.Sprintf("pools %+v, slots %+v, %d ports created", st.Pools, st.HotplugSlots, created.Load())
+	}
+	f.eventually(20*time.Second, "3 ports ready in the 2 pools, the slots full", func() (bool, string) { return settled(true) })
+	// The short pool looks again after slotRecheck: still no slot.
+	time.Sleep(slotRecheck + 2*poolTick)
+	if ok, s := settled(false); !ok {
+		t.Fatalf("after the short pool's recheck: %s", s)
+	}
+	if n := created.Load(); n != 3 {
+		t.Fatalf("%d DPDK ports created for the node's pools, want 3 (its free hot-plug slots)", n)
+	}
+	if n := len(f.poolPorts()); n != 3 {
+		t.Fatalf("%d pool ports in the cloud, want 3", n)
+	}
+	for pid := range f.poolPorts() {
+		if !f.attached(node, pid) {
+			t.Fatalf("pool port %s is not attached to the node's server", pid)
+		}
+	}
+	if a := f.sim.Count("nova.interfaces.attach"); a != 3 {
+		t.Fatalf("Nova was asked for %d attaches, want 3", a)
+	}
+	evs, err := f.nodeEvents(node)
+	must(t, err)
+	if !slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, reasonNoSlot+":") && strings.Contains(e, want) }) {
+		t.Fatalf("no %s Event on node %s naming its limit: %v", reasonNoSlot, node, evs)
 	}
 }
 
@@ -576,7 +646,7 @@ func TestClaimDevices(t *testing.T) {
 // the real API server: no timing.
 func TestDPDKPoolRoundRewritesAKuryrNodeAnotherWriteChanged(t *testing.T) {
 	f, node := dpdkFixture(t, PoolSize{Min: 1, Max: 2, Batch: 1}, nil)
-	r, info, req := f.poolByRounds(f.c, node)
+	r, info, req := f.poolByRounds(f.c, node, 1)
 	id := f.readyPortIDs(node)[0]
 	state := func() string {
 		d, err := f.devices(node)
@@ -620,6 +690,57 @@ func TestDPDKPoolRoundRewritesAKuryrNodeAnotherWriteChanged(t *testing.T) {
 	}
 }
 
+// TestDPDKPoolTakeSkipsAllocatedDevice: a Ready pool device that the
+// scheduler allocated to a ResourceClaim (status.allocation written as it
+// would), and that the claim controller has not processed yet, is not a
+// pod's to take: the pod's take gets the pool's other Ready port, with one
+// OpenStack request (its owner tag); the claim, processed next, gets its
+// device (its tag on the port, InUse by it in the KuryrNode) instead of a
+// DPDKDeviceInUse refusal. The controller is not started: the test runs
+// the pools' rounds, the take and the claim's reconcile itself, on the
+// real API server (no timing).
+func TestDPDKPoolTakeSkipsAllocatedDevice(t *testing.T) {
+	f, node := dpdkFixture(t, PoolSize{Min: 2, Max: 2, Batch: 2}, nil)
+	r, info, req := f.poolByRounds(f.c, node, 2)
+	// The claim is allocated the port a take would hand out first: the
+	// pool's newest ready one.
+	var dev, other string
+	r.pools.mu.Lock()
+	for k, p := range r.pools.byKey {
+		if k.node == node && len(p.ready) == 2 {
+			dev, other = p.ready[1].port.ID, p.ready[0].port.ID
+		}
+	}
+	r.pools.mu.Unlock()
+	if dev == "" {
+		t.Fatalf("no pool of node %s with 2 ready ports: %v", node, f.readyPortIDs(node))
+	}
+	claim := f.newClaim("dpdk-a")
+	f.allocate(claim, node, dev)
+
+	const uid = types.UID("5c0e7a1b-2d3f-4a5b-8c6d-7e8f9a0b1c2d")
+	before := f.calls.Load()
+	w, ok, err := r.pools.take(f.ctx, info, uid, req, false)
+	if !ok || err != nil || w.port.ID != other {
+		t.Fatalf("take: port %s, ok %v, error %v; want port %s, not %s (allocated to claim %s)", w.port.ID, ok, err, other, dev, claim.UID)
+	}
+	if n := f.calls.Load() - before; n != 1 {
+		t.Fatalf("the take made %d OpenStack requests, want 1", n)
+	}
+	if p, _ := f.sim.Port(dev); ownerOf(p.Tags) != "" {
+		t.Fatalf("port %s allocated to claim %s has tags %v after a pod's take", dev, claim.UID, p.Tags)
+	}
+
+	res, err := (&claimReconciler{r: r}).Reconcile(f.ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: f.ns, Name: claim.Name}})
+	if err != nil || !res.IsZero() {
+		t.Fatalf("the claim's reconcile: %+v, %v; want its device taken", res, err)
+	}
+	if p, _ := f.sim.Port(dev); tagValue(p.Tags, tagPrefixClaim) != string(claim.UID) || !f.attached(node, dev) {
+		t.Fatalf("claimed port %s: tags %v, attached %v", dev, p.Tags, f.attached(node, dev))
+	}
+	f.waitDevices(node, map[string]string{dev: "InUse claim/" + string(claim.UID), other: "InUse pod/" + string(uid)})
+}
+
 // TestKuryrNodeWriteLostToAConflictRedoneByTheNextRound: a KuryrNode
 // write that fails is redone by the pools' next round, whichever path
 // made it. Here the path is the release of a pod's own (unpooled) DPDK
@@ -642,7 +763,7 @@ func TestKuryrNodeWriteLostToAConflictRedoneByTheNextRound(t *testing.T) {
 			return c.SubResource(sub).Update(ctx, obj, opts...)
 		},
 	})
-	r, info, _ := f.poolByRounds(c, node)
+	r, info, _ := f.poolByRounds(c, node, 1)
 	// A pod's own port attached to the node's VM (as dpdkDriver.wire
 	// records it), listed in the KuryrNode.
 	own := openstack.Port{ID: "1f6a3c4e-8b2d-4e5f-9a7b-0c1d2e3f4a5b", MACAddress: "fa:16:3e:00:00:42", NetworkID: f.dpNet.NetworkID,
@@ -674,9 +795,9 @@ func TestKuryrNodeWriteLostToAConflictRedoneByTheNextRound(t *testing.T) {
 
 // poolByRounds makes a controller on client c that is not started, and
 // fills node's nested-dpdk pool by running its rounds (the test runs
-// them: no timing), until the pool has a ready port; it returns the
+// them: no timing), until the pool has ready ready ports; it returns the
 // controller, the node and an interface request the pool serves.
-func (f *fixture) poolByRounds(c client.Client, node string) (*PodReconciler, nodeInfo, v1alpha1.InterfaceRequest) {
+func (f *fixture) poolByRounds(c client.Client, node string, ready int) (*PodReconciler, nodeInfo, v1alpha1.InterfaceRequest) {
 	f.t.Helper()
 	r := NewPodReconciler(c, f.cloud, nil, f.opts, nil)
 	f.rec.Store(r)
@@ -696,7 +817,7 @@ func (f *fixture) poolByRounds(c client.Client, node string) (*PodReconciler, no
 	f.eventually(20*time.Second, "the pool filled by the rounds", func() (bool, string) {
 		r.pools.round(f.ctx)
 		st, s := f.pool(node)
-		return st.Ready == 1 && st.Warming == 0, s
+		return st.Ready == ready && st.Warming == 0, s
 	})
 	return r, info, req
 }

@@ -288,6 +288,8 @@ func (ps *pools) fill(ctx context.Context, key poolKey) error {
 			errs = append(errs, err)
 		}
 		ps.mu.Lock()
+		// The slots planned are held by the ports made from now on.
+		p.making = 0
 		for _, port := range made {
 			p.unwired[port.ID] = port
 		}

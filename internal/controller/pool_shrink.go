@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 
-	resourcev1 "k8s.io/api/resource/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
@@ -38,7 +37,7 @@ func (ps *pools) shrink(ctx context.Context, key poolKey) error {
 		if past {
 			var err error
 			if claimed, err = ps.allocatedPorts(ctx); err != nil {
-				return err
+				return fmt.Errorf("shrink the DPDK pool of node %s on subnet %s: %w", key.node, key.subnetID, err)
 			}
 		}
 	}
@@ -81,21 +80,4 @@ func (ps *pools) shrink(ctx context.Context, key poolKey) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// allocatedPorts returns the IDs of the pool ports that ResourceClaims'
-// allocations name (taken or about to be).
-func (ps *pools) allocatedPorts(ctx context.Context) (map[string]bool, error) {
-	var list resourcev1.ResourceClaimList
-	if err := ps.r.client.List(ctx, &list); err != nil {
-		return nil, fmt.Errorf("list ResourceClaims before a DPDK pool shrinks: %w", err)
-	}
-	out := map[string]bool{}
-	for i := range list.Items {
-		devs, _ := claimDevices(&list.Items[i])
-		for _, d := range devs {
-			out[d.portID] = true
-		}
-	}
-	return out, nil
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 
@@ -108,12 +109,13 @@ func (h *hotplugSlots) reserve(ctx context.Context, node nodeInfo, portID string
 	return nil
 }
 
-// room returns the limit of node's VM and how many of its slots are used,
-// reading Neutron when they are not known yet or look full (as reserve
-// does). limit 0: not counted.
-func (h *hotplugSlots) room(ctx context.Context, node nodeInfo) (limit, used int, err error) {
+// room returns the limit of node's VM and the ports that use its slots
+// (attached, or reserved for an attach under way; a copy), reading Neutron
+// when they are not known yet or look full (as reserve does). limit 0:
+// not counted.
+func (h *hotplugSlots) room(ctx context.Context, node nodeInfo) (limit int, used map[string]bool, err error) {
 	if h == nil || node.HotplugSlots <= 0 || node.ServerID == "" {
-		return 0, 0, nil
+		return 0, nil, nil
 	}
 	s := h.server(node.ServerID)
 	s.mu.Lock()
@@ -121,10 +123,10 @@ func (h *hotplugSlots) room(ctx context.Context, node nodeInfo) (limit, used int
 	s.node, s.limit = node.Name, node.HotplugSlots
 	if !s.loaded || len(s.used) >= s.limit {
 		if err := h.load(ctx, node, s); err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
 	}
-	return s.limit, len(s.used), nil
+	return s.limit, maps.Clone(s.used), nil
 }
 
 // load reads which ports are attached to node's server. s.mu is held.
