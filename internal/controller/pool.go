@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
@@ -506,7 +507,30 @@ func (ps *pools) rebuild(ctx context.Context) error {
 	ps.byKey, ps.loaded = byKey, true
 	ps.claimSweep = ps.r.opts.Pools.NestedDPDK.on()
 	ps.mu.Unlock()
+	ps.knowSubnets(ctx, byKey)
 	return nil
+}
+
+// knowSubnets reads the subnet and network of each rebuilt pool into the
+// controller's cache. A take's status describes its port from them; a
+// refill reads them before it creates (create), but a rebuilt pool that
+// needs no refill would leave them to its first take, two more calls on a
+// pod's path. A failure here is only logged: the take reads them again.
+func (ps *pools) knowSubnets(ctx context.Context, byKey map[poolKey]*pool) {
+	seen := map[string]bool{}
+	for key := range byKey {
+		if seen[key.subnetID] {
+			continue
+		}
+		seen[key.subnetID] = true
+		s, err := ps.r.nets.subnet(ctx, key.subnetID)
+		if err == nil {
+			_, err = ps.r.nets.network(ctx, s.NetworkID)
+		}
+		if err != nil {
+			log.FromContext(ctx).Info("subnet of a rebuilt pool not read; its first take will", "subnet", key.subnetID, "reason", err.Error())
+		}
+	}
 }
 
 // byNode returns every pool as recorded in KuryrNodes, by node, in a

@@ -349,3 +349,39 @@ func TestPodLateCreateNotRepeated(t *testing.T) {
 		t.Errorf("%d ports deleted, want none", d)
 	}
 }
+
+// TestPoolRebuiltTakeIsOneCall: after a restart the pools are rebuilt from
+// Neutron's tags and need no refill; the first pod to take a rebuilt port
+// still costs one OpenStack request on its path (the owner's tag write),
+// its subnet and network read with the rebuild, not by its take.
+func TestPoolRebuiltTakeIsOneCall(t *testing.T) {
+	f := newFixture(t, 1)
+	node := f.ns + "-node-0"
+	f.opts.Pools.NestedVLAN, f.opts.Pools.NestedVLANNetworks = PoolSize{Min: 2, Max: 2, Batch: 2}, []PoolNetwork{{SubnetID: f.podSubnet}}
+	stop := f.startController()
+	f.waitPoolReady(node, 2)
+	stop()
+	// No refill after the restart: its calls would count on the pod's
+	// path below.
+	f.opts.Pools.NestedVLAN.Min = 0
+	f.startController()
+	f.waitPoolReady(node, 2)
+	// The rebuilt pool's rounds (its wiring checked, its listings) end
+	// before the count starts: a second with no request at all.
+	last, since := f.calls.Load(), time.Now()
+	f.eventually(20*time.Second, "a second without OpenStack requests", func() (bool, string) {
+		if n := f.calls.Load(); n != last {
+			last, since = n, time.Now()
+		}
+		return time.Since(since) > time.Second, fmt.Sprint(f.sim.Counts())
+	})
+	before, counts := f.calls.Load(), f.sim.Counts()
+	f.createPod("after", node, "")
+	id := f.waitReady("after").Status.Interfaces[0].PortID
+	if n := f.calls.Load() - before; n != 1 {
+		t.Errorf("the first take after the restart made %d OpenStack requests, want 1 (%v)", n, countsSince(counts, f.sim.Counts()))
+	}
+	if _, pooled := f.poolPorts()[id]; !pooled {
+		t.Errorf("the pod got port %s, not a rebuilt pool's", id)
+	}
+}
