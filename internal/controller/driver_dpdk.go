@@ -67,6 +67,7 @@ func (d *dpdkDriver) wire(ctx context.Context, node nodeInfo, ifName string, p o
 		d.attached.forget(p.ID)
 		return w, fmt.Errorf("attach port %s to server %s: %w", p.ID, node.ServerID, err)
 	}
+	d.slots.attached(node.ServerID, p.ID)
 	d.attaches.Inc()
 	if iface.PortState == openstack.PortStatusActive {
 		// Nova's answer says the attachment is up: the port is the
@@ -157,5 +158,9 @@ func (d *dpdkDriver) attachedAfterAll(ctx context.Context, node nodeInfo, id str
 	if err != nil || p.DeviceID != node.ServerID {
 		return attachErr
 	}
-	return d.slots.reserve(ctx, node, id)
+	if err := d.slots.reserve(ctx, node, id); err != nil {
+		return err
+	}
+	d.slots.attached(node.ServerID, id)
+	return nil
 }

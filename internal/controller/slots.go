@@ -63,6 +63,10 @@ type serverSlots struct {
 	limit  int
 	loaded bool
 	used   map[string]bool // port IDs attached, or being attached
+	// attaching are the ports reserved here whose Nova attach has not
+	// answered yet: Neutron may not show them on the server, so a reload
+	// of the count (load) keeps them.
+	attaching map[string]bool
 }
 
 func newHotplugSlots(c openstack.PortReader) *hotplugSlots {
@@ -74,7 +78,7 @@ func (h *hotplugSlots) server(id string) *serverSlots {
 	defer h.mu.Unlock()
 	s := h.byServer[id]
 	if s == nil {
-		s = &serverSlots{used: map[string]bool{}}
+		s = &serverSlots{used: map[string]bool{}, attaching: map[string]bool{}}
 		h.byServer[id] = s
 	}
 	return s
@@ -105,8 +109,28 @@ func (h *hotplugSlots) reserve(ctx context.Context, node nodeInfo, portID string
 	if len(s.used) >= s.limit {
 		return &errNoHotplugSlot{node: node.Name, limit: s.limit, used: len(s.used)}
 	}
-	s.used[portID] = true
+	s.used[portID], s.attaching[portID] = true, true
 	return nil
+}
+
+// attached ends portID's attach on server serverID (Nova answered it):
+// Neutron shows the port on the server from now on, and a reload counts
+// it from there.
+func (h *hotplugSlots) attached(serverID, portID string) {
+	if s := h.lookup(serverID); s != nil {
+		s.mu.Lock()
+		delete(s.attaching, portID)
+		s.mu.Unlock()
+	}
+}
+
+func (h *hotplugSlots) lookup(serverID string) *serverSlots {
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.byServer[serverID]
 }
 
 // room returns the limit of node's VM and the ports that use its slots
@@ -141,6 +165,9 @@ func (h *hotplugSlots) load(ctx context.Context, node nodeInfo, s *serverSlots) 
 			s.used[p.ID] = true
 		}
 	}
+	for id := range s.attaching {
+		s.used[id] = true
+	}
 	s.loaded = true
 	return nil
 }
@@ -148,17 +175,13 @@ func (h *hotplugSlots) load(ctx context.Context, node nodeInfo, s *serverSlots) 
 // free gives back the slot port portID held on server serverID (detached,
 // or its attach failed).
 func (h *hotplugSlots) free(serverID, portID string) {
-	if h == nil {
-		return
-	}
-	h.mu.Lock()
-	s := h.byServer[serverID]
-	h.mu.Unlock()
+	s := h.lookup(serverID)
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
 	delete(s.used, portID)
+	delete(s.attaching, portID)
 	s.mu.Unlock()
 }
 

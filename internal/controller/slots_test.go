@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kuryr-dpdk/kuryr-dpdk/api/v1alpha1"
+	"github.com/kuryr-dpdk/kuryr-dpdk/internal/openstack"
 )
 
 // TestHotplugSlotsNeverPlannedPast: a node annotated with 2 hot-plug slots
@@ -100,5 +103,48 @@ func TestHotplugLimit(t *testing.T) {
 		if got != c.want || (c.err == "") != (err == nil) || (err != nil && (!strings.Contains(err.Error(), c.err) || !strings.Contains(err.Error(), "node-a"))) {
 			t.Errorf("annotation %q: %d, %v; want %d, error containing %q", c.annotation, got, err, c.want, c.err)
 		}
+	}
+}
+
+// noneAttached is a PortReader whose server shows no port attached: the
+// Nova attaches the test reserves for are still under way.
+type noneAttached struct{ lists int }
+
+func (a *noneAttached) GetPort(context.Context, string) (openstack.Port, error) {
+	return openstack.Port{}, openstack.ErrNotFound
+}
+
+func (a *noneAttached) ListPorts(context.Context, openstack.PortFilter) ([]openstack.Port, error) {
+	a.lists++
+	return nil, nil
+}
+
+// TestHotplugSlotsKeepAttachesUnderWay: two slots reserved for attaches
+// that Nova has not answered yet (Neutron shows neither on the server)
+// stay counted when a third reservation finds the VM full and reads the
+// count again from Neutron: the third is refused. A slot freed (an attach
+// that failed) takes the next one.
+func TestHotplugSlotsKeepAttachesUnderWay(t *testing.T) {
+	t.Parallel()
+	cloud := &noneAttached{}
+	h := newHotplugSlots(cloud)
+	node := nodeInfo{Name: "n1", ServerID: "s1", HotplugSlots: 2}
+	ctx := context.Background()
+	for _, id := range []string{"p1", "p2"} {
+		if err := h.reserve(ctx, node, id); err != nil {
+			t.Fatalf("reserve %s: %v", id, err)
+		}
+	}
+	var full *errNoHotplugSlot
+	if err := h.reserve(ctx, node, "p3"); !errors.As(err, &full) {
+		t.Fatalf("a third attach on a VM of 2 slots with 2 under way: %v, want errNoHotplugSlot", err)
+	}
+	if cloud.lists < 2 {
+		t.Fatalf("the count was read from Neutron %d times: the full VM's reload was not exercised", cloud.lists)
+	}
+	h.attached("s1", "p1")
+	h.free("s1", "p2") // p2's attach failed
+	if err := h.reserve(ctx, node, "p3"); err != nil {
+		t.Fatalf("p3 after p2's slot was freed: %v", err)
 	}
 }
