@@ -237,12 +237,13 @@ func retriedRecord(rec, want checkpoint.Record) (_ checkpoint.Record, changed bo
 	return rec, changed
 }
 
-// holder names another attachment whose checkpoint holds the MAC, which
-// explains a device that cannot be found by it.
+// holder names another attachment whose checkpoint holds the MAC on a
+// device (see shared), which explains a device that cannot be found by it.
 func (d *DPDK) holder(mac string) string {
 	recs, _ := d.store.List()
+	want := newHolding(checkpoint.KindDPDK, checkpoint.Key{}, "", "", "", mac, 0)
 	for _, r := range recs {
-		if r.Kind == checkpoint.KindDPDK && strings.EqualFold(r.MAC, mac) {
+		if r.PCIAddress != "" && shared(want, recordHolding(r)) != "" {
 			return fmt.Sprintf(" (the checkpoint of %s holds this MAC on PCI device %s, bound to %s)",
 				r.Key(), r.PCIAddress, r.TargetDriver)
 		}

@@ -72,7 +72,7 @@ func (c *Claimed) Attach(ctx context.Context, req Request) (Result, error) {
 	rec := checkpoint.Record{
 		ContainerID: key.ContainerID, IfName: key.IfName, Kind: checkpoint.KindClaimed, MAC: req.MAC.String(), PortID: req.PortID,
 		PCIAddress: prepared.PCIAddress, TargetDriver: prepared.TargetDriver, DeviceInfoFile: devInfo,
-		Network: req.CNINetwork, NetNS: req.Netns, PodUID: req.PodUID, Extra: map[string]string{"claimUID": req.ClaimUID},
+		Network: req.CNINetwork, NetNS: req.Netns, PodUID: req.PodUID, Extra: map[string]string{extraClaimUID: req.ClaimUID},
 	}
 	if err := c.dpdk.store.Put(rec); err != nil {
 		return Result{}, fmt.Errorf("claimed attach %s: %w", key, err)

@@ -62,6 +62,8 @@ type kernelKind struct {
 	clearStale func(h netlinksafe.Handle, parent netlink.Link, req linkRequest) error
 	// validate checks kind-specific request fields (may be nil).
 	validate func(req linkRequest) error
+	// extra is what the checkpoint keeps of req in Extra (may be nil).
+	extra func(req linkRequest) map[string]string
 }
 
 // kernelHandles opens netlink handles in the pod and parent namespaces.

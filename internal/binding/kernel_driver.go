@@ -70,6 +70,9 @@ func (k *kernelDriver) Attach(ctx context.Context, req Request) (Result, error) 
 	}
 	rec = checkpoint.Record{ContainerID: req.ContainerID, IfName: req.IfName, Kind: k.kind.name,
 		MAC: macString(req), NetNS: req.Netns, PortID: req.PortID, Network: req.CNINetwork, PodUID: req.PodUID}
+	if k.kind.extra != nil {
+		rec.Extra = k.kind.extra(lr)
+	}
 	if err := k.store.Put(rec); err != nil {
 		return Result{}, fmt.Errorf("%s attach: %w", k.kind.name, err)
 	}

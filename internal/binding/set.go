@@ -42,6 +42,8 @@ type Set struct {
 	byDriver map[string]Driver
 	byKind   map[string]Driver
 	claimed  *Claimed
+	// holds are the attachments of the ADDs under way (Hold).
+	holds holds
 }
 
 // New builds the drivers of a node.

@@ -2,6 +2,7 @@ package binding
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
@@ -20,8 +21,15 @@ type VLAN struct {
 func NewVLAN(store Checkpoints, opts KernelOptions) *VLAN {
 	return &VLAN{kernelDriver{kind: kernelKind{
 		name: checkpoint.KindVLAN, newLink: vlanLink, owns: vlanOwns,
-		clearStale: vlanClearStale, validate: vlanValidate,
+		clearStale: vlanClearStale, validate: vlanValidate, extra: vlanExtra,
 	}, store: store, opts: opts}}
+}
+
+// vlanExtra records the tag: another pod's port may be given it once this
+// one is released in the cloud, and must not be plugged while this
+// attachment holds it (Set.Hold).
+func vlanExtra(req linkRequest) map[string]string {
+	return map[string]string{extraVLANID: strconv.Itoa(req.VLANID)}
 }
 
 // vlanLink is the one place a VLAN link is built (and the one step that

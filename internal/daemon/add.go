@@ -212,17 +212,36 @@ func findStatus(kp *v1alpha1.KuryrPod, ifName string) *v1alpha1.InterfaceStatus 
 
 // plugAll plugs the interfaces want of kp at once (a DPDK device's bind
 // and the kernel interfaces' netlink calls do not wait for each other) and
-// returns them in want's order. It waits for every plug to end; the error
-// is the first one in want's order. Whatever was plugged before an error
-// stays, with its checkpoint, for the DEL the runtime makes after a failed
-// ADD, as when the interfaces were plugged one after the other.
+// returns them in want's order. Before anything is plugged, every request
+// is made and held (binding.Set.Hold): while another pod's attachment on
+// this node, plugged or still being plugged, holds the port of one of
+// them (or its MAC, or its VLAN tag), nothing is plugged and the answer is
+// "try again later" naming that attachment. It waits for every plug to end; the
+// error is the first one in want's order. Whatever was plugged before an
+// error stays, with its checkpoint, for the DEL the runtime makes after a
+// failed ADD, as when the interfaces were plugged one after the other.
 func (d *Daemon) plugAll(ctx context.Context, req *cniapi.Request, kp *v1alpha1.KuryrPod, want []v1alpha1.InterfaceRequest) ([]plugged, error) {
 	got := make([]plugged, len(want))
+	plans := make([]binding.Plan, len(want))
+	for i, ir := range want {
+		var err error
+		if got[i], plans[i], err = d.plan(req, kp.Spec.PodUID, ir, *findStatus(kp, ir.IfName)); err != nil {
+			return nil, err
+		}
+	}
+	release, err := d.bindings.Hold(plans...)
+	if err != nil {
+		if held, ok := errors.AsType[*binding.HeldError](err); ok {
+			return nil, cniErr(cniapi.CodeTryAgainLater, "interface %s: %v (a retry plugs it once that attachment is undone)",
+				held.Want.IfName, err)
+		}
+		return nil, cniErr(cniapi.CodeTryAgainLater, "pod %s/%s: %v", kp.Namespace, kp.Name, err)
+	}
+	defer release()
 	errs := make([]error, len(want))
 	var wg sync.WaitGroup
-	for i, ir := range want {
-		st := findStatus(kp, ir.IfName)
-		wg.Go(func() { got[i], errs[i] = d.plug(ctx, req, kp.Spec.PodUID, ir, *st) })
+	for i := range got {
+		wg.Go(func() { errs[i] = d.plug(ctx, &got[i], plans[i].Driver) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -233,17 +252,16 @@ func (d *Daemon) plugAll(ctx context.Context, req *cniapi.Request, kp *v1alpha1.
 	return got, nil
 }
 
-// plug puts one interface in the pod (or binds its device) through the
-// binding driver of its driver name, which waits for a DPDK device and
-// keeps the checkpoint.
-func (d *Daemon) plug(ctx context.Context, req *cniapi.Request, podUID types.UID, ir v1alpha1.InterfaceRequest, st v1alpha1.InterfaceStatus) (plugged, error) {
+// plan makes the binding request of one interface and picks its binding
+// driver by its driver name (a claim's device: the driver that reports it).
+func (d *Daemon) plan(req *cniapi.Request, podUID types.UID, ir v1alpha1.InterfaceRequest, st v1alpha1.InterfaceStatus) (plugged, binding.Plan, error) {
 	p := plugged{ir: ir, st: st}
 	drv, err := d.bindings.ForDriver(string(ir.Driver))
 	if err != nil {
-		return p, cniErr(cniapi.CodeBadConfig, "interface %s: %v", ir.IfName, err)
+		return p, binding.Plan{}, cniErr(cniapi.CodeBadConfig, "interface %s: %v", ir.IfName, err)
 	}
 	if p.req, err = bindingRequest(req, req.Netns, ir, st); err != nil {
-		return p, err
+		return p, binding.Plan{}, err
 	}
 	p.req.PodUID = string(podUID)
 	if c := ir.ResourceClaim; c != nil {
@@ -251,30 +269,37 @@ func (d *Daemon) plug(ctx context.Context, req *cniapi.Request, podUID types.UID
 		// again; its claim and port as the controller planned them.
 		drv, p.req.ClaimUID, p.req.PortID = d.bindings.Claimed(), string(c.UID), c.PortID
 	}
+	return p, binding.Plan{Driver: drv, Request: p.req}, nil
+}
+
+// plug puts one interface in the pod (or binds its device) through its
+// binding driver, which waits for a DPDK device and keeps the checkpoint.
+func (d *Daemon) plug(ctx context.Context, p *plugged, drv binding.Driver) (err error) {
+	ir, st := p.ir, p.st
 	t := time.Now()
 	if p.res, err = drv.Attach(ctx, p.req); err != nil {
 		if errors.Is(err, binding.ErrClaimNotPrepared) {
-			return p, cniErr(cniapi.CodeTryAgainLater, "interface %s is the device of ResourceClaim %s: %v", ir.IfName, ir.ResourceClaim.Name, err)
+			return cniErr(cniapi.CodeTryAgainLater, "interface %s is the device of ResourceClaim %s: %v", ir.IfName, ir.ResourceClaim.Name, err)
 		}
 		if errors.Is(err, binding.ErrDeviceInfoPath) {
-			return p, cniErr(cniapi.CodeBadConfig, "interface %s: runtimeConfig.CNIDeviceInfoFile refused: %v", ir.IfName, err)
+			return cniErr(cniapi.CodeBadConfig, "interface %s: runtimeConfig.CNIDeviceInfoFile refused: %v", ir.IfName, err)
 		}
 		if errors.Is(err, binding.ErrDeviceNotFound) {
-			return p, cniErr(cniapi.CodeTryAgainLater, "interface %s: the device with MAC %s (port %s) has not appeared in this VM: %v",
+			return cniErr(cniapi.CodeTryAgainLater, "interface %s: the device with MAC %s (port %s) has not appeared in this VM: %v",
 				ir.IfName, st.MAC, st.PortID, err)
 		}
-		return p, fmt.Errorf("interface %s (MAC %s): %w", ir.IfName, st.MAC, err)
+		return fmt.Errorf("interface %s (MAC %s): %w", ir.IfName, st.MAC, err)
 	}
 	took := time.Since(t)
 	if p.res.PCIAddress == "" {
 		d.metrics.phases.WithLabelValues(phaseNetlink).Observe(took.Seconds())
-		return p, nil
+		return nil
 	}
 	if p.res.DeviceWait > 0 {
 		d.metrics.phases.WithLabelValues(phaseWaitDevice).Observe(p.res.DeviceWait.Seconds())
 	}
 	d.metrics.phases.WithLabelValues(phaseBind).Observe((took - p.res.DeviceWait).Seconds())
-	return p, nil
+	return nil
 }
 
 // recordPlugged marks the interfaces Plugged in the KuryrPod, with what

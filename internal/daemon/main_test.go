@@ -238,9 +238,9 @@ func (n *node) startDaemonAs(cfg *rest.Config, timeout time.Duration, primary bo
 }
 
 // createPod makes the pod and the KuryrPod the controller would make for
-// it: eth0 (MACVLAN, default route) and net1 (DPDK, its own port, recorded
-// as attached for the pod in the node's KuryrNode first), in the given
-// state.
+// it: eth0 (MACVLAN, default route, its own port) and net1 (DPDK, its own
+// port, recorded as attached for the pod in the node's KuryrNode first),
+// in the given state.
 func (n *node) createPod(name string, state v1alpha1.InterfaceState) (*corev1.Pod, *v1alpha1.KuryrPod) {
 	n.t.Helper()
 	return n.createPodMACs(name, state, eth0MAC, dpdkMAC)
@@ -267,7 +267,7 @@ func (n *node) createPodMACs(name string, state v1alpha1.InterfaceState, eth0MAC
 	kp.Status = v1alpha1.KuryrPodStatus{Conditions: []metav1.Condition{{
 		Type: v1alpha1.ConditionSpecValid, Status: metav1.ConditionTrue, Reason: "Planned", ObservedGeneration: kp.Generation, LastTransitionTime: metav1.Now(),
 	}}, Interfaces: []v1alpha1.InterfaceStatus{
-		{IfName: "eth0", Driver: v1alpha1.DriverNestedMACVLAN, PortID: "port-eth0", MAC: eth0MAC, IPs: []string{"10.1.0.5/16"}, MTU: 1450,
+		{IfName: "eth0", Driver: v1alpha1.DriverNestedMACVLAN, PortID: "port-eth0-" + name, MAC: eth0MAC, IPs: []string{"10.1.0.5/16"}, MTU: 1450,
 			Gateway: "10.1.0.1", Routes: []v1alpha1.Route{{Dst: "0.0.0.0/0", Gateway: "10.1.0.1"}}, State: state},
 		{IfName: "net1", Driver: v1alpha1.DriverNestedDPDK, Network: "default/dataplane", PortID: "port-" + name, MAC: dpdkMAC,
 			IPs: []string{"10.3.0.7/24"}, MTU: 1450, Gateway: "10.3.0.1", State: state},
