@@ -280,18 +280,7 @@ func TestPoolLateCreateAdopted(t *testing.T) {
 	f := newFixture(t, 1)
 	node := f.ns + "-node-0"
 	f.opts.Pools.NestedVLAN = PoolSize{Min: 3, Max: 6, Batch: 3}
-	var late atomic.Int64 // 1: the late create is held, 2: made
-	f.interpose(700*time.Millisecond, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v2.0/ports") &&
-			strings.Contains(body(r), tagPrefixPool) && late.CompareAndSwap(0, 1) {
-			<-r.Context().Done()
-			time.Sleep(3 * time.Second)
-			next.ServeHTTP(httptest.NewRecorder(), r.Clone(context.Background()))
-			late.Store(2)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	late := f.lateCreate(3*time.Second, func(b string) bool { return strings.Contains(b, tagPrefixPool) })
 	f.startController()
 	f.createPod("first", node, "")
 	f.waitReady("first")
@@ -318,20 +307,7 @@ func TestPoolLateCreateAdopted(t *testing.T) {
 func TestPodLateCreateNotRepeated(t *testing.T) {
 	f := newFixture(t, 1)
 	node := f.ns + "-node-0"
-	var late atomic.Int64 // 1: the late create is held, 2: made
-	f.interpose(700*time.Millisecond, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v2.0/ports") && late.CompareAndSwap(0, 1) {
-			// The server notices the client's going (and cancels the
-			// request's context) only once the body has been read.
-			_ = body(r)
-			<-r.Context().Done()
-			time.Sleep(time.Second)
-			next.ServeHTTP(httptest.NewRecorder(), r.Clone(context.Background()))
-			late.Store(2)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	late := f.lateCreate(time.Second, func(string) bool { return true })
 	f.startController()
 	f.createPod("late", node, "")
 	kp := f.waitReady("late")
@@ -384,4 +360,26 @@ func TestPoolRebuiltTakeIsOneCall(t *testing.T) {
 	if _, pooled := f.poolPorts()[id]; !pooled {
 		t.Errorf("the pod got port %s, not a rebuilt pool's", id)
 	}
+}
+
+// lateCreate makes the first port create (single or bulk) whose body
+// match accepts reach the simulated cloud only delay after the client
+// (whose requests time out after 700 ms) gave up on it: Neutron makes it
+// late. The value it returns is 1 while that create is held, 2 once it
+// is made.
+func (f *fixture) lateCreate(delay time.Duration, match func(body string) bool) *atomic.Int64 {
+	var late atomic.Int64
+	f.interpose(700*time.Millisecond, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		// Reading the body is also what lets the server notice the
+		// client's going (and cancel the request's context).
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/v2.0/ports") && match(body(r)) && late.CompareAndSwap(0, 1) {
+			<-r.Context().Done()
+			time.Sleep(delay)
+			next.ServeHTTP(httptest.NewRecorder(), r.Clone(context.Background()))
+			late.Store(2)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+	return &late
 }

@@ -131,17 +131,7 @@ func TestDPDKPoolFillsWithinHotplugSlots(t *testing.T) {
 		return slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, reasonNoSlot+":") && strings.Contains(e, want) }) &&
 			strings.Contains(st.LastError, want), fmt.Sprintf("events %v, pool %s", evs, s)
 	})
-	if n := len(f.poolPorts()); n != 3 {
-		t.Fatalf("%d pool ports made, want 3 (the node's slots)", n)
-	}
-	for pid := range f.poolPorts() {
-		if !f.attached(node, pid) {
-			t.Fatalf("pool port %s is not attached to the node's server", pid)
-		}
-	}
-	if a := f.sim.Count("nova.interfaces.attach"); a != 3 {
-		t.Fatalf("Nova was asked for %d attaches, want 3 (none past the slots, none for the pod itself)", a)
-	}
+	f.poolAttached(node, 3) // none past the slots, none for the pod itself
 	devices := map[string]string{}
 	for pid := range f.poolPorts() {
 		devices[pid] = "Ready"
@@ -211,17 +201,7 @@ func TestDPDKPoolsOfANodeShareItsSlots(t *testing.T) {
 	if n := created.Load(); n != 3 {
 		t.Fatalf("%d DPDK ports created for the node's pools, want 3 (its free hot-plug slots)", n)
 	}
-	if n := len(f.poolPorts()); n != 3 {
-		t.Fatalf("%d pool ports in the cloud, want 3", n)
-	}
-	for pid := range f.poolPorts() {
-		if !f.attached(node, pid) {
-			t.Fatalf("pool port %s is not attached to the node's server", pid)
-		}
-	}
-	if a := f.sim.Count("nova.interfaces.attach"); a != 3 {
-		t.Fatalf("Nova was asked for %d attaches, want 3", a)
-	}
+	f.poolAttached(node, 3)
 	evs, err := f.nodeEvents(node)
 	must(t, err)
 	if !slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, reasonNoSlot+":") && strings.Contains(e, want) }) {
@@ -828,4 +808,21 @@ func (f *fixture) kuryrNodeVersion(node string) string {
 	var kn v1alpha1.KuryrNode
 	must(f.t, f.c.Get(f.ctx, types.NamespacedName{Name: node}, &kn))
 	return kn.ResourceVersion
+}
+
+// poolAttached checks that the cloud holds n pool ports, each attached to
+// node's server, and that Nova was asked for n attaches in all.
+func (f *fixture) poolAttached(node string, n int) {
+	f.t.Helper()
+	if got := len(f.poolPorts()); got != n {
+		f.t.Fatalf("%d pool ports in the cloud, want %d", got, n)
+	}
+	for pid := range f.poolPorts() {
+		if !f.attached(node, pid) {
+			f.t.Fatalf("pool port %s is not attached to the node's server", pid)
+		}
+	}
+	if a := f.sim.Count("nova.interfaces.attach"); a != int64(n) {
+		f.t.Fatalf("Nova was asked for %d attaches, want %d", a, n)
+	}
 }
