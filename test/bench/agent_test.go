@@ -31,10 +31,13 @@ while read -r line; do
 done
 `
 	path := filepath.Join(dir, "mariadb")
-	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return []string{path}
+	// Run through /bin/sh, never exec'd itself: a parallel test's fork can
+	// inherit this file's write descriptor for an instant, and exec of a file
+	// open for writing fails with ETXTBSY ("text file busy").
+	return []string{"/bin/sh", path}
 }
 
 func TestAgentRetriesAfterDeadlock(t *testing.T) {
